@@ -54,5 +54,16 @@ if (job === 'demo') {
   run(pnpm, ['--filter', '@folk/example-demo', 'run', 'start']);
 } else {
   run(pnpm, ['exec', 'turbo', 'run', 'build', 'typecheck', '--output-logs=errors-only']);
-  run(pnpm, ['exec', 'vitest', 'run']);
+  // Every test, then one plain closing line that any CI can read.
+  const results = join(root, 'node_modules', '.vitest-results.json');
+  const r = spawnSync(
+    pnpm,
+    ['exec', 'vitest', 'run', '--reporter=default', '--reporter=json', `--outputFile.json=${results}`],
+    { cwd: root, stdio: 'inherit', env: process.env },
+  );
+  if (existsSync(results)) {
+    const { numPassedTests, numFailedTests, numPendingTests, numTodoTests } = JSON.parse(readFileSync(results, 'utf8'));
+    console.log(`\nvitest: ${numPassedTests} passed, ${numFailedTests} failed, ${numPendingTests + numTodoTests} skipped`);
+  }
+  process.exit(r.status ?? 1);
 }
