@@ -1,0 +1,520 @@
+import { readFileSync } from 'node:fs';
+import { constants } from 'node:os';
+import { native, type NativeHandle, type RawExit } from './native.js';
+
+/** Resource usage of an exited process (and the descendants it waited for), from waitid(2). */
+export interface Rusage {
+  /** CPU time spent in user mode, in milliseconds (microsecond precision). */
+  readonly userCpuMs: number;
+  /** CPU time spent in the kernel, in milliseconds (microsecond precision). */
+  readonly systemCpuMs: number;
+  /** Peak resident set size, in kilobytes. */
+  readonly maxRssKb: number;
+  /** Page faults served without I/O. */
+  readonly minorPageFaults: number;
+  /** Page faults that needed I/O. */
+  readonly majorPageFaults: number;
+  /** Block input operations. */
+  readonly fsReads: number;
+  /** Block output operations. */
+  readonly fsWrites: number;
+  readonly voluntaryContextSwitches: number;
+  readonly involuntaryContextSwitches: number;
+}
+
+/**
+ * How a process ended.
+ *
+ * - Exited normally: `code` is its exit code, `signal` and `signalNumber` are null.
+ * - Killed by a signal: `code` is null, `signalNumber` is the signal and
+ *   `signal` its name (null for the unnamed real-time signals).
+ * - Exited, but its status is not ours to know (not our child, or someone
+ *   else, such as libuv for a `child_process` child, reaped it first): `code`,
+ *   `signal` and `signalNumber` are all null and there is no `rusage`.
+ */
+export interface ExitInfo {
+  readonly pid: number;
+  readonly code: number | null;
+  readonly signal: NodeJS.Signals | null;
+  readonly signalNumber: number | null;
+  readonly rusage?: Rusage;
+}
+
+export interface PidFdOpenOptions {
+  /**
+   * The process is our own child and nothing else reaps it (for example one
+   * spawned by `@folk/fd-inherit`): waiting reaps it with waitid(P_PIDFD).
+   * Never set this for a `child_process` child; libuv reaps those. Default `false`.
+   */
+  reap?: boolean;
+}
+
+export interface PidFdAdoptOptions extends PidFdOpenOptions {
+  /** The process id, when the caller knows it. Default: read from /proc/self/fdinfo. */
+  pid?: number;
+}
+
+export interface PidFdWaitOptions {
+  /** Cancels this wait (the promise rejects with an `AbortError`); other waits go on. */
+  signal?: AbortSignal;
+}
+
+// ---------------------------------------------------------------------------
+// Node-style errors
+
+type ErrnoException = NodeJS.ErrnoException;
+
+function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
+  const got = actual === null ? 'null' : Array.isArray(actual) ? 'an array' : `type ${typeof actual}`;
+  const err = new TypeError(`The "${name}" argument must be ${expected}. Received ${got}`);
+  (err as ErrnoException).code = 'ERR_INVALID_ARG_TYPE';
+  return err;
+}
+
+function invalidArgValue(name: string, reason: string, actual: unknown): TypeError {
+  const err = new TypeError(`The "${name}" argument ${reason}. Received ${String(actual)}`);
+  (err as ErrnoException).code = 'ERR_INVALID_ARG_VALUE';
+  return err;
+}
+
+const INT32_MAX = 2 ** 31 - 1;
+
+function validateInteger(value: unknown, name: string, min: number, max: number): number {
+  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    const err = new RangeError(
+      `The value of "${name}" is out of range. It must be an integer >= ${min} && <= ${max}. Received ${value}`,
+    );
+    (err as ErrnoException).code = 'ERR_OUT_OF_RANGE';
+    throw err;
+  }
+  return value;
+}
+
+function optionsObject(options: unknown): Record<string, unknown> {
+  if (options === undefined) return {};
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw invalidArgType('options', 'of type object', options);
+  }
+  return options as Record<string, unknown>;
+}
+
+function optionalBoolean(options: Record<string, unknown>, key: string, fallback: boolean): boolean {
+  const value = options[key];
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw invalidArgType(`options.${key}`, 'of type boolean', value);
+  return value;
+}
+
+// The messages libuv gives the few errors we raise ourselves rather than get
+// from a syscall.
+const MESSAGES: Record<string, string> = {
+  EBADF: 'bad file descriptor',
+  ECHILD: 'no child processes',
+  ESRCH: 'no such process',
+};
+
+function systemError(code: string, syscall: string, detail: string): ErrnoException {
+  const err: ErrnoException = new Error(`${code}: ${MESSAGES[code]}, ${syscall} (${detail})`);
+  err.errno = -(constants.errno as Record<string, number>)[code]!;
+  err.code = code;
+  err.syscall = syscall;
+  return err;
+}
+
+// The first kernel with each call.
+const MIN_KERNEL: Record<string, string> = {
+  pidfd_send_signal: '5.1',
+  pidfd_open: '5.3',
+  waitid: '5.4 (P_PIDFD)',
+  pidfd_getfd: '5.6',
+};
+
+/** Say what was being done on an errno error from the binding; ENOSYS names the kernel needed. */
+function explain(err: unknown, detail: string): unknown {
+  const e = err as ErrnoException;
+  if (!(e instanceof Error) || typeof e.syscall !== 'string') return err;
+  e.message += ` (${detail})`;
+  const kernel = MIN_KERNEL[e.syscall];
+  if (e.code === 'ENOSYS' && kernel) e.message += `: ${e.syscall} needs Linux ${kernel} or later`;
+  return e;
+}
+
+function abortError(signal: AbortSignal): Error {
+  const err = new Error('The operation was aborted', { cause: signal.reason });
+  err.name = 'AbortError';
+  (err as ErrnoException).code = 'ABORT_ERR';
+  return err;
+}
+
+// ---------------------------------------------------------------------------
+// Signals
+
+const SIGNAL_NUMBERS = constants.signals as Record<string, number>;
+const SIGNAL_NAMES = new Map<number, NodeJS.Signals>();
+for (const [name, number] of Object.entries(SIGNAL_NUMBERS)) {
+  // Aliases (SIGIOT, SIGPOLL) come after the names the kernel documents.
+  if (!SIGNAL_NAMES.has(number)) SIGNAL_NAMES.set(number, name as NodeJS.Signals);
+}
+/** _NSIG - 1 on Linux: the real-time signals end at 64. */
+const MAX_SIGNAL = 64;
+
+function signalNumber(signal: unknown, name: string): number {
+  if (typeof signal === 'number') return validateInteger(signal, name, 0, MAX_SIGNAL);
+  if (typeof signal !== 'string') throw invalidArgType(name, 'of type string or number', signal);
+  if (!Object.hasOwn(SIGNAL_NUMBERS, signal)) {
+    const err = new TypeError(`Unknown signal: ${signal}`);
+    (err as ErrnoException).code = 'ERR_UNKNOWN_SIGNAL';
+    throw err;
+  }
+  return SIGNAL_NUMBERS[signal]!;
+}
+
+// ---------------------------------------------------------------------------
+// Exit information
+
+function toExitInfo(raw: RawExit): ExitInfo {
+  const r = raw.rusage;
+  const rusage: Rusage = Object.freeze({
+    userCpuMs: r.utimeUs / 1000,
+    systemCpuMs: r.stimeUs / 1000,
+    maxRssKb: r.maxrss,
+    minorPageFaults: r.minflt,
+    majorPageFaults: r.majflt,
+    fsReads: r.inblock,
+    fsWrites: r.oublock,
+    voluntaryContextSwitches: r.nvcsw,
+    involuntaryContextSwitches: r.nivcsw,
+  });
+  if (raw.code === native.CLD_EXITED) {
+    return Object.freeze({ pid: raw.pid, code: raw.status, signal: null, signalNumber: null, rusage });
+  }
+  // CLD_KILLED or CLD_DUMPED: WEXITED reports nothing else.
+  const signal = SIGNAL_NAMES.get(raw.status) ?? null;
+  return Object.freeze({ pid: raw.pid, code: null, signal, signalNumber: raw.status, rusage });
+}
+
+function unknownExit(pid: number): ExitInfo {
+  return Object.freeze({ pid, code: null, signal: null, signalNumber: null });
+}
+
+/** What waiting on a PidFd came to; kept so every later wait gives the same answer. */
+type Outcome = { info: ExitInfo } | { error: Error };
+
+function settle(outcome: Outcome): ExitInfo {
+  if ('error' in outcome) throw outcome.error;
+  return outcome.info;
+}
+
+interface Waiter {
+  resolve(info: ExitInfo): void;
+  reject(err: unknown): void;
+  signal: AbortSignal | undefined;
+  onAbort: (() => void) | undefined;
+}
+
+function readFdinfoPid(fd: number): number {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1');
+  } catch (err) {
+    if ((err as ErrnoException).code === 'ENOENT') throw systemError('EBADF', 'adopt', `fd ${fd} is not open`);
+    throw err;
+  }
+  const m = /^Pid:\s*(-?\d+)\s*$/m.exec(text);
+  if (!m) throw invalidArgValue('fd', 'must be a pidfd', fd);
+  return Number(m[1]);
+}
+
+// ---------------------------------------------------------------------------
+
+/**
+ * A handle to one process that stays valid however long the process has been
+ * gone: signals go to that process or fail with ESRCH, never to a process that
+ * reused its pid.
+ *
+ * The PidFd owns its fd: call `close()` (or use `using`) when done. A PidFd
+ * that is garbage-collected without `close()` has its fd closed then, at a
+ * time you do not control; a pending `wait()` keeps it from being collected.
+ */
+export class PidFd {
+  /** The process id the handle was made for. */
+  readonly pid: number;
+  readonly #reap: boolean;
+  #fd: number;
+  readonly #handle: NativeHandle;
+  #outcome: Outcome | undefined;
+  readonly #waiters = new Set<Waiter>();
+  #watching = false;
+
+  private constructor(fd: number, pid: number, reap: boolean) {
+    this.#handle = new native.Handle(fd);
+    this.#fd = fd;
+    this.pid = pid;
+    this.#reap = reap;
+  }
+
+  /**
+   * pidfd_open(2): a handle to the process `pid`. The fd is close-on-exec.
+   *
+   * Opening a pid is race-free for our own children that nobody has reaped yet
+   * (their pid cannot be reused before that); for other processes, open it
+   * while you know the pid still names the process you mean.
+   *
+   * @throws ESRCH when no such process exists; EINVAL when `pid` is a thread,
+   * not a process; EMFILE/ENFILE; ENOSYS before Linux 5.3.
+   */
+  static open(pid: number, options?: PidFdOpenOptions): PidFd {
+    validateInteger(pid, 'pid', 1, INT32_MAX);
+    const reap = optionalBoolean(optionsObject(options), 'reap', false);
+    let fd: number;
+    try {
+      fd = native.pidfdOpen(pid);
+    } catch (err) {
+      throw explain(err, `pid ${pid}`);
+    }
+    return new PidFd(fd, pid, reap);
+  }
+
+  /**
+   * Take ownership of a pidfd the caller already owns (for example one a
+   * spawn returned). On success the PidFd closes it; if this throws, the
+   * caller still owns it. The pid is read from /proc/self/fdinfo unless
+   * `options.pid` gives it.
+   */
+  static adopt(fd: number, options?: PidFdAdoptOptions): PidFd {
+    validateInteger(fd, 'fd', 0, INT32_MAX);
+    const opts = optionsObject(options);
+    const reap = optionalBoolean(opts, 'reap', false);
+    const given = opts['pid'] === undefined ? undefined : validateInteger(opts['pid'], 'options.pid', 1, INT32_MAX);
+    // Also proves the fd is a pidfd: no other fd has a Pid: line.
+    const seen = readFdinfoPid(fd);
+    let pid: number;
+    if (given !== undefined) {
+      // 0: the process is in a pid namespace we cannot see; -1: already reaped.
+      if (seen > 0 && seen !== given) {
+        throw invalidArgValue('options.pid', `does not match the process fd ${fd} refers to (pid ${seen})`, given);
+      }
+      pid = given;
+    } else if (seen > 0) {
+      pid = seen;
+    } else if (seen === 0) {
+      throw invalidArgValue('fd', 'refers to a process outside this pid namespace; pass options.pid', fd);
+    } else {
+      throw systemError('ESRCH', 'adopt', `the process of fd ${fd} was already reaped and no options.pid was given`);
+    }
+    return new PidFd(fd, pid, reap);
+  }
+
+  /** The pidfd, or -1 once closed. Do not close it yourself; call `close()`. */
+  get fd(): number {
+    return this.#fd;
+  }
+
+  /**
+   * pidfd_send_signal(2). `signal` is a name (`'SIGKILL'`) or a number
+   * (0 checks that the process exists); default `'SIGTERM'`.
+   *
+   * @throws ESRCH once the process has exited (even while it is an unreaped
+   * zombie, which the kernel would still accept signals for); EPERM.
+   */
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
+    const sig = signalNumber(signal, 'signal');
+    this.#assertOpen('pidfd_send_signal');
+    if (this.#outcome !== undefined || native.readable(this.#fd, 0)) {
+      throw systemError('ESRCH', 'pidfd_send_signal', `process ${this.pid} has exited`);
+    }
+    try {
+      native.sendSignal(this.#fd, sig);
+    } catch (err) {
+      throw explain(err, `pid ${this.pid}, signal ${signal}`);
+    }
+  }
+
+  /**
+   * Resolves when the process exits, from pidfd readiness on the event loop
+   * (no thread is parked, nothing polls on a timer). Any number of waits may
+   * be pending on one PidFd; they share one poll handle and one answer.
+   *
+   * What it resolves with (and what every later wait, `waitSync()` and
+   * `tryWait()` on this PidFd then return, unchanged):
+   * - `reap: true`: the process is reaped with waitid(P_PIDFD) and the
+   *   ExitInfo has `code`/`signal` and `rusage`. If its status was already
+   *   gone (someone else reaped it, or it is not our child) the wait rejects
+   *   with ECHILD.
+   * - default: the status is only peeked (WNOWAIT), so a `child_process`
+   *   child's `'exit'` event still fires. If the peek finds it (an unreaped
+   *   child of ours), the ExitInfo has `code`/`signal`/`rusage`; if not (not
+   *   our child, or libuv reaped it first) it resolves with `code`, `signal`
+   *   and `signalNumber` all null.
+   *
+   * Rejects with an `AbortError` when `options.signal` aborts, and with EBADF
+   * if the PidFd is closed while waiting.
+   */
+  wait(options?: PidFdWaitOptions): Promise<ExitInfo> {
+    let signal: AbortSignal | undefined;
+    try {
+      const value = optionsObject(options)['signal'];
+      if (value !== undefined && !(value instanceof AbortSignal)) {
+        throw invalidArgType('options.signal', 'an instance of AbortSignal', value);
+      }
+      signal = value;
+      this.#assertOpen('waitid');
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (signal?.aborted) return Promise.reject(abortError(signal));
+    if (this.#outcome !== undefined) {
+      const outcome = this.#outcome;
+      return new Promise((resolve) => resolve(settle(outcome)));
+    }
+    return new Promise<ExitInfo>((resolve, reject) => {
+      const waiter: Waiter = { resolve, reject, signal, onAbort: undefined };
+      if (signal) {
+        waiter.onAbort = () => {
+          this.#forget(waiter);
+          reject(abortError(signal));
+        };
+        signal.addEventListener('abort', waiter.onAbort, { once: true });
+      }
+      this.#waiters.add(waiter);
+      if (!this.#watching) {
+        try {
+          this.#handle.start(this.#onReady);
+        } catch (err) {
+          this.#forget(waiter);
+          reject(err);
+          return;
+        }
+        this.#watching = true;
+      }
+    });
+  }
+
+  /**
+   * Blocks the calling thread (and so the event loop) until the process
+   * exits; returns what `wait()` would. Meant for scripts and shutdown paths.
+   */
+  waitSync(): ExitInfo {
+    this.#assertOpen('waitid');
+    if (this.#outcome === undefined) native.readable(this.#fd, -1);
+    return settle(this.#outcome ?? this.#collect());
+  }
+
+  /** `null` while the process runs; afterwards what `wait()` would give. Never blocks. */
+  tryWait(): ExitInfo | null {
+    this.#assertOpen('waitid');
+    if (this.#outcome === undefined && !native.readable(this.#fd, 0)) return null;
+    return settle(this.#outcome ?? this.#collect());
+  }
+
+  /**
+   * pidfd_getfd(2) (Linux 5.6): a close-on-exec duplicate, in this process,
+   * of the process's fd `targetFd`. Needs ptrace access to the process.
+   *
+   * @throws EBADF when the process has no such fd; EPERM without ptrace
+   * rights; ESRCH when it has exited.
+   */
+  getFd(targetFd: number): number {
+    validateInteger(targetFd, 'targetFd', 0, INT32_MAX);
+    this.#assertOpen('pidfd_getfd');
+    try {
+      return native.getfd(this.#fd, targetFd);
+    } catch (err) {
+      const e = explain(err, `fd ${targetFd} of pid ${this.pid}`) as ErrnoException;
+      if (e.code === 'EPERM') {
+        e.message +=
+          ': taking an fd from another process needs ptrace access to it ' +
+          '(the same user and a kernel.yama.ptrace_scope that allows it, or CAP_SYS_PTRACE)';
+      }
+      throw e;
+    }
+  }
+
+  /** Pending waits keep the event loop alive (the default), like a child process. */
+  ref(): this {
+    this.#handle.ref();
+    return this;
+  }
+
+  /** Pending waits no longer keep the event loop alive; they still resolve if it runs. */
+  unref(): this {
+    this.#handle.unref();
+    return this;
+  }
+
+  /** Close the pidfd. Pending waits reject with EBADF. Idempotent. */
+  close(): void {
+    if (this.#fd === -1) return;
+    this.#fd = -1;
+    this.#watching = false;
+    this.#handle.close();
+    const waiters = [...this.#waiters];
+    for (const w of waiters) {
+      this.#forget(w);
+      w.reject(systemError('EBADF', 'waitid', `PidFd of pid ${this.pid} was closed while waiting`));
+    }
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  #assertOpen(syscall: string): void {
+    if (this.#fd === -1) throw systemError('EBADF', syscall, `PidFd of pid ${this.pid} is closed`);
+  }
+
+  /** Drop one waiter; the poll stops when nobody is left. */
+  #forget(waiter: Waiter): void {
+    if (waiter.signal && waiter.onAbort) waiter.signal.removeEventListener('abort', waiter.onAbort);
+    this.#waiters.delete(waiter);
+    if (this.#waiters.size === 0 && this.#watching) {
+      this.#watching = false;
+      this.#handle.stop();
+    }
+  }
+
+  // Runs from the uv_poll_t callback: the pidfd is readable, so the process
+  // has exited (or polling failed).
+  readonly #onReady = (err: Error | null): void => {
+    const waiters = [...this.#waiters];
+    for (const w of waiters) this.#forget(w);
+    if (err) {
+      for (const w of waiters) w.reject(err);
+      return;
+    }
+    let outcome: Outcome;
+    try {
+      outcome = this.#outcome ?? this.#collect();
+    } catch (e) {
+      for (const w of waiters) w.reject(e);
+      return;
+    }
+    for (const w of waiters) {
+      if ('error' in outcome) w.reject(outcome.error);
+      else w.resolve(outcome.info);
+    }
+  };
+
+  /** After readiness: reap or peek, and remember the answer. */
+  #collect(): Outcome {
+    let raw: RawExit | null;
+    try {
+      raw = native.waitid(this.#fd, !this.#reap);
+    } catch (err) {
+      if ((err as ErrnoException).code !== 'ECHILD') throw explain(err, `pid ${this.pid}`);
+      if (this.#reap) {
+        const error = explain(
+          err,
+          `pid ${this.pid}: its exit status was already collected elsewhere, or it is not a child of this process`,
+        ) as Error;
+        return (this.#outcome = { error });
+      }
+      raw = null;
+    }
+    // raw is null only when the process was being reaped concurrently by
+    // someone else: it has exited, with a status we cannot know.
+    const info = raw ? toExitInfo(raw) : unknownExit(this.pid);
+    return (this.#outcome = { info });
+  }
+}

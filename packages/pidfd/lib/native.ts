@@ -1,0 +1,60 @@
+// The one seam between TypeScript and C++: the shape of src/pidfd.cc's
+// exports, declared once so lib/index.ts is type-checked against it.
+import { join } from 'node:path';
+import nodeGypBuild from 'node-gyp-build';
+
+/** struct rusage as waitid(2) fills it; times in microseconds. */
+export interface RawRusage {
+  utimeUs: number;
+  stimeUs: number;
+  maxrss: number;
+  minflt: number;
+  majflt: number;
+  inblock: number;
+  oublock: number;
+  nvcsw: number;
+  nivcsw: number;
+}
+
+/** The parts of siginfo_t that waitid(2) sets for an exited child. */
+export interface RawExit {
+  pid: number;
+  /** si_code: CLD_EXITED, CLD_KILLED or CLD_DUMPED. */
+  code: number;
+  /** si_status: the exit code for CLD_EXITED, else the signal number. */
+  status: number;
+  rusage: RawRusage;
+}
+
+/** Owns one pidfd (closed by close() or by the garbage collector) and its uv_poll_t. */
+export interface NativeHandle {
+  /** Watch for POLLIN on the event loop; `onReady` runs on each readiness until stop(). */
+  start(onReady: (err: Error | null) => void): void;
+  stop(): void;
+  ref(): void;
+  unref(): void;
+  /** Stop, close the poll handle and close the fd. Idempotent. */
+  close(): void;
+}
+
+export interface NativeBinding {
+  /** pidfd_open(pid, 0): a new O_CLOEXEC pidfd. */
+  pidfdOpen(pid: number): number;
+  /** pidfd_send_signal(pidfd, signal, NULL, 0). */
+  sendSignal(pidfd: number, signal: number): void;
+  /** waitid(P_PIDFD, pidfd, WEXITED | WNOHANG [| WNOWAIT]); null when nothing is waitable yet. */
+  waitid(pidfd: number, noWait: boolean): RawExit | null;
+  /** poll(2) for POLLIN; -1 blocks. */
+  readable(pidfd: number, timeoutMs: number): boolean;
+  /** pidfd_getfd(pidfd, targetFd, 0): a new O_CLOEXEC fd. */
+  getfd(pidfd: number, targetFd: number): number;
+  /** Takes ownership of `fd`. */
+  Handle: new (fd: number) => NativeHandle;
+  readonly CLD_EXITED: number;
+  readonly CLD_KILLED: number;
+  readonly CLD_DUMPED: number;
+}
+
+// lib/ (sources, under vitest) and dist/ (the build) both sit one level below
+// the package root, where node-gyp-build looks for build/ and prebuilds/.
+export const native = nodeGypBuild(join(__dirname, '..')) as NativeBinding;
