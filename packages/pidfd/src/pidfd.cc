@@ -39,7 +39,13 @@ namespace {
 // kernel the call needs.
 Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall) {
   const char* code = uv_err_name(-err);
-  Napi::Error e = Napi::Error::New(env, std::string(code) + ": " + uv_strerror(-err) + ", " + syscall);
+  std::string message = uv_strerror(-err);
+  // libuv names only the errnos it uses itself; waitid's ECHILD is not one.
+  if (err == ECHILD) {
+    code = "ECHILD";
+    message = "no child processes";
+  }
+  Napi::Error e = Napi::Error::New(env, std::string(code) + ": " + message + ", " + syscall);
   e.Set("errno", Napi::Number::New(env, -err));
   e.Set("code", Napi::String::New(env, code));
   e.Set("syscall", Napi::String::New(env, syscall));

@@ -1,0 +1,481 @@
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, readSync, readdirSync, readlinkSync, writeSync } from 'node:fs';
+import { getEventListeners, once } from 'node:events';
+import { describe, expect, it } from 'vitest';
+import { PidFd, type ExitInfo } from '../lib/index.js';
+import { O_CLOEXEC, errorOf, fdFlags, openFds, procState, spawnUnreaped } from './helpers.js';
+
+/** Open a reaping PidFd on a fresh child that nobody else reaps. */
+function own(command: string, args: string[] = []): PidFd {
+  return PidFd.open(spawnUnreaped(command, args), { reap: true });
+}
+
+/** A `sleep` that is not our child: a grandchild, whose parent shell reaps it. */
+async function grandchild(): Promise<{ pid: number; done: Promise<unknown> }> {
+  const sh = spawn('sh', ['-c', 'sleep 1000 & echo $!; wait'], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const [line] = (await once(sh.stdout!, 'data')) as [Buffer];
+  return { pid: Number(line.toString().trim()), done: once(sh, 'exit') };
+}
+
+describe('wait on our own child (reap: true)', () => {
+  it('reports /bin/true as code 0 and /bin/false as code 1, with rusage', async () => {
+    using t = own('true');
+    using f = own('false');
+    const [a, b] = await Promise.all([t.wait(), f.wait()]);
+    expect(a).toMatchObject({ pid: t.pid, code: 0, signal: null, signalNumber: null });
+    expect(b).toMatchObject({ pid: f.pid, code: 1, signal: null, signalNumber: null });
+    expect(a.rusage!.maxRssKb).toBeGreaterThan(0);
+    expect(a.rusage!.userCpuMs).toBeGreaterThanOrEqual(0);
+    expect(Object.keys(a.rusage!).sort()).toEqual(
+      [
+        'fsReads',
+        'fsWrites',
+        'involuntaryContextSwitches',
+        'majorPageFaults',
+        'maxRssKb',
+        'minorPageFaults',
+        'systemCpuMs',
+        'userCpuMs',
+        'voluntaryContextSwitches',
+      ].sort(),
+    );
+  });
+
+  it("reports `kill -9 $$` as SIGKILL, and reaps: no zombie is left", async () => {
+    using p = own('sh', ['-c', 'kill -9 $$']);
+    const info = await p.wait();
+    expect(info).toMatchObject({ code: null, signal: 'SIGKILL', signalNumber: 9 });
+    expect(procState(p.pid)).toBeNull();
+  });
+
+  it('reports a signal that has no name by its number', async () => {
+    using p = own('sleep', ['1000']);
+    p.kill(40); // SIGRTMIN+6: real-time signals kill by default and have no Node name
+    expect(await p.wait()).toMatchObject({ code: null, signal: null, signalNumber: 40 });
+  });
+
+  it('waiting twice gives the same answer; waitSync and tryWait agree', async () => {
+    using p = own('sh', ['-c', 'exit 3']);
+    const first = await p.wait();
+    expect(first.code).toBe(3);
+    expect(await p.wait()).toBe(first);
+    expect(p.waitSync()).toBe(first);
+    expect(p.tryWait()).toBe(first);
+    expect(Object.isFrozen(first)).toBe(true);
+  });
+
+  it('concurrent waits on one PidFd share one answer', async () => {
+    using p = own('sh', ['-c', 'exit 5']);
+    const all = await Promise.all([p.wait(), p.wait(), p.wait()]);
+    expect(all[0]!.code).toBe(5);
+    expect(all[1]).toBe(all[0]);
+    expect(all[2]).toBe(all[0]);
+  });
+
+  it('a second handle whose status was reaped by the first rejects with ECHILD, every time', async () => {
+    const pid = spawnUnreaped('sh', ['-c', 'exit 4']);
+    using first = PidFd.open(pid, { reap: true });
+    using second = PidFd.open(pid, { reap: true });
+    using observer = PidFd.open(pid);
+    expect((await first.wait()).code).toBe(4);
+    const err = (await second.wait().catch((e: unknown) => e)) as NodeJS.ErrnoException;
+    expect(err).toMatchObject({ code: 'ECHILD', syscall: 'waitid', errno: -10 });
+    expect(err.message).toMatch(/already collected elsewhere/);
+    expect(await second.wait().catch((e: unknown) => e)).toBe(err);
+    expect(errorOf(() => second.waitSync())).toBe(err);
+    // Without reap, a lost status is reported as an exit with nothing known.
+    expect(await observer.wait()).toEqual({ pid, code: null, signal: null, signalNumber: null });
+  });
+
+  it('waitSync blocks until exit and reaps; tryWait is null while running', () => {
+    using p = own('sh', ['-c', 'exit 9']);
+    using q = own('sleep', ['1000']);
+    expect(q.tryWait()).toBeNull();
+    expect(p.waitSync()).toMatchObject({ code: 9 });
+    expect(procState(p.pid)).toBeNull();
+    q.kill('SIGKILL');
+    expect(q.waitSync()).toMatchObject({ signal: 'SIGKILL' });
+  });
+});
+
+describe('wait without reap', () => {
+  it('peeks an unreaped child of ours (WNOWAIT): the status is reported and the zombie stays for its reaper', async () => {
+    const pid = spawnUnreaped('sh', ['-c', 'exit 6']);
+    using peek = PidFd.open(pid);
+    expect(await peek.wait()).toMatchObject({ pid, code: 6, signal: null });
+    expect(procState(pid)).toBe('Z');
+    using reaper = PidFd.open(pid, { reap: true });
+    expect(await reaper.wait()).toMatchObject({ code: 6 });
+    expect(procState(pid)).toBeNull();
+  });
+
+  it("leaves a child_process child's 'exit' event firing with the right code", async () => {
+    const children = Array.from({ length: 20 }, (_, i) => spawn('sh', ['-c', `exit ${i + 1}`], { stdio: 'ignore' }));
+    const results = await Promise.all(
+      children.map(async (child, i) => {
+        using p = PidFd.open(child.pid!);
+        const exited = once(child, 'exit');
+        const info = await p.wait();
+        const [code, signal] = await exited;
+        return { i, info, code, signal };
+      }),
+    );
+    for (const { i, info, code, signal } of results) {
+      expect(code).toBe(i + 1);
+      expect(signal).toBeNull();
+      // libuv may have reaped before the peek; then the status is unknown, never wrong.
+      if (info.code !== null) expect(info.code).toBe(i + 1);
+      else expect(info).toEqual({ pid: children[i]!.pid, code: null, signal: null, signalNumber: null });
+    }
+  });
+
+  it('reports that a process which is not our child exited', async () => {
+    const g = await grandchild();
+    using p = PidFd.open(g.pid);
+    const waiting = p.wait();
+    p.kill('SIGKILL');
+    expect(await waiting).toEqual({ pid: g.pid, code: null, signal: null, signalNumber: null });
+    await g.done;
+  });
+});
+
+describe('two waits racing', () => {
+  it('the process that exits wins; the one that never exits stays pending until killed', async () => {
+    using forever = own('sleep', ['1000']);
+    using quick = own('sh', ['-c', 'exit 2']);
+    const slow = forever.wait();
+    let slowSettled = false;
+    void slow.then(() => (slowSettled = true));
+    const winner = await Promise.race([slow.then((i) => ['forever', i] as const), quick.wait().then((i) => ['quick', i] as const)]);
+    expect(winner[0]).toBe('quick');
+    expect(winner[1].code).toBe(2);
+    expect(forever.tryWait()).toBeNull();
+    expect(slowSettled).toBe(false);
+    forever.kill();
+    expect(await slow).toMatchObject({ signal: 'SIGTERM', signalNumber: 15 });
+  });
+});
+
+describe('kill', () => {
+  it('sends signals by name and by number; signal 0 probes', async () => {
+    using a = own('sleep', ['1000']);
+    using b = own('sleep', ['1000']);
+    a.kill(0);
+    a.kill('SIGINT');
+    b.kill(9);
+    expect(await a.wait()).toMatchObject({ signal: 'SIGINT', signalNumber: 2 });
+    expect(await b.wait()).toMatchObject({ signal: 'SIGKILL' });
+  });
+
+  it('defaults to SIGTERM', async () => {
+    using p = own('sleep', ['1000']);
+    p.kill();
+    expect(await p.wait()).toMatchObject({ signal: 'SIGTERM' });
+  });
+
+  it('gives ESRCH after exit: reaped, a zombie not yet reaped, or observed through readiness only', async () => {
+    using reaped = own('true');
+    await reaped.wait();
+    expect(errorOf(() => reaped.kill())).toMatchObject({ code: 'ESRCH', errno: -3, syscall: 'pidfd_send_signal' });
+
+    const zombiePid = spawnUnreaped('true');
+    using zombie = PidFd.open(zombiePid);
+    using reaper = PidFd.open(zombiePid, { reap: true });
+    // Not waited on through `zombie` yet: kill() must notice the exit itself.
+    reaper.waitSync();
+    expect(errorOf(() => zombie.kill('SIGKILL'))).toMatchObject({ code: 'ESRCH' });
+
+    const z2 = spawnUnreaped('true');
+    using unreaped = PidFd.open(z2, { reap: true });
+    while (procState(z2) !== 'Z') await new Promise((r) => setImmediate(r));
+    // The kernel would accept a signal for the zombie; we report what it means.
+    expect(errorOf(() => unreaped.kill())).toMatchObject({ code: 'ESRCH' });
+    expect((await unreaped.wait()).code).toBe(0);
+  });
+
+  it.skipIf(process.getuid?.() !== 0)(
+    'cannot hit the process that reuses the pid (pid reuse forced with ns_last_pid)',
+    async () => {
+      const { writeFileSync } = await import('node:fs');
+      let reused = false;
+      // Another process on the machine may take the pid first; try a few times.
+      for (let attempt = 0; attempt < 20 && !reused; attempt++) {
+        const pid = spawnUnreaped('true');
+        using old = PidFd.open(pid, { reap: true });
+        await old.wait();
+        writeFileSync('/proc/sys/kernel/ns_last_pid', String(pid - 1));
+        const child = spawn('sleep', ['1000'], { stdio: 'ignore' });
+        const exited = once(child, 'exit');
+        try {
+          if (child.pid !== pid) continue;
+          reused = true;
+          expect(errorOf(() => old.kill('SIGKILL'))).toMatchObject({ code: 'ESRCH' });
+          using current = PidFd.open(pid);
+          expect(current.tryWait()).toBeNull();
+          expect(procState(pid)).not.toBeNull();
+          expect(procState(pid)).not.toBe('Z');
+        } finally {
+          child.kill('SIGKILL');
+          await exited;
+        }
+      }
+      expect(reused).toBe(true);
+    },
+  );
+});
+
+describe('AbortSignal', () => {
+  it('cancels one wait without touching the others and leaves no listener behind', async () => {
+    using p = own('sleep', ['1000']);
+    const ac = new AbortController();
+    const cancelled = p.wait({ signal: ac.signal });
+    const kept = p.wait();
+    expect(getEventListeners(ac.signal, 'abort')).toHaveLength(1);
+    ac.abort(new Error('bored'));
+    const err = (await cancelled.catch((e: unknown) => e)) as Error & { code: string };
+    expect(err).toMatchObject({ name: 'AbortError', code: 'ABORT_ERR' });
+    expect((err.cause as Error).message).toBe('bored');
+    expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0);
+    p.kill();
+    expect(await kept).toMatchObject({ signal: 'SIGTERM' });
+  });
+
+  it('rejects at once for an already aborted signal', async () => {
+    using p = own('sleep', ['1000']);
+    const err = await p.wait({ signal: AbortSignal.abort() }).catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: 'AbortError' });
+    expect(p.tryWait()).toBeNull();
+    p.kill('SIGKILL');
+    await p.wait();
+  });
+
+  it('removes the listener when the wait resolves normally', async () => {
+    using p = own('true');
+    const ac = new AbortController();
+    await p.wait({ signal: ac.signal });
+    expect(getEventListeners(ac.signal, 'abort')).toHaveLength(0);
+  });
+
+  it('1,000 aborted waits leave /proc/self/fd as it was', async () => {
+    const before = openFds();
+    const sleeper = spawnUnreaped('sleep', ['1000']);
+    for (let i = 0; i < 1000; i++) {
+      const p = PidFd.open(sleeper);
+      const ac = new AbortController();
+      const w = p.wait({ signal: ac.signal });
+      ac.abort();
+      await expect(w).rejects.toMatchObject({ name: 'AbortError' });
+      p.close();
+    }
+    using reaper = PidFd.open(sleeper, { reap: true });
+    reaper.kill('SIGKILL');
+    await reaper.wait();
+    reaper.close();
+    expect(openFds()).toEqual(before);
+  });
+});
+
+describe('fds', () => {
+  it('the pidfd is close-on-exec and a child_process child does not inherit it', async () => {
+    using p = own('sleep', ['1000']);
+    expect(fdFlags(p.fd) & O_CLOEXEC).toBe(O_CLOEXEC);
+    const child = spawn('sleep', ['1000'], { stdio: 'ignore' });
+    const targets = readdirSync(`/proc/${child.pid}/fd`).map((fd) => readlinkSync(`/proc/${child.pid}/fd/${fd}`));
+    expect(targets.filter((t) => t.includes('pidfd'))).toEqual([]);
+    child.kill();
+    await once(child, 'exit');
+    p.kill();
+  });
+
+  it('1,000 open/close cycles leave /proc/self/fd as it was', () => {
+    const before = openFds();
+    for (let i = 0; i < 1000; i++) PidFd.open(process.pid).close();
+    expect(openFds()).toEqual(before);
+  });
+
+  it('1,000 open/wait/close cycles leave /proc/self/fd as it was; close rejects the pending wait with EBADF', async () => {
+    const before = openFds();
+    for (let i = 0; i < 1000; i++) {
+      const p = PidFd.open(process.pid);
+      const w = p.wait();
+      p.close();
+      await expect(w).rejects.toMatchObject({ code: 'EBADF', syscall: 'waitid' });
+    }
+    expect(openFds()).toEqual(before);
+  });
+
+  it('close is idempotent, fd becomes -1, later calls throw EBADF; Symbol.dispose closes', async () => {
+    const p = PidFd.open(process.pid);
+    const fd = p.fd;
+    p[Symbol.dispose]();
+    expect(p.fd).toBe(-1);
+    expect(openFds().some((l) => l.startsWith(`${fd} `))).toBe(false);
+    p.close();
+    expect(errorOf(() => p.kill())).toMatchObject({ code: 'EBADF', syscall: 'pidfd_send_signal' });
+    expect(errorOf(() => p.tryWait())).toMatchObject({ code: 'EBADF' });
+    expect(errorOf(() => p.waitSync())).toMatchObject({ code: 'EBADF' });
+    expect(errorOf(() => p.getFd(0))).toMatchObject({ code: 'EBADF' });
+    await expect(p.wait()).rejects.toMatchObject({ code: 'EBADF' });
+  });
+
+  it('adopt takes over a pidfd, reading the pid from fdinfo, and closes it', async () => {
+    using self = PidFd.open(process.pid);
+    using p = own('sleep', ['1000']);
+    // A second fd for the same pidfd, via pidfd_getfd on ourselves.
+    const dup = self.getFd(p.fd);
+    const adopted = PidFd.adopt(dup, { reap: false });
+    expect(adopted.pid).toBe(p.pid);
+    expect(adopted.fd).toBe(dup);
+    expect(adopted.tryWait()).toBeNull();
+    p.kill('SIGKILL');
+    expect(await adopted.wait()).toMatchObject({ signal: 'SIGKILL' });
+    expect((await p.wait()).signal).toBe('SIGKILL');
+    adopted.close();
+    expect(openFds().some((l) => l.startsWith(`${dup} `))).toBe(false);
+  });
+
+  it('adopt with reap and a given pid, as a spawn hands a child over', async () => {
+    using self = PidFd.open(process.pid);
+    const pid = spawnUnreaped('sh', ['-c', 'exit 12']);
+    const tmp = PidFd.open(pid);
+    const fd = self.getFd(tmp.fd);
+    tmp.close();
+    using p = PidFd.adopt(fd, { pid, reap: true });
+    expect(await p.wait()).toMatchObject({ pid, code: 12 });
+    expect(procState(pid)).toBeNull();
+  });
+
+  it('adopt refuses a non-pidfd, a closed fd and a wrong pid, leaving the fd to the caller', () => {
+    const file = openSync('/dev/null', 'r');
+    try {
+      expect(errorOf(() => PidFd.adopt(file))).toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' });
+      expect(fdFlags(file)).toBeGreaterThanOrEqual(0); // still open, still ours
+    } finally {
+      closeSync(file);
+    }
+    expect(errorOf(() => PidFd.adopt(file))).toMatchObject({ code: 'EBADF' });
+    using self = PidFd.open(process.pid);
+    const fd = self.getFd(self.fd);
+    try {
+      const err = errorOf(() => PidFd.adopt(fd, { pid: process.pid + 1 }));
+      expect(err).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+      expect(err.message).toMatch(/options\.pid/);
+      expect(fdFlags(fd)).toBeGreaterThanOrEqual(0);
+    } finally {
+      closeSync(fd);
+    }
+  });
+});
+
+describe('getFd', () => {
+  it("duplicates a child's fd into this process, close-on-exec", async () => {
+    const child = spawn('sleep', ['1000'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    using p = PidFd.open(child.pid!);
+    const fd = p.getFd(1); // the child's stdout: the write end of our pipe
+    try {
+      expect(fdFlags(fd) & O_CLOEXEC).toBe(O_CLOEXEC);
+      writeSync(fd, 'through the borrowed fd');
+      const [data] = (await once(child.stdout!, 'data')) as [Buffer];
+      expect(data.toString()).toBe('through the borrowed fd');
+    } finally {
+      closeSync(fd);
+    }
+    const err = errorOf(() => p.getFd(99));
+    expect(err).toMatchObject({ code: 'EBADF', syscall: 'pidfd_getfd' });
+    expect(err.message).toMatch(/fd 99 of pid/);
+    child.kill();
+    await once(child, 'exit');
+  });
+
+  it('gives ESRCH once the process has exited', async () => {
+    using p = own('true');
+    await p.wait();
+    expect(errorOf(() => p.getFd(0))).toMatchObject({ code: 'ESRCH', syscall: 'pidfd_getfd' });
+  });
+
+  it('reads what another process wrote, through its fd', () => {
+    using self = PidFd.open(process.pid);
+    const fd = self.getFd(openSync('/proc/self/comm', 'r'));
+    const buf = Buffer.alloc(64);
+    expect(buf.subarray(0, readSync(fd, buf)).toString()).toMatch(/\S/);
+    closeSync(fd);
+  });
+});
+
+describe('bad arguments', () => {
+  it.each([
+    [-1, RangeError, 'ERR_OUT_OF_RANGE'],
+    [0, RangeError, 'ERR_OUT_OF_RANGE'],
+    [1.5, RangeError, 'ERR_OUT_OF_RANGE'],
+    [2 ** 31, RangeError, 'ERR_OUT_OF_RANGE'],
+    [2 ** 53, RangeError, 'ERR_OUT_OF_RANGE'],
+    [NaN, RangeError, 'ERR_OUT_OF_RANGE'],
+    [Infinity, RangeError, 'ERR_OUT_OF_RANGE'],
+    ['1', TypeError, 'ERR_INVALID_ARG_TYPE'],
+    [1n, TypeError, 'ERR_INVALID_ARG_TYPE'],
+    [undefined, TypeError, 'ERR_INVALID_ARG_TYPE'],
+    [null, TypeError, 'ERR_INVALID_ARG_TYPE'],
+    [{}, TypeError, 'ERR_INVALID_ARG_TYPE'],
+  ])('open(%s) throws %s naming "pid"', (pid, type, code) => {
+    const err = errorOf(() => PidFd.open(pid as number));
+    expect(err).toBeInstanceOf(type);
+    expect(err.code).toBe(code);
+    expect(err.message).toMatch(/"pid"/);
+  });
+
+  it('a well-formed pid that cannot exist is ESRCH from the kernel, naming the pid', () => {
+    const err = errorOf(() => PidFd.open(2 ** 31 - 1));
+    expect(err).toMatchObject({ code: 'ESRCH', errno: -3, syscall: 'pidfd_open' });
+    expect(err.message).toBe('ESRCH: no such process, pidfd_open (pid 2147483647)');
+  });
+
+  it('a thread id (not a process) is refused by the kernel', async () => {
+    const { Worker } = await import('node:worker_threads');
+    const { readdirSync: ls } = await import('node:fs');
+    const w = new Worker('setInterval(() => {}, 1000)', { eval: true });
+    await once(w, 'online');
+    const tid = Number(ls('/proc/self/task').find((t) => Number(t) !== process.pid));
+    const err = errorOf(() => PidFd.open(tid));
+    expect(err.syscall).toBe('pidfd_open');
+    // EINVAL until Linux 6.14 or so; newer kernels say ENOENT.
+    expect(['EINVAL', 'ENOENT']).toContain(err.code);
+    await w.terminate();
+  });
+
+  it('rejects bad options', async () => {
+    expect(errorOf(() => PidFd.open(process.pid, { reap: 1 as unknown as boolean }))).toMatchObject({
+      code: 'ERR_INVALID_ARG_TYPE',
+      message: expect.stringMatching(/"options\.reap"/),
+    });
+    expect(errorOf(() => PidFd.open(process.pid, 'x' as never))).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    expect(errorOf(() => PidFd.adopt(-1))).toMatchObject({ code: 'ERR_OUT_OF_RANGE', message: expect.stringMatching(/"fd"/) });
+    expect(errorOf(() => PidFd.adopt(0, { pid: -3 }))).toMatchObject({
+      code: 'ERR_OUT_OF_RANGE',
+      message: expect.stringMatching(/"options\.pid"/),
+    });
+    using p = PidFd.open(process.pid);
+    await expect(p.wait({ signal: 'x' as never })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    await expect(p.wait(null as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    expect(errorOf(() => p.getFd(-1))).toMatchObject({ code: 'ERR_OUT_OF_RANGE', message: expect.stringMatching(/"targetFd"/) });
+    expect(errorOf(() => p.getFd('0' as never))).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+  });
+
+  it('rejects unknown signal names and out-of-range numbers before signalling anything', async () => {
+    using p = own('sleep', ['1000']);
+    expect(errorOf(() => p.kill('SIGFOO' as NodeJS.Signals))).toMatchObject({
+      name: 'TypeError',
+      code: 'ERR_UNKNOWN_SIGNAL',
+      message: 'Unknown signal: SIGFOO',
+    });
+    expect(errorOf(() => p.kill('sigterm' as NodeJS.Signals))).toMatchObject({ code: 'ERR_UNKNOWN_SIGNAL' });
+    expect(errorOf(() => p.kill('toString' as NodeJS.Signals))).toMatchObject({ code: 'ERR_UNKNOWN_SIGNAL' });
+    expect(errorOf(() => p.kill(65))).toMatchObject({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+    expect(errorOf(() => p.kill(-1))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    expect(errorOf(() => p.kill(1.5))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    expect(errorOf(() => p.kill({} as never))).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    expect(p.tryWait()).toBeNull();
+    p.kill('SIGKILL');
+    const info: ExitInfo = await p.wait();
+    expect(info.signal).toBe('SIGKILL');
+  });
+});
