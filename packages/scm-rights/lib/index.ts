@@ -1,0 +1,835 @@
+import { EventEmitter } from 'node:events';
+import { closeSync } from 'node:fs';
+import { getSystemErrorMap } from 'node:util';
+import { native, type NativePoller } from './native.js';
+
+/** The most fds one message may carry (the kernel's SCM_MAX_FD). */
+export const SCM_MAX_FD: number = native.SCM_MAX_FD;
+
+/** What a receive hands back: the bytes, and the fds that came with them (now owned by the receiver). */
+export interface FdMessage {
+  data: Buffer;
+  fds: number[];
+}
+
+export interface RecvFdsOptions {
+  /** The largest message (or stream chunk) to read, in bytes. Default 65536. */
+  maxBytes?: number;
+  /** The most fds to accept; a message carrying more is an error. Default 253 (SCM_MAX_FD). */
+  maxFds?: number;
+}
+
+export interface PeerCredentials {
+  pid: number;
+  uid: number;
+  gid: number;
+}
+
+// ---------------------------------------------------------------------------
+// Errors shaped like Node's.
+
+type CodedError = Error & { code: string; errno?: number; syscall?: string };
+
+function withCode<E extends Error>(err: E, code: string): E & { code: string } {
+  return Object.assign(err, { code });
+}
+
+function describe(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'number') return `type number (${value})`;
+  return `type ${typeof value}`;
+}
+
+function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
+  return withCode(
+    new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`),
+    'ERR_INVALID_ARG_TYPE',
+  );
+}
+
+function outOfRange(name: string, range: string, actual: unknown): RangeError {
+  return withCode(
+    new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${String(actual)}`),
+    'ERR_OUT_OF_RANGE',
+  );
+}
+
+function codeError(code: string, message: string): CodedError {
+  return withCode(new Error(message), code);
+}
+
+/** A Node-style system error from a negative errno, as libuv reports them. */
+function errnoError(errno: number, syscall: string): CodedError {
+  const [code, description] = getSystemErrorMap().get(errno) ?? ['UNKNOWN', 'unknown error'];
+  return Object.assign(new Error(`${code}: ${description}, ${syscall}`), { errno, code, syscall });
+}
+
+function socketClosed(): CodedError {
+  return codeError('ERR_SOCKET_CLOSED', 'The FdSocket was closed before the message was sent');
+}
+
+// ---------------------------------------------------------------------------
+// Argument validation: each check names the argument it rejects.
+
+function validateFd(name: string, value: unknown): asserts value is number {
+  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value);
+  if (!Number.isInteger(value) || value < 0 || value > 0x7fffffff) {
+    throw outOfRange(name, 'an integer >= 0 and <= 2147483647', value);
+  }
+}
+
+function validateData(name: string, value: unknown): asserts value is ArrayBufferView {
+  if (!ArrayBuffer.isView(value)) throw invalidArgType(name, 'an instance of Buffer, TypedArray, or DataView', value);
+}
+
+function validateFds(value: unknown): asserts value is number[] {
+  if (!Array.isArray(value)) throw invalidArgType('fds', 'an array of fd numbers', value);
+  // Checked before the syscall: the kernel would say only EINVAL.
+  if (value.length > native.SCM_MAX_FD) {
+    throw outOfRange('fds', `at most ${native.SCM_MAX_FD} fds per message (SCM_MAX_FD)`, `${value.length} fds`);
+  }
+  for (let i = 0; i < value.length; i++) validateFd(`fds[${i}]`, value[i]);
+}
+
+function validateInt(name: string, value: unknown, min: number, max: number): asserts value is number {
+  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw outOfRange(name, `an integer >= ${min} and <= ${max}`, value);
+  }
+}
+
+function optionsObject(name: string, options: unknown): Record<string, unknown> {
+  if (options === undefined) return {};
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw invalidArgType(name, 'of type object', options);
+  }
+  return options as Record<string, unknown>;
+}
+
+function closeAll(fds: readonly number[] | null | undefined): void {
+  if (!fds) return;
+  for (const fd of fds) {
+    try {
+      closeSync(fd);
+    } catch {
+      // Ours and freshly received; nothing sensible to do if it is gone.
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// The synchronous calls.
+
+/**
+ * Send `data` with `fds` attached, in one sendmsg(2). Returns the bytes sent.
+ *
+ * The receiver gets its own copies of the fds; yours stay open. On a
+ * blocking socket this blocks until there is room; on a full non-blocking
+ * one it throws with `code: 'EAGAIN'` and nothing (fds included) is sent. On
+ * a stream socket a short write may send fewer bytes than given; the fds go
+ * with the first byte.
+ *
+ * @throws RangeError `ERR_OUT_OF_RANGE` for more than 253 fds, before any syscall.
+ */
+export function sendFds(socketFd: number, data: Uint8Array, fds: number[]): number {
+  validateFd('socketFd', socketFd);
+  validateData('data', data);
+  validateFds(fds);
+  if (data.byteLength === 0 && fds.length > 0 && native.socketInfo(socketFd)[1] === native.SOCK_STREAM) {
+    // Linux sends nothing for zero bytes on a stream socket, and the fds
+    // would vanish without an error.
+    throw withCode(
+      new RangeError('The "data" argument must not be empty when sending fds over a stream socket'),
+      'ERR_INVALID_ARG_VALUE',
+    );
+  }
+  return native.sendFds(socketFd, data, fds);
+}
+
+/**
+ * Receive one message with recvmsg(2), with MSG_CMSG_CLOEXEC so every fd
+ * that arrives is close-on-exec. The fds returned are yours to close.
+ *
+ * An empty `data` with no fds means end of file (on a seqpacket socket it
+ * may also be an empty message). Blocks on a blocking socket; throws EAGAIN
+ * on an empty non-blocking one.
+ *
+ * @throws `ERR_FDS_TRUNCATED` if the message carried more than `maxFds` fds
+ * (MSG_CTRUNC): the ones that arrived are closed first, the kernel drops the
+ * rest, and the message's bytes are consumed.
+ * @throws `ERR_MESSAGE_TRUNCATED` if a message on a seqpacket or datagram
+ * socket was longer than `maxBytes` (MSG_TRUNC): its fds are closed.
+ */
+export function recvFds(socketFd: number, options?: RecvFdsOptions): FdMessage {
+  validateFd('socketFd', socketFd);
+  const opts = optionsObject('options', options);
+  const maxBytes = opts.maxBytes ?? 65536;
+  const maxFds = opts.maxFds ?? native.SCM_MAX_FD;
+  validateInt('options.maxBytes', maxBytes, 1, 0x7fffffff);
+  validateInt('options.maxFds', maxFds, 0, native.SCM_MAX_FD);
+  const [data, fds, flags] = native.recvFds(socketFd, maxBytes, maxFds);
+  if (flags & native.MSG_CTRUNC) {
+    closeAll(fds);
+    throw Object.assign(
+      codeError(
+        'ERR_FDS_TRUNCATED',
+        `recvmsg: the message carried more fds than maxFds (${maxFds}) allows (MSG_CTRUNC); ` +
+          `the ${fds.length} that arrived were closed and the kernel dropped the rest`,
+      ),
+      { syscall: 'recvmsg' },
+    );
+  }
+  if (flags & native.MSG_TRUNC) {
+    closeAll(fds);
+    throw Object.assign(
+      codeError(
+        'ERR_MESSAGE_TRUNCATED',
+        `recvmsg: the message was longer than maxBytes (${maxBytes}) and was cut short (MSG_TRUNC); ` +
+          `its ${fds.length} fds were closed`,
+      ),
+      { syscall: 'recvmsg' },
+    );
+  }
+  return { data, fds };
+}
+
+/** The pid, uid and gid of the process at the other end (SO_PEERCRED), as of connect(2) or socketpair(2). */
+export function peerCredentials(socketFd: number): PeerCredentials {
+  validateFd('socketFd', socketFd);
+  const [pid, uid, gid] = native.peerCredentials(socketFd);
+  return { pid, uid, gid };
+}
+
+/**
+ * A pidfd for the peer process (SO_PEERPIDFD, Linux 6.5+): race-free, unlike
+ * the pid of peerCredentials. Close-on-exec; yours to close.
+ *
+ * @throws `code: 'ENOPROTOOPT'` on kernels before 6.5, with a message saying so.
+ */
+export function peerPidFd(socketFd: number): number {
+  validateFd('socketFd', socketFd);
+  try {
+    return native.peerPidFd(socketFd);
+  } catch (err) {
+    const e = err as CodedError;
+    if (e.code === 'ENOPROTOOPT') e.message = `${e.message}: SO_PEERPIDFD needs Linux 6.5 or later`;
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// FdSocket
+
+export interface FdSocketOptions {
+  /**
+   * The largest message accepted, in bytes. On a seqpacket socket a longer
+   * datagram fails the socket with `ERR_MESSAGE_TOO_LARGE`; on a stream
+   * socket so does a frame header announcing more. Default 256 KiB for
+   * seqpacket (above the kernel's default socket buffer), 64 MiB for stream.
+   */
+  maxMessageBytes?: number;
+  /** Keep the socket open for sending after the peer's end of file. Default `false`: close it. */
+  allowHalfOpen?: boolean;
+  /** Messages read ahead of the consumer before reading pauses (the kernel buffer then holds the rest). Default 1024. */
+  highWaterMark?: number;
+}
+
+/** A small FIFO that does not shift arrays. */
+class Queue<T> {
+  #items: (T | undefined)[] = [];
+  #head = 0;
+  get length(): number {
+    return this.#items.length - this.#head;
+  }
+  push(item: T): void {
+    this.#items.push(item);
+  }
+  peek(): T | undefined {
+    return this.#items[this.#head];
+  }
+  shift(): T | undefined {
+    if (this.#head >= this.#items.length) return undefined;
+    const item = this.#items[this.#head];
+    this.#items[this.#head++] = undefined;
+    if (this.#head === this.#items.length) {
+      this.#items = [];
+      this.#head = 0;
+    }
+    return item;
+  }
+  drain(): T[] {
+    const rest = this.#items.slice(this.#head) as T[];
+    this.#items = [];
+    this.#head = 0;
+    return rest;
+  }
+}
+
+interface PendingSend {
+  head: Buffer | null;
+  body: Uint8Array;
+  /** Our own dups, sent with the first byte and closed once sent; null after. */
+  fds: number[] | null;
+  resolve: () => void;
+  reject: (err: Error) => void;
+}
+
+/** A stream-socket frame being assembled. */
+interface Frame {
+  len: number; // payload bytes; -1 until the header is complete
+  nfds: number; // fds the header announces
+  hdr: Buffer | null;
+  hdrFill: number;
+  buf: Buffer | null;
+  filled: number;
+  data: Buffer | null;
+  fds: number[] | null;
+}
+
+interface Terminal {
+  error: Error | null; // null: end of file
+  finished: boolean;
+}
+
+/** Bytes in a stream frame header: payload length (u32 LE), then fd count (u32 LE). */
+export const FRAME_HEADER_BYTES = 8;
+
+const RESOLVED: Promise<void> = Promise.resolve();
+const BATCH_CHUNKS = 256;
+// Shared by every FdSocket of this thread: the native side fills them just
+// before calling onRead, which copies them out before anything else runs.
+const META = new Int32Array(BATCH_CHUNKS * 3);
+const FDS = new Int32Array(4 * native.SCM_MAX_FD);
+const STREAM_CHUNK = 64 * 1024;
+
+/**
+ * An AF_UNIX seqpacket or stream socket that carries fds with its messages,
+ * driven by the event loop (a libuv poll handle: no thread is parked).
+ *
+ * The FdSocket owns the fd from construction: `close()` closes it. Messages
+ * arrive as `'message'` events or through `for await`, each `{ data, fds }`;
+ * the fds are then the consumer's to close. Fds received but not yet handed
+ * over when the socket closes are closed with it.
+ *
+ * On a seqpacket socket one message is one datagram, so any peer that sends
+ * datagrams (CPython's `socket.send_fds`, C) interoperates. On a stream
+ * socket each message is a frame: an 8-byte header (payload length u32 LE,
+ * fd count u32 LE) then the payload, written with one sendmsg whose fds ride
+ * on the header's first byte; see the README for why that keeps fds with
+ * their message however the bytes are split.
+ *
+ * Events: `'message'` ({ data, fds }), `'end'` (the peer closed; after every
+ * message before it), `'error'`, `'close'`.
+ */
+export class FdSocket extends EventEmitter {
+  /** The socket fd, owned by this object until close(). */
+  readonly fd: number;
+  /** 'seqpacket' (one datagram per message) or 'stream' (framed). */
+  readonly type: 'seqpacket' | 'stream';
+
+  #poller: NativePoller;
+  #stream: boolean;
+  #maxMessageBytes: number;
+  #allowHalfOpen: boolean;
+  #highWaterMark: number;
+
+  #closed = false;
+  #paused = false;
+  #reading = false;
+  #writing = false;
+  #delivering = false;
+  #iterating = false;
+  #waiter: { resolve: (r: IteratorResult<FdMessage>) => void; reject: (err: Error) => void } | null = null;
+  #iterError: Error | null = null;
+
+  #inbox = new Queue<FdMessage>();
+  #sends = new Queue<PendingSend>();
+  #terminal: Terminal | null = null;
+  #frame: Frame | null = null;
+  #done: Frame[] = [];
+
+  /**
+   * Wrap `fd`, an AF_UNIX SOCK_SEQPACKET or SOCK_STREAM socket. The socket's
+   * file description is made non-blocking (libuv requires it). If this
+   * throws, the fd is still yours.
+   */
+  constructor(fd: number, options?: FdSocketOptions) {
+    super();
+    validateFd('fd', fd);
+    const opts = optionsObject('options', options);
+    const [family, type] = native.socketInfo(fd);
+    if (family !== native.AF_UNIX || (type !== native.SOCK_SEQPACKET && type !== native.SOCK_STREAM)) {
+      throw withCode(
+        new TypeError('The "fd" argument must be an AF_UNIX SOCK_SEQPACKET or SOCK_STREAM socket'),
+        'ERR_INVALID_ARG_VALUE',
+      );
+    }
+    this.#stream = type === native.SOCK_STREAM;
+    this.type = this.#stream ? 'stream' : 'seqpacket';
+    const maxMessageBytes = opts.maxMessageBytes ?? (this.#stream ? 64 * 1024 * 1024 : 256 * 1024);
+    validateInt('options.maxMessageBytes', maxMessageBytes, 1, this.#stream ? 0xffffffff : 64 * 1024 * 1024);
+    this.#maxMessageBytes = maxMessageBytes;
+    const allowHalfOpen = opts.allowHalfOpen ?? false;
+    if (typeof allowHalfOpen !== 'boolean') throw invalidArgType('options.allowHalfOpen', 'of type boolean', allowHalfOpen);
+    this.#allowHalfOpen = allowHalfOpen;
+    const highWaterMark = opts.highWaterMark ?? 1024;
+    validateInt('options.highWaterMark', highWaterMark, 1, 0x7fffffff);
+    this.#highWaterMark = highWaterMark;
+
+    // A datagram must land whole, so each seqpacket read gets room for the
+    // largest; stream reads take what is there.
+    const chunk = this.#stream ? STREAM_CHUNK : maxMessageBytes;
+    this.#poller = new native.Poller(fd, chunk, chunk + 4 * STREAM_CHUNK, META, FDS, this.#onRead, this.#onWritable);
+    this.fd = fd;
+
+    // Reading starts when someone listens, as with net.Socket's 'data'.
+    this.on('newListener', (event) => {
+      if (event === 'message') queueMicrotask(() => this.#deliver());
+    });
+    this.on('removeListener', (event) => {
+      if (event === 'message') this.#update();
+    });
+  }
+
+  /** True once close() ran (or the socket ended or failed and closed itself). */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Sends queued behind a full socket buffer, not yet written. */
+  get pendingSends(): number {
+    return this.#sends.length;
+  }
+
+  /**
+   * Send one message with `fds` attached. Resolves once the kernel has the
+   * whole message; waits (on the event loop) while the socket buffer is
+   * full, which is the backpressure: await it before sending more.
+   *
+   * `data` and `fds` are captured at the call: you may reuse the buffer and
+   * close your fds as soon as send() returns. The peer gets its own fds.
+   * Rejects with `ERR_SOCKET_CLOSED` if the socket closes first, or with the
+   * sendmsg error (EPIPE when the peer is gone, EMSGSIZE for a datagram
+   * larger than the socket buffer).
+   */
+  send(data: Uint8Array, fds: number[] = []): Promise<void> {
+    validateData('data', data);
+    validateFds(fds);
+    if (this.#closed) return Promise.reject(socketClosed());
+    let head: Buffer | null = null;
+    if (this.#stream) {
+      if (data.byteLength > 0xffffffff) throw outOfRange('data.byteLength', '<= 4294967295', data.byteLength);
+      head = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+      head.writeUInt32LE(data.byteLength, 0);
+      head.writeUInt32LE(fds.length, 4);
+    }
+    const view = data as ArrayBufferView;
+    const bytes = view instanceof Uint8Array ? view : new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+    const total = (head?.length ?? 0) + bytes.byteLength;
+    let sent = -1;
+    if (this.#sends.length === 0) {
+      try {
+        sent = native.trySend(this.fd, head, bytes, fds.length > 0 ? fds : null);
+      } catch (err) {
+        return Promise.reject(err);
+      }
+      if (sent === total) return RESOLVED;
+    }
+    // Queue what is left. Once any byte went out the fds went with it.
+    let owned: number[] | null = null;
+    if (sent <= 0 && fds.length > 0) {
+      owned = [];
+      try {
+        for (const fd of fds) owned.push(native.dupCloexec(fd));
+      } catch (err) {
+        closeAll(owned);
+        return Promise.reject(err);
+      }
+    }
+    const entry: PendingSend = { head, body: Buffer.from(bytes), fds: owned, resolve: noop, reject: noop };
+    if (sent > 0) advance(entry, sent);
+    const promise = new Promise<void>((resolve, reject) => {
+      entry.resolve = resolve;
+      entry.reject = reject;
+    });
+    this.#sends.push(entry);
+    this.#update();
+    return promise;
+  }
+
+  /** Stop reading: messages wait in the kernel's socket buffer (and backpressure the peer). */
+  pause(): this {
+    this.#paused = true;
+    this.#update();
+    return this;
+  }
+
+  /** Undo pause(). */
+  resume(): this {
+    this.#paused = false;
+    queueMicrotask(() => this.#deliver());
+    return this;
+  }
+
+  /** Keep the event loop alive while the socket waits (the default). */
+  ref(): this {
+    if (!this.#closed) this.#poller.ref();
+    return this;
+  }
+
+  /** Let the process exit even though the socket still waits for messages or to send. */
+  unref(): this {
+    if (!this.#closed) this.#poller.unref();
+    return this;
+  }
+
+  /**
+   * Close the socket fd now. Queued sends reject with `ERR_SOCKET_CLOSED`;
+   * fds received and not yet handed to a consumer are closed; `'close'`
+   * follows on the next tick. Idempotent.
+   */
+  close(): void {
+    this.#destroy(null);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /**
+   * Messages in order. Only one iterator at a time; while it is active,
+   * messages go to it rather than to 'message' listeners. Leaving the loop
+   * early (break, return, throw) closes the socket, as with Node streams.
+   * Ends after the peer's end of file; throws the socket's error.
+   */
+  [Symbol.asyncIterator](): AsyncIterableIterator<FdMessage> {
+    if (this.#iterating) throw codeError('ERR_INVALID_STATE', 'The FdSocket is already being iterated');
+    this.#iterating = true;
+    queueMicrotask(() => this.#deliver());
+    const iterator: AsyncIterableIterator<FdMessage> = {
+      next: () => this.#next(),
+      return: () => {
+        this.#iterating = false;
+        this.close();
+        return Promise.resolve({ done: true, value: undefined });
+      },
+      [Symbol.asyncIterator]: () => iterator,
+    };
+    return iterator;
+  }
+
+  // --- receiving ----------------------------------------------------------
+
+  #onRead = (chunks: number, data: Buffer | undefined, status: number): void => {
+    let offset = 0;
+    let fdAt = 0;
+    for (let i = 0; i < chunks; i++) {
+      const len = META[3 * i]!;
+      const nfds = META[3 * i + 1]!;
+      const flags = META[3 * i + 2]!;
+      const fds: number[] = nfds === 1 ? [FDS[fdAt]!] : Array.from(FDS.subarray(fdAt, fdAt + nfds));
+      fdAt += nfds;
+      const bytes = data === undefined ? Buffer.alloc(0) : data.subarray(offset, offset + len);
+      offset += len;
+      if (this.#terminal !== null) {
+        closeAll(fds); // nothing after a failure is delivered
+      } else if (flags & native.MSG_CTRUNC) {
+        closeAll(fds);
+        this.#fail(
+          codeError('ERR_FDS_TRUNCATED', `recvmsg: fds of a message were dropped (MSG_CTRUNC; out of fds?)`),
+        );
+      } else if (this.#stream) {
+        this.#feed(bytes, nfds > 0 ? fds : null);
+      } else if (flags & native.MSG_TRUNC) {
+        closeAll(fds);
+        this.#fail(
+          codeError(
+            'ERR_MESSAGE_TOO_LARGE',
+            `recvmsg: a message was longer than maxMessageBytes (${this.#maxMessageBytes}); its fds were closed`,
+          ),
+        );
+      } else {
+        this.#inbox.push({ data: bytes, fds });
+      }
+    }
+    if (status === 1 && this.#terminal === null) {
+      const f = this.#frame;
+      if (f !== null) {
+        this.#frame = null;
+        closeAll(f.fds);
+        this.#fail(
+          codeError(
+            'ERR_INCOMPLETE_MESSAGE',
+            `The peer closed the stream in the middle of a message (${f.len < 0 ? 'in its header' : `${f.filled} of ${f.len} bytes`}); its fds were closed`,
+          ),
+        );
+      } else {
+        this.#terminal = { error: null, finished: false };
+      }
+    } else if (status < 0 && this.#terminal === null) {
+      this.#fail(errnoError(status, 'recvmsg'));
+    }
+    this.#deliver();
+  };
+
+  /**
+   * Stream framing. One read returns zero or more fd-less segments and at
+   * most one segment with fds, last: Linux stops a stream read right after
+   * the segment whose fds it took. That segment begins with the first byte of
+   * the sendmsg that carried the fds, which (as send() writes) is the first
+   * byte of a frame header. So the fds of a read belong to the last frame
+   * that starts inside it, and the header's fd count lets us check that.
+   */
+  #feed(b: Buffer, fds: number[] | null): void {
+    const done = this.#done;
+    done.length = 0;
+    let last: Frame | null = null;
+    let pos = 0;
+    while (pos < b.length) {
+      let f = this.#frame;
+      if (f === null) {
+        f = { len: -1, nfds: 0, hdr: null, hdrFill: 0, buf: null, filled: 0, data: null, fds: null };
+        this.#frame = f;
+        last = f;
+        if (b.length - pos >= FRAME_HEADER_BYTES) {
+          f.len = b.readUInt32LE(pos);
+          f.nfds = b.readUInt32LE(pos + 4);
+          pos += FRAME_HEADER_BYTES;
+          if (!this.#checkHeader(f, fds)) return;
+        }
+      }
+      if (f.len < 0) {
+        f.hdr ??= Buffer.allocUnsafe(FRAME_HEADER_BYTES);
+        const n = Math.min(FRAME_HEADER_BYTES - f.hdrFill, b.length - pos);
+        b.copy(f.hdr, f.hdrFill, pos, pos + n);
+        f.hdrFill += n;
+        pos += n;
+        if (f.hdrFill < FRAME_HEADER_BYTES) break;
+        f.len = f.hdr.readUInt32LE(0);
+        f.nfds = f.hdr.readUInt32LE(4);
+        if (!this.#checkHeader(f, fds)) return;
+      }
+      const need = f.len - f.filled;
+      const avail = b.length - pos;
+      if (f.buf === null && avail >= need) {
+        f.data = b.subarray(pos, pos + need); // whole in this read: no copy
+        pos += need;
+      } else {
+        f.buf ??= Buffer.allocUnsafe(f.len);
+        const n = Math.min(need, avail);
+        b.copy(f.buf, f.filled, pos, pos + n);
+        f.filled += n;
+        pos += n;
+        if (f.filled < f.len) break;
+        f.data = f.buf;
+      }
+      done.push(f);
+      this.#frame = null;
+    }
+    if (fds !== null) {
+      if (last === null) {
+        this.#protocolError(fds, 'fds arrived in the middle of a message');
+        return;
+      }
+      last.fds = fds;
+    }
+    for (let i = 0; i < done.length; i++) {
+      const f = done[i]!;
+      if ((f.fds?.length ?? 0) !== f.nfds) {
+        this.#protocolError(null, `a message announced ${f.nfds} fds and carried ${f.fds?.length ?? 0}`);
+        return;
+      }
+      this.#inbox.push({ data: f.data!, fds: f.fds ?? [] });
+      done[i] = undefined as unknown as Frame;
+    }
+    done.length = 0;
+  }
+
+  #checkHeader(f: Frame, fds: number[] | null): boolean {
+    if (f.nfds > native.SCM_MAX_FD) {
+      this.#protocolError(fds, `a frame header announced ${f.nfds} fds (at most ${native.SCM_MAX_FD})`);
+      return false;
+    }
+    if (f.len > this.#maxMessageBytes) {
+      this.#protocolError(
+        fds,
+        `a frame header announced ${f.len} bytes, over maxMessageBytes (${this.#maxMessageBytes})`,
+        'ERR_MESSAGE_TOO_LARGE',
+      );
+      return false;
+    }
+    return true;
+  }
+
+  /** The stream no longer parses: close every fd of the read and of frames in progress. */
+  #protocolError(fds: number[] | null, why: string, code = 'ERR_INVALID_FRAME'): void {
+    closeAll(fds);
+    for (const f of this.#done) if (f) closeAll(f.fds);
+    this.#done.length = 0;
+    if (this.#frame) closeAll(this.#frame.fds);
+    this.#frame = null;
+    this.#fail(codeError(code, `FdSocket stream framing: ${why}`));
+  }
+
+  /** Deliver what came before, then fail: a terminal error waits behind the inbox. */
+  #fail(error: Error): void {
+    this.#terminal ??= { error, finished: false };
+  }
+
+  #next(): Promise<IteratorResult<FdMessage>> {
+    const m = this.#inbox.shift();
+    if (m !== undefined) {
+      this.#update();
+      return Promise.resolve({ value: m, done: false });
+    }
+    if (this.#iterError !== null) {
+      const err = this.#iterError;
+      this.#iterError = null;
+      return Promise.reject(err);
+    }
+    if (this.#closed || this.#terminal?.finished) return Promise.resolve({ value: undefined, done: true });
+    return new Promise((resolve, reject) => {
+      this.#waiter = { resolve, reject };
+      this.#deliver();
+    });
+  }
+
+  #deliver(): void {
+    if (this.#delivering || this.#closed) return;
+    this.#delivering = true;
+    let threw = true;
+    try {
+      for (;;) {
+        if (this.#iterating) {
+          const w = this.#waiter;
+          if (w === null || this.#inbox.length === 0) break;
+          this.#waiter = null;
+          w.resolve({ value: this.#inbox.shift()!, done: false });
+        } else {
+          if (this.#paused || this.#inbox.length === 0 || this.listenerCount('message') === 0) break;
+          this.emit('message', this.#inbox.shift()!);
+        }
+      }
+      threw = false;
+    } finally {
+      this.#delivering = false;
+      // A listener threw (it goes on to become an uncaught exception): the
+      // rest are still ours; hand them over on the next tick.
+      if (threw) process.nextTick(() => this.#deliver());
+    }
+    if (this.#inbox.length === 0 && this.#terminal !== null && !this.#terminal.finished) this.#finish(this.#terminal);
+    this.#update();
+  }
+
+  #finish(t: Terminal): void {
+    t.finished = true;
+    if (t.error !== null) {
+      this.#destroy(t.error);
+      return;
+    }
+    this.emit('end');
+    const w = this.#waiter;
+    this.#waiter = null;
+    w?.resolve({ value: undefined, done: true });
+    if (!this.#allowHalfOpen) this.close();
+  }
+
+  // --- sending ------------------------------------------------------------
+
+  #onWritable = (): void => {
+    const q = this.#sends;
+    for (let p = q.peek(); p !== undefined; p = q.peek()) {
+      const total = (p.head?.length ?? 0) + p.body.byteLength;
+      let n: number;
+      try {
+        n = native.trySend(this.fd, p.head, p.body, p.fds);
+      } catch (err) {
+        q.shift();
+        closeAll(p.fds);
+        p.reject(err as Error);
+        continue;
+      }
+      if (n < 0) break;
+      if (n === total) {
+        q.shift();
+        closeAll(p.fds);
+        p.resolve();
+        continue;
+      }
+      closeAll(p.fds);
+      advance(p, n);
+      break;
+    }
+    this.#update();
+  };
+
+  // --- state --------------------------------------------------------------
+
+  /** Point the poll handle at what is wanted now: reading while someone consumes and the inbox has room; writing while sends wait. */
+  #update(): void {
+    if (this.#closed) return;
+    const consumer = this.#iterating || (!this.#paused && this.listenerCount('message') > 0);
+    const reading = consumer && this.#terminal === null && this.#inbox.length < this.#highWaterMark;
+    const writing = this.#sends.length > 0;
+    if (reading === this.#reading && writing === this.#writing) return;
+    this.#reading = reading;
+    this.#writing = writing;
+    this.#poller.setEvents(reading, writing);
+  }
+
+  #destroy(error: Error | null): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#poller.close();
+    for (const p of this.#sends.drain()) {
+      closeAll(p.fds);
+      p.reject(socketClosed());
+    }
+    for (const m of this.#inbox.drain()) closeAll(m.fds);
+    if (this.#frame !== null) closeAll(this.#frame.fds);
+    this.#frame = null;
+    const w = this.#waiter;
+    this.#waiter = null;
+    let reported = false;
+    if (this.#iterating && error !== null) {
+      if (w !== null) w.reject(error);
+      else this.#iterError = error;
+      reported = true;
+    } else {
+      w?.resolve({ value: undefined, done: true });
+    }
+    process.nextTick(() => {
+      if (error !== null && (!reported || this.listenerCount('error') > 0)) this.emit('error', error);
+      this.emit('close');
+    });
+  }
+}
+
+/** Drop the first n bytes of a queued send (the kernel took them; with them any fds). */
+function advance(p: PendingSend, n: number): void {
+  p.fds = null;
+  if (p.head !== null) {
+    if (n < p.head.length) {
+      p.head = p.head.subarray(n);
+      return;
+    }
+    n -= p.head.length;
+    p.head = null;
+  }
+  p.body = p.body.subarray(n);
+}
+
+function noop(): void {}
+
+// Typed events.
+export interface FdSocket {
+  on(event: 'message', listener: (message: FdMessage) => void): this;
+  on(event: 'end' | 'close', listener: () => void): this;
+  on(event: 'error', listener: (err: Error) => void): this;
+  on(event: string | symbol, listener: (...args: any[]) => void): this;
+  once(event: 'message', listener: (message: FdMessage) => void): this;
+  once(event: 'end' | 'close', listener: () => void): this;
+  once(event: 'error', listener: (err: Error) => void): this;
+  once(event: string | symbol, listener: (...args: any[]) => void): this;
+}

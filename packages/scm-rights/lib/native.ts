@@ -1,0 +1,60 @@
+// The one seam between TypeScript and C++: the shape of src/scm_rights.cc's
+// exports, declared once so lib/index.ts is type-checked against it.
+import { join } from 'node:path';
+import nodeGypBuild from 'node-gyp-build';
+
+/** Called once per readable wakeup with everything recvmsg returned until EAGAIN. */
+export type OnRead = (chunks: number, data: Buffer | undefined, status: number) => void;
+
+export interface NativePoller {
+  /** Which readiness the uv_poll_t watches; (false, false) stops it. */
+  setEvents(readable: boolean, writable: boolean): void;
+  ref(): void;
+  unref(): void;
+  /** Stop polling and close the socket fd. Idempotent. */
+  close(): void;
+}
+
+export interface NativeBinding {
+  /** One sendmsg(2) with SCM_RIGHTS; bytes sent. Throws a Node-style errno Error (EAGAIN included). */
+  sendFds(fd: number, data: ArrayBufferView, fds: number[]): number;
+  /** One sendmsg(2) of head+body with MSG_DONTWAIT; bytes sent, or -1 when the socket is full. */
+  trySend(fd: number, head: ArrayBufferView | null, body: ArrayBufferView, fds: number[] | null): number;
+  /** One recvmsg(2) with MSG_CMSG_CLOEXEC: [data, fds, msg_flags]. Room for exactly maxFds fds. */
+  recvFds(fd: number, maxBytes: number, maxFds: number): [Buffer, number[], number];
+  /** [address family, SO_TYPE] of a socket fd. */
+  socketInfo(fd: number): [number, number];
+  /** SO_PEERCRED: [pid, uid, gid]. */
+  peerCredentials(fd: number): [number, number, number];
+  /** SO_PEERPIDFD: a new O_CLOEXEC pidfd. */
+  peerPidFd(fd: number): number;
+  /** fcntl(F_DUPFD_CLOEXEC). */
+  dupCloexec(fd: number): number;
+  /**
+   * A uv_poll_t over `fd` that owns it. Each readable wakeup loops recvmsg
+   * (MSG_DONTWAIT | MSG_CMSG_CLOEXEC, at most `chunkBytes` per call) until
+   * EAGAIN or the batch is full, writes per chunk [length, fd count,
+   * msg_flags] into `meta` and the fds into `fds`, then calls onRead once.
+   * status: 0, 1 for end-of-file, or -errno.
+   */
+  Poller: new (
+    fd: number,
+    chunkBytes: number,
+    scratchBytes: number,
+    meta: Int32Array,
+    fds: Int32Array,
+    onRead: OnRead,
+    onWrite: () => void,
+  ) => NativePoller;
+  readonly AF_UNIX: number;
+  readonly SOCK_STREAM: number;
+  readonly SOCK_SEQPACKET: number;
+  readonly SOCK_DGRAM: number;
+  readonly MSG_TRUNC: number;
+  readonly MSG_CTRUNC: number;
+  readonly SCM_MAX_FD: number;
+}
+
+// lib/ (sources, under vitest) and dist/ (the build) both sit one level below
+// the package root, where node-gyp-build looks for build/ and prebuilds/.
+export const native = nodeGypBuild(join(__dirname, '..')) as NativeBinding;

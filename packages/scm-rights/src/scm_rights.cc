@@ -1,0 +1,549 @@
+// SCM_RIGHTS for Node: sendmsg/recvmsg carrying file descriptors, peer
+// credentials, and a libuv poll handle that drains a socket in batches.
+//
+// Thin on purpose. This file validates just enough that nothing a caller
+// passes can crash the process, makes the syscalls, and reports errno the way
+// Node's own system errors look. Everything else (argument policy, message
+// framing on stream sockets, what a truncated message means, who closes which
+// fd) lives in lib/index.ts.
+#include <napi.h>
+#include <uv.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+
+namespace {
+
+// The kernel's per-message limit (SCM_MAX_FD in include/net/scm.h). It is not
+// exported to userspace headers.
+constexpr int kMaxFds = 253;
+
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77  // Linux 6.5; older libc headers lack it
+#endif
+#ifndef MSG_CMSG_CLOEXEC
+#define MSG_CMSG_CLOEXEC 0  // macOS: no atomic close-on-exec for received fds
+#endif
+#ifndef MSG_NOSIGNAL
+#define MSG_NOSIGNAL 0
+#endif
+#ifndef POLLRDHUP
+#define POLLRDHUP POLLHUP
+#endif
+
+// Room for a full SCM_RIGHTS array plus one more control message (say
+// SCM_CREDENTIALS, if the caller enabled SO_PASSCRED), aligned for cmsghdr.
+union ControlBuf {
+  struct cmsghdr align;
+  char buf[CMSG_SPACE(sizeof(int) * kMaxFds) + CMSG_SPACE(64)];
+};
+
+// An Error shaped like Node's (fs, net): "EBADF: bad file descriptor,
+// sendmsg" with code, errno (negative, as libuv and Node report it) and
+// syscall.
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall) {
+  const char* code = uv_err_name(-err);
+  Napi::Error e = Napi::Error::New(env, std::string(code) + ": " + uv_strerror(-err) + ", " + syscall);
+  e.Set("errno", Napi::Number::New(env, -err));
+  e.Set("code", Napi::String::New(env, code));
+  e.Set("syscall", Napi::String::New(env, syscall));
+  return e;
+}
+
+int FdArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
+  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a number");
+  return info[i].As<Napi::Number>().Int32Value();
+}
+
+// The bytes of any typed array or DataView, without copying.
+bool BytesOf(Napi::Value v, char** data, size_t* len) {
+  napi_env env = v.Env();
+  bool is = false;
+  if (napi_is_typedarray(env, v, &is) == napi_ok && is) {
+    napi_typedarray_type type;
+    size_t length;
+    void* ptr;
+    napi_value ab;
+    size_t offset;
+    if (napi_get_typedarray_info(env, v, &type, &length, &ptr, &ab, &offset) != napi_ok) return false;
+    *data = static_cast<char*>(ptr);
+    *len = v.As<Napi::TypedArray>().ByteLength();
+    return true;
+  }
+  if (napi_is_dataview(env, v, &is) == napi_ok && is) {
+    size_t length;
+    void* ptr;
+    napi_value ab;
+    size_t offset;
+    if (napi_get_dataview_info(env, v, &length, &ptr, &ab, &offset) != napi_ok) return false;
+    *data = static_cast<char*>(ptr);
+    *len = length;
+    return true;
+  }
+  return false;
+}
+
+// Reads an array of fd numbers (at most kMaxFds) into out; returns the count.
+int FdsOf(Napi::Env env, Napi::Value v, int* out) {
+  if (v.IsUndefined() || v.IsNull()) return 0;
+  if (!v.IsArray()) throw Napi::TypeError::New(env, "fds must be an array");
+  Napi::Array arr = v.As<Napi::Array>();
+  uint32_t n = arr.Length();
+  if (n > static_cast<uint32_t>(kMaxFds)) throw Napi::RangeError::New(env, "too many fds");
+  for (uint32_t i = 0; i < n; i++) {
+    Napi::Value fd = arr.Get(i);
+    if (!fd.IsNumber()) throw Napi::TypeError::New(env, "fds must hold numbers");
+    out[i] = fd.As<Napi::Number>().Int32Value();
+  }
+  return static_cast<int>(n);
+}
+
+// One sendmsg(2) of up to two buffers with fds attached to its first byte.
+ssize_t SendMsg(int fd, struct iovec* iov, int iovcnt, const int* fds, int nfds, int flags) {
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = iov;
+  msg.msg_iovlen = iovcnt;
+  ControlBuf control;
+  if (nfds > 0) {
+    msg.msg_control = control.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+    memset(control.buf, 0, msg.msg_controllen);
+    struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    memcpy(CMSG_DATA(c), fds, sizeof(int) * nfds);
+  }
+  ssize_t n;
+  do n = sendmsg(fd, &msg, flags | MSG_NOSIGNAL);
+  while (n == -1 && errno == EINTR);
+  return n;
+}
+
+// Copies the fds of every SCM_RIGHTS message in msg into out (room for `cap`).
+// Whatever does not fit is closed, and MSG_CTRUNC set, so nothing that
+// arrived is ever lost track of.
+int TakeFds(struct msghdr* msg, int* out, int cap) {
+  int count = 0;
+  for (struct cmsghdr* c = CMSG_FIRSTHDR(msg); c != nullptr; c = CMSG_NXTHDR(msg, c)) {
+    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
+    size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+    const unsigned char* p = CMSG_DATA(c);
+    for (size_t i = 0; i < n; i++) {
+      int fd;
+      memcpy(&fd, p + i * sizeof(int), sizeof fd);
+      if (count < cap) {
+        out[count++] = fd;
+      } else {
+        close(fd);
+        msg->msg_flags |= MSG_CTRUNC;
+      }
+    }
+  }
+  return count;
+}
+
+// sendFds(fd, data, fds): bytes sent. Blocks if the socket is blocking and
+// full; a non-blocking one throws EAGAIN like every other error.
+Napi::Value SendFds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "socketFd");
+  char* data;
+  size_t len;
+  if (info.Length() < 3 || !BytesOf(info[1], &data, &len)) throw Napi::TypeError::New(env, "data must be a typed array");
+  int fds[kMaxFds];
+  int nfds = FdsOf(env, info[2], fds);
+  struct iovec iov = {data, len};
+  ssize_t n = SendMsg(fd, &iov, 1, fds, nfds, 0);
+  if (n == -1) throw ErrnoError(env, errno, "sendmsg");
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+// trySend(fd, head | null, body, fds | null): bytes sent, or -1 when the
+// socket is full (EAGAIN is the normal case for FdSocket's queue, so it is a
+// value, not an exception). Never blocks: MSG_DONTWAIT.
+Napi::Value TrySend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "socketFd");
+  struct iovec iov[2];
+  int iovcnt = 0;
+  char* data;
+  size_t len;
+  if (info.Length() < 4) throw Napi::TypeError::New(env, "trySend(fd, head, body, fds)");
+  if (!info[1].IsNull() && !info[1].IsUndefined()) {
+    if (!BytesOf(info[1], &data, &len)) throw Napi::TypeError::New(env, "head must be a typed array");
+    iov[iovcnt++] = {data, len};
+  }
+  if (!BytesOf(info[2], &data, &len)) throw Napi::TypeError::New(env, "body must be a typed array");
+  iov[iovcnt++] = {data, len};
+  int fds[kMaxFds];
+  int nfds = FdsOf(env, info[3], fds);
+  ssize_t n = SendMsg(fd, iov, iovcnt, fds, nfds, MSG_DONTWAIT);
+  if (n == -1) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, -1);
+    throw ErrnoError(env, errno, "sendmsg");
+  }
+  return Napi::Number::New(env, static_cast<double>(n));
+}
+
+// recvFds(fd, maxBytes, maxFds): [data, fds, msg_flags]. The control buffer
+// has room for exactly maxFds, so a message carrying more comes back with
+// MSG_CTRUNC (the kernel drops the rest); the caller decides what that means.
+Napi::Value RecvFds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "socketFd");
+  if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber()) {
+    throw Napi::TypeError::New(env, "recvFds(fd, maxBytes, maxFds)");
+  }
+  int64_t maxBytes = info[1].As<Napi::Number>().Int64Value();
+  int maxFds = info[2].As<Napi::Number>().Int32Value();
+  if (maxBytes < 1 || maxBytes > (int64_t{1} << 31) || maxFds < 0 || maxFds > kMaxFds) {
+    throw Napi::RangeError::New(env, "maxBytes or maxFds out of range");
+  }
+  // Small reads share one buffer per thread; a large maxBytes gets its own,
+  // so one big read does not pin memory for the life of the process.
+  constexpr size_t kShared = 64 * 1024;
+  thread_local std::unique_ptr<char[]> shared(new char[kShared]);
+  std::unique_ptr<char[]> big;
+  char* buf = shared.get();
+  if (static_cast<size_t>(maxBytes) > kShared) {
+    big.reset(new char[static_cast<size_t>(maxBytes)]);
+    buf = big.get();
+  }
+
+  struct iovec iov = {buf, static_cast<size_t>(maxBytes)};
+  struct msghdr msg;
+  memset(&msg, 0, sizeof msg);
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  ControlBuf control;
+  if (maxFds > 0) {
+    msg.msg_control = control.buf;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * maxFds);
+  }
+  ssize_t n;
+  do n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
+  while (n == -1 && errno == EINTR);
+  if (n == -1) throw ErrnoError(env, errno, "recvmsg");
+
+  int fds[kMaxFds];
+  int nfds = TakeFds(&msg, fds, maxFds);
+  Napi::Array out = Napi::Array::New(env, 3);
+  Napi::Array fdArr = Napi::Array::New(env, nfds);
+  for (int i = 0; i < nfds; i++) fdArr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, fds[i]));
+  out.Set(0u, Napi::Buffer<char>::Copy(env, buf, static_cast<size_t>(n)));
+  out.Set(1u, fdArr);
+  out.Set(2u, Napi::Number::New(env, msg.msg_flags));
+  return out;
+}
+
+// socketInfo(fd): [domain, type], for FdSocket and for the "no bytes, only
+// fds on a stream socket" check (the kernel would drop such fds silently).
+Napi::Value SocketInfo(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "socketFd");
+  int type = 0;
+  socklen_t len = sizeof type;
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1) throw ErrnoError(env, errno, "getsockopt");
+  struct sockaddr_storage addr;
+  socklen_t alen = sizeof addr;
+  memset(&addr, 0, sizeof addr);
+  if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&addr), &alen) == -1) throw ErrnoError(env, errno, "getsockname");
+  Napi::Array out = Napi::Array::New(env, 2);
+  out.Set(0u, Napi::Number::New(env, addr.ss_family));
+  out.Set(1u, Napi::Number::New(env, type));
+  return out;
+}
+
+// peerCredentials(fd): [pid, uid, gid] of the peer as of connect/socketpair.
+Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "socketFd");
+#ifdef SO_PEERCRED
+  struct ucred cred;
+  socklen_t len = sizeof cred;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == -1) throw ErrnoError(env, errno, "getsockopt");
+  Napi::Array out = Napi::Array::New(env, 3);
+  out.Set(0u, Napi::Number::New(env, cred.pid));
+  out.Set(1u, Napi::Number::New(env, cred.uid));
+  out.Set(2u, Napi::Number::New(env, cred.gid));
+  return out;
+#else
+  (void)fd;
+  throw ErrnoError(env, ENOSYS, "getsockopt");
+#endif
+}
+
+// peerPidFd(fd): a pidfd (O_CLOEXEC, made by the kernel) for the peer.
+Napi::Value PeerPidFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "socketFd");
+#ifdef __linux__
+  int pidfd = -1;
+  socklen_t len = sizeof pidfd;
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == -1) throw ErrnoError(env, errno, "getsockopt");
+  return Napi::Number::New(env, pidfd);
+#else
+  (void)fd;
+  throw ErrnoError(env, ENOPROTOOPT, "getsockopt");
+#endif
+}
+
+// dupCloexec(fd): F_DUPFD_CLOEXEC. FdSocket keeps its own copies of the fds
+// of a queued send, so the caller may close theirs as soon as send() returns.
+Napi::Value DupCloexec(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = FdArg(info, 0, "fd");
+  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (dup == -1) throw ErrnoError(env, errno, "fcntl");
+  return Napi::Number::New(env, dup);
+}
+
+// Poller: a uv_poll_t over the socket that, on each readable wakeup, loops
+// recvmsg until EAGAIN (or the batch is full) and hands JavaScript the whole
+// batch in one call: the bytes in one Buffer, and per chunk its length, fd
+// count and msg_flags in a shared Int32Array, the fds in another. One
+// crossing per wakeup instead of one per message.
+class Poller : public Napi::ObjectWrap<Poller> {
+ public:
+  static Napi::Function Define(Napi::Env env) {
+    return DefineClass(env, "Poller",
+                       {
+                           InstanceMethod<&Poller::SetEvents>("setEvents"),
+                           InstanceMethod<&Poller::Ref>("ref"),
+                           InstanceMethod<&Poller::Unref>("unref"),
+                           InstanceMethod<&Poller::Close>("close"),
+                       });
+  }
+
+  // new Poller(fd, chunkBytes, scratchBytes, meta: Int32Array, fds: Int32Array, onRead, onWrite)
+  explicit Poller(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Poller>(info) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 7 || !info[0].IsNumber() || !info[1].IsNumber() || !info[2].IsNumber() ||
+        !info[3].IsTypedArray() || !info[4].IsTypedArray() || !info[5].IsFunction() || !info[6].IsFunction()) {
+      throw Napi::TypeError::New(env, "Poller(fd, chunkBytes, scratchBytes, meta, fds, onRead, onWrite)");
+    }
+    Napi::TypedArray meta = info[3].As<Napi::TypedArray>();
+    Napi::TypedArray fds = info[4].As<Napi::TypedArray>();
+    if (meta.TypedArrayType() != napi_int32_array || fds.TypedArrayType() != napi_int32_array ||
+        meta.ElementLength() < 3 || fds.ElementLength() < static_cast<size_t>(kMaxFds)) {
+      throw Napi::TypeError::New(env, "meta and fds must be Int32Arrays (meta >= 3, fds >= 253 entries)");
+    }
+    int64_t chunk = info[1].As<Napi::Number>().Int64Value();
+    int64_t scratch = info[2].As<Napi::Number>().Int64Value();
+    if (chunk < 1 || scratch < chunk || scratch > (int64_t{1} << 31)) throw Napi::RangeError::New(env, "bad buffer sizes");
+
+    fd_ = info[0].As<Napi::Number>().Int32Value();
+    chunk_ = static_cast<size_t>(chunk);
+    // Uninitialised on purpose: pages are only touched when bytes arrive.
+    scratchSize_ = static_cast<size_t>(scratch);
+    scratch_.reset(new char[scratchSize_]);
+    meta_ = meta.As<Napi::Int32Array>().Data();
+    metaCap_ = meta.ElementLength() / 3;
+    fds_ = fds.As<Napi::Int32Array>().Data();
+    fdsCap_ = fds.ElementLength();
+    metaRef_ = Napi::Persistent(info[3].As<Napi::Object>());
+    fdsRef_ = Napi::Persistent(info[4].As<Napi::Object>());
+    onRead_ = Napi::Persistent(info[5].As<Napi::Function>());
+    onWrite_ = Napi::Persistent(info[6].As<Napi::Function>());
+    context_ = std::make_unique<Napi::AsyncContext>(env, "FdSocket");
+
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "no event loop");
+    handle_ = new Handle();
+    handle_->owner = this;
+    int err = uv_poll_init(loop, &handle_->poll, fd_);
+    if (err != 0) {
+      delete handle_;  // never initialised, so never uv_close'd
+      handle_ = nullptr;
+      throw ErrnoError(env, -err, "uv_poll_init");
+    }
+  }
+
+  ~Poller() override { Shutdown(true); }
+
+ private:
+  struct Handle {
+    uv_poll_t poll;  // first, so a uv_poll_t* is a Handle*
+    Poller* owner;
+  };
+
+  // setEvents(readable, writable): what the poll watches; nothing stops it.
+  Napi::Value SetEvents(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (handle_ == nullptr) return env.Undefined();
+    int events = (info[0].ToBoolean() ? UV_READABLE : 0) | (info[1].ToBoolean() ? UV_WRITABLE : 0);
+    if (events == events_) return env.Undefined();
+    int err = events == 0 ? uv_poll_stop(&handle_->poll) : uv_poll_start(&handle_->poll, events, OnPoll);
+    if (err != 0) throw ErrnoError(env, -err, "uv_poll_start");
+    events_ = events;
+    return env.Undefined();
+  }
+
+  Napi::Value Ref(const Napi::CallbackInfo& info) {
+    if (handle_ != nullptr) uv_ref(reinterpret_cast<uv_handle_t*>(&handle_->poll));
+    return info.Env().Undefined();
+  }
+
+  Napi::Value Unref(const Napi::CallbackInfo& info) {
+    if (handle_ != nullptr) uv_unref(reinterpret_cast<uv_handle_t*>(&handle_->poll));
+    return info.Env().Undefined();
+  }
+
+  // close(): stop polling, close the socket fd (it is ours), drop the
+  // callbacks. Safe to call from inside onRead/onWrite and more than once.
+  Napi::Value Close(const Napi::CallbackInfo& info) {
+    Shutdown(true);
+    onRead_.Reset();
+    onWrite_.Reset();
+    metaRef_.Reset();
+    fdsRef_.Reset();
+    return info.Env().Undefined();
+  }
+
+  void Shutdown(bool closeFd) {
+    if (handle_ != nullptr) {
+      // uv_poll_stop takes the fd out of epoll, so closing it next is safe;
+      // the handle's memory goes when libuv is done with it.
+      uv_poll_stop(&handle_->poll);
+      handle_->owner = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll),
+               [](uv_handle_t* h) { delete reinterpret_cast<Handle*>(h); });
+      handle_ = nullptr;
+    }
+    if (closeFd && fd_ >= 0) {
+      close(fd_);
+      fd_ = -1;
+    }
+    events_ = 0;
+  }
+
+  static void OnPoll(uv_poll_t* poll, int status, int events) {
+    Handle* h = reinterpret_cast<Handle*>(poll);
+    if (h->owner == nullptr) return;
+    Poller* self = h->owner;
+    Napi::Env env = self->Env();
+    Napi::HandleScope scope(env);
+    if (status < 0) {
+      self->Deliver(0, 0, status);
+      return;
+    }
+    if (events & UV_READABLE) self->ReadBatch();
+    // onRead may have closed the socket or dropped write interest.
+    if (h->owner != nullptr && (events & UV_WRITABLE) && (self->events_ & UV_WRITABLE)) self->Call(self->onWrite_, {});
+  }
+
+  void ReadBatch() {
+    char* buf = scratch_.get();
+    size_t used = 0;
+    size_t chunks = 0;
+    size_t nfds = 0;
+    int status = 0;  // 0: more may come; 1: end of file; < 0: -errno
+    while (chunks < metaCap_ && scratchSize_ - used >= chunk_ && fdsCap_ - nfds >= static_cast<size_t>(kMaxFds)) {
+      struct iovec iov = {buf + used, chunk_};
+      struct msghdr msg;
+      memset(&msg, 0, sizeof msg);
+      msg.msg_iov = &iov;
+      msg.msg_iovlen = 1;
+      ControlBuf control;
+      msg.msg_control = control.buf;
+      msg.msg_controllen = sizeof control.buf;
+      ssize_t n = recvmsg(fd_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+      if (n == -1) {
+        if (errno == EINTR) continue;
+        if (errno != EAGAIN && errno != EWOULDBLOCK) status = -errno;
+        break;
+      }
+      int got = TakeFds(&msg, fds_ + nfds, kMaxFds);
+      if (n == 0 && got == 0 && AtEof()) {
+        status = 1;
+        break;
+      }
+      meta_[3 * chunks] = static_cast<int32_t>(n);
+      meta_[3 * chunks + 1] = got;
+      meta_[3 * chunks + 2] = msg.msg_flags;
+      chunks++;
+      nfds += got;
+      used += static_cast<size_t>(n);
+      // A truncated message ends the socket; read nothing after it.
+      if (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) break;
+    }
+    if (chunks == 0 && status == 0) return;
+    Deliver(chunks, used, status);
+  }
+
+  // A zero-byte read without fds is end-of-file on a stream socket, but on a
+  // seqpacket socket it may also be an empty message. The peer having shut
+  // down its side tells the two apart.
+  bool AtEof() {
+    struct pollfd p = {fd_, POLLRDHUP, 0};
+    return poll(&p, 1, 0) != 1 || (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+  }
+
+  void Deliver(size_t chunks, size_t used, int status) {
+    Napi::Env env = Env();
+    Napi::Value data = used > 0 ? Napi::Buffer<char>::Copy(env, scratch_.get(), used).As<Napi::Value>() : env.Undefined();
+    Call(onRead_, {Napi::Number::New(env, static_cast<double>(chunks)), data, Napi::Number::New(env, status)});
+  }
+
+  // Calls into JavaScript from the event loop, with the async context of
+  // this socket, so microtasks (resolved sends, awaited messages) run after.
+  // An exception thrown by a listener becomes an uncaught exception, as it
+  // would from a net.Socket 'data' listener.
+  void Call(Napi::FunctionReference& fn, const std::initializer_list<napi_value>& args) {
+    if (fn.IsEmpty()) return;
+    try {
+      fn.MakeCallback(Value(), args, *context_);
+    } catch (const Napi::Error& e) {
+      napi_fatal_exception(Env(), e.Value());
+    }
+  }
+
+  int fd_ = -1;
+  size_t chunk_ = 0;
+  std::unique_ptr<char[]> scratch_;
+  size_t scratchSize_ = 0;
+  int32_t* meta_ = nullptr;
+  size_t metaCap_ = 0;
+  int32_t* fds_ = nullptr;
+  size_t fdsCap_ = 0;
+  int events_ = 0;
+  Handle* handle_ = nullptr;
+  Napi::ObjectReference metaRef_;
+  Napi::ObjectReference fdsRef_;
+  Napi::FunctionReference onRead_;
+  Napi::FunctionReference onWrite_;
+  std::unique_ptr<Napi::AsyncContext> context_;
+};
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("sendFds", Napi::Function::New(env, SendFds, "sendFds"));
+  exports.Set("trySend", Napi::Function::New(env, TrySend, "trySend"));
+  exports.Set("recvFds", Napi::Function::New(env, RecvFds, "recvFds"));
+  exports.Set("socketInfo", Napi::Function::New(env, SocketInfo, "socketInfo"));
+  exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
+  exports.Set("peerPidFd", Napi::Function::New(env, PeerPidFd, "peerPidFd"));
+  exports.Set("dupCloexec", Napi::Function::New(env, DupCloexec, "dupCloexec"));
+  exports.Set("Poller", Poller::Define(env));
+  exports.Set("AF_UNIX", Napi::Number::New(env, AF_UNIX));
+  exports.Set("SOCK_STREAM", Napi::Number::New(env, SOCK_STREAM));
+  exports.Set("SOCK_SEQPACKET", Napi::Number::New(env, SOCK_SEQPACKET));
+  exports.Set("SOCK_DGRAM", Napi::Number::New(env, SOCK_DGRAM));
+  exports.Set("MSG_TRUNC", Napi::Number::New(env, MSG_TRUNC));
+  exports.Set("MSG_CTRUNC", Napi::Number::New(env, MSG_CTRUNC));
+  exports.Set("SCM_MAX_FD", Napi::Number::New(env, kMaxFds));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(scm_rights, Init)
