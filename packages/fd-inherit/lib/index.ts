@@ -1,0 +1,726 @@
+import * as net from 'node:net';
+import { accessSync, closeSync, constants as fsConstants, openSync, statSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { isAbsolute, resolve as resolvePath } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PidFd, type ExitInfo, type PidFdWaitOptions } from '@folk/pidfd';
+import { native, type NativeSpawnPlan } from './native.js';
+
+export type { ExitInfo, Rusage } from '@folk/pidfd';
+export { PidFd } from '@folk/pidfd';
+
+/**
+ * Where a child's standard fd comes from:
+ * - `'inherit'`: the parent's fd of the same number (closed in the child if
+ *   closed in the parent).
+ * - `'ignore'`: /dev/null.
+ * - `'pipe'`: a new pipe; the parent's end is `subprocess.stdin`/`stdout`/`stderr`.
+ * - a number: that parent fd.
+ */
+export type StdioOption = 'inherit' | 'ignore' | 'pipe' | number;
+
+/** The rlimit resources `options.rlimits` accepts (RLIMIT_ + upper case). */
+export type RlimitName =
+  | 'as'
+  | 'core'
+  | 'cpu'
+  | 'data'
+  | 'fsize'
+  | 'locks'
+  | 'memlock'
+  | 'msgqueue'
+  | 'nice'
+  | 'nofile'
+  | 'nproc'
+  | 'rss'
+  | 'rtprio'
+  | 'rttime'
+  | 'sigpending'
+  | 'stack';
+
+/** One limit: both soft and hard, or each on its own. `Infinity` means unlimited. */
+export type RlimitValue = number | { soft: number; hard: number };
+
+/** An fd handed to a socket-activated child, optionally named (LISTEN_FDNAMES). */
+export type ListenFdOption = number | { fd: number; name?: string };
+
+export interface SpawnOptions {
+  /**
+   * Child fd number -> parent fd. Any child number, 0-2 included; the same
+   * parent fd may appear more than once, and numbers may swap (`{3: 4, 4: 3}`).
+   * The parent's fds are not changed (they keep their FD_CLOEXEC).
+   */
+  fds?: Record<number, number>;
+  /** Default `'inherit'`. Conflicts with `fds[0]`. */
+  stdin?: StdioOption;
+  /** Default `'inherit'`. Conflicts with `fds[1]`. */
+  stdout?: StdioOption;
+  /** Default `'inherit'`. Conflicts with `fds[2]`. */
+  stderr?: StdioOption;
+  /** The child's whole environment. Default `process.env`. Entries whose value is `undefined` are left out. */
+  env?: Record<string, string | undefined>;
+  /** Working directory of the child. Default: the parent's. */
+  cwd?: string | URL;
+  /** `argv[0]` of the child. Default: `file` as given. */
+  argv0?: string;
+  /** Start a new session (setsid(2)): the child leads a new session and process group. Default `false`. */
+  setsid?: boolean;
+  /** Signal the child gets when the thread that spawned it dies (PR_SET_PDEATHSIG). */
+  pdeathsig?: NodeJS.Signals | number;
+  /**
+   * Close every fd in the child except 0-2 and the ones asked for, whatever
+   * their FD_CLOEXEC flag in the parent. Default `true`.
+   */
+  closeOtherFds?: boolean;
+  /** File mode creation mask of the child, 0 to 0o777. */
+  umask?: number;
+  /** Resource limits of the child, for example `{ nofile: 1024, core: 0 }`. */
+  rlimits?: Partial<Record<RlimitName, RlimitValue>>;
+  /** PR_SET_NO_NEW_PRIVS: execve can never grant the child privileges (setuid bits, file capabilities). Default `false`. */
+  noNewPrivs?: boolean;
+  /** Run the child as this user id (needs privilege, normally root). */
+  uid?: number;
+  /** Run the child as this group id (needs privilege). */
+  gid?: number;
+  /** Supplementary groups of the child (needs privilege); `[]` drops them all. */
+  groups?: number[];
+  /**
+   * systemd socket activation: these parent fds arrive in the child at 3, 4,
+   * ... with LISTEN_FDS, LISTEN_FDNAMES (`'unknown'` for unnamed ones) and
+   * LISTEN_PID set to the child's own pid. Conflicts with `fds` at those numbers.
+   */
+  listenFds?: ListenFdOption[];
+}
+
+/** A child fd handed over by systemd (or anything else speaking the LISTEN_FDS protocol). */
+export interface ListenFd {
+  fd: number;
+  /** From LISTEN_FDNAMES; `'unknown'` when it was not given. */
+  name: string;
+}
+
+export interface ListenFdsOptions {
+  /** Remove LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES from `process.env`, so no child of ours sees them. Default `true`. */
+  unsetEnvironment?: boolean;
+}
+
+export interface StdioFromFdMapOptions {
+  /** For a missing `fds[0]`. Default `'inherit'`. */
+  stdin?: 'inherit' | 'ignore' | 'pipe';
+  /** For a missing `fds[1]`. Default `'inherit'`. */
+  stdout?: 'inherit' | 'ignore' | 'pipe';
+  /** For a missing `fds[2]`. Default `'inherit'`. */
+  stderr?: 'inherit' | 'ignore' | 'pipe';
+}
+
+// ---------------------------------------------------------------------------
+// Node-style errors and argument checks
+
+type ErrnoException = NodeJS.ErrnoException;
+
+function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
+  const got = actual === null ? 'null' : Array.isArray(actual) ? 'an array' : `type ${typeof actual}`;
+  const err = new TypeError(`The "${name}" argument must be ${expected}. Received ${got}`);
+  (err as ErrnoException).code = 'ERR_INVALID_ARG_TYPE';
+  return err;
+}
+
+function invalidArgValue(name: string, reason: string, actual: unknown): TypeError {
+  const shown = typeof actual === 'string' ? `'${actual}'` : String(actual);
+  const err = new TypeError(`The "${name}" argument ${reason}. Received ${shown}`);
+  (err as ErrnoException).code = 'ERR_INVALID_ARG_VALUE';
+  return err;
+}
+
+const INT32_MAX = 2 ** 31 - 1;
+
+function validateInteger(value: unknown, name: string, min: number, max: number): number {
+  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value);
+  if (!Number.isInteger(value) || value < min || value > max) {
+    const err = new RangeError(
+      `The value of "${name}" is out of range. It must be an integer >= ${min} && <= ${max}. Received ${value}`,
+    );
+    (err as ErrnoException).code = 'ERR_OUT_OF_RANGE';
+    throw err;
+  }
+  return value;
+}
+
+function validateFd(value: unknown, name: string): number {
+  return validateInteger(value, name, 0, INT32_MAX);
+}
+
+/** A string the kernel can take: C strings end at the first NUL byte. */
+function validateCString(value: unknown, name: string): string {
+  if (typeof value !== 'string') throw invalidArgType(name, 'of type string', value);
+  if (value.includes('\0')) throw invalidArgValue(name, 'must be a string without null bytes', value);
+  return value;
+}
+
+function optionsObject(options: unknown, name = 'options'): Record<string, unknown> {
+  if (options === undefined) return {};
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw invalidArgType(name, 'of type object', options);
+  }
+  return options as Record<string, unknown>;
+}
+
+function optionalBoolean(options: Record<string, unknown>, key: string, fallback: boolean): boolean {
+  const value = options[key];
+  if (value === undefined) return fallback;
+  if (typeof value !== 'boolean') throw invalidArgType(`options.${key}`, 'of type boolean', value);
+  return value;
+}
+
+const ERRNO = osConstants.errno as Record<string, number>;
+
+// libuv's wording for the errors we raise ourselves rather than get from a syscall.
+const MESSAGES: Record<string, string> = {
+  EACCES: 'permission denied',
+  EBADF: 'bad file descriptor',
+  EINVAL: 'invalid argument',
+  ENOENT: 'no such file or directory',
+};
+
+function systemError(code: string, syscall: string, what: string): ErrnoException {
+  const err: ErrnoException = new Error(`${code}: ${MESSAGES[code] ?? code}, ${what}`);
+  err.errno = -(ERRNO[code] ?? 0);
+  err.code = code;
+  err.syscall = syscall;
+  return err;
+}
+
+/** The part of a binding error's message after "CODE: " and before ", syscall". */
+function errnoText(err: ErrnoException): string {
+  const m = /^[A-Z0-9_]+: (.*), [^,]*$/.exec(err.message);
+  return m ? m[1]! : err.message;
+}
+
+// The first kernel with each creation path; only ever reported when all of
+// them were refused.
+const MIN_KERNEL: Record<string, string> = {
+  clone: '5.3 (clone3, or clone with CLONE_PIDFD and pidfd_open)',
+  pidfd_open: '5.3',
+};
+
+/**
+ * The public face of a failed spawn: `syscall: 'spawn'`, `path`, `spawnargs`
+ * like child_process, the system call that failed as `step`, and a message
+ * that says what was being done.
+ */
+function spawnError(
+  raw: ErrnoException,
+  file: string,
+  args: string[],
+  cwd: string | null,
+  childFd: number | undefined,
+): ErrnoException {
+  const step = raw.syscall ?? 'spawn';
+  let what = `spawn '${file}'`;
+  if (step === 'chdir') what = `chdir '${cwd}' (spawn '${file}')`;
+  else if (step === 'fcntl' && childFd !== undefined) {
+    what = `spawn '${file}' (fd ${(raw as { fd?: number }).fd} for child fd ${childFd} is not open)`;
+  } else if (step !== 'execve' && step !== 'spawn') what = `${step} (spawn '${file}')`;
+  if (raw.code === 'ENOSYS' && MIN_KERNEL[step]) what += `: needs Linux ${MIN_KERNEL[step]} or later`;
+  const err: ErrnoException & { spawnargs?: string[]; step?: string } = new Error(`${raw.code}: ${errnoText(raw)}, ${what}`);
+  err.errno = raw.errno;
+  err.code = raw.code;
+  err.syscall = 'spawn';
+  err.path = file;
+  err.spawnargs = args;
+  err.step = step;
+  return err;
+}
+
+// ---------------------------------------------------------------------------
+// Signals
+
+const SIGNALS = osConstants.signals as Record<string, number>;
+
+function signalNumber(value: unknown, name: string): number {
+  if (typeof value === 'number') return validateInteger(value, name, 1, 64);
+  if (typeof value !== 'string') throw invalidArgType(name, 'of type string or number', value);
+  if (!Object.hasOwn(SIGNALS, value)) {
+    const err = new TypeError(`Unknown signal: ${value}`);
+    (err as ErrnoException).code = 'ERR_UNKNOWN_SIGNAL';
+    throw err;
+  }
+  return SIGNALS[value]!;
+}
+
+// ---------------------------------------------------------------------------
+// Fd maps
+
+/** `{ '3': 7 }` -> [[3, 7]], every key and value checked. */
+function fdMapEntries(value: unknown, name: string): Array<[number, number]> {
+  if (value === undefined) return [];
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) {
+    throw invalidArgType(name, 'of type object (child fd -> parent fd)', value);
+  }
+  const entries: Array<[number, number]> = [];
+  for (const [key, source] of Object.entries(value)) {
+    const target = Number(key);
+    if (!/^(0|[1-9][0-9]*)$/.test(key) || target > INT32_MAX) {
+      throw invalidArgValue(name, `must have child fd numbers as keys (got key '${key}')`, key);
+    }
+    entries.push([target, validateFd(source, `${name}[${key}]`)]);
+  }
+  return entries;
+}
+
+const STDIO_NAMES = ['stdin', 'stdout', 'stderr'] as const;
+
+/**
+ * An fd map as a `child_process.spawn` `stdio` array, for code that stays
+ * with child_process: index i holds the parent fd for child fd i, a gap
+ * above 2 is `'ignore'` (closed), a gap in 0-2 takes `options.stdin` /
+ * `stdout` / `stderr` (default `'inherit'`).
+ *
+ * child_process forks the parent (time grows with its memory) and lets the
+ * child inherit every parent fd that lacks FD_CLOEXEC; `spawn` here does neither.
+ */
+export function stdioFromFdMap(
+  fds: Record<number, number>,
+  options?: StdioFromFdMapOptions,
+): Array<number | 'inherit' | 'ignore' | 'pipe'> {
+  const entries = fdMapEntries(fds, 'fds');
+  const opts = optionsObject(options);
+  const stdio: Array<number | 'inherit' | 'ignore' | 'pipe'> = [];
+  for (let i = 0; i < 3; i++) {
+    const key = STDIO_NAMES[i]!;
+    const fallback = opts[key] ?? 'inherit';
+    if (fallback !== 'inherit' && fallback !== 'ignore' && fallback !== 'pipe') {
+      throw invalidArgValue(`options.${key}`, "must be 'inherit', 'ignore' or 'pipe'", fallback);
+    }
+    stdio.push(fallback);
+  }
+  for (const [target, source] of entries) {
+    while (stdio.length <= target) stdio.push('ignore');
+    stdio[target] = source;
+  }
+  return stdio;
+}
+
+// ---------------------------------------------------------------------------
+// CLOEXEC
+
+/**
+ * Whether `fd` survives execve (FD_CLOEXEC is clear). Every fd Node and the
+ * folk packages create is close-on-exec, so this is normally `false`
+ * except for 0-2 and fds inherited from a parent.
+ *
+ * @throws EBADF when `fd` is not open.
+ */
+export function isInheritable(fd: number): boolean {
+  validateFd(fd, 'fd');
+  try {
+    return !native.getCloexec(fd);
+  } catch (err) {
+    throw explainFcntl(err, fd);
+  }
+}
+
+/**
+ * Set or clear FD_CLOEXEC on `fd`. Only needed for children started some
+ * other way (child_process, exec): `spawn` here places fds without touching
+ * the parent's flags.
+ *
+ * @throws EBADF when `fd` is not open.
+ */
+export function setInheritable(fd: number, inheritable: boolean): void {
+  validateFd(fd, 'fd');
+  if (typeof inheritable !== 'boolean') throw invalidArgType('inheritable', 'of type boolean', inheritable);
+  try {
+    native.setCloexec(fd, !inheritable);
+  } catch (err) {
+    throw explainFcntl(err, fd);
+  }
+}
+
+function explainFcntl(err: unknown, fd: number): unknown {
+  const e = err as ErrnoException;
+  if (e instanceof Error && e.syscall === 'fcntl') e.message += ` (fd ${fd})`;
+  return e;
+}
+
+// ---------------------------------------------------------------------------
+// systemd socket activation
+
+const SD_LISTEN_FDS_START = 3;
+
+/**
+ * The fds this process was handed by socket activation (sd_listen_fds):
+ * when LISTEN_PID is this process's pid, fds 3 .. 3 + LISTEN_FDS - 1, named
+ * from LISTEN_FDNAMES. Each is made close-on-exec, so children do not
+ * inherit them by accident. Returns `[]` when the variables are absent or
+ * meant for another process (LISTEN_PID differs).
+ *
+ * @throws an `EINVAL` Error when LISTEN_FDS is not a number; `EBADF` when a
+ * promised fd is not open.
+ */
+export function listenFds(options?: ListenFdsOptions): ListenFd[] {
+  const unset = optionalBoolean(optionsObject(options), 'unsetEnvironment', true);
+  const env = process.env;
+  const pidText = env['LISTEN_PID'];
+  const countText = env['LISTEN_FDS'];
+  const namesText = env['LISTEN_FDNAMES'];
+  if (unset) {
+    delete env['LISTEN_PID'];
+    delete env['LISTEN_FDS'];
+    delete env['LISTEN_FDNAMES'];
+  }
+  if (pidText === undefined || countText === undefined) return [];
+  if (!/^[0-9]+$/.test(pidText) || Number(pidText) !== process.pid) return [];
+  if (!/^[0-9]+$/.test(countText) || Number(countText) > INT32_MAX - SD_LISTEN_FDS_START) {
+    throw systemError('EINVAL', 'listenFds', `LISTEN_FDS is not a number of fds: '${countText}'`);
+  }
+  const count = Number(countText);
+  const names = namesText === undefined || namesText === '' ? [] : namesText.split(':');
+  const result: ListenFd[] = [];
+  for (let i = 0; i < count; i++) {
+    const fd = SD_LISTEN_FDS_START + i;
+    try {
+      native.setCloexec(fd, true);
+    } catch (err) {
+      throw explainFcntl(err, fd);
+    }
+    result.push({ fd, name: names[i] || 'unknown' });
+  }
+  return result;
+}
+
+/** systemd's rule for a name in LISTEN_FDNAMES (fdname_is_valid). */
+function validateListenName(value: unknown, name: string): string {
+  if (typeof value !== 'string') throw invalidArgType(name, 'of type string', value);
+  if (!/^[\x20-\x39\x3b-\x7e]{1,255}$/.test(value)) {
+    throw invalidArgValue(name, 'must be 1-255 printable ASCII characters without ":"', value);
+  }
+  return value;
+}
+
+// ---------------------------------------------------------------------------
+// spawn
+
+/**
+ * A child started by `spawn`. It is reaped through its `pidfd`
+ * (waitid(P_PIDFD)); nothing else in the process reaps it, and it does not
+ * disturb `child_process` children.
+ */
+export class Subprocess {
+  /** Process id. Prefer `pidfd` for anything that must not hit a reused pid. */
+  readonly pid: number;
+  /** A race-free handle to the child, obtained as part of its creation. Owns the pidfd. */
+  readonly pidfd: PidFd;
+  /** The parent's end of the child's stdin, when `stdin: 'pipe'`. */
+  readonly stdin: net.Socket | null;
+  /** The parent's end of the child's stdout, when `stdout: 'pipe'`. */
+  readonly stdout: net.Socket | null;
+  /** The parent's end of the child's stderr, when `stderr: 'pipe'`. */
+  readonly stderr: net.Socket | null;
+
+  /** @internal */
+  constructor(pid: number, pidfd: PidFd, stdio: Array<net.Socket | null>) {
+    this.pid = pid;
+    this.pidfd = pidfd;
+    this.stdin = stdio[0] ?? null;
+    this.stdout = stdio[1] ?? null;
+    this.stderr = stdio[2] ?? null;
+  }
+
+  /**
+   * Resolves with how the child ended, once it has, and reaps it. Waits on
+   * the event loop; any number of calls share one answer.
+   */
+  wait(options?: PidFdWaitOptions): Promise<ExitInfo> {
+    return this.pidfd.wait(options);
+  }
+
+  /** Send a signal (default `'SIGTERM'`) through the pidfd: never to a process that reused the pid. */
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
+    this.pidfd.kill(signal);
+  }
+}
+
+/** What the parent keeps open while spawning, closed again whatever happens. */
+interface StdioSetup {
+  target: number;
+  source: number;
+  /** Inherited stdio: a parent fd that is not open leaves the child's closed too. */
+  optional?: boolean;
+  /** The parent's end of a pipe, and which way the child uses it. */
+  parentEnd?: { fd: number; childReads: boolean };
+}
+
+const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
+
+/**
+ * execvp's search, done in the parent before the clone (the child must not
+ * allocate). A name without "/" is looked up in the child's PATH; empty or
+ * relative PATH entries are relative to the child's cwd.
+ */
+function resolveFile(file: string, path: string, cwd: string | null): string | { code: string } {
+  if (file.includes('/')) return file;
+  let denied = false;
+  for (const dir of path.split(':')) {
+    let candidate = `${dir === '' ? '.' : dir}/${file}`;
+    if (!isAbsolute(candidate) && cwd !== null) candidate = resolvePath(cwd, candidate);
+    try {
+      if (!statSync(candidate).isFile()) continue;
+      accessSync(candidate, fsConstants.X_OK);
+      return candidate;
+    } catch (err) {
+      if ((err as ErrnoException).code === 'EACCES') denied = true;
+    }
+  }
+  return { code: denied ? 'EACCES' : 'ENOENT' };
+}
+
+function rlimitNumber(value: unknown, name: string): number {
+  if (value === Infinity) return -1;
+  return validateInteger(value, name, 0, Number.MAX_SAFE_INTEGER);
+}
+
+function rlimitTriples(value: unknown): number[] {
+  const limits = optionsObject(value, 'options.rlimits');
+  const flat: number[] = [];
+  for (const [key, limit] of Object.entries(limits)) {
+    if (limit === undefined) continue;
+    const resource = native.RLIMITS[key];
+    if (resource === undefined) throw invalidArgValue('options.rlimits', `has an unknown resource '${key}'`, key);
+    const name = `options.rlimits.${key}`;
+    if (typeof limit === 'object' && limit !== null) {
+      const pair = limit as Record<string, unknown>;
+      flat.push(resource, rlimitNumber(pair['soft'], `${name}.soft`), rlimitNumber(pair['hard'], `${name}.hard`));
+    } else {
+      const both = rlimitNumber(limit, name);
+      flat.push(resource, both, both);
+    }
+  }
+  return flat;
+}
+
+function optionalId(value: unknown, name: string): number {
+  return value === undefined ? -1 : validateInteger(value, name, 0, INT32_MAX);
+}
+
+function closeQuietly(fd: number): void {
+  try {
+    closeSync(fd);
+  } catch {
+    // Already closed: nothing to undo.
+  }
+}
+
+/**
+ * Start `file` with `args`, placing exactly the fds asked for.
+ *
+ * The child is created with a vfork-style clone (no copy of the parent's
+ * memory), so this takes the same time whatever the parent's size, and it
+ * returns once the child has called execve. Only 0-2 and the mapped fds
+ * exist in the child (unless `closeOtherFds: false`).
+ *
+ * @throws TypeError/RangeError for bad arguments; an `Error` with `code`
+ * (ENOENT, EACCES, ENOEXEC, ...), `syscall: 'spawn'`, `path`, `spawnargs`
+ * and `step` (the call that failed: 'execve', 'chdir', 'setuid', ...) when
+ * the program cannot be started. No child and no fd is left behind then.
+ */
+export function spawn(file: string, args: readonly string[] = [], options?: SpawnOptions): Subprocess {
+  validateCString(file, 'file');
+  if (file === '') throw invalidArgValue('file', 'cannot be empty', file);
+  if (!Array.isArray(args)) throw invalidArgType('args', 'an instance of Array', args);
+  const argList = args.map((a, i) => validateCString(a, `args[${i}]`));
+  const opts = optionsObject(options);
+
+  // Environment.
+  const envValue = opts['env'] === undefined ? process.env : optionsObject(opts['env'], 'options.env');
+  const envp: string[] = [];
+  for (const [key, value] of Object.entries(envValue)) {
+    if (value === undefined) continue;
+    validateCString(key, 'options.env');
+    envp.push(validateCString(`${key}=${String(value)}`, `options.env.${key}`));
+  }
+
+  let cwd: string | null = null;
+  if (opts['cwd'] !== undefined) {
+    const value = opts['cwd'];
+    cwd = validateCString(value instanceof URL ? fileURLToPath(value) : value, 'options.cwd');
+  }
+  const argv0 = opts['argv0'] === undefined ? file : validateCString(opts['argv0'], 'options.argv0');
+
+  // The fd map: explicit entries, then stdio, then LISTEN_FDS.
+  const map = new Map<number, number>();
+  for (const [target, source] of fdMapEntries(opts['fds'], 'options.fds')) map.set(target, source);
+
+  const stdio: Array<StdioOption | undefined> = STDIO_NAMES.map((key) => {
+    const value = opts[key];
+    if (value === undefined) return undefined;
+    if (typeof value === 'number') return validateFd(value, `options.${key}`);
+    if (value !== 'inherit' && value !== 'ignore' && value !== 'pipe') {
+      throw invalidArgValue(`options.${key}`, "must be 'inherit', 'ignore', 'pipe' or an fd number", value);
+    }
+    return value;
+  });
+  for (let i = 0; i < 3; i++) {
+    if (stdio[i] !== undefined && map.has(i)) {
+      throw invalidArgValue(`options.${STDIO_NAMES[i]}`, `conflicts with options.fds[${i}]`, stdio[i]);
+    }
+  }
+
+  const listenNames: string[] = [];
+  if (opts['listenFds'] !== undefined) {
+    const list = opts['listenFds'];
+    if (!Array.isArray(list)) throw invalidArgType('options.listenFds', 'an instance of Array', list);
+    list.forEach((entry: unknown, i: number) => {
+      const name = `options.listenFds[${i}]`;
+      let fd: number;
+      let fdName = 'unknown';
+      if (typeof entry === 'object' && entry !== null) {
+        const e = entry as Record<string, unknown>;
+        fd = validateFd(e['fd'], `${name}.fd`);
+        if (e['name'] !== undefined) fdName = validateListenName(e['name'], `${name}.name`);
+      } else {
+        fd = validateFd(entry, name);
+      }
+      const target = SD_LISTEN_FDS_START + i;
+      if (map.has(target)) throw invalidArgValue('options.listenFds', `puts fd ${target} where options.fds has one`, fd);
+      map.set(target, fd);
+      listenNames.push(fdName);
+    });
+  }
+
+  let listenPidIndex = -1;
+  if (opts['listenFds'] !== undefined) {
+    const kept = envp.filter((e) => !/^LISTEN_(PID|FDS|FDNAMES)=/.test(e));
+    envp.length = 0;
+    envp.push(...kept, `LISTEN_FDS=${listenNames.length}`, `LISTEN_FDNAMES=${listenNames.join(':')}`, 'LISTEN_PID=');
+    listenPidIndex = envp.length - 1;
+  }
+
+  const pdeathsig = opts['pdeathsig'] === undefined ? 0 : signalNumber(opts['pdeathsig'], 'options.pdeathsig');
+  const umask = opts['umask'] === undefined ? -1 : validateInteger(opts['umask'], 'options.umask', 0, 0o777);
+  const rlimits = opts['rlimits'] === undefined ? [] : rlimitTriples(opts['rlimits']);
+  let groups: number[] | null = null;
+  if (opts['groups'] !== undefined) {
+    const value = opts['groups'];
+    if (!Array.isArray(value)) throw invalidArgType('options.groups', 'an instance of Array', value);
+    groups = value.map((g: unknown, i: number) => validateInteger(g, `options.groups[${i}]`, 0, INT32_MAX));
+  }
+  const uid = optionalId(opts['uid'], 'options.uid');
+  const gid = optionalId(opts['gid'], 'options.gid');
+  const closeOtherFds = optionalBoolean(opts, 'closeOtherFds', true);
+  const setsid = optionalBoolean(opts, 'setsid', false);
+  const noNewPrivs = optionalBoolean(opts, 'noNewPrivs', false);
+
+  const childEnvPath = envValue['PATH'];
+  const resolved = resolveFile(file, typeof childEnvPath === 'string' ? childEnvPath : DEFAULT_PATH, cwd);
+  if (typeof resolved !== 'string') {
+    const code = resolved.code;
+    throw spawnError(systemError(code, 'execve', 'execve'), file, argList, cwd, undefined);
+  }
+
+  // From here on fds are opened; all of them are closed again below.
+  const setups: StdioSetup[] = [];
+  let devNull = -1;
+  try {
+    for (let i = 0; i < 3; i++) {
+      const how = stdio[i];
+      if (how === undefined) {
+        if (!map.has(i)) setups.push({ target: i, source: i, optional: true });
+      } else if (how === 'inherit') {
+        setups.push({ target: i, source: i, optional: true });
+      } else if (how === 'ignore') {
+        // Node opens it close-on-exec, like every fd it creates.
+        if (devNull === -1) devNull = openSync('/dev/null', 'r+');
+        setups.push({ target: i, source: devNull });
+      } else if (how === 'pipe') {
+        const [readEnd, writeEnd] = native.pipe();
+        const childReads = i === 0;
+        setups.push({
+          target: i,
+          source: childReads ? readEnd : writeEnd,
+          parentEnd: { fd: childReads ? writeEnd : readEnd, childReads },
+        });
+      } else {
+        setups.push({ target: i, source: how });
+      }
+    }
+  } catch (err) {
+    cleanup(setups, devNull, true);
+    throw err;
+  }
+
+  const plan: NativeSpawnPlan = {
+    file: resolved,
+    argv: [argv0, ...argList],
+    envp,
+    listenPidIndex,
+    cwd,
+    targets: [],
+    sources: [],
+    optional: [],
+    closeOtherFds,
+    setsid,
+    pdeathsig,
+    umask,
+    rlimits,
+    noNewPrivs,
+    uid,
+    gid,
+    groups,
+  };
+  for (const s of setups) {
+    plan.targets.push(s.target);
+    plan.sources.push(s.source);
+    plan.optional.push(s.optional === true);
+  }
+  for (const [target, source] of map) {
+    plan.targets.push(target);
+    plan.sources.push(source);
+    plan.optional.push(false);
+  }
+
+  let pid: number;
+  let pidfdNumber: number;
+  try {
+    [pid, pidfdNumber] = native.spawn(plan);
+  } catch (err) {
+    cleanup(setups, devNull, true);
+    const e = err as ErrnoException & { childFd?: number };
+    if (e instanceof Error && typeof e.syscall === 'string' && typeof e.code === 'string') {
+      throw spawnError(e, file, argList, cwd, e.childFd);
+    }
+    throw err;
+  }
+  cleanup(setups, devNull, false);
+
+  let pidfd: PidFd;
+  try {
+    pidfd = PidFd.adopt(pidfdNumber, { pid, reap: true });
+  } catch (err) {
+    // Cannot happen for a pidfd fresh from the kernel; do not leave a running
+    // child nobody can reach.
+    process.kill(pid, 'SIGKILL');
+    closeQuietly(pidfdNumber);
+    for (const s of setups) if (s.parentEnd) closeQuietly(s.parentEnd.fd);
+    throw err;
+  }
+  const streams = [0, 1, 2].map((i) => {
+    const end = setups.find((s) => s.target === i)?.parentEnd;
+    if (!end) return null;
+    return new net.Socket({ fd: end.fd, readable: !end.childReads, writable: end.childReads });
+  });
+  return new Subprocess(pid, pidfd, streams);
+}
+
+/**
+ * Close what the parent opened for the child: the child's ends always, and
+ * the parent's ends too when the spawn failed.
+ */
+function cleanup(setups: StdioSetup[], devNull: number, failed: boolean): void {
+  if (devNull !== -1) closeQuietly(devNull);
+  for (const s of setups) {
+    if (!s.parentEnd) continue;
+    closeQuietly(s.source);
+    if (failed) closeQuietly(s.parentEnd.fd);
+  }
+}

@@ -1,0 +1,68 @@
+// The one seam between TypeScript and C++: the shape of src/binding.cc's
+// exports, declared once so lib/index.ts is type-checked against it.
+import { join } from 'node:path';
+import nodeGypBuild from 'node-gyp-build';
+
+/** A spawn fully decided by lib/index.ts; src/spawn.cc only carries it out. */
+export interface NativeSpawnPlan {
+  /** The program to execve: a path (PATH was already searched). */
+  file: string;
+  argv: string[];
+  /** "NAME=value" strings. */
+  envp: string[];
+  /** Index in envp of the string "LISTEN_PID=", whose value the child fills with its pid; -1 for none. */
+  listenPidIndex: number;
+  cwd: string | null;
+  /** Child fd numbers, their parent fds, and whether a closed parent fd just leaves it closed (inherited stdio). */
+  targets: number[];
+  sources: number[];
+  optional: boolean[];
+  closeOtherFds: boolean;
+  setsid: boolean;
+  /** Signal number, 0 for none. */
+  pdeathsig: number;
+  /** -1 to keep the parent's. */
+  umask: number;
+  /** Flat [resource, soft, hard, ...]; -1 means unlimited. */
+  rlimits: number[];
+  noNewPrivs: boolean;
+  /** -1 to keep. */
+  uid: number;
+  gid: number;
+  groups: number[] | null;
+}
+
+/** How the child is created; see CloneMode in src/spawn.h. */
+export const CloneMode = {
+  /** clone3 + CLONE_PIDFD + CLONE_CLEAR_SIGHAND (Linux 5.5, x86-64). */
+  Clone3ClearSighand: 0,
+  /** clone3 + CLONE_PIDFD (5.3, x86-64); handlers reset in the child. */
+  Clone3: 1,
+  /** clone(2) + CLONE_PIDFD (5.2). */
+  ClonePidfd: 2,
+  /** clone(2), then pidfd_open (5.3). */
+  ClonePidfdOpen: 3,
+} as const;
+export type CloneMode = (typeof CloneMode)[keyof typeof CloneMode];
+
+export interface NativeBinding {
+  /**
+   * Create the child and return once it has called execve: [pid, pidfd].
+   * Throws an errno Error whose `syscall` names the failing step (execve,
+   * chdir, dup2, clone, ...) and, for a closed parent fd, `fd`/`childFd`.
+   */
+  spawn(plan: NativeSpawnPlan): [number, number];
+  /** pipe2(O_CLOEXEC): [readEnd, writeEnd]. */
+  pipe(): [number, number];
+  getCloexec(fd: number): boolean;
+  setCloexec(fd: number, on: boolean): void;
+  getCloneMode(): CloneMode;
+  /** For tests: force a creation path. */
+  setCloneMode(mode: CloneMode): void;
+  /** RLIMIT_* numbers by lower-case name without the prefix. */
+  readonly RLIMITS: Readonly<Record<string, number>>;
+}
+
+// lib/ (sources, under vitest) and dist/ (the build) both sit one level below
+// the package root, where node-gyp-build looks for build/ and prebuilds/.
+export const native = nodeGypBuild(join(__dirname, '..')) as NativeBinding;

@@ -1,0 +1,290 @@
+// N-API face of @folk/fd-inherit. Thin on purpose: lib/index.ts decides
+// defaults, resolves stdio, searches PATH and builds the environment; this
+// file turns the finished plan into C data (spawn.cc) and reports errno the
+// way Node's own system errors look.
+#include <napi.h>
+#include <uv.h>
+
+#include <algorithm>
+#include <errno.h>
+#include <fcntl.h>
+#include <string>
+#include <sys/resource.h>
+#include <unistd.h>
+#include <vector>
+
+#include "spawn.h"
+
+namespace {
+
+// "ENOENT: no such file or directory, execve" with code, errno (negative,
+// as libuv and Node report it) and syscall.
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall) {
+  const char* code = uv_err_name(-err);
+  Napi::Error e = Napi::Error::New(env, std::string(code) + ": " + uv_strerror(-err) + ", " + syscall);
+  e.Set("errno", Napi::Number::New(env, -err));
+  e.Set("code", Napi::String::New(env, code));
+  e.Set("syscall", Napi::String::New(env, syscall));
+  return e;
+}
+
+int32_t IntProp(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) throw Napi::TypeError::New(o.Env(), std::string("spawn plan: ") + key + " must be a number");
+  return v.As<Napi::Number>().Int32Value();
+}
+
+bool BoolProp(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsBoolean()) throw Napi::TypeError::New(o.Env(), std::string("spawn plan: ") + key + " must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+Napi::Array ArrayProp(const Napi::Object& o, const char* key) {
+  Napi::Value v = o.Get(key);
+  if (!v.IsArray()) throw Napi::TypeError::New(o.Env(), std::string("spawn plan: ") + key + " must be an array");
+  return v.As<Napi::Array>();
+}
+
+// Copies, not pointers into V8's heap: the child reads these while other
+// threads of the parent (V8's GC helpers among them) keep running.
+std::vector<std::string> Strings(const Napi::Array& a, const char* key) {
+  std::vector<std::string> out;
+  out.reserve(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value v = a.Get(i);
+    if (!v.IsString()) throw Napi::TypeError::New(a.Env(), std::string("spawn plan: ") + key + " must hold strings");
+    out.push_back(v.As<Napi::String>().Utf8Value());
+  }
+  return out;
+}
+
+std::vector<double> Doubles(const Napi::Array& a, const char* key) {
+  std::vector<double> out;
+  out.reserve(a.Length());
+  for (uint32_t i = 0; i < a.Length(); ++i) {
+    Napi::Value v = a.Get(i);
+    if (!v.IsNumber()) throw Napi::TypeError::New(a.Env(), std::string("spawn plan: ") + key + " must hold numbers");
+    out.push_back(v.As<Napi::Number>().DoubleValue());
+  }
+  return out;
+}
+
+std::vector<int32_t> Ints(const Napi::Array& a, const char* key) {
+  // Clamped: converting an out-of-range double to int is undefined.
+  std::vector<int32_t> out;
+  for (double v : Doubles(a, key)) out.push_back(v >= -1 && v <= 2147483647.0 ? static_cast<int32_t>(v) : -1);
+  return out;
+}
+
+std::vector<char*> Pointers(std::vector<std::string>& strings) {
+  std::vector<char*> out;
+  out.reserve(strings.size() + 1);
+  for (std::string& s : strings) out.push_back(&s[0]);
+  out.push_back(nullptr);
+  return out;
+}
+
+uint64_t RlimitValue(double v) {
+  return v < 0 ? RLIM_INFINITY : static_cast<uint64_t>(v);
+}
+
+// spawn(plan): [pid, pidfd]. The plan's shape is NativeSpawnPlan in
+// lib/native.ts. Throws an errno Error whose syscall names the step that
+// failed (execve, chdir, dup2, clone, ...); lib/index.ts turns it into the
+// public 'spawn' error.
+Napi::Value Spawn(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "spawn(plan: object)");
+  Napi::Object plan = info[0].As<Napi::Object>();
+
+  Napi::Value file_value = plan.Get("file");
+  if (!file_value.IsString()) throw Napi::TypeError::New(env, "spawn plan: file must be a string");
+  std::string file = file_value.As<Napi::String>().Utf8Value();
+  std::vector<std::string> argv = Strings(ArrayProp(plan, "argv"), "argv");
+  std::vector<std::string> envp = Strings(ArrayProp(plan, "envp"), "envp");
+  int32_t listen_pid_index = IntProp(plan, "listenPidIndex");
+  Napi::Value cwd_value = plan.Get("cwd");
+  std::string cwd;
+  bool has_cwd = cwd_value.IsString();
+  if (has_cwd) cwd = cwd_value.As<Napi::String>().Utf8Value();
+
+  std::vector<int32_t> targets = Ints(ArrayProp(plan, "targets"), "targets");
+  std::vector<int32_t> sources = Ints(ArrayProp(plan, "sources"), "sources");
+  Napi::Array optional = ArrayProp(plan, "optional");
+  if (sources.size() != targets.size() || optional.Length() != targets.size()) {
+    throw Napi::TypeError::New(env, "spawn plan: targets, sources and optional must have the same length");
+  }
+  std::vector<double> rlimit_flat = Doubles(ArrayProp(plan, "rlimits"), "rlimits");
+  Napi::Value groups_value = plan.Get("groups");
+  std::vector<int32_t> group_ints;
+  bool has_groups = groups_value.IsArray();
+  if (has_groups) group_ints = Ints(groups_value.As<Napi::Array>(), "groups");
+
+  folk::ChildPlan p = {};
+  p.close_others = BoolProp(plan, "closeOtherFds");
+  p.setsid = BoolProp(plan, "setsid");
+  p.pdeathsig = IntProp(plan, "pdeathsig");
+  p.umask = IntProp(plan, "umask");
+  p.no_new_privs = BoolProp(plan, "noNewPrivs");
+  p.uid = IntProp(plan, "uid");
+  p.gid = IntProp(plan, "gid");
+
+  // The fd plan. A closed source is reported here, in the parent, naming the
+  // child fd it was meant for; an inherited stdio fd the parent does not
+  // have open simply stays closed in the child.
+  std::vector<folk::FdMove> moves;
+  std::vector<int> keep;
+  moves.reserve(targets.size());
+  int max_target = 2;
+  for (size_t i = 0; i < targets.size(); ++i) {
+    int target = targets[i];
+    int source = sources[i];
+    if (target < 0 || source < 0) throw Napi::RangeError::New(env, "spawn plan: fd numbers must be >= 0");
+    if (fcntl(source, F_GETFD) == -1) {
+      if (optional.Get(static_cast<uint32_t>(i)).ToBoolean().Value()) continue;
+      Napi::Error e = ErrnoError(env, errno, "fcntl");
+      e.Set("fd", Napi::Number::New(env, source));
+      e.Set("childFd", Napi::Number::New(env, target));
+      throw e;
+    }
+    moves.push_back({target, source, -1});
+    max_target = std::max(max_target, target);
+    if (target >= 3) keep.push_back(target);
+  }
+  std::sort(keep.begin(), keep.end());
+  if (std::adjacent_find(keep.begin(), keep.end()) != keep.end()) {
+    throw Napi::RangeError::New(env, "spawn plan: a child fd number appears twice");
+  }
+  p.moves = moves.data();
+  p.nmoves = static_cast<int>(moves.size());
+  p.max_target = max_target;
+  p.keep = keep.data();
+  p.nkeep = static_cast<int>(keep.size());
+  struct rlimit nofile;
+  p.fd_limit = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < (1U << 20)
+                   ? static_cast<unsigned int>(nofile.rlim_cur)
+                   : (1U << 20);
+
+  if (rlimit_flat.size() % 3 != 0) throw Napi::TypeError::New(env, "spawn plan: rlimits holds triples");
+  // [resource, soft, hard, ...]; doubles because limits go beyond int32,
+  // and -1 for unlimited.
+  std::vector<folk::RlimitSetting> rlimits;
+  for (size_t i = 0; i + 2 < rlimit_flat.size(); i += 3) {
+    rlimits.push_back({static_cast<int>(rlimit_flat[i]), RlimitValue(rlimit_flat[i + 1]), RlimitValue(rlimit_flat[i + 2])});
+  }
+  p.rlimits = rlimits.data();
+  p.nrlimits = static_cast<int>(rlimits.size());
+
+  std::vector<gid_t> groups(group_ints.begin(), group_ints.end());
+  p.groups = groups.data();
+  p.ngroups = has_groups ? static_cast<int>(groups.size()) : -1;
+
+  // LISTEN_PID's value is written by the child once it knows its pid; make
+  // room for it now.
+  static const char kListenPid[] = "LISTEN_PID=";
+  if (listen_pid_index >= 0) {
+    if (static_cast<size_t>(listen_pid_index) >= envp.size() || envp[listen_pid_index] != kListenPid) {
+      throw Napi::RangeError::New(env, "spawn plan: listenPidIndex must point at \"LISTEN_PID=\"");
+    }
+    envp[listen_pid_index].resize(sizeof(kListenPid) - 1 + 21, '\0');
+  }
+
+  std::vector<char*> argv_ptrs = Pointers(argv);
+  std::vector<char*> envp_ptrs = Pointers(envp);
+  p.path = file.c_str();
+  p.argv = argv_ptrs.data();
+  p.envp = envp_ptrs.data();
+  p.cwd = has_cwd ? cwd.c_str() : nullptr;
+  p.listen_pid = listen_pid_index >= 0 ? &envp[listen_pid_index][sizeof(kListenPid) - 1] : nullptr;
+
+  folk::SpawnOutcome out;
+  if (folk::SpawnChild(&p, &out) == -1) throw ErrnoError(env, out.err, folk::StepName(out.step));
+
+  Napi::Array result = Napi::Array::New(env, 2);
+  result.Set(uint32_t(0), Napi::Number::New(env, out.pid));
+  result.Set(uint32_t(1), Napi::Number::New(env, out.pidfd));
+  return result;
+}
+
+int FdArg(const Napi::CallbackInfo& info, size_t i) {
+  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), "fd must be a number");
+  return info[i].As<Napi::Number>().Int32Value();
+}
+
+// pipe(): [readEnd, writeEnd], both CLOEXEC.
+Napi::Value Pipe(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) == -1) throw ErrnoError(env, errno, "pipe2");
+  Napi::Array pair = Napi::Array::New(env, 2);
+  pair.Set(uint32_t(0), Napi::Number::New(env, fds[0]));
+  pair.Set(uint32_t(1), Napi::Number::New(env, fds[1]));
+  return pair;
+}
+
+// getCloexec(fd): boolean
+Napi::Value GetCloexec(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0);
+  int flags = fcntl(fd, F_GETFD);
+  if (flags == -1) throw ErrnoError(info.Env(), errno, "fcntl");
+  return Napi::Boolean::New(info.Env(), (flags & FD_CLOEXEC) != 0);
+}
+
+// setCloexec(fd, on): undefined
+Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0);
+  if (info.Length() < 2 || !info[1].IsBoolean()) throw Napi::TypeError::New(info.Env(), "setCloexec(fd, on: boolean)");
+  bool on = info[1].As<Napi::Boolean>().Value();
+  int flags = fcntl(fd, F_GETFD);
+  if (flags == -1) throw ErrnoError(info.Env(), errno, "fcntl");
+  int next = on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
+  if (next != flags && fcntl(fd, F_SETFD, next) == -1) throw ErrnoError(info.Env(), errno, "fcntl");
+  return info.Env().Undefined();
+}
+
+Napi::Value GetCloneMode(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), folk::GetCloneMode());
+}
+
+Napi::Value SetCloneMode(const Napi::CallbackInfo& info) {
+  int mode = FdArg(info, 0);
+  if (mode < folk::kModeClone3ClearSighand || mode > folk::kModeClonePidfdOpen) {
+    throw Napi::RangeError::New(info.Env(), "unknown clone mode");
+  }
+  folk::SetCloneMode(mode);
+  return info.Env().Undefined();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
+  exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));
+  exports.Set("getCloexec", Napi::Function::New(env, GetCloexec, "getCloexec"));
+  exports.Set("setCloexec", Napi::Function::New(env, SetCloexec, "setCloexec"));
+  exports.Set("getCloneMode", Napi::Function::New(env, GetCloneMode, "getCloneMode"));
+  exports.Set("setCloneMode", Napi::Function::New(env, SetCloneMode, "setCloneMode"));
+
+  Napi::Object rlimits = Napi::Object::New(env);
+  rlimits.Set("as", Napi::Number::New(env, RLIMIT_AS));
+  rlimits.Set("core", Napi::Number::New(env, RLIMIT_CORE));
+  rlimits.Set("cpu", Napi::Number::New(env, RLIMIT_CPU));
+  rlimits.Set("data", Napi::Number::New(env, RLIMIT_DATA));
+  rlimits.Set("fsize", Napi::Number::New(env, RLIMIT_FSIZE));
+  rlimits.Set("locks", Napi::Number::New(env, RLIMIT_LOCKS));
+  rlimits.Set("memlock", Napi::Number::New(env, RLIMIT_MEMLOCK));
+  rlimits.Set("msgqueue", Napi::Number::New(env, RLIMIT_MSGQUEUE));
+  rlimits.Set("nice", Napi::Number::New(env, RLIMIT_NICE));
+  rlimits.Set("nofile", Napi::Number::New(env, RLIMIT_NOFILE));
+  rlimits.Set("nproc", Napi::Number::New(env, RLIMIT_NPROC));
+  rlimits.Set("rss", Napi::Number::New(env, RLIMIT_RSS));
+  rlimits.Set("rtprio", Napi::Number::New(env, RLIMIT_RTPRIO));
+  rlimits.Set("rttime", Napi::Number::New(env, RLIMIT_RTTIME));
+  rlimits.Set("sigpending", Napi::Number::New(env, RLIMIT_SIGPENDING));
+  rlimits.Set("stack", Napi::Number::New(env, RLIMIT_STACK));
+  exports.Set("RLIMITS", rlimits);
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(fd_inherit, Init)

@@ -1,0 +1,488 @@
+// Process creation for @folk/fd-inherit: put an exact fd map into a new
+// program, in time that does not depend on how much memory the parent has.
+//
+// Why not fork(2): fork copies the parent's page tables. Copy-on-write makes
+// the pages themselves free, but the tables are proportional to the
+// resident set (a Node process at 8 GB RSS spends a quarter of a second in
+// fork, all of it with the event loop stopped), and the child then takes
+// copy-on-write faults on whatever it touches before exec.
+//
+// What we do instead is what glibc's posix_spawn does: a vfork-style clone.
+//  - CLONE_VM: the child runs in the parent's address space. Nothing is
+//    copied, so the cost is the same at 50 MB or 8 GB.
+//  - CLONE_VFORK: the calling thread sleeps until the child calls execve
+//    (which gives it a fresh address space) or exits. The child therefore
+//    never races the thread whose memory it borrows. Other threads of the
+//    parent (libuv's pool, V8's helpers) keep running, which is why the
+//    child must not take any lock: see the rules below.
+//  - Its own small stack, mmap'd here. Sharing the parent's stack, as
+//    vfork(2) does, only works when the child returns into the caller's
+//    frame, which C++ cannot promise; a fresh stack makes the child a plain
+//    function call.
+//  - CLONE_PIDFD: the kernel hands us a pidfd for the child as part of the
+//    clone, so there is no moment at which we know only a pid that might be
+//    recycled. clone3 (Linux 5.3) is used where we have the few lines of
+//    assembly it needs (x86-64); otherwise clone(2), which accepts
+//    CLONE_PIDFD since 5.2; otherwise clone(2) and pidfd_open(2) right after.
+//    That last one is race-free too, because the child is ours and unreaped:
+//    a pid cannot be reused until its zombie is reaped, nothing in Node reaps
+//    a pid it did not create (libuv waits for its own pids only), and we have
+//    not reaped it yet. (It would not hold if the process set SIGCHLD to
+//    SIG_IGN, which makes the kernel reap children itself; Node never does.)
+//  - All signals are blocked around the clone, so no handler of the parent
+//    can run in the child, on the parent's memory, before the child has
+//    reset it. The child sets every caught signal back to SIG_DFL (the
+//    kernel does it for us with clone3's CLONE_CLEAR_SIGHAND, 5.5),
+//    keeps SIG_IGN as exec would, and restores the parent's mask just before
+//    execve. We block with the raw rt_sigprocmask rather than
+//    pthread_sigmask, which silently leaves glibc's two internal signals
+//    (SIGCANCEL, SIGSETXID) open; glibc's posix_spawn blocks them as well.
+//
+// Rules for code that runs in the child (ChildMain and what it calls):
+//  - Everything it needs (argv, envp, the fd plan, the buffer for
+//    LISTEN_PID) is built by the parent before the clone. The child never
+//    allocates: malloc's locks may be held by another parent thread, and
+//    in this address space they stay held.
+//  - Only async-signal-safe calls, all plain system calls. Credentials go
+//    through syscall(2) directly: glibc's setuid() in a multithreaded
+//    process would signal every thread of the parent to change theirs too.
+//  - The addon is linked with -z now (binding.gyp) so no call here goes
+//    through the lazy PLT resolver.
+//  - errno is the parent thread's errno (same TLS, same memory). That is
+//    fine because the parent is asleep, and it is how the failure reaches
+//    the parent: on any error the child stores errno and which step failed
+//    into the plan (the same memory the parent reads once the clone
+//    returns) and exits with 127. The parent sees it synchronously, reaps
+//    the child and reports the error; no pipe is needed.
+#include "spawn.h"
+
+#include <atomic>
+#include <errno.h>
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <stddef.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#ifndef CLONE_PIDFD
+#define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLONE_CLEAR_SIGHAND
+#define CLONE_CLEAR_SIGHAND 0x100000000ULL
+#endif
+#ifndef SYS_pidfd_open
+#define SYS_pidfd_open 434
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
+#endif
+#ifndef SYS_close_range
+#define SYS_close_range 436
+#endif
+#ifndef CLOSE_RANGE_CLOEXEC
+#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#endif
+#ifndef P_PIDFD
+#define P_PIDFD 3
+#endif
+
+namespace folk {
+
+namespace {
+
+// The kernel's sigset_t on the 64-bit architectures we build for.
+constexpr size_t kSigsetSize = sizeof(uint64_t);
+
+// The child's stack. ChildMain and the libc syscall wrappers it calls use a
+// few hundred bytes; the rest is margin. MAP_NORESERVE + lazily faulted
+// pages make the size nearly free; a PROT_NONE page below it turns an
+// overflow into a crash of the child instead of a write into the parent.
+constexpr size_t kStackSize = 64 * 1024;
+
+// struct clone_args, VER0 (Linux 5.3): declared here so the build does not
+// depend on how new the machine's kernel headers are.
+struct CloneArgs {
+  uint64_t flags;
+  uint64_t pidfd;
+  uint64_t child_tid;
+  uint64_t parent_tid;
+  uint64_t exit_signal;
+  uint64_t stack;
+  uint64_t stack_size;
+  uint64_t tls;
+};
+
+#if defined(__x86_64__)
+#define FOLK_HAVE_CLONE3 1
+// clone3 has no libc wrapper that runs a function on the new stack (glibc's
+// is internal), and a plain syscall() cannot be used: the child would return
+// into C code on a stack that has no frames. So: issue the syscall; in the
+// child (rax == 0, rsp == the new stack's top, all other registers as the
+// parent left them, minus rcx/r11) call fn(arg) and exit with its result.
+// fn never returns in practice; it execs or _exits. The stack top is
+// 16-byte aligned, so the call leaves fn with the alignment the ABI expects.
+long Clone3(CloneArgs* args, int (*fn)(void*), void* arg) {
+  register long rax __asm__("rax") = SYS_clone3;
+  register long rdi __asm__("rdi") = reinterpret_cast<long>(args);
+  register long rsi __asm__("rsi") = sizeof(CloneArgs);
+  register long rdx __asm__("rdx") = reinterpret_cast<long>(fn);
+  register long r8 __asm__("r8") = reinterpret_cast<long>(arg);
+  __asm__ volatile(
+      "syscall\n\t"
+      "testq %%rax, %%rax\n\t"
+      "jnz 1f\n\t"
+      "xorl %%ebp, %%ebp\n\t"  // end of the frame chain for debuggers
+      "movq %%r8, %%rdi\n\t"
+      "callq *%%rdx\n\t"
+      "movl %%eax, %%edi\n\t"
+      "movl $60, %%eax\n\t"  // SYS_exit
+      "syscall\n\t"
+      "hlt\n"
+      "1:\n\t"
+      : "+r"(rax)
+      : "r"(rdi), "r"(rsi), "r"(rdx), "r"(r8)
+      : "rcx", "r11", "memory", "cc");
+  return rax;
+}
+#endif
+
+#ifdef FOLK_HAVE_CLONE3
+std::atomic<int> g_mode{kModeClone3ClearSighand};
+#else
+std::atomic<int> g_mode{kModeClonePidfd};
+#endif
+
+// Move to a more conservative mode after the kernel refused a newer one.
+// Never moves back up, so threads racing here agree.
+void Downgrade(int from, int to) {
+  g_mode.compare_exchange_strong(from, to);
+}
+
+// ---- The child. Everything from here to ChildMain obeys the rules above. ----
+
+void ResetSignalHandlers() {
+  // The kernel's struct sigaction starts with the handler on every
+  // architecture; the rest (flags, restorer where it exists, mask) is zero
+  // for SIG_DFL, so one zeroed buffer big enough for the largest layout
+  // serves all of them.
+  for (int sig = 1; sig <= 64; ++sig) {
+    if (sig == SIGKILL || sig == SIGSTOP) continue;
+    unsigned long current[4] = {0, 0, 0, 0};
+    if (syscall(SYS_rt_sigaction, sig, nullptr, current, kSigsetSize) != 0) continue;
+    unsigned long handler = current[0];
+    if (handler == reinterpret_cast<unsigned long>(SIG_DFL) ||
+        handler == reinterpret_cast<unsigned long>(SIG_IGN)) {
+      continue;
+    }
+    unsigned long dfl[4] = {0, 0, 0, 0};
+    syscall(SYS_rt_sigaction, sig, dfl, nullptr, kSigsetSize);
+  }
+}
+
+// Put every source at its target. The hazards are a target that is also a
+// source of another move (3->4 together with 4->3, or 0->5 with 5->0) and a
+// parent fd used twice. Two passes make all of them the same case:
+//  1. dup every source to a fresh number above the highest target
+//     (F_DUPFD_CLOEXEC with that minimum). After this pass nothing we still
+//     need lives at a target number, so
+//  2. dup2 each copy onto its target, in any order. dup2 gives the new fd
+//     no FD_CLOEXEC, which is exactly "CLOEXEC cleared on the mapped fds and
+//     nothing else"; the copies keep theirs and vanish at execve.
+// A move whose source already is its target needs no copy (no other move
+// writes that number, targets being distinct); its flag is cleared instead.
+int PlaceFds(ChildPlan* p) {
+  for (int i = 0; i < p->nmoves; ++i) {
+    FdMove* m = &p->moves[i];
+    if (m->source == m->target) {
+      m->temp = -1;
+      continue;
+    }
+    m->temp = fcntl(m->source, F_DUPFD_CLOEXEC, p->max_target + 1);
+    if (m->temp == -1) return -1;
+  }
+  for (int i = 0; i < p->nmoves; ++i) {
+    FdMove* m = &p->moves[i];
+    if (m->temp == -1) {
+      if (fcntl(m->target, F_SETFD, 0) == -1) return -1;
+    } else if (dup2(m->temp, m->target) == -1) {
+      return -1;
+    }
+  }
+  return 0;
+}
+
+// Make [lo, hi] go away at execve. close_range's CLOEXEC flag (5.11) only
+// marks them, which is cheaper than releasing every file now; plain
+// close_range (5.9) closes them; before that, close() each number up to the
+// fd limit (reading /proc/self/fd would need getdents and a buffer).
+int CloseRange(unsigned int lo, unsigned int hi, unsigned int limit) {
+  if (syscall(SYS_close_range, lo, hi, CLOSE_RANGE_CLOEXEC) == 0) return 0;
+  if (errno != EINVAL && errno != ENOSYS) return -1;
+  if (syscall(SYS_close_range, lo, hi, 0) == 0) return 0;
+  if (errno != ENOSYS) return -1;
+  for (unsigned int fd = lo; fd <= hi && fd < limit; ++fd) close(static_cast<int>(fd));
+  return 0;
+}
+
+// Everything from 3 up except the kept numbers (sorted by the parent).
+int CloseOthers(ChildPlan* p) {
+  unsigned int lo = 3;
+  for (int i = 0; i < p->nkeep; ++i) {
+    unsigned int k = static_cast<unsigned int>(p->keep[i]);
+    if (k > lo && CloseRange(lo, k - 1, p->fd_limit) == -1) return -1;
+    lo = k + 1;
+  }
+  return CloseRange(lo, ~0U, p->fd_limit);
+}
+
+// Decimal digits of pid into out (which has room for 21 bytes), no libc.
+void FormatPid(char* out, long pid) {
+  char digits[24];
+  int n = 0;
+  unsigned long v = static_cast<unsigned long>(pid);
+  do {
+    digits[n++] = static_cast<char>('0' + v % 10);
+    v /= 10;
+  } while (v != 0);
+  for (int i = 0; i < n; ++i) out[i] = digits[n - 1 - i];
+  out[n] = '\0';
+}
+
+struct KernelRlimit {
+  uint64_t soft;
+  uint64_t hard;
+};
+
+int ChildMain(void* arg) {
+  ChildPlan* p = static_cast<ChildPlan*>(arg);
+  int step = kStepNone;
+
+  if (p->reset_handlers) ResetSignalHandlers();
+
+  step = kStepSetsid;
+  if (p->setsid && setsid() == -1) goto fail;
+
+  // Before any credential change, like Python's subprocess and libuv: the
+  // directory is looked up with the parent's rights.
+  step = kStepChdir;
+  if (p->cwd != nullptr && chdir(p->cwd) == -1) goto fail;
+
+  step = kStepDup;
+  if (PlaceFds(p) == -1) goto fail;
+
+  step = kStepCloseRange;
+  if (p->close_others && CloseOthers(p) == -1) goto fail;
+
+  step = kStepRlimit;
+  for (int i = 0; i < p->nrlimits; ++i) {
+    KernelRlimit lim = {p->rlimits[i].soft, p->rlimits[i].hard};
+    if (syscall(SYS_prlimit64, 0, p->rlimits[i].resource, &lim, nullptr) == -1) goto fail;
+  }
+
+  if (p->umask >= 0) umask(static_cast<mode_t>(p->umask));
+
+  // Supplementary groups, then the gid, then the uid: after setuid we would
+  // no longer be allowed to change the others.
+  step = kStepSetgroups;
+  if (p->ngroups >= 0 && syscall(SYS_setgroups, p->ngroups, p->groups) == -1) goto fail;
+  step = kStepSetgid;
+  if (p->gid >= 0 && syscall(SYS_setgid, p->gid) == -1) goto fail;
+  step = kStepSetuid;
+  if (p->uid >= 0 && syscall(SYS_setuid, p->uid) == -1) goto fail;
+
+  // After the credential change, which would clear it. The death signal is
+  // armed only for a parent alive at this moment; if the parent process
+  // died after the clone (another thread called exit, or it was killed
+  // while we slept in vfork), we were reparented before the prctl and would
+  // never get the signal. getppid() then differs from the pid the parent
+  // recorded before the clone, so send the signal ourselves. Signals are
+  // still blocked: it is delivered once the mask is restored below, with
+  // the default action since the handlers are reset by now.
+  step = kStepPdeathsig;
+  if (p->pdeathsig != 0) {
+    if (prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(p->pdeathsig), 0UL, 0UL, 0UL) == -1) goto fail;
+    if (syscall(SYS_getppid) != p->parent_pid) syscall(SYS_kill, syscall(SYS_getpid), p->pdeathsig);
+  }
+
+  step = kStepNoNewPrivs;
+  if (p->no_new_privs && prctl(PR_SET_NO_NEW_PRIVS, 1UL, 0UL, 0UL, 0UL) == -1) goto fail;
+
+  // Our pid is known only now. getpid(2) directly: the child shares the
+  // parent's TLS, so no libc pid cache could be trusted here.
+  if (p->listen_pid != nullptr) FormatPid(p->listen_pid, syscall(SYS_getpid));
+
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &p->old_mask, nullptr, kSigsetSize);
+
+  step = kStepExecve;
+  execve(p->path, p->argv, p->envp);
+
+fail:
+  p->err = errno;
+  p->step = step;
+  _exit(127);
+}
+
+// ---- The parent. ----
+
+// Collect a child that failed before execve. It has already exited or is
+// about to: CLONE_VFORK woke us when it released its memory in exit(), a
+// moment before it turns into a zombie, so this blocks for microseconds at
+// most. waitid(P_PIDFD) needs 5.4; waitpid covers 5.3.
+void ReapFailedChild(pid_t pid, int pidfd) {
+  siginfo_t info;
+  for (;;) {
+    if (waitid(static_cast<idtype_t>(P_PIDFD), static_cast<id_t>(pidfd), &info, WEXITED) == 0) return;
+    if (errno != EINTR) break;
+  }
+  while (waitpid(pid, nullptr, 0) == -1 && errno == EINTR) {
+  }
+}
+
+}  // namespace
+
+const char* StepName(int step) {
+  switch (step) {
+    case kStepStack: return "mmap";
+    case kStepClone: return "clone";
+    case kStepPidfdOpen: return "pidfd_open";
+    case kStepSetsid: return "setsid";
+    case kStepChdir: return "chdir";
+    case kStepDup: return "dup2";
+    case kStepCloseRange: return "close_range";
+    case kStepRlimit: return "setrlimit";
+    case kStepSetgroups: return "setgroups";
+    case kStepSetgid: return "setgid";
+    case kStepSetuid: return "setuid";
+    case kStepPdeathsig: return "prctl";
+    case kStepNoNewPrivs: return "prctl";
+    case kStepExecve: return "execve";
+    default: return "spawn";
+  }
+}
+
+int GetCloneMode() { return g_mode.load(); }
+
+void SetCloneMode(int mode) { g_mode.store(mode); }
+
+int SpawnChild(ChildPlan* p, SpawnOutcome* out) {
+  out->pid = -1;
+  out->pidfd = -1;
+  out->err = 0;
+  out->step = kStepNone;
+
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  void* map = mmap(nullptr, kStackSize + page, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+  if (map == MAP_FAILED) {
+    out->err = errno;
+    out->step = kStepStack;
+    return -1;
+  }
+  mprotect(map, page, PROT_NONE);  // the guard page; best effort
+  char* stack_low = static_cast<char*>(map) + page;
+  char* stack_top = stack_low + kStackSize;
+
+  p->parent_pid = getpid();
+
+  uint64_t all = ~uint64_t{0};
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &p->old_mask, kSigsetSize);
+
+  pid_t pid = -1;
+  int pidfd = -1;
+  int err = 0;
+  for (;;) {
+    const int mode = g_mode.load();
+    p->err = 0;
+    p->step = kStepNone;
+    pidfd = -1;
+    if (mode == kModeClone3ClearSighand || mode == kModeClone3) {
+#ifdef FOLK_HAVE_CLONE3
+      CloneArgs args = {};
+      args.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD;
+      if (mode == kModeClone3ClearSighand) args.flags |= CLONE_CLEAR_SIGHAND;
+      args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
+      args.exit_signal = SIGCHLD;
+      args.stack = reinterpret_cast<uint64_t>(stack_low);
+      args.stack_size = kStackSize;
+      p->reset_handlers = mode != kModeClone3ClearSighand;
+      long r = Clone3(&args, ChildMain, p);
+      if (r > 0) {
+        pid = static_cast<pid_t>(r);
+        break;
+      }
+      err = static_cast<int>(-r);
+      // ENOSYS: before 5.3, or a seccomp filter (container runtimes answer
+      // clone3 with ENOSYS precisely so that callers fall back; some older
+      // ones said EPERM). EINVAL with CLEAR_SIGHAND: 5.3 or 5.4.
+      if (err == ENOSYS || err == EPERM) {
+        Downgrade(mode, kModeClonePidfd);
+        continue;
+      }
+      if (err == EINVAL && mode == kModeClone3ClearSighand) {
+        Downgrade(mode, kModeClone3);
+        continue;
+      }
+      break;
+#else
+      Downgrade(mode, kModeClonePidfd);
+      continue;
+#endif
+    }
+    p->reset_handlers = true;
+    int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
+    if (mode == kModeClonePidfd) flags |= CLONE_PIDFD;
+    pid = clone(ChildMain, stack_top, flags, p, &pidfd);
+    if (pid == -1) {
+      err = errno;
+      if (err == EINVAL && mode == kModeClonePidfd) {
+        Downgrade(mode, kModeClonePidfdOpen);
+        continue;
+      }
+    }
+    break;
+  }
+
+  syscall(SYS_rt_sigprocmask, SIG_SETMASK, &p->old_mask, nullptr, kSigsetSize);
+  munmap(map, kStackSize + page);
+
+  if (pid == -1) {
+    out->err = err;
+    out->step = kStepClone;
+    return -1;
+  }
+
+  if (pidfd < 0) {
+    // clone(2) without CLONE_PIDFD, or a kernel that ignored the flag. See
+    // the top of this file for why this is still race-free.
+    pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    if (pidfd < 0) {
+      int open_err = errno;
+      if (p->err == 0) kill(pid, SIGKILL);  // it runs the program; we cannot hand it out
+      while (waitpid(pid, nullptr, 0) == -1 && errno == EINTR) {
+      }
+      out->err = open_err;
+      out->step = kStepPidfdOpen;
+      return -1;
+    }
+  }
+
+  if (p->err != 0) {
+    ReapFailedChild(pid, pidfd);
+    close(pidfd);
+    out->err = p->err;
+    out->step = p->step;
+    return -1;
+  }
+
+  out->pid = pid;
+  out->pidfd = pidfd;
+  return 0;
+}
+
+}  // namespace folk

@@ -1,0 +1,112 @@
+// The process-creation core of @folk/fd-inherit, free of N-API so it reads
+// as plain systems code. binding.cc converts JavaScript values into a
+// ChildPlan; spawn.cc runs it. See spawn.cc for why it is built this way.
+#pragma once
+
+#include <stdint.h>
+#include <sys/types.h>
+
+namespace folk {
+
+// One "child fd `target` is the parent's fd `source`" entry. `temp` is
+// scratch space the child fills in (see PlaceFds in spawn.cc); it lives here
+// so the child never needs memory of its own.
+struct FdMove {
+  int target;
+  int source;
+  int temp;
+};
+
+struct RlimitSetting {
+  int resource;
+  uint64_t soft;  // RLIM64_INFINITY for unlimited
+  uint64_t hard;
+};
+
+// What the child failed at, reported with its errno. Names in StepName().
+enum Step : int {
+  kStepNone = 0,
+  kStepStack,      // mmap of the child's stack (parent)
+  kStepClone,      // clone3 / clone (parent)
+  kStepPidfdOpen,  // pidfd_open after a clone without CLONE_PIDFD (parent)
+  kStepSetsid,
+  kStepChdir,
+  kStepDup,         // F_DUPFD_CLOEXEC / dup2 / fcntl while placing fds
+  kStepCloseRange,  // closing the fds that were not asked for
+  kStepRlimit,
+  kStepSetgroups,
+  kStepSetgid,
+  kStepSetuid,
+  kStepPdeathsig,
+  kStepNoNewPrivs,
+  kStepExecve,
+};
+
+const char* StepName(int step);
+
+// Everything the child does, decided and allocated by the parent before the
+// clone. The child only reads this (and writes `temp`, `listen_pid`, `err`).
+struct ChildPlan {
+  const char* path;    // absolute or relative to cwd; no PATH search here
+  char* const* argv;   // NULL-terminated
+  char* const* envp;   // NULL-terminated
+  const char* cwd;     // nullptr: keep the parent's
+
+  FdMove* moves;
+  int nmoves;
+  int max_target;       // highest child fd number asked for (at least 2)
+  const int* keep;      // sorted child fd numbers >= 3 that must survive
+  int nkeep;
+  bool close_others;    // close everything >= 3 not in `keep`
+  unsigned int fd_limit;  // RLIMIT_NOFILE, for the close() loop on old kernels
+
+  bool setsid;
+  int pdeathsig;        // 0: none
+  pid_t parent_pid;     // getpid() of the parent, taken before the clone
+  int umask;            // -1: keep
+  const RlimitSetting* rlimits;
+  int nrlimits;
+  bool no_new_privs;
+  int64_t uid;          // -1: keep
+  int64_t gid;          // -1: keep
+  const gid_t* groups;  // used when ngroups >= 0
+  int ngroups;
+
+  char* listen_pid;     // nullptr, or 21 bytes inside an envp string to hold the child's pid
+
+  // Filled in by SpawnChild for the child.
+  bool reset_handlers;  // false when the kernel already did it (CLONE_CLEAR_SIGHAND)
+  uint64_t old_mask;    // the parent's signal mask, restored before execve
+
+  // Written by the child on failure, read by the parent after the clone
+  // returns: CLONE_VM means the child writes straight into this struct.
+  volatile int err;
+  volatile int step;
+};
+
+struct SpawnOutcome {
+  pid_t pid;
+  int pidfd;
+  int err;   // errno when SpawnChild returns -1
+  int step;  // Step when SpawnChild returns -1
+};
+
+// Creates the child and waits (the vfork way) until it has called execve or
+// failed. Returns 0 with pid and a CLOEXEC pidfd, or -1 with err/step; on
+// failure no child is left behind (a child that failed before execve is
+// reaped here) and no fd is leaked.
+int SpawnChild(ChildPlan* plan, SpawnOutcome* out);
+
+// How the child is created. The first that works on this kernel is kept;
+// tests force each in turn so every path is exercised on a new kernel.
+enum CloneMode : int {
+  kModeClone3ClearSighand = 0,  // clone3 + CLONE_PIDFD + CLONE_CLEAR_SIGHAND (5.5)
+  kModeClone3 = 1,              // clone3 + CLONE_PIDFD (5.3), handlers reset by hand
+  kModeClonePidfd = 2,          // clone(2) + CLONE_PIDFD (5.2)
+  kModeClonePidfdOpen = 3,      // clone(2), then pidfd_open (5.3)
+};
+
+int GetCloneMode();
+void SetCloneMode(int mode);
+
+}  // namespace folk
