@@ -1,0 +1,144 @@
+// Behaviour that needs a Node process of its own: event-loop liveness,
+// UV_THREADPOOL_SIZE, environment teardown, garbage collection, credentials,
+// and kernels without the syscalls. The fixtures load the built package
+// (dist/), as a user would.
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { PidFd } from '../lib/index.js';
+import { fixture, runNode, spawnUnreaped } from './helpers.js';
+
+/** A sleeper that only our PidFd reaps, and the function that ends it. */
+function sleeper(): { pid: number; end(): Promise<unknown> } {
+  const pid = spawnUnreaped('sleep', ['1000']);
+  const reaper = PidFd.open(pid, { reap: true });
+  return {
+    pid,
+    async end() {
+      if (reaper.tryWait() === null) reaper.kill('SIGKILL');
+      const info = await reaper.wait();
+      reaper.close();
+      return info;
+    },
+  };
+}
+
+const json = (stdout: string): Record<string, unknown> => JSON.parse(stdout.trim().split('\n').pop()!);
+
+describe('the event loop', () => {
+  it('1,000 concurrent waits with UV_THREADPOOL_SIZE=1 leave the threadpool free for fs.promises.readFile', async () => {
+    const run = await runNode('many-waits.mjs', ['1000'], { env: { ...process.env, UV_THREADPOOL_SIZE: '1' } });
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(json(run.stdout)).toEqual({
+      threadpool: '1',
+      processes: 1000,
+      reads: expect.arrayContaining([expect.any(Number)]),
+      resolvedWhenReadDone: 0,
+      runningWhenReadDone: 1000,
+      allExited: true,
+      sharedSameAnswer: true,
+      shCode: 0,
+    });
+    expect((json(run.stdout).reads as number[]).every((n) => n > 0)).toBe(true);
+  });
+
+  it('a pending wait keeps Node alive until the process exits (ref is the default)', async () => {
+    for (const mode of ['ref', 'reref']) {
+      const s = sleeper();
+      let killed = false;
+      const run = await runNode('keepalive.mjs', [mode, String(s.pid)], {
+        onStdout: (out) => {
+          // Only once the wait is pending: Node has had every chance to exit.
+          if (!killed && out.includes('waiting\n')) {
+            killed = true;
+            void s.end();
+          }
+        },
+      });
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(/^waiting\nexited \{"pid":\d+,"code":null,"signal":null,"signalNumber":null\}\nnode-exit\n$/);
+    }
+  });
+
+  it('unref() lets Node exit with a wait pending', async () => {
+    const s = sleeper();
+    try {
+      const run = await runNode('keepalive.mjs', ['unref', String(s.pid)]);
+      expect(run.code).toBe(0);
+      expect(run.stdout).toBe('waiting\nnode-exit\n');
+      expect(PidFd.open(s.pid).tryWait()).toBeNull(); // the process it waited on is still running
+    } finally {
+      await s.end();
+    }
+  });
+
+  it('an aborted wait no longer keeps Node alive', async () => {
+    const s = sleeper();
+    try {
+      const run = await runNode('keepalive.mjs', ['abort', String(s.pid)]);
+      expect(run.code).toBe(0);
+      expect(run.stdout).toBe('waiting\nrejected AbortError\nnode-exit\n');
+    } finally {
+      await s.end();
+    }
+  });
+});
+
+describe('lifetimes', () => {
+  it('worker teardown with pending, unref’d or forgotten handles neither crashes nor leaks fds', async () => {
+    const s = sleeper();
+    try {
+      const run = await runNode('teardown.mjs', [String(s.pid)]);
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(0);
+      expect(json(run.stdout)).toEqual({
+        exits: ['forget:10-open:0', 'terminate-unwaited:10-open:1', 'terminate:10-open:1', 'unref:10-open:0'],
+        leaked: [],
+      });
+    } finally {
+      await s.end();
+    }
+  });
+
+  it('a PidFd collected without close() has its fd closed; one with a pending wait is kept until it resolves', async () => {
+    const run = await runNode('gc.mjs', [], { nodeArgs: ['--expose-gc'] });
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(json(run.stdout)).toEqual({ leftBeforeGc: 200, leftAfterGc: 0, pendingWaitResolved: true });
+  });
+});
+
+describe('permissions and kernels', () => {
+  it.skipIf(process.getuid?.() !== 0)('getFd without ptrace rights is EPERM, and the message says why', async () => {
+    const run = await runNode('getfd.mjs', [String(process.pid)], { uid: 65534, gid: 65534 });
+    expect(run.stderr).toBe('');
+    const out = json(run.stdout);
+    expect(out).toMatchObject({ code: 'EPERM', syscall: 'pidfd_getfd' });
+    expect(out['message']).toMatch(/^EPERM: operation not permitted, pidfd_getfd \(fd 0 of pid \d+\): .*ptrace/);
+  });
+
+  const cc = ['/usr/bin/cc', '/usr/local/bin/cc'].find((p) => existsSync(p));
+  it.skipIf(!cc)('ENOSYS (and 5.3’s EINVAL for waitid P_PIDFD) name the call and the kernel it needs', async () => {
+    const exe = join(mkdtempSync(join(tmpdir(), 'pidfd-enosys-')), 'enosys');
+    execFileSync(cc!, ['-O2', '-o', exe, fixture('enosys.c')]);
+    const under = async (which: string) => {
+      const out = execFileSync(exe, [which, '--', process.execPath, fixture('enosys.mjs'), which], { encoding: 'utf8' });
+      return json(out);
+    };
+    const open = await under('open');
+    expect(open['open']).toMatchObject({ code: 'ENOSYS', syscall: 'pidfd_open' });
+    expect((open['open'] as { message: string }).message).toMatch(
+      /^ENOSYS: function not implemented, pidfd_open \(pid \d+\): pidfd_open needs Linux 5\.3 or later$/,
+    );
+    const others = (await under('others')) as Record<string, { code: string; syscall: string; message: string }>;
+    expect(others['kill']).toMatchObject({ code: 'ENOSYS', syscall: 'pidfd_send_signal' });
+    expect(others['kill']!.message).toMatch(/pidfd_send_signal needs Linux 5\.1 or later$/);
+    expect(others['getFd']).toMatchObject({ code: 'ENOSYS', syscall: 'pidfd_getfd' });
+    expect(others['getFd']!.message).toMatch(/pidfd_getfd needs Linux 5\.6 or later$/);
+    expect(others['tryWait']).toMatchObject({ code: 'ENOSYS', syscall: 'waitid' });
+    expect(others['tryWait']!.message).toMatch(/waitid needs Linux 5\.4 \(P_PIDFD\) or later$/);
+  });
+});
