@@ -1,0 +1,165 @@
+// The task-channel framing of PROTOCOL.md, shared by the supervisor
+// (index.ts) and the Node worker library (worker.ts).
+
+/** Protocol version carried in every frame header. */
+export const PROTOCOL_VERSION = 1;
+/** Bytes in a frame header: version u8, type u8, flags u16, id u32, length u32 (big-endian). */
+export const HEADER_SIZE = 12;
+/** Default largest payload in one frame: 16 MiB. */
+export const DEFAULT_MAX_FRAME = 16 * 1024 * 1024;
+/** The length field is a u32. */
+export const MAX_FRAME_LIMIT = 0xffff_ffff;
+/** Smallest accepted maximum: an ERROR frame must always fit. */
+export const MIN_MAX_FRAME = 1024;
+/** Largest control datagram. */
+export const CONTROL_MAX = 65536;
+
+export const FrameType = {
+  REQUEST: 1,
+  RESPONSE: 2,
+  ERROR: 3,
+} as const;
+export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
+
+/** Payloads at or below this size are copied next to their header so one write(2) carries both. */
+const COALESCE_LIMIT = 64 * 1024;
+
+/** Encode one frame as the buffers to write, in order. */
+export function encodeFrame(type: number, id: number, payload: Uint8Array): Buffer[] {
+  const length = payload.byteLength;
+  if (length <= COALESCE_LIMIT) {
+    const out = Buffer.allocUnsafe(HEADER_SIZE + length);
+    writeHeader(out, type, id, length);
+    out.set(payload, HEADER_SIZE);
+    return [out];
+  }
+  const header = Buffer.allocUnsafe(HEADER_SIZE);
+  writeHeader(header, type, id, length);
+  return [header, Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, length)];
+}
+
+function writeHeader(out: Buffer, type: number, id: number, length: number): void {
+  out.writeUInt8(PROTOCOL_VERSION, 0);
+  out.writeUInt8(type, 1);
+  out.writeUInt16BE(0, 2);
+  out.writeUInt32BE(id >>> 0, 4);
+  out.writeUInt32BE(length, 8);
+}
+
+/** Where a FrameDecoder delivers what it reads, in stream order. */
+export interface FrameSink {
+  /** A complete frame within the size limit. */
+  frame(type: number, id: number, payload: Buffer): void;
+  /** A header announced more than the limit; its payload is being skipped, never buffered. */
+  oversize(type: number, id: number, length: number): void;
+  /** The stream is not this protocol (bad version); nothing more will be delivered. */
+  corrupt(error: Error): void;
+}
+
+type DecoderMode = 'header' | 'body' | 'skip' | 'dead';
+
+/**
+ * Incremental decoder for the task stream. Feed it chunks as they arrive;
+ * it never buffers more than one frame, and skips oversize payloads so the
+ * stream stays in sync.
+ */
+export class FrameDecoder {
+  private header = Buffer.alloc(HEADER_SIZE);
+  private headerFill = 0;
+  private parts: Buffer[] = [];
+  private remaining = 0;
+  private mode: DecoderMode = 'header';
+  private type = 0;
+  private id = 0;
+  private length = 0;
+
+  constructor(
+    private readonly maxFrame: number,
+    private readonly sink: FrameSink,
+  ) {}
+
+  push(chunk: Buffer): void {
+    let offset = 0;
+    while (offset < chunk.length && this.mode !== 'dead') {
+      if (this.mode === 'header') {
+        // Fast path: a whole header (and often the whole frame) inside this chunk.
+        if (this.headerFill === 0 && chunk.length - offset >= HEADER_SIZE) {
+          if (!this.startFrame(chunk, offset)) return;
+          offset += HEADER_SIZE;
+        } else {
+          const take = Math.min(HEADER_SIZE - this.headerFill, chunk.length - offset);
+          chunk.copy(this.header, this.headerFill, offset, offset + take);
+          this.headerFill += take;
+          offset += take;
+          if (this.headerFill < HEADER_SIZE) return;
+          this.headerFill = 0;
+          if (!this.startFrame(this.header, 0)) return;
+        }
+        // startFrame moved the state on (TS cannot see that through the call).
+        if ((this.mode as DecoderMode) === 'body' && this.remaining === 0) this.finishFrame();
+        continue;
+      }
+      const take = Math.min(this.remaining, chunk.length - offset);
+      if (this.mode === 'body') this.parts.push(chunk.subarray(offset, offset + take));
+      offset += take;
+      this.remaining -= take;
+      if (this.remaining === 0) {
+        if (this.mode === 'body') this.finishFrame();
+        else this.mode = 'header';
+      }
+    }
+  }
+
+  private startFrame(buf: Buffer, at: number): boolean {
+    const version = buf.readUInt8(at);
+    if (version !== PROTOCOL_VERSION) {
+      this.mode = 'dead';
+      this.sink.corrupt(
+        new Error(`task frame with protocol version ${version}; expected ${PROTOCOL_VERSION} (the peer does not speak this protocol)`),
+      );
+      return false;
+    }
+    this.type = buf.readUInt8(at + 1);
+    this.id = buf.readUInt32BE(at + 4);
+    this.length = buf.readUInt32BE(at + 8);
+    this.remaining = this.length;
+    if (this.length > this.maxFrame) {
+      this.mode = 'skip'; // length > maxFrame >= MIN_MAX_FRAME, so there is always something to skip
+      this.sink.oversize(this.type, this.id, this.length);
+    } else {
+      this.mode = 'body';
+    }
+    return true;
+  }
+
+  private finishFrame(): void {
+    const parts = this.parts;
+    this.parts = [];
+    this.mode = 'header';
+    const payload = parts.length === 1 ? parts[0]! : parts.length === 0 ? Buffer.alloc(0) : Buffer.concat(parts, this.length);
+    this.sink.frame(this.type, this.id, payload);
+  }
+}
+
+/** The JSON body of an ERROR frame. */
+export interface ErrorBody {
+  code: string;
+  message: string;
+}
+
+export function encodeErrorBody(code: string, message: string, maxFrame: number): Buffer {
+  const body = Buffer.from(JSON.stringify({ code, message }));
+  return body.length <= maxFrame ? body : Buffer.from(JSON.stringify({ code, message: message.slice(0, 256) }));
+}
+
+export function decodeErrorBody(payload: Buffer): ErrorBody {
+  try {
+    const parsed = JSON.parse(payload.toString('utf8')) as Partial<ErrorBody>;
+    return {
+      code: typeof parsed.code === 'string' ? parsed.code : 'HANDLER_ERROR',
+      message: typeof parsed.message === 'string' ? parsed.message : String(parsed.message),
+    };
+  } catch {
+    return { code: 'HANDLER_ERROR', message: payload.toString('utf8') };
+  }
+}

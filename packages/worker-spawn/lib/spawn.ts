@@ -1,0 +1,522 @@
+// spawnWorker and Worker: one worker process with its task socket at fd 3 and
+// its control socket at fd 4, composed from the four folk packages.
+
+import { EventEmitter } from 'node:events';
+import { closeSync, readFileSync } from 'node:fs';
+import * as net from 'node:net';
+import { socketpair } from '@folk/socketpair';
+import { spawn, type Subprocess } from '@folk/fd-inherit';
+import type { ExitInfo, PidFd } from '@folk/pidfd';
+import { FdSocket } from '@folk/scm-rights';
+import {
+  WorkerError,
+  describeExit,
+  intOption,
+  invalidArgType,
+  optionsObject,
+  stringOption,
+  toPayload,
+} from './errors.js';
+import {
+  CONTROL_MAX,
+  DEFAULT_MAX_FRAME,
+  FrameDecoder,
+  FrameType,
+  MAX_FRAME_LIMIT,
+  MIN_MAX_FRAME,
+  decodeErrorBody,
+  encodeFrame,
+} from './protocol.js';
+
+/** The child's fd for the task socket. */
+export const TASK_FD = 3;
+/** The child's fd for the control socket. */
+export const CONTROL_FD = 4;
+
+export interface SpawnWorkerOptions {
+  /** The program to run. Default `'php'` (looked up in the child's PATH). */
+  command?: string;
+  /** The worker script, passed as the first argument. */
+  script: string;
+  /** More arguments after the script. */
+  args?: string[];
+  /** FOLK_RUNTIME in the worker's environment. Default `'pipe'`. */
+  runtime?: string;
+  /**
+   * The worker's environment, to which FOLK_RUNTIME, FOLK_TASK_FD,
+   * FOLK_CONTROL_FD and FOLK_MAX_FRAME are added. Default `process.env`.
+   */
+  env?: Record<string, string | undefined>;
+  /** Working directory of the worker. */
+  cwd?: string;
+  /** Largest payload of one task frame in either direction, in bytes. Default 16 MiB. */
+  maxFrame?: number;
+  /**
+   * Signal the worker gets if the supervisor dies (PR_SET_PDEATHSIG), so a
+   * worker stuck inside a handler goes too. Default `'SIGKILL'`; `null` for none.
+   */
+  pdeathsig?: NodeJS.Signals | null;
+}
+
+export interface StopOptions {
+  /** Milliseconds to wait after the control `stop` before SIGTERM. Default 5000. */
+  timeout?: number;
+  /** Milliseconds to wait after SIGTERM before SIGKILL. Default 1000. */
+  killTimeout?: number;
+}
+
+/** What a worker says when it is ready (see PROTOCOL.md). */
+export interface ReadyMessage {
+  type: 'ready';
+  pid: number;
+  protocol: number;
+  runtime: string;
+  lang: string;
+  version: string;
+  [key: string]: unknown;
+}
+
+/** A control message (see PROTOCOL.md); `type` says which. */
+export interface ControlMessage {
+  type: string;
+  [key: string]: unknown;
+}
+
+/**
+ * The supervisor's end of the control socket (a SOCK_SEQPACKET pair, one
+ * JSON message per datagram). Sends messages, with fds when asked, and
+ * emits what the worker sends:
+ * - `'message'` (message, fds): every message. Fds a worker sends along are
+ *   the listener's to close; with no `'message'` listener they are closed.
+ * - `'close'`.
+ */
+export class ControlChannel extends EventEmitter {
+  /** The underlying message socket (from @folk/scm-rights). */
+  readonly socket: FdSocket;
+
+  /** @internal */
+  constructor(socket: FdSocket) {
+    super();
+    this.socket = socket;
+    socket.on('message', ({ data, fds }) => {
+      let message: ControlMessage;
+      try {
+        const parsed: unknown = JSON.parse(data.toString('utf8'));
+        if (parsed === null || typeof parsed !== 'object' || typeof (parsed as ControlMessage).type !== 'string') {
+          throw new Error('not an object with a string "type"');
+        }
+        message = parsed as ControlMessage;
+      } catch (err) {
+        message = { type: 'error', message: `unreadable control message from the worker: ${(err as Error).message}`, fatal: false };
+      }
+      const hasListener = this.listenerCount('message') > 0;
+      this.emit('message', message, fds);
+      if (!hasListener) closeFds(fds);
+    });
+    // The worker going away shows up as the pidfd exit; socket errors (EPIPE,
+    // ECONNRESET) are that same event seen from here.
+    socket.on('error', () => {});
+    socket.on('close', () => this.emit('close'));
+  }
+
+  /** Send one control message, with fds attached if given (the worker gets its own copies). */
+  send(message: ControlMessage, fds: number[] = []): Promise<void> {
+    if (message === null || typeof message !== 'object' || typeof message.type !== 'string') {
+      return Promise.reject(invalidArgType('message', 'an object with a string "type"', message));
+    }
+    const body = Buffer.from(JSON.stringify(message));
+    if (body.length > CONTROL_MAX) {
+      const err = new RangeError(`A control message must be at most ${CONTROL_MAX} bytes of JSON; this one is ${body.length}`);
+      (err as NodeJS.ErrnoException).code = 'ERR_OUT_OF_RANGE';
+      return Promise.reject(err);
+    }
+    return this.socket.send(body, fds);
+  }
+
+  /**
+   * Hand fds to the worker (for example a listening socket to accept on).
+   * Yours stay open; close them when you no longer need them.
+   */
+  sendFds(fds: number[], options?: { tag?: string; meta?: unknown }): Promise<void> {
+    const opts = optionsObject(options);
+    const tag = stringOption(opts, 'tag', '') as string;
+    if (!Array.isArray(fds) || fds.length === 0) {
+      return Promise.reject(invalidArgType('fds', 'a non-empty array of fd numbers', fds));
+    }
+    return this.send({ type: 'fds', tag, count: fds.length, meta: opts['meta'] ?? null }, fds);
+  }
+
+  close(): void {
+    this.socket.close();
+  }
+}
+
+function closeFds(fds: readonly number[]): void {
+  for (const fd of fds) {
+    try {
+      closeSync(fd);
+    } catch {
+      // Freshly received and ours; if it is already gone there is nothing to undo.
+    }
+  }
+}
+
+interface Pending {
+  resolve: (payload: Buffer) => void;
+  reject: (err: Error) => void;
+}
+
+/**
+ * A running worker. Created by `spawnWorker`.
+ *
+ * Events: `'ready'` (ReadyMessage), `'message'` (ControlMessage, fds) for
+ * control messages other than ready, `'workerError'` (message, fatal) for
+ * the worker's error reports, `'exit'` (ExitInfo).
+ */
+export class Worker extends EventEmitter {
+  /** Process id. */
+  readonly pid: number;
+  /** A race-free handle to the process (from @folk/pidfd); closed when the worker has exited and been reaped. */
+  readonly pidfd: PidFd;
+  /** The supervisor's end of the task socket (fd 3 in the worker): a Duplex carrying frames. */
+  readonly task: net.Socket;
+  /** The supervisor's end of the control socket (fd 4 in the worker). */
+  readonly control: ControlChannel;
+  /** The worker's stdout. Read it (or `resume()` it) so the worker never blocks on a full pipe. */
+  readonly stdout: net.Socket;
+  /** Resolves with how the worker ended, once it has (it is reaped then). Never rejects. */
+  readonly exited: Promise<ExitInfo>;
+  /** Resolves with the worker's ready message; rejects if it exits first or says another pid. */
+  readonly ready: Promise<ReadyMessage>;
+  /** Largest payload per frame, both ways (FOLK_MAX_FRAME). */
+  readonly maxFrame: number;
+
+  #pending = new Map<number, Pending>();
+  #nextId = 1;
+  #exit: ExitInfo | null = null;
+  #stopping: Promise<ExitInfo> | null = null;
+  #protocolError: WorkerError | null = null;
+
+  /** @internal */
+  constructor(sub: Subprocess, task: net.Socket, control: FdSocket, maxFrame: number) {
+    super();
+    this.pid = sub.pid;
+    this.pidfd = sub.pidfd;
+    this.task = task;
+    this.maxFrame = maxFrame;
+    this.stdout = sub.stdout!;
+    this.control = new ControlChannel(control);
+
+    let readyResolve!: (m: ReadyMessage) => void;
+    let readyReject!: (e: Error) => void;
+    this.ready = new Promise<ReadyMessage>((resolve, reject) => {
+      readyResolve = resolve;
+      readyReject = reject;
+    });
+    this.ready.catch(() => {}); // observed through 'exit' if nobody awaits it
+
+    this.control.on('message', (message: ControlMessage, fds: number[]) => {
+      if (message.type === 'ready') {
+        closeFds(fds);
+        const ready = message as ReadyMessage;
+        if (ready.pid !== this.pid) {
+          readyReject(
+            new WorkerError(
+              'ERR_WORKER_PID_MISMATCH',
+              `worker ready message says pid ${ready.pid}, but the spawned process is pid ${this.pid} (a wrapper that forks instead of exec'ing?)`,
+              { pid: this.pid },
+            ),
+          );
+          return;
+        }
+        readyResolve(ready);
+        this.emit('ready', ready);
+        return;
+      }
+      if (message.type === 'error') {
+        this.emit('workerError', String(message['message']), message['fatal'] === true);
+      }
+      if (this.listenerCount('message') > 0) this.emit('message', message, fds);
+      else closeFds(fds);
+    });
+
+    const decoder = new FrameDecoder(maxFrame, {
+      frame: (type, id, payload) => this.#settle(type, id, payload),
+      oversize: (_type, id, length) => {
+        this.#take(id)?.reject(
+          new WorkerError(
+            'ERR_WORKER_FRAME_TOO_LARGE',
+            `worker pid ${this.pid} answered with ${length} bytes, over the maximum frame size of ${maxFrame} bytes; the response was discarded`,
+            { pid: this.pid },
+          ),
+        );
+      },
+      corrupt: (err) => {
+        this.#protocolError = new WorkerError('ERR_WORKER_PROTOCOL', `worker pid ${this.pid} broke the task protocol: ${err.message}`, {
+          pid: this.pid,
+        });
+        this.#failAll(this.#protocolError);
+        task.destroy();
+        try {
+          this.kill('SIGKILL');
+        } catch {
+          // Already gone.
+        }
+      },
+    });
+    task.on('data', (chunk: Buffer) => decoder.push(chunk));
+    // EPIPE/ECONNRESET on the task socket mean the worker is gone; the exit
+    // (from the pidfd) is what we report.
+    task.on('error', () => {});
+
+    this.exited = sub.wait().then(
+      (info) => this.#onExit(info),
+      // ECHILD cannot happen for our own child reaped only here; still, never reject.
+      () => this.#onExit({ pid: this.pid, code: null, signal: null, signalNumber: null }),
+    );
+  }
+
+  #onExit(info: ExitInfo): ExitInfo {
+    this.#exit = info;
+    const err =
+      this.#protocolError ??
+      new WorkerError('ERR_WORKER_EXITED', `worker pid ${this.pid} exited (${describeExit(info)}) before answering`, {
+        pid: this.pid,
+        exit: { code: info.code, signal: info.signal },
+      });
+    this.#failAll(err);
+    this.task.destroy();
+    this.control.close();
+    this.pidfd.close();
+    // Whatever the worker wrote is still in the pipe; if nobody reads it,
+    // drain it so the pipe's fd is closed at EOF rather than held forever.
+    if (this.stdout.listenerCount('data') === 0 && this.stdout.listenerCount('readable') === 0) this.stdout.resume();
+    this.emit('exit', info);
+    return info;
+  }
+
+  /** True once the worker has exited. */
+  get hasExited(): boolean {
+    return this.#exit !== null;
+  }
+
+  /** Requests written and not yet answered. */
+  get pendingRequests(): number {
+    return this.#pending.size;
+  }
+
+  /**
+   * Send one task and resolve with the worker's response. Requests may be
+   * pipelined; a worker answers them in order.
+   *
+   * Rejects with `ERR_WORKER_FRAME_TOO_LARGE` (nothing sent) for a payload
+   * over `maxFrame`, `ERR_WORKER_TASK` when the worker answers with an error,
+   * `ERR_WORKER_EXITED` when it exits first.
+   */
+  request(payload: string | Uint8Array): Promise<Buffer> {
+    let bytes: Uint8Array;
+    try {
+      bytes = toPayload(payload);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (bytes.byteLength > this.maxFrame) {
+      return Promise.reject(
+        new WorkerError(
+          'ERR_WORKER_FRAME_TOO_LARGE',
+          `task payload of ${bytes.byteLength} bytes exceeds the maximum frame size of ${this.maxFrame} bytes; nothing was sent`,
+          { pid: this.pid },
+        ),
+      );
+    }
+    if (this.#exit !== null || this.#protocolError !== null) {
+      return Promise.reject(
+        this.#protocolError ??
+          new WorkerError('ERR_WORKER_EXITED', `worker pid ${this.pid} has exited (${describeExit(this.#exit!)})`, { pid: this.pid }),
+      );
+    }
+    const id = this.#nextId;
+    this.#nextId = this.#nextId >= 0xffff_ffff ? 1 : this.#nextId + 1;
+    return new Promise<Buffer>((resolve, reject) => {
+      this.#pending.set(id, { resolve, reject });
+      for (const buf of encodeFrame(FrameType.REQUEST, id, bytes)) this.task.write(buf);
+    });
+  }
+
+  #take(id: number): Pending | undefined {
+    const p = this.#pending.get(id);
+    if (p) this.#pending.delete(id);
+    return p;
+  }
+
+  #settle(type: number, id: number, payload: Buffer): void {
+    const p = this.#take(id);
+    if (!p) return; // answered after we gave up on it (the pool timed it out)
+    if (type === FrameType.RESPONSE) {
+      p.resolve(payload);
+    } else if (type === FrameType.ERROR) {
+      const body = decodeErrorBody(payload);
+      const code = body.code === 'FRAME_TOO_LARGE' ? 'ERR_WORKER_FRAME_TOO_LARGE' : 'ERR_WORKER_TASK';
+      p.reject(new WorkerError(code, `worker pid ${this.pid} failed the task (${body.code}): ${body.message}`, { pid: this.pid, workerCode: body.code }));
+    } else {
+      p.reject(new WorkerError('ERR_WORKER_PROTOCOL', `worker pid ${this.pid} answered with frame type ${type}`, { pid: this.pid }));
+    }
+  }
+
+  /** Forget a request (its answer, if it comes, is dropped). Used by the pool's execTimeout. @internal */
+  abandon(): void {
+    for (const id of [...this.#pending.keys()]) this.#take(id);
+  }
+
+  #failAll(err: Error): void {
+    const pending = [...this.#pending.values()];
+    this.#pending.clear();
+    for (const p of pending) p.reject(err);
+  }
+
+  /** Send a signal (default SIGTERM) through the pidfd. Does nothing once the worker has exited. */
+  kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
+    if (this.#exit !== null) return;
+    try {
+      this.pidfd.kill(signal);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+    }
+  }
+
+  /**
+   * Stop gracefully: send `stop` on the control socket (the worker finishes
+   * its current task and exits), SIGTERM after `timeout` ms, SIGKILL
+   * `killTimeout` ms after that. Resolves with how it ended, once it is
+   * reaped and every fd of the worker here is closed.
+   */
+  stop(options?: StopOptions): Promise<ExitInfo> {
+    if (this.#stopping) return this.#stopping;
+    const opts = optionsObject(options);
+    const timeout = intOption(opts, 'timeout', 5000, 0);
+    const killTimeout = intOption(opts, 'killTimeout', 1000, 0);
+    this.#stopping = (async () => {
+      if (this.#exit === null) {
+        this.control.send({ type: 'stop' }).catch(() => {});
+        if (!(await this.#exitWithin(timeout))) {
+          this.kill('SIGTERM');
+          if (!(await this.#exitWithin(killTimeout))) this.kill('SIGKILL');
+        }
+      }
+      const info = await this.exited;
+      if (!this.stdout.closed) await new Promise<void>((resolve) => this.stdout.once('close', () => resolve()));
+      return info;
+    })();
+    return this.#stopping;
+  }
+
+  #exitWithin(ms: number): Promise<boolean> {
+    if (this.#exit !== null) return Promise.resolve(true);
+    return new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), ms);
+      this.exited.then(() => {
+        clearTimeout(timer);
+        resolve(true);
+      });
+    });
+  }
+
+  /** SIGKILL the worker now (if it runs) and release everything once it is reaped. */
+  [Symbol.asyncDispose](): Promise<void> {
+    this.kill('SIGKILL');
+    return this.stop({ timeout: 0 }).then(() => undefined);
+  }
+}
+
+/**
+ * Start one worker: a socketpair for tasks (stream) and one for control
+ * (seqpacket); the child ends go to fds 3 and 4 of the worker and nowhere
+ * else; stdin is /dev/null, stdout a pipe, stderr inherited; FOLK_RUNTIME,
+ * FOLK_TASK_FD=3, FOLK_CONTROL_FD=4 and FOLK_MAX_FRAME in its environment.
+ *
+ * @throws TypeError/RangeError for bad options; the spawn error of
+ * @folk/fd-inherit (ENOENT, EACCES, ...) when the program cannot start. No
+ * fd is left open then.
+ */
+export function spawnWorker(options: SpawnWorkerOptions): Worker {
+  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
+    throw invalidArgType('options', 'of type object', options);
+  }
+  const opts = options as unknown as Record<string, unknown>;
+  const command = stringOption(opts, 'command', 'php') as string;
+  const script = stringOption(opts, 'script', undefined);
+  if (script === undefined) throw invalidArgType('options.script', 'of type string', undefined);
+  const args = opts['args'] === undefined ? [] : opts['args'];
+  if (!Array.isArray(args) || args.some((a) => typeof a !== 'string')) {
+    throw invalidArgType('options.args', 'an array of strings', args);
+  }
+  const runtime = stringOption(opts, 'runtime', 'pipe') as string;
+  const cwd = stringOption(opts, 'cwd', undefined);
+  const maxFrame = intOption(opts, 'maxFrame', DEFAULT_MAX_FRAME, MIN_MAX_FRAME, MAX_FRAME_LIMIT);
+  const baseEnv = opts['env'] === undefined ? process.env : optionsObject(opts['env'], 'options.env');
+  const pdeathsig = opts['pdeathsig'] === undefined ? 'SIGKILL' : opts['pdeathsig'];
+  if (pdeathsig !== null && typeof pdeathsig !== 'string') {
+    throw invalidArgType('options.pdeathsig', 'a signal name or null', pdeathsig);
+  }
+  const env: Record<string, string | undefined> = {
+    ...(baseEnv as Record<string, string | undefined>),
+    FOLK_RUNTIME: runtime,
+    FOLK_TASK_FD: String(TASK_FD),
+    FOLK_CONTROL_FD: String(CONTROL_FD),
+    FOLK_MAX_FRAME: String(maxFrame),
+  };
+
+  // Every fd here is CLOEXEC; the child ends reach the worker only through
+  // the fd map, and are closed here right after the spawn.
+  const opened: number[] = [];
+  let sub: Subprocess;
+  try {
+    const [taskParent, taskChild] = socketpair('stream');
+    opened.push(taskParent, taskChild);
+    const [controlParent, controlChild] = socketpair('seqpacket');
+    opened.push(controlParent, controlChild);
+    sub = spawn(command, [script, ...(args as string[])], {
+      fds: { [TASK_FD]: taskChild, [CONTROL_FD]: controlChild },
+      stdin: 'ignore',
+      stdout: 'pipe',
+      stderr: 'inherit',
+      env,
+      ...(cwd === undefined ? {} : { cwd }),
+      ...(pdeathsig === null ? {} : { pdeathsig: pdeathsig as NodeJS.Signals }),
+    });
+  } catch (err) {
+    closeFds(opened);
+    throw err;
+  }
+  const [taskParent, taskChild, controlParent, controlChild] = opened as [number, number, number, number];
+  closeFds([taskChild, controlChild]);
+  let task: net.Socket | undefined;
+  let control: FdSocket;
+  try {
+    task = new net.Socket({ fd: taskParent, readable: true, writable: true });
+    control = new FdSocket(controlParent, { maxMessageBytes: CONTROL_MAX });
+  } catch (err) {
+    if (task) task.destroy();
+    else closeFds([taskParent]);
+    closeFds([controlParent]);
+    sub.kill('SIGKILL');
+    sub.wait().catch(() => {});
+    throw err;
+  }
+  return new Worker(sub, task, control, maxFrame);
+}
+
+/**
+ * Resident set size of a process in bytes (VmRSS from /proc/<pid>/status),
+ * or null when the process is gone.
+ */
+export function readRss(pid: number): number | null {
+  let text: string;
+  try {
+    text = readFileSync(`/proc/${pid}/status`, 'latin1');
+  } catch {
+    return null;
+  }
+  const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(text);
+  return m ? Number(m[1]) * 1024 : null;
+}

@@ -1,0 +1,462 @@
+<?php
+/**
+ * The PHP side of the folk worker protocol (see PROTOCOL.md in this package).
+ *
+ * PHP 8.1+, ext-sockets, no Composer dependencies. A worker is a loop:
+ *
+ *     require '/path/to/@folk/worker-spawn/php/Worker.php';
+ *     $worker = Folk\Worker::fromEnv();
+ *     while ($task = $worker->receive()) {
+ *         $worker->respond($task, strtoupper($task->payload));
+ *     }
+ *
+ * or, with errors turned into ERROR frames for you:
+ *
+ *     Folk\Worker::fromEnv()->serve(fn (string $payload) => strtoupper($payload));
+ */
+
+declare(strict_types=1);
+
+namespace Folk;
+
+/** One request read from the task socket. */
+final class Task
+{
+    public function __construct(
+        public readonly int $id,
+        public readonly string $payload,
+    ) {
+    }
+}
+
+/** Raised for protocol violations the worker cannot recover from. */
+final class WorkerException extends \RuntimeException
+{
+}
+
+final class Worker
+{
+    public const PROTOCOL = 1;
+    public const REQUEST = 1;
+    public const RESPONSE = 2;
+    public const ERROR = 3;
+    public const HEADER_SIZE = 12;
+    public const DEFAULT_MAX_FRAME = 16777216;
+    /** EX_CONFIG from sysexits.h: started without the fds/environment of the pattern. */
+    public const EXIT_CONFIG = 78;
+
+    private const CONTROL_MAX = 65536;
+    private const MAX_FDS_PER_MESSAGE = 64;
+    /** Large payloads are read in slices so a discard never allocates the whole thing. */
+    private const READ_SLICE = 1048576;
+
+    /** Bytes read from the task socket but not yet parsed into a frame. */
+    private string $buffer = '';
+    private bool $stopping = false;
+    private bool $readySent = false;
+    /** @var list<callable(array, string, mixed): void> */
+    private array $fdHandlers = [];
+    /** @var list<array{tag: string, fds: array, meta: mixed}> fds received with no handler registered */
+    private array $pendingFds = [];
+
+    private function __construct(
+        private \Socket $task,
+        private \Socket $control,
+        public readonly int $maxFrame,
+        public readonly string $runtime,
+    ) {
+    }
+
+    /**
+     * Open the task and control sockets named by FOLK_TASK_FD / FOLK_CONTROL_FD.
+     * Exits with status 78 when they are missing: the script was not started
+     * by a folk supervisor, and there is nothing useful it can do.
+     */
+    public static function fromEnv(): self
+    {
+        if (!\extension_loaded('sockets')) {
+            self::die('the PHP sockets extension (ext-sockets) is required; install php-cli with it enabled');
+        }
+        $taskFd = self::envInt('FOLK_TASK_FD');
+        $controlFd = self::envInt('FOLK_CONTROL_FD');
+        if ($taskFd === null || $controlFd === null) {
+            self::die('FOLK_TASK_FD and FOLK_CONTROL_FD are not set: start this script with @folk/worker-spawn');
+        }
+        $maxFrame = self::envInt('FOLK_MAX_FRAME') ?? self::DEFAULT_MAX_FRAME;
+        $runtime = \getenv('FOLK_RUNTIME');
+        return new self(
+            self::importFd($taskFd),
+            self::importFd($controlFd),
+            $maxFrame,
+            $runtime === false ? 'pipe' : $runtime,
+        );
+    }
+
+    /**
+     * Tell the supervisor this worker is ready for tasks. receive() calls it
+     * on first use; call it yourself after slow bootstrapping is done if you
+     * want to be explicit.
+     */
+    public function ready(): void
+    {
+        if ($this->readySent) {
+            return;
+        }
+        $this->readySent = true;
+        $this->sendControl([
+            'type' => 'ready',
+            'pid' => \getmypid(),
+            'protocol' => self::PROTOCOL,
+            'runtime' => $this->runtime,
+            'lang' => 'php',
+            'version' => \PHP_VERSION,
+        ]);
+    }
+
+    /**
+     * Wait for the next task. Returns null when the worker should exit: the
+     * supervisor asked it to stop, or went away (EOF on either socket).
+     * Control messages (stop, fds) are handled while waiting.
+     */
+    public function receive(): ?Task
+    {
+        $this->ready();
+        while (true) {
+            if (\strlen($this->buffer) >= self::HEADER_SIZE) {
+                $task = $this->readFrame();
+                if ($task !== null) {
+                    return $task;
+                }
+                continue; // an oversize or unexpected frame was answered; wait for the next one
+            }
+            if ($this->stopping) {
+                return null;
+            }
+            $read = [$this->task, $this->control];
+            $write = null;
+            $except = null;
+            $n = @\socket_select($read, $write, $except, null);
+            if ($n === false) {
+                $err = \socket_last_error();
+                if ($err === \SOCKET_EINTR) {
+                    continue;
+                }
+                throw new WorkerException('select on the task and control sockets failed: ' . \socket_strerror($err));
+            }
+            foreach ($read as $socket) {
+                if ($socket === $this->control) {
+                    $this->readControl();
+                } elseif (!$this->fill()) {
+                    return null; // EOF on the task socket
+                }
+            }
+        }
+    }
+
+    /** Answer $task with $payload (any bytes). */
+    public function respond(Task|int $task, string $payload): void
+    {
+        $id = $task instanceof Task ? $task->id : $task;
+        if (\strlen($payload) > $this->maxFrame) {
+            $this->fail($id, \sprintf(
+                'response of %d bytes exceeds the maximum frame size of %d bytes (FOLK_MAX_FRAME)',
+                \strlen($payload),
+                $this->maxFrame,
+            ), 'FRAME_TOO_LARGE');
+            return;
+        }
+        $this->writeFrame(self::RESPONSE, $id, $payload);
+    }
+
+    /** Answer $task with an error the supervisor rejects the task with. */
+    public function fail(Task|int $task, string $message, string $code = 'HANDLER_ERROR'): void
+    {
+        $id = $task instanceof Task ? $task->id : $task;
+        $body = \json_encode(['code' => $code, 'message' => $message], \JSON_INVALID_UTF8_SUBSTITUTE | \JSON_UNESCAPED_SLASHES);
+        $this->writeFrame(self::ERROR, $id, \substr((string) $body, 0, $this->maxFrame));
+    }
+
+    /**
+     * The whole worker loop: call $handler(string $payload, Task $task) for
+     * every task and send back what it returns. A Throwable becomes an ERROR
+     * frame and the loop goes on. Returns the exit status (0).
+     */
+    public function serve(callable $handler): int
+    {
+        while ($task = $this->receive()) {
+            try {
+                $result = $handler($task->payload, $task);
+                $this->respond($task, (string) $result);
+            } catch (\Throwable $e) {
+                $this->fail($task, \get_class($e) . ': ' . $e->getMessage());
+            }
+        }
+        return 0;
+    }
+
+    /**
+     * Register $handler(array $fds, string $tag, mixed $meta) for descriptors
+     * the supervisor sends over the control socket. Sockets arrive as \Socket
+     * objects, other descriptors as stream resources. Descriptors that arrived
+     * before any handler was registered are delivered now.
+     */
+    public function onFds(callable $handler): void
+    {
+        $this->fdHandlers[] = $handler;
+        $pending = $this->pendingFds;
+        $this->pendingFds = [];
+        foreach ($pending as $entry) {
+            $handler($entry['fds'], $entry['tag'], $entry['meta']);
+        }
+    }
+
+    /**
+     * Block until descriptors tagged $tag arrive (handling other control
+     * messages meanwhile) and return them; null if the supervisor stops or
+     * goes away first.
+     */
+    public function waitFds(string $tag): ?array
+    {
+        $this->ready();
+        while (true) {
+            foreach ($this->pendingFds as $i => $entry) {
+                if ($entry['tag'] === $tag) {
+                    \array_splice($this->pendingFds, $i, 1);
+                    return $entry['fds'];
+                }
+            }
+            if ($this->stopping) {
+                return null;
+            }
+            $this->readControl();
+        }
+    }
+
+    /** Send an error report to the supervisor (it surfaces it as an event). */
+    public function reportError(string $message, bool $fatal = false): void
+    {
+        $this->sendControl(['type' => 'error', 'message' => $message, 'fatal' => $fatal]);
+    }
+
+    /** True once the supervisor asked this worker to stop or went away. */
+    public function isStopping(): bool
+    {
+        return $this->stopping;
+    }
+
+    // ---- internals -------------------------------------------------------
+
+    /** Parse one frame from the buffer (reading the rest of it). Null when it was answered here. */
+    private function readFrame(): ?Task
+    {
+        $h = \unpack('Cversion/Ctype/nflags/Nid/Nlength', $this->buffer);
+        if ($h['version'] !== self::PROTOCOL) {
+            // The stream cannot be resynchronised; the only safe move is to stop reading it.
+            throw new WorkerException(\sprintf('task frame with protocol version %d; this library speaks %d', $h['version'], self::PROTOCOL));
+        }
+        $this->buffer = (string) \substr($this->buffer, self::HEADER_SIZE);
+        $id = $h['id'];
+        $length = $h['length'];
+        if ($length > $this->maxFrame) {
+            $this->discard($length);
+            $this->fail($id, \sprintf(
+                'request of %d bytes exceeds the maximum frame size of %d bytes (FOLK_MAX_FRAME)',
+                $length,
+                $this->maxFrame,
+            ), 'FRAME_TOO_LARGE');
+            return null;
+        }
+        $payload = $this->readExact($length);
+        if ($h['type'] !== self::REQUEST) {
+            $this->fail($id, \sprintf('a worker accepts only REQUEST frames (type 1), got type %d', $h['type']), 'BAD_FRAME');
+            return null;
+        }
+        return new Task($id, $payload);
+    }
+
+    /** Read more bytes from the task socket into the buffer. False on EOF. */
+    private function fill(): bool
+    {
+        $data = '';
+        $n = @\socket_recv($this->task, $data, 262144, 0);
+        if ($n === false) {
+            $err = \socket_last_error($this->task);
+            if ($err === \SOCKET_EINTR || $err === \SOCKET_EAGAIN) {
+                return true;
+            }
+            if ($err === \SOCKET_ECONNRESET) {
+                $this->stopping = true;
+                return false;
+            }
+            throw new WorkerException('reading the task socket failed: ' . \socket_strerror($err));
+        }
+        if ($n === 0 || $data === null || $data === '') {
+            $this->stopping = true;
+            return false;
+        }
+        $this->buffer .= $data;
+        return true;
+    }
+
+    private function readExact(int $length): string
+    {
+        if (\strlen($this->buffer) >= $length) {
+            $out = \substr($this->buffer, 0, $length);
+            $this->buffer = (string) \substr($this->buffer, $length);
+            return $out;
+        }
+        // Collect slices and join once: appending megabytes a chunk at a time is quadratic.
+        $parts = [$this->buffer];
+        $have = \strlen($this->buffer);
+        $this->buffer = '';
+        while ($have < $length) {
+            $data = '';
+            $n = @\socket_recv($this->task, $data, \min(self::READ_SLICE, $length - $have), \MSG_WAITALL);
+            if ($n === false && \socket_last_error($this->task) === \SOCKET_EINTR) {
+                continue;
+            }
+            if ($n === false || $n === 0 || $data === null) {
+                $this->stopping = true;
+                throw new WorkerException('the task socket closed in the middle of a frame');
+            }
+            $parts[] = $data;
+            $have += $n;
+        }
+        return \implode('', $parts);
+    }
+
+    private function discard(int $length): void
+    {
+        $take = \min($length, \strlen($this->buffer));
+        $this->buffer = (string) \substr($this->buffer, $take);
+        $length -= $take;
+        while ($length > 0) {
+            $data = '';
+            $n = @\socket_recv($this->task, $data, \min(self::READ_SLICE, $length), 0);
+            if ($n === false && \socket_last_error($this->task) === \SOCKET_EINTR) {
+                continue;
+            }
+            if ($n === false || $n === 0) {
+                $this->stopping = true;
+                throw new WorkerException('the task socket closed in the middle of a frame');
+            }
+            $length -= $n;
+        }
+    }
+
+    private function writeFrame(int $type, int $id, string $payload): void
+    {
+        $this->writeAll(\pack('CCnNN', self::PROTOCOL, $type, 0, $id, \strlen($payload)) . $payload);
+    }
+
+    private function writeAll(string $bytes): void
+    {
+        $offset = 0;
+        $total = \strlen($bytes);
+        while ($offset < $total) {
+            $chunk = $offset === 0 ? $bytes : \substr($bytes, $offset);
+            $n = @\socket_write($this->task, $chunk, $total - $offset);
+            if ($n === false) {
+                $err = \socket_last_error($this->task);
+                if ($err === \SOCKET_EINTR || $err === \SOCKET_EAGAIN) {
+                    continue;
+                }
+                $this->stopping = true;
+                throw new WorkerException('writing the task socket failed: ' . \socket_strerror($err));
+            }
+            $offset += $n;
+        }
+    }
+
+    private function readControl(): void
+    {
+        $msg = [
+            'name' => [],
+            'buffer_size' => self::CONTROL_MAX,
+            'controllen' => \socket_cmsg_space(\SOL_SOCKET, \SCM_RIGHTS, self::MAX_FDS_PER_MESSAGE),
+        ];
+        // MSG_CMSG_CLOEXEC: descriptors handed to us must not leak into programs this worker runs.
+        $n = @\socket_recvmsg($this->control, $msg, \MSG_CMSG_CLOEXEC);
+        if ($n === false) {
+            $err = \socket_last_error($this->control);
+            if ($err === \SOCKET_EINTR || $err === \SOCKET_EAGAIN) {
+                return;
+            }
+            $this->stopping = true; // the supervisor is unreachable; finish up
+            return;
+        }
+        $body = $msg['iov'][0] ?? '';
+        if ($n === 0 && $body === '' && empty($msg['control'])) {
+            $this->stopping = true; // EOF: the supervisor closed the control socket or died
+            return;
+        }
+        $fds = [];
+        foreach ($msg['control'] ?? [] as $cmsg) {
+            if ($cmsg['level'] === \SOL_SOCKET && $cmsg['type'] === \SCM_RIGHTS) {
+                foreach ($cmsg['data'] as $fd) {
+                    $fds[] = $fd;
+                }
+            }
+        }
+        $message = \json_decode($body, true);
+        if (!\is_array($message) || !isset($message['type'])) {
+            $this->reportError('unreadable control message: ' . \substr($body, 0, 200));
+            return;
+        }
+        switch ($message['type']) {
+            case 'stop':
+                $this->stopping = true;
+                break;
+            case 'fds':
+                if (($msg['flags'] & \MSG_CTRUNC) !== 0) {
+                    $this->reportError('control message carried more descriptors than fit; some were dropped');
+                }
+                $tag = (string) ($message['tag'] ?? '');
+                $meta = $message['meta'] ?? null;
+                if ($this->fdHandlers === []) {
+                    $this->pendingFds[] = ['tag' => $tag, 'fds' => $fds, 'meta' => $meta];
+                } else {
+                    foreach ($this->fdHandlers as $handler) {
+                        $handler($fds, $tag, $meta);
+                    }
+                }
+                break;
+            default:
+                break; // unknown types are ignored so the protocol can grow
+        }
+    }
+
+    private function sendControl(array $message): void
+    {
+        $body = \json_encode($message, \JSON_INVALID_UTF8_SUBSTITUTE | \JSON_UNESCAPED_SLASHES);
+        if (@\socket_send($this->control, (string) $body, \strlen((string) $body), 0) === false) {
+            // EPIPE: the supervisor is gone. Nothing to report to; wind down.
+            $this->stopping = true;
+        }
+    }
+
+    private static function importFd(int $fd): \Socket
+    {
+        $stream = @\fopen('php://fd/' . $fd, 'r+');
+        $socket = $stream === false ? false : @\socket_import_stream($stream);
+        if ($socket === false || $socket === null) {
+            self::die(\sprintf('fd %d is not an open socket; start this script with @folk/worker-spawn', $fd));
+        }
+        return $socket;
+    }
+
+    private static function envInt(string $name): ?int
+    {
+        $value = \getenv($name);
+        if ($value === false || !\ctype_digit($value)) {
+            return null;
+        }
+        return (int) $value;
+    }
+
+    private static function die(string $message): never
+    {
+        \fwrite(\STDERR, "folk worker: $message\n");
+        exit(self::EXIT_CONFIG);
+    }
+}
