@@ -76,6 +76,14 @@ export interface SpawnOptions {
   umask?: number;
   /** Resource limits of the child, for example `{ nofile: 1024, core: 0 }`. */
   rlimits?: Partial<Record<RlimitName, RlimitValue>>;
+  /**
+   * Set SIGPIPE and SIGXFSZ back to their default action in the child. Node
+   * ignores both for itself, and an ignored signal stays ignored across
+   * execve, so without this a child writing to a closed pipe gets EPIPE
+   * instead of dying quietly as programs expect. Other signals: handled ones
+   * are always reset to default, ignored ones stay ignored. Default `true`.
+   */
+  restoreSignals?: boolean;
   /** PR_SET_NO_NEW_PRIVS: execve can never grant the child privileges (setuid bits, file capabilities). Default `false`. */
   noNewPrivs?: boolean;
   /** Run the child as this user id (needs privilege, normally root). */
@@ -236,6 +244,8 @@ function spawnError(
 // Signals
 
 const SIGNALS = osConstants.signals as Record<string, number>;
+/** What Node ignores for itself (and CPython's restore_signals resets too). */
+const RESTORED_SIGNALS = [SIGNALS['SIGPIPE']!, SIGNALS['SIGXFSZ']!];
 
 function signalNumber(value: unknown, name: string): number {
   if (typeof value === 'number') return validateInteger(value, name, 1, 64);
@@ -610,6 +620,7 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
   const closeOtherFds = optionalBoolean(opts, 'closeOtherFds', true);
   const setsid = optionalBoolean(opts, 'setsid', false);
   const noNewPrivs = optionalBoolean(opts, 'noNewPrivs', false);
+  const restoreSignals = optionalBoolean(opts, 'restoreSignals', true);
 
   const childEnvPath = envValue['PATH'];
   const resolved = resolveFile(file, typeof childEnvPath === 'string' ? childEnvPath : DEFAULT_PATH, cwd);
@@ -667,6 +678,7 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
     uid,
     gid,
     groups,
+    defaultSignals: restoreSignals ? RESTORED_SIGNALS : [],
   };
   for (const s of setups) {
     plan.targets.push(s.target);

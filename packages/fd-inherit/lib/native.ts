@@ -30,6 +30,8 @@ export interface NativeSpawnPlan {
   uid: number;
   gid: number;
   groups: number[] | null;
+  /** Signals set to SIG_DFL in the child even though the parent ignores them. */
+  defaultSignals: number[];
 }
 
 /** How the child is created; see CloneMode in src/spawn.h. */

@@ -17,11 +17,30 @@
 
 namespace {
 
+// errnos execve can give that libuv has no name for ("Unknown system error").
+struct ExtraErrno {
+  int err;
+  const char* code;
+  const char* message;
+};
+const ExtraErrno kExtraErrnos[] = {
+    {ENOEXEC, "ENOEXEC", "exec format error"},
+    {ECHILD, "ECHILD", "no child processes"},
+    {ELIBBAD, "ELIBBAD", "accessing a corrupted shared library"},
+};
+
 // "ENOENT: no such file or directory, execve" with code, errno (negative,
 // as libuv and Node report it) and syscall.
 Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall) {
-  const char* code = uv_err_name(-err);
-  Napi::Error e = Napi::Error::New(env, std::string(code) + ": " + uv_strerror(-err) + ", " + syscall);
+  std::string code = uv_err_name(-err);
+  std::string message = uv_strerror(-err);
+  for (const ExtraErrno& extra : kExtraErrnos) {
+    if (extra.err == err) {
+      code = extra.code;
+      message = extra.message;
+    }
+  }
+  Napi::Error e = Napi::Error::New(env, code + ": " + message + ", " + syscall);
   e.Set("errno", Napi::Number::New(env, -err));
   e.Set("code", Napi::String::New(env, code));
   e.Set("syscall", Napi::String::New(env, syscall));
@@ -129,6 +148,10 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   p.no_new_privs = BoolProp(plan, "noNewPrivs");
   p.uid = IntProp(plan, "uid");
   p.gid = IntProp(plan, "gid");
+  for (int32_t sig : Ints(ArrayProp(plan, "defaultSignals"), "defaultSignals")) {
+    if (sig < 1 || sig > 64) throw Napi::RangeError::New(env, "spawn plan: defaultSignals holds signal numbers 1-64");
+    p.default_signals |= uint64_t{1} << (sig - 1);
+  }
 
   // The fd plan. A closed source is reported here, in the parent, naming the
   // child fd it was meant for; an inherited stdio fd the parent does not

@@ -264,6 +264,13 @@ int ChildMain(void* arg) {
   int step = kStepNone;
 
   if (p->reset_handlers) ResetSignalHandlers();
+  // Ignored signals survive exec by design, but Node ignores SIGPIPE and
+  // SIGXFSZ for its own sake, not the child's; set those back.
+  for (int sig = 1; sig <= 64; ++sig) {
+    if ((p->default_signals >> (sig - 1) & 1) == 0) continue;
+    unsigned long dfl[4] = {0, 0, 0, 0};
+    syscall(SYS_rt_sigaction, sig, dfl, nullptr, kSigsetSize);
+  }
 
   step = kStepSetsid;
   if (p->setsid && setsid() == -1) goto fail;

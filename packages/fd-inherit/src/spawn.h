@@ -72,6 +72,8 @@ struct ChildPlan {
   const gid_t* groups;  // used when ngroups >= 0
   int ngroups;
 
+  uint64_t default_signals;  // bit n-1: set signal n to SIG_DFL even if the parent ignores it
+
   char* listen_pid;     // nullptr, or 21 bytes inside an envp string to hold the child's pid
 
   // Filled in by SpawnChild for the child.

@@ -1,0 +1,140 @@
+// A program that cannot be started throws synchronously, and leaves neither a
+// zombie nor an fd behind; bad arguments throw Node-style TypeError/RangeError.
+import { chmodSync, closeSync, openSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { spawn } from '../lib/index.js';
+import { errorOf, openFds, withTempDir, zombieChildren } from './helpers.js';
+
+let before: string[];
+beforeEach(() => {
+  before = openFds();
+});
+afterEach(() => {
+  expect(zombieChildren()).toEqual([]);
+  expect(openFds()).toEqual(before);
+});
+
+describe('a program that cannot start', () => {
+  it('ENOENT for a missing path', () => {
+    const err = errorOf(() => spawn('/nonexistent/program', ['x'], { stdout: 'pipe', stdin: 'ignore' }));
+    expect(err).toBeInstanceOf(Error);
+    expect(err.code).toBe('ENOENT');
+    expect(err.errno).toBe(-2);
+    expect(err.syscall).toBe('spawn');
+    expect(err.path).toBe('/nonexistent/program');
+    expect(err.spawnargs).toEqual(['x']);
+    expect(err.step).toBe('execve');
+    expect(err.message).toBe("ENOENT: no such file or directory, spawn '/nonexistent/program'");
+  });
+
+  it('ENOENT for a name not on PATH, searched in the child environment', () => {
+    const err = errorOf(() => spawn('no-such-program-anywhere', []));
+    expect(err.code).toBe('ENOENT');
+    expect(err.syscall).toBe('spawn');
+    expect(err.path).toBe('no-such-program-anywhere');
+
+    // sh exists, but not on the PATH the child is given.
+    const hidden = errorOf(() => spawn('sh', ['-c', 'true'], { env: { PATH: '/nonexistent' } }));
+    expect(hidden.code).toBe('ENOENT');
+  });
+
+  it('EACCES for a file without execute permission', () => {
+    withTempDir((dir) => {
+      const file = join(dir, 'script');
+      writeFileSync(file, '#!/bin/sh\nexit 0\n', { mode: 0o644 });
+      const err = errorOf(() => spawn(file, []));
+      expect(err.code).toBe('EACCES');
+      expect(err.syscall).toBe('spawn');
+      expect(err.path).toBe(file);
+      expect(err.step).toBe('execve');
+
+      // And through PATH: found, but not executable.
+      const viaPath = errorOf(() => spawn('script', [], { env: { PATH: dir } }));
+      expect(viaPath.code).toBe('EACCES');
+    });
+  });
+
+  it('ENOEXEC for an executable that is neither ELF nor a #! script', () => {
+    withTempDir((dir) => {
+      const file = join(dir, 'garbage');
+      writeFileSync(file, Buffer.from([0x00, 0x01, 0x02, 0x03, 0xff, 0xfe]));
+      chmodSync(file, 0o755);
+      const err = errorOf(() => spawn(file, []));
+      expect(err.code).toBe('ENOEXEC');
+      expect(err.syscall).toBe('spawn');
+      expect(err.path).toBe(file);
+    });
+  });
+
+  it('ENOENT from chdir for a bad cwd, naming the directory', () => {
+    const err = errorOf(() => spawn('/bin/true', [], { cwd: '/nonexistent-dir' }));
+    expect(err.code).toBe('ENOENT');
+    expect(err.syscall).toBe('spawn');
+    expect(err.step).toBe('chdir');
+    expect(err.path).toBe('/bin/true');
+    expect(err.message).toContain("chdir '/nonexistent-dir'");
+  });
+
+  it('EBADF, before any child exists, for a parent fd that is not open', () => {
+    const fd = openSync('/dev/null', 'r');
+    closeSync(fd);
+    const err = errorOf(() => spawn('/bin/true', [], { fds: { 3: fd } }));
+    expect(err.code).toBe('EBADF');
+    expect(err.syscall).toBe('spawn');
+    expect(err.message).toContain(`fd ${fd} for child fd 3 is not open`);
+  });
+
+  it('a child fd number beyond the fd limit fails in the child and is reported', () => {
+    const err = errorOf(() => spawn('/bin/true', [], { fds: { 2_000_000_000: 0 } }));
+    expect(err.syscall).toBe('spawn');
+    expect(err.step).toBe('dup2');
+    expect(['EINVAL', 'EBADF', 'EMFILE']).toContain(err.code);
+  });
+});
+
+describe('bad arguments', () => {
+  const cases: Array<[string, () => unknown, string, string]> = [
+    ['file not a string', () => spawn(42 as unknown as string), 'TypeError', 'ERR_INVALID_ARG_TYPE'],
+    ['empty file', () => spawn(''), 'TypeError', 'ERR_INVALID_ARG_VALUE'],
+    ['NUL in file', () => spawn('/bin/tr\0ue'), 'TypeError', 'ERR_INVALID_ARG_VALUE'],
+    ['args not an array', () => spawn('/bin/true', 'x' as unknown as string[]), 'TypeError', 'ERR_INVALID_ARG_TYPE'],
+    ['an arg not a string', () => spawn('/bin/true', [1 as unknown as string]), 'TypeError', 'ERR_INVALID_ARG_TYPE'],
+    ['NUL in an arg', () => spawn('/bin/true', ['a\0b']), 'TypeError', 'ERR_INVALID_ARG_VALUE'],
+    ['options not an object', () => spawn('/bin/true', [], 5 as never), 'TypeError', 'ERR_INVALID_ARG_TYPE'],
+    ['fds an array', () => spawn('/bin/true', [], { fds: [1] as never }), 'TypeError', 'ERR_INVALID_ARG_TYPE'],
+    ['fds key not a number', () => spawn('/bin/true', [], { fds: { x: 1 } as never }), 'TypeError', 'ERR_INVALID_ARG_VALUE'],
+    ['fds key negative', () => spawn('/bin/true', [], { fds: { '-1': 1 } as never }), 'TypeError', 'ERR_INVALID_ARG_VALUE'],
+    ['fds value negative', () => spawn('/bin/true', [], { fds: { 3: -1 } }), 'RangeError', 'ERR_OUT_OF_RANGE'],
+    ['fds value fractional', () => spawn('/bin/true', [], { fds: { 3: 1.5 } }), 'RangeError', 'ERR_OUT_OF_RANGE'],
+    ['fds value a string', () => spawn('/bin/true', [], { fds: { 3: '1' as never } }), 'TypeError', 'ERR_INVALID_ARG_TYPE'],
+    ['unknown stdio', () => spawn('/bin/true', [], { stdout: 'null' as never }), 'TypeError', 'ERR_INVALID_ARG_VALUE'],
+    ['stdin and fds[0]', () => spawn('/bin/true', [], { stdin: 'ignore', fds: { 0: 1 } }), 'TypeError', 'ERR_INVALID_ARG_VALUE'],
+    ['env not an object', () => spawn('/bin/true', [], { env: 'A=1' as never }), 'TypeError', 'ERR_INVALID_ARG_TYPE'],
+    ['NUL in env', () => spawn('/bin/true', [], { env: { A: 'x\0y' } }), 'TypeError', 'ERR_INVALID_ARG_VALUE'],
+    ['cwd a number', () => spawn('/bin/true', [], { cwd: 1 as never }), 'TypeError', 'ERR_INVALID_ARG_TYPE'],
+    ['unknown signal', () => spawn('/bin/true', [], { pdeathsig: 'SIGNOPE' as never }), 'TypeError', 'ERR_UNKNOWN_SIGNAL'],
+    ['signal 0', () => spawn('/bin/true', [], { pdeathsig: 0 }), 'RangeError', 'ERR_OUT_OF_RANGE'],
+    ['umask too big', () => spawn('/bin/true', [], { umask: 0o1000 }), 'RangeError', 'ERR_OUT_OF_RANGE'],
+    ['unknown rlimit', () => spawn('/bin/true', [], { rlimits: { files: 1 } as never }), 'TypeError', 'ERR_INVALID_ARG_VALUE'],
+    ['negative rlimit', () => spawn('/bin/true', [], { rlimits: { nofile: -5 } }), 'RangeError', 'ERR_OUT_OF_RANGE'],
+    ['setsid not boolean', () => spawn('/bin/true', [], { setsid: 1 as never }), 'TypeError', 'ERR_INVALID_ARG_TYPE'],
+    ['closeOtherFds not boolean', () => spawn('/bin/true', [], { closeOtherFds: 'no' as never }), 'TypeError', 'ERR_INVALID_ARG_TYPE'],
+    ['uid negative', () => spawn('/bin/true', [], { uid: -1 }), 'RangeError', 'ERR_OUT_OF_RANGE'],
+    ['groups not an array', () => spawn('/bin/true', [], { groups: 1 as never }), 'TypeError', 'ERR_INVALID_ARG_TYPE'],
+    ['listenFds not an array', () => spawn('/bin/true', [], { listenFds: 3 as never }), 'TypeError', 'ERR_INVALID_ARG_TYPE'],
+    ['listen name with a colon', () => spawn('/bin/true', [], { listenFds: [{ fd: 0, name: 'a:b' }] }), 'TypeError', 'ERR_INVALID_ARG_VALUE'],
+    ['listenFds over fds', () => spawn('/bin/true', [], { listenFds: [0], fds: { 3: 1 } }), 'TypeError', 'ERR_INVALID_ARG_VALUE'],
+  ];
+
+  it.each(cases)('%s', (_name, fn, type, code) => {
+    const err = errorOf(fn);
+    expect(err.constructor.name).toBe(type);
+    expect(err.code).toBe(code);
+  });
+
+  it('names the argument', () => {
+    expect(errorOf(() => spawn('/bin/true', [], { fds: { 3: -1 } })).message).toContain('"options.fds[3]"');
+    expect(errorOf(() => spawn('/bin/true', [], { umask: 0o1000 })).message).toContain('"options.umask"');
+  });
+});

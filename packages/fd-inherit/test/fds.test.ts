@@ -1,0 +1,196 @@
+// Which fds a child gets, read from the child itself: the child is a shell
+// whose own child, ls, lists /proc/<shell>/fd while the shell waits. dash
+// opens nothing of its own for `sh -c`, so the listing is exactly the table
+// the program was started with.
+import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
+import { join } from 'node:path';
+import { once } from 'node:events';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { socketpair } from '@folk/socketpair';
+import { setInheritable, spawn, type SpawnOptions } from '../lib/index.js';
+import { hasCloexec, link, openFds, outputOf, readAll } from './helpers.js';
+import { tmpdir } from 'node:os';
+
+/** Spawn a shell with `options` and return its fd table as it saw it: fd -> target. */
+async function childTable(options: SpawnOptions): Promise<Map<number, string>> {
+  const child = spawn('/bin/sh', ['-c', 'ls -l /proc/$$/fd'], { ...options, stdout: 'pipe' });
+  const { out, code } = await outputOf(child);
+  expect(code).toBe(0);
+  const table = new Map<number, string>();
+  for (const line of out.split('\n')) {
+    const m = / ([0-9]+) -> (.*)$/.exec(line);
+    if (m) table.set(Number(m[1]), m[2]!);
+  }
+  return table;
+}
+
+let dir: string;
+const files: Record<string, number> = {};
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'fd-inherit-fds-'));
+  for (const name of ['a', 'b', 'c']) {
+    writeFileSync(join(dir, name), name);
+    files[name] = openSync(join(dir, name), 'r'); // close-on-exec, as Node opens everything
+  }
+});
+
+afterAll(() => {
+  for (const fd of Object.values(files)) closeSync(fd);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+const path = (name: string) => join(dir, name);
+
+describe('the fd map', () => {
+  it('gives the child exactly 0-2 plus the mapped numbers, each the object asked for', async () => {
+    const { a, b } = files as { a: number; b: number };
+    const table = await childTable({ fds: { 5: a, 9: b, 200: a } });
+    expect([...table.keys()].sort((x, y) => x - y)).toEqual([0, 1, 2, 5, 9, 200]);
+    expect(table.get(5)).toBe(path('a'));
+    expect(table.get(9)).toBe(path('b'));
+    expect(table.get(200)).toBe(path('a'));
+    expect(table.get(0)).toBe(link(0));
+    expect(table.get(2)).toBe(link(2));
+    expect(table.get(1)).toMatch(/^pipe:/);
+  });
+
+  it('clears CLOEXEC only in the child: the parent fds keep their flags', async () => {
+    const { a, b } = files as { a: number; b: number };
+    const stray = openSync(path('c'), 'r');
+    try {
+      setInheritable(stray, true);
+      await childTable({ fds: { 7: a, [b]: b } });
+      expect(hasCloexec(a)).toBe(true);
+      expect(hasCloexec(b)).toBe(true);
+      expect(hasCloexec(stray)).toBe(false);
+    } finally {
+      closeSync(stray);
+    }
+  });
+
+  it('keeps a stray non-CLOEXEC parent fd out of the child, unless closeOtherFds is false', async () => {
+    const stray = openSync(path('c'), 'r');
+    const cloexec = openSync(path('b'), 'r');
+    try {
+      setInheritable(stray, true);
+      const closed = await childTable({});
+      expect([...closed.keys()].sort((x, y) => x - y)).toEqual([0, 1, 2]);
+
+      // The old rule, on request: whatever lacks CLOEXEC leaks; CLOEXEC fds still do not.
+      const open = await childTable({ closeOtherFds: false });
+      expect(open.get(stray)).toBe(path('c'));
+      expect(open.has(cloexec)).toBe(false);
+    } finally {
+      closeSync(stray);
+      closeSync(cloexec);
+    }
+  });
+
+  it('swaps two numbers (a cycle) and rotates three', async () => {
+    const { a, b, c } = files as { a: number; b: number; c: number };
+    const swapped = await childTable({ fds: { [a]: b, [b]: a } });
+    expect(swapped.get(a)).toBe(path('b'));
+    expect(swapped.get(b)).toBe(path('a'));
+
+    const rotated = await childTable({ fds: { [a]: b, [b]: c, [c]: a } });
+    expect(rotated.get(a)).toBe(path('b'));
+    expect(rotated.get(b)).toBe(path('c'));
+    expect(rotated.get(c)).toBe(path('a'));
+  });
+
+  it('uses one parent fd for several child fds, including its own number', async () => {
+    const { a } = files as { a: number };
+    const table = await childTable({ fds: { [a]: a, 3: a, 4: a, 0: a } });
+    for (const fd of [a, 3, 4, 0]) expect(table.get(fd)).toBe(path('a'));
+  });
+
+  it('maps onto 0-2, including a swap of stdin and stderr', async () => {
+    const { a, b } = files as { a: number; b: number };
+    const table = await childTable({ fds: { 0: b, 2: a } });
+    expect(table.get(0)).toBe(path('b'));
+    expect(table.get(2)).toBe(path('a'));
+
+    const swapped = await childTable({ fds: { 0: 2, 2: 0 } });
+    expect(swapped.get(0)).toBe(link(2));
+    expect(swapped.get(2)).toBe(link(0));
+  });
+
+  it('puts a source at a target whose number another source occupies', async () => {
+    // Child 3 wants parent c while parent fd 3 (whatever it is) goes to child fd c.
+    const { c } = files as { c: number };
+    const three = link(3);
+    const table = await childTable({ fds: { 3: c, [c]: 3 } });
+    expect(table.get(3)).toBe(path('c'));
+    expect(table.get(c)).toBe(three);
+  });
+
+  it('hands a socket from @folk/socketpair to the asked number, and data flows both ways', async () => {
+    const [mine, theirs] = socketpair('stream');
+    const socket = new net.Socket({ fd: mine, readable: true, writable: true });
+    try {
+      const child = spawn('/bin/sh', ['-c', 'ls -l /proc/$$/fd/7; echo ping >&7; read line <&7; echo "got $line"'], {
+        fds: { 7: theirs },
+        stdout: 'pipe',
+      });
+      const expected = link(theirs);
+      closeSync(theirs);
+      const output = readAll(child.stdout);
+      socket.setEncoding('utf8');
+      const [ping] = (await once(socket, 'data')) as [string];
+      expect(ping).toBe('ping\n');
+      socket.write('pong\n');
+      const out = await output;
+      expect(out).toContain(`7 -> ${expected}`);
+      expect(out).toContain('got pong');
+      expect((await child.wait()).code).toBe(0);
+    } finally {
+      socket.destroy();
+    }
+  });
+
+  it('places a CLOEXEC parent fd at its own number', async () => {
+    const { b } = files as { b: number };
+    expect(hasCloexec(b)).toBe(true);
+    const table = await childTable({ fds: { [b]: b } });
+    expect(table.get(b)).toBe(path('b'));
+  });
+});
+
+describe('stdio', () => {
+  it("'ignore' is /dev/null, 'inherit' the parent's fd, a number that fd", async () => {
+    const { a } = files as { a: number };
+    const table = await childTable({ stdin: 'ignore', stderr: a });
+    expect(table.get(0)).toBe('/dev/null');
+    expect(table.get(2)).toBe(path('a'));
+    const inherited = await childTable({ stdin: 'inherit', stderr: 'inherit' });
+    expect(inherited.get(0)).toBe(link(0));
+    expect(inherited.get(2)).toBe(link(2));
+  });
+
+  it("'pipe' gives streams in both directions", async () => {
+    const child = spawn('/bin/sh', ['-c', 'read line; echo "out:$line"; echo "err:$line" >&2'], {
+      stdin: 'pipe',
+      stdout: 'pipe',
+      stderr: 'pipe',
+    });
+    expect(child.stdin).not.toBeNull();
+    child.stdin!.end('hello\n');
+    const [out, err, exit] = await Promise.all([readAll(child.stdout), readAll(child.stderr), child.wait()]);
+    expect(out).toBe('out:hello\n');
+    expect(err).toBe('err:hello\n');
+    expect(exit.code).toBe(0);
+  });
+
+  it('leaves no fd behind in the parent', async () => {
+    const before = openFds();
+    const child = spawn('/bin/cat', [], { stdin: 'pipe', stdout: 'pipe', stderr: 'ignore' });
+    child.stdin!.end('x');
+    expect(await readAll(child.stdout)).toBe('x');
+    await child.wait();
+    child.pidfd.close();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(openFds()).toEqual(before);
+  });
+});
