@@ -21,3 +21,4 @@ export type { ExitInfo } from '@folk/pidfd';
  * (`php/Worker.php`): `require` it from a PHP worker script, or copy it.
  */
 export const PHP_WORKER_LIBRARY: string = join(__dirname, '..', 'php', 'Worker.php');
+export { WorkerPool, type WorkerPoolOptions, type PoolStats, type PoolWorkerInfo, type RecycleReason } from './pool.js';

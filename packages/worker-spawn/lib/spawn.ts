@@ -196,6 +196,7 @@ export class Worker extends EventEmitter {
   #exit: ExitInfo | null = null;
   #stopping: Promise<ExitInfo> | null = null;
   #protocolError: WorkerError | null = null;
+  #readyReject: ((err: Error) => void) | null = null;
 
   /** @internal */
   constructor(sub: Subprocess, task: net.Socket, control: FdSocket, maxFrame: number) {
@@ -214,6 +215,7 @@ export class Worker extends EventEmitter {
       readyReject = reject;
     });
     this.ready.catch(() => {}); // observed through 'exit' if nobody awaits it
+    this.#readyReject = readyReject;
 
     this.control.on('message', (message: ControlMessage, fds: number[]) => {
       if (message.type === 'ready') {
@@ -229,6 +231,7 @@ export class Worker extends EventEmitter {
           );
           return;
         }
+        this.#readyReject = null;
         readyResolve(ready);
         this.emit('ready', ready);
         return;
@@ -285,6 +288,13 @@ export class Worker extends EventEmitter {
         exit: { code: info.code, signal: info.signal },
       });
     this.#failAll(err);
+    this.#readyReject?.(
+      new WorkerError('ERR_WORKER_EXITED', `worker pid ${this.pid} exited (${describeExit(info)}) before saying ready`, {
+        pid: this.pid,
+        exit: { code: info.code, signal: info.signal },
+      }),
+    );
+    this.#readyReject = null;
     this.task.destroy();
     this.control.close();
     this.pidfd.close();

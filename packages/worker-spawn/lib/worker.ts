@@ -1,1 +1,216 @@
-export const placeholder = 1;
+// The Node side of the worker protocol: what runs inside a worker process
+// started by spawnWorker / WorkerPool with `command: process.execPath`.
+//
+//   import { serve } from '@folk/worker-spawn/worker';
+//   serve((payload) => payload.toString().toUpperCase());
+
+import { EventEmitter } from 'node:events';
+import { closeSync } from 'node:fs';
+import * as net from 'node:net';
+import { FdSocket } from '@folk/scm-rights';
+import { toPayload } from './errors.js';
+import { CONTROL_MAX, DEFAULT_MAX_FRAME, FrameDecoder, FrameType, encodeErrorBody, encodeFrame } from './protocol.js';
+
+/** What a handler learns about the task besides its payload. */
+export interface TaskInfo {
+  /** The request id the supervisor chose. */
+  id: number;
+}
+
+/** A task handler: return (or resolve with) the response bytes; throw to answer with an error. */
+export type TaskHandler = (payload: Buffer, task: TaskInfo) => string | Uint8Array | Promise<string | Uint8Array>;
+
+export interface ServeOptions {
+  /** Descriptors the supervisor sends (e.g. a listening socket). They are yours to close. Default: close them. */
+  onFds?: (fds: number[], tag: string, meta: unknown) => void;
+}
+
+/** Exit status when started without the fds/environment of the pattern (EX_CONFIG). */
+export const EXIT_CONFIG = 78;
+
+type Item = { kind: 'frame'; type: number; id: number; payload: Buffer } | { kind: 'oversize'; id: number; length: number };
+
+/**
+ * The worker's connection to its supervisor. Emits `'stop'` when asked to
+ * stop or when the supervisor goes away; the process then exits once the
+ * task in hand is answered.
+ */
+export class WorkerConnection extends EventEmitter {
+  /** FOLK_MAX_FRAME: the largest payload per frame. */
+  readonly maxFrame: number;
+  /** FOLK_RUNTIME. */
+  readonly runtime: string;
+  readonly #task: net.Socket;
+  readonly #control: FdSocket;
+  readonly #handler: TaskHandler;
+  readonly #onFds: ServeOptions['onFds'];
+  #items: Item[] = [];
+  #busy = false;
+  #stopping = false;
+  #exiting = false;
+
+  /** @internal */
+  constructor(handler: TaskHandler, options: ServeOptions) {
+    super();
+    const taskFd = envFd('FOLK_TASK_FD');
+    const controlFd = envFd('FOLK_CONTROL_FD');
+    const max = Number(process.env['FOLK_MAX_FRAME']);
+    this.maxFrame = Number.isInteger(max) && max > 0 ? max : DEFAULT_MAX_FRAME;
+    this.runtime = process.env['FOLK_RUNTIME'] ?? 'pipe';
+    this.#handler = handler;
+    this.#onFds = options.onFds;
+
+    this.#task = new net.Socket({ fd: taskFd, readable: true, writable: true });
+    this.#control = new FdSocket(controlFd, { maxMessageBytes: CONTROL_MAX });
+
+    const decoder = new FrameDecoder(this.maxFrame, {
+      frame: (type, id, payload) => this.#push({ kind: 'frame', type, id, payload }),
+      oversize: (_type, id, length) => this.#push({ kind: 'oversize', id, length }),
+      corrupt: (err) => {
+        process.stderr.write(`folk worker: ${err.message}\n`);
+        this.#stop();
+      },
+    });
+    this.#task.on('data', (chunk: Buffer) => decoder.push(chunk));
+    this.#task.on('end', () => this.#stop());
+    this.#task.on('error', () => this.#stop());
+    this.#control.on('message', ({ data, fds }) => this.#controlMessage(data, fds));
+    this.#control.on('end', () => this.#stop());
+    this.#control.on('error', () => this.#stop());
+
+    this.#sendControl({
+      type: 'ready',
+      pid: process.pid,
+      protocol: 1,
+      runtime: this.runtime,
+      lang: 'node',
+      version: process.version,
+    });
+  }
+
+  /** Send an error report to the supervisor (it becomes a 'workerError' event there). */
+  reportError(message: string, fatal = false): void {
+    this.#sendControl({ type: 'error', message: String(message), fatal });
+  }
+
+  #sendControl(message: object): void {
+    this.#control.send(Buffer.from(JSON.stringify(message))).catch(() => this.#stop());
+  }
+
+  #controlMessage(data: Buffer, fds: number[]): void {
+    let message: { type?: unknown; tag?: unknown; meta?: unknown };
+    try {
+      message = JSON.parse(data.toString('utf8'));
+    } catch {
+      closeAll(fds);
+      this.reportError(`unreadable control message: ${data.subarray(0, 200).toString('utf8')}`);
+      return;
+    }
+    if (message.type === 'stop') {
+      closeAll(fds);
+      this.#stop();
+    } else if (message.type === 'fds' && this.#onFds) {
+      this.#onFds(fds, String(message.tag ?? ''), message.meta ?? null);
+    } else {
+      closeAll(fds); // unknown types (and unwanted fds) are dropped so the protocol can grow
+    }
+  }
+
+  #push(item: Item): void {
+    this.#items.push(item);
+    if (!this.#busy) void this.#drain();
+  }
+
+  /** Serve queued requests one at a time, in order. */
+  async #drain(): Promise<void> {
+    this.#busy = true;
+    for (let item = this.#items.shift(); item; item = this.#items.shift()) {
+      if (item.kind === 'oversize') {
+        this.#error(item.id, 'FRAME_TOO_LARGE', `request of ${item.length} bytes exceeds the maximum frame size of ${this.maxFrame} bytes (FOLK_MAX_FRAME)`);
+        continue;
+      }
+      if (item.type !== FrameType.REQUEST) {
+        this.#error(item.id, 'BAD_FRAME', `a worker accepts only REQUEST frames (type 1), got type ${item.type}`);
+        continue;
+      }
+      try {
+        const result = toPayload(await this.#handler(item.payload, { id: item.id }), 'handler result');
+        if (result.byteLength > this.maxFrame) {
+          this.#error(
+            item.id,
+            'FRAME_TOO_LARGE',
+            `response of ${result.byteLength} bytes exceeds the maximum frame size of ${this.maxFrame} bytes (FOLK_MAX_FRAME)`,
+          );
+        } else {
+          this.#write(FrameType.RESPONSE, item.id, result);
+        }
+      } catch (err) {
+        const e = err as Error;
+        this.#error(item.id, 'HANDLER_ERROR', e instanceof Error ? `${e.name}: ${e.message}` : String(err));
+      }
+    }
+    this.#busy = false;
+    if (this.#stopping) this.#exit();
+  }
+
+  #write(type: number, id: number, payload: Uint8Array): void {
+    for (const buf of encodeFrame(type, id, payload)) this.#task.write(buf);
+  }
+
+  #error(id: number, code: string, message: string): void {
+    this.#write(FrameType.ERROR, id, encodeErrorBody(code, message, this.maxFrame));
+  }
+
+  #stop(): void {
+    if (this.#stopping) return;
+    this.#stopping = true;
+    this.emit('stop');
+    if (!this.#busy) this.#exit();
+  }
+
+  /** Flush what was written, then leave: the handler may hold timers or servers that would keep us alive. */
+  #exit(): void {
+    if (this.#exiting) return;
+    this.#exiting = true;
+    this.#control.close();
+    if (this.#task.destroyed || !this.#task.writable) process.exit(0);
+    this.#task.end(() => process.exit(0));
+    // A supervisor that stopped reading must not keep us here.
+    setTimeout(() => process.exit(0), 1000).unref();
+  }
+}
+
+function envFd(name: string): number {
+  const value = process.env[name];
+  if (value === undefined || !/^[0-9]+$/.test(value)) {
+    process.stderr.write(`folk worker: ${name} is not set: start this script with @folk/worker-spawn\n`);
+    process.exit(EXIT_CONFIG);
+  }
+  return Number(value);
+}
+
+function closeAll(fds: readonly number[]): void {
+  for (const fd of fds) {
+    try {
+      closeSync(fd);
+    } catch {
+      // Received just now and ours; nothing to undo if already closed.
+    }
+  }
+}
+
+/**
+ * Serve tasks in this worker process: call `handler` for each request, in
+ * order, one at a time, and send back what it returns (a string is sent as
+ * UTF-8). A thrown error becomes an ERROR frame (`HANDLER_ERROR`) and the
+ * loop goes on. Sends the ready handshake; exits the process with status 0
+ * when the supervisor says stop or goes away.
+ */
+export function serve(handler: TaskHandler, options: ServeOptions = {}): WorkerConnection {
+  if (typeof handler !== 'function') {
+    const err = new TypeError(`The "handler" argument must be of type function. Received type ${typeof handler}`);
+    (err as NodeJS.ErrnoException).code = 'ERR_INVALID_ARG_TYPE';
+    throw err;
+  }
+  return new WorkerConnection(handler, options);
+}
