@@ -88,13 +88,20 @@ export function errorOf(fn: () => unknown): NodeJS.ErrnoException & { step?: str
   throw new Error('expected an error');
 }
 
+/** Run fn with a fresh directory, removed afterwards (after the promise settles, for an async fn). */
 export function withTempDir<T>(fn: (dir: string) => T): T {
   const dir = mkdtempSync(join(tmpdir(), 'fd-inherit-'));
+  const remove = () => rmSync(dir, { recursive: true, force: true });
+  let result: T;
   try {
-    return fn(dir);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
+    result = fn(dir);
+  } catch (err) {
+    remove();
+    throw err;
   }
+  if (result instanceof Promise) return result.finally(remove) as T;
+  remove();
+  return result;
 }
 
 /** The built package, for helper processes that run outside vitest. */
