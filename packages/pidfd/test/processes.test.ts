@@ -75,6 +75,18 @@ describe('the event loop', () => {
     }
   });
 
+  it('process.exit() with a pending wait exits cleanly', async () => {
+    const s = sleeper();
+    try {
+      const run = await runNode('keepalive.mjs', ['exit', String(s.pid)]);
+      expect(run.stderr).toBe('');
+      expect(run.code).toBe(0);
+      expect(run.stdout).toBe('waiting\nnode-exit\n');
+    } finally {
+      await s.end();
+    }
+  });
+
   it('an aborted wait no longer keeps Node alive', async () => {
     const s = sleeper();
     try {
