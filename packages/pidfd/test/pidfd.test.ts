@@ -87,6 +87,18 @@ describe('wait on our own child (reap: true)', () => {
     expect(await observer.wait()).toEqual({ pid, code: null, signal: null, signalNumber: null });
   });
 
+  it('reap: true on a process that is not our child rejects with ECHILD after it exits', async () => {
+    const g = await grandchild();
+    using p = PidFd.open(g.pid, { reap: true });
+    expect(p.tryWait()).toBeNull();
+    const waiting = p.wait();
+    p.kill('SIGKILL');
+    const err = (await waiting.catch((e: unknown) => e)) as NodeJS.ErrnoException;
+    expect(err).toMatchObject({ code: 'ECHILD', syscall: 'waitid' });
+    expect(err.message).toMatch(/not a child of this process/);
+    await g.done;
+  });
+
   it('waitSync blocks until exit and reaps; tryWait is null while running', () => {
     using p = own('sh', ['-c', 'exit 9']);
     using q = own('sleep', ['1000']);
@@ -127,6 +139,16 @@ describe('wait without reap', () => {
       if (info.code !== null) expect(info.code).toBe(i + 1);
       else expect(info).toEqual({ pid: children[i]!.pid, code: null, signal: null, signalNumber: null });
     }
+  });
+
+  it("reports an unknown status once libuv has reaped a child_process child first", async () => {
+    const child = spawn('sh', ['-c', 'exit 8'], { stdio: 'ignore' });
+    using p = PidFd.open(child.pid!);
+    const [code] = await once(child, 'exit'); // libuv has reaped it by now
+    expect(code).toBe(8);
+    const unknown = { pid: child.pid, code: null, signal: null, signalNumber: null };
+    expect(p.tryWait()).toEqual(unknown);
+    expect(await p.wait()).toBe(p.tryWait());
   });
 
   it('reports that a process which is not our child exited', async () => {
