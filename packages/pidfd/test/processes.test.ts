@@ -124,12 +124,13 @@ describe('lifetimes', () => {
 });
 
 describe('permissions and kernels', () => {
-  it.skipIf(process.getuid?.() !== 0)('getFd without ptrace rights is EPERM, and the message says why', async () => {
+  it.skipIf(process.getuid?.() !== 0)('another user gets EPERM from getFd (the message says why) and from kill', async () => {
     const run = await runNode('getfd.mjs', [String(process.pid)], { uid: 65534, gid: 65534 });
     expect(run.stderr).toBe('');
-    const out = json(run.stdout);
-    expect(out).toMatchObject({ code: 'EPERM', syscall: 'pidfd_getfd' });
-    expect(out['message']).toMatch(/^EPERM: operation not permitted, pidfd_getfd \(fd 0 of pid \d+\): .*ptrace/);
+    const out = json(run.stdout) as Record<string, { code: string; syscall: string; message: string }>;
+    expect(out['getFd']).toMatchObject({ code: 'EPERM', syscall: 'pidfd_getfd' });
+    expect(out['getFd']!.message).toMatch(/^EPERM: operation not permitted, pidfd_getfd \(fd 0 of pid \d+\): .*ptrace/);
+    expect(out['kill']).toMatchObject({ code: 'EPERM', syscall: 'pidfd_send_signal' });
   });
 
   const cc = ['/usr/bin/cc', '/usr/local/bin/cc'].find((p) => existsSync(p));
