@@ -355,10 +355,11 @@ export class PidFd {
     let signal: AbortSignal | undefined;
     try {
       const value = optionsObject(options)['signal'];
-      if (value !== undefined && !(value instanceof AbortSignal)) {
+      // Duck-typed as Node's own APIs do, so a signal from another realm works.
+      if (value !== undefined && (value === null || typeof value !== 'object' || !('aborted' in value))) {
         throw invalidArgType('options.signal', 'an instance of AbortSignal', value);
       }
-      signal = value;
+      signal = value as AbortSignal | undefined;
       this.#assertOpen('waitid');
     } catch (err) {
       return Promise.reject(err);
