@@ -1,0 +1,83 @@
+// FD_CLOEXEC helpers, and the fd map as a child_process stdio array.
+import * as childProcess from 'node:child_process';
+import { closeSync, openSync } from 'node:fs';
+import { describe, expect, it } from 'vitest';
+import { isInheritable, setInheritable, stdioFromFdMap } from '../lib/index.js';
+import { errorOf, hasCloexec, readAll } from './helpers.js';
+
+describe('isInheritable / setInheritable', () => {
+  it('reads and flips FD_CLOEXEC', () => {
+    const fd = openSync('/dev/null', 'r');
+    try {
+      expect(isInheritable(fd)).toBe(false); // Node opens everything close-on-exec
+      expect(hasCloexec(fd)).toBe(true);
+      setInheritable(fd, true);
+      expect(isInheritable(fd)).toBe(true);
+      expect(hasCloexec(fd)).toBe(false);
+      setInheritable(fd, true); // idempotent
+      expect(hasCloexec(fd)).toBe(false);
+      setInheritable(fd, false);
+      expect(isInheritable(fd)).toBe(false);
+      expect(hasCloexec(fd)).toBe(true);
+    } finally {
+      closeSync(fd);
+    }
+  });
+
+  it('EBADF for an fd that is not open; TypeError/RangeError for bad arguments', () => {
+    const fd = openSync('/dev/null', 'r');
+    closeSync(fd);
+    const err = errorOf(() => isInheritable(fd));
+    expect(err).toMatchObject({ code: 'EBADF', syscall: 'fcntl', errno: -9 });
+    expect(err.message).toContain(`fd ${fd}`);
+    expect(errorOf(() => setInheritable(fd, true))).toMatchObject({ code: 'EBADF' });
+    expect(errorOf(() => isInheritable(-1))).toMatchObject({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+    expect(errorOf(() => isInheritable('3' as never))).toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+    expect(errorOf(() => setInheritable(0, 'yes' as never))).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+  });
+
+  it('a fd made inheritable reaches a child_process child; a close-on-exec one does not', async () => {
+    const open = openSync('/etc/hostname', 'r');
+    const closed = openSync('/etc/passwd', 'r');
+    try {
+      setInheritable(open, true);
+      const child = childProcess.spawn('/bin/sh', ['-c', `ls /proc/$$/fd`], { stdio: ['ignore', 'pipe', 'inherit'] });
+      const fds = (await readAll(child.stdout)).split('\n').filter(Boolean).map(Number);
+      expect(fds).toContain(open);
+      expect(fds).not.toContain(closed);
+    } finally {
+      closeSync(open);
+      closeSync(closed);
+    }
+  });
+});
+
+describe('stdioFromFdMap', () => {
+  it('builds the array child_process wants', () => {
+    expect(stdioFromFdMap({ 3: 10, 5: 11 })).toEqual(['inherit', 'inherit', 'inherit', 10, 'ignore', 11]);
+    expect(stdioFromFdMap({ 1: 7 }, { stdin: 'ignore', stderr: 'pipe' })).toEqual(['ignore', 7, 'pipe']);
+    expect(stdioFromFdMap({})).toEqual(['inherit', 'inherit', 'inherit']);
+  });
+
+  it('works with child_process.spawn: the fds arrive at the numbers asked', async () => {
+    const a = openSync('/etc/hostname', 'r');
+    const b = openSync('/etc/passwd', 'r');
+    try {
+      const stdio = stdioFromFdMap({ 1: 1, 4: a, 6: b }, { stdin: 'ignore' });
+      stdio[1] = 'pipe';
+      const child = childProcess.spawn('/bin/sh', ['-c', 'readlink /proc/$$/fd/4 /proc/$$/fd/6; [ -e /proc/$$/fd/5 ] || echo no5'], {
+        stdio: stdio as childProcess.StdioOptions,
+      });
+      expect((await readAll(child.stdout)).split('\n')).toEqual(['/etc/hostname', '/etc/passwd', 'no5', '']);
+    } finally {
+      closeSync(a);
+      closeSync(b);
+    }
+  });
+
+  it('rejects bad maps and defaults', () => {
+    expect(errorOf(() => stdioFromFdMap({ x: 1 } as never))).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+    expect(errorOf(() => stdioFromFdMap({ 3: -2 }))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    expect(errorOf(() => stdioFromFdMap({}, { stdin: 5 as never }))).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+  });
+});

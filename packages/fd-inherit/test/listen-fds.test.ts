@@ -1,0 +1,192 @@
+// systemd socket activation both ways: our spawn passing LISTEN_FDS, and
+// listenFds() reading them; checked against systemd-socket-activate, which
+// both consumes LISTEN_FDS (it verifies LISTEN_PID, then passes the fds on)
+// and produces them.
+import { existsSync } from 'node:fs';
+import * as net from 'node:net';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { listenFds, spawn, type Subprocess } from '../lib/index.js';
+import { DIST, requireDist, withTempDir } from './helpers.js';
+
+const CHILD = fileURLToPath(new URL('./fixtures/listen-child.cjs', import.meta.url));
+const ACTIVATE = '/usr/bin/systemd-socket-activate';
+const hasActivate = existsSync(ACTIVATE);
+
+interface Report {
+  pid: number;
+  envBefore: { LISTEN_PID?: string; LISTEN_FDS?: string };
+  fds: Array<{ fd: number; name: string }>;
+  inheritable: boolean[];
+  envAfter: Record<string, string | undefined>;
+}
+
+/**
+ * The first line of a stream. The stream keeps flowing afterwards: breaking
+ * out of a for-await would destroy it, and a program writing more to its end
+ * (systemd-socket-activate logs to stderr) would then die of SIGPIPE.
+ */
+function firstLine(stream: Readable): Promise<string> {
+  stream.setEncoding('utf8');
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const onData = (chunk: string) => {
+      text += chunk;
+      const end = text.indexOf('\n');
+      if (end === -1) return;
+      stream.off('data', onData);
+      stream.off('end', onEnd);
+      stream.resume();
+      resolve(text.slice(0, end));
+    };
+    const onEnd = () => reject(new Error(`stream ended before a full line: ${JSON.stringify(text)}`));
+    stream.on('data', onData);
+    stream.on('end', onEnd);
+  });
+}
+
+let abstractCount = 0;
+/**
+ * A listening unix socket whose fd we hand over; the caller closes its server
+ * and the child keeps the fd. Abstract addresses (no file), because closing
+ * a Node server bound to a path unlinks the path.
+ */
+async function listeningFd(): Promise<{ fd: number; server: net.Server; path: string }> {
+  const path = `\0folk-fd-inherit-${process.pid}-${abstractCount++}`;
+  const server = net.createServer();
+  server.listen(path);
+  await once(server, 'listening');
+  const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+  return { fd, server, path };
+}
+
+async function request(path: string): Promise<string> {
+  const socket = net.connect(path);
+  socket.setEncoding('utf8');
+  let text = '';
+  for await (const chunk of socket) text += chunk;
+  return text;
+}
+
+async function finish(child: Subprocess): Promise<void> {
+  try {
+    child.kill('SIGTERM');
+  } catch {
+    // Exited already.
+  }
+  await child.wait();
+  child.pidfd.close();
+}
+
+describe('listenFds option of spawn', () => {
+  it('hands fds at 3, 4 with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID = the child pid', async () => {
+    requireDist();
+    {
+      const one = await listeningFd();
+      const two = await listeningFd();
+      const child = spawn(process.execPath, [CHILD, DIST], {
+        listenFds: [{ fd: one.fd, name: 'web' }, two.fd],
+        stdout: 'pipe',
+        env: { ...process.env, LISTEN_PID: '1', LISTEN_FDS: '9' }, // stale values are replaced
+      });
+      one.server.close();
+      two.server.close();
+      try {
+        const report = JSON.parse(await firstLine(child.stdout!)) as Report;
+        expect(report.pid).toBe(child.pid);
+        expect(report.envBefore).toEqual({ LISTEN_PID: String(child.pid), LISTEN_FDS: '2' });
+        expect(report.fds).toEqual([
+          { fd: 3, name: 'web' },
+          { fd: 4, name: 'unknown' },
+        ]);
+        expect(report.inheritable).toEqual([false, false]);
+        expect(report.envAfter).toEqual({ LISTEN_PID: undefined, LISTEN_FDS: undefined, LISTEN_FDNAMES: undefined });
+        expect(await request(one.path)).toBe('hello from web\n');
+        expect(await request(two.path)).toBe('hello from unknown\n');
+      } finally {
+        await finish(child);
+      }
+    }
+  });
+
+  it.skipIf(!hasActivate)('systemd-socket-activate accepts them (it checks LISTEN_PID) and passes them on', async () => {
+    requireDist();
+    {
+      const listening = await listeningFd();
+      const child = spawn(ACTIVATE, [process.execPath, CHILD, DIST], {
+        listenFds: [{ fd: listening.fd, name: 'api' }],
+        stdout: 'pipe',
+        stderr: 'pipe',
+      });
+      listening.server.close();
+      try {
+        // The first connection makes systemd-socket-activate exec the service.
+        const answer = request(listening.path);
+        const report = JSON.parse(await firstLine(child.stdout!)) as Report;
+        // systemd-socket-activate execs in place, so the service has its pid.
+        expect(report.pid).toBe(child.pid);
+        expect(report.fds.map((f) => f.fd)).toEqual([3]);
+        expect(report.inheritable).toEqual([false]);
+        expect(await answer).toMatch(/^hello from /);
+      } finally {
+        await finish(child);
+      }
+    }
+  });
+});
+
+describe('listenFds()', () => {
+  it('returns [] without the variables, and when LISTEN_PID names another process (removing them)', () => {
+    expect(listenFds()).toEqual([]);
+    process.env['LISTEN_PID'] = String(process.pid + 1);
+    process.env['LISTEN_FDS'] = '1';
+    expect(listenFds()).toEqual([]);
+    expect(process.env['LISTEN_FDS']).toBeUndefined();
+    expect(process.env['LISTEN_PID']).toBeUndefined();
+  });
+
+  it('can leave the variables in place', () => {
+    process.env['LISTEN_PID'] = String(process.pid + 1);
+    process.env['LISTEN_FDS'] = '1';
+    try {
+      expect(listenFds({ unsetEnvironment: false })).toEqual([]);
+      expect(process.env['LISTEN_FDS']).toBe('1');
+    } finally {
+      delete process.env['LISTEN_PID'];
+      delete process.env['LISTEN_FDS'];
+    }
+  });
+
+  it('rejects a LISTEN_FDS that is not a number', () => {
+    process.env['LISTEN_PID'] = String(process.pid);
+    process.env['LISTEN_FDS'] = 'many';
+    expect(() => listenFds()).toThrow(expect.objectContaining({ code: 'EINVAL', syscall: 'listenFds' }));
+  });
+
+  it.skipIf(!hasActivate)('reads what systemd-socket-activate hands over', async () => {
+    requireDist();
+    await withTempDir(async (dir) => {
+      const path = join(dir, 'sd.sock');
+      const activate = spawn(ACTIVATE, ['-l', path, '--fdname=from-systemd', process.execPath, CHILD, DIST], {
+        stdout: 'pipe',
+        stderr: 'pipe',
+      });
+      try {
+        // "Listening on <path> as 3." once the socket exists.
+        expect(await firstLine(activate.stderr!)).toContain(path);
+        const answer = request(path);
+        const report = JSON.parse(await firstLine(activate.stdout!)) as Report;
+        expect(report.envBefore.LISTEN_PID).toBe(String(report.pid));
+        expect(report.fds).toEqual([{ fd: 3, name: 'from-systemd' }]);
+        expect(report.inheritable).toEqual([false]);
+        expect(report.envAfter).toEqual({ LISTEN_PID: undefined, LISTEN_FDS: undefined, LISTEN_FDNAMES: undefined });
+        expect(await answer).toBe('hello from from-systemd\n');
+      } finally {
+        await finish(activate);
+      }
+    });
+  });
+});

@@ -1,0 +1,83 @@
+// pdeathsig: a child dies with the process (or thread) that spawned it.
+import * as childProcess from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { once } from 'node:events';
+import type { Readable } from 'node:stream';
+import { describe, expect, it } from 'vitest';
+import { PidFd } from '@folk/pidfd';
+import { DIST, requireDist } from './helpers.js';
+
+const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+
+/** Lines from a stream as they come. */
+function lines(stream: Readable): AsyncIterator<string> {
+  stream.setEncoding('utf8');
+  let buffered = '';
+  const queue: string[] = [];
+  const source = stream[Symbol.asyncIterator]();
+  return {
+    async next() {
+      for (;;) {
+        if (queue.length) return { value: queue.shift()!, done: false };
+        const chunk = await source.next();
+        if (chunk.done) return { value: undefined, done: true };
+        buffered += chunk.value as string;
+        const parts = buffered.split('\n');
+        buffered = parts.pop()!;
+        queue.push(...parts);
+      }
+    },
+  };
+}
+
+describe('pdeathsig', () => {
+  it('the child gets the signal when the spawning process is SIGKILLed', async () => {
+    requireDist();
+    // The helper gets a socket at fd 3 and hands it to its child, so the
+    // child can tell us what it received even after the helper is gone.
+    const helper = childProcess.spawn(process.execPath, [fixture('pdeathsig-parent.cjs'), DIST], {
+      stdio: ['ignore', 'pipe', 'inherit', 'pipe'],
+    });
+    let grandchild = 0;
+    try {
+      const fromHelper = lines(helper.stdout!);
+      const fromGrandchild = lines(helper.stdio[3] as Readable);
+      grandchild = Number((await fromHelper.next()).value);
+      expect(grandchild).toBeGreaterThan(0);
+      expect((await fromGrandchild.next()).value).toBe('ready');
+
+      helper.kill('SIGKILL');
+      await once(helper, 'exit');
+      // Only the signal makes the grandchild write this and exit; without
+      // it the socket stays open and this waits until the test times out.
+      expect((await fromGrandchild.next()).value).toBe('SIGTERM');
+      expect((await fromGrandchild.next()).done).toBe(true);
+    } finally {
+      helper.kill('SIGKILL');
+      if (grandchild) {
+        try {
+          process.kill(grandchild, 'SIGKILL');
+        } catch {
+          // Already gone, as it should be.
+        }
+      }
+    }
+  });
+
+  it('the child gets the signal when the spawning thread (a worker) ends', async () => {
+    requireDist();
+    const worker = new Worker(fixture('pdeathsig-worker.cjs'), { workerData: { dist: DIST } });
+    const [pid] = (await once(worker, 'message')) as [number];
+    // The child is a child of this process (the worker was one of its
+    // threads), so this thread may reap it once the worker is gone.
+    const pidfd = PidFd.open(pid, { reap: true });
+    try {
+      await once(worker, 'exit');
+      const exit = await pidfd.wait();
+      expect(exit.signal).toBe('SIGKILL');
+    } finally {
+      pidfd.close();
+    }
+  });
+});
