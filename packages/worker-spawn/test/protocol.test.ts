@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import { FrameDecoder, FrameType, HEADER_SIZE, encodeFrame } from '../lib/index.js';
+import { decodeErrorBody, encodeErrorBody } from '../lib/protocol.js';
+
+type Event = [string, number, number, Buffer | number | string];
+
+function collect(maxFrame: number): { decoder: FrameDecoder; events: Event[] } {
+  const events: Event[] = [];
+  const decoder = new FrameDecoder(maxFrame, {
+    frame: (type, id, payload) => events.push(['frame', type, id, Buffer.from(payload)]),
+    oversize: (type, id, length) => events.push(['oversize', type, id, length]),
+    corrupt: (err) => events.push(['corrupt', 0, 0, err.message]),
+  });
+  return { decoder, events };
+}
+
+const wire = (...frames: Buffer[][]): Buffer => Buffer.concat(frames.flat());
+
+describe('frame codec', () => {
+  it('writes the header of PROTOCOL.md: version, type, flags, id, length, big-endian', () => {
+    const [frame] = encodeFrame(FrameType.REQUEST, 0x01020304, Buffer.from('hi'));
+    expect([...frame!]).toEqual([1, 1, 0, 0, 1, 2, 3, 4, 0, 0, 0, 2, 0x68, 0x69]);
+    expect(HEADER_SIZE).toBe(12);
+  });
+
+  it('sends a large payload as a separate buffer rather than copying it', () => {
+    const payload = Buffer.alloc(1024 * 1024, 7);
+    const parts = encodeFrame(FrameType.RESPONSE, 9, payload);
+    expect(parts).toHaveLength(2);
+    expect(parts[1]).toBe(payload);
+    expect(parts[0]!.readUInt32BE(8)).toBe(payload.length);
+  });
+
+  it('decodes the same frames however the stream is split, down to one byte at a time', () => {
+    const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    const stream = wire(
+      encodeFrame(FrameType.RESPONSE, 1, all),
+      encodeFrame(FrameType.RESPONSE, 2, Buffer.alloc(0)),
+      encodeFrame(FrameType.ERROR, 3, Buffer.from('{"code":"X","message":"m"}')),
+    );
+    const expected = collect(1024);
+    expected.decoder.push(stream);
+    expect(expected.events.map((e) => e.slice(0, 3))).toEqual([
+      ['frame', 2, 1],
+      ['frame', 2, 2],
+      ['frame', 3, 3],
+    ]);
+    expect(expected.events[0]![3]).toEqual(all);
+    for (const step of [1, 2, 5, 11, 12, 13, 100]) {
+      const { decoder, events } = collect(1024);
+      for (let i = 0; i < stream.length; i += step) decoder.push(stream.subarray(i, i + step));
+      expect(events).toEqual(expected.events);
+    }
+  });
+
+  it('skips an oversize frame without buffering it and stays in sync for the next', () => {
+    const stream = wire(
+      encodeFrame(FrameType.REQUEST, 1, Buffer.alloc(5000, 1)),
+      encodeFrame(FrameType.REQUEST, 2, Buffer.from('after')),
+    );
+    for (const step of [1, 7, 4096, stream.length]) {
+      const { decoder, events } = collect(4096);
+      for (let i = 0; i < stream.length; i += step) decoder.push(stream.subarray(i, i + step));
+      expect(events).toEqual([
+        ['oversize', 1, 1, 5000],
+        ['frame', 1, 2, Buffer.from('after')],
+      ]);
+    }
+  });
+
+  it('accepts a payload of exactly the maximum', () => {
+    const { decoder, events } = collect(4096);
+    decoder.push(wire(encodeFrame(FrameType.REQUEST, 1, Buffer.alloc(4096, 2))));
+    expect(events[0]![0]).toBe('frame');
+    expect((events[0]![3] as Buffer).length).toBe(4096);
+  });
+
+  it('reports a stream that is not this protocol once and then ignores it', () => {
+    const { decoder, events } = collect(4096);
+    const bad = Buffer.from('GET / HTTP/1.1\r\n\r\n');
+    decoder.push(bad);
+    decoder.push(wire(encodeFrame(FrameType.REQUEST, 1, Buffer.from('x'))));
+    expect(events).toEqual([['corrupt', 0, 0, expect.stringContaining('protocol version 71')]]);
+  });
+
+  it('round-trips error bodies and tolerates ones that are not JSON', () => {
+    expect(decodeErrorBody(encodeErrorBody('HANDLER_ERROR', 'boom', 4096))).toEqual({ code: 'HANDLER_ERROR', message: 'boom' });
+    expect(decodeErrorBody(Buffer.from('plain text'))).toEqual({ code: 'HANDLER_ERROR', message: 'plain text' });
+    expect(encodeErrorBody('X', 'm'.repeat(10_000), 1024).length).toBeLessThanOrEqual(1024);
+  });
+});

@@ -1,0 +1,329 @@
+import { closeSync } from 'node:fs';
+import * as net from 'node:net';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { socketpair } from '@folk/socketpair';
+import { CONTROL_FD, TASK_FD, WorkerError, spawnWorker, type Worker } from '../lib/index.js';
+import { fixture, once, openFds, processExists, requirePhp, zombieChildren } from './helpers.js';
+
+interface Report {
+  pid: number;
+  fds: Record<string, string>;
+  env: Record<string, string>;
+}
+
+async function report(worker: Worker): Promise<Report> {
+  return JSON.parse((await worker.request('report')).toString()) as Report;
+}
+
+function errorOf(promise: Promise<unknown>): Promise<WorkerError> {
+  return promise.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (err: WorkerError) => err,
+  );
+}
+
+beforeAll(() => requirePhp());
+
+describe('spawnWorker with php-cli', () => {
+  it('gives the worker exactly the pattern: fds 0-4, sockets at 3 and 4, stdin /dev/null, FOLK_* env', async () => {
+    const [tmpA, tmpB] = socketpair('stream', { cloexec: false }); // inheritable fds here must not reach the worker
+    const worker = spawnWorker({ script: fixture('inspect.php'), env: { PATH: process.env['PATH'], SECRET_OF_PARENT: undefined } });
+    try {
+      const r = await report(worker);
+      // 0-4 are what the worker inherited; php-cli itself keeps one more fd:
+      // its handle on the script it runs. Nothing else.
+      expect(Object.keys(r.fds).map(Number)).toEqual([0, 1, 2, 3, 4, 5]);
+      expect(r.fds['5']).toBe(fixture('inspect.php'));
+      expect(r.fds['0']).toBe('/dev/null');
+      expect(r.fds['1']).toMatch(/^pipe:\[\d+\]$/);
+      expect(r.fds['3']).toMatch(/^socket:\[\d+\]$/);
+      expect(r.fds['4']).toMatch(/^socket:\[\d+\]$/);
+      expect(r.fds['3']).not.toBe(r.fds['4']);
+      expect(r.env).toEqual({
+        PATH: process.env['PATH'],
+        FOLK_RUNTIME: 'pipe',
+        FOLK_TASK_FD: '3',
+        FOLK_CONTROL_FD: '4',
+        FOLK_MAX_FRAME: String(16 * 1024 * 1024),
+      });
+      expect(TASK_FD).toBe(3);
+      expect(CONTROL_FD).toBe(4);
+      expect(r.pid).toBe(worker.pid);
+    } finally {
+      closeSync(tmpA);
+      closeSync(tmpB);
+      await worker.stop();
+    }
+  });
+
+  it('passes runtime, args, cwd and extra environment through', async () => {
+    const worker = spawnWorker({ script: fixture('inspect.php'), runtime: 'custom', args: ['x'], cwd: '/tmp', env: { ...process.env, EXTRA: 'yes' } });
+    try {
+      const r = await report(worker);
+      expect(r.env['FOLK_RUNTIME']).toBe('custom');
+      expect(r.env['EXTRA']).toBe('yes');
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('completes the ready handshake with the worker pid', async () => {
+    const worker = spawnWorker({ script: fixture('echo.php') });
+    try {
+      const ready = await worker.ready;
+      expect(ready).toMatchObject({ type: 'ready', pid: worker.pid, protocol: 1, runtime: 'pipe', lang: 'php' });
+      expect(ready.version).toMatch(/^8\./);
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('serves 10,000 tasks in order on one worker', async () => {
+    const worker = spawnWorker({ script: fixture('echo.php') });
+    try {
+      const answers: Promise<Buffer>[] = [];
+      for (let i = 0; i < 10_000; i++) answers.push(worker.request(`task ${i}`));
+      const got = await Promise.all(answers);
+      got.forEach((b, i) => {
+        if (b.toString() !== `task ${i}`) throw new Error(`task ${i} answered ${b.toString()}`);
+      });
+      expect(got).toHaveLength(10_000);
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('carries every byte value and an 8 MiB payload unchanged, both ways', async () => {
+    const worker = spawnWorker({ script: fixture('echo.php') });
+    try {
+      const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+      expect(await worker.request(all)).toEqual(all);
+      expect(await worker.request(Buffer.alloc(0))).toEqual(Buffer.alloc(0));
+      const big = Buffer.alloc(8 * 1024 * 1024);
+      for (let i = 0; i < big.length; i += 4) big.writeUInt32LE((i * 2654435761) >>> 0, i);
+      const back = await worker.request(big);
+      expect(back.length).toBe(big.length);
+      expect(back.equals(big)).toBe(true);
+      expect((await worker.request('still here')).toString()).toBe('still here');
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('refuses an oversize task before sending it, and the worker goes on', async () => {
+    const worker = spawnWorker({ script: fixture('echo.php'), maxFrame: 4096 });
+    try {
+      const err = await errorOf(worker.request(Buffer.alloc(4097)));
+      expect(err).toBeInstanceOf(WorkerError);
+      expect(err.code).toBe('ERR_WORKER_FRAME_TOO_LARGE');
+      expect(err.message).toMatch(/4097 bytes exceeds the maximum frame size of 4096 bytes; nothing was sent/);
+      expect((await worker.request(Buffer.alloc(4096, 1))).length).toBe(4096);
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('the PHP library refuses an oversize request frame cleanly: error answer, stream in sync, no crash', async () => {
+    const worker = spawnWorker({ script: fixture('echo.php'), maxFrame: 4096 });
+    try {
+      await worker.ready;
+      // Bypass request()'s own check: write a 100 KiB frame by hand.
+      const header = Buffer.alloc(12);
+      header.writeUInt8(1, 0);
+      header.writeUInt8(1, 1);
+      header.writeUInt32BE(4242, 4);
+      header.writeUInt32BE(100_000, 8);
+      const chunks: Buffer[] = [];
+      worker.task.on('data', (c: Buffer) => chunks.push(c));
+      worker.task.write(Buffer.concat([header, Buffer.alloc(100_000, 9)]));
+      // The answer to the next real request arrives after the error frame.
+      expect((await worker.request('after')).toString()).toBe('after');
+      const stream = Buffer.concat(chunks);
+      expect(stream.readUInt8(1)).toBe(3); // ERROR
+      expect(stream.readUInt32BE(4)).toBe(4242);
+      const body = JSON.parse(stream.subarray(12, 12 + stream.readUInt32BE(8)).toString());
+      expect(body).toEqual({ code: 'FRAME_TOO_LARGE', message: expect.stringContaining('100000 bytes exceeds the maximum frame size of 4096') });
+      expect(worker.hasExited).toBe(false);
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('the PHP library answers an oversize response with FRAME_TOO_LARGE instead of sending it', async () => {
+    const worker = spawnWorker({ script: fixture('tasks.php'), maxFrame: 4096 });
+    try {
+      const err = await errorOf(worker.request('big:5000'));
+      expect(err.code).toBe('ERR_WORKER_FRAME_TOO_LARGE');
+      expect(err.workerCode).toBe('FRAME_TOO_LARGE');
+      expect(err.message).toMatch(/response of 5000 bytes exceeds the maximum frame size of 4096/);
+      expect((await worker.request('echo:ok')).toString()).toBe('ok');
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('the supervisor discards an oversize response without buffering it and stays in sync', async () => {
+    const worker = spawnWorker({ script: fixture('raw.php'), maxFrame: 4096 });
+    try {
+      // raw.php knows no control messages; stop() will need SIGTERM, so not for long.
+      const err = await errorOf(worker.request('first'));
+      expect(err.code).toBe('ERR_WORKER_FRAME_TOO_LARGE');
+      expect(err.message).toMatch(/answered with 4097 bytes, over the maximum frame size of 4096 bytes; the response was discarded/);
+      expect((await worker.request('second')).toString()).toBe('second');
+    } finally {
+      await worker.stop({ timeout: 0 });
+    }
+  });
+
+  it('turns a handler exception into a task error and keeps serving', async () => {
+    const worker = spawnWorker({ script: fixture('tasks.php') });
+    try {
+      const err = await errorOf(worker.request('throw:no such user'));
+      expect(err.code).toBe('ERR_WORKER_TASK');
+      expect(err.workerCode).toBe('HANDLER_ERROR');
+      expect(err.message).toContain('RuntimeException: no such user');
+      expect((await worker.request('echo:fine')).toString()).toBe('fine');
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('rejects the pending task when the worker is killed mid-task, and reaps it', async () => {
+    const worker = spawnWorker({ script: fixture('tasks.php') });
+    await worker.ready;
+    const pending = worker.request('sleep:60000');
+    const second = worker.request('echo:queued behind it');
+    // The sleeping task is in the worker once it is no longer in our socket buffer;
+    // killing now is "mid-task" either way: the answer never comes.
+    worker.kill('SIGKILL');
+    const err = await errorOf(pending);
+    expect(err.code).toBe('ERR_WORKER_EXITED');
+    expect(err.exit).toEqual({ code: null, signal: 'SIGKILL' });
+    expect(err.message).toMatch(new RegExp(`worker pid ${worker.pid} exited \\(signal SIGKILL\\) before answering`));
+    expect((await errorOf(second)).code).toBe('ERR_WORKER_EXITED');
+    const info = await worker.exited;
+    expect(info.signal).toBe('SIGKILL');
+    await worker.stop();
+    expect(processExists(worker.pid)).toBe(false);
+  });
+
+  it('reports a worker that dies on its own (exit code) to pending requests', async () => {
+    const worker = spawnWorker({ script: fixture('tasks.php') });
+    const err = await errorOf(worker.request('exit:3'));
+    expect(err.exit).toEqual({ code: 3, signal: null });
+    expect((await worker.exited).code).toBe(3);
+    await worker.stop();
+  });
+
+  it('passes a listening socket over the control channel and the PHP worker accepts on it', async () => {
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+    const worker = spawnWorker({ script: fixture('accept.php') });
+    try {
+      await worker.ready;
+      await worker.control.sendFds([fd], { tag: 'listen', meta: { port } });
+      // The worker holds its own copy of the listening socket now. Closing
+      // ours stops Node from accepting on it too; the socket stays open
+      // (and listening) through the worker's fd.
+      await new Promise((resolve) => server.close(resolve));
+      const greeting = await new Promise<string>((resolve, reject) => {
+        const client = net.connect(port, '127.0.0.1', () => client.write('client\n'));
+        let text = '';
+        client.on('data', (d) => (text += d.toString()));
+        client.on('end', () => resolve(text));
+        client.on('error', reject);
+      });
+      expect(greeting).toBe(`hello client from php pid ${worker.pid}\n`);
+      expect((await worker.request('still serving')).toString()).toBe('still serving');
+    } finally {
+      if (server.listening) server.close();
+      await worker.stop();
+    }
+  });
+
+  it('surfaces error reports from the worker as events', async () => {
+    const worker = spawnWorker({ script: fixture('tasks.php') });
+    try {
+      const reported = once<[string, boolean]>(worker, 'workerError');
+      expect((await worker.request('report')).toString()).toBe('reported');
+      expect(await reported).toEqual(['something the supervisor should know', false]);
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('stop() asks over control, the worker exits 0, and nothing is left: no zombie, no fd', async () => {
+    const before = openFds();
+    const workers = [spawnWorker({ script: fixture('echo.php') }), spawnWorker({ script: fixture('echo.php') })];
+    await Promise.all(workers.map((w) => w.request('x')));
+    const infos = await Promise.all(workers.map((w) => w.stop()));
+    expect(infos.map((i) => [i.code, i.signal])).toEqual([
+      [0, null],
+      [0, null],
+    ]);
+    for (const w of workers) expect(processExists(w.pid)).toBe(false);
+    expect(zombieChildren()).toEqual([]);
+    expect(openFds()).toEqual(before);
+  });
+
+  it('stop() escalates to SIGTERM for a worker that is busy past the timeout', async () => {
+    const worker = spawnWorker({ script: fixture('tasks.php') });
+    await worker.ready;
+    const pending = worker.request('sleep:60000');
+    const info = await worker.stop({ timeout: 50 });
+    expect(info.signal).toBe('SIGTERM');
+    expect((await errorOf(pending)).code).toBe('ERR_WORKER_EXITED');
+  });
+
+  it('a worker that exits before saying ready rejects ready', async () => {
+    const worker = spawnWorker({ script: fixture('does-not-exist.php') });
+    const err = await errorOf(worker.ready);
+    expect(err.code).toBe('ERR_WORKER_EXITED');
+    expect((await worker.exited).code).not.toBe(0);
+    await worker.stop();
+  });
+
+  it('throws the spawn error for a missing program and leaks no fd', () => {
+    const before = openFds();
+    expect(() => spawnWorker({ command: 'no-such-php-binary', script: 'x.php' })).toThrow(
+      expect.objectContaining({ code: 'ENOENT', syscall: 'spawn' }),
+    );
+    expect(openFds()).toEqual(before);
+  });
+
+  it('validates its arguments', () => {
+    expect(() => spawnWorker(undefined as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => spawnWorker({} as never)).toThrow(/options\.script/);
+    expect(() => spawnWorker({ script: 'x', args: [1] as never })).toThrow(/options\.args/);
+    expect(() => spawnWorker({ script: 'x', maxFrame: 10 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => spawnWorker({ script: 'x\0y' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+  });
+});
+
+describe('spawnWorker with the Node worker library', () => {
+  it('gives a Node worker the sockets at 3 and 4 and the FOLK_* environment', async () => {
+    const worker = spawnWorker({ command: process.execPath, script: fixture('inspect-node.cjs') });
+    try {
+      const r = await report(worker);
+      expect(r.fds['0']).toBe('/dev/null');
+      expect(r.fds['3']).toMatch(/^socket:/);
+      expect(r.fds['4']).toMatch(/^socket:/);
+      expect(r.env).toEqual({ FOLK_RUNTIME: 'pipe', FOLK_TASK_FD: '3', FOLK_CONTROL_FD: '4', FOLK_MAX_FRAME: String(16 * 1024 * 1024) });
+      expect(await worker.ready).toMatchObject({ pid: worker.pid, lang: 'node' });
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('echoes binary and large payloads and exits 0 on stop', async () => {
+    const worker = spawnWorker({ command: process.execPath, script: fixture('echo-node.cjs'), maxFrame: 4096 });
+    const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+    expect(await worker.request(all)).toEqual(all);
+    expect((await errorOf(worker.request(Buffer.alloc(5000)))).code).toBe('ERR_WORKER_FRAME_TOO_LARGE');
+    expect((await worker.stop()).code).toBe(0);
+  });
+});
