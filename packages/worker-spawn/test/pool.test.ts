@@ -1,0 +1,283 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { WorkerError, WorkerPool, type PoolWorkerInfo, type RecycleReason, type WorkerPoolOptions } from '../lib/index.js';
+import { fixture, once, openFds, processExists, requirePhp, zombieChildren } from './helpers.js';
+
+function errorOf(promise: Promise<unknown>): Promise<WorkerError> {
+  return promise.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (err: WorkerError) => err,
+  );
+}
+
+/** A pool of tasks.php workers, stopped after the test body whatever happens. */
+async function withPool(options: Partial<WorkerPoolOptions>, body: (pool: WorkerPool) => Promise<void>): Promise<void> {
+  const pool = new WorkerPool({ script: fixture('tasks.php'), size: 1, ...options });
+  try {
+    await body(pool);
+  } finally {
+    await pool.stop();
+  }
+}
+
+const pidOf = async (pool: WorkerPool): Promise<number> => Number((await pool.run('pid')).toString());
+
+beforeAll(() => requirePhp());
+
+describe('WorkerPool with php-cli', () => {
+  it('spreads 10,000 tasks over its workers and answers each correctly', async () => {
+    await withPool({ size: 2 }, async (pool) => {
+      await pool.ready();
+      const answers = await Promise.all(Array.from({ length: 10_000 }, (_, i) => pool.run(`echo:${i}`)));
+      answers.forEach((a, i) => {
+        if (a.toString() !== String(i)) throw new Error(`task ${i} answered ${a.toString()}`);
+      });
+      const stats = pool.stats();
+      expect(stats).toMatchObject({ size: 2, workers: 2, completed: 10_000, failed: 0, crashed: 0, spawned: 2, queued: 0 });
+      expect(stats.list.every((w) => w.jobs > 0)).toBe(true);
+    });
+  });
+
+  it('carries an 8 MiB binary payload through the pool', async () => {
+    await withPool({}, async (pool) => {
+      const big = Buffer.alloc(8 * 1024 * 1024);
+      for (let i = 0; i < big.length; i++) big[i] = (i * 31) & 0xff;
+      const back = await pool.run(Buffer.concat([Buffer.from('echo:'), big]));
+      expect(back.equals(big)).toBe(true);
+    });
+  });
+
+  it('execTimeout: kills the worker, rejects the task clearly, and the next task runs on a new worker', async () => {
+    await withPool({ execTimeout: 200 }, async (pool) => {
+      const first = await pidOf(pool);
+      const exited = once<[PoolWorkerInfo, { signal: string | null }]>(pool, 'exit');
+      const err = await errorOf(pool.run('sleep:60000'));
+      expect(err).toBeInstanceOf(WorkerError);
+      expect(err.code).toBe('ERR_WORKER_EXEC_TIMEOUT');
+      expect(err.message).toBe(`task exceeded execTimeout (200 ms); worker pid ${first} was killed and is being replaced`);
+      const [info, exit] = await exited;
+      expect(info.pid).toBe(first);
+      expect(exit.signal).toBe('SIGKILL');
+      const second = await pidOf(pool);
+      expect(second).not.toBe(first);
+      expect(pool.stats()).toMatchObject({ timedOut: 1, recycled: 1, crashed: 0 });
+    });
+  });
+
+  it('maxJobs: recycles a worker after N tasks', async () => {
+    await withPool({ maxJobs: 3 }, async (pool) => {
+      const reasons: RecycleReason[] = [];
+      pool.on('recycle', (_info, reason: RecycleReason) => reasons.push(reason));
+      const pids: number[] = [];
+      for (let i = 0; i < 7; i++) pids.push(await pidOf(pool));
+      expect(new Set(pids.slice(0, 3)).size).toBe(1);
+      expect(new Set(pids.slice(3, 6)).size).toBe(1);
+      expect(new Set([pids[0], pids[3], pids[6]]).size).toBe(3);
+      expect(reasons).toEqual(['maxJobs', 'maxJobs']);
+      expect(pool.stats().failed).toBe(0);
+    });
+  });
+
+  it('a worker killed mid-task: the task is rejected as a crash, the worker replaced', async () => {
+    await withPool({ backoff: { initial: 0 } }, async (pool) => {
+      const victim = await pidOf(pool);
+      const crash = once<[PoolWorkerInfo, { signal: string | null }, number]>(pool, 'crash');
+      const task = pool.run('sleep:60000');
+      expect(pool.stats().busy).toBe(1);
+      process.kill(victim, 'SIGKILL');
+      const err = await errorOf(task);
+      expect(err.code).toBe('ERR_WORKER_CRASHED');
+      expect(err.message).toBe(`worker pid ${victim} crashed (signal SIGKILL) while running the task`);
+      expect(err.exit).toEqual({ code: null, signal: 'SIGKILL' });
+      const [info, exit] = await crash;
+      expect([info.pid, exit.signal]).toEqual([victim, 'SIGKILL']);
+      const next = await pidOf(pool);
+      expect(next).not.toBe(victim);
+      expect(pool.stats()).toMatchObject({ crashed: 1, completed: 2, failed: 1 });
+    });
+  });
+
+  it('a worker that exits during a task (exit code) is reported with its code', async () => {
+    await withPool({ backoff: { initial: 0 } }, async (pool) => {
+      const err = await errorOf(pool.run('exit:7'));
+      expect(err.code).toBe('ERR_WORKER_CRASHED');
+      expect(err.exit).toEqual({ code: 7, signal: null });
+      expect((await pool.run('echo:back')).toString()).toBe('back');
+    });
+  });
+
+  it('restarts a worker that keeps crashing with exponential backoff, and queued tasks time out clearly', async () => {
+    await withPool({ script: fixture('does-not-exist.php'), backoff: { initial: 20, max: 80 }, allocateTimeout: 300 }, async (pool) => {
+      const delays: number[] = [];
+      const fifth = new Promise<void>((resolve) =>
+        pool.on('crash', (_info, _exit, delay: number) => {
+          delays.push(delay);
+          if (delays.length === 5) resolve();
+        }),
+      );
+      const err = await errorOf(pool.run('echo:x'));
+      expect(err.code).toBe('ERR_WORKER_ALLOCATE_TIMEOUT');
+      expect(err.message).toMatch(/^no worker became free within allocateTimeout \(300 ms\)/);
+      await fifth;
+      expect(delays.slice(0, 5)).toEqual([20, 40, 80, 80, 80]);
+    });
+  });
+
+  it('a handler error rejects only that task; the worker stays', async () => {
+    await withPool({}, async (pool) => {
+      const pid = await pidOf(pool);
+      const err = await errorOf(pool.run('throw:bad input'));
+      expect(err.code).toBe('ERR_WORKER_TASK');
+      expect(err.message).toContain('RuntimeException: bad input');
+      expect(await pidOf(pool)).toBe(pid);
+      expect(pool.stats()).toMatchObject({ crashed: 0, spawned: 1 });
+    });
+  });
+
+  it('refuses an oversize payload without disturbing the worker', async () => {
+    await withPool({ maxFrame: 4096 }, async (pool) => {
+      const pid = await pidOf(pool);
+      expect((await errorOf(pool.run(Buffer.alloc(5000)))).code).toBe('ERR_WORKER_FRAME_TOO_LARGE');
+      expect((await errorOf(pool.run('big:5000'))).code).toBe('ERR_WORKER_FRAME_TOO_LARGE');
+      expect(await pidOf(pool)).toBe(pid);
+    });
+  });
+
+  it('a bounded queue rejects clearly when full', async () => {
+    await withPool({ maxQueue: 2 }, async (pool) => {
+      await pool.ready();
+      const busy = pool.run('sleep:300');
+      const queued = [pool.run('echo:1'), pool.run('echo:2')];
+      const err = await errorOf(pool.run('echo:3'));
+      expect(err.code).toBe('ERR_WORKER_QUEUE_FULL');
+      expect(err.message).toBe('the task queue is full (maxQueue 2 tasks waiting for a worker)');
+      expect((await busy).toString()).toBe('slept');
+      expect((await Promise.all(queued)).map(String)).toEqual(['1', '2']);
+    });
+  });
+
+  it('allocateTimeout: a task that waits too long for a worker is rejected', async () => {
+    await withPool({ allocateTimeout: 100 }, async (pool) => {
+      await pool.ready();
+      const busy = pool.run('sleep:400');
+      const err = await errorOf(pool.run('echo:late'));
+      expect(err.code).toBe('ERR_WORKER_ALLOCATE_TIMEOUT');
+      expect((await busy).toString()).toBe('slept');
+      expect(pool.stats().queued).toBe(0);
+    });
+  });
+
+  it('idleTtl: replaces a worker that sat idle', async () => {
+    await withPool({ idleTtl: 100 }, async (pool) => {
+      const first = await pidOf(pool);
+      const [info, reason] = await once<[PoolWorkerInfo, RecycleReason]>(pool, 'recycle');
+      expect([info.pid, reason]).toEqual([first, 'idleTtl']);
+      expect(await pidOf(pool)).not.toBe(first);
+    });
+  });
+
+  it('maxWorkerMemory: replaces a worker whose RSS grew past the limit, after its task', async () => {
+    await withPool({ maxWorkerMemory: 64 * 1024 * 1024 }, async (pool) => {
+      const recycled = once<[PoolWorkerInfo, RecycleReason]>(pool, 'recycle');
+      const first = Number((await pool.run('grow:100')).toString());
+      const [info, reason] = await recycled;
+      expect([info.pid, reason]).toEqual([first, 'memory']);
+      expect(await pidOf(pool)).not.toBe(first);
+      expect(pool.stats().failed).toBe(0);
+    });
+  });
+
+  it('reload() under load replaces every worker with zero failed tasks', async () => {
+    await withPool({ size: 2 }, async (pool) => {
+      await pool.ready();
+      const before = new Set(pool.stats().list.map((w) => w.pid));
+      let failures = 0;
+      let done = 0;
+      let running = true;
+      const servedBy = new Set<number>();
+      // 8 clients in closed loops, some tasks slow enough to be mid-flight at the switch.
+      const clients = Array.from({ length: 8 }, async (_, c) => {
+        for (let i = 0; running; i++) {
+          try {
+            const task = i % 5 === 0 ? 'sleep:20' : 'pid';
+            const out = (await pool.run(task)).toString();
+            if (task === 'pid') servedBy.add(Number(out));
+            done++;
+          } catch {
+            failures++;
+          }
+        }
+        return c;
+      });
+      // Let the load settle on the old workers first.
+      while (done < 200) await new Promise((resolve) => setImmediate(resolve));
+      await pool.reload();
+      const afterReload = done;
+      while (done < afterReload + 200) await new Promise((resolve) => setImmediate(resolve));
+      running = false;
+      await Promise.all(clients);
+      const after = pool.stats();
+      expect(failures).toBe(0);
+      expect(after.failed).toBe(0);
+      expect(after.workers).toBe(2);
+      expect(after.list.every((w) => !before.has(w.pid) && w.generation === 1)).toBe(true);
+      expect(after.recycled).toBe(2);
+      // Both generations served tasks.
+      expect([...servedBy].some((p) => before.has(p))).toBe(true);
+      expect([...servedBy].some((p) => !before.has(p))).toBe(true);
+    });
+  });
+
+  it('stop(): running tasks finish, queued ones are rejected, no zombies and no fds remain', async () => {
+    const before = openFds();
+    const pool = new WorkerPool({ script: fixture('tasks.php'), size: 2 });
+    await pool.ready();
+    const pids = pool.stats().list.map((w) => w.pid);
+    const running = [pool.run('sleep:100'), pool.run('sleep:100')];
+    const queued = errorOf(pool.run('echo:never'));
+    await pool.stop();
+    expect((await Promise.all(running)).map(String)).toEqual(['slept', 'slept']);
+    expect((await queued).code).toBe('ERR_WORKER_POOL_STOPPED');
+    expect((await errorOf(pool.run('echo:after'))).code).toBe('ERR_WORKER_POOL_STOPPED');
+    for (const pid of pids) expect(processExists(pid)).toBe(false);
+    expect(zombieChildren()).toEqual([]);
+    expect(openFds()).toEqual(before);
+    expect(pool.stats().workers).toBe(0);
+  });
+
+  it('emits lifecycle events and surfaces worker error reports', async () => {
+    const pool = new WorkerPool({ script: fixture('tasks.php'), size: 1 });
+    const events: string[] = [];
+    for (const e of ['spawn', 'ready', 'exit', 'recycle', 'crash']) pool.on(e, () => events.push(e));
+    const reported = once<[PoolWorkerInfo, string, boolean]>(pool, 'workerError');
+    await pool.ready();
+    await pool.run('report');
+    const [info, message, fatal] = await reported;
+    expect([typeof info.pid, message, fatal]).toEqual(['number', 'something the supervisor should know', false]);
+    await pool.stop();
+    expect(events).toEqual(['ready', 'exit']); // 'spawn' of the first worker fired inside the constructor
+  });
+
+  it('runs Node workers too', async () => {
+    const pool = new WorkerPool({ command: process.execPath, script: fixture('echo-node.cjs'), size: 2 });
+    try {
+      const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+      expect(await pool.run(all)).toEqual(all);
+      const answers = await Promise.all(Array.from({ length: 1000 }, (_, i) => pool.run(String(i))));
+      expect(answers.map(String)).toEqual(Array.from({ length: 1000 }, (_, i) => String(i)));
+    } finally {
+      await pool.stop();
+    }
+  });
+
+  it('validates options and reports a missing program at construction', () => {
+    expect(() => new WorkerPool(undefined as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => new WorkerPool({ script: 'x', size: 0 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => new WorkerPool({ script: 'x', execTimeout: -1 })).toThrow(/options\.execTimeout/);
+    expect(() => new WorkerPool({ script: 'x', backoff: { initial: 1.5 } })).toThrow(/options\.backoff\.initial/);
+    const before = openFds();
+    expect(() => new WorkerPool({ command: 'no-such-php-binary', script: 'x.php' })).toThrow(expect.objectContaining({ code: 'ENOENT' }));
+    expect(openFds()).toEqual(before);
+  });
+});

@@ -1,0 +1,49 @@
+import { spawn } from 'node:child_process';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { PidFd } from '@folk/pidfd';
+import { fixture, requirePhp } from './helpers.js';
+
+/** Start fixtures/supervisor.mjs, read the worker pids it prints, and return both. */
+async function startSupervisor(mode: 'pdeathsig' | 'eof') {
+  const child = spawn(process.execPath, [fixture('supervisor.mjs'), mode], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const pids = await new Promise<number[]>((resolve, reject) => {
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('\n')) resolve(JSON.parse(out.split('\n')[0]!) as number[]);
+    });
+    child.on('exit', (code, signal) => reject(new Error(`supervisor exited early (${code ?? signal})`)));
+  });
+  return { child, pids };
+}
+
+beforeAll(() => requirePhp());
+
+describe('when the supervisor dies', () => {
+  it('SIGKILL of the supervisor: every worker exits, the busy one included (PR_SET_PDEATHSIG)', async () => {
+    const { child, pids } = await startSupervisor('pdeathsig');
+    expect(pids).toHaveLength(2);
+    // Handles opened while the workers run: their exits are seen even though
+    // they are not our children (their parent is the supervisor).
+    const handles = pids.map((pid) => PidFd.open(pid));
+    try {
+      child.kill('SIGKILL');
+      const exits = await Promise.all(handles.map((h) => h.wait()));
+      expect(exits.map((e) => e.pid).sort()).toEqual([...pids].sort());
+    } finally {
+      for (const h of handles) h.close();
+    }
+  });
+
+  it('without pdeathsig, idle workers still exit on their own at EOF of the control socket', async () => {
+    const { child, pids } = await startSupervisor('eof');
+    const handles = pids.map((pid) => PidFd.open(pid));
+    try {
+      child.kill('SIGKILL');
+      const exits = await Promise.all(handles.map((h) => h.wait()));
+      expect(exits.map((e) => e.pid).sort()).toEqual([...pids].sort());
+    } finally {
+      for (const h of handles) h.close();
+    }
+  });
+});
