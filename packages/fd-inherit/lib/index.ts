@@ -1,10 +1,11 @@
 import * as net from 'node:net';
-import { accessSync, closeSync, constants as fsConstants, openSync, statSync } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { isMainThread } from 'node:worker_threads';
 import { PidFd, type ExitInfo, type PidFdWaitOptions } from '@folk/pidfd';
-import { native, type NativeSpawnPlan } from './native.js';
+import { DEV_NULL, native, type NativeSpawnPlan } from './native.js';
 
 export type { ExitInfo, Rusage } from '@folk/pidfd';
 export { PidFd } from '@folk/pidfd';
@@ -541,13 +542,18 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
   const argList = args.map((a, i) => validateCString(a, `args[${i}]`));
   const opts = optionsObject(options);
 
-  // Environment.
+  // Environment. On the main thread process.env is the C environment
+  // itself, which the binding copies faster than we could list it here; a
+  // worker's process.env is its own copy, and LISTEN_* needs editing.
   const envValue = opts['env'] === undefined ? process.env : optionsObject(opts['env'], 'options.env');
-  const envp: string[] = [];
-  for (const [key, value] of Object.entries(envValue)) {
-    if (value === undefined) continue;
-    validateCString(key, 'options.env');
-    envp.push(validateCString(`${key}=${String(value)}`, `options.env.${key}`));
+  let envp: string[] | null = null;
+  if (envValue !== process.env || !isMainThread || opts['listenFds'] !== undefined) {
+    envp = [];
+    for (const [key, value] of Object.entries(envValue)) {
+      if (value === undefined) continue;
+      validateCString(key, 'options.env');
+      envp.push(validateCString(`${key}=${String(value)}`, `options.env.${key}`));
+    }
   }
 
   let cwd: string | null = null;
@@ -599,7 +605,7 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
   }
 
   let listenPidIndex = -1;
-  if (opts['listenFds'] !== undefined) {
+  if (envp !== null && opts['listenFds'] !== undefined) {
     const kept = envp.filter((e) => !/^LISTEN_(PID|FDS|FDNAMES)=/.test(e));
     envp.length = 0;
     envp.push(...kept, `LISTEN_FDS=${listenNames.length}`, `LISTEN_FDNAMES=${listenNames.join(':')}`, 'LISTEN_PID=');
@@ -631,7 +637,6 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
 
   // From here on fds are opened; all of them are closed again below.
   const setups: StdioSetup[] = [];
-  let devNull = -1;
   try {
     for (let i = 0; i < 3; i++) {
       const how = stdio[i];
@@ -640,9 +645,7 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
       } else if (how === 'inherit') {
         setups.push({ target: i, source: i, optional: true });
       } else if (how === 'ignore') {
-        // Node opens it close-on-exec, like every fd it creates.
-        if (devNull === -1) devNull = openSync('/dev/null', 'r+');
-        setups.push({ target: i, source: devNull });
+        setups.push({ target: i, source: DEV_NULL });
       } else if (how === 'pipe') {
         const [readEnd, writeEnd] = native.pipe();
         const childReads = i === 0;
@@ -656,7 +659,7 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
       }
     }
   } catch (err) {
-    cleanup(setups, devNull, true);
+    cleanup(setups, true);
     throw err;
   }
 
@@ -696,14 +699,14 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
   try {
     [pid, pidfdNumber] = native.spawn(plan);
   } catch (err) {
-    cleanup(setups, devNull, true);
+    cleanup(setups, true);
     const e = err as ErrnoException & { childFd?: number };
     if (e instanceof Error && typeof e.syscall === 'string' && typeof e.code === 'string') {
       throw spawnError(e, file, argList, cwd, e.childFd);
     }
     throw err;
   }
-  cleanup(setups, devNull, false);
+  cleanup(setups, false);
 
   let pidfd: PidFd;
   try {
@@ -728,8 +731,7 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
  * Close what the parent opened for the child: the child's ends always, and
  * the parent's ends too when the spawn failed.
  */
-function cleanup(setups: StdioSetup[], devNull: number, failed: boolean): void {
-  if (devNull !== -1) closeQuietly(devNull);
+function cleanup(setups: StdioSetup[], failed: boolean): void {
   for (const s of setups) {
     if (!s.parentEnd) continue;
     closeQuietly(s.source);

@@ -8,12 +8,12 @@ export interface NativeSpawnPlan {
   /** The program to execve: a path (PATH was already searched). */
   file: string;
   argv: string[];
-  /** "NAME=value" strings. */
-  envp: string[];
+  /** "NAME=value" strings; null for this process's own environment (main thread only: a worker's process.env is its own copy). */
+  envp: string[] | null;
   /** Index in envp of the string "LISTEN_PID=", whose value the child fills with its pid; -1 for none. */
   listenPidIndex: number;
   cwd: string | null;
-  /** Child fd numbers, their parent fds, and whether a closed parent fd just leaves it closed (inherited stdio). */
+  /** Child fd numbers, their parent fds (DEV_NULL for /dev/null, opened by the binding), and whether a closed parent fd just leaves it closed (inherited stdio). */
   targets: number[];
   sources: number[];
   optional: boolean[];
@@ -33,6 +33,9 @@ export interface NativeSpawnPlan {
   /** Signals set to SIG_DFL in the child even though the parent ignores them. */
   defaultSignals: number[];
 }
+
+/** A source in NativeSpawnPlan.sources meaning /dev/null. */
+export const DEV_NULL = -2;
 
 /** How the child is created; see CloneMode in src/spawn.h. */
 export const CloneMode = {

@@ -15,6 +15,8 @@
 
 #include "spawn.h"
 
+extern char** environ;
+
 namespace {
 
 // errnos execve can give that libuv has no name for ("Unknown system error").
@@ -92,7 +94,7 @@ std::vector<double> Doubles(const Napi::Array& a, const char* key) {
 std::vector<int32_t> Ints(const Napi::Array& a, const char* key) {
   // Clamped: converting an out-of-range double to int is undefined.
   std::vector<int32_t> out;
-  for (double v : Doubles(a, key)) out.push_back(v >= -1 && v <= 2147483647.0 ? static_cast<int32_t>(v) : -1);
+  for (double v : Doubles(a, key)) out.push_back(v >= -2147483648.0 && v <= 2147483647.0 ? static_cast<int32_t>(v) : -1);
   return out;
 }
 
@@ -103,6 +105,17 @@ std::vector<char*> Pointers(std::vector<std::string>& strings) {
   out.push_back(nullptr);
   return out;
 }
+
+// A source fd number in the plan that stands for /dev/null.
+constexpr int kDevNull = -2;
+
+// Closes its fd when the scope ends, also when a JavaScript exception unwinds it.
+struct OwnedFd {
+  int fd = -1;
+  ~OwnedFd() {
+    if (fd != -1) close(fd);
+  }
+};
 
 uint64_t RlimitValue(double v) {
   return v < 0 ? RLIM_INFINITY : static_cast<uint64_t>(v);
@@ -121,7 +134,16 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   if (!file_value.IsString()) throw Napi::TypeError::New(env, "spawn plan: file must be a string");
   std::string file = file_value.As<Napi::String>().Utf8Value();
   std::vector<std::string> argv = Strings(ArrayProp(plan, "argv"), "argv");
-  std::vector<std::string> envp = Strings(ArrayProp(plan, "envp"), "envp");
+  // null: this process's own environment (the main thread's process.env),
+  // copied here in C++ rather than listed out in JavaScript.
+  std::vector<std::string> envp;
+  Napi::Value envp_value = plan.Get("envp");
+  if (envp_value.IsNull()) {
+    for (char** e = environ; *e != nullptr; ++e) envp.emplace_back(*e);
+  } else {
+    if (!envp_value.IsArray()) throw Napi::TypeError::New(env, "spawn plan: envp must be an array or null");
+    envp = Strings(envp_value.As<Napi::Array>(), "envp");
+  }
   int32_t listen_pid_index = IntProp(plan, "listenPidIndex");
   Napi::Value cwd_value = plan.Get("cwd");
   std::string cwd;
@@ -156,13 +178,23 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   // The fd plan. A closed source is reported here, in the parent, naming the
   // child fd it was meant for; an inherited stdio fd the parent does not
   // have open simply stays closed in the child.
+  // kDevNull as a source means /dev/null, opened once here for the child
+  // and closed again below whatever happens.
   std::vector<folk::FdMove> moves;
   std::vector<int> keep;
   moves.reserve(targets.size());
   int max_target = 2;
+  OwnedFd dev_null;
   for (size_t i = 0; i < targets.size(); ++i) {
     int target = targets[i];
     int source = sources[i];
+    if (source == kDevNull) {
+      if (dev_null.fd == -1) {
+        dev_null.fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (dev_null.fd == -1) throw ErrnoError(env, errno, "open");
+      }
+      source = dev_null.fd;
+    }
     if (target < 0 || source < 0) throw Napi::RangeError::New(env, "spawn plan: fd numbers must be >= 0");
     if (fcntl(source, F_GETFD) == -1) {
       if (optional.Get(static_cast<uint32_t>(i)).ToBoolean().Value()) continue;

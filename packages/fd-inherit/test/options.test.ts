@@ -4,6 +4,8 @@
 import { realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { once } from 'node:events';
+import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { spawn, type SpawnOptions } from '../lib/index.js';
 import { DIST, outputOf, requireDist, statField, withTempDir } from './helpers.js';
@@ -37,6 +39,23 @@ describe('environment, directory, argv0', () => {
     } finally {
       delete process.env['FOLK_FD_INHERIT_TEST'];
     }
+  });
+
+  it("from a worker thread, defaults to that worker's own process.env", async () => {
+    requireDist();
+    const code = `
+      const { parentPort } = require('node:worker_threads');
+      const { spawn } = require(${JSON.stringify(DIST)});
+      process.env.FOLK_FD_INHERIT_WORKER = 'worker only';
+      const child = spawn('/bin/sh', ['-c', 'echo "$FOLK_FD_INHERIT_WORKER"'], { stdout: 'pipe' });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.stdout.on('end', () => child.wait().then(() => parentPort.postMessage(out)));`;
+    const worker = new Worker(code, { eval: true });
+    const [out] = (await once(worker, 'message')) as [string];
+    expect(out).toBe('worker only\n');
+    expect(process.env['FOLK_FD_INHERIT_WORKER']).toBeUndefined();
+    await worker.terminate();
   });
 
   it('cwd (string or file URL) is where the child starts, and relative programs resolve there', async () => {
