@@ -278,7 +278,7 @@ final class Worker
     private function fill(): bool
     {
         $data = '';
-        $n = @\socket_recv($this->task, $data, 262144, 0);
+        $n = @\socket_recv($this->task, $data, 65536, 0);
         if ($n === false) {
             $err = \socket_last_error($this->task);
             if ($err === \SOCKET_EINTR || $err === \SOCKET_EAGAIN) {

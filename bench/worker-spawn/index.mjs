@@ -1,0 +1,245 @@
+// Figures, not assertions: task round trips per second to PHP echo workers.
+//
+//   WorkerPool, 1 PHP worker        @folk/worker-spawn: pool.run() with 1 task in flight
+//   WorkerPool, 2 PHP workers       the same with 2 (and 8) tasks in flight
+//   Worker.request, 1 PHP worker    spawnWorker() without the pool, 1 in flight
+//   child_process + 'pipe' fd 3     hand-rolled: child_process.spawn(php, { stdio:
+//                                   [..., 'pipe'] }) and the same 12-byte framing, the
+//                                   PHP side a minimal fread/fwrite loop on php://fd/3
+//   C ping-pong over a socketpair   two C processes echoing the same frames: the limit
+//
+// Each figure is the median of ROUNDS runs of TASKS round trips (16-byte and
+// 64 KiB payloads); the contenders run round-robin, so load from elsewhere on
+// the machine hits each alike. 2 shared cores: noisy; read the
+// ratios, not the last digit. Prints a table; asserts nothing.
+//
+//   node bench/worker-spawn/index.mjs
+import { execFileSync, spawn as cpSpawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+
+const { WorkerPool, spawnWorker, FrameDecoder, FrameType, encodeFrame, PHP_WORKER_LIBRARY } = await import(
+  '../../packages/worker-spawn/dist/index.js'
+);
+
+const ROUNDS = 5;
+const TASKS = 20_000;
+const SMALL = Buffer.alloc(16, 0x61);
+const LARGE = Buffer.alloc(64 * 1024, 0x62);
+const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+
+try {
+  execFileSync('php', ['-m'], { stdio: 'ignore' });
+} catch {
+  console.error('php is not installed: this benchmark needs php-cli (Debian/Ubuntu: apt-get install -y php-cli)');
+  process.exit(1);
+}
+
+const dir = mkdtempSync(join(tmpdir(), 'folk-bench-worker-spawn-'));
+
+
+// The folk echo worker: the shipped library, a few lines.
+const folkEcho = join(dir, 'echo.php');
+writeFileSync(
+  folkEcho,
+  `<?php
+require ${JSON.stringify(PHP_WORKER_LIBRARY)};
+$w = Folk\\Worker::fromEnv();
+while ($t = $w->receive()) { $w->respond($t, $t->payload); }
+`,
+);
+
+// The hand-rolled echo worker: what one writes without a library, on fd 3 only.
+const rawEcho = join(dir, 'raw-echo.php');
+writeFileSync(
+  rawEcho,
+  `<?php
+$io = fopen('php://fd/3', 'r+');
+stream_set_write_buffer($io, 0);
+function readn($io, $n) {
+  $out = '';
+  while (strlen($out) < $n) {
+    $chunk = fread($io, $n - strlen($out));
+    if ($chunk === false || $chunk === '') exit(0);
+    $out .= $chunk;
+  }
+  return $out;
+}
+while (true) {
+  $h = unpack('Cv/Ct/nf/Nid/Nlen', readn($io, 12));
+  $p = $h['len'] > 0 ? readn($io, $h['len']) : '';
+  fwrite($io, pack('CCnNN', 1, 2, 0, $h['id'], strlen($p)) . $p);
+}
+`,
+);
+
+// The limit: C ping-pong of the same frames over a socketpair.
+const cSource = join(dir, 'pingpong.c');
+const cBinary = join(dir, 'pingpong');
+writeFileSync(
+  cSource,
+  `#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+static void full(int fd, char *buf, size_t n, int rd) {
+  size_t done = 0;
+  while (done < n) {
+    ssize_t r = rd ? read(fd, buf + done, n - done) : write(fd, buf + done, n - done);
+    if (r <= 0) exit(0);
+    done += (size_t)r;
+  }
+}
+int main(int argc, char **argv) {
+  long tasks = atol(argv[1]);
+  size_t len = (size_t)atol(argv[2]);
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv)) return 1;
+  char *buf = malloc(12 + len);
+  memset(buf, 'a', 12 + len);
+  pid_t pid = fork();
+  if (pid == 0) {
+    close(sv[0]);
+    for (;;) {
+      full(sv[1], buf, 12, 1);
+      full(sv[1], buf + 12, len, 1);
+      full(sv[1], buf, 12 + len, 0);
+    }
+  }
+  close(sv[1]);
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  for (long i = 0; i < tasks; i++) {
+    full(sv[0], buf, 12 + len, 0);
+    full(sv[0], buf, 12, 1);
+    full(sv[0], buf + 12, len, 1);
+  }
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  close(sv[0]);
+  waitpid(pid, NULL, 0);
+  printf("%f\\n", (double)tasks / ((b.tv_sec - a.tv_sec) + (b.tv_nsec - a.tv_nsec) / 1e9));
+  return 0;
+}
+`,
+);
+let haveC = true;
+try {
+  execFileSync('cc', ['-O2', '-o', cBinary, cSource], { stdio: 'inherit' });
+} catch {
+  haveC = false;
+  console.error('cc failed: no C figure');
+}
+
+/** Round trips per second: `tasks` calls of `run`, `concurrency` in flight. */
+async function closedLoop(run, payload, concurrency, tasks) {
+  let next = 0;
+  const started = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next++ < tasks) await run(payload);
+    }),
+  );
+  return tasks / ((performance.now() - started) / 1000);
+}
+
+// Each contender: start() -> { run(payload), concurrency, stop() }.
+async function folkPool(size, concurrency) {
+  const pool = new WorkerPool({ script: folkEcho, size });
+  await pool.ready();
+  return { run: (p) => pool.run(p), concurrency, stop: () => pool.stop() };
+}
+
+async function folkWorker() {
+  const worker = spawnWorker({ script: folkEcho });
+  await worker.ready;
+  return { run: (p) => worker.request(p), concurrency: 1, stop: () => worker.stop() };
+}
+
+async function handRolled() {
+  const child = cpSpawn('php', [rawEcho], { stdio: ['ignore', 'pipe', 'inherit', 'pipe'] });
+  const io = child.stdio[3];
+  const waiting = new Map();
+  let nextId = 1;
+  const decoder = new FrameDecoder(64 * 1024 * 1024, {
+    frame: (_type, id, data) => {
+      const resolve = waiting.get(id);
+      waiting.delete(id);
+      resolve(data);
+    },
+    oversize: () => {},
+    corrupt: (err) => {
+      throw err;
+    },
+  });
+  io.on('data', (chunk) => decoder.push(chunk));
+  return {
+    run: (p) =>
+      new Promise((resolve) => {
+        const id = nextId++;
+        waiting.set(id, resolve);
+        for (const b of encodeFrame(FrameType.REQUEST, id, p)) io.write(b);
+      }),
+    concurrency: 1,
+    stop: async () => {
+      io.destroy();
+      await new Promise((resolve) => (child.exitCode === null ? child.once('exit', resolve) : resolve()));
+    },
+  };
+}
+
+const fmt = (n) => Math.round(n).toLocaleString('en-US').padStart(9);
+
+/** The C figure: its own process measures its own loop. */
+function cPingPong(payload, tasks) {
+  return Number(execFileSync(cBinary, [String(tasks), String(payload.length)], { encoding: 'utf8' }));
+}
+
+const CONTENDERS = [
+  ['WorkerPool, 1 PHP worker, 1 in flight', () => folkPool(1, 1)],
+  ['WorkerPool, 2 PHP workers, 2 in flight', () => folkPool(2, 2)],
+  ['WorkerPool, 2 PHP workers, 8 in flight', () => folkPool(2, 8)],
+  ['Worker.request, 1 PHP worker (no pool)', () => folkWorker()],
+  ["child_process + 'pipe' fd 3 (hand-rolled)", () => handRolled()],
+];
+const HAND_ROLLED = 4;
+
+try {
+  console.log(
+    `worker-spawn: task round trips/s, median of ${ROUNDS} interleaved runs ` +
+      `(${availableParallelism()} CPUs, php ${execFileSync('php', ['-r', 'echo PHP_VERSION;'], { encoding: 'utf8' })})`,
+  );
+  for (const [label, payload] of [
+    ['16 B', SMALL],
+    ['64 KiB', LARGE],
+  ]) {
+    const tasks = payload === LARGE ? TASKS / 4 : TASKS;
+    const started = [];
+    for (const [, start] of CONTENDERS) started.push(await start());
+    for (const c of started) await closedLoop(c.run, payload, c.concurrency, 2000); // warm up
+    // Round-robin, so load from elsewhere on the machine hits every contender alike.
+    const figures = CONTENDERS.map(() => []);
+    const cFigures = [];
+    for (let r = 0; r < ROUNDS; r++) {
+      for (let i = 0; i < started.length; i++) {
+        figures[i].push(await closedLoop(started[i].run, payload, started[i].concurrency, tasks));
+      }
+      if (haveC) cFigures.push(cPingPong(payload, tasks));
+    }
+    for (const c of started) await c.stop();
+    const rows = CONTENDERS.map(([name], i) => [name, median(figures[i])]);
+    rows.push(['C ping-pong over a socketpair (limit)', haveC ? median(cFigures) : NaN]);
+    const base = rows[HAND_ROLLED][1];
+    const limit = rows[rows.length - 1][1];
+    console.log(`\npayload ${label}${' '.repeat(36 - label.length)}  round trips/s   vs hand-rolled   vs C`);
+    for (const [name, value] of rows) {
+      console.log(`  ${name.padEnd(42)} ${fmt(value)}        ${(value / base).toFixed(2)}x        ${(value / limit).toFixed(2)}x`);
+    }
+  }
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
