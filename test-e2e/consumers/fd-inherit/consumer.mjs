@@ -10,15 +10,16 @@ try {
   const data = openSync(join(dir, 'data'), 'r');
   if (isInheritable(data)) throw new Error('Node opened an inheritable fd?');
 
-  // The file arrives at fd 5 (and nothing else beyond 0-2 exists there).
-  const child = spawn('/bin/sh', ['-c', 'cat <&5; ls /proc/$$/fd | tr "\\n" " "'], { fds: { 5: data }, stdout: 'pipe' });
+  // The file arrives at fd 5 (and nothing else beyond 0-2 exists there: ls
+  // lists the shell's table while the shell waits for it).
+  const child = spawn('/bin/sh', ['-c', 'cat <&5; ls /proc/$$/fd'], { fds: { 5: data }, stdout: 'pipe' });
   closeSync(data);
   let out = '';
   for await (const chunk of child.stdout) out += chunk;
   const exit = await child.wait();
   child.pidfd.close();
   if (exit.code !== 0) throw new Error(`child exited with ${exit.code ?? exit.signal}`);
-  if (out !== 'placed at fd 5' + '0 1 2 5 ') throw new Error(`child said ${JSON.stringify(out)}`);
+  if (out !== 'placed at fd 5' + '0\n1\n2\n5\n') throw new Error(`child said ${JSON.stringify(out)}`);
 
   // A program that cannot start throws, synchronously.
   try {
