@@ -414,8 +414,11 @@ function validateListenName(value: unknown, name: string): string {
 
 /**
  * A child started by `spawn`. It is reaped through its `pidfd`
- * (waitid(P_PIDFD)); nothing else in the process reaps it, and it does not
- * disturb `child_process` children.
+ * (waitid(P_PIDFD)) as soon as it exits, whether or not anyone calls
+ * `wait()`: nothing else in the process reaps it, it never becomes a
+ * lasting zombie, and it does not disturb `child_process` children. Like a
+ * `child_process` child, it keeps the event loop alive until it exits,
+ * unless `unref()` is called.
  */
 export class Subprocess {
   /** Process id. Prefer `pidfd` for anything that must not hit a reused pid. */
@@ -428,6 +431,7 @@ export class Subprocess {
   readonly stdout: net.Socket | null;
   /** The parent's end of the child's stderr, when `stderr: 'pipe'`. */
   readonly stderr: net.Socket | null;
+  readonly #exit: Promise<ExitInfo>;
 
   /** @internal */
   constructor(pid: number, pidfd: PidFd, stdio: Array<net.Socket | null>) {
@@ -436,19 +440,38 @@ export class Subprocess {
     this.stdin = stdio[0] ?? null;
     this.stdout = stdio[1] ?? null;
     this.stderr = stdio[2] ?? null;
+    // Reap on exit even if nobody asks. A failure here (the pidfd closed by
+    // its owner first) reaches whoever calls wait(); unobserved, it is not an
+    // unhandled rejection.
+    this.#exit = pidfd.wait();
+    this.#exit.catch(() => {});
   }
 
   /**
-   * Resolves with how the child ended, once it has, and reaps it. Waits on
-   * the event loop; any number of calls share one answer.
+   * Resolves with how the child ended, once it has (it is reaped then).
+   * Waits on the event loop; every call gets the same answer.
+   * `options.signal` cancels this call's wait only.
    */
   wait(options?: PidFdWaitOptions): Promise<ExitInfo> {
+    if (options === undefined) return this.#exit;
     return this.pidfd.wait(options);
   }
 
   /** Send a signal (default `'SIGTERM'`) through the pidfd: never to a process that reused the pid. */
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
     this.pidfd.kill(signal);
+  }
+
+  /** Keep the event loop alive until the child exits (the default). */
+  ref(): this {
+    this.pidfd.ref();
+    return this;
+  }
+
+  /** Do not keep the event loop alive for this child; it is still reaped if the loop runs when it exits. */
+  unref(): this {
+    this.pidfd.unref();
+    return this;
   }
 }
 

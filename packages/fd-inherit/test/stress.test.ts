@@ -4,7 +4,7 @@ import * as childProcess from 'node:child_process';
 import { once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { spawn } from '../lib/index.js';
-import { openFds, zombieChildren } from './helpers.js';
+import { DIST, openFds, requireDist, statField, zombieChildren } from './helpers.js';
 
 interface Outcome {
   code: number | null;
@@ -68,13 +68,39 @@ describe('under load', () => {
     expect(openFds()).toEqual(before);
   }, 120_000);
 
-  it('children that are never waited for are still reaped once their PidFd is waited late', async () => {
+  it('children nobody waits for are reaped anyway, and a late wait() still has their status', async () => {
     const children = Array.from({ length: 20 }, (_, i) => spawn('/bin/sh', ['-c', `exit ${i}`]));
-    // Give them time to exit and sit as zombies, then collect.
-    await new Promise((resolve) => setTimeout(resolve, 100));
+    const pids = new Set(children.map((c) => c.pid));
+    // Nobody calls wait(); look until none of them is left unreaped. If they
+    // were never reaped, this would spin until the test times out.
+    const alive = () =>
+      children.some((c) => {
+        try {
+          return statField(c.pid, 4) === String(process.pid) && pids.has(c.pid);
+        } catch {
+          return false; // gone: reaped
+        }
+      });
+    while (alive()) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(zombieChildren()).toEqual([]);
     const codes = await Promise.all(children.map((c) => c.wait().then((e) => e.code)));
     expect(codes).toEqual(children.map((_, i) => i));
     for (const c of children) c.pidfd.close();
-    expect(zombieChildren()).toEqual([]);
+  });
+
+  it('a running child keeps Node alive unless unref() is called', async () => {
+    requireDist();
+    const run = (unref: boolean) => `
+      const { spawn } = require(${JSON.stringify(DIST)});
+      const child = spawn('/bin/sleep', ['30'], { stdin: 'ignore', stdout: 'ignore', stderr: 'ignore' });
+      ${unref ? 'child.unref();' : 'setTimeout(() => child.kill("SIGKILL"), 50);'}
+      process.on('exit', () => console.log(child.pid + ' ' + (child.pidfd.tryWait() === null ? 'running' : 'done')));`;
+    const detached = childProcess.spawnSync(process.execPath, ['-e', run(true)], { encoding: 'utf8' });
+    const [pid, state] = detached.stdout.trim().split(' ');
+    expect(state).toBe('running'); // Node exited while the child still ran
+    process.kill(Number(pid), 'SIGKILL');
+
+    const held = childProcess.spawnSync(process.execPath, ['-e', run(false)], { encoding: 'utf8' });
+    expect(held.stdout.trim().split(' ')[1]).toBe('done'); // Node waited for it
   });
 });
