@@ -177,6 +177,16 @@ describe('spawnWorker with php-cli', () => {
     }
   });
 
+  it('kills a worker that answers with something other than the protocol', async () => {
+    const worker = spawnWorker({ script: fixture('garbage.php') });
+    const err = await errorOf(worker.request('x'));
+    expect(err.code).toBe('ERR_WORKER_PROTOCOL');
+    expect(err.message).toMatch(/broke the task protocol: task frame with protocol version 72/);
+    expect((await worker.exited).signal).toBe('SIGKILL');
+    expect((await errorOf(worker.request('y'))).code).toBe('ERR_WORKER_PROTOCOL');
+    await worker.stop();
+  });
+
   it('turns a handler exception into a task error and keeps serving', async () => {
     const worker = spawnWorker({ script: fixture('tasks.php') });
     try {

@@ -4,8 +4,8 @@ import { PidFd } from '@folk/pidfd';
 import { fixture, requirePhp } from './helpers.js';
 
 /** Start fixtures/supervisor.mjs, read the worker pids it prints, and return both. */
-async function startSupervisor(mode: 'pdeathsig' | 'eof') {
-  const child = spawn(process.execPath, [fixture('supervisor.mjs'), mode], { stdio: ['ignore', 'pipe', 'inherit'] });
+async function startSupervisor(mode: 'pdeathsig' | 'eof', lang: 'php' | 'node' = 'php') {
+  const child = spawn(process.execPath, [fixture('supervisor.mjs'), mode, lang], { stdio: ['ignore', 'pipe', 'inherit'] });
   const pids = await new Promise<number[]>((resolve, reject) => {
     let out = '';
     child.stdout.on('data', (d: Buffer) => {
@@ -35,8 +35,20 @@ describe('when the supervisor dies', () => {
     }
   });
 
-  it('without pdeathsig, idle workers still exit on their own at EOF of the control socket', async () => {
+  it('without pdeathsig, idle workers still exit on their own at EOF of their task and control sockets', async () => {
     const { child, pids } = await startSupervisor('eof');
+    const handles = pids.map((pid) => PidFd.open(pid));
+    try {
+      child.kill('SIGKILL');
+      const exits = await Promise.all(handles.map((h) => h.wait()));
+      expect(exits.map((e) => e.pid).sort()).toEqual([...pids].sort());
+    } finally {
+      for (const h of handles) h.close();
+    }
+  });
+
+  it('without pdeathsig, Node workers (the ./worker library) exit at EOF of their sockets too', async () => {
+    const { child, pids } = await startSupervisor('eof', 'node');
     const handles = pids.map((pid) => PidFd.open(pid));
     try {
       child.kill('SIGKILL');
