@@ -1,0 +1,455 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
+import {
+  closeSync,
+  fstatSync,
+  mkdtempSync,
+  openSync,
+  readFileSync,
+  readSync,
+  rmSync,
+  writeFileSync,
+  writeSync,
+} from 'node:fs';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { socketpair } from '@folk/socketpair';
+import { SCM_MAX_FD, peerCredentials, peerPidFd, recvFds, sendFds } from '../lib/index.js';
+import { O_CLOEXEC, errorOf, fdFlags, openFds, python, runWithFd3, target } from './helpers.js';
+
+let dir: string;
+let file: string;
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'scm-rights-'));
+  file = join(dir, 'hello.txt');
+  writeFileSync(file, 'hello from a file\n');
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function pair(type: 'stream' | 'seqpacket' | 'dgram'): [number, number] {
+  return socketpair(type);
+}
+
+function readAll(fd: number, size = 4096, position: number | null = null): string {
+  const buf = Buffer.alloc(size);
+  return buf.subarray(0, readSync(fd, buf, 0, size, position)).toString();
+}
+
+describe.each(['seqpacket', 'stream'] as const)('sendFds/recvFds on %s', (type) => {
+  it.each([1, 2, 253])('passes %i fds in one message, each the same open file, close-on-exec', (count) => {
+    const before = openFds();
+    const [a, b] = pair(type);
+    const f = openSync(file, 'r');
+    const fds = Array.from({ length: count }, () => f);
+    expect(sendFds(a, Buffer.from('payload'), fds)).toBe(7);
+    const m = recvFds(b);
+    expect(m.data.toString()).toBe('payload');
+    expect(m.fds).toHaveLength(count);
+    expect(new Set(m.fds).size).toBe(count);
+    const st = fstatSync(f);
+    for (const fd of m.fds) {
+      expect(fd).not.toBe(f);
+      expect(fstatSync(fd).ino).toBe(st.ino);
+      expect(fdFlags(fd) & O_CLOEXEC).toBe(O_CLOEXEC);
+      closeSync(fd);
+    }
+    for (const fd of [a, b, f]) closeSync(fd);
+    expect(openFds()).toEqual(before);
+  });
+
+  it('the received file shares the sender’s open file description (offset included)', () => {
+    const [a, b] = pair(type);
+    const f = openSync(file, 'r');
+    readSync(f, Buffer.alloc(6), 0, 6, null); // advance the shared offset past "hello "
+    sendFds(a, Buffer.from('x'), [f]);
+    const [g] = recvFds(b).fds;
+    expect(readAll(g!)).toBe('from a file\n');
+    for (const fd of [a, b, f, g!]) closeSync(fd);
+  });
+
+  it('passes a pipe: the receiver writes into it and the sender reads', () => {
+    const [a, b] = pair(type);
+    const p = pipe();
+    sendFds(a, Buffer.from('w'), [p.write]);
+    closeSync(p.write);
+    const [w2] = recvFds(b).fds;
+    expect(target(w2!)).toMatch(/^pipe:\[\d+\]$/);
+    writeSync(w2!, 'through the pipe');
+    closeSync(w2!);
+    expect(readAll(p.read)).toBe('through the pipe');
+    for (const fd of [a, b, p.read]) closeSync(fd);
+  });
+
+  it('passes a socket: the receiver talks through it', () => {
+    const [a, b] = pair(type);
+    const [x, y] = socketpair('stream');
+    sendFds(a, Buffer.from('s'), [x]);
+    closeSync(x);
+    const [x2] = recvFds(b).fds;
+    expect(target(x2!)).toMatch(/^socket:/);
+    writeSync(x2!, 'over the passed socket');
+    expect(readAll(y)).toBe('over the passed socket');
+    for (const fd of [a, b, x2!, y]) closeSync(fd);
+  });
+
+  it('an empty non-blocking socket throws EAGAIN; EOF is empty data and no fds', () => {
+    const [a, b] = socketpair(type, { nonblock: true });
+    expect(errorOf(() => recvFds(b)).code).toBe('EAGAIN');
+    closeSync(a);
+    expect(recvFds(b)).toEqual({ data: Buffer.alloc(0), fds: [] });
+    closeSync(b);
+  });
+
+  it('a full non-blocking socket throws EAGAIN and sends no fds', () => {
+    const before = openFds();
+    const [a, b] = socketpair(type, { nonblock: true });
+    const f = openSync(file, 'r');
+    const chunk = Buffer.alloc(4096);
+    let err: NodeJS.ErrnoException | undefined;
+    let sent = 0;
+    for (let i = 0; i < 100_000 && !err; i++) {
+      try {
+        sendFds(a, chunk, [f]);
+        sent++;
+      } catch (e) {
+        err = e as NodeJS.ErrnoException;
+      }
+    }
+    expect(err?.code).toBe('EAGAIN');
+    expect(err?.syscall).toBe('sendmsg');
+    expect(err?.errno).toBe(-11);
+    // Drain: every fd that arrives is one the kernel accepted.
+    let received = 0;
+    for (;;) {
+      let m;
+      try {
+        m = recvFds(b, { maxBytes: 4096 });
+      } catch (e) {
+        expect((e as NodeJS.ErrnoException).code).toBe('EAGAIN');
+        break;
+      }
+      received += m.fds.length;
+      for (const fd of m.fds) closeSync(fd);
+    }
+    expect(received).toBe(sent);
+    for (const fd of [a, b, f]) closeSync(fd);
+    expect(openFds()).toEqual(before);
+  });
+
+  it('MSG_CTRUNC from a small maxFds closes every fd that arrived and throws ERR_FDS_TRUNCATED', () => {
+    const before = openFds();
+    const [a, b] = pair(type);
+    const f = openSync(file, 'r');
+    sendFds(a, Buffer.from('five'), [f, f, f, f, f]);
+    const err = errorOf(() => recvFds(b, { maxFds: 2 }));
+    expect(err.code).toBe('ERR_FDS_TRUNCATED');
+    expect(err.message).toMatch(/MSG_CTRUNC/);
+    expect(err.message).toMatch(/2 that arrived were closed/);
+    // maxFds: 0 takes none at all.
+    sendFds(a, Buffer.from('one'), [f]);
+    expect(errorOf(() => recvFds(b, { maxFds: 0 })).code).toBe('ERR_FDS_TRUNCATED');
+    for (const fd of [a, b, f]) closeSync(fd);
+    expect(openFds()).toEqual(before);
+  });
+
+  it('10,000 passes leave /proc/self/fd as it was', () => {
+    const [a, b] = pair(type);
+    const f = openSync(file, 'r');
+    const before = openFds();
+    const data = Buffer.from('n');
+    for (let i = 0; i < 10_000; i++) {
+      sendFds(a, data, [f]);
+      const m = recvFds(b);
+      if (m.fds.length !== 1 || m.data[0] !== 0x6e) throw new Error(`pass ${i} got ${JSON.stringify(m)}`);
+      closeSync(m.fds[0]!);
+    }
+    expect(openFds()).toEqual(before);
+    for (const fd of [a, b, f]) closeSync(fd);
+  });
+});
+
+describe('message sockets', () => {
+  it('a message longer than maxBytes throws ERR_MESSAGE_TRUNCATED and closes its fds', () => {
+    const before = openFds();
+    const [a, b] = pair('seqpacket');
+    const f = openSync(file, 'r');
+    sendFds(a, Buffer.from('0123456789'), [f, f]);
+    sendFds(a, Buffer.from('next'), []);
+    const err = errorOf(() => recvFds(b, { maxBytes: 4 }));
+    expect(err.code).toBe('ERR_MESSAGE_TRUNCATED');
+    expect(err.message).toMatch(/MSG_TRUNC/);
+    expect(recvFds(b).data.toString()).toBe('next'); // the tail was dropped, the next message is intact
+    for (const fd of [a, b, f]) closeSync(fd);
+    expect(openFds()).toEqual(before);
+  });
+
+  it('works on datagram socketpairs too, and an empty seqpacket message can carry fds', () => {
+    const [a, b] = pair('dgram');
+    const f = openSync(file, 'r');
+    sendFds(a, Buffer.from('d'), [f]);
+    const m = recvFds(b);
+    expect(m.data.toString()).toBe('d');
+    closeSync(m.fds[0]!);
+    const [c, d] = pair('seqpacket');
+    expect(sendFds(c, Buffer.alloc(0), [f])).toBe(0);
+    const e = recvFds(d);
+    expect(e.data.length).toBe(0);
+    expect(e.fds).toHaveLength(1);
+    for (const fd of [a, b, c, d, f, e.fds[0]!]) closeSync(fd);
+  });
+
+  it('a stream socket refuses fds with no bytes (Linux would drop them silently)', () => {
+    const [a, b] = pair('stream');
+    const err = errorOf(() => sendFds(a, Buffer.alloc(0), [a]));
+    expect(err).toBeInstanceOf(RangeError);
+    expect(err.code).toBe('ERR_INVALID_ARG_VALUE');
+    expect(err.message).toMatch(/"data"/);
+    closeSync(a);
+    closeSync(b);
+  });
+});
+
+describe('each kind of fd, passed from CPython and used here', () => {
+  it.each(['seqpacket', 'stream'] as const)('%s: memfd, pidfd, listening TCP socket, pipe, file', async (type) => {
+    const before = openFds();
+    const [ours, theirs] = pair(type);
+    // The child makes one of each, sends them with socket.send_fds, then waits
+    // to be told the receiver is done; its sleeping child is the pidfd's target.
+    const script = `
+import os, socket, subprocess, sys
+s = socket.socket(fileno=3)
+mem = os.memfd_create('scm-test')
+os.write(mem, b'in memory')
+sleeper = subprocess.Popen(['sleep', '60'])
+pidfd = os.pidfd_open(sleeper.pid)
+lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+lst.bind(('127.0.0.1', 0)); lst.listen()
+r, w = os.pipe()
+os.write(w, b'piped'); os.close(w)
+f = os.open(${JSON.stringify(file)}, os.O_RDONLY)
+meta = '%d %d' % (sleeper.pid, lst.getsockname()[1])
+socket.send_fds(s, [meta.encode()], [mem, pidfd, lst.fileno(), r, f])
+for fd in (mem, pidfd, r, f): os.close(fd)
+lst.close()
+s.recv(1)
+print(sleeper.wait())
+`;
+    let received: number[] = [];
+    const run = await runWithFd3('python3', ['-c', script], theirs, async () => {
+      const m = recvFds(ours); // blocks until python has sent: fine in a test
+      received = m.fds;
+      const [sleeperPid, port] = m.data.toString().split(' ').map(Number) as [number, number];
+      const [mem, pidfd, lst, r, f] = m.fds as [number, number, number, number, number];
+      for (const fd of m.fds) expect(fdFlags(fd) & O_CLOEXEC).toBe(O_CLOEXEC);
+
+      // memfd: read from offset 0 (the writer left the offset at the end).
+      expect(target(mem)).toMatch(/^\/memfd:scm-test/);
+      expect(readAll(mem, 64, 0)).toBe('in memory');
+
+      // pidfd: names the sleeper; kill it through the pidfd from another
+      // process (the fd placed at fd 3 of python).
+      expect(readFileSync(`/proc/self/fdinfo/${pidfd}`, 'utf8')).toMatch(new RegExp(`^Pid:\\s+${sleeperPid}$`, 'm'));
+      await python('import signal; signal.pidfd_send_signal(3, signal.SIGKILL)', pidfd);
+
+      // The listening TCP socket: accept a connection on it here.
+      const server = net.createServer((c) => c.end('accepted here'));
+      await new Promise<void>((resolve) => server.listen({ fd: lst }, resolve));
+      const client = net.connect(port, '127.0.0.1');
+      client.setEncoding('utf8');
+      let got = '';
+      client.on('data', (s: string) => (got += s));
+      await once(client, 'end');
+      expect(got).toBe('accepted here');
+      await new Promise((resolve) => server.close(resolve)); // closes lst
+
+      expect(readAll(r)).toBe('piped');
+      expect(readAll(f)).toBe('hello from a file\n');
+      for (const fd of [mem, pidfd, r, f]) closeSync(fd);
+      writeSync(ours, 'k');
+    });
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout.trim()).toBe('-9'); // the sleeper died of our SIGKILL
+    expect(received).toHaveLength(5);
+    closeSync(ours);
+    closeSync(theirs);
+    expect(openFds()).toEqual(before);
+  });
+});
+
+describe('interop with CPython', () => {
+  it.each(['seqpacket', 'stream'] as const)('%s: Node sends, socket.recv_fds receives and uses the fds', async (type) => {
+    const [ours, theirs] = pair(type);
+    const p = pipe();
+    writeSync(p.write, 'pipe data');
+    closeSync(p.write);
+    const f = openSync(file, 'r');
+    sendFds(ours, Buffer.from('from node'), [f, p.read]);
+    closeSync(f);
+    closeSync(p.read);
+    const r = await python(
+      `
+import os, socket
+s = socket.socket(fileno=3)
+msg, fds, flags, addr = socket.recv_fds(s, 1024, 10)
+print(msg.decode(), len(fds), flags)
+print(os.read(fds[0], 100).decode().strip())
+print(os.read(fds[1], 100).decode())
+`,
+      theirs,
+    );
+    expect(r.stdout.split('\n')).toEqual(['from node 2 0', 'hello from a file', 'pipe data', '']);
+    closeSync(ours);
+    closeSync(theirs);
+  });
+
+  it.each(['seqpacket', 'stream'] as const)('%s: socket.send_fds sends, recvFds receives', async (type) => {
+    const [ours, theirs] = pair(type);
+    await python(
+      `
+import os, socket
+s = socket.socket(fileno=3)
+f = os.open(${JSON.stringify(file)}, os.O_RDONLY)
+socket.send_fds(s, [b'from python'], [f, f, f])
+socket.send_fds(s, [b'second'], [])
+`,
+      theirs,
+    );
+    const m = recvFds(ours);
+    expect(m.data.toString()).toBe('from python');
+    expect(m.fds).toHaveLength(3);
+    expect(readAll(m.fds[0]!)).toBe('hello from a file\n');
+    expect(recvFds(ours).data.toString()).toBe('second');
+    for (const fd of [...m.fds, ours, theirs]) closeSync(fd);
+  });
+});
+
+describe('peer credentials', () => {
+  it('a socketpair’s peer is this process; peerPidFd is a close-on-exec pidfd for it', () => {
+    const [a, b] = pair('stream');
+    expect(peerCredentials(a)).toEqual({ pid: process.pid, uid: process.getuid!(), gid: process.getgid!() });
+    const pidfd = peerPidFd(b);
+    expect(readFileSync(`/proc/self/fdinfo/${pidfd}`, 'utf8')).toMatch(new RegExp(`^Pid:\\s+${process.pid}$`, 'm'));
+    expect(fdFlags(pidfd) & O_CLOEXEC).toBe(O_CLOEXEC);
+    for (const fd of [a, b, pidfd]) closeSync(fd);
+  });
+
+  it('names another process that connected to our listening socket', async () => {
+    const path = join(dir, 'peer.sock');
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(path, resolve));
+    const child = spawn('python3', [
+      '-c',
+      `import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(${JSON.stringify(path)}); s.recv(1)`,
+    ]);
+    const [conn] = (await once(server, 'connection')) as [net.Socket];
+    const fd = (conn as unknown as { _handle: { fd: number } })._handle.fd;
+    const creds = peerCredentials(fd);
+    expect(creds.pid).toBe(child.pid);
+    const pidfd = peerPidFd(fd);
+    expect(readFileSync(`/proc/self/fdinfo/${pidfd}`, 'utf8')).toMatch(new RegExp(`^Pid:\\s+${child.pid}$`, 'm'));
+    closeSync(pidfd);
+    conn.end('x');
+    await once(child, 'exit');
+    conn.destroy();
+    await new Promise((resolve) => server.close(resolve));
+  });
+
+  it('reports ENOTSOCK for a file', () => {
+    const f = openSync(file, 'r');
+    expect(errorOf(() => peerCredentials(f)).code).toBe('ENOTSOCK');
+    expect(errorOf(() => peerPidFd(f)).code).toBe('ENOTSOCK');
+    closeSync(f);
+  });
+});
+
+describe('bad arguments', () => {
+  it('a closed fd gives EBADF, a file gives ENOTSOCK, naming the syscall', () => {
+    const [a, b] = pair('seqpacket');
+    closeSync(b);
+    const f = openSync(file, 'r');
+    const closed = a; // closed below; nothing opens in between
+    closeSync(a);
+    const e1 = errorOf(() => sendFds(closed, Buffer.from('x'), []));
+    expect(e1).toMatchObject({ code: 'EBADF', errno: -9, syscall: 'sendmsg' });
+    expect(e1.message).toBe('EBADF: bad file descriptor, sendmsg');
+    expect(errorOf(() => recvFds(closed))).toMatchObject({ code: 'EBADF', syscall: 'recvmsg' });
+    expect(errorOf(() => sendFds(f, Buffer.from('x'), [f]))).toMatchObject({ code: 'ENOTSOCK', syscall: 'sendmsg' });
+    expect(errorOf(() => recvFds(f))).toMatchObject({ code: 'ENOTSOCK', syscall: 'recvmsg' });
+    closeSync(f);
+  });
+
+  it('a closed fd among the fds gives EBADF and sends nothing', () => {
+    const [a, b] = socketpair('seqpacket', { nonblock: true });
+    const f = openSync(file, 'r');
+    closeSync(f);
+    expect(errorOf(() => sendFds(a, Buffer.from('x'), [f])).code).toBe('EBADF');
+    expect(errorOf(() => recvFds(b)).code).toBe('EAGAIN');
+    closeSync(a);
+    closeSync(b);
+  });
+
+  it('254 fds is a RangeError before any syscall', () => {
+    const fds = Array.from({ length: SCM_MAX_FD + 1 }, () => 0);
+    // A socket fd that is not open: had a syscall run, this would be EBADF.
+    const err = errorOf(() => sendFds(2_000_000, Buffer.from('x'), fds));
+    expect(err).toBeInstanceOf(RangeError);
+    expect(err.code).toBe('ERR_OUT_OF_RANGE');
+    expect(err.message).toMatch(/"fds".*253.*254 fds/);
+  });
+
+  it.each([
+    [[1.5], 'fds[0]', RangeError],
+    [[0, -1], 'fds[1]', RangeError],
+    [[NaN], 'fds[0]', RangeError],
+    [[2 ** 31], 'fds[0]', RangeError],
+    [['3'], 'fds[0]', TypeError],
+    [[null], 'fds[0]', TypeError],
+    ['3', 'fds', TypeError],
+    [new Int32Array(1), 'fds', TypeError],
+  ])('fds %j is rejected naming %s', (fds, name, type) => {
+    const [a, b] = pair('seqpacket');
+    const err = errorOf(() => sendFds(a, Buffer.from('x'), fds as never));
+    expect(err).toBeInstanceOf(type);
+    expect(err.message).toContain(`"${name}"`);
+    closeSync(a);
+    closeSync(b);
+  });
+
+  it.each([
+    ['socketFd', RangeError, () => sendFds(-1, Buffer.from('x'), [])],
+    ['socketFd', TypeError, () => sendFds('3' as never, Buffer.from('x'), [])],
+    ['socketFd', RangeError, () => recvFds(1.5)],
+    ['data', TypeError, () => sendFds(0, 'text' as never, [])],
+    ['data', TypeError, () => sendFds(0, [1, 2] as never, [])],
+    ['options', TypeError, () => recvFds(0, null as never)],
+    ['options.maxBytes', RangeError, () => recvFds(0, { maxBytes: 0 })],
+    ['options.maxBytes', TypeError, () => recvFds(0, { maxBytes: '10' as never })],
+    ['options.maxFds', RangeError, () => recvFds(0, { maxFds: 254 })],
+    ['options.maxFds', RangeError, () => recvFds(0, { maxFds: -1 })],
+    ['socketFd', RangeError, () => peerCredentials(-5)],
+    ['socketFd', TypeError, () => peerPidFd(undefined as never)],
+  ] as const)('rejects a bad %s (%o)', (name, type, fn) => {
+    const err = errorOf(fn);
+    expect(err).toBeInstanceOf(type);
+    expect(err.code).toBe(type === TypeError ? 'ERR_INVALID_ARG_TYPE' : 'ERR_OUT_OF_RANGE');
+    expect(err.message).toContain(`"${name}"`);
+  });
+});
+
+function pipe(): { read: number; write: number } {
+  const [ours, theirs] = socketpair('seqpacket');
+  const r = spawnSync(
+    'python3',
+    ['-c', 'import os, socket; r, w = os.pipe(); socket.send_fds(socket.socket(fileno=3), [b"p"], [r, w])'],
+    { stdio: ['ignore', 'inherit', 'inherit', theirs] },
+  );
+  closeSync(theirs);
+  if (r.status !== 0) throw new Error('python3 pipe helper failed');
+  const [read, write] = recvFds(ours).fds as [number, number];
+  closeSync(ours);
+  return { read, write };
+}
