@@ -15,7 +15,7 @@
 //    never races the thread whose memory it borrows. Other threads of the
 //    parent (libuv's pool, V8's helpers) keep running, which is why the
 //    child must not take any lock: see the rules below.
-//  - Its own small stack, mmap'd here. Sharing the parent's stack, as
+//  - Its own small stack (mmap'd once per spawning thread). Sharing the parent's stack, as
 //    vfork(2) does, only works when the child returns into the caller's
 //    frame, which C++ cannot promise; a fresh stack makes the child a plain
 //    function call.
@@ -99,10 +99,9 @@ namespace {
 // The kernel's sigset_t on the 64-bit architectures we build for.
 constexpr size_t kSigsetSize = sizeof(uint64_t);
 
-// The child's stack. ChildMain and the libc syscall wrappers it calls use a
-// few hundred bytes; the rest is margin. MAP_NORESERVE + lazily faulted
-// pages make the size nearly free; a PROT_NONE page below it turns an
-// overflow into a crash of the child instead of a write into the parent.
+// The child's stack size. ChildMain and the libc syscall wrappers it calls
+// use a few hundred bytes; the rest is margin, nearly free with
+// MAP_NORESERVE and lazily faulted pages.
 constexpr size_t kStackSize = 64 * 1024;
 
 // struct clone_args, VER0 (Linux 5.3): declared here so the build does not
@@ -337,6 +336,34 @@ fail:
 
 // ---- The parent. ----
 
+// The child's stack, one per spawning thread, made on first use and kept:
+// a spawn on a thread is synchronous, so two children never share it, and
+// keeping it saves an mmap, an mprotect and an munmap (with its TLB
+// shootdown across the parent's threads) per spawn. Freed when the thread
+// exits. A PROT_NONE page below it turns an overflow into a crash of the
+// child instead of a write into the parent's memory.
+struct StackMapping {
+  void* base = nullptr;
+  size_t size = 0;
+  ~StackMapping() {
+    if (base != nullptr) munmap(base, size);
+  }
+};
+
+char* ThreadStack() {
+  thread_local StackMapping stack;
+  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
+  if (stack.base == nullptr) {
+    void* map = mmap(nullptr, kStackSize + page, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
+    if (map == MAP_FAILED) return nullptr;
+    mprotect(map, page, PROT_NONE);  // best effort
+    stack.base = map;
+    stack.size = kStackSize + page;
+  }
+  return static_cast<char*>(stack.base) + page;
+}
+
 // Collect a child that failed before execve. It has already exited or is
 // about to: CLONE_VFORK woke us when it released its memory in exit(), a
 // moment before it turns into a zombie, so this blocks for microseconds at
@@ -383,16 +410,12 @@ int SpawnChild(ChildPlan* p, SpawnOutcome* out) {
   out->err = 0;
   out->step = kStepNone;
 
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  void* map = mmap(nullptr, kStackSize + page, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK | MAP_NORESERVE, -1, 0);
-  if (map == MAP_FAILED) {
+  char* stack_low = ThreadStack();
+  if (stack_low == nullptr) {
     out->err = errno;
     out->step = kStepStack;
     return -1;
   }
-  mprotect(map, page, PROT_NONE);  // the guard page; best effort
-  char* stack_low = static_cast<char*>(map) + page;
   char* stack_top = stack_low + kStackSize;
 
   p->parent_pid = getpid();
@@ -456,7 +479,6 @@ int SpawnChild(ChildPlan* p, SpawnOutcome* out) {
   }
 
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &p->old_mask, nullptr, kSigsetSize);
-  munmap(map, kStackSize + page);
 
   if (pid == -1) {
     out->err = err;
