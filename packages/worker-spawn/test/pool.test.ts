@@ -255,6 +255,10 @@ describe('WorkerPool with php-cli', () => {
     await pool.run('report');
     const [info, message, fatal] = await reported;
     expect([typeof info.pid, message, fatal]).toEqual(['number', 'something the supervisor should know', false]);
+    const printed = once<[Buffer, PoolWorkerInfo]>(pool, 'stdout');
+    await pool.run('print:hello from echo');
+    const [chunk, from] = await printed;
+    expect([chunk.toString(), from.pid]).toEqual(['hello from echo', info.pid]);
     await pool.stop();
     expect(events).toEqual(['ready', 'exit']); // 'spawn' of the first worker fired inside the constructor
   });

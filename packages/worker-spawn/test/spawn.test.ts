@@ -255,6 +255,20 @@ describe('spawnWorker with php-cli', () => {
     }
   });
 
+  it('control.send validates messages and sendFds needs fds', async () => {
+    const worker = spawnWorker({ script: fixture('echo.php') });
+    try {
+      await expect(worker.control.send({} as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+      await expect(worker.control.send({ type: 'x', pad: 'p'.repeat(70_000) })).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+      await expect(worker.control.sendFds([])).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+      // Unknown message types are ignored by the worker, which goes on serving.
+      await worker.control.send({ type: 'something-new' });
+      expect((await worker.request('ok')).toString()).toBe('ok');
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it('surfaces error reports from the worker as events', async () => {
     const worker = spawnWorker({ script: fixture('tasks.php') });
     try {
