@@ -735,10 +735,10 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
   try {
     pidfd = PidFd.adopt(pidfdNumber, { pid, reap: true });
   } catch (err) {
-    // Cannot happen for a pidfd fresh from the kernel; do not leave a running
-    // child nobody can reach.
-    process.kill(pid, 'SIGKILL');
-    closeQuietly(pidfdNumber);
+    // Not expected for a pidfd fresh from the kernel (adopt reads
+    // /proc/self/fdinfo, so a process without /proc would get here). Leave
+    // no running child nobody can reach, and no zombie.
+    native.killAndReap(pid, pidfdNumber);
     for (const s of setups) if (s.parentEnd) closeQuietly(s.parentEnd.fd);
     throw err;
   }

@@ -59,6 +59,8 @@ export interface NativeBinding {
   spawn(plan: NativeSpawnPlan): [number, number];
   /** pipe2(O_CLOEXEC): [readEnd, writeEnd]. */
   pipe(): [number, number];
+  /** SIGKILL, reap and close the pidfd of a child spawn() could not hand out. */
+  killAndReap(pid: number, pidfd: number): void;
   getCloexec(fd: number): boolean;
   setCloexec(fd: number, on: boolean): void;
   getCloneMode(): CloneMode;

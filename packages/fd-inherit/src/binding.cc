@@ -298,6 +298,15 @@ Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// killAndReap(pid, pidfd): for a child spawn() cannot hand out after all.
+Napi::Value KillAndReap(const Napi::CallbackInfo& info) {
+  int pid = FdArg(info, 0);
+  int pidfd = FdArg(info, 1);
+  if (pid <= 0 || pidfd < 0) throw Napi::RangeError::New(info.Env(), "killAndReap(pid, pidfd)");
+  folk::KillAndReap(pid, pidfd);
+  return info.Env().Undefined();
+}
+
 Napi::Value GetCloneMode(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), folk::GetCloneMode());
 }
@@ -316,6 +325,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));
   exports.Set("getCloexec", Napi::Function::New(env, GetCloexec, "getCloexec"));
   exports.Set("setCloexec", Napi::Function::New(env, SetCloexec, "setCloexec"));
+  exports.Set("killAndReap", Napi::Function::New(env, KillAndReap, "killAndReap"));
   exports.Set("getCloneMode", Napi::Function::New(env, GetCloneMode, "getCloneMode"));
   exports.Set("setCloneMode", Napi::Function::New(env, SetCloneMode, "setCloneMode"));
 

@@ -400,6 +400,12 @@ const char* StepName(int step) {
   }
 }
 
+void KillAndReap(pid_t pid, int pidfd) {
+  kill(pid, SIGKILL);  // still our unreaped child: the pid cannot have been reused
+  ReapFailedChild(pid, pidfd);
+  close(pidfd);
+}
+
 int GetCloneMode() { return g_mode.load(); }
 
 void SetCloneMode(int mode) { g_mode.store(mode); }

@@ -99,6 +99,10 @@ struct SpawnOutcome {
 // reaped here) and no fd is leaked.
 int SpawnChild(ChildPlan* plan, SpawnOutcome* out);
 
+// For a child that cannot be handed out after all: SIGKILL it, reap it and
+// close its pidfd, so it leaves no zombie.
+void KillAndReap(pid_t pid, int pidfd);
+
 // How the child is created. The first that works on this kernel is kept;
 // tests force each in turn so every path is exercised on a new kernel.
 enum CloneMode : int {

@@ -2,9 +2,10 @@
 // zombie nor an fd behind; bad arguments throw Node-style TypeError/RangeError.
 import { chmodSync, closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { PidFd } from '@folk/pidfd';
 import { spawn } from '../lib/index.js';
-import { errorOf, openFds, withTempDir, zombieChildren } from './helpers.js';
+import { children, errorOf, openFds, withTempDir, zombieChildren } from './helpers.js';
 
 let before: string[];
 beforeEach(() => {
@@ -90,6 +91,23 @@ describe('a program that cannot start', () => {
     expect(err.syscall).toBe('spawn');
     expect(err.step).toBe('dup2');
     expect(['EINVAL', 'EBADF', 'EMFILE']).toContain(err.code);
+  });
+});
+
+describe('a child that cannot be handed out', () => {
+  it('is killed and reaped when the PidFd cannot be made (say, no /proc to read)', () => {
+    const adopt = vi.spyOn(PidFd, 'adopt').mockImplementationOnce(() => {
+      throw new Error('no /proc here');
+    });
+    try {
+      const err = errorOf(() => spawn('/bin/sleep', ['1000'], { stdout: 'pipe' }));
+      expect(err.message).toBe('no /proc here');
+      expect(adopt).toHaveBeenCalledTimes(1);
+      expect(children()).toEqual([]); // not running, not a zombie
+      // afterEach: no fd left (not even the pipe's parent end).
+    } finally {
+      adopt.mockRestore();
+    }
   });
 });
 

@@ -43,6 +43,11 @@ export function hasCloexec(fd: number, pid: number | 'self' = 'self'): boolean {
 
 /** Pids of this process's children that are zombies (exited, not reaped). */
 export function zombieChildren(): number[] {
+  return children('Z');
+}
+
+/** Pids of this process's children, in the given state (R, S, Z, ...) or any. */
+export function children(state?: string): number[] {
   const zombies: number[] = [];
   for (const entry of readdirSync('/proc')) {
     if (!/^[0-9]+$/.test(entry)) continue;
@@ -54,7 +59,7 @@ export function zombieChildren(): number[] {
     }
     // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
     const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    if (fields[0] === 'Z' && Number(fields[1]) === process.pid) zombies.push(Number(entry));
+    if ((state === undefined || fields[0] === state) && Number(fields[1]) === process.pid) zombies.push(Number(entry));
   }
   return zombies;
 }
