@@ -303,6 +303,11 @@ export class WorkerPool extends EventEmitter {
     return this.#stopping;
   }
 
+  /** `await using pool = new WorkerPool(...)`: stop() at the end of the scope. */
+  [Symbol.asyncDispose](): Promise<void> {
+    return this.stop();
+  }
+
   /** Counters and the state of every worker. */
   stats(): PoolStats {
     const list = [...this.#slots].map((s) => this.#info(s));

@@ -431,10 +431,25 @@ export class Worker extends EventEmitter {
     });
   }
 
-  /** SIGKILL the worker now (if it runs) and release everything once it is reaped. */
-  [Symbol.asyncDispose](): Promise<void> {
+  /**
+   * SIGKILL the worker (if it still runs) and close the task and control
+   * sockets now. The process is reaped, and its pidfd and stdout closed, on
+   * the event loop as it goes (await `exited` to know when). Idempotent.
+   */
+  close(): void {
     this.kill('SIGKILL');
-    return this.stop({ timeout: 0 }).then(() => undefined);
+    this.task.destroy();
+    this.control.close();
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  /** `using`-style async disposal: SIGKILL now, resolve once reaped and every fd is closed. */
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.kill('SIGKILL');
+    await this.stop({ timeout: 0 });
   }
 }
 

@@ -303,6 +303,18 @@ describe('spawnWorker with php-cli', () => {
     expect((await errorOf(pending)).code).toBe('ERR_WORKER_EXITED');
   });
 
+  it('close() kills the worker at once; it is still reaped and every fd released', async () => {
+    const before = openFds();
+    const worker = spawnWorker({ script: fixture('tasks.php') });
+    const pending = worker.request('sleep:60000');
+    worker.close();
+    expect((await worker.exited).signal).toBe('SIGKILL');
+    expect((await errorOf(pending)).code).toBe('ERR_WORKER_EXITED');
+    await worker.stop(); // resolves once stdout is closed too
+    expect(processExists(worker.pid)).toBe(false);
+    expect(openFds()).toEqual(before);
+  });
+
   it('a worker that exits before saying ready rejects ready', async () => {
     const worker = spawnWorker({ script: fixture('does-not-exist.php') });
     const err = await errorOf(worker.ready);
