@@ -36,6 +36,8 @@ const handle: PidFd = child.pidfd;
 const out: Socket | null = child.stdout;
 const exited: Promise<ExitInfo> = child.wait();
 child.kill('SIGTERM');
+const same: Subprocess = child.unref().ref();
+void same;
 void [pid, handle, out, exited];
 
 const inheritable: boolean = isInheritable(0);
