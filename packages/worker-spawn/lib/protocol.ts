@@ -18,6 +18,8 @@ export const FrameType = {
   REQUEST: 1,
   RESPONSE: 2,
   ERROR: 3,
+  /** Supervisor to worker, empty: a control message is waiting on fd 4 (see PROTOCOL.md). */
+  WAKE: 4,
 } as const;
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
 

@@ -93,11 +93,13 @@ export interface ControlMessage {
 export class ControlChannel extends EventEmitter {
   /** The underlying message socket (from @folk/scm-rights). */
   readonly socket: FdSocket;
+  readonly #wake: () => void;
 
   /** @internal */
-  constructor(socket: FdSocket) {
+  constructor(socket: FdSocket, wake: () => void) {
     super();
     this.socket = socket;
+    this.#wake = wake;
     socket.on('message', ({ data, fds }) => {
       let message: ControlMessage;
       try {
@@ -130,7 +132,9 @@ export class ControlChannel extends EventEmitter {
       (err as NodeJS.ErrnoException).code = 'ERR_OUT_OF_RANGE';
       return Promise.reject(err);
     }
-    return this.socket.send(body, fds);
+    // Once the datagram is in the worker's socket buffer, ring the doorbell
+    // on the task socket: a worker blocked reading fd 3 then reads fd 4.
+    return this.socket.send(body, fds).then(this.#wake);
   }
 
   /**
@@ -160,6 +164,9 @@ function closeFds(fds: readonly number[]): void {
     }
   }
 }
+
+/** The doorbell that follows every control message on the task socket. */
+const WAKE_FRAME: Buffer = encodeFrame(FrameType.WAKE, 0, Buffer.alloc(0))[0]!;
 
 interface Pending {
   resolve: (payload: Buffer) => void;
@@ -206,7 +213,9 @@ export class Worker extends EventEmitter {
     this.task = task;
     this.maxFrame = maxFrame;
     this.stdout = sub.stdout!;
-    this.control = new ControlChannel(control);
+    this.control = new ControlChannel(control, () => {
+      if (!task.destroyed && task.writable) task.write(WAKE_FRAME);
+    });
 
     let readyResolve!: (m: ReadyMessage) => void;
     let readyReject!: (e: Error) => void;

@@ -129,6 +129,7 @@ export class WorkerConnection extends EventEmitter {
         this.#error(item.id, 'FRAME_TOO_LARGE', `request of ${item.length} bytes exceeds the maximum frame size of ${this.maxFrame} bytes (FOLK_MAX_FRAME)`);
         continue;
       }
+      if (item.type === FrameType.WAKE) continue; // this library reads fd 4 as messages arrive
       if (item.type !== FrameType.REQUEST) {
         this.#error(item.id, 'BAD_FRAME', `a worker accepts only REQUEST frames (type 1), got type ${item.type}`);
         continue;

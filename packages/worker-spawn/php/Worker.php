@@ -40,6 +40,8 @@ final class Worker
     public const REQUEST = 1;
     public const RESPONSE = 2;
     public const ERROR = 3;
+    /** Supervisor to worker: "a control message is waiting on fd 4". */
+    public const WAKE = 4;
     public const HEADER_SIZE = 12;
     public const DEFAULT_MAX_FRAME = 16777216;
     /** EX_CONFIG from sysexits.h: started without the fds/environment of the pattern. */
@@ -115,8 +117,12 @@ final class Worker
 
     /**
      * Wait for the next task. Returns null when the worker should exit: the
-     * supervisor asked it to stop, or went away (EOF on either socket).
-     * Control messages (stop, fds) are handled while waiting.
+     * supervisor asked it to stop, or went away (EOF on the task socket).
+     *
+     * Waiting is one blocking read of the task socket: the supervisor follows
+     * every control message with a WAKE frame there, so control messages
+     * (stop, fds) are read as soon as they arrive without polling two sockets
+     * for every task.
      */
     public function receive(): ?Task
     {
@@ -127,28 +133,13 @@ final class Worker
                 if ($task !== null) {
                     return $task;
                 }
-                continue; // an oversize or unexpected frame was answered; wait for the next one
+                continue; // a WAKE, or an oversize or unexpected frame that was answered
             }
             if ($this->stopping) {
                 return null;
             }
-            $read = [$this->task, $this->control];
-            $write = null;
-            $except = null;
-            $n = @\socket_select($read, $write, $except, null);
-            if ($n === false) {
-                $err = \socket_last_error();
-                if ($err === \SOCKET_EINTR) {
-                    continue;
-                }
-                throw new WorkerException('select on the task and control sockets failed: ' . \socket_strerror($err));
-            }
-            foreach ($read as $socket) {
-                if ($socket === $this->control) {
-                    $this->readControl();
-                } elseif (!$this->fill()) {
-                    return null; // EOF on the task socket
-                }
+            if (!$this->fill()) {
+                return null; // EOF on the task socket
             }
         }
     }
@@ -199,6 +190,11 @@ final class Worker
      * the supervisor sends over the control socket. Sockets arrive as \Socket
      * objects, other descriptors as stream resources. Descriptors that arrived
      * before any handler was registered are delivered now.
+     *
+     * A socket created by Node is non-blocking, and that flag belongs to the
+     * open file both processes share: wait with socket_select() before
+     * socket_accept(), or socket_set_block() it once the supervisor has
+     * closed its own copy.
      */
     public function onFds(callable $handler): void
     {
@@ -267,6 +263,10 @@ final class Worker
             return null;
         }
         $payload = $this->readExact($length);
+        if ($h['type'] === self::WAKE) {
+            $this->drainControl();
+            return null;
+        }
         if ($h['type'] !== self::REQUEST) {
             $this->fail($id, \sprintf('a worker accepts only REQUEST frames (type 1), got type %d', $h['type']), 'BAD_FRAME');
             return null;
@@ -368,7 +368,15 @@ final class Worker
         }
     }
 
-    private function readControl(): void
+    /** Handle every control message already waiting, without blocking. */
+    private function drainControl(): void
+    {
+        while (!$this->stopping && $this->readControl(\MSG_DONTWAIT)) {
+        }
+    }
+
+    /** Read and handle one control message; false when none was waiting (or the socket is done). */
+    private function readControl(int $flags = 0): bool
     {
         $msg = [
             'name' => [],
@@ -376,19 +384,24 @@ final class Worker
             'controllen' => \socket_cmsg_space(\SOL_SOCKET, \SCM_RIGHTS, self::MAX_FDS_PER_MESSAGE),
         ];
         // MSG_CMSG_CLOEXEC: descriptors handed to us must not leak into programs this worker runs.
-        $n = @\socket_recvmsg($this->control, $msg, \MSG_CMSG_CLOEXEC);
+        $n = @\socket_recvmsg($this->control, $msg, \MSG_CMSG_CLOEXEC | $flags);
         if ($n === false) {
-            $err = \socket_last_error($this->control);
-            if ($err === \SOCKET_EINTR || $err === \SOCKET_EAGAIN) {
-                return;
+            // socket_recvmsg records its errno only in the global last error, not the socket's.
+            $err = \socket_last_error();
+            \socket_clear_error();
+            if ($err === \SOCKET_EINTR) {
+                return true;
+            }
+            if ($err === \SOCKET_EAGAIN) {
+                return false;
             }
             $this->stopping = true; // the supervisor is unreachable; finish up
-            return;
+            return false;
         }
         $body = $msg['iov'][0] ?? '';
         if ($n === 0 && $body === '' && empty($msg['control'])) {
             $this->stopping = true; // EOF: the supervisor closed the control socket or died
-            return;
+            return false;
         }
         $fds = [];
         foreach ($msg['control'] ?? [] as $cmsg) {
@@ -401,7 +414,7 @@ final class Worker
         $message = \json_decode($body, true);
         if (!\is_array($message) || !isset($message['type'])) {
             $this->reportError('unreadable control message: ' . \substr($body, 0, 200));
-            return;
+            return true;
         }
         switch ($message['type']) {
             case 'stop':
@@ -424,6 +437,7 @@ final class Worker
             default:
                 break; // unknown types are ignored so the protocol can grow
         }
+        return true;
     }
 
     private function sendControl(array $message): void
