@@ -50,6 +50,17 @@ export const CloneMode = {
 } as const;
 export type CloneMode = (typeof CloneMode)[keyof typeof CloneMode];
 
+/** How the child closes fds it was not given; see CloseMethod in src/spawn.h. */
+export const CloseMethod = {
+  /** close_range(CLOSE_RANGE_CLOEXEC) (5.11). */
+  CloseRangeCloexec: 0,
+  /** close_range (5.9). */
+  CloseRange: 1,
+  /** close() on each number up to the fd limit. */
+  CloseLoop: 2,
+} as const;
+export type CloseMethod = (typeof CloseMethod)[keyof typeof CloseMethod];
+
 export interface NativeBinding {
   /**
    * Create the child and return once it has called execve: [pid, pidfd].
@@ -66,6 +77,9 @@ export interface NativeBinding {
   getCloneMode(): CloneMode;
   /** For tests: force a creation path. */
   setCloneMode(mode: CloneMode): void;
+  getCloseMethod(): CloseMethod;
+  /** For tests: start from a fallback for closing fds. */
+  setCloseMethod(method: CloseMethod): void;
   /** RLIMIT_* numbers by lower-case name without the prefix. */
   readonly RLIMITS: Readonly<Record<string, number>>;
 }

@@ -320,6 +320,19 @@ Napi::Value SetCloneMode(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value GetCloseMethod(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), folk::GetCloseMethod());
+}
+
+Napi::Value SetCloseMethod(const Napi::CallbackInfo& info) {
+  int method = FdArg(info, 0);
+  if (method < folk::kCloseRangeCloexec || method > folk::kCloseLoop) {
+    throw Napi::RangeError::New(info.Env(), "unknown close method");
+  }
+  folk::SetCloseMethod(method);
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
   exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));
@@ -328,6 +341,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("killAndReap", Napi::Function::New(env, KillAndReap, "killAndReap"));
   exports.Set("getCloneMode", Napi::Function::New(env, GetCloneMode, "getCloneMode"));
   exports.Set("setCloneMode", Napi::Function::New(env, SetCloneMode, "setCloneMode"));
+  exports.Set("getCloseMethod", Napi::Function::New(env, GetCloseMethod, "getCloseMethod"));
+  exports.Set("setCloseMethod", Napi::Function::New(env, SetCloseMethod, "setCloseMethod"));
 
   Napi::Object rlimits = Napi::Object::New(env);
   rlimits.Set("as", Napi::Number::New(env, RLIMIT_AS));

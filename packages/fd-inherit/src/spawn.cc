@@ -151,6 +151,8 @@ long Clone3(CloneArgs* args, int (*fn)(void*), void* arg) {
 }
 #endif
 
+std::atomic<int> g_close_method{kCloseRangeCloexec};
+
 #ifdef FOLK_HAVE_CLONE3
 std::atomic<int> g_mode{kModeClone3ClearSighand};
 #else
@@ -220,12 +222,16 @@ int PlaceFds(ChildPlan* p) {
 // marks them, which is cheaper than releasing every file now; plain
 // close_range (5.9) closes them; before that, close() each number up to the
 // fd limit (reading /proc/self/fd would need getdents and a buffer).
-int CloseRange(unsigned int lo, unsigned int hi, unsigned int limit) {
-  if (syscall(SYS_close_range, lo, hi, CLOSE_RANGE_CLOEXEC) == 0) return 0;
-  if (errno != EINVAL && errno != ENOSYS) return -1;
-  if (syscall(SYS_close_range, lo, hi, 0) == 0) return 0;
-  if (errno != ENOSYS) return -1;
-  for (unsigned int fd = lo; fd <= hi && fd < limit; ++fd) close(static_cast<int>(fd));
+int CloseRange(const ChildPlan* p, unsigned int lo, unsigned int hi) {
+  if (p->close_method <= kCloseRangeCloexec) {
+    if (syscall(SYS_close_range, lo, hi, CLOSE_RANGE_CLOEXEC) == 0) return 0;
+    if (errno != EINVAL && errno != ENOSYS) return -1;
+  }
+  if (p->close_method <= kCloseRange) {
+    if (syscall(SYS_close_range, lo, hi, 0) == 0) return 0;
+    if (errno != ENOSYS) return -1;
+  }
+  for (unsigned int fd = lo; fd <= hi && fd < p->fd_limit; ++fd) close(static_cast<int>(fd));
   return 0;
 }
 
@@ -234,10 +240,10 @@ int CloseOthers(ChildPlan* p) {
   unsigned int lo = 3;
   for (int i = 0; i < p->nkeep; ++i) {
     unsigned int k = static_cast<unsigned int>(p->keep[i]);
-    if (k > lo && CloseRange(lo, k - 1, p->fd_limit) == -1) return -1;
+    if (k > lo && CloseRange(p, lo, k - 1) == -1) return -1;
     lo = k + 1;
   }
-  return CloseRange(lo, ~0U, p->fd_limit);
+  return CloseRange(p, lo, ~0U);
 }
 
 // Decimal digits of pid into out (which has room for 21 bytes), no libc.
@@ -406,6 +412,10 @@ void KillAndReap(pid_t pid, int pidfd) {
   close(pidfd);
 }
 
+int GetCloseMethod() { return g_close_method.load(); }
+
+void SetCloseMethod(int method) { g_close_method.store(method); }
+
 int GetCloneMode() { return g_mode.load(); }
 
 void SetCloneMode(int mode) { g_mode.store(mode); }
@@ -425,6 +435,7 @@ int SpawnChild(ChildPlan* p, SpawnOutcome* out) {
   char* stack_top = stack_low + kStackSize;
 
   p->parent_pid = getpid();
+  p->close_method = g_close_method.load();
 
   uint64_t all = ~uint64_t{0};
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &p->old_mask, kSigsetSize);

@@ -59,6 +59,7 @@ struct ChildPlan {
   int nkeep;
   bool close_others;    // close everything >= 3 not in `keep`
   unsigned int fd_limit;  // RLIMIT_NOFILE, for the close() loop on old kernels
+  int close_method;       // CloseMethod to try first; filled in by SpawnChild
 
   bool setsid;
   int pdeathsig;        // 0: none
@@ -114,5 +115,16 @@ enum CloneMode : int {
 
 int GetCloneMode();
 void SetCloneMode(int mode);
+
+// How the child closes the fds it was not given; the first that the kernel
+// accepts is used. Tests start further down to exercise the fallbacks.
+enum CloseMethod : int {
+  kCloseRangeCloexec = 0,  // close_range(CLOSE_RANGE_CLOEXEC) (5.11)
+  kCloseRange = 1,         // close_range (5.9)
+  kCloseLoop = 2,          // close() on every number up to the fd limit
+};
+
+int GetCloseMethod();
+void SetCloseMethod(int method);
 
 }  // namespace folk

@@ -154,6 +154,17 @@ describe('signals', () => {
     expect(exit.signal).toBe('SIGPIPE');
   });
 
+  it('wait({ signal }) gives up on abort; the child is still watched and reaped', async () => {
+    const child = spawn('/bin/sleep', ['1000']);
+    const controller = new AbortController();
+    const pending = child.wait({ signal: controller.signal });
+    controller.abort();
+    await expect(pending).rejects.toMatchObject({ name: 'AbortError' });
+    child.kill('SIGKILL');
+    expect((await child.wait()).signal).toBe('SIGKILL');
+    child.pidfd.close();
+  });
+
   it('kill() signals the child through its pidfd', async () => {
     const child = spawn('/bin/sleep', ['1000']);
     child.kill('SIGTERM');
