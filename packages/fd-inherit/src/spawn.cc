@@ -3,8 +3,8 @@
 //
 // Why not fork(2): fork copies the parent's page tables. Copy-on-write makes
 // the pages themselves free, but the tables are proportional to the
-// resident set (a Node process at 8 GB RSS spends a quarter of a second in
-// fork, all of it with the event loop stopped), and the child then takes
+// resident set (a Node process at 8 GB RSS spends about a third of a second
+// in fork, all of it with the event loop stopped), and the child then takes
 // copy-on-write faults on whatever it touches before exec.
 //
 // What we do instead is what glibc's posix_spawn does: a vfork-style clone.
@@ -15,10 +15,10 @@
 //    never races the thread whose memory it borrows. Other threads of the
 //    parent (libuv's pool, V8's helpers) keep running, which is why the
 //    child must not take any lock: see the rules below.
-//  - Its own small stack (mmap'd once per spawning thread). Sharing the parent's stack, as
-//    vfork(2) does, only works when the child returns into the caller's
-//    frame, which C++ cannot promise; a fresh stack makes the child a plain
-//    function call.
+//  - Its own small stack, mmap'd once per spawning thread. Sharing the
+//    parent's stack, as vfork(2) does, only works when the child returns
+//    into the caller's frame, which C++ cannot promise; a separate stack
+//    makes the child a plain function call.
 //  - CLONE_PIDFD: the kernel hands us a pidfd for the child as part of the
 //    clone, so there is no moment at which we know only a pid that might be
 //    recycled. clone3 (Linux 5.3) is used where we have the few lines of
@@ -48,12 +48,13 @@
 //    process would signal every thread of the parent to change theirs too.
 //  - The addon is linked with -z now (binding.gyp) so no call here goes
 //    through the lazy PLT resolver.
-//  - errno is the parent thread's errno (same TLS, same memory). That is
-//    fine because the parent is asleep, and it is how the failure reaches
-//    the parent: on any error the child stores errno and which step failed
-//    into the plan (the same memory the parent reads once the clone
-//    returns) and exits with 127. The parent sees it synchronously, reaps
-//    the child and reports the error; no pipe is needed.
+//  - errno is the parent thread's errno (same TLS, same memory), which is
+//    harmless while the parent sleeps.
+//  - A failure reaches the parent through the plan itself: the child stores
+//    errno and the step that failed in it (the same memory the parent reads
+//    once the clone returns, since CLONE_VFORK holds the parent until the
+//    child has exec'd or exited) and exits with 127. The parent sees it
+//    synchronously, reaps the child and reports the error; no pipe needed.
 #include "spawn.h"
 
 #include <atomic>

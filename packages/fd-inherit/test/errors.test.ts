@@ -68,6 +68,13 @@ describe('a program that cannot start', () => {
     });
   });
 
+  it('E2BIG for an argument longer than the kernel takes', () => {
+    const err = errorOf(() => spawn('/bin/true', ['x'.repeat(200_000)]));
+    expect(err.code).toBe('E2BIG');
+    expect(err.syscall).toBe('spawn');
+    expect(err.step).toBe('execve');
+  });
+
   it('ENOENT from chdir for a bad cwd, naming the directory', () => {
     const err = errorOf(() => spawn('/bin/true', [], { cwd: '/nonexistent-dir' }));
     expect(err.code).toBe('ENOENT');
