@@ -4,7 +4,7 @@
 // makes sure the pnpm pinned in package.json#packageManager is at hand
 // (installing it with npm into .tools/ when it is not), then runs the job.
 //
-//   node scripts/with-pnpm.mjs demo   install, build, run the example
+//   node scripts/with-pnpm.mjs demo   install, build, run examples/app-server --self-test
 //   node scripts/with-pnpm.mjs test   install, build, typecheck, every test
 import { spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
@@ -50,8 +50,11 @@ process.env.TURBO_TELEMETRY_DISABLED = '1';
 // script needs to run; this also keeps a dependency's script from running.
 run(pnpm, ['install', '--frozen-lockfile', '--ignore-scripts']);
 if (job === 'demo') {
-  run(pnpm, ['exec', 'turbo', 'run', 'build', '--filter', '@folk/example-demo...', '--output-logs=errors-only']);
-  run(pnpm, ['--filter', '@folk/example-demo', 'run', 'start']);
+  // The main job: the mini application server (Node HTTP in front of a pool
+  // of PHP workers on fd 3/4) starts, serves a handful of requests, shows
+  // them, and stops. Without php it says how to get it and runs Node workers.
+  run(pnpm, ['exec', 'turbo', 'run', 'build', '--filter', '@folk/example-app-server...', '--output-logs=errors-only']);
+  run(process.execPath, [join(root, 'examples', 'app-server', 'index.mjs'), '--self-test']);
 } else {
   run(pnpm, ['exec', 'turbo', 'run', 'build', 'typecheck', '--output-logs=errors-only']);
   // Every test, then one plain closing line that any CI can read.
