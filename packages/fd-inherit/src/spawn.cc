@@ -118,7 +118,7 @@ struct CloneArgs {
   uint64_t tls;
 };
 
-#if defined(__x86_64__)
+#if defined(__x86_64__) && !defined(FOLK_NO_CLONE3)  // FOLK_NO_CLONE3: build as other architectures do
 #define FOLK_HAVE_CLONE3 1
 // clone3 has no libc wrapper that runs a function on the new stack (glibc's
 // is internal), and a plain syscall() cannot be used: the child would return
