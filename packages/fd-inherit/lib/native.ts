@@ -77,6 +77,8 @@ export interface NativeBinding {
   getCloneMode(): CloneMode;
   /** For tests: force a creation path. */
   setCloneMode(mode: CloneMode): void;
+  /** For tests: make the child believe its parent's pid was this (0: the real one), as if the parent had died during the spawn. */
+  setAssumedParentPid(pid: number): void;
   getCloseMethod(): CloseMethod;
   /** For tests: start from a fallback for closing fds. */
   setCloseMethod(method: CloseMethod): void;

@@ -333,6 +333,11 @@ Napi::Value SetCloseMethod(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value SetAssumedParentPid(const Napi::CallbackInfo& info) {
+  folk::SetAssumedParentPid(FdArg(info, 0));
+  return info.Env().Undefined();
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
   exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));
@@ -341,6 +346,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("killAndReap", Napi::Function::New(env, KillAndReap, "killAndReap"));
   exports.Set("getCloneMode", Napi::Function::New(env, GetCloneMode, "getCloneMode"));
   exports.Set("setCloneMode", Napi::Function::New(env, SetCloneMode, "setCloneMode"));
+  exports.Set("setAssumedParentPid", Napi::Function::New(env, SetAssumedParentPid, "setAssumedParentPid"));
   exports.Set("getCloseMethod", Napi::Function::New(env, GetCloseMethod, "getCloseMethod"));
   exports.Set("setCloseMethod", Napi::Function::New(env, SetCloseMethod, "setCloseMethod"));
 

@@ -153,6 +153,7 @@ long Clone3(CloneArgs* args, int (*fn)(void*), void* arg) {
 #endif
 
 std::atomic<int> g_close_method{kCloseRangeCloexec};
+std::atomic<pid_t> g_assumed_parent_pid{0};
 
 #ifdef FOLK_HAVE_CLONE3
 std::atomic<int> g_mode{kModeClone3ClearSighand};
@@ -413,6 +414,8 @@ void KillAndReap(pid_t pid, int pidfd) {
   close(pidfd);
 }
 
+void SetAssumedParentPid(pid_t pid) { g_assumed_parent_pid.store(pid); }
+
 int GetCloseMethod() { return g_close_method.load(); }
 
 void SetCloseMethod(int method) { g_close_method.store(method); }
@@ -436,6 +439,7 @@ int SpawnChild(ChildPlan* p, SpawnOutcome* out) {
   char* stack_top = stack_low + kStackSize;
 
   p->parent_pid = getpid();
+  if (pid_t assumed = g_assumed_parent_pid.load()) p->parent_pid = assumed;
   p->close_method = g_close_method.load();
 
   uint64_t all = ~uint64_t{0};

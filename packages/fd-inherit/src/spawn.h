@@ -127,4 +127,9 @@ enum CloseMethod : int {
 int GetCloseMethod();
 void SetCloseMethod(int method);
 
+// For tests of the pdeathsig race: when non-zero, the child compares
+// getppid() with this instead of the real parent's pid, as if the parent had
+// died between the clone and the prctl.
+void SetAssumedParentPid(pid_t pid);
+
 }  // namespace folk

@@ -4,9 +4,11 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { PidFd } from '@folk/pidfd';
 import { DIST, requireDist } from './helpers.js';
+import { spawn, type Subprocess } from '../lib/index.js';
+import { native } from '../lib/native.js';
 
 const fixture = (name: string) => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 
@@ -32,6 +34,29 @@ function lines(stream: Readable): AsyncIterator<string> {
 }
 
 describe('pdeathsig', () => {
+  it('a child whose parent died during the spawn signals itself (the getppid check after the prctl)', async () => {
+    // The race cannot be produced on demand: the parent would have to die
+    // between the clone and the prctl. Make the child see a different
+    // parent pid instead, which is what it would see then.
+    native.setAssumedParentPid(1);
+    let child: Subprocess;
+    let unaffected: Subprocess;
+    try {
+      child = spawn('/bin/sleep', ['1000'], { pdeathsig: 'SIGTERM' });
+      unaffected = spawn('/bin/sh', ['-c', 'exit 3']); // no pdeathsig: no check
+    } finally {
+      native.setAssumedParentPid(0);
+    }
+    // Should the check be broken, the sleeper must not outlive the failed test.
+    onTestFinished(() => {
+      if (child.pidfd.tryWait() === null) child.kill('SIGKILL');
+    });
+    expect((await child.wait()).signal).toBe('SIGTERM');
+    expect((await unaffected.wait()).code).toBe(3);
+    const normal = spawn('/bin/sh', ['-c', 'exit 4'], { pdeathsig: 'SIGTERM' });
+    expect((await normal.wait()).code).toBe(4);
+  });
+
   it('the child gets the signal when the spawning process is SIGKILLed', async () => {
     requireDist();
     // The helper gets a socket at fd 3 and hands it to its child, so the
