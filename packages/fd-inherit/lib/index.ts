@@ -488,6 +488,13 @@ interface StdioSetup {
 const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
 
 /**
+ * Node's own process.env object, backed by the C environment on the main
+ * thread. Taken at load, so code that later assigns a plain object to
+ * process.env gets that object's contents, not the C environment.
+ */
+const NATIVE_ENV = process.env;
+
+/**
  * execvp's search, done in the parent before the clone (the child must not
  * allocate). A name without "/" is looked up in the child's PATH; empty or
  * relative PATH entries are relative to the child's cwd.
@@ -570,7 +577,7 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
   // worker's process.env is its own copy, and LISTEN_* needs editing.
   const envValue = opts['env'] === undefined ? process.env : optionsObject(opts['env'], 'options.env');
   let envp: string[] | null = null;
-  if (envValue !== process.env || !isMainThread || opts['listenFds'] !== undefined) {
+  if (envValue !== NATIVE_ENV || !isMainThread || opts['listenFds'] !== undefined) {
     envp = [];
     for (const [key, value] of Object.entries(envValue)) {
       if (value === undefined) continue;

@@ -41,6 +41,16 @@ describe('environment, directory, argv0', () => {
     }
   });
 
+  it('follows a plain object assigned to process.env', async () => {
+    const real = process.env;
+    process.env = { ...real, FOLK_FD_INHERIT_TEST: 'assigned' };
+    try {
+      expect(await run('/bin/sh', ['-c', 'echo "$FOLK_FD_INHERIT_TEST"'])).toBe('assigned\n');
+    } finally {
+      process.env = real;
+    }
+  });
+
   it("from a worker thread, defaults to that worker's own process.env", async () => {
     requireDist();
     const code = `
