@@ -117,8 +117,9 @@ struct OwnedFd {
   }
 };
 
+// -1 (or anything not a representable count) is unlimited.
 uint64_t RlimitValue(double v) {
-  return v < 0 ? RLIM_INFINITY : static_cast<uint64_t>(v);
+  return v >= 0 && v < 18446744073709551615.0 ? static_cast<uint64_t>(v) : RLIM_INFINITY;
 }
 
 // spawn(plan): [pid, pidfd]. The plan's shape is NativeSpawnPlan in
