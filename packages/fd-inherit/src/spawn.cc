@@ -221,9 +221,11 @@ int PlaceFds(ChildPlan* p) {
 }
 
 // Make [lo, hi] go away at execve. close_range's CLOEXEC flag (5.11) only
-// marks them, which is cheaper than releasing every file now; plain
-// close_range (5.9) closes them; before that, close() each number up to the
-// fd limit (reading /proc/self/fd would need getdents and a buffer).
+// marks them: the kernel closes them inside execve after the parent has
+// been released, so the parent never waits on a close (which can block: a
+// file's ->flush runs on every close, NFS writes back there). Plain
+// close_range (5.9) closes them now; before that, close() each number up to
+// the fd limit (reading /proc/self/fd would need getdents and a buffer).
 int CloseRange(const ChildPlan* p, unsigned int lo, unsigned int hi) {
   if (p->close_method <= kCloseRangeCloexec) {
     if (syscall(SYS_close_range, lo, hi, CLOSE_RANGE_CLOEXEC) == 0) return 0;
