@@ -486,7 +486,8 @@ class Poller : public Napi::ObjectWrap<Poller> {
   // down its side tells the two apart.
   bool AtEof() {
     struct pollfd p = {fd_, POLLRDHUP, 0};
-    return poll(&p, 1, 0) != 1 || (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0;
+    int r = poll(&p, 1, 0);
+    return r == 1 && (p.revents & (POLLRDHUP | POLLHUP)) != 0;
   }
 
   void Deliver(size_t chunks, size_t used, int status) {

@@ -1,0 +1,670 @@
+import { execFileSync } from 'node:child_process';
+import { once } from 'node:events';
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { socketpair } from '@folk/socketpair';
+import { FRAME_HEADER_BYTES, FdSocket, type FdMessage, sendFds } from '../lib/index.js';
+import { DIST, O_CLOEXEC, errorOf, fdFlags, openFds, python, runWithFd3, target } from './helpers.js';
+
+const PKG = fileURLToPath(new URL('..', import.meta.url));
+let dir: string;
+const files: string[] = [];
+
+beforeAll(() => {
+  dir = mkdtempSync(join(tmpdir(), 'scm-fdsocket-'));
+  for (let i = 0; i < 4; i++) {
+    const f = join(dir, `file${i}`);
+    writeFileSync(f, `file number ${i}`);
+    files.push(f);
+  }
+});
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+type Kind = 'seqpacket' | 'stream';
+const KINDS: Kind[] = ['seqpacket', 'stream'];
+
+function sockets(type: Kind): [FdSocket, FdSocket] {
+  const [a, b] = socketpair(type);
+  return [new FdSocket(a), new FdSocket(b)];
+}
+
+function readText(fd: number): string {
+  const buf = Buffer.alloc(256);
+  return buf.subarray(0, readSync(fd, buf, 0, 256, 0)).toString();
+}
+
+/** A frame as FdSocket writes it on a stream socket. */
+function frame(payload: string | Buffer, nfds: number): Buffer {
+  const body = Buffer.from(payload);
+  const head = Buffer.alloc(FRAME_HEADER_BYTES);
+  head.writeUInt32LE(body.length, 0);
+  head.writeUInt32LE(nfds, 4);
+  return Buffer.concat([head, body]);
+}
+
+/** Collect n messages (or until end/close) through 'message' events. */
+function collect(s: FdSocket, n: number): Promise<FdMessage[]> {
+  const got: FdMessage[] = [];
+  return new Promise((resolve, reject) => {
+    const done = () => {
+      s.off('message', onMessage);
+      resolve(got);
+    };
+    const onMessage = (m: FdMessage) => {
+      got.push(m);
+      if (got.length === n) done();
+    };
+    s.on('message', onMessage);
+    s.once('end', done);
+    s.once('error', reject);
+  });
+}
+
+describe.each(KINDS)('FdSocket on %s', (type) => {
+  it('sends data with fds; the other side gets them as a message, close-on-exec', async () => {
+    const before = openFds();
+    const [a, b] = sockets(type);
+    expect(a.type).toBe(type);
+    const f = openSync(files[1]!, 'r');
+    const got = collect(b, 2);
+    await a.send(Buffer.from('first'), [f, f]);
+    await a.send(Buffer.from('second'));
+    const [m1, m2] = await got;
+    expect(m1!.data.toString()).toBe('first');
+    expect(m1!.fds).toHaveLength(2);
+    for (const fd of m1!.fds) {
+      expect(readText(fd)).toBe('file number 1');
+      expect(fdFlags(fd) & O_CLOEXEC).toBe(O_CLOEXEC);
+      closeSync(fd);
+    }
+    expect(m2).toEqual({ data: Buffer.from('second'), fds: [] });
+    closeSync(f);
+    a.close();
+    b.close();
+    await once(b, 'close');
+    expect(openFds()).toEqual(before);
+  });
+
+  it('for await yields messages in order and ends at the peer’s end of file', async () => {
+    const [a, b] = sockets(type);
+    const f = openSync(files[2]!, 'r');
+    for (let i = 0; i < 5; i++) await a.send(Buffer.from(`m${i}`), i % 2 ? [f] : []);
+    a.close();
+    const seen: string[] = [];
+    for await (const m of b) {
+      seen.push(`${m.data.toString()}:${m.fds.length}`);
+      for (const fd of m.fds) closeSync(fd);
+    }
+    expect(seen).toEqual(['m0:0', 'm1:1', 'm2:0', 'm3:1', 'm4:0']);
+    expect(b.closed).toBe(true); // ended, and allowHalfOpen is false
+    closeSync(f);
+  });
+
+  it('an empty message with and without fds', async () => {
+    const [a, b] = sockets(type);
+    const f = openSync(files[0]!, 'r');
+    const got = collect(b, 3);
+    await a.send(Buffer.alloc(0), [f]);
+    await a.send(new Uint8Array(0));
+    await a.send(Buffer.from('after'));
+    const ms = await got;
+    expect(ms.map((m) => [m.data.length, m.fds.length])).toEqual([[0, 1], [0, 0], [5, 0]]);
+    closeSync(ms[0]!.fds[0]!);
+    closeSync(f);
+    a.close();
+    b.close();
+  });
+
+  it('100,000 messages arrive in order, each with the right fd', async () => {
+    const [a, b] = sockets(type);
+    const sent = files.map((p) => openSync(p, 'r'));
+    const targets = sent.map(target);
+    const N = 100_000;
+    let next = 0;
+    let bad = '';
+    const finished = new Promise<void>((resolve) => {
+      b.on('message', (m) => {
+        const i = m.data.readUInt32LE(0);
+        if (i !== next || m.fds.length !== 1 || target(m.fds[0]!) !== targets[i % 4]) {
+          bad ||= `message ${next}: got index ${i} with ${m.fds.length} fds`;
+        }
+        for (const fd of m.fds) closeSync(fd);
+        if (++next === N) resolve();
+      });
+    });
+    const data = Buffer.alloc(4);
+    for (let i = 0; i < N; i++) {
+      data.writeUInt32LE(i, 0);
+      await a.send(data, [sent[i % 4]!]);
+    }
+    await finished;
+    expect(bad).toBe('');
+    a.close();
+    b.close();
+    for (const fd of sent) closeSync(fd);
+  });
+
+  it('10,000 passes leave /proc/self/fd as it was', async () => {
+    const f = openSync(files[3]!, 'r');
+    const before = openFds();
+    const [a, b] = sockets(type);
+    let n = 0;
+    const done = new Promise<void>((resolve) =>
+      b.on('message', (m) => {
+        for (const fd of m.fds) closeSync(fd);
+        if (++n === 10_000) resolve();
+      }),
+    );
+    const one = Buffer.from('.');
+    for (let i = 0; i < 10_000; i++) await a.send(one, [f]);
+    await done;
+    a.close();
+    b.close();
+    await once(b, 'close');
+    expect(openFds()).toEqual(before);
+    closeSync(f);
+  });
+
+  it('backpressure: sends queue behind a full socket and all resolve in order', async () => {
+    const [a, b] = sockets(type);
+    const f = openSync(files[0]!, 'r');
+    const big = Buffer.alloc(32 * 1024, 1);
+    const promises: Promise<void>[] = [];
+    const order: number[] = [];
+    for (let i = 0; i < 200; i++) {
+      big.writeUInt32LE(i, 0); // send() copies what it queues: reusing the buffer is fine
+      promises.push(a.send(big, [f]).then(() => void order.push(i)));
+    }
+    expect(a.pendingSends).toBeGreaterThan(0);
+    const got = await Promise.all([collect(b, 200), Promise.all(promises)]).then(([ms]) => ms);
+    expect(order).toEqual([...Array(200).keys()]);
+    expect(got.map((m) => m.data.readUInt32LE(0))).toEqual([...Array(200).keys()]);
+    expect(got.every((m) => m.data.length === big.length && m.fds.length === 1)).toBe(true);
+    for (const m of got) closeSync(m.fds[0]!);
+    expect(a.pendingSends).toBe(0);
+    a.close();
+    b.close();
+    closeSync(f);
+  });
+
+  it('fds are captured at send(): the caller may close theirs while the send is queued', async () => {
+    const [a, b] = sockets(type);
+    const filler = Buffer.alloc(64 * 1024);
+    const pending: Promise<void>[] = [];
+    while (a.pendingSends === 0) pending.push(a.send(filler));
+    const f = openSync(files[2]!, 'r');
+    pending.push(a.send(Buffer.from('late'), [f]));
+    closeSync(f); // before the send is written
+    const ms = await collect(b, pending.length);
+    await Promise.all(pending);
+    const last = ms[ms.length - 1]!;
+    expect(last.data.toString()).toBe('late');
+    expect(readText(last.fds[0]!)).toBe('file number 2');
+    closeSync(last.fds[0]!);
+    a.close();
+    b.close();
+  });
+
+  it('close() with sends pending rejects them with ERR_SOCKET_CLOSED and closes their fds', async () => {
+    const before = openFds();
+    const [a, b] = sockets(type);
+    const f = openSync(files[0]!, 'r');
+    const pending: Promise<void>[] = [];
+    while (a.pendingSends < 3) pending.push(a.send(Buffer.alloc(64 * 1024), [f]));
+    const results = Promise.allSettled(pending);
+    a.close();
+    const settled = await results;
+    const rejected = settled.filter((r) => r.status === 'rejected') as PromiseRejectedResult[];
+    expect(rejected.length).toBe(3);
+    for (const r of rejected) {
+      expect(r.reason.code).toBe('ERR_SOCKET_CLOSED');
+      expect(r.reason.message).toMatch(/closed before the message was sent/);
+    }
+    await expect(a.send(Buffer.from('x'))).rejects.toMatchObject({ code: 'ERR_SOCKET_CLOSED' });
+    a.close(); // idempotent
+    b.close();
+    closeSync(f);
+    expect(openFds()).toEqual(before);
+  });
+
+  it('fds received but never consumed are closed with the socket', async () => {
+    const f = openSync(files[1]!, 'r');
+    const before = openFds();
+    const [x, y] = socketpair(type);
+    for (let i = 0; i < 20; i++) sendFds(x, type === 'stream' ? frame(`m${i}`, 3) : Buffer.from(`m${i}`), [f, f, f]);
+    const b = new FdSocket(y);
+    for await (const m of b) {
+      for (const fd of m.fds) closeSync(fd);
+      break; // closes the socket with 19 messages read ahead
+    }
+    expect(b.closed).toBe(true);
+    closeSync(x);
+    expect(openFds()).toEqual(before);
+    closeSync(f);
+  });
+
+  it('pause() stops delivery; resume() continues in order', async () => {
+    const [a, b] = sockets(type);
+    const seen: string[] = [];
+    b.on('message', (m) => {
+      seen.push(m.data.toString());
+      if (seen.length === 2) b.pause();
+    });
+    for (const s of ['a', 'b', 'c', 'd']) await a.send(Buffer.from(s));
+    await new Promise((r) => setImmediate(r));
+    await new Promise((r) => setImmediate(r));
+    expect(seen).toEqual(['a', 'b']);
+    const rest = collect(b, 2);
+    b.resume();
+    await rest;
+    expect(seen).toEqual(['a', 'b', 'c', 'd']);
+    a.close();
+    b.close();
+  });
+
+  it('Symbol.dispose closes the fd; close() is idempotent and emits close once', async () => {
+    const before = openFds();
+    let closes = 0;
+    const s = new FdSocket(socketpair(type)[0]);
+    s.on('close', () => closes++);
+    s[Symbol.dispose]();
+    s.close();
+    await new Promise((r) => setImmediate(r));
+    expect(closes).toBe(1);
+    // The peer end of that pair is still open in this process: find and close it.
+    const leftover = openFds().filter((l) => !before.includes(l));
+    expect(leftover).toHaveLength(1);
+    closeSync(parseInt(leftover[0]!, 10));
+    expect(openFds()).toEqual(before);
+  });
+});
+
+describe('stream framing', () => {
+  /** Write raw bytes with sendFds, as a peer in another language would. */
+  function raw(): { fd: number; s: FdSocket } {
+    const [x, y] = socketpair('stream');
+    return { fd: x, s: new FdSocket(y) };
+  }
+
+  it('keeps fds with their message however the bytes are split', async () => {
+    const before = openFds();
+    const { fd, s } = raw();
+    const fs = files.map((p) => openSync(p, 'r'));
+    const f1 = frame('one, no fds', 0);
+    const f2 = frame('two, with two', 2);
+    const f3 = frame('three', 0);
+    const f4 = frame('four', 0);
+    const f5 = frame('five, with one', 1);
+    const f6 = frame('', 1);
+    // Frame 1 a byte at a time (its header split across eight writes).
+    for (const byte of f1) sendFds(fd, Buffer.from([byte]), []);
+    // Frame 2's fds ride on its first 3 bytes; the rest follows together
+    // with all of frames 3 and 4 (no fds), which the kernel may merge.
+    sendFds(fd, f2.subarray(0, 3), [fs[0]!, fs[1]!]);
+    sendFds(fd, Buffer.concat([f2.subarray(3), f3, f4]), []);
+    // Frame 5 in one write, frame 6 (empty payload) with its fd.
+    sendFds(fd, f5, [fs[2]!]);
+    sendFds(fd, f6, [fs[3]!]);
+    const got = await collect(s, 6);
+    expect(got.map((m) => m.data.toString())).toEqual(['one, no fds', 'two, with two', 'three', 'four', 'five, with one', '']);
+    expect(got.map((m) => m.fds.map(readText))).toEqual([
+      [],
+      ['file number 0', 'file number 1'],
+      [],
+      [],
+      ['file number 2'],
+      ['file number 3'],
+    ]);
+    for (const m of got) for (const x of m.fds) closeSync(x);
+    for (const x of [...fs, fd]) closeSync(x);
+    s.close();
+    expect(openFds()).toEqual(before);
+  });
+
+  it('a 4 MiB message with fds, which the kernel splits into many segments', async () => {
+    const [a, b] = sockets('stream');
+    const f = openSync(files[3]!, 'r');
+    const big = Buffer.alloc(4 * 1024 * 1024);
+    for (let i = 0; i < big.length; i += 4) big.writeUInt32LE(i, i);
+    const got = collect(b, 3);
+    const sends = [a.send(Buffer.from('before'), [f]), a.send(big, [f, f]), a.send(Buffer.from('after'), [f])];
+    const [m1, m2, m3] = await got;
+    await Promise.all(sends);
+    expect(m1!.data.toString()).toBe('before');
+    expect(m2!.data.equals(big)).toBe(true);
+    expect(m2!.fds.map(readText)).toEqual(['file number 3', 'file number 3']);
+    expect(m3!.data.toString()).toBe('after');
+    for (const m of [m1!, m2!, m3!]) for (const x of m.fds) closeSync(x);
+    a.close();
+    b.close();
+    closeSync(f);
+  });
+
+  it('random payloads, fd counts and write splits all reassemble', async () => {
+    const before = openFds();
+    const { fd, s } = raw();
+    const fs = files.map((p) => openSync(p, 'r'));
+    let seed = 42;
+    const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+    const N = 2000;
+    const expected: [string, string[]][] = [];
+    // The writes below block when the socket buffer is full, and only this
+    // process reads it: write in rounds, waiting for each to be read.
+    const ms: FdMessage[] = [];
+    let want = 0;
+    let caughtUp: () => void = () => {};
+    s.on('message', (m) => {
+      ms.push(m);
+      if (ms.length === want) caughtUp();
+    });
+    let pendingBytes: Buffer[] = []; // fd-less bytes not yet written
+    const flush = () => {
+      let buf = Buffer.concat(pendingBytes);
+      pendingBytes = [];
+      while (buf.length > 0) {
+        const cut = 1 + rand(buf.length);
+        sendFds(fd, buf.subarray(0, cut), []);
+        buf = buf.subarray(cut);
+      }
+    };
+    for (let i = 0; i < N; i++) {
+      const payload = `${i}:${'x'.repeat(rand(300))}`;
+      const nfds = rand(3) === 0 ? 1 + rand(3) : 0;
+      const mine = Array.from({ length: nfds }, () => fs[rand(4)]!);
+      expected.push([payload, mine.map(readText)]);
+      const fr = frame(payload, nfds);
+      if (nfds === 0) {
+        pendingBytes.push(fr);
+        if (rand(4) === 0) flush();
+      } else {
+        // A writer's one rule: fds go on a write that starts their frame and
+        // holds nothing of a later frame.
+        flush();
+        const cut = 1 + rand(fr.length);
+        sendFds(fd, fr.subarray(0, cut), mine);
+        pendingBytes.push(fr.subarray(cut));
+      }
+      if (i % 10 === 9) {
+        flush();
+        want = i + 1;
+        if (ms.length < want) await new Promise<void>((resolve) => (caughtUp = resolve));
+      }
+    }
+    expect(ms.map((m) => [m.data.toString(), m.fds.map(readText)])).toEqual(expected);
+    for (const m of ms) for (const x of m.fds) closeSync(x);
+    for (const x of [...fs, fd]) closeSync(x);
+    s.close();
+    expect(openFds()).toEqual(before);
+  });
+
+  it.each([
+    ['fds in the middle of a frame', [[frame('abc', 0).subarray(0, 9), 0], [frame('abc', 0).subarray(9), 2]], 'ERR_INVALID_FRAME'],
+    ['a frame announcing fds that never came', [[frame('abc', 2), 0]], 'ERR_INVALID_FRAME'],
+    ['a frame with more fds than announced', [[frame('abc', 1), 3]], 'ERR_INVALID_FRAME'],
+    ['a header announcing 254 fds', [[frame('abc', 254), 1]], 'ERR_INVALID_FRAME'],
+  ] as const)('%s fails the socket, closing every fd', async (_name, writes, code) => {
+    const f = openSync(files[0]!, 'r');
+    const before = openFds();
+    const { fd, s } = raw();
+    sendFds(fd, frame('good', 1), [f]);
+    for (const [bytes, nfds] of writes) sendFds(fd, bytes, Array(nfds).fill(f));
+    const got: FdMessage[] = [];
+    s.on('message', (m) => got.push(m));
+    const [err] = (await once(s, 'error')) as [NodeJS.ErrnoException];
+    expect(err.code).toBe(code);
+    expect(err.message).toMatch(/FdSocket stream framing/);
+    // What came before the bad frame was delivered.
+    expect(got.map((m) => m.data.toString())).toEqual(['good']);
+    closeSync(got[0]!.fds[0]!);
+    expect(s.closed).toBe(true);
+    closeSync(fd);
+    expect(openFds()).toEqual(before);
+    closeSync(f);
+  });
+
+  it('a header announcing more than maxMessageBytes fails with ERR_MESSAGE_TOO_LARGE', async () => {
+    const [x, y] = socketpair('stream');
+    const s = new FdSocket(y, { maxMessageBytes: 16 });
+    sendFds(x, frame('x'.repeat(17), 0), []);
+    s.on('message', () => {});
+    const [err] = (await once(s, 'error')) as [NodeJS.ErrnoException];
+    expect(err.code).toBe('ERR_MESSAGE_TOO_LARGE');
+    closeSync(x);
+  });
+
+  it('a peer that dies mid-message: earlier messages arrive, then ERR_INCOMPLETE_MESSAGE; its fds are closed', async () => {
+    const before = openFds();
+    const [ours, theirs] = socketpair('stream');
+    const s = new FdSocket(ours);
+    const got: FdMessage[] = [];
+    s.on('message', (m) => got.push(m));
+    const errored = once(s, 'error');
+    const closed = new Promise((resolve) => s.once('close', resolve)); // once() would reject on 'error'
+    // CPython writes one whole frame, then the first 10 of 100 payload
+    // bytes of the next (with an fd), and kills itself.
+    const head = frame('whole', 0).toString('hex');
+    const partial = frame('y'.repeat(100), 1).subarray(0, FRAME_HEADER_BYTES + 10).toString('hex');
+    const r = await runWithFd3(
+      'python3',
+      [
+        '-c',
+        `import os, signal, socket
+s = socket.socket(fileno=3)
+f = os.open(${JSON.stringify(files[1])}, os.O_RDONLY)
+s.sendall(bytes.fromhex('${head}'))
+socket.send_fds(s, [bytes.fromhex('${partial}')], [f])
+os.kill(os.getpid(), signal.SIGKILL)`,
+      ],
+      theirs,
+    );
+    closeSync(theirs);
+    expect(r.signal).toBe('SIGKILL');
+    const [err] = (await errored) as [NodeJS.ErrnoException];
+    expect(err.code).toBe('ERR_INCOMPLETE_MESSAGE');
+    expect(err.message).toMatch(/10 of 100 bytes/);
+    expect(got.map((m) => m.data.toString())).toEqual(['whole']);
+    await closed;
+    expect(openFds()).toEqual(before);
+  });
+});
+
+describe('seqpacket specifics', () => {
+  it('a datagram longer than maxMessageBytes fails with ERR_MESSAGE_TOO_LARGE, closing its fds', async () => {
+    const f = openSync(files[0]!, 'r');
+    const before = openFds();
+    const [x, y] = socketpair('seqpacket');
+    const s = new FdSocket(y, { maxMessageBytes: 8 });
+    sendFds(x, Buffer.from('fits'), []);
+    sendFds(x, Buffer.from('does not fit'), [f, f]);
+    const got: FdMessage[] = [];
+    s.on('message', (m) => got.push(m));
+    const [err] = (await once(s, 'error')) as [NodeJS.ErrnoException];
+    expect(err.code).toBe('ERR_MESSAGE_TOO_LARGE');
+    expect(got.map((m) => m.data.toString())).toEqual(['fits']);
+    closeSync(x);
+    expect(openFds()).toEqual(before);
+    closeSync(f);
+  });
+
+  it('a peer that dies ends the socket after its last message', async () => {
+    const [ours, theirs] = socketpair('seqpacket');
+    const s = new FdSocket(ours);
+    const got = collect(s, 99);
+    const ended = once(s, 'end');
+    const closed = once(s, 'close');
+    await python(`import socket; s = socket.socket(fileno=3); s.send(b'last words')`, theirs);
+    closeSync(theirs);
+    await ended;
+    expect((await got).map((m) => m.data.toString())).toEqual(['last words']);
+    await closed;
+  });
+
+  it('interop: CPython send_fds datagrams arrive as messages; our messages reach recv_fds', async () => {
+    const [ours, theirs] = socketpair('seqpacket');
+    const s = new FdSocket(ours);
+    const f = openSync(files[2]!, 'r');
+    const got = collect(s, 3);
+    await s.send(Buffer.from('to python'), [f, f]);
+    const r = await python(
+      `import os, socket
+s = socket.socket(fileno=3)
+msg, fds, flags, addr = socket.recv_fds(s, 100, 10)
+print(msg.decode(), len(fds), os.pread(fds[0], 100, 0).decode())
+for i in range(3):
+    socket.send_fds(s, [b'from python %d' % i], fds[:i])`,
+      theirs,
+    );
+    expect(r.stdout).toBe('to python 2 file number 2\n');
+    const ms = await got;
+    expect(ms.map((m) => [m.data.toString(), m.fds.map(readText)])).toEqual([
+      ['from python 0', []],
+      ['from python 1', ['file number 2']],
+      ['from python 2', ['file number 2', 'file number 2']],
+    ]);
+    for (const m of ms) for (const x of m.fds) closeSync(x);
+    closeSync(f);
+    closeSync(theirs);
+    s.close();
+  });
+});
+
+describe('across processes', () => {
+  it.each(KINDS)('%s: a Node child sends 100,000 messages with fds; all arrive in order', async (type) => {
+    const [ours, theirs] = socketpair(type);
+    const s = new FdSocket(ours);
+    const N = 100_000;
+    let next = 0;
+    let bad = '';
+    s.on('message', (m) => {
+      const i = m.data.readUInt32LE(0);
+      if (i !== next++ || m.fds.length !== 1 || target(m.fds[0]!) !== files[i % 4]) bad ||= `message ${next - 1}: ${i}`;
+      closeSync(m.fds[0]!);
+    });
+    const ended = once(s, 'end');
+    const script = `
+      const fs = require('node:fs');
+      const { FdSocket } = require(${JSON.stringify(DIST)});
+      const files = ${JSON.stringify(files)}.map((p) => fs.openSync(p, 'r'));
+      const s = new FdSocket(3);
+      (async () => {
+        const data = Buffer.alloc(4);
+        for (let i = 0; i < ${N}; i++) { data.writeUInt32LE(i, 0); await s.send(data, [files[i % 4]]); }
+        s.close();
+      })();`;
+    const r = await runWithFd3(process.execPath, ['-e', script], theirs);
+    closeSync(theirs);
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    await ended;
+    expect(bad).toBe('');
+    expect(next).toBe(N);
+  });
+
+  it('unref() lets a process exit while its socket still waits', () => {
+    const out = execFileSync(
+      process.execPath,
+      [
+        '-e',
+        `const { FdSocket } = require(${JSON.stringify(DIST)});
+         const { socketpair } = require('@folk/socketpair');
+         const [a, b] = socketpair('seqpacket');
+         const s = new FdSocket(a);
+         s.on('message', () => {});
+         s.unref();
+         process.on('exit', () => console.log('exited'));`,
+      ],
+      { encoding: 'utf8', cwd: PKG },
+    );
+    expect(out).toBe('exited\n');
+  });
+
+  it('a ref’d socket keeps the process alive until its message comes', () => {
+    const out = execFileSync(
+      process.execPath,
+      [
+        '-e',
+        `const { FdSocket, sendFds } = require(${JSON.stringify(DIST)});
+         const { socketpair } = require('@folk/socketpair');
+         const { fork } = require('node:child_process');
+         const [a, b] = socketpair('seqpacket');
+         const s = new FdSocket(a);
+         s.on('message', (m) => { console.log('got', m.data.toString()); s.close(); });
+         // Another process sends, later: only the poll handle keeps us alive till then.
+         require('node:child_process').spawn('python3', ['-c', 'import socket,time; time.sleep(0.2); socket.socket(fileno=3).send(b"late")'], { stdio: ['ignore', 'inherit', 'inherit', b] }).unref();
+         require('node:fs').closeSync(b);`,
+      ],
+      { encoding: 'utf8', cwd: PKG },
+    );
+    expect(out).toBe('got late\n');
+  });
+
+  it('MSG_CTRUNC when the receiver runs out of fds fails the socket and closes what arrived', () => {
+    const out = execFileSync(
+      'sh',
+      [
+        '-c',
+        'ulimit -n 60 && exec "$0" -e "$1"',
+        process.execPath,
+        `const fs = require('node:fs');
+         const { FdSocket, sendFds } = require(${JSON.stringify(DIST)});
+         const { socketpair } = require('@folk/socketpair');
+         const [a, b] = socketpair('seqpacket');
+         const f = fs.openSync('/dev/null', 'r');
+         sendFds(a, Buffer.from('x'), Array(40).fill(f));
+         const held = [];
+         try { for (;;) held.push(fs.openSync('/dev/null', 'r')); } catch {}
+         for (let i = 0; i < 10; i++) fs.closeSync(held.pop()); // room for 10 of the 40
+         const count = () => fs.readdirSync('/proc/self/fd').length;
+         const before = count();
+         const s = new FdSocket(b);
+         s.on('message', () => console.log('unexpected message'));
+         s.on('error', (e) => { s.on('close', () => console.log(e.code, count() - before)); });`,
+      ],
+      { encoding: 'utf8', cwd: PKG },
+    );
+    // The socket's own fd is closed too: one fewer than before.
+    expect(out).toBe('ERR_FDS_TRUNCATED -1\n');
+  });
+});
+
+describe('bad arguments', () => {
+  it('rejects a file, a datagram socket and a closed fd, leaving the fd with the caller', () => {
+    const f = openSync(files[0]!, 'r');
+    expect(errorOf(() => new FdSocket(f))).toMatchObject({ code: 'ENOTSOCK' });
+    const [d1, d2] = socketpair('dgram');
+    const err = errorOf(() => new FdSocket(d1));
+    expect(err).toBeInstanceOf(TypeError);
+    expect(err.code).toBe('ERR_INVALID_ARG_VALUE');
+    expect(err.message).toMatch(/SOCK_SEQPACKET or SOCK_STREAM/);
+    for (const fd of [f, d1, d2]) closeSync(fd); // still open: the constructor took nothing
+    expect(errorOf(() => new FdSocket(f))).toMatchObject({ code: 'EBADF' });
+    expect(errorOf(() => new FdSocket(-1))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    expect(errorOf(() => new FdSocket('3' as never))).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+  });
+
+  it('rejects bad options and bad send arguments naming them', async () => {
+    const [a, b] = socketpair('seqpacket');
+    expect(errorOf(() => new FdSocket(a, { maxMessageBytes: 0 })).message).toContain('"options.maxMessageBytes"');
+    expect(errorOf(() => new FdSocket(a, { allowHalfOpen: 1 as never })).message).toContain('"options.allowHalfOpen"');
+    expect(errorOf(() => new FdSocket(a, { highWaterMark: 1.5 })).message).toContain('"options.highWaterMark"');
+    const s = new FdSocket(a);
+    expect(errorOf(() => s.send('text' as never)).message).toContain('"data"');
+    expect(errorOf(() => s.send(Buffer.from('x'), Array(254).fill(0))).code).toBe('ERR_OUT_OF_RANGE');
+    expect(errorOf(() => s.send(Buffer.from('x'), [0.5])).message).toContain('"fds[0]"');
+    await expect(s.send(Buffer.from('x'), [b + 1000])).rejects.toMatchObject({ code: 'EBADF', syscall: 'sendmsg' });
+    s.close();
+    closeSync(b);
+  });
+
+  it('a second concurrent iterator is refused', () => {
+    const [a, b] = socketpair('seqpacket');
+    const s = new FdSocket(a);
+    s[Symbol.asyncIterator]();
+    expect(errorOf(() => s[Symbol.asyncIterator]()).code).toBe('ERR_INVALID_STATE');
+    s.close();
+    closeSync(b);
+  });
+});
