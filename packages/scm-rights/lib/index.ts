@@ -267,8 +267,8 @@ class Queue<T> {
 }
 
 interface PendingSend {
-  head: Buffer | null;
-  body: Uint8Array;
+  /** What is left to write, exactly as it goes on the wire (frame header included). */
+  bytes: Buffer;
   /** Our own dups, sent with the first byte and closed once sent; null after. */
   fds: number[] | null;
   resolve: () => void;
@@ -417,26 +417,23 @@ export class FdSocket extends EventEmitter {
     validateData('data', data);
     validateFds(fds);
     if (this.#closed) return Promise.reject(socketClosed());
-    let head: Buffer | null = null;
-    if (this.#stream) {
-      if (data.byteLength > 0xffffffff) throw outOfRange('data.byteLength', '<= 4294967295', data.byteLength);
-      head = Buffer.allocUnsafe(FRAME_HEADER_BYTES);
-      head.writeUInt32LE(data.byteLength, 0);
-      head.writeUInt32LE(fds.length, 4);
-    }
     const view = data as ArrayBufferView;
     const bytes = view instanceof Uint8Array ? view : new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
-    const total = (head?.length ?? 0) + bytes.byteLength;
+    const len = bytes.byteLength;
+    if (this.#stream && len > 0xffffffff) throw outOfRange('data.byteLength', '<= 4294967295', len);
+    const total = this.#stream ? FRAME_HEADER_BYTES + len : len;
     let sent = -1;
     if (this.#sends.length === 0) {
+      // The fast path: straight to the kernel, header built natively.
       try {
-        sent = native.trySend(this.fd, head, bytes, fds.length > 0 ? fds : null);
+        sent = native.trySend(this.fd, bytes, fds.length > 0 ? fds : null, this.#stream);
       } catch (err) {
         return Promise.reject(err);
       }
       if (sent === total) return RESOLVED;
     }
-    // Queue what is left. Once any byte went out the fds went with it.
+    // Queue a copy of the bytes as they go on the wire. Once any byte went
+    // out the fds went with it; otherwise keep our own dups of them.
     let owned: number[] | null = null;
     if (sent <= 0 && fds.length > 0) {
       owned = [];
@@ -447,7 +444,16 @@ export class FdSocket extends EventEmitter {
         return Promise.reject(err);
       }
     }
-    const entry: PendingSend = { head, body: Buffer.from(bytes), fds: owned, resolve: noop, reject: noop };
+    let wire: Buffer;
+    if (this.#stream) {
+      wire = Buffer.allocUnsafe(total);
+      wire.writeUInt32LE(len, 0);
+      wire.writeUInt32LE(fds.length, 4);
+      wire.set(bytes, FRAME_HEADER_BYTES);
+    } else {
+      wire = Buffer.from(bytes);
+    }
+    const entry: PendingSend = { bytes: wire, fds: owned, resolve: noop, reject: noop };
     if (sent > 0) advance(entry, sent);
     const promise = new Promise<void>((resolve, reject) => {
       entry.resolve = resolve;
@@ -740,10 +746,10 @@ export class FdSocket extends EventEmitter {
   #onWritable = (): void => {
     const q = this.#sends;
     for (let p = q.peek(); p !== undefined; p = q.peek()) {
-      const total = (p.head?.length ?? 0) + p.body.byteLength;
+      const total = p.bytes.length;
       let n: number;
       try {
-        n = native.trySend(this.fd, p.head, p.body, p.fds);
+        n = native.trySend(this.fd, p.bytes, p.fds, false);
       } catch (err) {
         q.shift();
         closeAll(p.fds);
@@ -809,15 +815,7 @@ export class FdSocket extends EventEmitter {
 /** Drop the first n bytes of a queued send (the kernel took them; with them any fds). */
 function advance(p: PendingSend, n: number): void {
   p.fds = null;
-  if (p.head !== null) {
-    if (n < p.head.length) {
-      p.head = p.head.subarray(n);
-      return;
-    }
-    n -= p.head.length;
-    p.head = null;
-  }
-  p.body = p.body.subarray(n);
+  p.bytes = p.bytes.subarray(n);
 }
 
 function noop(): void {}

@@ -18,8 +18,12 @@ export interface NativePoller {
 export interface NativeBinding {
   /** One sendmsg(2) with SCM_RIGHTS; bytes sent. Throws a Node-style errno Error (EAGAIN included). */
   sendFds(fd: number, data: ArrayBufferView, fds: number[]): number;
-  /** One sendmsg(2) of head+body with MSG_DONTWAIT; bytes sent, or -1 when the socket is full. */
-  trySend(fd: number, head: ArrayBufferView | null, body: ArrayBufferView, fds: number[] | null): number;
+  /**
+   * One sendmsg(2) with MSG_DONTWAIT; bytes sent, or -1 when the socket is
+   * full. With `frame`, the 8-byte stream frame header (body length, fd
+   * count) is sent first, in the same call, and counts in the bytes sent.
+   */
+  trySend(fd: number, body: ArrayBufferView, fds: number[] | null, frame: boolean): number;
   /** One recvmsg(2) with MSG_CMSG_CLOEXEC: [data, fds, msg_flags]. Room for exactly maxFds fds. */
   recvFds(fd: number, maxBytes: number, maxFds: number): [Buffer, number[], number];
   /** [address family, SO_TYPE] of a socket fd. */

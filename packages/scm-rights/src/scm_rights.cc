@@ -63,26 +63,41 @@ int FdArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
   return info[i].As<Napi::Number>().Int32Value();
 }
 
-// The bytes of any typed array or DataView, without copying.
+size_t ElementSize(napi_typedarray_type type) {
+  switch (type) {
+    case napi_int16_array:
+    case napi_uint16_array:
+      return 2;
+    case napi_int32_array:
+    case napi_uint32_array:
+    case napi_float32_array:
+      return 4;
+    case napi_float64_array:
+    case napi_bigint64_array:
+    case napi_biguint64_array:
+      return 8;
+    default:
+      return 1;
+  }
+}
+
+// The bytes of any typed array or DataView, without copying. One
+// napi_get_typedarray_info call: this is on every send's path.
 bool BytesOf(Napi::Value v, char** data, size_t* len) {
   napi_env env = v.Env();
   bool is = false;
+  size_t length;
+  void* ptr;
+  napi_value ab;
+  size_t offset;
   if (napi_is_typedarray(env, v, &is) == napi_ok && is) {
     napi_typedarray_type type;
-    size_t length;
-    void* ptr;
-    napi_value ab;
-    size_t offset;
     if (napi_get_typedarray_info(env, v, &type, &length, &ptr, &ab, &offset) != napi_ok) return false;
     *data = static_cast<char*>(ptr);
-    *len = v.As<Napi::TypedArray>().ByteLength();
+    *len = length * ElementSize(type);
     return true;
   }
   if (napi_is_dataview(env, v, &is) == napi_ok && is) {
-    size_t length;
-    void* ptr;
-    napi_value ab;
-    size_t offset;
     if (napi_get_dataview_info(env, v, &length, &ptr, &ab, &offset) != napi_ok) return false;
     *data = static_cast<char*>(ptr);
     *len = length;
@@ -168,25 +183,33 @@ Napi::Value SendFds(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(n));
 }
 
-// trySend(fd, head | null, body, fds | null): bytes sent, or -1 when the
-// socket is full (EAGAIN is the normal case for FdSocket's queue, so it is a
-// value, not an exception). Never blocks: MSG_DONTWAIT.
+// trySend(fd, body, fds | null, frame): bytes sent, or -1 when the socket is
+// full (EAGAIN is the normal case for FdSocket's queue, so it is a value, not
+// an exception). Never blocks: MSG_DONTWAIT. With `frame`, an 8-byte header
+// (body length, fd count; u32 little-endian) goes first in the same sendmsg,
+// built here so the hot path allocates nothing; the fds ride on its first
+// byte.
 Napi::Value TrySend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info, 0, "socketFd");
-  struct iovec iov[2];
-  int iovcnt = 0;
   char* data;
   size_t len;
-  if (info.Length() < 4) throw Napi::TypeError::New(env, "trySend(fd, head, body, fds)");
-  if (!info[1].IsNull() && !info[1].IsUndefined()) {
-    if (!BytesOf(info[1], &data, &len)) throw Napi::TypeError::New(env, "head must be a typed array");
-    iov[iovcnt++] = {data, len};
-  }
-  if (!BytesOf(info[2], &data, &len)) throw Napi::TypeError::New(env, "body must be a typed array");
-  iov[iovcnt++] = {data, len};
+  if (info.Length() < 4 || !BytesOf(info[1], &data, &len)) throw Napi::TypeError::New(env, "trySend(fd, body, fds, frame)");
   int fds[kMaxFds];
-  int nfds = FdsOf(env, info[3], fds);
+  int nfds = FdsOf(env, info[2], fds);
+  bool frame = info[3].ToBoolean();
+  if (frame && len > 0xffffffffu) throw Napi::RangeError::New(env, "body too long for a frame");
+  unsigned char head[8];
+  struct iovec iov[2];
+  int iovcnt = 0;
+  if (frame) {
+    uint32_t fields[2] = {static_cast<uint32_t>(len), static_cast<uint32_t>(nfds)};
+    for (int f = 0; f < 2; f++) {
+      for (int b = 0; b < 4; b++) head[4 * f + b] = static_cast<unsigned char>(fields[f] >> (8 * b));
+    }
+    iov[iovcnt++] = {head, sizeof head};
+  }
+  iov[iovcnt++] = {data, len};
   ssize_t n = SendMsg(fd, iov, iovcnt, fds, nfds, MSG_DONTWAIT);
   if (n == -1) {
     if (errno == EAGAIN || errno == EWOULDBLOCK) return Napi::Number::New(env, -1);
