@@ -30,7 +30,9 @@ constexpr int kMaxFds = 253;
 #define SO_PEERPIDFD 77  // Linux 6.5; older libc headers lack it
 #endif
 #ifndef MSG_CMSG_CLOEXEC
-#define MSG_CMSG_CLOEXEC 0  // macOS: no atomic close-on-exec for received fds
+// macOS: no atomic close-on-exec for received fds; set it right after.
+#define MSG_CMSG_CLOEXEC 0
+#define SCM_SET_CLOEXEC_AFTER 1
 #endif
 #ifndef MSG_NOSIGNAL
 #define MSG_NOSIGNAL 0
@@ -156,6 +158,9 @@ int TakeFds(struct msghdr* msg, int* out, int cap) {
     for (size_t i = 0; i < n; i++) {
       int fd;
       memcpy(&fd, p + i * sizeof(int), sizeof fd);
+#ifdef SCM_SET_CLOEXEC_AFTER
+      fcntl(fd, F_SETFD, FD_CLOEXEC);
+#endif
       if (count < cap) {
         out[count++] = fd;
       } else {
