@@ -706,7 +706,8 @@ export class FdSocket extends EventEmitter {
     this.#delivering = true;
     let threw = true;
     try {
-      for (;;) {
+      // A listener may close the socket; then nothing more is delivered.
+      while (!this.#closed) {
         if (this.#iterating) {
           const w = this.#waiter;
           if (w === null || this.#inbox.length === 0) break;
@@ -724,6 +725,7 @@ export class FdSocket extends EventEmitter {
       // rest are still ours; hand them over on the next tick.
       if (threw) process.nextTick(() => this.#deliver());
     }
+    if (this.#closed) return;
     if (this.#inbox.length === 0 && this.#terminal !== null && !this.#terminal.finished) this.#finish(this.#terminal);
     this.#update();
   }

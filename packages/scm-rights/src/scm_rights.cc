@@ -370,7 +370,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
     int64_t scratch = info[2].As<Napi::Number>().Int64Value();
     if (chunk < 1 || scratch < chunk || scratch > (int64_t{1} << 31)) throw Napi::RangeError::New(env, "bad buffer sizes");
 
-    fd_ = info[0].As<Napi::Number>().Int32Value();
+    int fd = info[0].As<Napi::Number>().Int32Value();
     chunk_ = static_cast<size_t>(chunk);
     // Uninitialised on purpose: pages are only touched when bytes arrive.
     scratchSize_ = static_cast<size_t>(scratch);
@@ -389,12 +389,15 @@ class Poller : public Napi::ObjectWrap<Poller> {
     if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "no event loop");
     handle_ = new Handle();
     handle_->owner = this;
-    int err = uv_poll_init(loop, &handle_->poll, fd_);
+    int err = uv_poll_init(loop, &handle_->poll, fd);
     if (err != 0) {
       delete handle_;  // never initialised, so never uv_close'd
       handle_ = nullptr;
       throw ErrnoError(env, -err, "uv_poll_init");
     }
+    // Only now is the fd ours: had anything above thrown, the destructor
+    // must not close the caller's fd.
+    fd_ = fd;
   }
 
   ~Poller() override { Shutdown(true); }

@@ -246,6 +246,54 @@ describe.each(KINDS)('FdSocket on %s', (type) => {
     closeSync(f);
   });
 
+  it('a listener that closes the socket mid-batch gets nothing more; the rest of the batch’s fds are closed', async () => {
+    const f = openSync(files[1]!, 'r');
+    const before = openFds();
+    const [x, y] = socketpair(type);
+    for (let i = 0; i < 10; i++) sendFds(x, type === 'stream' ? frame(`m${i}`, 1) : Buffer.from(`m${i}`), [f]);
+    closeSync(x); // end of file right behind the messages
+    const s = new FdSocket(y);
+    const events: string[] = [];
+    s.on('end', () => events.push('end'));
+    s.on('close', () => events.push('close'));
+    s.on('message', (m) => {
+      events.push(m.data.toString());
+      closeSync(m.fds[0]!);
+      if (events.length === 3) s.close();
+    });
+    await new Promise((resolve) => s.once('close', resolve));
+    expect(events).toEqual(['m0', 'm1', 'm2', 'close']);
+    expect(openFds()).toEqual(before);
+    closeSync(f);
+  });
+
+  it('a listener that throws: the error is uncaught, the other messages still arrive', () => {
+    const out = execFileSync(
+      process.execPath,
+      [
+        '-e',
+        `const fs = require('node:fs');
+         const { FdSocket, sendFds } = require(${JSON.stringify(DIST)});
+         const { socketpair } = require('@folk/socketpair');
+         const [a, b] = socketpair(${JSON.stringify(type)});
+         const f = fs.openSync('/dev/null', 'r');
+         const frame = (i) => { const h = Buffer.alloc(9); h.writeUInt32LE(1, 0); h.writeUInt32LE(1, 4); h[8] = i; return h; };
+         for (let i = 0; i < 5; i++) sendFds(a, ${JSON.stringify(type)} === 'stream' ? frame(i) : Buffer.from([i]), [f]);
+         const s = new FdSocket(b);
+         const seen = [];
+         process.on('uncaughtException', (e) => seen.push(e.message));
+         s.on('message', (m) => {
+           fs.closeSync(m.fds[0]);
+           seen.push(m.data[m.data.length - 1]);
+           if (seen.length === 2) throw new Error('boom');
+           if (seen.length === 6) { console.log(JSON.stringify(seen)); s.close(); fs.closeSync(a); }
+         });`,
+      ],
+      { encoding: 'utf8', cwd: PKG },
+    );
+    expect(JSON.parse(out)).toEqual([0, 1, 'boom', 2, 3, 4]);
+  });
+
   it('pause() stops delivery; resume() continues in order', async () => {
     const [a, b] = sockets(type);
     const seen: string[] = [];
@@ -356,10 +404,12 @@ describe('stream framing', () => {
     const ms: FdMessage[] = [];
     let want = 0;
     let caughtUp: () => void = () => {};
+    let failed: (err: Error) => void = () => {};
     s.on('message', (m) => {
       ms.push(m);
       if (ms.length === want) caughtUp();
     });
+    s.on('error', (err) => failed(err));
     let pendingBytes: Buffer[] = []; // fd-less bytes not yet written
     const flush = () => {
       let buf = Buffer.concat(pendingBytes);
@@ -390,7 +440,12 @@ describe('stream framing', () => {
       if (i % 10 === 9) {
         flush();
         want = i + 1;
-        if (ms.length < want) await new Promise<void>((resolve) => (caughtUp = resolve));
+        if (ms.length < want) {
+          await new Promise<void>((resolve, reject) => {
+            caughtUp = resolve;
+            failed = reject;
+          });
+        }
       }
     }
     expect(ms.map((m) => [m.data.toString(), m.fds.map(readText)])).toEqual(expected);
