@@ -464,13 +464,22 @@ class Poller : public Napi::ObjectWrap<Poller> {
     Poller* self = h->owner;
     Napi::Env env = self->Env();
     Napi::HandleScope scope(env);
+    bool rearm = false;
     if (status < 0) {
-      self->Deliver(0, 0, status);
-      return;
+      // libuv reports POLLERR as UV_EBADF and stops the handle. The socket's
+      // own error (ECONNRESET when the peer left with our messages unread,
+      // say) is the one to report, and recvmsg/sendmsg give it, reads after
+      // any data still queued. So act as if ready for whatever we watch.
+      events = self->events_;
+      rearm = true;
     }
     if (events & UV_READABLE) self->ReadBatch();
     // onRead may have closed the socket or dropped write interest.
     if (h->owner != nullptr && (events & UV_WRITABLE) && (self->events_ & UV_WRITABLE)) self->Call(self->onWrite_, {});
+    if (rearm && h->owner != nullptr && self->events_ != 0) {
+      int err = uv_poll_start(&h->poll, self->events_, OnPoll);
+      if (err != 0) self->Deliver(0, 0, err);
+    }
   }
 
   void ReadBatch() {

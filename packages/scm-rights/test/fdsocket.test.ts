@@ -294,6 +294,32 @@ describe.each(KINDS)('FdSocket on %s', (type) => {
     expect(JSON.parse(out)).toEqual([0, 1, 'boom', 2, 3, 4]);
   });
 
+  it('a peer that leaves with our messages unread: queued sends reject, reading ends or reports ECONNRESET', async () => {
+    const before = openFds();
+    const [x, y] = socketpair(type);
+    const a = new FdSocket(x);
+    const pending: Promise<void>[] = [];
+    while (a.pendingSends < 2) pending.push(a.send(Buffer.alloc(64 * 1024)));
+    const settled = Promise.allSettled(pending);
+    closeSync(y); // never read
+    const reasons = (await settled).flatMap((r) => (r.status === 'rejected' ? [r.reason.code] : []));
+    expect(reasons.length).toBeGreaterThanOrEqual(2);
+    for (const code of reasons) expect(['EPIPE', 'ECONNRESET']).toContain(code);
+    // The kernel reports the reset once, to whichever call comes first: a
+    // send got it already, or the next read does.
+    const outcome = new Promise<string>((resolve) => {
+      a.on('end', () => resolve('end'));
+      a.on('error', (err: NodeJS.ErrnoException) => resolve(`${err.code} ${err.syscall} ${err.errno}`));
+    });
+    a.on('message', () => {});
+    const got = await outcome;
+    if (reasons.includes('ECONNRESET')) expect(got).toBe('end');
+    else expect(got).toBe('ECONNRESET recvmsg -104');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(a.closed).toBe(true);
+    expect(openFds()).toEqual(before);
+  });
+
   it('pause() stops delivery; resume() continues in order', async () => {
     const [a, b] = sockets(type);
     const seen: string[] = [];
