@@ -89,7 +89,11 @@ function validateFds(value: unknown): asserts value is number[] {
   if (value.length > native.SCM_MAX_FD) {
     throw outOfRange('fds', `at most ${native.SCM_MAX_FD} fds per message (SCM_MAX_FD)`, `${value.length} fds`);
   }
-  for (let i = 0; i < value.length; i++) validateFd(`fds[${i}]`, value[i]);
+  for (let i = 0; i < value.length; i++) {
+    const fd = value[i];
+    // The name is only built for an error: this runs on every send.
+    if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) validateFd(`fds[${i}]`, fd);
+  }
 }
 
 function validateInt(name: string, value: unknown, min: number, max: number): asserts value is number {
