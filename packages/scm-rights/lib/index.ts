@@ -65,6 +65,14 @@ function errnoError(errno: number, syscall: string): CodedError {
   return Object.assign(new Error(`${code}: ${description}, ${syscall}`), { errno, code, syscall });
 }
 
+/** As Node's AbortError: name 'AbortError', code 'ABORT_ERR', the signal's reason as cause. */
+function abortError(signal: AbortSignal): CodedError {
+  const err = codeError('ABORT_ERR', 'The operation was aborted');
+  err.name = 'AbortError';
+  (err as Error & { cause?: unknown }).cause = signal.reason;
+  return err;
+}
+
 function socketClosed(): CodedError {
   return codeError('ERR_SOCKET_CLOSED', 'The FdSocket was closed before the message was sent');
 }
@@ -239,6 +247,15 @@ export interface FdSocketOptions {
   highWaterMark?: number;
 }
 
+export interface SendOptions {
+  /**
+   * Cancels the send while it waits in the queue: it rejects with an
+   * `AbortError` and nothing of it is written. Once part of a message is in
+   * the kernel the rest must follow, so from then on an abort is ignored.
+   */
+  signal?: AbortSignal;
+}
+
 /** A small FIFO that does not shift arrays. */
 class Queue<T> {
   #items: (T | undefined)[] = [];
@@ -262,6 +279,17 @@ class Queue<T> {
     }
     return item;
   }
+  /** Take out one item (an aborted send); rare, so a linear search is fine. */
+  remove(item: T): boolean {
+    const i = this.#items.indexOf(item, this.#head);
+    if (i < 0) return false;
+    this.#items.splice(i, 1);
+    if (this.#head === this.#items.length) {
+      this.#items = [];
+      this.#head = 0;
+    }
+    return true;
+  }
   drain(): T[] {
     const rest = this.#items.slice(this.#head) as T[];
     this.#items = [];
@@ -273,6 +301,8 @@ class Queue<T> {
 interface PendingSend {
   /** What is left to write, exactly as it goes on the wire (frame header included). */
   bytes: Buffer;
+  /** Some bytes are out: the rest must follow, so it can no longer be aborted. */
+  started: boolean;
   /** Our own dups, sent with the first byte and closed once sent; null after. */
   fds: number[] | null;
   resolve: () => void;
@@ -415,11 +445,20 @@ export class FdSocket extends EventEmitter {
    * close your fds as soon as send() returns. The peer gets its own fds.
    * Rejects with `ERR_SOCKET_CLOSED` if the socket closes first, or with the
    * sendmsg error (EPIPE when the peer is gone, EMSGSIZE for a datagram
-   * larger than the socket buffer).
+   * larger than the socket buffer), or an `AbortError` (`options.signal`).
+   * Bad arguments throw synchronously.
    */
-  send(data: Uint8Array, fds: number[] = []): Promise<void> {
+  send(data: Uint8Array, fds: number[] = [], options?: SendOptions): Promise<void> {
     validateData('data', data);
     validateFds(fds);
+    let signal: AbortSignal | undefined;
+    if (options !== undefined) {
+      signal = optionsObject('options', options).signal as AbortSignal | undefined;
+      if (signal !== undefined && !(signal instanceof AbortSignal)) {
+        throw invalidArgType('options.signal', 'an instance of AbortSignal', signal);
+      }
+      if (signal?.aborted) return Promise.reject(abortError(signal));
+    }
     if (this.#closed) return Promise.reject(socketClosed());
     const view = data as ArrayBufferView;
     const bytes = view instanceof Uint8Array ? view : new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
@@ -457,12 +496,33 @@ export class FdSocket extends EventEmitter {
     } else {
       wire = Buffer.from(bytes);
     }
-    const entry: PendingSend = { bytes: wire, fds: owned, resolve: noop, reject: noop };
+    const entry: PendingSend = { bytes: wire, started: false, fds: owned, resolve: noop, reject: noop };
     if (sent > 0) advance(entry, sent);
     const promise = new Promise<void>((resolve, reject) => {
       entry.resolve = resolve;
       entry.reject = reject;
     });
+    if (signal !== undefined) {
+      const s = signal;
+      const onAbort = () => {
+        // A message partly written must be finished, or the stream's framing breaks.
+        if (entry.started || !this.#sends.remove(entry)) return;
+        closeAll(entry.fds);
+        entry.fds = null;
+        entry.reject(abortError(s));
+        this.#update();
+      };
+      s.addEventListener('abort', onAbort, { once: true });
+      const { resolve, reject } = entry;
+      entry.resolve = () => {
+        s.removeEventListener('abort', onAbort);
+        resolve();
+      };
+      entry.reject = (err) => {
+        s.removeEventListener('abort', onAbort);
+        reject(err);
+      };
+    }
     this.#sends.push(entry);
     this.#update();
     return promise;
@@ -820,6 +880,7 @@ export class FdSocket extends EventEmitter {
 
 /** Drop the first n bytes of a queued send (the kernel took them; with them any fds). */
 function advance(p: PendingSend, n: number): void {
+  p.started = true;
   p.fds = null;
   p.bytes = p.bytes.subarray(n);
 }

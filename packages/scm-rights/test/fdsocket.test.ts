@@ -230,6 +230,32 @@ describe.each(KINDS)('FdSocket on %s', (type) => {
     expect(openFds()).toEqual(before);
   });
 
+  it('an AbortSignal cancels a queued send: it rejects, its fd copies close, nothing of it arrives', async () => {
+    const f = openSync(files[0]!, 'r');
+    const before = openFds();
+    const [a, b] = sockets(type);
+    const pending: Promise<void>[] = [];
+    while (a.pendingSends === 0) pending.push(a.send(Buffer.alloc(32 * 1024)));
+    const ac = new AbortController();
+    const cancelled = a.send(Buffer.from('cancelled'), [f, f], { signal: ac.signal });
+    pending.push(a.send(Buffer.from('kept'), [f]));
+    ac.abort(new Error('changed my mind'));
+    await expect(cancelled).rejects.toMatchObject({ name: 'AbortError', code: 'ABORT_ERR', cause: { message: 'changed my mind' } });
+    await expect(a.send(Buffer.from('x'), [], { signal: AbortSignal.abort() })).rejects.toMatchObject({ code: 'ABORT_ERR' });
+    expect(errorOf(() => a.send(Buffer.from('x'), [], { signal: 'soon' as never })).message).toContain('"options.signal"');
+    const got = await collect(b, pending.length);
+    await Promise.all(pending);
+    const last = got[got.length - 1]!;
+    expect(last.data.toString()).toBe('kept');
+    expect(got.some((m) => m.data.toString() === 'cancelled')).toBe(false);
+    closeSync(last.fds[0]!);
+    a.close();
+    b.close();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(openFds()).toEqual(before);
+    closeSync(f);
+  });
+
   it('fds received but never consumed are closed with the socket', async () => {
     const f = openSync(files[1]!, 'r');
     const before = openFds();

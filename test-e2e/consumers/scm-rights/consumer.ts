@@ -9,6 +9,7 @@ import {
   sendFds,
   type FdMessage,
   type FdSocketOptions,
+  type SendOptions,
   type PeerCredentials,
   type RecvFdsOptions,
 } from '@folk/scm-rights';
@@ -27,7 +28,7 @@ const type: 'stream' | 'seqpacket' = sock.type;
 void type;
 sock.on('message', (m: FdMessage) => m.fds.forEach((x) => closeSync(x)));
 sock.on('error', (err: Error) => void err);
-const done: Promise<void> = sock.send(Buffer.from('x'), [1]);
+const done: Promise<void> = sock.send(Buffer.from('x'), [1], { signal: AbortSignal.timeout(1000) });
 void done;
 async function drain(s: FdSocket): Promise<number> {
   let n = 0;
@@ -42,5 +43,7 @@ sock[Symbol.dispose]();
 sendFds(fd, Buffer.from('x'), ['3']);
 // @ts-expect-error: options are typed
 recvFds(fd, { maxBytes: '10' });
+const sendOptions: SendOptions = {};
+void sendOptions;
 // @ts-expect-error: FdSocket options are typed
 new FdSocket(fd, { allowHalfOpen: 'yes' });
