@@ -532,6 +532,28 @@ describe('stream framing', () => {
     closeSync(f);
   });
 
+  it('for await yields what came before a broken frame, then throws', async () => {
+    const f = openSync(files[0]!, 'r');
+    const { fd, s } = raw();
+    sendFds(fd, frame('good', 1), [f]);
+    sendFds(fd, frame('bad', 2), [f]);
+    const seen: string[] = [];
+    let caught: NodeJS.ErrnoException | undefined;
+    try {
+      for await (const m of s) {
+        seen.push(m.data.toString());
+        for (const x of m.fds) closeSync(x);
+      }
+    } catch (err) {
+      caught = err as NodeJS.ErrnoException;
+    }
+    expect(seen).toEqual(['good']);
+    expect(caught?.code).toBe('ERR_INVALID_FRAME');
+    expect(s.closed).toBe(true);
+    closeSync(fd);
+    closeSync(f);
+  });
+
   it('a header announcing more than maxMessageBytes fails with ERR_MESSAGE_TOO_LARGE', async () => {
     const [x, y] = socketpair('stream');
     const s = new FdSocket(y, { maxMessageBytes: 16 });
@@ -635,6 +657,34 @@ for i in range(3):
     closeSync(f);
     closeSync(theirs);
     s.close();
+  });
+});
+
+describe('half-open', () => {
+  it.each(KINDS)('%s: with allowHalfOpen the socket still sends after the peer shut down its side', async (type) => {
+    const [ours, theirs] = socketpair(type);
+    const s = new FdSocket(ours, { allowHalfOpen: true });
+    const f = openSync(files[3]!, 'r');
+    s.on('message', (m) => expect(m.data.toString()).toBe('question'));
+    s.on('end', () => {
+      expect(s.closed).toBe(false);
+      void s.send(Buffer.from('answer'), [f]).then(() => s.close());
+    });
+    // The peer asks, shuts down its writing side, and reads the answer raw.
+    const head = type === 'stream' ? frame('question', 0).toString('hex') : Buffer.from('question').toString('hex');
+    const r = await python(
+      `import os, socket
+s = socket.socket(fileno=3)
+s.sendall(bytes.fromhex('${head}'))
+s.shutdown(socket.SHUT_WR)
+msg, fds, flags, addr = socket.recv_fds(s, 100, 4)
+print(msg[-6:].decode(), os.pread(fds[0], 100, 0).decode())`,
+      theirs,
+    );
+    expect(r.stdout).toBe('answer file number 3\n');
+    closeSync(theirs);
+    closeSync(f);
+    if (!s.closed) await new Promise((resolve) => s.once('close', resolve));
   });
 });
 
