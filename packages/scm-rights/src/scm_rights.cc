@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <memory>
+#include <new>
 #include <string>
 
 namespace {
@@ -244,7 +245,9 @@ Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   std::unique_ptr<char[]> big;
   char* buf = shared.get();
   if (static_cast<size_t>(maxBytes) > kShared) {
-    big.reset(new char[static_cast<size_t>(maxBytes)]);
+    // nothrow: a failed allocation is an ENOMEM error, never std::terminate.
+    big.reset(new (std::nothrow) char[static_cast<size_t>(maxBytes)]);
+    if (!big) throw ErrnoError(env, ENOMEM, "recvmsg");
     buf = big.get();
   }
 
@@ -374,7 +377,8 @@ class Poller : public Napi::ObjectWrap<Poller> {
     chunk_ = static_cast<size_t>(chunk);
     // Uninitialised on purpose: pages are only touched when bytes arrive.
     scratchSize_ = static_cast<size_t>(scratch);
-    scratch_.reset(new char[scratchSize_]);
+    scratch_.reset(new (std::nothrow) char[scratchSize_]);
+    if (!scratch_) throw ErrnoError(env, ENOMEM, "malloc");
     meta_ = meta.As<Napi::Int32Array>().Data();
     metaCap_ = meta.ElementLength() / 3;
     fds_ = fds.As<Napi::Int32Array>().Data();
