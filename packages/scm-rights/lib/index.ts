@@ -417,13 +417,25 @@ export class FdSocket extends EventEmitter {
     this.#poller = new native.Poller(fd, chunk, chunk + 4 * STREAM_CHUNK, META, FDS, this.#onRead, this.#onWritable);
     this.fd = fd;
 
-    // Reading starts when someone listens, as with net.Socket's 'data'.
-    this.on('newListener', (event) => {
-      if (event === 'message') queueMicrotask(() => this.#deliver());
-    });
-    this.on('removeListener', (event) => {
-      if (event === 'message') this.#update();
-    });
+  }
+
+  // Reading starts when someone listens for 'message', as with net.Socket's
+  // 'data' (once() and prependOnceListener() go through these). Overrides
+  // rather than a 'newListener' handler, which removeAllListeners() would drop.
+  override on(event: string | symbol, listener: (...args: any[]) => void): this {
+    super.on(event, listener);
+    if (event === 'message') queueMicrotask(() => this.#deliver());
+    return this;
+  }
+
+  override addListener(event: string | symbol, listener: (...args: any[]) => void): this {
+    return this.on(event, listener);
+  }
+
+  override prependListener(event: string | symbol, listener: (...args: any[]) => void): this {
+    super.prependListener(event, listener);
+    if (event === 'message') queueMicrotask(() => this.#deliver());
+    return this;
   }
 
   /** True once close() ran (or the socket ended or failed and closed itself). */

@@ -346,6 +346,20 @@ describe.each(KINDS)('FdSocket on %s', (type) => {
     expect(openFds()).toEqual(before);
   });
 
+  it('once() takes one message; the next listener gets the next, even after removeAllListeners()', async () => {
+    const [a, b] = sockets(type);
+    for (const m of ['one', 'two', 'three']) await a.send(Buffer.from(m));
+    const [first] = (await once(b, 'message')) as [FdMessage];
+    expect(first.data.toString()).toBe('one');
+    b.removeAllListeners();
+    const [second] = (await once(b, 'message')) as [FdMessage];
+    expect(second.data.toString()).toBe('two');
+    const third = await new Promise<FdMessage>((resolve) => b.prependOnceListener('message', resolve));
+    expect(third.data.toString()).toBe('three');
+    a.close();
+    b.close();
+  });
+
   it('pause() stops delivery; resume() continues in order', async () => {
     const [a, b] = sockets(type);
     const seen: string[] = [];
