@@ -171,6 +171,38 @@ describe.each(['seqpacket', 'stream'] as const)('sendFds/recvFds on %s', (type) 
   });
 });
 
+describe('stream sockets: where fds land (what FdSocket framing relies on)', () => {
+  it('a read merges fd-less writes up to the next write with fds, takes its fds and stops right after it', () => {
+    const [a, b] = pair('stream');
+    const f = openSync(file, 'r');
+    sendFds(a, Buffer.from('AAA'), []);
+    sendFds(a, Buffer.from('BBB'), []);
+    sendFds(a, Buffer.from('CCC'), [f]);
+    sendFds(a, Buffer.from('DDD'), []);
+    sendFds(a, Buffer.from('EEE'), [f, f]);
+    sendFds(a, Buffer.from('FFF'), [f]);
+    const reads = [recvFds(b), recvFds(b), recvFds(b)];
+    expect(reads.map((r) => [r.data.toString(), r.fds.length])).toEqual([
+      ['AAABBBCCC', 1],
+      ['DDDEEE', 2],
+      ['FFF', 1],
+    ]);
+    for (const r of reads) for (const fd of r.fds) closeSync(fd);
+    for (const fd of [a, b, f]) closeSync(fd);
+  });
+
+  it('a short read of the write with fds still takes them all; the rest of its bytes come fd-less', () => {
+    const [a, b] = pair('stream');
+    const f = openSync(file, 'r');
+    sendFds(a, Buffer.from('0123456789'), [f]);
+    const first = recvFds(b, { maxBytes: 4 });
+    expect([first.data.toString(), first.fds.length]).toEqual(['0123', 1]);
+    const rest = recvFds(b);
+    expect([rest.data.toString(), rest.fds.length]).toEqual(['456789', 0]);
+    for (const fd of [a, b, f, first.fds[0]!]) closeSync(fd);
+  });
+});
+
 describe('message sockets', () => {
   it('a message longer than maxBytes throws ERR_MESSAGE_TRUNCATED and closes its fds', () => {
     const before = openFds();
