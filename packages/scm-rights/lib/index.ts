@@ -610,7 +610,8 @@ export class FdSocket extends EventEmitter {
       const len = META[3 * i]!;
       const nfds = META[3 * i + 1]!;
       const flags = META[3 * i + 2]!;
-      const fds: number[] = nfds === 1 ? [FDS[fdAt]!] : Array.from(FDS.subarray(fdAt, fdAt + nfds));
+      const fds: number[] =
+        nfds === 0 ? [] : nfds === 1 ? [FDS[fdAt]!] : Array.from(FDS.subarray(fdAt, fdAt + nfds));
       fdAt += nfds;
       const bytes = data === undefined ? Buffer.alloc(0) : data.subarray(offset, offset + len);
       offset += len;
