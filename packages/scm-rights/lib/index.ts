@@ -1,3 +1,4 @@
+import { kMaxLength } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { closeSync } from 'node:fs';
 import { getSystemErrorMap } from 'node:util';
@@ -402,7 +403,9 @@ export class FdSocket extends EventEmitter {
     this.#stream = type === native.SOCK_STREAM;
     this.type = this.#stream ? 'stream' : 'seqpacket';
     const maxMessageBytes = opts.maxMessageBytes ?? (this.#stream ? 64 * 1024 * 1024 : 256 * 1024);
-    validateInt('options.maxMessageBytes', maxMessageBytes, 1, this.#stream ? 0xffffffff : 64 * 1024 * 1024);
+    // A stream frame is assembled in one Buffer, so no larger than Node allows.
+    const most = this.#stream ? Math.min(0xffffffff, kMaxLength) : 64 * 1024 * 1024;
+    validateInt('options.maxMessageBytes', maxMessageBytes, 1, most);
     this.#maxMessageBytes = maxMessageBytes;
     const allowHalfOpen = opts.allowHalfOpen ?? false;
     if (typeof allowHalfOpen !== 'boolean') throw invalidArgType('options.allowHalfOpen', 'of type boolean', allowHalfOpen);
@@ -416,7 +419,6 @@ export class FdSocket extends EventEmitter {
     const chunk = this.#stream ? STREAM_CHUNK : maxMessageBytes;
     this.#poller = new native.Poller(fd, chunk, chunk + 4 * STREAM_CHUNK, META, FDS, this.#onRead, this.#onWritable);
     this.fd = fd;
-
   }
 
   // Reading starts when someone listens for 'message', as with net.Socket's
@@ -699,7 +701,14 @@ export class FdSocket extends EventEmitter {
         f.data = b.subarray(pos, pos + need); // whole in this read: no copy
         pos += need;
       } else {
-        f.buf ??= Buffer.allocUnsafe(f.len);
+        if (f.buf === null) {
+          try {
+            f.buf = Buffer.allocUnsafe(f.len);
+          } catch {
+            this.#protocolError(fds, `no memory for a ${f.len}-byte message`, 'ERR_MESSAGE_TOO_LARGE');
+            return;
+          }
+        }
         const n = Math.min(need, avail);
         b.copy(f.buf, f.filled, pos, pos + n);
         f.filled += n;
