@@ -1,46 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 
-/** The fds open in this process, each with what it points at. */
-export function openFds(): string[] {
-  const fds: string[] = [];
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      fds.push(`${fd} -> ${readlinkSync(`/proc/self/fd/${fd}`)}`);
-    } catch {
-      // The fd readdirSync itself used, already closed.
-    }
-  }
-  return fds.sort();
-}
-
-export const O_CLOEXEC = 0o2000000;
-
-export function fdFlags(fd: number): number {
-  const m = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
-  if (!m) throw new Error(`no flags in fdinfo of ${fd}`);
-  return parseInt(m[1]!, 8);
-}
-
-export function errorOf(fn: () => unknown): NodeJS.ErrnoException {
-  try {
-    fn();
-  } catch (err) {
-    return err as NodeJS.ErrnoException;
-  }
-  throw new Error('expected an error');
-}
-
-/** The state letter in /proc/PID/stat ('Z' for a zombie), or null once the pid is gone. */
-export function procState(pid: number): string | null {
-  try {
-    return /^\d+ \(.*\) (\S)/.exec(readFileSync(`/proc/${pid}/stat`, 'utf8'))![1]!;
-  } catch {
-    return null;
-  }
-}
+export { O_CLOEXEC, errorOf, fdFlags, openFds, processState as procState } from '@folk/test-support';
 
 /**
  * Spawn a child that is ours and that nobody else reaps, the situation

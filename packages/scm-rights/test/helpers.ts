@@ -1,42 +1,13 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
-/** The fds open in this process, each with what it points at. */
-export function openFds(): string[] {
-  const fds: string[] = [];
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      fds.push(`${fd} -> ${readlinkSync(`/proc/self/fd/${fd}`)}`);
-    } catch {
-      // The fd readdirSync itself used, already closed.
-    }
-  }
-  return fds.sort();
-}
+import { fdTarget } from '@folk/test-support';
 
-/** What an fd points at ("pipe:[123]", "/etc/hostname", "socket:[456]"). */
-export function target(fd: number): string {
-  return readlinkSync(`/proc/self/fd/${fd}`);
-}
+export { O_CLOEXEC, errorOf, fdFlags, openFds } from '@folk/test-support';
 
-export const O_CLOEXEC = 0o2000000;
-
-export function fdFlags(fd: number): number {
-  const m = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8'));
-  if (!m) throw new Error(`no flags in fdinfo of ${fd}`);
-  return parseInt(m[1]!, 8);
-}
-
-export function errorOf(fn: () => unknown): NodeJS.ErrnoException {
-  try {
-    fn();
-  } catch (err) {
-    return err as NodeJS.ErrnoException;
-  }
-  throw new Error('expected an error');
-}
+/** What an fd of ours points at (one argument, so it can be passed to map). */
+export const target = (fd: number): string => fdTarget(fd);
 
 /** The built package, for child processes (which load it as users do). */
 export const DIST = fileURLToPath(new URL('../dist/index.js', import.meta.url));

@@ -1,46 +1,15 @@
 import { execFileSync } from 'node:child_process';
-import { closeSync, readFileSync, readSync, readdirSync, readlinkSync, writeSync } from 'node:fs';
+import { closeSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { O_CLOEXEC, O_NONBLOCK, errorOf, fdFlags, openFds } from '@folk/test-support';
 import { socketpair, socketpairStreams, type SocketType } from '../lib/index.js';
-
-const O_NONBLOCK = 0o4000;
-const O_CLOEXEC = 0o2000000;
-
-function fdFlags(fd: number): number {
-  const info = readFileSync(`/proc/self/fdinfo/${fd}`, 'utf8');
-  const m = /^flags:\s+([0-7]+)$/m.exec(info);
-  if (!m) throw new Error(`no flags in fdinfo of ${fd}`);
-  return parseInt(m[1]!, 8);
-}
-
-/** The fds open in this process, each with what it points at. */
-function openFds(): string[] {
-  const fds: string[] = [];
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      fds.push(`${fd} -> ${readlinkSync(`/proc/self/fd/${fd}`)}`);
-    } catch {
-      // The fd readdirSync itself used, already closed.
-    }
-  }
-  return fds.sort();
-}
 
 function read(fd: number, size = 64 * 1024): Buffer {
   const buf = Buffer.alloc(size);
   const n = readSync(fd, buf, 0, size, null);
   return buf.subarray(0, n);
-}
-
-function errorOf(fn: () => unknown): NodeJS.ErrnoException {
-  try {
-    fn();
-  } catch (err) {
-    return err as NodeJS.ErrnoException;
-  }
-  throw new Error('expected an error');
 }
 
 const TYPES: SocketType[] = ['stream', 'seqpacket', 'dgram'];

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 export const FIXTURES = join(__dirname, 'fixtures');
@@ -21,48 +21,11 @@ export function requirePhp(): void {
   }
 }
 
-/** The fds open in this process, each with what it points at. */
-export function openFds(): string[] {
-  const fds: string[] = [];
-  for (const fd of readdirSync('/proc/self/fd')) {
-    try {
-      fds.push(`${fd} -> ${readlinkSync(`/proc/self/fd/${fd}`)}`);
-    } catch {
-      // The fd readdirSync itself used, already closed.
-    }
-  }
-  return fds.sort();
-}
+export { openFds, processState, zombieChildren } from '@folk/test-support';
 
 /** Whether a pid still exists in any form (running, or an unreaped zombie). */
 export function processExists(pid: number): boolean {
   return existsSync(`/proc/${pid}`);
-}
-
-/** The state letter of a process (R, S, Z, ...), or null when it is gone. */
-export function processState(pid: number): string | null {
-  try {
-    return /^State:\s+(\S)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? null;
-  } catch {
-    return null;
-  }
-}
-
-/** Children of this process that are zombies (exited, not reaped). */
-export function zombieChildren(): number[] {
-  const me = String(process.pid);
-  const zombies: number[] = [];
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue;
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      if (fields[0] === 'Z' && fields[1] === me) zombies.push(Number(entry));
-    } catch {
-      // Gone while we looked.
-    }
-  }
-  return zombies;
 }
 
 /** Resolves with the arguments of the next `event` on `emitter`. */

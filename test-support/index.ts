@@ -1,0 +1,79 @@
+// Shared by every package's tests: what the kernel says about this process
+// and its children, read from /proc. Tests assert on these, never on mocks.
+import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+
+export const O_NONBLOCK = 0o4000;
+export const O_CLOEXEC = 0o2000000;
+
+/**
+ * The fds open in a process, each as "N -> what it points at", sorted: two
+ * lists are equal only if the same numbers point at the same objects. The fd
+ * readdirSync itself uses is gone by the time it would be read, so it is
+ * left out rather than counted as a leak.
+ */
+export function openFds(pid: number | 'self' = 'self'): string[] {
+  const fds: string[] = [];
+  for (const fd of readdirSync(`/proc/${pid}/fd`)) {
+    try {
+      fds.push(`${fd} -> ${readlinkSync(`/proc/${pid}/fd/${fd}`)}`);
+    } catch {
+      // closed meanwhile (the directory fd itself)
+    }
+  }
+  return fds.sort();
+}
+
+/** What fd points at in a process: "pipe:[123]", "/etc/hostname", "socket:[456]". */
+export function fdTarget(fd: number, pid: number | 'self' = 'self'): string {
+  return readlinkSync(`/proc/${pid}/fd/${fd}`);
+}
+
+/** The open-file flags of fd (O_CLOEXEC, O_NONBLOCK, ...), from /proc/<pid>/fdinfo. */
+export function fdFlags(fd: number, pid: number | 'self' = 'self'): number {
+  const m = /^flags:\s+([0-7]+)$/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'utf8'));
+  if (!m) throw new Error(`no flags in /proc/${pid}/fdinfo/${fd}`);
+  return parseInt(m[1]!, 8);
+}
+
+/** The error fn throws; fails the test if it does not throw. */
+export function errorOf<E = NodeJS.ErrnoException>(fn: () => unknown): E {
+  try {
+    fn();
+  } catch (err) {
+    return err as E;
+  }
+  throw new Error('expected an error, but nothing was thrown');
+}
+
+/** The fields of /proc/<pid>/stat after "pid (comm)" (comm may hold spaces), or null once it is gone. */
+function statFields(pid: number | string): string[] | null {
+  let stat: string;
+  try {
+    stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  } catch {
+    return null;
+  }
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+}
+
+/** The state letter of a process (R, S, Z for a zombie, ...), or null once the pid is gone. */
+export function processState(pid: number): string | null {
+  return statFields(pid)?.[0] ?? null;
+}
+
+/** Pids of this process's children, in the given state ('Z': zombies) or any. */
+export function children(state?: string): number[] {
+  const me = String(process.pid);
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    const fields = statFields(entry);
+    if (fields && fields[1] === me && (state === undefined || fields[0] === state)) found.push(Number(entry));
+  }
+  return found;
+}
+
+/** Children of this process that exited and nobody reaped. */
+export function zombieChildren(): number[] {
+  return children('Z');
+}
