@@ -73,6 +73,7 @@ describe.each(consumers)('%s', (dir) => {
     const stray = files.filter((f) => !ALLOWED.some((re) => re.test(f)));
     expect(stray).toEqual([]);
     expect(files).toContain('README.md');
+    expect(files).toContain('LICENSE');
     expect(files).toContain('dist/index.js');
     expect(files).toContain('dist/index.mjs');
     expect(files).toContain('dist/index.d.ts');
