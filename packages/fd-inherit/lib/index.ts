@@ -569,7 +569,8 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
   validateCString(file, 'file');
   if (file === '') throw invalidArgValue('file', 'cannot be empty', file);
   if (!Array.isArray(args)) throw invalidArgType('args', 'an instance of Array', args);
-  const argList = args.map((a, i) => validateCString(a, `args[${i}]`));
+  // Array.from, not map: map skips the holes of a sparse array.
+  const argList = Array.from(args, (a, i) => validateCString(a, `args[${i}]`));
   const opts = optionsObject(options);
 
   // Environment. On the main thread process.env is the C environment
@@ -616,7 +617,9 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
   if (opts['listenFds'] !== undefined) {
     const list = opts['listenFds'];
     if (!Array.isArray(list)) throw invalidArgType('options.listenFds', 'an instance of Array', list);
-    list.forEach((entry: unknown, i: number) => {
+    // A plain loop, not forEach, which skips holes and would shift the fds after one.
+    for (let i = 0; i < list.length; i++) {
+      const entry: unknown = list[i];
       const name = `options.listenFds[${i}]`;
       let fd: number;
       let fdName = 'unknown';
@@ -631,7 +634,7 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
       if (map.has(target)) throw invalidArgValue('options.listenFds', `puts fd ${target} where options.fds has one`, fd);
       map.set(target, fd);
       listenNames.push(fdName);
-    });
+    }
   }
 
   let listenPidIndex = -1;
@@ -649,7 +652,7 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
   if (opts['groups'] !== undefined) {
     const value = opts['groups'];
     if (!Array.isArray(value)) throw invalidArgType('options.groups', 'an instance of Array', value);
-    groups = value.map((g: unknown, i: number) => validateInteger(g, `options.groups[${i}]`, 0, INT32_MAX));
+    groups = Array.from(value, (g: unknown, i: number) => validateInteger(g, `options.groups[${i}]`, 0, INT32_MAX));
   }
   const uid = optionalId(opts['uid'], 'options.uid');
   const gid = optionalId(opts['gid'], 'options.gid');

@@ -158,6 +158,19 @@ describe('bad arguments', () => {
     expect(err.code).toBe(code);
   });
 
+  // Array methods skip holes: a sparse array must still have every slot
+  // checked, or a hole reaches the binding (args, groups) or silently shifts
+  // the next listen fd to 4 while LISTEN_FDS promises 3.
+  it.each([
+    ['args', () => spawn('/bin/true', [, 'a'] as string[]), '"args[0]"'],
+    ['groups', () => spawn('/bin/true', [], { groups: [, 0] as number[] }), '"options.groups[0]"'],
+    ['listenFds', () => spawn('/bin/true', [], { listenFds: [, 0] as number[] }), '"options.listenFds[0]"'],
+  ] as Array<[string, () => unknown, string]>)('a hole in %s is a bad argument, named', (_name, fn, named) => {
+    const err = errorOf(fn);
+    expect(err.code).toBe('ERR_INVALID_ARG_TYPE');
+    expect(err.message).toContain(named);
+  });
+
   it('names the argument', () => {
     expect(errorOf(() => spawn('/bin/true', [], { fds: { 3: -1 } })).message).toContain('"options.fds[3]"');
     expect(errorOf(() => spawn('/bin/true', [], { umask: 0o1000 })).message).toContain('"options.umask"');
