@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -527,11 +528,29 @@ class Poller : public Napi::ObjectWrap<Poller> {
 
   // A zero-byte read without fds is end-of-file on a stream socket, but on a
   // seqpacket socket it may also be an empty message. The peer having shut
-  // down its side tells the two apart.
+  // down its side tells the two apart, unless messages are still queued: the
+  // kernel reports end of file only once the queue is empty, so a zero-byte
+  // read with anything behind it was an empty message, and treating it as
+  // end of file would silently drop what follows. SIOCINQ counts every
+  // queued byte on a seqpacket socket; a peek without room for control data
+  // sees fds on the next message (MSG_CTRUNC) without installing them. Only
+  // a run of empty fd-less messages right before the end stays ambiguous.
   bool AtEof() {
     struct pollfd p = {fd_, POLLRDHUP, 0};
     int r = poll(&p, 1, 0);
-    return r == 1 && (p.revents & (POLLRDHUP | POLLHUP)) != 0;
+    if (r != 1 || (p.revents & (POLLRDHUP | POLLHUP)) == 0) return false;
+    int queued = 0;
+    if (ioctl(fd_, FIONREAD, &queued) == 0 && queued > 0) return false;
+    char byte;
+    struct iovec iov = {&byte, 1};
+    struct msghdr msg;
+    memset(&msg, 0, sizeof msg);
+    msg.msg_iov = &iov;
+    msg.msg_iovlen = 1;
+    ssize_t n;
+    do n = recvmsg(fd_, &msg, MSG_PEEK | MSG_DONTWAIT);
+    while (n == -1 && errno == EINTR);
+    return n == 0 && (msg.msg_flags & MSG_CTRUNC) == 0;
   }
 
   void Deliver(size_t chunks, size_t used, int status) {

@@ -645,6 +645,45 @@ describe('seqpacket specifics', () => {
     await closed;
   });
 
+  it('an empty message queued before the peer closed is a message, not end of file: what follows it arrives', async () => {
+    const f = openSync(files[1]!, 'r');
+    const before = openFds();
+    const [x, y] = socketpair('seqpacket');
+    sendFds(x, Buffer.alloc(0), []);
+    sendFds(x, Buffer.from('after the empty one'), [f]);
+    sendFds(x, Buffer.alloc(0), [f]);
+    closeSync(x); // all three are queued when the peer is already gone
+    const s = new FdSocket(y);
+    const ended = once(s, 'end');
+    const got = collect(s, 99);
+    await ended;
+    const ms = await got;
+    expect(ms.map((m) => [m.data.toString(), m.fds.map(readText)])).toEqual([
+      ['', []],
+      ['after the empty one', ['file number 1']],
+      ['', ['file number 1']],
+    ]);
+    for (const m of ms) for (const fd of m.fds) closeSync(fd);
+    // No bytes at all behind the empty message, only fds.
+    const [v, w] = socketpair('seqpacket');
+    sendFds(v, Buffer.alloc(0), []);
+    sendFds(v, Buffer.alloc(0), [f, f]);
+    closeSync(v);
+    const t = new FdSocket(w);
+    const tEnded = once(t, 'end');
+    const tGot = collect(t, 99);
+    await tEnded;
+    const tms = await tGot;
+    expect(tms.map((m) => [m.data.length, m.fds.map(readText)])).toEqual([
+      [0, []],
+      [0, ['file number 1', 'file number 1']],
+    ]);
+    for (const m of tms) for (const fd of m.fds) closeSync(fd);
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(openFds()).toEqual(before);
+    closeSync(f);
+  });
+
   it('interop: CPython send_fds datagrams arrive as messages; our messages reach recv_fds', async () => {
     const [ours, theirs] = socketpair('seqpacket');
     const s = new FdSocket(ours);
