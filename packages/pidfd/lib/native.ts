@@ -48,6 +48,8 @@ export interface NativeBinding {
   readable(pidfd: number, timeoutMs: number): boolean;
   /** pidfd_getfd(pidfd, targetFd, 0): a new O_CLOEXEC fd. */
   getfd(pidfd: number, targetFd: number): number;
+  /** The pid of a pidfd from fstatfs + ioctl(PIDFD_GET_INFO) (6.13); -1 when that cannot tell. Never throws. */
+  pidfdPid(fd: number): number;
   /** Takes ownership of `fd`. */
   Handle: new (fd: number) => NativeHandle;
   readonly CLD_EXITED: number;

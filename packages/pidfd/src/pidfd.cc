@@ -9,7 +9,9 @@
 #include <poll.h>
 #include <signal.h>
 #include <string>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -30,6 +32,24 @@
 #ifndef P_PIDFD
 #define P_PIDFD 3
 #endif
+
+// pidfs (Linux 6.9): the filesystem every pidfd lives on since then.
+constexpr long kPidfsMagic = 0x50494446;
+
+// struct pidfd_info as PIDFD_GET_INFO (Linux 6.13) first defined it; the
+// kernel accepts this size from newer callers' older builds and vice versa.
+struct PidfdInfoV0 {
+  uint64_t mask;
+  uint64_t cgroupid;
+  uint32_t pid;
+  uint32_t tgid;
+  uint32_t ppid;
+  uint32_t ids[8];  // ruid rgid euid egid suid sgid fsuid fsgid
+  uint32_t spare0;
+};
+static_assert(sizeof(PidfdInfoV0) == 64, "PIDFD_INFO_SIZE_VER0");
+constexpr uint64_t kPidfdInfoPid = 1;  // PIDFD_INFO_PID
+constexpr unsigned long kPidfdGetInfo = _IOWR(0xFF, 11, PidfdInfoV0);
 
 namespace {
 
@@ -137,6 +157,26 @@ Napi::Value Readable(const Napi::CallbackInfo& info) {
   if (n == -1) throw ErrnoError(info.Env(), errno, "poll");
   if (p.revents & POLLNVAL) throw ErrnoError(info.Env(), EBADF, "poll");
   return Napi::Boolean::New(info.Env(), n > 0);
+}
+
+// pidfdPid(fd: number): number
+//
+// The pid a pidfd refers to, when the kernel can say so cheaply: the fd is on
+// pidfs (fstatfs, so the ioctl never reaches another file's driver) and
+// PIDFD_GET_INFO answers. -1 for everything else (not a pidfd, not open, an
+// older kernel, a process already reaped or outside our pid namespace):
+// lib/index.ts then reads /proc/self/fdinfo, which tells those apart.
+Napi::Value PidfdPid(const Napi::CallbackInfo& info) {
+  int fd = Int32Arg(info, 0, "pidfdPid(fd: number)");
+  struct statfs fs;
+  PidfdInfoV0 pi = {};
+  pi.mask = kPidfdInfoPid;
+  if (fd < 0 || fstatfs(fd, &fs) == -1 || static_cast<long>(fs.f_type) != kPidfsMagic ||
+      ioctl(fd, kPidfdGetInfo, &pi) == -1 || (pi.mask & kPidfdInfoPid) == 0 || pi.pid == 0 ||
+      pi.pid > 0x7fffffffU) {
+    return Napi::Number::New(info.Env(), -1);
+  }
+  return Napi::Number::New(info.Env(), static_cast<double>(pi.pid));
 }
 
 // getfd(pidfd: number, targetFd: number): number. The new fd is always
@@ -373,6 +413,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("waitid", Napi::Function::New(env, Waitid, "waitid"));
   exports.Set("readable", Napi::Function::New(env, Readable, "readable"));
   exports.Set("getfd", Napi::Function::New(env, Getfd, "getfd"));
+  exports.Set("pidfdPid", Napi::Function::New(env, PidfdPid, "pidfdPid"));
   exports.Set("Handle", Handle::Define(env));
   exports.Set("CLD_EXITED", Napi::Number::New(env, CLD_EXITED));
   exports.Set("CLD_KILLED", Napi::Number::New(env, CLD_KILLED));

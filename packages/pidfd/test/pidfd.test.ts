@@ -1,8 +1,10 @@
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readSync, readdirSync, readlinkSync, writeSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, writeSync } from 'node:fs';
 import { getEventListeners, once } from 'node:events';
 import { describe, expect, it } from 'vitest';
+import { release } from 'node:os';
 import { PidFd, type ExitInfo } from '../lib/index.js';
+import { native } from '../lib/native.js';
 import { O_CLOEXEC, errorOf, fdFlags, openFds, procState, spawnUnreaped } from './helpers.js';
 
 /** Open a reaping PidFd on a fresh child that nobody else reaps. */
@@ -386,6 +388,38 @@ describe('fds', () => {
     } finally {
       closeSync(fd);
     }
+  });
+});
+
+describe('the pid of a pidfd without /proc (PIDFD_GET_INFO, 6.13)', () => {
+  const fdinfoPid = (fd: number): number => Number(/^Pid:\s*(-?\d+)$/m.exec(readFileSync(`/proc/self/fdinfo/${fd}`, 'latin1'))![1]);
+  const [major, minor] = release().split('.').map(Number) as [number, number];
+  const hasGetInfo = major > 6 || (major === 6 && minor >= 13);
+
+  it('agrees with fdinfo while the process runs and while it is a zombie; defers to fdinfo once reaped', async () => {
+    const pid = spawnUnreaped('sleep', ['1000']);
+    using p = PidFd.open(pid, { reap: true });
+    expect(fdinfoPid(p.fd)).toBe(pid);
+    expect(native.pidfdPid(p.fd)).toBe(hasGetInfo ? pid : -1);
+    p.kill('SIGKILL');
+    native.readable(p.fd, -1); // exited; nobody but us reaps it, so a zombie now
+    expect(procState(pid)).toBe('Z');
+    expect(native.pidfdPid(p.fd)).toBe(hasGetInfo ? pid : -1);
+    await p.wait();
+    expect(fdinfoPid(p.fd)).toBe(-1);
+    expect(native.pidfdPid(p.fd)).toBe(-1);
+  });
+
+  it('says -1, never throws, for fds that are not pidfds or not open', () => {
+    const file = openSync('/dev/null', 'r');
+    try {
+      expect(native.pidfdPid(file)).toBe(-1);
+      expect(native.pidfdPid(0)).toBe(-1);
+    } finally {
+      closeSync(file);
+    }
+    expect(native.pidfdPid(file)).toBe(-1);
+    expect(native.pidfdPid(-1)).toBe(-1);
   });
 });
 
