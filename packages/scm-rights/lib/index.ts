@@ -822,11 +822,16 @@ export class FdSocket extends EventEmitter {
       this.#destroy(t.error);
       return;
     }
-    this.emit('end');
     const w = this.#waiter;
     this.#waiter = null;
     w?.resolve({ value: undefined, done: true });
-    if (!this.#allowHalfOpen) this.close();
+    // An 'end' listener that throws (an uncaught exception) must not leave
+    // the socket open for good: nothing would ever close it.
+    try {
+      this.emit('end');
+    } finally {
+      if (!this.#allowHalfOpen) this.close();
+    }
   }
 
   // --- sending ------------------------------------------------------------

@@ -320,6 +320,35 @@ describe.each(KINDS)('FdSocket on %s', (type) => {
     expect(JSON.parse(out)).toEqual([0, 1, 'boom', 2, 3, 4]);
   });
 
+  it('an \'end\' listener that throws: the error is uncaught, and the socket still closes and ends the loop', () => {
+    const out = execFileSync(
+      process.execPath,
+      [
+        '-e',
+        `const fs = require('node:fs');
+         const { FdSocket, sendFds } = require(${JSON.stringify(DIST)});
+         const { socketpair } = require('@folk/socketpair');
+         const [a, b] = socketpair(${JSON.stringify(type)});
+         sendFds(a, ${JSON.stringify(type)} === 'stream' ? Buffer.from([1, 0, 0, 0, 0, 0, 0, 0, 7]) : Buffer.from([7]), []);
+         const s = new FdSocket(b);
+         const seen = [];
+         process.on('uncaughtException', (e) => seen.push(e.message));
+         s.on('end', () => { throw new Error('end boom'); });
+         s.on('close', () => seen.push('close'));
+         (async () => {
+           // The peer leaves while the loop waits for its next message.
+           for await (const m of s) { seen.push(m.data[m.data.length - 1]); fs.closeSync(a); }
+           seen.push('loop done');
+         })();
+         process.on('exit', () => console.log(JSON.stringify([...seen, s.closed])));`,
+      ],
+      { encoding: 'utf8', cwd: PKG },
+    );
+    const seen = JSON.parse(out) as unknown[];
+    expect(seen[0]).toBe(7);
+    expect(seen.slice(1).sort()).toEqual(['close', 'end boom', 'loop done', true]);
+  });
+
   it('a peer that leaves with our messages unread: queued sends reject, reading ends or reports ECONNRESET', async () => {
     const before = openFds();
     const [x, y] = socketpair(type);
