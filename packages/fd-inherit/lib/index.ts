@@ -745,7 +745,7 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
   try {
     pidfd = PidFd.adopt(pidfdNumber, { pid, reap: true });
   } catch (err) {
-    // Not expected for a pidfd fresh from the kernel (adopt reads
+    // Not expected for a pidfd fresh from the kernel (before 6.13 adopt reads
     // /proc/self/fdinfo, so a process without /proc would get here). Leave
     // no running child nobody can reach, and no zombie.
     native.killAndReap(pid, pidfdNumber);

@@ -118,6 +118,17 @@ describe('a child that cannot be handed out', () => {
   });
 });
 
+describe('a child whose pidfd is closed early', () => {
+  it('is reaped by the close when it has already exited (kill, then close)', () => {
+    const child = spawn('/bin/sleep', ['1000']);
+    child.kill('SIGKILL');
+    using peek = PidFd.open(child.pid); // reap: false: only peeks, never reaps
+    peek.waitSync();
+    child.pidfd.close();
+    // afterEach: no zombie, no fd.
+  });
+});
+
 describe('bad arguments', () => {
   const cases: Array<[string, () => unknown, string, string]> = [
     ['file not a string', () => spawn(42 as unknown as string), 'TypeError', 'ERR_INVALID_ARG_TYPE'],

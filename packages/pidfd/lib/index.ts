@@ -447,9 +447,24 @@ export class PidFd {
     return this;
   }
 
-  /** Close the pidfd. Pending waits reject with EBADF. Idempotent. */
+  /**
+   * Close the pidfd. Pending waits reject with EBADF. Idempotent. With
+   * `reap: true`, a process that has already exited is reaped first; one
+   * still running is not, and stays a zombie after it exits unless something
+   * else reaps it, so close after `wait()` settles.
+   */
   close(): void {
     if (this.#fd === -1) return;
+    // With reap: true nobody else will ever reap the process, and without the
+    // fd we cannot: collect an exit that has already happened now, so closing
+    // early (say right after kill()) leaves no zombie. Never blocks.
+    if (this.#reap && this.#outcome === undefined) {
+      try {
+        if (native.readable(this.#fd, 0)) this.#collect();
+      } catch {
+        // Closing regardless; the error would only have been a wait's answer.
+      }
+    }
     this.#fd = -1;
     this.#watching = false;
     this.#handle.close();

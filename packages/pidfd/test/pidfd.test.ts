@@ -50,6 +50,16 @@ describe('wait on our own child (reap: true)', () => {
     expect(procState(p.pid)).toBeNull();
   });
 
+  it('close() reaps a child that has already exited, so dropping the handle early leaves no zombie', () => {
+    const p = own('sleep', ['1000']);
+    p.kill('SIGKILL');
+    using peek = PidFd.open(p.pid); // reap: false, so waiting on it only peeks
+    peek.waitSync();
+    expect(procState(p.pid)).toBe('Z');
+    p.close();
+    expect(procState(p.pid)).toBeNull();
+  });
+
   it('reports a signal that has no name by its number', async () => {
     using p = own('sleep', ['1000']);
     p.kill(40); // SIGRTMIN+6: real-time signals kill by default and have no Node name
