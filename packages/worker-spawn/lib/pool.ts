@@ -204,7 +204,8 @@ export class WorkerPool extends EventEmitter {
    *
    * Rejects with a WorkerError whose code says why: ERR_WORKER_TASK (the
    * worker's handler failed), ERR_WORKER_FRAME_TOO_LARGE, ERR_WORKER_CRASHED
-   * (the worker died during the task), ERR_WORKER_EXEC_TIMEOUT,
+   * (the worker died during the task), ERR_WORKER_PROTOCOL (the worker wrote
+   * something that is not the protocol; it is killed), ERR_WORKER_EXEC_TIMEOUT,
    * ERR_WORKER_ALLOCATE_TIMEOUT, ERR_WORKER_QUEUE_FULL, ERR_WORKER_POOL_STOPPED.
    */
   run(payload: string | Uint8Array): Promise<Buffer> {
@@ -254,9 +255,11 @@ export class WorkerPool extends EventEmitter {
     });
   }
 
-  /** Resolves once `size` workers of the current generation have said ready. */
+  /** Resolves once `size` workers of the current generation have said ready, or once the pool has stopped. */
   ready(): Promise<void> {
     if (this.#readyCount() >= this.size) return Promise.resolve();
+    // stop() settles the waiters it finds; later ones would wait for workers that never come.
+    if (this.#stopping) return this.#stopping;
     return new Promise((resolve) => this.#readyWaiters.push(resolve));
   }
 
@@ -380,8 +383,17 @@ export class WorkerPool extends EventEmitter {
         this.#afterJob(slot);
       },
       (err: WorkerError) => {
+        if (job.settled) return;
+        if (err.code === 'ERR_WORKER_PROTOCOL') {
+          // The worker is being killed; its exit removes the slot. The task gets
+          // the reason (PROTOCOL.md) rather than a bare "crashed".
+          if (slot.execTimer) clearTimeout(slot.execTimer);
+          slot.execTimer = null;
+          this.#fail(job, err);
+          return;
+        }
         // A dead worker is handled (and its task rejected) by the exit handler.
-        if (job.settled || !RETRYABLE_TASK_ERRORS.has(err.code)) return;
+        if (!RETRYABLE_TASK_ERRORS.has(err.code)) return;
         this.#fail(job, err);
         slot.jobs++;
         this.#afterJob(slot);
@@ -476,7 +488,12 @@ export class WorkerPool extends EventEmitter {
       if (rethrow) throw err;
       this.emit('spawnError', err);
       this.#crashed();
-      this.#ensureWorkers();
+      // Retry from the event loop, never from here: with a zero backoff an
+      // immediate retry recurses until the stack overflows.
+      this.#backoffTimer ??= setTimeout(() => {
+        this.#backoffTimer = null;
+        this.#ensureWorkers();
+      }, Math.max(0, this.#backoffUntil - Date.now()));
       return false;
     }
     const slot: Slot = {

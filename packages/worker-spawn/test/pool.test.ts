@@ -1,3 +1,6 @@
+import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { WorkerError, WorkerPool, type PoolWorkerInfo, type RecycleReason, type WorkerPoolOptions } from '../lib/index.js';
 import { fixture, once, openFds, processExists, requirePhp, zombieChildren } from './helpers.js';
@@ -272,6 +275,52 @@ describe('WorkerPool with php-cli', () => {
       expect(answers.map(String)).toEqual(Array.from({ length: 1000 }, (_, i) => String(i)));
     } finally {
       await pool.stop();
+    }
+  });
+
+  it('ready() after stop() settles instead of waiting forever', async () => {
+    const pool = new WorkerPool({ script: fixture('tasks.php'), size: 1 });
+    await pool.stop();
+    await pool.ready();
+    expect((await errorOf(pool.run('echo:x'))).code).toBe('ERR_WORKER_POOL_STOPPED');
+  });
+
+  it('a task whose worker breaks the protocol is rejected with ERR_WORKER_PROTOCOL, as PROTOCOL.md says', async () => {
+    await withPool({ script: fixture('garbage.php') }, async (pool) => {
+      await pool.ready();
+      const err = await errorOf(pool.run('anything'));
+      expect(err.code).toBe('ERR_WORKER_PROTOCOL');
+      expect(err.message).toMatch(/broke the task protocol: task frame with protocol version 72/);
+    });
+  });
+
+  it('with no backoff, a program that can no longer be started is retried on the event loop (no stack overflow) until it is back', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'folk-pool-'));
+    const wrapper = join(dir, 'php');
+    const install = () => {
+      writeFileSync(wrapper, '#!/bin/sh\nexec php "$@"\n');
+      chmodSync(wrapper, 0o755);
+    };
+    install();
+    try {
+      await withPool({ command: wrapper, backoff: { initial: 0 }, allocateTimeout: 10_000 }, async (pool) => {
+        const first = await pidOf(pool);
+        rmSync(wrapper);
+        let failures = 0;
+        const failing = new Promise<void>((resolve) =>
+          pool.on('spawnError', (err: NodeJS.ErrnoException) => {
+            expect(err.code).toBe('ENOENT');
+            if (++failures === 20) resolve();
+          }),
+        );
+        expect((await errorOf(pool.run('exit:3'))).code).toBe('ERR_WORKER_CRASHED');
+        await failing;
+        install();
+        const next = await pidOf(pool);
+        expect(next).not.toBe(first);
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 
