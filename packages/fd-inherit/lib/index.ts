@@ -1,5 +1,5 @@
 import * as net from 'node:net';
-import { accessSync, closeSync, constants as fsConstants, statSync } from 'node:fs';
+import { accessSync, closeSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -281,6 +281,23 @@ function fdMapEntries(value: unknown, name: string): Array<[number, number]> {
 
 const STDIO_NAMES = ['stdin', 'stdout', 'stderr'] as const;
 
+let nrOpen: number | undefined;
+/**
+ * fs.nr_open: no fd number can reach it in any process. Read once; 1048576
+ * (the kernel's default) when /proc cannot tell.
+ */
+function fdNumberCeiling(): number {
+  if (nrOpen === undefined) {
+    try {
+      nrOpen = Number(readFileSync('/proc/sys/fs/nr_open', 'latin1'));
+    } catch {
+      // No /proc: the default.
+    }
+    if (!Number.isInteger(nrOpen) || nrOpen! <= 0) nrOpen = 1048576;
+  }
+  return nrOpen!;
+}
+
 /**
  * An fd map as a `child_process.spawn` `stdio` array, for code that stays
  * with child_process: index i holds the parent fd for child fd i, a gap
@@ -304,6 +321,18 @@ export function stdioFromFdMap(
       throw invalidArgValue(`options.${key}`, "must be 'inherit', 'ignore' or 'pipe'", fallback);
     }
     stdio.push(fallback);
+  }
+  // The array is as long as the highest child fd: refuse numbers no process
+  // can have rather than exhaust the heap building it.
+  const ceiling = fdNumberCeiling();
+  for (const [target] of entries) {
+    if (target >= ceiling) {
+      const err = new RangeError(
+        `The "fds" argument has child fd ${target}, above the highest fd number a process can have (fs.nr_open - 1 = ${ceiling - 1})`,
+      );
+      (err as ErrnoException).code = 'ERR_OUT_OF_RANGE';
+      throw err;
+    }
   }
   for (const [target, source] of entries) {
     while (stdio.length <= target) stdio.push('ignore');

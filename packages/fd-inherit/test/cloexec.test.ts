@@ -1,6 +1,8 @@
 // FD_CLOEXEC helpers, and the fd map as a child_process stdio array.
 import * as childProcess from 'node:child_process';
-import { closeSync, openSync } from 'node:fs';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+
+const INT32_MAX = 2 ** 31 - 1;
 import { describe, expect, it } from 'vitest';
 import { isInheritable, setInheritable, stdioFromFdMap } from '../lib/index.js';
 import { errorOf, hasCloexec, readAll } from './helpers.js';
@@ -79,5 +81,16 @@ describe('stdioFromFdMap', () => {
     expect(errorOf(() => stdioFromFdMap({ x: 1 } as never))).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
     expect(errorOf(() => stdioFromFdMap({ 3: -2 }))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
     expect(errorOf(() => stdioFromFdMap({}, { stdin: 5 as never }))).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+  });
+
+  it('refuses a child fd number no process can have, instead of building an array that long', () => {
+    // fs.nr_open is the kernel's ceiling for any fd number; past it the array
+    // would only exhaust the heap (INT32_MAX entries: a fatal OOM).
+    const nrOpen = Number(readFileSync('/proc/sys/fs/nr_open', 'utf8'));
+    const err = errorOf(() => stdioFromFdMap({ [INT32_MAX]: 3 }));
+    expect(err).toMatchObject({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+    expect(err.message).toContain('"fds"');
+    expect(errorOf(() => stdioFromFdMap({ [nrOpen]: 3 }))).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    expect(stdioFromFdMap({ 4096: 3 })).toHaveLength(4097);
   });
 });
