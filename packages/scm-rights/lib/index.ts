@@ -375,7 +375,9 @@ export class FdSocket extends EventEmitter {
   #writing = false;
   #delivering = false;
   #iterating = false;
-  #waiter: { resolve: (r: IteratorResult<FdMessage>) => void; reject: (err: Error) => void } | null = null;
+  // Calls to the iterator's next() waiting for a message, oldest first: a
+  // caller may call next() again before the last one settled.
+  #waiters = new Queue<{ resolve: (r: IteratorResult<FdMessage>) => void; reject: (err: Error) => void }>();
   #iterError: Error | null = null;
 
   #inbox = new Queue<FdMessage>();
@@ -770,7 +772,7 @@ export class FdSocket extends EventEmitter {
   }
 
   #next(): Promise<IteratorResult<FdMessage>> {
-    const m = this.#inbox.shift();
+    const m = this.#waiters.length === 0 ? this.#inbox.shift() : undefined;
     if (m !== undefined) {
       this.#update();
       return Promise.resolve({ value: m, done: false });
@@ -782,7 +784,7 @@ export class FdSocket extends EventEmitter {
     }
     if (this.#closed || this.#terminal?.finished) return Promise.resolve({ value: undefined, done: true });
     return new Promise((resolve, reject) => {
-      this.#waiter = { resolve, reject };
+      this.#waiters.push({ resolve, reject });
       this.#deliver();
     });
   }
@@ -795,9 +797,8 @@ export class FdSocket extends EventEmitter {
       // A listener may close the socket; then nothing more is delivered.
       while (!this.#closed) {
         if (this.#iterating) {
-          const w = this.#waiter;
-          if (w === null || this.#inbox.length === 0) break;
-          this.#waiter = null;
+          if (this.#waiters.length === 0 || this.#inbox.length === 0) break;
+          const w = this.#waiters.shift()!;
           w.resolve({ value: this.#inbox.shift()!, done: false });
         } else {
           if (this.#paused || this.#inbox.length === 0 || this.listenerCount('message') === 0) break;
@@ -822,9 +823,7 @@ export class FdSocket extends EventEmitter {
       this.#destroy(t.error);
       return;
     }
-    const w = this.#waiter;
-    this.#waiter = null;
-    w?.resolve({ value: undefined, done: true });
+    for (const w of this.#waiters.drain()) w.resolve({ value: undefined, done: true });
     // An 'end' listener that throws (an uncaught exception) must not leave
     // the socket open for good: nothing would ever close it.
     try {
@@ -888,16 +887,17 @@ export class FdSocket extends EventEmitter {
     for (const m of this.#inbox.drain()) closeAll(m.fds);
     if (this.#frame !== null) closeAll(this.#frame.fds);
     this.#frame = null;
-    const w = this.#waiter;
-    this.#waiter = null;
+    const waiters = this.#waiters.drain();
     let reported = false;
     if (this.#iterating && error !== null) {
-      if (w !== null) w.reject(error);
+      // The oldest waiting next() gets the error; as with any iterator that
+      // threw, the calls after it are done.
+      const w = waiters.shift();
+      if (w !== undefined) w.reject(error);
       else this.#iterError = error;
       reported = true;
-    } else {
-      w?.resolve({ value: undefined, done: true });
     }
+    for (const w of waiters) w.resolve({ value: undefined, done: true });
     process.nextTick(() => {
       if (error !== null && (!reported || this.listenerCount('error') > 0)) this.emit('error', error);
       this.emit('close');

@@ -103,6 +103,31 @@ describe.each(KINDS)('FdSocket on %s', (type) => {
     closeSync(f);
   });
 
+  it('next() called again before the last one settled: each call gets its own message, in order', async () => {
+    const [a, b] = sockets(type);
+    const it = b[Symbol.asyncIterator]();
+    const first = [it.next(), it.next(), it.next()];
+    for (const m of ['one', 'two', 'three']) await a.send(Buffer.from(m));
+    expect((await Promise.all(first)).map((r) => r.value?.data.toString())).toEqual(['one', 'two', 'three']);
+    // Waiting at the end of file: every pending call finishes the loop.
+    const last = [it.next(), it.next()];
+    a.close();
+    expect(await Promise.all(last)).toEqual([
+      { value: undefined, done: true },
+      { value: undefined, done: true },
+    ]);
+    // Waiting when the socket fails: the first call gets the error, the rest are done.
+    const [c, d] = socketpair(type);
+    const s = new FdSocket(d, { maxMessageBytes: 4 });
+    const it2 = s[Symbol.asyncIterator]();
+    const pending = [it2.next(), it2.next()];
+    sendFds(c, frame('too long', 0), []);
+    closeSync(c);
+    const results = await Promise.allSettled(pending);
+    expect(results[0]).toMatchObject({ status: 'rejected', reason: { code: 'ERR_MESSAGE_TOO_LARGE' } });
+    expect(results[1]).toEqual({ status: 'fulfilled', value: { value: undefined, done: true } });
+  });
+
   it('an empty message with and without fds', async () => {
     const [a, b] = sockets(type);
     const f = openSync(files[0]!, 'r');
