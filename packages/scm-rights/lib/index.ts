@@ -145,7 +145,7 @@ function closeAll(fds: readonly number[] | null | undefined): void {
  *
  * @throws RangeError `ERR_OUT_OF_RANGE` for more than 253 fds, before any syscall.
  */
-export function sendFds(socketFd: number, data: Uint8Array, fds: number[]): number {
+export function sendFds(socketFd: number, data: ArrayBufferView, fds: number[]): number {
   validateFd('socketFd', socketFd);
   validateData('data', data);
   validateFds(fds);
@@ -464,7 +464,7 @@ export class FdSocket extends EventEmitter {
    * larger than the socket buffer), or an `AbortError` (`options.signal`).
    * Bad arguments throw synchronously.
    */
-  send(data: Uint8Array, fds: number[] = [], options?: SendOptions): Promise<void> {
+  send(data: ArrayBufferView, fds: number[] = [], options?: SendOptions): Promise<void> {
     validateData('data', data);
     validateFds(fds);
     let signal: AbortSignal | undefined;
@@ -476,7 +476,7 @@ export class FdSocket extends EventEmitter {
       if (signal?.aborted) return Promise.reject(abortError(signal));
     }
     if (this.#closed) return Promise.reject(socketClosed());
-    const view = data as ArrayBufferView;
+    const view = data;
     const bytes = view instanceof Uint8Array ? view : new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
     const len = bytes.byteLength;
     if (this.#stream && len > 0xffffffff) throw outOfRange('data.byteLength', '<= 4294967295', len);

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
-import { SCM_MAX_FD, peerCredentials, peerPidFd, recvFds, sendFds } from '../lib/index.js';
+import { FdSocket, SCM_MAX_FD, peerCredentials, peerPidFd, recvFds, sendFds } from '../lib/index.js';
 import { O_CLOEXEC, errorOf, fdFlags, openFds, python, runWithFd3, target } from './helpers.js';
 
 let dir: string;
@@ -168,6 +168,27 @@ describe.each(['seqpacket', 'stream'] as const)('sendFds/recvFds on %s', (type) 
     }
     expect(openFds()).toEqual(before);
     for (const fd of [a, b, f]) closeSync(fd);
+  });
+});
+
+describe('data as any ArrayBufferView, as the README says', () => {
+  it('sendFds and FdSocket.send take a typed array or DataView and send its bytes (a view into a larger buffer)', async () => {
+    const [a, b] = pair('seqpacket');
+    const backing = new ArrayBuffer(16);
+    new Uint8Array(backing).set([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]);
+    const words: Int32Array = new Int32Array(backing, 4, 2);
+    const view: DataView = new DataView(backing, 10, 3);
+    expect(sendFds(a, words, [])).toBe(8);
+    expect([...recvFds(b).data]).toEqual([4, 5, 6, 7, 8, 9, 10, 11]);
+    expect(sendFds(a, view, [])).toBe(3);
+    expect([...recvFds(b).data]).toEqual([10, 11, 12]);
+    const s = new FdSocket(a);
+    await s.send(view);
+    await s.send(new Uint16Array(backing, 0, 1));
+    expect([...recvFds(b).data]).toEqual([10, 11, 12]);
+    expect([...recvFds(b).data]).toEqual([0, 1]);
+    s.close();
+    closeSync(b);
   });
 });
 
