@@ -707,6 +707,7 @@ export class FdSocket extends EventEmitter {
           try {
             f.buf = Buffer.allocUnsafe(f.len);
           } catch {
+            this.#keepDone();
             this.#protocolError(fds, `no memory for a ${f.len}-byte message`, 'ERR_MESSAGE_TOO_LARGE');
             return;
           }
@@ -741,6 +742,7 @@ export class FdSocket extends EventEmitter {
   }
 
   #checkHeader(f: Frame, fds: number[] | null): boolean {
+    if (f.nfds > native.SCM_MAX_FD || f.len > this.#maxMessageBytes) this.#keepDone();
     if (f.nfds > native.SCM_MAX_FD) {
       this.#protocolError(fds, `a frame header announced ${f.nfds} fds (at most ${native.SCM_MAX_FD})`);
       return false;
@@ -754,6 +756,18 @@ export class FdSocket extends EventEmitter {
       return false;
     }
     return true;
+  }
+
+  /**
+   * A frame of this read is refused: the complete frames before it in the
+   * same read are still messages, delivered ahead of the error. They cannot
+   * own fds (a read's fds belong to its last frame), so one announcing some
+   * is broken too, and so is everything after it.
+   */
+  #keepDone(): void {
+    const done = this.#done;
+    for (let i = 0; i < done.length && done[i]!.nfds === 0; i++) this.#inbox.push({ data: done[i]!.data!, fds: [] });
+    done.length = 0;
   }
 
   /** The stream no longer parses: close every fd of the read and of frames in progress. */

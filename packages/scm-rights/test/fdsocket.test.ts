@@ -600,6 +600,31 @@ describe('stream framing', () => {
     closeSync(f);
   });
 
+  it.each([
+    ['a header over maxMessageBytes', frame('x'.repeat(17), 0), 0, 'ERR_MESSAGE_TOO_LARGE'],
+    ['a header announcing 254 fds', frame('abc', 254), 1, 'ERR_INVALID_FRAME'],
+  ] as const)('messages read in the same recvmsg as %s are still delivered first', async (_name, bad, nfds, code) => {
+    const f = openSync(files[0]!, 'r');
+    const before = openFds();
+    const [x, y] = socketpair('stream');
+    // Queued before the socket reads: fd-less writes merge into one read
+    // with the next write, up to and including the one that carries fds.
+    sendFds(x, Buffer.concat([frame('one', 0), frame('two', 0)]), []);
+    sendFds(x, bad, Array(nfds).fill(f));
+    const s = new FdSocket(y, { maxMessageBytes: 16 });
+    const got: FdMessage[] = [];
+    s.on('message', (m) => got.push(m));
+    const [err] = (await once(s, 'error')) as [NodeJS.ErrnoException];
+    expect(err.code).toBe(code);
+    expect(got.map((m) => [m.data.toString(), m.fds.length])).toEqual([
+      ['one', 0],
+      ['two', 0],
+    ]);
+    closeSync(x);
+    expect(openFds()).toEqual(before);
+    closeSync(f);
+  });
+
   it('for await yields what came before a broken frame, then throws', async () => {
     const f = openSync(files[0]!, 'r');
     const { fd, s } = raw();
