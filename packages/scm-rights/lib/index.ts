@@ -337,6 +337,10 @@ const BATCH_CHUNKS = 256;
 const META = new Int32Array(BATCH_CHUNKS * 3);
 const FDS = new Int32Array(4 * native.SCM_MAX_FD);
 const STREAM_CHUNK = 64 * 1024;
+// Fds owned by an open FdSocket of this thread. Two poll handles on one fd
+// make libuv abort the process once one of them closes it, so a second
+// FdSocket on the same fd is refused up front.
+const OWNED = new Set<number>();
 
 /**
  * An AF_UNIX seqpacket or stream socket that carries fds with its messages,
@@ -394,6 +398,12 @@ export class FdSocket extends EventEmitter {
   constructor(fd: number, options?: FdSocketOptions) {
     super();
     validateFd('fd', fd);
+    if (OWNED.has(fd)) {
+      throw withCode(
+        new TypeError(`The "fd" argument is invalid: fd ${fd} is already owned by an open FdSocket`),
+        'ERR_INVALID_ARG_VALUE',
+      );
+    }
     const opts = optionsObject('options', options);
     const [family, type] = native.socketInfo(fd);
     if (family !== native.AF_UNIX || (type !== native.SOCK_SEQPACKET && type !== native.SOCK_STREAM)) {
@@ -421,6 +431,7 @@ export class FdSocket extends EventEmitter {
     const chunk = this.#stream ? STREAM_CHUNK : maxMessageBytes;
     this.#poller = new native.Poller(fd, chunk, chunk + 4 * STREAM_CHUNK, META, FDS, this.#onRead, this.#onWritable);
     this.fd = fd;
+    OWNED.add(fd);
   }
 
   // Reading starts when someone listens for 'message', as with net.Socket's
@@ -894,6 +905,7 @@ export class FdSocket extends EventEmitter {
     if (this.#closed) return;
     this.#closed = true;
     this.#poller.close();
+    OWNED.delete(this.fd);
     for (const p of this.#sends.drain()) {
       closeAll(p.fds);
       p.reject(socketClosed());

@@ -948,6 +948,25 @@ describe('bad arguments', () => {
     closeSync(b);
   });
 
+  it('an fd already owned by an open FdSocket is refused (two would abort the process in libuv)', async () => {
+    const [a, b] = socketpair('seqpacket');
+    const first = new FdSocket(a);
+    const err = errorOf(() => new FdSocket(a));
+    expect(err).toBeInstanceOf(TypeError);
+    expect(err.code).toBe('ERR_INVALID_ARG_VALUE');
+    expect(err.message).toContain(`fd ${a} is already owned by an open FdSocket`);
+    // The first is untouched and still works.
+    const got = collect(first, 1);
+    sendFds(b, Buffer.from('still here'), []);
+    expect((await got).map((m) => m.data.toString())).toEqual(['still here']);
+    first.close();
+    // Once closed, the number is free for whatever gets it next.
+    const [c, d] = socketpair('seqpacket');
+    expect([c, d]).toContain(a); // the lowest free numbers
+    new FdSocket(a).close();
+    for (const fd of [b, c, d]) if (fd !== a) closeSync(fd);
+  });
+
   it('a second concurrent iterator is refused', () => {
     const [a, b] = socketpair('seqpacket');
     const s = new FdSocket(a);
