@@ -429,7 +429,16 @@ export class FdSocket extends EventEmitter {
     // A datagram must land whole, so each seqpacket read gets room for the
     // largest; stream reads take what is there.
     const chunk = this.#stream ? STREAM_CHUNK : maxMessageBytes;
-    this.#poller = new native.Poller(fd, chunk, chunk + 4 * STREAM_CHUNK, META, FDS, this.#onRead, this.#onWritable);
+    try {
+      this.#poller = new native.Poller(fd, chunk, chunk + 4 * STREAM_CHUNK, META, FDS, this.#onRead, this.#onWritable);
+    } catch (err) {
+      const e = err as CodedError;
+      // libuv's own words ("file already exists") do not say what is wrong.
+      if (e.code === 'EEXIST') {
+        e.message += `: fd ${fd} is already watched by another handle on this event loop (a net.Socket?)`;
+      }
+      throw e;
+    }
     this.fd = fd;
     OWNED.add(fd);
   }

@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import { Socket } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -965,6 +966,20 @@ describe('bad arguments', () => {
     expect([c, d]).toContain(a); // the lowest free numbers
     new FdSocket(a).close();
     for (const fd of [b, c, d]) if (fd !== a) closeSync(fd);
+  });
+
+  it('an fd another handle of this event loop already watches is refused with a message that says so', async () => {
+    const before = openFds();
+    const [x, y] = socketpair('stream');
+    const reader = new Socket({ fd: x, readable: true, writable: true });
+    reader.on('data', () => {}); // libuv now polls x
+    const err = errorOf(() => new FdSocket(x));
+    expect(err).toMatchObject({ code: 'EEXIST', syscall: 'uv_poll_init' });
+    expect(err.message).toContain(`fd ${x} is already watched by another handle on this event loop`);
+    reader.destroy();
+    await once(reader, 'close');
+    closeSync(y);
+    expect(openFds()).toEqual(before);
   });
 
   it('a second concurrent iterator is refused', () => {
