@@ -16,6 +16,9 @@ import {
 
 declare const fd: number;
 const sent: number = sendFds(fd, new Uint8Array([1, 2]), [0, 1]);
+// Any ArrayBufferView is data, as at runtime.
+const sentView: number = sendFds(fd, new DataView(new ArrayBuffer(4)), []) + sendFds(fd, new Int32Array(1), []);
+void sentView;
 const options: RecvFdsOptions = { maxBytes: 1024, maxFds: SCM_MAX_FD };
 const { data, fds }: { data: Buffer; fds: number[] } = recvFds(fd, options);
 const creds: PeerCredentials = peerCredentials(fd);
@@ -29,6 +32,8 @@ void type;
 sock.on('message', (m: FdMessage) => m.fds.forEach((x) => closeSync(x)));
 sock.on('error', (err: Error) => void err);
 const done: Promise<void> = sock.send(Buffer.from('x'), [1], { signal: AbortSignal.timeout(1000) });
+const doneView: Promise<void> = sock.send(new Float64Array(1));
+void doneView;
 void done;
 async function drain(s: FdSocket): Promise<number> {
   let n = 0;
