@@ -28,6 +28,9 @@ export interface ServeOptions {
 /** Exit status when started without the fds/environment of the pattern (EX_CONFIG). */
 export const EXIT_CONFIG = 78;
 
+/** Longest error report sent whole; see reportError(). */
+const REPORT_MAX = 8192;
+
 type Item = { kind: 'frame'; type: number; id: number; payload: Buffer } | { kind: 'oversize'; id: number; length: number };
 
 /**
@@ -90,7 +93,12 @@ export class WorkerConnection extends EventEmitter {
 
   /** Send an error report to the supervisor (it becomes a 'workerError' event there). */
   reportError(message: string, fatal = false): void {
-    this.#sendControl({ type: 'error', message: String(message), fatal });
+    // A control datagram is at most 64 KiB (PROTOCOL.md) and the supervisor
+    // drops the control socket on a larger one. 8192 UTF-16 units stay under
+    // that even if JSON escapes every one of them (6 bytes each).
+    let text = String(message);
+    if (text.length > REPORT_MAX) text = `${text.slice(0, REPORT_MAX)}... (${text.length - REPORT_MAX} characters cut)`;
+    this.#sendControl({ type: 'error', message: text, fatal });
   }
 
   #sendControl(message: object): void {

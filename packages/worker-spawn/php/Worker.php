@@ -49,6 +49,8 @@ final class Worker
 
     private const CONTROL_MAX = 65536;
     private const MAX_FDS_PER_MESSAGE = 64;
+    /** Longest error report sent whole; see reportError(). */
+    private const REPORT_MAX = 8192;
     /** Large payloads are read in slices so a discard never allocates the whole thing. */
     private const READ_SLICE = 1048576;
 
@@ -231,6 +233,12 @@ final class Worker
     /** Send an error report to the supervisor (it surfaces it as an event). */
     public function reportError(string $message, bool $fatal = false): void
     {
+        // A control datagram is at most 64 KiB (PROTOCOL.md) and the supervisor
+        // drops the control socket on a larger one. 8 KiB of message stays
+        // under that even if JSON escapes every byte (6 bytes each).
+        if (\strlen($message) > self::REPORT_MAX) {
+            $message = \substr($message, 0, self::REPORT_MAX) . \sprintf('... (%d bytes cut)', \strlen($message) - self::REPORT_MAX);
+        }
         $this->sendControl(['type' => 'error', 'message' => $message, 'fatal' => $fatal]);
     }
 

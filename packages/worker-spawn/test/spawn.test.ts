@@ -280,6 +280,22 @@ describe('spawnWorker with php-cli', () => {
     }
   });
 
+  it.each([
+    ['PHP', { script: fixture('tasks.php') }, 'shout:100000'],
+    ['Node', { command: process.execPath, script: fixture('shout-node.cjs') }, '100000'],
+  ])('a %s error report longer than a control datagram is cut short, and the control channel survives it', async (_lang, options, task) => {
+    const worker = spawnWorker(options);
+    const reports: string[] = [];
+    worker.on('workerError', (message: string) => reports.push(message));
+    expect((await worker.request(task)).toString()).toBe('reported');
+    // A graceful stop needs the control socket: it is how `stop` reaches the worker.
+    const exit = await worker.stop({ timeout: 3000 });
+    expect([exit.code, exit.signal]).toEqual([0, null]);
+    expect(reports).toHaveLength(1);
+    expect(reports[0]).toMatch(/^e{1000,}/);
+    expect(Buffer.byteLength(reports[0]!)).toBeLessThan(65536);
+  });
+
   it('stop() asks over control, the worker exits 0, and nothing is left: no zombie, no fd', async () => {
     const before = openFds();
     const workers = [spawnWorker({ script: fixture('echo.php') }), spawnWorker({ script: fixture('echo.php') })];
