@@ -168,9 +168,9 @@ export function sendFds(socketFd: number, data: ArrayBufferView, fds: number[]):
  * may also be an empty message). Blocks on a blocking socket; throws EAGAIN
  * on an empty non-blocking one.
  *
- * @throws `ERR_FDS_TRUNCATED` if the message carried more than `maxFds` fds
- * (MSG_CTRUNC): the ones that arrived are closed first, the kernel drops the
- * rest, and the message's bytes are consumed.
+ * @throws `ERR_FDS_TRUNCATED` if the message carried more than `maxFds` fds,
+ * or the process ran out of fd slots (MSG_CTRUNC): the ones that arrived are
+ * closed first, the kernel drops the rest, and the message's bytes are consumed.
  * @throws `ERR_MESSAGE_TRUNCATED` if a message on a seqpacket or datagram
  * socket was longer than `maxBytes` (MSG_TRUNC): its fds are closed.
  */
@@ -184,11 +184,16 @@ export function recvFds(socketFd: number, options?: RecvFdsOptions): FdMessage {
   const [data, fds, flags] = native.recvFds(socketFd, maxBytes, maxFds);
   if (flags & native.MSG_CTRUNC) {
     closeAll(fds);
+    // Room for maxFds, so fewer arriving means the kernel could not install
+    // them: the process is out of fd slots (EMFILE), not over maxFds.
+    const why =
+      fds.length < maxFds
+        ? `the process ran out of fds (EMFILE) while receiving a message's fds (MSG_CTRUNC)`
+        : `the message carried more fds than maxFds (${maxFds}) allows (MSG_CTRUNC)`;
     throw Object.assign(
       codeError(
         'ERR_FDS_TRUNCATED',
-        `recvmsg: the message carried more fds than maxFds (${maxFds}) allows (MSG_CTRUNC); ` +
-          `the ${fds.length} that arrived were closed and the kernel dropped the rest`,
+        `recvmsg: ${why}; the ${fds.length} that arrived were closed and the kernel dropped the rest`,
       ),
       { syscall: 'recvmsg' },
     );
