@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
 import { FRAME_HEADER_BYTES, FdSocket, type FdMessage, sendFds } from '../lib/index.js';
-import { DIST, O_CLOEXEC, errorOf, fdFlags, openFds, python, runWithFd3, target } from './helpers.js';
+import { DIST, O_CLOEXEC, errorOf, fdFlags, openFds, python, runOutOfFds, runWithFd3, target } from './helpers.js';
 
 const PKG = fileURLToPath(new URL('..', import.meta.url));
 let dir: string;
@@ -892,28 +892,11 @@ describe('across processes', () => {
   });
 
   it('MSG_CTRUNC when the receiver runs out of fds fails the socket and closes what arrived', () => {
-    const out = execFileSync(
-      'sh',
-      [
-        '-c',
-        'ulimit -n 60 && exec "$0" -e "$1"',
-        process.execPath,
-        `const fs = require('node:fs');
-         const { FdSocket, sendFds } = require(${JSON.stringify(DIST)});
-         const { socketpair } = require('@folk/socketpair');
-         const [a, b] = socketpair('seqpacket');
-         const f = fs.openSync('/dev/null', 'r');
-         sendFds(a, Buffer.from('x'), Array(40).fill(f));
-         const held = [];
-         try { for (;;) held.push(fs.openSync('/dev/null', 'r')); } catch {}
-         for (let i = 0; i < 10; i++) fs.closeSync(held.pop()); // room for 10 of the 40
-         const count = () => fs.readdirSync('/proc/self/fd').length;
-         const before = count();
-         const s = new FdSocket(b);
-         s.on('message', () => console.log('unexpected message'));
-         s.on('error', (e) => { s.on('close', () => console.log(e.code, count() - before)); });`,
-      ],
-      { encoding: 'utf8', cwd: PKG },
+    const out = runOutOfFds(
+      'seqpacket',
+      `const s = new FdSocket(b);
+       s.on('message', () => console.log('unexpected message'));
+       s.on('error', (e) => { s.on('close', () => console.log(e.code, count() - before)); });`,
     );
     // The socket's own fd is closed too: one fewer than before.
     expect(out).toBe('ERR_FDS_TRUNCATED -1\n');

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 
@@ -45,4 +45,29 @@ export async function python(script: string, fd: number): Promise<Run> {
   const r = await runWithFd3('python3', ['-c', script], fd);
   if (r.code !== 0) throw new Error(`python3 failed (${r.code ?? r.signal}): ${r.stderr}`);
   return r;
+}
+
+/**
+ * Run `node -e` under RLIMIT_NOFILE 60 with a socketpair `[a, b]` of `type`
+ * where `a` has sent one message carrying 40 fds and the process has room
+ * for only 10 more. `receive` then runs with `b`, `count()` (open fds) and
+ * `before` (the count just before it) in scope. Returns what it printed.
+ */
+export function runOutOfFds(type: string, receive: string): string {
+  const script = `const fs = require('node:fs');
+    const { FdSocket, recvFds, sendFds } = require(${JSON.stringify(DIST)});
+    const { socketpair } = require('@folk/socketpair');
+    const [a, b] = socketpair(${JSON.stringify(type)});
+    const f = fs.openSync('/dev/null', 'r');
+    sendFds(a, Buffer.from('x'), Array(40).fill(f));
+    const held = [];
+    try { for (;;) held.push(fs.openSync('/dev/null', 'r')); } catch {}
+    for (let i = 0; i < 10; i++) fs.closeSync(held.pop()); // room for 10 of the 40
+    const count = () => fs.readdirSync('/proc/self/fd').length;
+    const before = count();
+    ${receive}`;
+  return execFileSync('sh', ['-c', 'ulimit -n 60 && exec "$0" -e "$1"', process.execPath, script], {
+    encoding: 'utf8',
+    cwd: fileURLToPath(new URL('..', import.meta.url)),
+  });
 }

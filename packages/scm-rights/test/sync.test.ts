@@ -14,13 +14,11 @@ import {
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
 import { FdSocket, SCM_MAX_FD, peerCredentials, peerPidFd, recvFds, sendFds } from '../lib/index.js';
-import { DIST, O_CLOEXEC, errorOf, fdFlags, openFds, python, runWithFd3, target } from './helpers.js';
+import { O_CLOEXEC, errorOf, fdFlags, openFds, python, runOutOfFds, runWithFd3, target } from './helpers.js';
 
-const PKG = fileURLToPath(new URL('..', import.meta.url));
 let dir: string;
 let file: string;
 
@@ -158,28 +156,11 @@ describe.each(['seqpacket', 'stream'] as const)('sendFds/recvFds on %s', (type) 
   });
 
   it('MSG_CTRUNC because the process ran out of fds says so rather than blaming maxFds', () => {
-    const r = spawnSync(
-      'sh',
-      [
-        '-c',
-        'ulimit -n 60 && exec "$0" -e "$1"',
-        process.execPath,
-        `const fs = require('node:fs');
-         const { recvFds, sendFds } = require(${JSON.stringify(DIST)});
-         const { socketpair } = require('@folk/socketpair');
-         const [a, b] = socketpair(${JSON.stringify(type)});
-         const f = fs.openSync('/dev/null', 'r');
-         sendFds(a, Buffer.from('x'), Array(40).fill(f));
-         const held = [];
-         try { for (;;) held.push(fs.openSync('/dev/null', 'r')); } catch {}
-         for (let i = 0; i < 10; i++) fs.closeSync(held.pop()); // room for 10 of the 40
-         const count = () => fs.readdirSync('/proc/self/fd').length;
-         const before = count();
-         try { recvFds(b); } catch (e) { console.log(JSON.stringify([e.code, e.message, count() - before])); }`,
-      ],
-      { encoding: 'utf8', cwd: PKG },
+    const out = runOutOfFds(
+      type,
+      `try { recvFds(b); } catch (e) { console.log(JSON.stringify([e.code, e.message, count() - before])); }`,
     );
-    const [code, message, leaked] = JSON.parse(r.stdout) as [string, string, number];
+    const [code, message, leaked] = JSON.parse(out) as [string, string, number];
     expect(code).toBe('ERR_FDS_TRUNCATED');
     expect(message).toMatch(/ran out of fds/);
     expect(message).not.toMatch(/more fds than maxFds/);
