@@ -88,6 +88,8 @@ interface Slot {
   generation: number;
   /** Stop after the current task: a reload replacement for it is ready. */
   draining: boolean;
+  /** Killed at readyTimeout: a ready message already on its way is ignored. */
+  killed: boolean;
   /** Why it is stopping, when on purpose. */
   reason: RecycleReason | 'stop' | null;
   job: Job | null;
@@ -502,6 +504,7 @@ export class WorkerPool extends EventEmitter {
       jobs: 0,
       generation: this.#generation,
       draining: false,
+      killed: false,
       reason: null,
       job: null,
       startedAt: Date.now(),
@@ -516,6 +519,7 @@ export class WorkerPool extends EventEmitter {
     worker.on('exit', (info: ExitInfo) => this.#onExit(slot, info));
     slot.readyTimer = setTimeout(() => {
       slot.readyTimer = null;
+      slot.killed = true;
       this.emit('workerError', this.#info(slot), `worker did not say ready within readyTimeout (${this.readyTimeout} ms); killed`, true);
       worker.kill('SIGKILL');
     }, this.readyTimeout);
@@ -533,7 +537,7 @@ export class WorkerPool extends EventEmitter {
   #onReady(slot: Slot): void {
     if (slot.readyTimer) clearTimeout(slot.readyTimer);
     slot.readyTimer = null;
-    if (slot.state !== 'starting') return;
+    if (slot.state !== 'starting' || slot.killed) return;
     this.#becomeIdle(slot);
     this.emit('ready', this.#info(slot));
     if (slot.generation === this.#generation) this.#retireOne();

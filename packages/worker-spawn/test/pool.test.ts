@@ -324,6 +324,17 @@ describe('WorkerPool with php-cli', () => {
     }
   });
 
+  it('a worker killed at readyTimeout gets no task, even when its ready message was already on the way', async () => {
+    await withPool({ readyTimeout: 200, backoff: { initial: 0 } }, async (pool) => {
+      const task = pool.run('echo:x');
+      // Hold the event loop past readyTimeout, so the timer and the worker's
+      // ready message are both due when it turns again: the timer runs first.
+      Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000);
+      expect((await task).toString()).toBe('x');
+      expect(pool.stats()).toMatchObject({ crashed: 1, failed: 0 });
+    });
+  });
+
   it('validates options and reports a missing program at construction', () => {
     expect(() => new WorkerPool(undefined as never)).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE' }));
     expect(() => new WorkerPool({ script: 'x', size: 0 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
