@@ -816,12 +816,17 @@ export class FdSocket extends EventEmitter {
       this.#update();
       return Promise.resolve({ value: m, done: false });
     }
+    // An iterator that reported its end or error is no longer the active one.
     if (this.#iterError !== null) {
       const err = this.#iterError;
       this.#iterError = null;
+      this.#iterating = false;
       return Promise.reject(err);
     }
-    if (this.#closed || this.#terminal?.finished) return Promise.resolve({ value: undefined, done: true });
+    if (this.#closed || this.#terminal?.finished) {
+      this.#iterating = false;
+      return Promise.resolve({ value: undefined, done: true });
+    }
     return new Promise((resolve, reject) => {
       this.#waiters.push({ resolve, reject });
       this.#deliver();
@@ -863,6 +868,7 @@ export class FdSocket extends EventEmitter {
       return;
     }
     for (const w of this.#waiters.drain()) w.resolve({ value: undefined, done: true });
+    this.#iterating = false;
     // An 'end' listener that throws (an uncaught exception) must not leave
     // the socket open for good: nothing would ever close it.
     try {
@@ -938,6 +944,7 @@ export class FdSocket extends EventEmitter {
       reported = true;
     }
     for (const w of waiters) w.resolve({ value: undefined, done: true });
+    if (this.#iterError === null) this.#iterating = false;
     process.nextTick(() => {
       if (error !== null && (!reported || this.listenerCount('error') > 0)) this.emit('error', error);
       this.emit('close');

@@ -129,6 +129,28 @@ describe.each(KINDS)('FdSocket on %s', (type) => {
     expect(results[1]).toEqual({ status: 'fulfilled', value: { value: undefined, done: true } });
   });
 
+  it('a loop over a socket that already ended or failed finishes at once instead of claiming another is running', async () => {
+    const [a, b] = sockets(type);
+    await a.send(Buffer.from('only'));
+    a.close();
+    const seen: string[] = [];
+    for await (const m of b) seen.push(m.data.toString());
+    for await (const m of b) seen.push(`again: ${m.data.toString()}`);
+    expect(seen).toEqual(['only']);
+    // Failed: the error goes to the loop that was running; a later loop is just done.
+    const [c, d] = socketpair(type);
+    const s = new FdSocket(d, { maxMessageBytes: 4 });
+    sendFds(c, frame('too long', 0), []);
+    closeSync(c);
+    await expect(
+      (async () => {
+        for await (const _ of s) void _;
+      })(),
+    ).rejects.toMatchObject({ code: 'ERR_MESSAGE_TOO_LARGE' });
+    for await (const m of s) seen.push(`after error: ${m.data.toString()}`);
+    expect(seen).toEqual(['only']);
+  });
+
   it('an empty message with and without fds', async () => {
     const [a, b] = sockets(type);
     const f = openSync(files[0]!, 'r');
