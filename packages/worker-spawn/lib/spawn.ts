@@ -263,18 +263,7 @@ export class Worker extends EventEmitter {
           ),
         );
       },
-      corrupt: (err) => {
-        this.#protocolError = new WorkerError('ERR_WORKER_PROTOCOL', `worker pid ${this.pid} broke the task protocol: ${err.message}`, {
-          pid: this.pid,
-        });
-        this.#failAll(this.#protocolError);
-        task.destroy();
-        try {
-          this.kill('SIGKILL');
-        } catch {
-          // Already gone.
-        }
-      },
+      corrupt: (err) => this.#breach(`broke the task protocol: ${err.message}`),
     });
     task.on('data', (chunk: Buffer) => decoder.push(chunk));
     // EPIPE/ECONNRESET on the task socket mean the worker is gone; the exit
@@ -378,7 +367,22 @@ export class Worker extends EventEmitter {
       const code = body.code === 'FRAME_TOO_LARGE' ? 'ERR_WORKER_FRAME_TOO_LARGE' : 'ERR_WORKER_TASK';
       p.reject(new WorkerError(code, `worker pid ${this.pid} failed the task (${body.code}): ${body.message}`, { pid: this.pid, workerCode: body.code }));
     } else {
-      p.reject(new WorkerError('ERR_WORKER_PROTOCOL', `worker pid ${this.pid} answered with frame type ${type}`, { pid: this.pid }));
+      // Not an answer: the worker is not following the protocol, and is killed like one that breaks the framing.
+      this.#pending.set(id, p);
+      this.#breach(`answered with frame type ${type}`);
+    }
+  }
+
+  /** The worker broke the protocol: fail every request with the reason, stop reading, kill it. */
+  #breach(what: string): void {
+    if (this.#protocolError) return;
+    this.#protocolError = new WorkerError('ERR_WORKER_PROTOCOL', `worker pid ${this.pid} ${what}`, { pid: this.pid });
+    this.#failAll(this.#protocolError);
+    this.task.destroy();
+    try {
+      this.kill('SIGKILL');
+    } catch {
+      // Already gone.
     }
   }
 

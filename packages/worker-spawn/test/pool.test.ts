@@ -294,6 +294,20 @@ describe('WorkerPool with php-cli', () => {
     });
   });
 
+  it('a worker answering with a frame of the wrong type: the task is rejected and the worker replaced, not left busy', async () => {
+    await withPool({ script: fixture('wrong-type.php'), backoff: { initial: 0 } }, async (pool) => {
+      await pool.ready();
+      const first = pool.stats().list[0]!.pid;
+      const exited = once<[PoolWorkerInfo]>(pool, 'exit');
+      const err = await errorOf(pool.run('anything'));
+      expect(err.code).toBe('ERR_WORKER_PROTOCOL');
+      expect(err.message).toBe(`worker pid ${first} answered with frame type 1`);
+      expect((await exited)[0].pid).toBe(first);
+      await pool.ready();
+      expect(pool.stats().list.map((w) => w.pid)).not.toContain(first);
+    });
+  });
+
   it('with no backoff, a program that can no longer be started is retried on the event loop (no stack overflow) until it is back', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'folk-pool-'));
     const wrapper = join(dir, 'php');
