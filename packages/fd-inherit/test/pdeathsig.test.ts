@@ -93,12 +93,16 @@ describe('pdeathsig', () => {
   it('the child gets the signal when the spawning thread (a worker) ends', async () => {
     requireDist();
     const worker = new Worker(fixture('pdeathsig-worker.cjs'), { workerData: { dist: DIST } });
+    // Listen for 'exit' first: a worker that ends at once has its last
+    // message and its 'exit' emitted in the same tick, before the await below
+    // returns, and a listener attached after that waits for ever.
+    const exited = once(worker, 'exit');
     const [pid] = (await once(worker, 'message')) as [number];
     // The child is a child of this process (the worker was one of its
     // threads), so this thread may reap it once the worker is gone.
     const pidfd = PidFd.open(pid, { reap: true });
     try {
-      await once(worker, 'exit');
+      await exited;
       const exit = await pidfd.wait();
       expect(exit.signal).toBe('SIGKILL');
     } finally {
