@@ -45,6 +45,14 @@ export interface PidFdOpenOptions {
    * The process is our own child and nothing else reaps it (for example one
    * spawned by `@folk/fd-inherit`): waiting reaps it with waitid(P_PIDFD).
    * Never set this for a `child_process` child; libuv reaps those. Default `false`.
+   *
+   * The PidFd is then the only thing that can reap the process, and it does
+   * so only in `wait()`, `waitSync()`, `tryWait()` once the process has
+   * exited, or `close()` once it has exited. Nothing reaps it in the
+   * background: a handle closed while the process runs, or dropped and
+   * garbage-collected without any of those, leaves the process a zombie
+   * when it exits, until this Node process ends. Keep the handle until the
+   * process has exited, and wait for it.
    */
   reap?: boolean;
 }
@@ -235,7 +243,9 @@ function readFdinfoPid(fd: number): number {
  *
  * The PidFd owns its fd: call `close()` (or use `using`) when done. A PidFd
  * that is garbage-collected without `close()` has its fd closed then, at a
- * time you do not control; a pending `wait()` keeps it from being collected.
+ * time you do not control (and only if the number still refers to the
+ * pidfd: see `fd`); a pending `wait()` keeps it from being collected. The
+ * collector never reaps: see `PidFdOpenOptions.reap`.
  */
 export class PidFd {
   /** The process id the handle was made for. */
@@ -309,7 +319,12 @@ export class PidFd {
     return new PidFd(fd, pid, reap);
   }
 
-  /** The pidfd, or -1 once closed. Do not close it yourself; call `close()`. */
+  /**
+   * The pidfd, or -1 once closed. Do not close it yourself; call `close()`.
+   * (If you did, `close()` and the garbage collector see that the number no
+   * longer refers to the same file and leave it alone; every other method
+   * would act on whatever the number now refers to.)
+   */
   get fd(): number {
     return this.#fd;
   }
@@ -457,8 +472,10 @@ export class PidFd {
     if (this.#fd === -1) return;
     // With reap: true nobody else will ever reap the process, and without the
     // fd we cannot: collect an exit that has already happened now, so closing
-    // early (say right after kill()) leaves no zombie. Never blocks.
-    if (this.#reap && this.#outcome === undefined) {
+    // early (say right after kill()) leaves no zombie. Never blocks. Not
+    // through a number someone closed by hand and the kernel reused: that
+    // could reap another process.
+    if (this.#reap && this.#outcome === undefined && this.#handle.owns()) {
       try {
         if (native.readable(this.#fd, 0)) this.#collect();
       } catch {

@@ -26,14 +26,16 @@ export interface RawExit {
   rusage: RawRusage;
 }
 
-/** Owns one pidfd (closed by close() or by the garbage collector) and its uv_poll_t. */
+/** Owns one pidfd (closed by close() or by the garbage collector, only while owns()) and its uv_poll_t. */
 export interface NativeHandle {
   /** Watch for POLLIN on the event loop; `onReady` runs on each readiness until stop(). */
   start(onReady: (err: Error | null) => void): void;
   stop(): void;
   ref(): void;
   unref(): void;
-  /** Stop, close the poll handle and close the fd. Idempotent. */
+  /** The fd is open and refers to the same file (st_dev, st_ino) as when the Handle took it. */
+  owns(): boolean;
+  /** Stop, close the poll handle and close the fd if owns(). Idempotent. */
   close(): void;
 }
 

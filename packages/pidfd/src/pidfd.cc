@@ -11,6 +11,7 @@
 #include <string>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -193,6 +194,16 @@ Napi::Value Getfd(const Napi::CallbackInfo& info) {
 // ---------------------------------------------------------------------------
 // Handle: owns one pidfd and, once someone waits, one uv_poll_t watching it.
 //
+// The fd is closed only while it still refers to the file it did when the
+// Handle took it (same st_dev and st_ino). The number is public, and a user
+// may close it with fs.closeSync despite the README: the kernel then hands
+// the number to the next open, and closing "our" fd later, from close() or
+// from the garbage collector at a time nobody chose, would close that
+// stranger. On pidfs (Linux 6.9+) the inode names the process, so only a
+// pidfd for the same process can pass for ours; before 6.9 every pidfd (and
+// eventfd, epoll fd...) shares one anonymous inode, and the check only tells
+// those from files, pipes and sockets.
+//
 // Lifetimes, because three parties can end a handle:
 //  - close() from JS, or the finalizer when the JS object is collected
 //    without close(): stop and uv_close the poll, close the fd;
@@ -254,6 +265,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
                            InstanceMethod<&Handle::SetRef>("ref"),
                            InstanceMethod<&Handle::SetUnref>("unref"),
                            InstanceMethod<&Handle::Close>("close"),
+                           InstanceMethod<&Handle::Owns>("owns"),
                        });
   }
 
@@ -262,6 +274,12 @@ class Handle : public Napi::ObjectWrap<Handle> {
     fd_ = Int32Arg(info, 0, "new Handle(fd: number)");
     if (fd_ < 0) throw Napi::RangeError::New(info.Env(), "new Handle(fd: number): fd must be >= 0");
     data_ = static_cast<EnvData*>(info.Env().GetInstanceData<EnvData>());
+    struct stat st;
+    if (fstat(fd_, &st) == 0) {
+      dev_ = st.st_dev;
+      ino_ = st.st_ino;
+      identified_ = true;
+    }
   }
 
   ~Handle() override { Release(); }
@@ -325,6 +343,16 @@ class Handle : public Napi::ObjectWrap<Handle> {
     return info.Env().Undefined();
   }
 
+  // owns(): the fd is open and still refers to the file it did at first.
+  Napi::Value Owns(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), StillOurs()); }
+
+  bool StillOurs() const {
+    if (fd_ < 0) return false;
+    if (!identified_) return true;
+    struct stat st;
+    return fstat(fd_, &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_;
+  }
+
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Deactivate();
     Release();
@@ -347,7 +375,8 @@ class Handle : public Napi::ObjectWrap<Handle> {
       poll_ = nullptr;
     }
     if (fd_ >= 0) {
-      ::close(fd_);
+      // Not ours any more: someone closed it by hand; leave the number alone.
+      if (StillOurs()) ::close(fd_);
       fd_ = -1;
     }
   }
@@ -372,6 +401,9 @@ class Handle : public Napi::ObjectWrap<Handle> {
   }
 
   int fd_ = -1;
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
+  bool identified_ = false;  // fstat worked when the Handle took the fd
   bool ref_ = true;
   bool active_ = false;
   Poll* poll_ = nullptr;

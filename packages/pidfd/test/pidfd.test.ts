@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, writeSync } from 'node:fs';
 import { getEventListeners, once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { release } from 'node:os';
@@ -168,7 +168,10 @@ describe('wait without reap', () => {
     using p = PidFd.open(g.pid);
     const waiting = p.wait();
     p.kill('SIGKILL');
-    expect(await waiting).toEqual({ pid: g.pid, code: null, signal: null, signalNumber: null });
+    const info = await waiting;
+    expect(info).toEqual({ pid: g.pid, code: null, signal: null, signalNumber: null });
+    expect(p.tryWait()).toBe(info);
+    expect(p.waitSync()).toBe(info);
     await g.done;
   });
 });
@@ -408,6 +411,74 @@ describe('fds', () => {
       closeSync(fd);
     }
   });
+
+  it('adopt of a pidfd whose process was already reaped needs options.pid, else ESRCH and the fd stays the caller’s', async () => {
+    using self = PidFd.open(process.pid);
+    const pid = spawnUnreaped('sh', ['-c', 'exit 7']);
+    using reaper = PidFd.open(pid, { reap: true });
+    const fd = self.getFd(reaper.fd);
+    expect((await reaper.wait()).code).toBe(7);
+    let late: PidFd;
+    try {
+      const err = errorOf(() => PidFd.adopt(fd));
+      expect(err).toMatchObject({ code: 'ESRCH', errno: -3, syscall: 'adopt' });
+      expect(err.message).toMatch(/already reaped and no options\.pid was given/);
+      expect(fdFlags(fd)).toBeGreaterThanOrEqual(0);
+      late = PidFd.adopt(fd, { pid });
+    } catch (err) {
+      closeSync(fd);
+      throw err;
+    }
+    using adopted = late;
+    expect(adopted.pid).toBe(pid);
+    expect(adopted.tryWait()).toEqual({ pid, code: null, signal: null, signalNumber: null });
+  });
+});
+
+describe('an fd closed by hand, against the README’s advice', () => {
+  // pidfs (Linux 6.9+) gives each process its own inode; before, all pidfds share one.
+  const pidfs = (() => {
+    using a = PidFd.open(process.pid);
+    using b = PidFd.open(process.ppid);
+    return fstatSync(a.fd).ino !== fstatSync(b.fd).ino;
+  })();
+
+  it('close() leaves the number alone once the kernel has given it to another file', () => {
+    const p = PidFd.open(process.pid);
+    const fd = p.fd;
+    closeSync(fd);
+    const stranger = openSync('/dev/null', 'r');
+    try {
+      expect(stranger).toBe(fd); // the lowest free number
+      p.close();
+      expect(p.fd).toBe(-1);
+      expect(fdFlags(stranger)).toBeGreaterThanOrEqual(0); // still open
+    } finally {
+      closeSync(stranger);
+    }
+  });
+
+  it.skipIf(!pidfs)(
+    "close() with reap: true neither reaps nor closes another process's pidfd that took the number",
+    async () => {
+      const a = spawnUnreaped('sh', ['-c', 'exit 1']);
+      const b = spawnUnreaped('sh', ['-c', 'exit 2']);
+      const p = PidFd.open(a, { reap: true });
+      const fd = p.fd;
+      closeSync(fd);
+      using q = PidFd.open(b, { reap: true });
+      expect(q.fd).toBe(fd);
+      using peek = PidFd.open(b);
+      peek.waitSync(); // b has exited and is reapable through the number p still holds
+      p.close();
+      expect(procState(b)).toBe('Z');
+      expect(fdFlags(fd)).toBeGreaterThanOrEqual(0);
+      expect(await q.wait()).toMatchObject({ pid: b, code: 2 });
+      // p lost its fd, so nothing reaped a; do it here.
+      using ra = PidFd.open(a, { reap: true });
+      expect((await ra.wait()).code).toBe(1);
+    },
+  );
 });
 
 describe('the pid of a pidfd without /proc (PIDFD_GET_INFO, 6.13)', () => {

@@ -115,11 +115,20 @@ describe('lifetimes', () => {
     }
   });
 
-  it('a PidFd collected without close() has its fd closed; one with a pending wait is kept until it resolves', async () => {
+  it('a PidFd collected without close() has its fd closed (not a number closed by hand and reused), is never reaped by the collector, and is kept while a wait is pending', async () => {
     const run = await runNode('gc.mjs', [], { nodeArgs: ['--expose-gc'] });
     expect(run.stderr).toBe('');
     expect(run.code).toBe(0);
-    expect(json(run.stdout)).toEqual({ leftBeforeGc: 200, leftAfterGc: 0, pendingWaitResolved: true });
+    expect(json(run.stdout)).toEqual({
+      leftBeforeGc: 200,
+      leftAfterGc: 0,
+      strangers: 50,
+      strangersKept: 50,
+      reapFdClosed: true,
+      reapLeftZombie: true,
+      reaped: true,
+      pendingWaitResolved: true,
+    });
   });
 });
 
@@ -131,6 +140,18 @@ describe('permissions and kernels', () => {
     expect(out['getFd']).toMatchObject({ code: 'EPERM', syscall: 'pidfd_getfd' });
     expect(out['getFd']!.message).toMatch(/^EPERM: operation not permitted, pidfd_getfd \(fd 0 of pid \d+\): .*ptrace/);
     expect(out['kill']).toMatchObject({ code: 'EPERM', syscall: 'pidfd_send_signal' });
+  });
+
+  it('out of fds (RLIMIT_NOFILE), open() and getFd() give EMFILE naming the call, and nothing leaks', () => {
+    const out = execFileSync('sh', ['-c', 'ulimit -n 64 && exec "$0" "$1"', process.execPath, fixture('emfile.mjs')], {
+      encoding: 'utf8',
+    });
+    const report = json(out) as Record<string, { code: string; message: string } | number>;
+    expect(report['open']).toMatchObject({ code: 'EMFILE', errno: -24, syscall: 'pidfd_open' });
+    expect((report['open'] as { message: string }).message).toMatch(/^EMFILE: too many open files, pidfd_open \(pid \d+\)$/);
+    expect(report['opened']).toBeGreaterThan(0);
+    expect(report['getFd']).toMatchObject({ code: 'EMFILE', errno: -24, syscall: 'pidfd_getfd' });
+    expect(report['leaked']).toBe(0);
   });
 
   const cc = ['/usr/bin/cc', '/usr/local/bin/cc'].find((p) => existsSync(p));
