@@ -47,9 +47,11 @@ export type ListenFdOption = number | { fd: number; name?: string };
 
 export interface SpawnOptions {
   /**
-   * Child fd number -> parent fd. Any child number, 0-2 included; the same
-   * parent fd may appear more than once, and numbers may swap (`{3: 4, 4: 3}`).
-   * The parent's fds are not changed (they keep their FD_CLOEXEC).
+   * Child fd number -> parent fd. Any child number, 0-2 included, below
+   * this process's RLIMIT_NOFILE (which the child starts with; a number at
+   * or above it is a RangeError); the same parent fd may appear more than
+   * once, and numbers may swap (`{3: 4, 4: 3}`). The parent's fds are not
+   * changed (they keep their FD_CLOEXEC).
    */
   fds?: Record<number, number>;
   /** Default `'inherit'`. Conflicts with `fds[0]`. */
@@ -762,9 +764,22 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
     [pid, pidfdNumber] = native.spawn(plan);
   } catch (err) {
     cleanup(setups, true);
-    const e = err as ErrnoException & { childFd?: number };
+    const e = err as ErrnoException & { childFd?: number; fdLimit?: number };
     if (e instanceof Error && typeof e.syscall === 'string' && typeof e.code === 'string') {
       throw spawnError(e, file, argList, cwd, e.childFd);
+    }
+    if (e instanceof RangeError && e.code === 'ERR_OUT_OF_RANGE' && e.childFd !== undefined) {
+      // A child fd number at or past the fd limit the child starts with.
+      const target = e.childFd;
+      let name = 'options.fds';
+      if (target >= SD_LISTEN_FDS_START && target < SD_LISTEN_FDS_START + listenNames.length) {
+        name = `options.listenFds[${target - SD_LISTEN_FDS_START}]`;
+      } else if (target < 3 && stdio[target] !== undefined) {
+        name = `options.${STDIO_NAMES[target]}`;
+      }
+      e.message =
+        `The value of "${name}" is out of range. A child fd number must be below the child's ` +
+        `RLIMIT_NOFILE (${e.fdLimit}), this process's. Received child fd ${target}`;
     }
     throw err;
   }

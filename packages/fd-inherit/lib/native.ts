@@ -65,7 +65,9 @@ export interface NativeBinding {
   /**
    * Create the child and return once it has called execve: [pid, pidfd].
    * Throws an errno Error whose `syscall` names the failing step (execve,
-   * chdir, dup2, clone, ...) and, for a closed parent fd, `fd`/`childFd`.
+   * chdir, dup2, clone, ...) and, for a closed parent fd, `fd`/`childFd`;
+   * a RangeError (ERR_OUT_OF_RANGE) with `childFd` and `fdLimit` for a
+   * child fd number at or above this process's soft RLIMIT_NOFILE.
    */
   spawn(plan: NativeSpawnPlan): [number, number];
   /** pipe2(O_CLOEXEC): [readEnd, writeEnd]. */

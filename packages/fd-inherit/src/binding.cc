@@ -181,6 +181,16 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   // have open simply stays closed in the child.
   // kDevNull as a source means /dev/null, opened once here for the child
   // and closed again below whatever happens.
+  // The child starts with this process's RLIMIT_NOFILE and places its fds
+  // before any options.rlimits applies, so every child fd number must be
+  // below the soft limit read here. A number past it could never be placed
+  // (and max_target + 1 must stay an int).
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == -1) throw ErrnoError(env, errno, "getrlimit");
+  const unsigned int fd_limit = nofile.rlim_cur < static_cast<rlim_t>(INT32_MAX)
+                                    ? static_cast<unsigned int>(nofile.rlim_cur)
+                                    : static_cast<unsigned int>(INT32_MAX);
+
   std::vector<folk::FdMove> moves;
   std::vector<int> keep;
   moves.reserve(targets.size());
@@ -197,6 +207,16 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
       source = dev_null.fd;
     }
     if (target < 0 || source < 0) throw Napi::RangeError::New(env, "spawn plan: fd numbers must be >= 0");
+    if (static_cast<unsigned int>(target) >= fd_limit) {
+      // lib/index.ts names the option the number came from.
+      Napi::RangeError e = Napi::RangeError::New(
+          env, "child fd " + std::to_string(target) + " is out of range: the child's fd numbers must be below its RLIMIT_NOFILE (" +
+                   std::to_string(fd_limit) + ")");
+      e.Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
+      e.Set("childFd", Napi::Number::New(env, target));
+      e.Set("fdLimit", Napi::Number::New(env, fd_limit));
+      throw e;
+    }
     if (fcntl(source, F_GETFD) == -1) {
       if (optional.Get(static_cast<uint32_t>(i)).ToBoolean().Value()) continue;
       Napi::Error e = ErrnoError(env, errno, "fcntl");
@@ -217,10 +237,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   p.max_target = max_target;
   p.keep = keep.data();
   p.nkeep = static_cast<int>(keep.size());
-  struct rlimit nofile;
-  p.fd_limit = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < (1U << 20)
-                   ? static_cast<unsigned int>(nofile.rlim_cur)
-                   : (1U << 20);
+  p.fd_limit = fd_limit;
 
   if (rlimit_flat.size() % 3 != 0) throw Napi::TypeError::New(env, "spawn plan: rlimits holds triples");
   // [resource, soft, hard, ...]; doubles because limits go beyond int32,

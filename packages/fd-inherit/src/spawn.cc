@@ -105,6 +105,10 @@ constexpr size_t kSigsetSize = sizeof(uint64_t);
 // MAP_NORESERVE and lazily faulted pages.
 constexpr size_t kStackSize = 64 * 1024;
 
+// The close() loop for kernels without close_range stops here (the kernel's
+// default fs.nr_open).
+constexpr unsigned int kCloseLoopCap = 1U << 20;
+
 // struct clone_args, VER0 (Linux 5.3): declared here so the build does not
 // depend on how new the machine's kernel headers are.
 struct CloneArgs {
@@ -188,12 +192,37 @@ void ResetSignalHandlers() {
   }
 }
 
+// Whether some move puts an fd at child fd number `fd`.
+bool IsTarget(const ChildPlan* p, int fd) {
+  for (int i = 0; i < p->nmoves; ++i) {
+    if (p->moves[i].target == fd) return true;
+  }
+  return false;
+}
+
+// A close-on-exec copy of `source` at a number no move targets, so the
+// second pass of PlaceFds can neither overwrite it nor be overwritten by it.
+// Above the highest target when there is room (one call, the usual case).
+// When there is none (a target at or near the fd limit, or the numbers above
+// it all taken), the lowest free number: if that is a target, the copy is
+// left parked there (the dup2 onto that target replaces it later) and the
+// next free number is tried. Free target numbers are few, so this ends.
+int DupAside(const ChildPlan* p, int source) {
+  if (static_cast<long>(p->max_target) + 1 < static_cast<long>(p->fd_limit)) {
+    int fd = fcntl(source, F_DUPFD_CLOEXEC, p->max_target + 1);
+    if (fd != -1 || errno != EMFILE) return fd;
+  }
+  for (;;) {
+    int fd = fcntl(source, F_DUPFD_CLOEXEC, 0);
+    if (fd == -1 || !IsTarget(p, fd)) return fd;
+  }
+}
+
 // Put every source at its target. The hazards are a target that is also a
 // source of another move (3->4 together with 4->3, or 0->5 with 5->0) and a
 // parent fd used twice. Two passes make all of them the same case:
-//  1. dup every source to a fresh number above the highest target
-//     (F_DUPFD_CLOEXEC with that minimum). After this pass nothing we still
-//     need lives at a target number, so
+//  1. dup every source to a number that is not a target (DupAside), CLOEXEC.
+//     After this pass nothing we still need lives at a target number, so
 //  2. dup2 each copy onto its target, in any order. dup2 gives the new fd
 //     no FD_CLOEXEC, which is exactly "CLOEXEC cleared on the mapped fds and
 //     nothing else"; the copies keep theirs and vanish at execve.
@@ -206,7 +235,7 @@ int PlaceFds(ChildPlan* p) {
       m->temp = -1;
       continue;
     }
-    m->temp = fcntl(m->source, F_DUPFD_CLOEXEC, p->max_target + 1);
+    m->temp = DupAside(p, m->source);
     if (m->temp == -1) return -1;
   }
   for (int i = 0; i < p->nmoves; ++i) {
@@ -235,7 +264,9 @@ int CloseRange(const ChildPlan* p, unsigned int lo, unsigned int hi) {
     if (syscall(SYS_close_range, lo, hi, 0) == 0) return 0;
     if (errno != ENOSYS) return -1;
   }
-  for (unsigned int fd = lo; fd <= hi && fd < p->fd_limit; ++fd) close(static_cast<int>(fd));
+  // Capped: a limit raised into the millions would make this loop take seconds.
+  const unsigned int end = p->fd_limit < kCloseLoopCap ? p->fd_limit : kCloseLoopCap;
+  for (unsigned int fd = lo; fd <= hi && fd < end; ++fd) close(static_cast<int>(fd));
   return 0;
 }
 

@@ -54,11 +54,11 @@ struct ChildPlan {
 
   FdMove* moves;
   int nmoves;
-  int max_target;       // highest child fd number asked for (at least 2)
+  int max_target;       // highest child fd number asked for (at least 2, below fd_limit)
   const int* keep;      // sorted child fd numbers >= 3 that must survive
   int nkeep;
   bool close_others;    // close everything >= 3 not in `keep`
-  unsigned int fd_limit;  // RLIMIT_NOFILE, for the close() loop on old kernels
+  unsigned int fd_limit;  // the soft RLIMIT_NOFILE: every fd number of the child is below it
   int close_method;       // CloseMethod to try first; filled in by SpawnChild
 
   bool setsid;

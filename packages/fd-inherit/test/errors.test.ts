@@ -5,7 +5,9 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PidFd } from '@folk/pidfd';
 import { spawn } from '../lib/index.js';
-import { children, errorOf, openFds, withTempDir, zombieChildren } from './helpers.js';
+import { children, errorOf, fdLimit, openFds, withTempDir, zombieChildren } from './helpers.js';
+
+const INT32_MAX = 2 ** 31 - 1;
 
 let before: string[];
 beforeEach(() => {
@@ -93,11 +95,21 @@ describe('a program that cannot start', () => {
     expect(err.message).toContain(`fd ${fd} for child fd 3 is not open`);
   });
 
-  it('a child fd number beyond the fd limit fails in the child and is reported', () => {
-    const err = errorOf(() => spawn('/bin/true', [], { fds: { 2_000_000_000: 0 } }));
-    expect(err.syscall).toBe('spawn');
-    expect(err.step).toBe('dup2');
-    expect(['EINVAL', 'EBADF', 'EMFILE']).toContain(err.code);
+  it('a child fd number at or past RLIMIT_NOFILE is a RangeError naming the option, before any child exists', () => {
+    // The child starts with our fd limit; no number at or above it can be placed.
+    const limit = fdLimit();
+    for (const target of [limit, 2_000_000_000, INT32_MAX]) {
+      const err = errorOf(() => spawn('/bin/true', [], { fds: { 3: 0, [target]: 0 }, stdout: 'pipe' }));
+      expect(err).toBeInstanceOf(RangeError);
+      expect(err.code).toBe('ERR_OUT_OF_RANGE');
+      expect(err.message).toContain('"options.fds"');
+      expect(err.message).toContain(`RLIMIT_NOFILE (${limit})`);
+      expect(err.message).toContain(`child fd ${target}`);
+    }
+    const listen = errorOf(() => spawn('/bin/true', [], { listenFds: Array.from({ length: limit - 2 }, () => 0) }));
+    expect(listen).toMatchObject({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+    expect(listen.message).toContain(`"options.listenFds[${limit - 3}]"`);
+    // afterEach: no child, no zombie, no fd (not even the pipe or /dev/null).
   });
 });
 

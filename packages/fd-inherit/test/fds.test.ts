@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
 import { setInheritable, spawn, type SpawnOptions } from '../lib/index.js';
-import { hasCloexec, link, openFds, outputOf, readAll } from './helpers.js';
+import { fdLimit, hasCloexec, link, openFds, outputOf, readAll } from './helpers.js';
 import { tmpdir } from 'node:os';
 
 /** Spawn a shell with `options` and return its fd table as it saw it: fd -> target. */
@@ -148,6 +148,25 @@ describe('the fd map', () => {
     } finally {
       socket.destroy();
     }
+  });
+
+  it('places fds at the highest numbers the fd limit allows', async () => {
+    // No room above the highest target for the temporary copies: they go
+    // below it instead, around the targets.
+    const { a, b } = files as { a: number; b: number };
+    const top = fdLimit() - 1;
+    const table = await childTable({ fds: { [top]: a, [top - 1]: b, [top - 2]: a } });
+    expect([...table.keys()].sort((x, y) => x - y)).toEqual([0, 1, 2, top - 2, top - 1, top]);
+    expect(table.get(top)).toBe(path('a'));
+    expect(table.get(top - 1)).toBe(path('b'));
+    expect(table.get(top - 2)).toBe(path('a'));
+
+    // Room above the highest target for one copy only.
+    const below = await childTable({ fds: { [top - 1]: b, [top - 2]: a, [top - 3]: b } });
+    expect([...below.keys()].sort((x, y) => x - y)).toEqual([0, 1, 2, top - 3, top - 2, top - 1]);
+    expect(below.get(top - 1)).toBe(path('b'));
+    expect(below.get(top - 2)).toBe(path('a'));
+    expect(below.get(top - 3)).toBe(path('b'));
   });
 
   it('places a CLOEXEC parent fd at its own number', async () => {

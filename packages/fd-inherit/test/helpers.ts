@@ -26,6 +26,13 @@ export function hasCloexec(fd: number, pid: number | 'self' = 'self'): boolean {
   return (fdFlags(fd, pid) & O_CLOEXEC) !== 0;
 }
 
+/** This process's soft RLIMIT_NOFILE: every fd number of a child it spawns is below it. */
+export function fdLimit(): number {
+  const m = /^Max open files\s+([0-9]+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  if (!m) throw new Error('no "Max open files" in /proc/self/limits');
+  return Number(m[1]);
+}
+
 /** A field of /proc/<pid>/stat after the command name (3 = state, 4 = ppid, 6 = session ...). */
 export function statField(pid: number, field: number): string {
   const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
