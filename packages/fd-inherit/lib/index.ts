@@ -1,5 +1,5 @@
 import * as net from 'node:net';
-import { accessSync, closeSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -577,7 +577,7 @@ function optionalId(value: unknown, name: string): number {
 
 function closeQuietly(fd: number): void {
   try {
-    closeSync(fd);
+    native.close(fd);
   } catch {
     // Already closed: nothing to undo.
   }

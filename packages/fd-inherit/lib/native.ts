@@ -72,6 +72,8 @@ export interface NativeBinding {
   spawn(plan: NativeSpawnPlan): [number, number];
   /** pipe2(O_CLOEXEC): [readEnd, writeEnd]. */
   pipe(): [number, number];
+  /** close(2), for the ends pipe() made (fs.closeSync would make a worker thread warn about an fd it did not open). */
+  close(fd: number): void;
   /** SIGKILL, reap and close the pidfd of a child spawn() could not hand out. */
   killAndReap(pid: number, pidfd: number): void;
   getCloexec(fd: number): boolean;

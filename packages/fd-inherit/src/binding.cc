@@ -296,6 +296,14 @@ Napi::Value Pipe(const Napi::CallbackInfo& info) {
   return pair;
 }
 
+// close(fd): undefined. For the pipe ends pipe() made: fs.closeSync on an fd
+// that fs did not open makes a worker thread print a warning.
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  int fd = FdArg(info, 0);
+  if (close(fd) == -1 && errno != EINTR) throw ErrnoError(info.Env(), errno, "close");
+  return info.Env().Undefined();
+}
+
 // getCloexec(fd): boolean
 Napi::Value GetCloexec(const Napi::CallbackInfo& info) {
   int fd = FdArg(info, 0);
@@ -359,6 +367,7 @@ Napi::Value SetAssumedParentPid(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("spawn", Napi::Function::New(env, Spawn, "spawn"));
   exports.Set("pipe", Napi::Function::New(env, Pipe, "pipe"));
+  exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("getCloexec", Napi::Function::New(env, GetCloexec, "getCloexec"));
   exports.Set("setCloexec", Napi::Function::New(env, SetCloexec, "setCloexec"));
   exports.Set("killAndReap", Napi::Function::New(env, KillAndReap, "killAndReap"));

@@ -51,19 +51,25 @@ describe('environment, directory, argv0', () => {
     }
   });
 
-  it("from a worker thread, defaults to that worker's own process.env", async () => {
+  it("from a worker thread, defaults to that worker's own process.env, and pipes raise no warning", async () => {
     requireDist();
+    // A worker tracks the fds fs opened and warns when fs closes one it did
+    // not; the child's ends of the pipes must be closed without that.
     const code = `
       const { parentPort } = require('node:worker_threads');
       const { spawn } = require(${JSON.stringify(DIST)});
+      const warnings = [];
+      process.on('warning', (w) => warnings.push(w.message));
       process.env.FOLK_FD_INHERIT_WORKER = 'worker only';
-      const child = spawn('/bin/sh', ['-c', 'echo "$FOLK_FD_INHERIT_WORKER"'], { stdout: 'pipe' });
+      const child = spawn('/bin/sh', ['-c', 'echo "$FOLK_FD_INHERIT_WORKER"'], { stdin: 'pipe', stdout: 'pipe' });
+      child.stdin.end();
       let out = '';
       child.stdout.on('data', (d) => (out += d));
-      child.stdout.on('end', () => child.wait().then(() => parentPort.postMessage(out)));`;
+      child.stdout.on('end', () => child.wait().then(() => setImmediate(() => parentPort.postMessage({ out, warnings }))));`;
     const worker = new Worker(code, { eval: true });
-    const [out] = (await once(worker, 'message')) as [string];
+    const [{ out, warnings }] = (await once(worker, 'message')) as [{ out: string; warnings: string[] }];
     expect(out).toBe('worker only\n');
+    expect(warnings).toEqual([]);
     expect(process.env['FOLK_FD_INHERIT_WORKER']).toBeUndefined();
     await worker.terminate();
   });
