@@ -3,7 +3,7 @@
 //
 // Why not fork(2): fork copies the parent's page tables. Copy-on-write makes
 // the pages themselves free, but the tables are proportional to the
-// resident set (a Node process at 8 GB RSS spends about a third of a second
+// resident set (a Node process at 8 GB RSS spends nearly 0.4 s
 // in fork, all of it with the event loop stopped), and the child then takes
 // copy-on-write faults on whatever it touches before exec.
 //
