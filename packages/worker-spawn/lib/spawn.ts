@@ -168,6 +168,14 @@ function closeFds(fds: readonly number[]): void {
 /** The doorbell that follows every control message on the task socket. */
 const WAKE_FRAME: Buffer = encodeFrame(FrameType.WAKE, 0, Buffer.alloc(0))[0]!;
 
+/**
+ * After the worker has exited, stdout is closed once this many turns of the
+ * event loop in a row have brought no new bytes (see Worker#releaseStdout)...
+ */
+const STDOUT_QUIET_TURNS = 2;
+/** ...or after this many turns in all, if a process the worker left behind keeps writing. */
+const STDOUT_MAX_TURNS = 64;
+
 interface Pending {
   resolve: (payload: Buffer) => void;
   reject: (err: Error) => void;
@@ -202,6 +210,8 @@ export class Worker extends EventEmitter {
   #nextId = 1;
   #exit: ExitInfo | null = null;
   #stopping: Promise<ExitInfo> | null = null;
+  /** stop() or close() was called: new requests are refused. */
+  #stopRequested = false;
   #protocolError: WorkerError | null = null;
   #readyReject: ((err: Error) => void) | null = null;
 
@@ -296,11 +306,41 @@ export class Worker extends EventEmitter {
     this.task.destroy();
     this.control.close();
     this.pidfd.close();
-    // Whatever the worker wrote is still in the pipe; if nobody reads it,
-    // drain it so the pipe's fd is closed at EOF rather than held forever.
-    if (this.stdout.listenerCount('data') === 0 && this.stdout.listenerCount('readable') === 0) this.stdout.resume();
+    this.#releaseStdout();
     this.emit('exit', info);
     return info;
+  }
+
+  /**
+   * The worker has exited; close our end of its stdout once what it wrote has
+   * been read. EOF alone is not enough to wait for: a process the worker
+   * started (a background job, a detached child) may have inherited the write
+   * end and hold it for as long as it lives. Everything the worker itself
+   * wrote is in the pipe already (its exit closed its end after the last
+   * write), so: keep reading while bytes arrive, and close at the first
+   * STDOUT_QUIET_TURNS turns of the event loop in a row that bring none, or
+   * after STDOUT_MAX_TURNS turns. A leftover process that writes later gets
+   * EPIPE (or SIGPIPE), as it would in a shell pipeline whose reader is gone.
+   */
+  #releaseStdout(): void {
+    const out = this.stdout;
+    // If nobody reads it, drain it anyway, so EOF can be seen.
+    if (out.listenerCount('data') === 0 && out.listenerCount('readable') === 0) out.resume();
+    let seen = out.bytesRead;
+    let quiet = 0;
+    let turns = 0;
+    const check = (): void => {
+      if (out.destroyed || out.readableEnded) return; // EOF: the socket closes itself
+      if (out.bytesRead !== seen) {
+        seen = out.bytesRead;
+        quiet = 0;
+      } else {
+        quiet++;
+      }
+      if (quiet >= STDOUT_QUIET_TURNS || ++turns >= STDOUT_MAX_TURNS) out.destroy();
+      else setImmediate(check);
+    };
+    setImmediate(check);
   }
 
   /** True once the worker has exited. */
@@ -319,7 +359,8 @@ export class Worker extends EventEmitter {
    *
    * Rejects with `ERR_WORKER_FRAME_TOO_LARGE` (nothing sent) for a payload
    * over `maxFrame`, `ERR_WORKER_TASK` when the worker answers with an error,
-   * `ERR_WORKER_EXITED` when it exits first.
+   * `ERR_WORKER_EXITED` when it exits first, `ERR_WORKER_STOPPED` (nothing
+   * sent) once `stop()` or `close()` has been called.
    */
   request(payload: string | Uint8Array): Promise<Buffer> {
     let bytes: Uint8Array;
@@ -337,11 +378,17 @@ export class Worker extends EventEmitter {
         ),
       );
     }
-    if (this.#exit !== null || this.#protocolError !== null) {
+    if (this.#protocolError !== null) return Promise.reject(this.#protocolError);
+    if (this.#stopRequested) {
       return Promise.reject(
-        this.#protocolError ??
-          new WorkerError('ERR_WORKER_EXITED', `worker pid ${this.pid} has exited (${describeExit(this.#exit!)})`, { pid: this.pid }),
+        new WorkerError('ERR_WORKER_STOPPED', `worker pid ${this.pid} is stopped (stop() or close() was called); nothing was sent`, {
+          pid: this.pid,
+        }),
       );
+    }
+    if (this.#exit !== null) {
+      const exit = { code: this.#exit.code, signal: this.#exit.signal };
+      return Promise.reject(new WorkerError('ERR_WORKER_EXITED', `worker pid ${this.pid} has exited (${describeExit(exit)})`, { pid: this.pid, exit }));
     }
     const id = this.#nextId;
     this.#nextId = this.#nextId >= 0xffff_ffff ? 1 : this.#nextId + 1;
@@ -410,14 +457,18 @@ export class Worker extends EventEmitter {
   /**
    * Stop gracefully: send `stop` on the control socket (the worker finishes
    * its current task and exits), SIGTERM after `timeout` ms, SIGKILL
-   * `killTimeout` ms after that. Resolves with how it ended, once it is
-   * reaped and every fd of the worker here is closed.
+   * `killTimeout` ms after that. From the call on, request() refuses
+   * new tasks (`ERR_WORKER_STOPPED`). Resolves with how it ended,
+   * once it is reaped and every fd of the worker here is closed: stdout too,
+   * as soon as what the worker wrote has been read, even if a process it
+   * started still holds the other end.
    */
   stop(options?: StopOptions): Promise<ExitInfo> {
     if (this.#stopping) return this.#stopping;
     const opts = optionsObject(options);
     const timeout = intOption(opts, 'timeout', 5000, 0);
     const killTimeout = intOption(opts, 'killTimeout', 1000, 0);
+    this.#stopRequested = true;
     this.#stopping = (async () => {
       if (this.#exit === null) {
         this.control.send({ type: 'stop' }).catch(() => {});
@@ -450,6 +501,7 @@ export class Worker extends EventEmitter {
    * the event loop as it goes (await `exited` to know when). Idempotent.
    */
   close(): void {
+    this.#stopRequested = true;
     this.kill('SIGKILL');
     this.task.destroy();
     this.control.close();

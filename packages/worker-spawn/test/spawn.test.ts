@@ -310,6 +310,53 @@ describe('spawnWorker with php-cli', () => {
     expect(openFds()).toEqual(before);
   });
 
+  it.each([
+    ['PHP', { script: fixture('grandchild.php') }, 'php'],
+    ['Node', { command: process.execPath, script: fixture('grandchild-node.cjs') }, 'node'],
+  ])(
+    'stop() of a %s worker whose background child still holds its stdout: resolves once the worker is gone, with its last words read and no fd left',
+    async (_lang, options, lang) => {
+      const before = openFds();
+      const worker = spawnWorker(options);
+      let out = '';
+      worker.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      // The worker starts `sleep 600` with its own stdout, then leaves it behind.
+      const orphan = Number((await worker.request('600')).toString());
+      try {
+        expect(processExists(orphan)).toBe(true);
+        const info = await worker.stop();
+        expect([info.code, info.signal]).toEqual([0, null]);
+        // What the worker wrote on its way out arrived; then our end was closed
+        // although the orphan (still running) holds the pipe's other end.
+        expect(out).toBe(`${lang} worker ${worker.pid} exiting\n`);
+        expect(worker.stdout.closed).toBe(true);
+        expect(processExists(orphan)).toBe(true);
+        expect(openFds()).toEqual(before);
+        expect(zombieChildren()).toEqual([]);
+      } finally {
+        process.kill(orphan, 'SIGKILL');
+      }
+    },
+  );
+
+  it('request() after stop() or close() is refused with ERR_WORKER_STOPPED, nothing sent', async () => {
+    const a = spawnWorker({ script: fixture('echo.php') });
+    const b = spawnWorker({ script: fixture('echo.php') });
+    await Promise.all([a.ready, b.ready]);
+    const stopped = a.stop();
+    b.close();
+    for (const w of [a, b]) {
+      const err = await errorOf(w.request('late'));
+      expect(err).toBeInstanceOf(WorkerError);
+      expect(err.code).toBe('ERR_WORKER_STOPPED');
+      expect(err.message).toBe(`worker pid ${w.pid} is stopped (stop() or close() was called); nothing was sent`);
+    }
+    expect((await stopped).code).toBe(0);
+    expect((await b.exited).signal).toBe('SIGKILL');
+    expect((await errorOf(a.request('later still'))).code).toBe('ERR_WORKER_STOPPED');
+    await b.stop();
+  });
+
   it('stop() escalates to SIGTERM for a worker that is busy past the timeout', async () => {
     const worker = spawnWorker({ script: fixture('tasks.php') });
     await worker.ready;
