@@ -154,6 +154,26 @@ describe('permissions and kernels', () => {
     expect(report['leaked']).toBe(0);
   });
 
+  it.skipIf(process.getuid?.() !== 0 || !existsSync('/usr/bin/unshare'))(
+    'adopt of a pidfd for a process outside our pid namespace asks for options.pid',
+    () => {
+      using self = PidFd.open(process.pid);
+      const out = execFileSync('unshare', ['--pid', '--fork', '--mount-proc', process.execPath, fixture('adopt-ns.mjs')], {
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'inherit', self.fd],
+      });
+      expect(json(out)).toEqual({
+        pidHere: 1,
+        withoutPid: {
+          name: 'TypeError',
+          code: 'ERR_INVALID_ARG_VALUE',
+          message: 'The "fd" argument refers to a process outside this pid namespace; pass options.pid. Received 3',
+        },
+        withPid: { pid: 4242, running: true },
+      });
+    },
+  );
+
   const cc = ['/usr/bin/cc', '/usr/local/bin/cc'].find((p) => existsSync(p));
   it.skipIf(!cc)('ENOSYS (and 5.3’s EINVAL for waitid P_PIDFD) name the call and the kernel it needs', async () => {
     const exe = join(mkdtempSync(join(tmpdir(), 'pidfd-enosys-')), 'enosys');
