@@ -362,6 +362,8 @@ describe('fds', () => {
     expect(errorOf(() => p.waitSync())).toMatchObject({ code: 'EBADF' });
     expect(errorOf(() => p.getFd(0))).toMatchObject({ code: 'EBADF' });
     await expect(p.wait()).rejects.toMatchObject({ code: 'EBADF' });
+    expect(p.unref().ref()).toBe(p); // nothing left to change, nothing thrown
+    expect(p.pid).toBe(process.pid);
   });
 
   it('adopt takes over a pidfd, reading the pid from fdinfo, and closes it', async () => {
