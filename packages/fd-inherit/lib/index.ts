@@ -93,7 +93,12 @@ export interface SpawnOptions {
   uid?: number;
   /** Run the child as this group id (needs privilege). */
   gid?: number;
-  /** Supplementary groups of the child (needs privilege); `[]` drops them all. */
+  /**
+   * Supplementary groups of the child (needs privilege); `[]` drops them all.
+   * Default: the parent's, except that with `uid` or `gid` they are dropped
+   * (when the parent is privileged enough to), as `child_process` does, so a
+   * child running as another user keeps none of root's groups.
+   */
   groups?: number[];
   /**
    * systemd socket activation: these parent fds arrive in the child at 3, 4,
@@ -745,6 +750,7 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
     uid,
     gid,
     groups,
+    dropGroups: groups === null && (uid !== -1 || gid !== -1),
     defaultSignals: restoreSignals ? RESTORED_SIGNALS : [],
   };
   for (const s of setups) {

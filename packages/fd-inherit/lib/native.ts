@@ -30,6 +30,8 @@ export interface NativeSpawnPlan {
   uid: number;
   gid: number;
   groups: number[] | null;
+  /** With groups null: try setgroups(0) anyway (for a uid/gid change), ignoring EPERM. */
+  dropGroups: boolean;
   /** Signals set to SIG_DFL in the child even though the parent ignores them. */
   defaultSignals: number[];
 }

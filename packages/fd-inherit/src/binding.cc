@@ -252,6 +252,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   std::vector<gid_t> groups(group_ints.begin(), group_ints.end());
   p.groups = groups.data();
   p.ngroups = has_groups ? static_cast<int>(groups.size()) : -1;
+  p.drop_groups = BoolProp(plan, "dropGroups");
 
   // LISTEN_PID's value is written by the child once it knows its pid; make
   // room for it now.

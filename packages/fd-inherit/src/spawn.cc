@@ -336,8 +336,16 @@ int ChildMain(void* arg) {
 
   // Supplementary groups, then the gid, then the uid: after setuid we would
   // no longer be allowed to change the others.
+  // Without a list, a child asked to change uid or gid still loses the
+  // groups it would inherit (root's 0 among them), as libuv does for
+  // child_process. Only a privileged process can do that; one without the
+  // privilege has no groups but its own to keep, so EPERM is no failure.
   step = kStepSetgroups;
-  if (p->ngroups >= 0 && syscall(SYS_setgroups, p->ngroups, p->groups) == -1) goto fail;
+  if (p->ngroups >= 0) {
+    if (syscall(SYS_setgroups, p->ngroups, p->groups) == -1) goto fail;
+  } else if (p->drop_groups) {
+    if (syscall(SYS_setgroups, 0, nullptr) == -1 && errno != EPERM) goto fail;
+  }
   step = kStepSetgid;
   if (p->gid >= 0 && syscall(SYS_setgid, p->gid) == -1) goto fail;
   step = kStepSetuid;

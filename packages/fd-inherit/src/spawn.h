@@ -72,6 +72,7 @@ struct ChildPlan {
   int64_t gid;          // -1: keep
   const gid_t* groups;  // used when ngroups >= 0
   int ngroups;
+  bool drop_groups;     // ngroups < 0: still try to drop every group (EPERM ignored)
 
   uint64_t default_signals;  // bit n-1: set signal n to SIG_DFL even if the parent ignores it
 

@@ -136,6 +136,42 @@ describe('session, umask, limits, privileges', () => {
     expect((await childStatus(options, 'Groups')).split(/\s+/).sort()).toEqual(['100', '65534']);
   });
 
+  it.skipIf(!isRoot)('uid or gid without groups drops the supplementary groups, as child_process does', async () => {
+    requireDist();
+    // A parent (itself started by us) holding groups 0, 4 and 27 reports its
+    // children's groups.
+    const script = `
+      const { spawn } = require(${JSON.stringify(DIST)});
+      const groupsOf = async (options) => {
+        const child = spawn('/bin/grep', ['^Groups:', '/proc/self/status'], { ...options, stdout: 'pipe' });
+        let out = '';
+        for await (const chunk of child.stdout) out += chunk;
+        if ((await child.wait()).code !== 0) throw new Error('grep failed');
+        child.pidfd.close();
+        return out.replace('Groups:', '').trim().split(/\\s+/).filter(Boolean).map(Number).sort((a, b) => a - b);
+      };
+      (async () => {
+        console.log(JSON.stringify({
+          none: await groupsOf({}),
+          uid: await groupsOf({ uid: 65534 }),
+          gid: await groupsOf({ gid: 65534 }),
+          listed: await groupsOf({ uid: 65534, groups: [100] }),
+        }));
+      })();`;
+    const out = await run(process.execPath, ['-e', script], { groups: [0, 4, 27] });
+    expect(JSON.parse(out)).toEqual({ none: [0, 4, 27], uid: [], gid: [], listed: [100] });
+
+    // Without the privilege to drop them, a parent keeps its own groups and
+    // the spawn still works (setuid to its own uid is allowed).
+    const unprivileged = script.replace('{ uid: 65534 }', '{ uid: 65534, gid: 65534 }');
+    const own = await run(process.execPath, ['-e', unprivileged.replace(/listed: .*\n/, '\n')], {
+      uid: 65534,
+      gid: 65534,
+      groups: [100],
+    });
+    expect(JSON.parse(own)).toEqual({ none: [100], uid: [100], gid: [100] });
+  });
+
   it.skipIf(!isRoot)('an unprivileged parent asking for uid 0 gets EPERM from setuid, synchronously', async () => {
     requireDist();
     const script = `
