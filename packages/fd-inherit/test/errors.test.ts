@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PidFd } from '@folk/pidfd';
 import { spawn } from '../lib/index.js';
-import { children, errorOf, fdLimit, openFds, withTempDir, zombieChildren } from './helpers.js';
+import { DIST, children, errorOf, fdLimit, openFds, outputOf, requireDist, withTempDir, zombieChildren } from './helpers.js';
 
 const INT32_MAX = 2 ** 31 - 1;
 
@@ -106,10 +106,35 @@ describe('a program that cannot start', () => {
       expect(err.message).toContain(`RLIMIT_NOFILE (${limit})`);
       expect(err.message).toContain(`child fd ${target}`);
     }
-    const listen = errorOf(() => spawn('/bin/true', [], { listenFds: Array.from({ length: limit - 2 }, () => 0) }));
-    expect(listen).toMatchObject({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
-    expect(listen.message).toContain(`"options.listenFds[${limit - 3}]"`);
     // afterEach: no child, no zombie, no fd (not even the pipe or /dev/null).
+  });
+
+  it('the limit is the one this process has now, and a listen fd past it is named', async () => {
+    requireDist();
+    // A Node parent started with RLIMIT_NOFILE 64 (so the list stays short).
+    const script = `
+      const { spawn } = require(${JSON.stringify(DIST)});
+      const attempt = (options) => {
+        try {
+          const child = spawn('/bin/true', [], options);
+          return child.wait().then((exit) => exit.code);
+        } catch (e) {
+          return e.name + ' ' + e.code + ' ' + e.message;
+        }
+      };
+      (async () => console.log(JSON.stringify([
+        await attempt({ fds: { 63: 0 } }),
+        await attempt({ fds: { 64: 0 } }),
+        await attempt({ listenFds: Array.from({ length: 62 }, () => 0) }),
+      ])))();`;
+    const child = spawn(process.execPath, ['-e', script], { rlimits: { nofile: 64 }, stdout: 'pipe' });
+    const { out, code } = await outputOf(child);
+    child.pidfd.close();
+    expect(code).toBe(0);
+    const [fits, past, listen] = JSON.parse(out) as [number, string, string];
+    expect(fits).toBe(0);
+    expect(past).toMatch(/^RangeError ERR_OUT_OF_RANGE .*"options\.fds".*RLIMIT_NOFILE \(64\).*child fd 64$/);
+    expect(listen).toMatch(/^RangeError ERR_OUT_OF_RANGE .*"options\.listenFds\[61\]".*child fd 64$/);
   });
 });
 
