@@ -143,9 +143,10 @@ const RETRYABLE_TASK_ERRORS = new Set(['ERR_WORKER_TASK', 'ERR_WORKER_FRAME_TOO_
  * A pool of FD 3/4 workers (PHP by default). Each worker serves one task at
  * a time; tasks wait in a bounded queue for a free worker.
  *
- * Events: `'spawn'`, `'ready'` (info), `'exit'` (info, ExitInfo), `'crash'`
- * (info, ExitInfo, restartInMs), `'recycle'` (info, reason), `'workerError'`
- * (info, message, fatal) for a worker's own error reports, `'spawnError'`
+ * Events: `'spawn'` (info, on the next tick), `'ready'` (info), `'exit'`
+ * (info, ExitInfo), `'crash'` (info, ExitInfo, restartInMs), `'recycle'`
+ * (info, reason), `'workerError'` (info, message, fatal) for a worker's own
+ * error reports and the pool's about a worker that never got ready, `'spawnError'`
  * (error) when a worker cannot be started, `'stdout'` (chunk, info) for
  * what workers print.
  */
@@ -526,11 +527,18 @@ export class WorkerPool extends EventEmitter {
     worker.ready.then(
       () => this.#onReady(slot),
       (err: Error) => {
+        // A worker the pool killed (readyTimeout) or stopped on purpose was
+        // reported, or needs no report; any other is news (a script that
+        // exits at once, a pid mismatch).
+        if (slot.killed || slot.reason !== null) return;
         this.emit('workerError', this.#info(slot), err.message, true);
         worker.kill('SIGKILL');
       },
     );
-    this.emit('spawn', this.#info(slot));
+    // On the next tick, so a listener added right after the constructor
+    // (which starts the first worker) sees the first 'spawn' too.
+    const info = this.#info(slot);
+    process.nextTick(() => this.emit('spawn', info));
     return true;
   }
 
@@ -565,10 +573,12 @@ export class WorkerPool extends EventEmitter {
     return n;
   }
 
-  #crashed(): void {
+  /** Count one more crash in a row; returns the backoff delay it sets, in ms. */
+  #crashed(): number {
     this.#crashStreak++;
     const delay = Math.min(this.#backoffInitial * 2 ** Math.min(this.#crashStreak - 1, 30), this.#backoffMax);
     this.#backoffUntil = Date.now() + delay;
+    return delay;
   }
 
   #onExit(slot: Slot, info: ExitInfo): void {
@@ -597,8 +607,7 @@ export class WorkerPool extends EventEmitter {
     this.emit('exit', workerInfo, info);
     if (!wasStopping && !this.#stopping) {
       this.#counts.crashed++;
-      this.#crashed();
-      this.emit('crash', workerInfo, info, Math.max(0, this.#backoffUntil - Date.now()));
+      this.emit('crash', workerInfo, info, this.#crashed());
     }
     this.#ensureWorkers();
     this.#dispatch();

@@ -86,8 +86,12 @@ describe('WorkerPool with php-cli', () => {
     await withPool({ backoff: { initial: 0 } }, async (pool) => {
       const victim = await pidOf(pool);
       const crash = once<[PoolWorkerInfo, { signal: string | null }, number]>(pool, 'crash');
-      const task = pool.run('sleep:60000');
+      const holding = once<[Buffer, PoolWorkerInfo]>(pool, 'stdout');
+      const task = pool.run('hold:60000');
       expect(pool.stats().busy).toBe(1);
+      // The worker says so once its handler runs: the kill lands mid-task.
+      const [said, from] = await holding;
+      expect([said.toString(), from.pid]).toEqual(['holding\n', victim]);
       process.kill(victim, 'SIGKILL');
       const err = await errorOf(task);
       expect(err.code).toBe('ERR_WORKER_CRASHED');
@@ -125,6 +129,64 @@ describe('WorkerPool with php-cli', () => {
       await fifth;
       expect(delays.slice(0, 5)).toEqual([20, 40, 80, 80, 80]);
     });
+  });
+
+  it('the crash backoff doubles per consecutive crash and a completed task resets it', async () => {
+    await withPool({ backoff: { initial: 30, max: 1000 } }, async (pool) => {
+      const delays: number[] = [];
+      pool.on('crash', (_info, _exit, delay: number) => delays.push(delay));
+      await pool.ready();
+      for (const task of ['exit:1', 'exit:1', 'echo:ok', 'exit:1']) await pool.run(task).catch(() => {});
+      expect(delays).toEqual([30, 60, 30]);
+      expect(pool.stats()).toMatchObject({ crashed: 3, completed: 1, failed: 3 });
+    });
+  });
+
+  it('readyTimeout: a worker that never says ready is killed, reported once, and replaced as a crash', async () => {
+    await withPool({ script: fixture('silent.php'), readyTimeout: 100, backoff: { initial: 0 }, destroyTimeout: 100 }, async (pool) => {
+      const reports: unknown[] = [];
+      pool.on('workerError', (info: PoolWorkerInfo, message: string, fatal: boolean) => reports.push([info.pid, message, fatal]));
+      const crashes: Array<[number, string | null]> = [];
+      await new Promise<void>((resolve) =>
+        pool.on('crash', (info: PoolWorkerInfo, exit: { signal: string | null }) => {
+          if (crashes.push([info.pid, exit.signal]) === 2) resolve();
+        }),
+      );
+      expect(crashes.map(([, signal]) => signal)).toEqual(['SIGKILL', 'SIGKILL']);
+      expect(new Set(crashes.map(([pid]) => pid)).size).toBe(2);
+      expect(reports).toEqual(crashes.map(([pid]) => [pid, 'worker did not say ready within readyTimeout (100 ms); killed', true]));
+    });
+  });
+
+  it('destroyTimeout: stop() gives a busy worker that long to finish, then SIGTERM; its task is rejected', async () => {
+    const pool = new WorkerPool({ script: fixture('tasks.php'), size: 1, destroyTimeout: 100 });
+    await pool.ready();
+    const exited = once<[PoolWorkerInfo, { code: number | null; signal: string | null }]>(pool, 'exit');
+    const holding = once(pool, 'stdout');
+    const task = errorOf(pool.run('hold:60000'));
+    await holding;
+    await pool.stop();
+    const err = await task;
+    expect(err.code).toBe('ERR_WORKER_POOL_STOPPED');
+    expect(err.exit).toEqual({ code: null, signal: 'SIGTERM' });
+    expect(err.message).toMatch(/^the worker pool was stopped while the task ran; worker pid \d+ ended \(signal SIGTERM\)$/);
+    expect((await exited)[1]).toMatchObject({ code: null, signal: 'SIGTERM' });
+    expect(pool.stats()).toMatchObject({ crashed: 0, failed: 1 });
+  });
+
+  it('a worker that forks instead of exec-ing fails the pid check, is reported and killed', async () => {
+    // `; true` keeps the shell from exec-ing php: php runs as the shell's child and says its own pid.
+    await withPool(
+      { command: '/bin/sh', script: '-c', args: ['php "$0"; true', fixture('tasks.php')], backoff: { initial: 1000 }, destroyTimeout: 100 },
+      async (pool) => {
+        const [info, message, fatal] = await once<[PoolWorkerInfo, string, boolean]>(pool, 'workerError');
+        expect(message).toMatch(new RegExp(`^worker ready message says pid \\d+, but the spawned process is pid ${info.pid} \\(a wrapper that forks instead of exec'ing\\?\\)$`));
+        expect(fatal).toBe(true);
+        const [, exit] = await once<[PoolWorkerInfo, { signal: string | null }]>(pool, 'crash');
+        expect(exit.signal).toBe('SIGKILL');
+        expect(pool.stats().idle).toBe(0);
+      },
+    );
   });
 
   it('a handler error rejects only that task; the worker stays', async () => {
@@ -250,7 +312,7 @@ describe('WorkerPool with php-cli', () => {
   });
 
   it('emits lifecycle events and surfaces worker error reports', async () => {
-    const pool = new WorkerPool({ script: fixture('tasks.php'), size: 1 });
+    const pool = new WorkerPool({ script: fixture('tasks.php'), size: 1, maxJobs: 3 });
     const events: string[] = [];
     for (const e of ['spawn', 'ready', 'exit', 'recycle', 'crash']) pool.on(e, () => events.push(e));
     const reported = once<[PoolWorkerInfo, string, boolean]>(pool, 'workerError');
@@ -262,8 +324,13 @@ describe('WorkerPool with php-cli', () => {
     await pool.run('print:hello from echo');
     const [chunk, from] = await printed;
     expect([chunk.toString(), from.pid]).toEqual(['hello from echo', info.pid]);
+    // The third task reaches maxJobs: the worker is recycled and replaced.
+    const replaced = once<[PoolWorkerInfo]>(pool, 'ready');
+    await pool.run('echo:third');
+    expect((await replaced)[0].pid).not.toBe(info.pid);
     await pool.stop();
-    expect(events).toEqual(['ready', 'exit']); // 'spawn' of the first worker fired inside the constructor
+    // The first 'spawn' happened in the constructor and is still seen by a listener added right after it.
+    expect(events).toEqual(['spawn', 'ready', 'recycle', 'spawn', 'exit', 'ready', 'exit']);
   });
 
   it('runs Node workers too', async () => {
@@ -286,7 +353,7 @@ describe('WorkerPool with php-cli', () => {
   });
 
   it('a task whose worker breaks the protocol is rejected with ERR_WORKER_PROTOCOL, as PROTOCOL.md says', async () => {
-    await withPool({ script: fixture('garbage.php') }, async (pool) => {
+    await withPool({ script: fixture('garbage.php'), destroyTimeout: 100 }, async (pool) => {
       await pool.ready();
       const err = await errorOf(pool.run('anything'));
       expect(err.code).toBe('ERR_WORKER_PROTOCOL');
@@ -295,7 +362,7 @@ describe('WorkerPool with php-cli', () => {
   });
 
   it('a worker answering with a frame of the wrong type: the task is rejected and the worker replaced, not left busy', async () => {
-    await withPool({ script: fixture('wrong-type.php'), backoff: { initial: 0 } }, async (pool) => {
+    await withPool({ script: fixture('wrong-type.php'), backoff: { initial: 0 }, destroyTimeout: 100 }, async (pool) => {
       await pool.ready();
       const first = pool.stats().list[0]!.pid;
       const exited = once<[PoolWorkerInfo]>(pool, 'exit');

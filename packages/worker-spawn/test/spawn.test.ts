@@ -202,11 +202,11 @@ describe('spawnWorker with php-cli', () => {
 
   it('rejects the pending task when the worker is killed mid-task, and reaps it', async () => {
     const worker = spawnWorker({ script: fixture('tasks.php') });
-    await worker.ready;
-    const pending = worker.request('sleep:60000');
+    const holding = once<[Buffer]>(worker.stdout, 'data');
+    const pending = worker.request('hold:60000');
     const second = worker.request('echo:queued behind it');
-    // The sleeping task is in the worker once it is no longer in our socket buffer;
-    // killing now is "mid-task" either way: the answer never comes.
+    // The handler says so on stdout once it runs: the kill lands mid-task.
+    expect((await holding)[0].toString()).toBe('holding\n');
     worker.kill('SIGKILL');
     const err = await errorOf(pending);
     expect(err.code).toBe('ERR_WORKER_EXITED');
