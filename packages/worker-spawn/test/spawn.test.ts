@@ -1,8 +1,10 @@
-import { closeSync } from 'node:fs';
+import { closeSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import * as net from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
-import { CONTROL_FD, TASK_FD, WorkerError, spawnWorker, type Worker } from '../lib/index.js';
+import { CONTROL_FD, TASK_FD, WorkerError, serverFd, spawnWorker, type Worker } from '../lib/index.js';
 import { fixture, once, openFds, processExists, requirePhp, zombieChildren } from './helpers.js';
 
 interface Report {
@@ -231,7 +233,8 @@ describe('spawnWorker with php-cli', () => {
     const server = net.createServer();
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const { port } = server.address() as net.AddressInfo;
-    const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+    const fd = serverFd(server);
+    expect(readlinkSync(`/proc/self/fd/${fd}`)).toMatch(/^socket:\[\d+\]$/);
     const worker = spawnWorker({ script: fixture('accept.php') });
     try {
       await worker.ready;
@@ -252,6 +255,33 @@ describe('spawnWorker with php-cli', () => {
     } finally {
       if (server.listening) server.close();
       await worker.stop();
+    }
+  });
+
+  it('serverFd() refuses what is not a listening net.Server, with a clear error', async () => {
+    expect(() => serverFd({} as never)).toThrow(
+      expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('"server" argument must be an instance of net.Server') }),
+    );
+    const server = net.createServer();
+    expect(() => serverFd(server)).toThrow(expect.objectContaining({ code: 'ERR_SERVER_NOT_RUNNING' }));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const fd = serverFd(server);
+    // A Node.js whose handle has no fd (the private field is gone or -1) gets an explanation, not undefined.
+    const handle = (server as unknown as { _handle: { fd: number } })._handle;
+    const unexposed = Object.create(net.Server.prototype, { listening: { value: true }, _handle: { value: { fd: -1 } } }) as net.Server;
+    expect(() => serverFd(unexposed)).toThrow(expect.objectContaining({ code: 'ERR_FEATURE_UNAVAILABLE_ON_PLATFORM' }));
+    expect(handle.fd).toBe(fd);
+    await new Promise((resolve) => server.close(resolve));
+    expect(() => serverFd(server)).toThrow(expect.objectContaining({ code: 'ERR_SERVER_NOT_RUNNING' }));
+    // A Unix-socket server has one too.
+    const dir = mkdtempSync(join(tmpdir(), 'folk-server-fd-'));
+    const unix = net.createServer();
+    try {
+      await new Promise<void>((resolve) => unix.listen(join(dir, 's'), resolve));
+      expect(readlinkSync(`/proc/self/fd/${serverFd(unix)}`)).toMatch(/^socket:\[\d+\]$/);
+    } finally {
+      await new Promise((resolve) => unix.close(resolve));
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 

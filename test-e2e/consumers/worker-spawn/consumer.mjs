@@ -2,8 +2,9 @@
 // the tarballs of the four packages it composes).
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
 import { join } from 'node:path';
-import { CONTROL_FD, PHP_WORKER_LIBRARY, TASK_FD, WorkerError, WorkerPool, spawnWorker } from '@folk/worker-spawn';
+import { CONTROL_FD, PHP_WORKER_LIBRARY, TASK_FD, WorkerError, WorkerPool, serverFd, spawnWorker } from '@folk/worker-spawn';
 
 if (TASK_FD !== 3 || CONTROL_FD !== 4) throw new Error(`fd constants ${TASK_FD}/${CONTROL_FD}`);
 
@@ -56,4 +57,8 @@ if (php) {
   if ((await w.stop()).code !== 0) throw new Error('php worker did not exit 0');
 }
 if (!existsSync(PHP_WORKER_LIBRARY)) throw new Error('library path');
+const server = net.createServer();
+await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+if (!Number.isInteger(serverFd(server))) throw new Error('serverFd');
+await new Promise((resolve) => server.close(resolve));
 console.log('ok');

@@ -1,10 +1,11 @@
 // Typechecked only: the published types serve a TypeScript user.
-import type { Socket } from 'node:net';
+import type { Server, Socket } from 'node:net';
 import {
   CONTROL_FD,
   TASK_FD,
   WorkerError,
   WorkerPool,
+  serverFd,
   spawnWorker,
   type ExitInfo,
   type PoolStats,
@@ -47,6 +48,9 @@ async function main(): Promise<void> {
   }
 }
 void main;
+
+const listeningFd = (server: Server): number => serverFd(server);
+void listeningFd;
 
 const handler: TaskHandler = (payload) => payload.toString().toUpperCase();
 void serve;
