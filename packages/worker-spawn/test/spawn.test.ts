@@ -1,10 +1,10 @@
-import { closeSync, mkdtempSync, readlinkSync, rmSync } from 'node:fs';
+import { closeSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as net from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
-import { CONTROL_FD, TASK_FD, WorkerError, serverFd, spawnWorker, type Worker } from '../lib/index.js';
+import { CONTROL_FD, PHP_WORKER_LIBRARY, TASK_FD, WorkerError, serverFd, spawnWorker, type Worker } from '../lib/index.js';
 import { fixture, once, openFds, processExists, requirePhp, zombieChildren } from './helpers.js';
 
 interface Report {
@@ -56,6 +56,22 @@ describe('spawnWorker with php-cli', () => {
     } finally {
       closeSync(tmpA);
       closeSync(tmpB);
+      await worker.stop();
+    }
+  });
+
+  it('run as `php -r` (no script file for php to keep open), the worker has exactly fds 0-4', async () => {
+    const code = readFileSync(fixture('inspect.php'), 'utf8').replace(/^<\?php\s*/, '');
+    const worker = spawnWorker({ script: '-r', args: [code, PHP_WORKER_LIBRARY], env: { PATH: process.env['PATH'] } });
+    try {
+      const r = await report(worker);
+      expect(Object.keys(r.fds).map(Number)).toEqual([0, 1, 2, 3, 4]);
+      expect(r.fds['0']).toBe('/dev/null');
+      expect(r.fds['1']).toMatch(/^pipe:\[\d+\]$/);
+      expect(r.fds['3']).toMatch(/^socket:\[\d+\]$/);
+      expect(r.fds['4']).toMatch(/^socket:\[\d+\]$/);
+      expect(Object.keys(r.env).sort()).toEqual(['FOLK_CONTROL_FD', 'FOLK_MAX_FRAME', 'FOLK_RUNTIME', 'FOLK_TASK_FD', 'PATH']);
+    } finally {
       await worker.stop();
     }
   });
