@@ -5,7 +5,7 @@
 //   serve((payload) => payload.toString().toUpperCase());
 
 import { EventEmitter } from 'node:events';
-import { closeSync } from 'node:fs';
+import { closeSync, fstatSync } from 'node:fs';
 import * as net from 'node:net';
 import { FdSocket } from '@folk/scm-rights';
 import { toPayload } from './errors.js';
@@ -55,8 +55,8 @@ export class WorkerConnection extends EventEmitter {
   /** @internal */
   constructor(handler: TaskHandler, options: ServeOptions) {
     super();
-    const taskFd = envFd('FOLK_TASK_FD');
-    const controlFd = envFd('FOLK_CONTROL_FD');
+    const taskFd = socketFd(envFd('FOLK_TASK_FD'));
+    const controlFd = socketFd(envFd('FOLK_CONTROL_FD'));
     const max = Number(process.env['FOLK_MAX_FRAME']);
     this.maxFrame = Number.isInteger(max) && max > 0 ? max : DEFAULT_MAX_FRAME;
     this.runtime = process.env['FOLK_RUNTIME'] ?? 'pipe';
@@ -189,13 +189,28 @@ export class WorkerConnection extends EventEmitter {
   }
 }
 
+/** Not started by a folk supervisor: say so and exit 78, as PROTOCOL.md asks. */
+function configError(message: string): never {
+  process.stderr.write(`folk worker: ${message}: start this script with @folk/worker-spawn\n`);
+  process.exit(EXIT_CONFIG);
+}
+
 function envFd(name: string): number {
   const value = process.env[name];
-  if (value === undefined || !/^[0-9]+$/.test(value)) {
-    process.stderr.write(`folk worker: ${name} is not set: start this script with @folk/worker-spawn\n`);
-    process.exit(EXIT_CONFIG);
-  }
+  if (value === undefined || !/^[0-9]+$/.test(value)) configError(`${name} is not set`);
   return Number(value);
+}
+
+/** `fd`, if it is an open socket (net.Socket would throw on anything else). */
+function socketFd(fd: number): number {
+  let socket = false;
+  try {
+    socket = fstatSync(fd).isSocket();
+  } catch {
+    // EBADF: not open.
+  }
+  if (!socket) configError(`fd ${fd} is not an open socket`);
+  return fd;
 }
 
 function closeAll(fds: readonly number[]): void {

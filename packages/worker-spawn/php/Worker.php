@@ -462,7 +462,7 @@ final class Worker
         $stream = @\fopen('php://fd/' . $fd, 'r+');
         $socket = $stream === false ? false : @\socket_import_stream($stream);
         if ($socket === false || $socket === null) {
-            self::die(\sprintf('fd %d is not an open socket; start this script with @folk/worker-spawn', $fd));
+            self::die(\sprintf('fd %d is not an open socket: start this script with @folk/worker-spawn', $fd));
         }
         return $socket;
     }

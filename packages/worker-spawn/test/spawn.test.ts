@@ -1,4 +1,5 @@
-import { closeSync, mkdtempSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as net from 'node:net';
@@ -446,6 +447,35 @@ describe('spawnWorker with php-cli', () => {
     expect(() => spawnWorker({ script: 'x', args: [1] as never })).toThrow(/options\.args/);
     expect(() => spawnWorker({ script: 'x', maxFrame: 10 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
     expect(() => spawnWorker({ script: 'x\0y' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+  });
+});
+
+describe('a worker started outside the pattern', () => {
+  it.each([
+    ['PHP', 'php', fixture('echo.php'), 'FOLK_TASK_FD and FOLK_CONTROL_FD are not set'],
+    ['Node', process.execPath, fixture('echo-node.cjs'), 'FOLK_TASK_FD is not set'],
+  ])('a %s worker without the FOLK_* environment exits 78 (EX_CONFIG) and says why', (_lang, command, script, why) => {
+    const r = spawnSync(command, [script], { env: { PATH: process.env['PATH'] }, stdio: ['ignore', 'ignore', 'pipe'], encoding: 'utf8' });
+    expect(r.status).toBe(78);
+    expect(r.stderr).toBe(`folk worker: ${why}: start this script with @folk/worker-spawn\n`);
+  });
+
+  it.each([
+    ['PHP', 'php', fixture('echo.php')],
+    ['Node', process.execPath, fixture('echo-node.cjs')],
+  ])('a %s worker whose fd 3 is not an open socket exits 78 (EX_CONFIG) and says why', (_lang, command, script) => {
+    const env = { PATH: process.env['PATH'], FOLK_TASK_FD: '3', FOLK_CONTROL_FD: '4' };
+    const file = openSync('/dev/null', 'r');
+    try {
+      // Nothing open at 3 and 4; then a file there.
+      for (const extra of [[], [file, file]]) {
+        const r = spawnSync(command, [script], { env, stdio: ['ignore', 'ignore', 'pipe', ...extra], encoding: 'utf8' });
+        expect(r.status).toBe(78);
+        expect(r.stderr).toBe('folk worker: fd 3 is not an open socket: start this script with @folk/worker-spawn\n');
+      }
+    } finally {
+      closeSync(file);
+    }
   });
 });
 
