@@ -12,6 +12,8 @@ interface Report {
   pid: number;
   fds: Record<string, string>;
   env: Record<string, string>;
+  argv: string[];
+  cwd: string;
 }
 
 async function report(worker: Worker): Promise<Report> {
@@ -83,6 +85,8 @@ describe('spawnWorker with php-cli', () => {
       const r = await report(worker);
       expect(r.env['FOLK_RUNTIME']).toBe('custom');
       expect(r.env['EXTRA']).toBe('yes');
+      expect(r.argv).toEqual([fixture('inspect.php'), 'x']);
+      expect(r.cwd).toBe('/tmp');
     } finally {
       await worker.stop();
     }
