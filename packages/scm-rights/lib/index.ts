@@ -1,6 +1,7 @@
 import { kMaxLength } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { closeSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
 import { getSystemErrorMap } from 'node:util';
 import { native, type NativePoller } from './native.js';
 
@@ -14,7 +15,11 @@ export interface FdMessage {
 }
 
 export interface RecvFdsOptions {
-  /** The largest message (or stream chunk) to read, in bytes. Default 65536. */
+  /**
+   * The largest message (or stream chunk) to read, in bytes: an integer from
+   * 1 to 2147483647. Default 65536. A buffer this large is allocated for the
+   * call, so keep it near the largest message you expect.
+   */
   maxBytes?: number;
   /** The most fds to accept; a message carrying more is an error. Default 253 (SCM_MAX_FD). */
   maxFds?: number;
@@ -134,6 +139,9 @@ function closeAll(fds: readonly number[] | null | undefined): void {
 // ---------------------------------------------------------------------------
 // The synchronous calls.
 
+// The largest recvFds buffer: what one recvmsg can report (an int), and a Buffer can hold.
+const MAX_RECV_BYTES = Math.min(0x7fffffff, kMaxLength);
+
 /**
  * Send `data` with `fds` attached, in one sendmsg(2). Returns the bytes sent.
  *
@@ -179,9 +187,19 @@ export function recvFds(socketFd: number, options?: RecvFdsOptions): FdMessage {
   const opts = optionsObject('options', options);
   const maxBytes = opts.maxBytes ?? 65536;
   const maxFds = opts.maxFds ?? native.SCM_MAX_FD;
-  validateInt('options.maxBytes', maxBytes, 1, 0x7fffffff);
+  validateInt('options.maxBytes', maxBytes, 1, MAX_RECV_BYTES);
   validateInt('options.maxFds', maxFds, 0, native.SCM_MAX_FD);
-  const [data, fds, flags] = native.recvFds(socketFd, maxBytes, maxFds);
+  let received: [Buffer, number[], number];
+  try {
+    received = native.recvFds(socketFd, maxBytes, maxFds);
+  } catch (err) {
+    const e = err as CodedError;
+    if (e.code === 'ENOMEM' && e.syscall === 'malloc') {
+      e.message += `: no memory for a ${maxBytes}-byte receive buffer (options.maxBytes); nothing was read`;
+    }
+    throw e;
+  }
+  const [data, fds, flags] = received;
   if (flags & native.MSG_CTRUNC) {
     closeAll(fds);
     // Room for maxFds, so fewer arriving means the kernel could not install
@@ -212,10 +230,43 @@ export function recvFds(socketFd: number, options?: RecvFdsOptions): FdMessage {
   return { data, fds };
 }
 
-/** The pid, uid and gid of the process at the other end (SO_PEERCRED), as of connect(2) or socketpair(2). */
+// The kernel's uid and gid for "no credentials": (uid_t)-1, which no user has.
+const NO_ID = 0xffffffff;
+
+/**
+ * The error for a socket with no peer process to name. The kernel does not
+ * fail there: SO_PEERCRED gives pid 0 and uid = gid = -1, SO_PEERPIDFD gives
+ * ENODATA, and a listening AF_UNIX socket reports its own process (kept for
+ * the connections it accepts). So this says what the socket is instead.
+ */
+function noPeer(socketFd: number, option: string): CodedError {
+  const [family, type, listening] = native.socketInfo(socketFd);
+  let why: string;
+  if (family !== native.AF_UNIX) {
+    why = `is not an AF_UNIX socket (address family ${family}); only AF_UNIX sockets know their peer process`;
+  } else if (listening) why = 'is a listening socket; the connections it accepts have peers';
+  else if (type === native.SOCK_DGRAM) {
+    why = 'is an AF_UNIX datagram socket that is unconnected or was connected with connect(2), which records no peer (socketpair(2) does)';
+  } else why = 'is not connected';
+  return Object.assign(new Error(`ENOTCONN: socket has no peer process, getsockopt ${option}: fd ${socketFd} ${why}`), {
+    errno: -osConstants.errno.ENOTCONN,
+    code: 'ENOTCONN',
+    syscall: 'getsockopt',
+  });
+}
+
+/**
+ * The pid, uid and gid of the process at the other end (SO_PEERCRED), as of
+ * connect(2) or socketpair(2). The pid is 0 if that process is outside this
+ * process's pid namespace.
+ *
+ * @throws `code: 'ENOTCONN'` if the socket has no peer process: unconnected,
+ * listening, not AF_UNIX, or an AF_UNIX datagram socket that connect(2)ed.
+ */
 export function peerCredentials(socketFd: number): PeerCredentials {
   validateFd('socketFd', socketFd);
   const [pid, uid, gid] = native.peerCredentials(socketFd);
+  if ((uid === NO_ID && gid === NO_ID) || native.socketInfo(socketFd)[2]) throw noPeer(socketFd, 'SO_PEERCRED');
   return { pid, uid, gid };
 }
 
@@ -223,14 +274,18 @@ export function peerCredentials(socketFd: number): PeerCredentials {
  * A pidfd for the peer process (SO_PEERPIDFD, Linux 6.5+): race-free, unlike
  * the pid of peerCredentials. Close-on-exec; yours to close.
  *
+ * @throws `code: 'ENOTCONN'` if the socket has no peer process, as peerCredentials.
  * @throws `code: 'ENOPROTOOPT'` on kernels before 6.5, with a message saying so.
  */
 export function peerPidFd(socketFd: number): number {
   validateFd('socketFd', socketFd);
+  // Asked first: a listening socket would get a pidfd for this very process.
+  if (native.socketInfo(socketFd)[2]) throw noPeer(socketFd, 'SO_PEERPIDFD');
   try {
     return native.peerPidFd(socketFd);
   } catch (err) {
     const e = err as CodedError;
+    if (e.code === 'ENODATA') throw noPeer(socketFd, 'SO_PEERPIDFD');
     if (e.code === 'ENOPROTOOPT') e.message = `${e.message}: SO_PEERPIDFD needs Linux 6.5 or later`;
     throw e;
   }

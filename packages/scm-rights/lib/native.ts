@@ -24,13 +24,17 @@ export interface NativeBinding {
    * count) is sent first, in the same call, and counts in the bytes sent.
    */
   trySend(fd: number, body: ArrayBufferView, fds: number[] | null, frame: boolean): number;
-  /** One recvmsg(2) with MSG_CMSG_CLOEXEC: [data, fds, msg_flags]. Room for exactly maxFds fds. */
+  /**
+   * One recvmsg(2) with MSG_CMSG_CLOEXEC: [data, fds, msg_flags]. Room for
+   * exactly maxFds fds. No memory for a maxBytes buffer: ENOMEM with
+   * syscall 'malloc', before anything is read.
+   */
   recvFds(fd: number, maxBytes: number, maxFds: number): [Buffer, number[], number];
-  /** [address family, SO_TYPE] of a socket fd. */
-  socketInfo(fd: number): [number, number];
-  /** SO_PEERCRED: [pid, uid, gid]. */
+  /** [address family, SO_TYPE, SO_ACCEPTCONN] of a socket fd. */
+  socketInfo(fd: number): [number, number, boolean];
+  /** SO_PEERCRED: [pid, uid, gid] as the kernel gives them (uid = gid = 2 ** 32 - 1: no credentials). */
   peerCredentials(fd: number): [number, number, number];
-  /** SO_PEERPIDFD: a new O_CLOEXEC pidfd. */
+  /** SO_PEERPIDFD: a new O_CLOEXEC pidfd. ENODATA when the socket has no peer. */
   peerPidFd(fd: number): number;
   /** fcntl(F_DUPFD_CLOEXEC). */
   dupCloexec(fd: number): number;

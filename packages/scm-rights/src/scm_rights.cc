@@ -174,6 +174,10 @@ int TakeFds(struct msghdr* msg, int* out, int cap) {
   return count;
 }
 
+void CloseAll(const int* fds, size_t n) {
+  for (size_t i = 0; i < n; i++) close(fds[i]);
+}
+
 // sendFds(fd, data, fds): bytes sent. Blocks if the socket is blocking and
 // full; a non-blocking one throws EAGAIN like every other error.
 Napi::Value SendFds(const Napi::CallbackInfo& info) {
@@ -236,19 +240,20 @@ Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   }
   int64_t maxBytes = info[1].As<Napi::Number>().Int64Value();
   int maxFds = info[2].As<Napi::Number>().Int32Value();
-  if (maxBytes < 1 || maxBytes > (int64_t{1} << 31) || maxFds < 0 || maxFds > kMaxFds) {
+  if (maxBytes < 1 || maxBytes > INT32_MAX || maxFds < 0 || maxFds > kMaxFds) {
     throw Napi::RangeError::New(env, "maxBytes or maxFds out of range");
   }
   // Small reads share one buffer per thread; a large maxBytes gets its own,
-  // so one big read does not pin memory for the life of the process.
+  // so one big read does not pin memory for the life of the process. Both
+  // nothrow: a failed allocation is an ENOMEM error (syscall 'malloc', and
+  // nothing read from the socket), never std::bad_alloc and an abort.
   constexpr size_t kShared = 64 * 1024;
-  thread_local std::unique_ptr<char[]> shared(new char[kShared]);
+  thread_local std::unique_ptr<char[]> shared(new (std::nothrow) char[kShared]);
   std::unique_ptr<char[]> big;
   char* buf = shared.get();
-  if (static_cast<size_t>(maxBytes) > kShared) {
-    // nothrow: a failed allocation is an ENOMEM error, never std::terminate.
+  if (static_cast<size_t>(maxBytes) > kShared || buf == nullptr) {
     big.reset(new (std::nothrow) char[static_cast<size_t>(maxBytes)]);
-    if (!big) throw ErrnoError(env, ENOMEM, "recvmsg");
+    if (!big) throw ErrnoError(env, ENOMEM, "malloc");
     buf = big.get();
   }
 
@@ -269,34 +274,48 @@ Napi::Value RecvFds(const Napi::CallbackInfo& info) {
 
   int fds[kMaxFds];
   int nfds = TakeFds(&msg, fds, maxFds);
-  Napi::Array out = Napi::Array::New(env, 3);
-  Napi::Array fdArr = Napi::Array::New(env, nfds);
-  for (int i = 0; i < nfds; i++) fdArr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, fds[i]));
-  out.Set(0u, Napi::Buffer<char>::Copy(env, buf, static_cast<size_t>(n)));
-  out.Set(1u, fdArr);
-  out.Set(2u, Napi::Number::New(env, msg.msg_flags));
-  return out;
+  try {
+    Napi::Array out = Napi::Array::New(env, 3);
+    Napi::Array fdArr = Napi::Array::New(env, nfds);
+    for (int i = 0; i < nfds; i++) fdArr.Set(static_cast<uint32_t>(i), Napi::Number::New(env, fds[i]));
+    out.Set(0u, Napi::Buffer<char>::Copy(env, buf, static_cast<size_t>(n)));
+    out.Set(1u, fdArr);
+    out.Set(2u, Napi::Number::New(env, msg.msg_flags));
+    return out;
+  } catch (...) {
+    // No Buffer for the bytes (out of memory): the fds that arrived would
+    // reach no one, so they are closed before the error goes up.
+    CloseAll(fds, nfds);
+    throw;
+  }
 }
 
-// socketInfo(fd): [domain, type], for FdSocket and for the "no bytes, only
-// fds on a stream socket" check (the kernel would drop such fds silently).
+// socketInfo(fd): [domain, type, listening], for FdSocket, for the "no
+// bytes, only fds on a stream socket" check (the kernel would drop such fds
+// silently), and for saying why a socket has no peer.
 Napi::Value SocketInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info, 0, "socketFd");
   int type = 0;
   socklen_t len = sizeof type;
   if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1) throw ErrnoError(env, errno, "getsockopt");
+  int listening = 0;
+  len = sizeof listening;
+  if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &listening, &len) == -1) throw ErrnoError(env, errno, "getsockopt");
   struct sockaddr_storage addr;
   socklen_t alen = sizeof addr;
   memset(&addr, 0, sizeof addr);
   if (getsockname(fd, reinterpret_cast<struct sockaddr*>(&addr), &alen) == -1) throw ErrnoError(env, errno, "getsockname");
-  Napi::Array out = Napi::Array::New(env, 2);
+  Napi::Array out = Napi::Array::New(env, 3);
   out.Set(0u, Napi::Number::New(env, addr.ss_family));
   out.Set(1u, Napi::Number::New(env, type));
+  out.Set(2u, Napi::Boolean::New(env, listening != 0));
   return out;
 }
 
-// peerCredentials(fd): [pid, uid, gid] of the peer as of connect/socketpair.
+// peerCredentials(fd): [pid, uid, gid] of the peer as of connect/socketpair,
+// as the kernel reports them: pid 0 and uid = gid = (uid_t)-1 when the
+// socket has none (lib/index.ts turns that into ENOTCONN).
 Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info, 0, "socketFd");
@@ -555,7 +574,21 @@ class Poller : public Napi::ObjectWrap<Poller> {
 
   void Deliver(size_t chunks, size_t used, int status) {
     Napi::Env env = Env();
-    Napi::Value data = used > 0 ? Napi::Buffer<char>::Copy(env, scratch_.get(), used).As<Napi::Value>() : env.Undefined();
+    Napi::Value data = env.Undefined();
+    if (used > 0) {
+      try {
+        data = Napi::Buffer<char>::Copy(env, scratch_.get(), used);
+      } catch (const Napi::Error&) {
+        // No memory for the batch's bytes. This runs from the event loop,
+        // where an escaping exception would abort the process; and the
+        // batch's fds would reach no one. Close them and fail the socket.
+        size_t nfds = 0;
+        for (size_t i = 0; i < chunks; i++) nfds += static_cast<size_t>(meta_[3 * i + 1]);
+        CloseAll(fds_, nfds);
+        chunks = 0;
+        status = -ENOMEM;
+      }
+    }
     Call(onRead_, {Napi::Number::New(env, static_cast<double>(chunks)), data, Napi::Number::New(env, status)});
   }
 

@@ -66,7 +66,12 @@ export function runOutOfFds(type: string, receive: string): string {
     const count = () => fs.readdirSync('/proc/self/fd').length;
     const before = count();
     ${receive}`;
-  return execFileSync('sh', ['-c', 'ulimit -n 60 && exec "$0" -e "$1"', process.execPath, script], {
+  return runLimited('-n 60', script);
+}
+
+/** `node -e script` from the package directory under `ulimit <limit>`; what it printed. */
+export function runLimited(limit: string, script: string): string {
+  return execFileSync('sh', ['-c', `ulimit ${limit} && exec "$0" -e "$1"`, process.execPath, script], {
     encoding: 'utf8',
     cwd: fileURLToPath(new URL('..', import.meta.url)),
   });

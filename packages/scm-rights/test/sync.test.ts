@@ -17,7 +17,18 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
 import { FdSocket, SCM_MAX_FD, peerCredentials, peerPidFd, recvFds, sendFds } from '../lib/index.js';
-import { O_CLOEXEC, errorOf, fdFlags, openFds, python, runOutOfFds, runWithFd3, target } from './helpers.js';
+import {
+  DIST,
+  O_CLOEXEC,
+  errorOf,
+  fdFlags,
+  openFds,
+  python,
+  runLimited,
+  runOutOfFds,
+  runWithFd3,
+  target,
+} from './helpers.js';
 
 let dir: string;
 let file: string;
@@ -345,6 +356,67 @@ print(sleeper.wait())
   });
 });
 
+describe('each kind of fd, passed from here to CPython and used there', () => {
+  it.each(['seqpacket', 'stream'] as const)('%s: memfd, pidfd, listening TCP socket, pipe, socket, file', async (type) => {
+    const before = openFds();
+    const sleeper = spawn('sleep', ['60'], { stdio: 'ignore' });
+    const exited = once(sleeper, 'exit');
+    // The kinds Node cannot make: a memfd, a pidfd for our sleeper, and a
+    // listening TCP socket nothing in this process polls.
+    const made = fromPython(`
+mem = os.memfd_create('to-python')
+os.write(mem, b'memfd from node')
+lst = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+lst.bind(('127.0.0.1', 0)); lst.listen()
+info = str(lst.getsockname()[1])
+fds = [mem, os.pidfd_open(${sleeper.pid}), lst.fileno()]`);
+    const [mem, pidfd, lst] = made.fds as [number, number, number];
+    const port = Number(made.info);
+    const p = pipe();
+    const [x, y] = socketpair('stream');
+    const f = openSync(file, 'r');
+    const [ours, theirs] = pair(type);
+    expect(sendFds(ours, Buffer.from('kinds'), [mem, pidfd, lst, p.write, x, f])).toBe(5);
+    // They are the receiver's now: ours go, so only its copies keep them alive.
+    for (const fd of [mem, pidfd, lst, p.write, x, f]) closeSync(fd);
+    let accepted = '';
+    const run = await runWithFd3(
+      'python3',
+      [
+        '-c',
+        `import os, select, signal, socket
+s = socket.socket(fileno=3)
+msg, fds, flags, addr = socket.recv_fds(s, 100, 10)
+mem, pidfd, lst, w, sock, f = fds
+print(msg.decode(), len(fds))
+print(os.pread(mem, 100, 0).decode())
+signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+print('exited' if select.select([pidfd], [], [], 30)[0] else 'still running')
+c, _ = socket.socket(fileno=lst).accept()
+c.sendall(b'accepted in python'); c.close()
+os.write(w, b'into the pipe')
+socket.socket(fileno=sock).sendall(b'over the socket')
+print(os.read(f, 100).decode().strip())`,
+      ],
+      theirs,
+      async () => {
+        const client = net.connect(port, '127.0.0.1');
+        client.setEncoding('utf8').on('data', (s: string) => (accepted += s));
+        await once(client, 'end');
+        client.destroy();
+      },
+    );
+    expect(run.stderr).toBe('');
+    expect(run.stdout.split('\n')).toEqual(['kinds 6', 'memfd from node', 'exited', 'hello from a file', '']);
+    expect(await exited).toEqual([null, 'SIGKILL']);
+    expect(accepted).toBe('accepted in python');
+    expect(readAll(p.read)).toBe('into the pipe');
+    expect(readAll(y)).toBe('over the socket');
+    for (const fd of [p.read, y, ours, theirs]) closeSync(fd);
+    expect(openFds()).toEqual(before);
+  });
+});
+
 describe('interop with CPython', () => {
   it.each(['seqpacket', 'stream'] as const)('%s: Node sends, socket.recv_fds receives and uses the fds', async (type) => {
     const [ours, theirs] = pair(type);
@@ -423,6 +495,62 @@ describe('peer credentials', () => {
     await new Promise((resolve) => server.close(resolve));
   });
 
+  it('a socket with no peer process is ENOTCONN, saying why, for peerCredentials and peerPidFd alike', () => {
+    const before = openFds();
+    // What the kernel says for these is no error: SO_PEERCRED gives pid 0 and
+    // uid = gid = 2 ** 32 - 1, SO_PEERPIDFD ENODATA, and a listening AF_UNIX
+    // socket names its own process. CPython makes each kind of socket.
+    const made = fromPython(`
+def unix(kind): return socket.socket(socket.AF_UNIX, kind)
+lst = unix(socket.SOCK_STREAM); lst.bind('\\0scm-rights-test-%d' % os.getpid()); lst.listen()
+dlst = unix(socket.SOCK_DGRAM); dlst.bind('\\0scm-rights-test-d%d' % os.getpid())
+dcon = unix(socket.SOCK_DGRAM); dcon.connect(dlst.getsockname())
+tlst = socket.socket(socket.AF_INET, socket.SOCK_STREAM); tlst.bind(('127.0.0.1', 0)); tlst.listen()
+tcon = socket.create_connection(tlst.getsockname())
+socks = [unix(socket.SOCK_STREAM), unix(socket.SOCK_SEQPACKET), unix(socket.SOCK_DGRAM), lst, dcon,
+         socket.socket(socket.AF_INET, socket.SOCK_STREAM), tlst, tcon]
+fds = [x.fileno() for x in socks]`);
+    const cases: [number, RegExp][] = [
+      [made.fds[0]!, /is not connected$/], // AF_UNIX stream
+      [made.fds[1]!, /is not connected$/], // AF_UNIX seqpacket
+      [made.fds[2]!, /datagram socket that is unconnected or was connected with connect\(2\)/],
+      [made.fds[3]!, /is a listening socket/], // AF_UNIX, not yet accepting
+      [made.fds[4]!, /datagram socket that is unconnected or was connected with connect\(2\)/],
+      [made.fds[5]!, /is not an AF_UNIX socket \(address family 2\)/], // TCP, unconnected
+      [made.fds[6]!, /is not an AF_UNIX socket \(address family 2\)/], // TCP, listening
+      [made.fds[7]!, /is not an AF_UNIX socket \(address family 2\)/], // TCP, connected
+    ];
+    for (const [fd, why] of cases) {
+      for (const [fn, option] of [
+        [peerCredentials, 'SO_PEERCRED'],
+        [peerPidFd, 'SO_PEERPIDFD'],
+      ] as const) {
+        const err = errorOf(() => fn(fd));
+        expect(err).toMatchObject({ code: 'ENOTCONN', errno: -107, syscall: 'getsockopt' });
+        expect(err.message).toMatch(new RegExp(`^ENOTCONN: socket has no peer process, getsockopt ${option}: fd ${fd} `));
+        expect(err.message).toMatch(why);
+      }
+    }
+    // A pipe is no socket at all.
+    const p = pipe();
+    expect(errorOf(() => peerCredentials(p.read))).toMatchObject({ code: 'ENOTSOCK', syscall: 'getsockopt' });
+    expect(errorOf(() => peerPidFd(p.write))).toMatchObject({ code: 'ENOTSOCK', syscall: 'getsockopt' });
+    for (const fd of [...made.fds, p.read, p.write]) closeSync(fd);
+    expect(openFds()).toEqual(before); // no pidfd was made on the way to an error
+  });
+
+  it('a client whose connection is not accepted yet names the listening process', () => {
+    const made = fromPython(`
+lst = socket.socket(socket.AF_UNIX); lst.bind('\\0scm-rights-test-%d' % os.getpid()); lst.listen()
+c = socket.socket(socket.AF_UNIX); c.connect(lst.getsockname())
+info = str(os.getpid())
+fds = [c.fileno(), lst.fileno()]`);
+    const [client, listener] = made.fds as [number, number];
+    expect(peerCredentials(client)).toEqual({ pid: Number(made.info), uid: process.getuid!(), gid: process.getgid!() });
+    expect(errorOf(() => peerCredentials(listener)).code).toBe('ENOTCONN');
+    for (const fd of made.fds) closeSync(fd);
+  });
+
   it('reports ENOTSOCK for a file', () => {
     const f = openSync(file, 'r');
     expect(errorOf(() => peerCredentials(f)).code).toBe('ENOTSOCK');
@@ -467,6 +595,72 @@ describe('bad arguments', () => {
   });
 
   it.each([
+    ['maxBytes', 2 ** 31],
+    ['maxBytes', Number.MAX_SAFE_INTEGER],
+    ['maxBytes', Infinity],
+    ['maxBytes', NaN],
+    ['maxBytes', 1.5],
+    ['maxBytes', -1],
+    ['maxFds', 254],
+    ['maxFds', 2 ** 32 + 1], // 1 if it were cut to an int32
+    ['maxFds', Infinity],
+    ['maxFds', 0.5],
+  ] as const)('recvFds options.%s = %d is a RangeError before any syscall', (name, value) => {
+    // A socket fd that is not open: had recvmsg run, this would be EBADF.
+    const err = errorOf(() => recvFds(2_000_000, { [name]: value }));
+    expect(err).toBeInstanceOf(RangeError);
+    expect(err.code).toBe('ERR_OUT_OF_RANGE');
+    expect(err.message).toContain(`"options.${name}"`);
+    expect(err.message).toContain(name === 'maxBytes' ? '<= 2147483647' : '<= 253');
+  });
+
+  it('the largest maxBytes and maxFds are allowed: the message arrives whole', () => {
+    const before = openFds();
+    const [a, b] = pair('seqpacket');
+    const f = openSync(file, 'r');
+    sendFds(a, Buffer.from('largest limits'), Array(SCM_MAX_FD).fill(f));
+    let m: ReturnType<typeof recvFds>;
+    try {
+      m = recvFds(b, { maxBytes: 2 ** 31 - 1, maxFds: SCM_MAX_FD });
+    } catch (err) {
+      // A machine without 2 GiB to give (strict overcommit, a small VM) says
+      // so before reading (the next test forces that); then take it smaller.
+      expect(err).toMatchObject({ code: 'ENOMEM', syscall: 'malloc' });
+      m = recvFds(b, { maxFds: SCM_MAX_FD });
+    }
+    expect(m.data.toString()).toBe('largest limits');
+    expect(m.fds).toHaveLength(SCM_MAX_FD);
+    for (const fd of [...m.fds, a, b, f]) closeSync(fd);
+    expect(openFds()).toEqual(before);
+  });
+
+  it('no memory for a huge maxBytes buffer is an ENOMEM error, not an abort, and nothing is read', () => {
+    // Under a 1.5 GB address-space limit a 2 GiB buffer cannot be had.
+    const out = runLimited(
+      '-v 1500000',
+      `const fs = require('node:fs');
+       const { recvFds, sendFds } = require(${JSON.stringify(DIST)});
+       const { socketpair } = require('@folk/socketpair');
+       const [a, b] = socketpair('seqpacket');
+       sendFds(a, Buffer.from('still queued'), [a]);
+       const count = () => fs.readdirSync('/proc/self/fd').length;
+       const before = count();
+       try { recvFds(b, { maxBytes: 2 ** 31 - 1 }); console.log('no error'); }
+       catch (e) { console.log(JSON.stringify([e.code, e.syscall, e.message, count() - before])); }
+       const m = recvFds(b);
+       console.log(JSON.stringify([m.data.toString(), m.fds.length]));`,
+    );
+    const [first, second] = out.trim().split('\n').map((l) => JSON.parse(l) as unknown[]);
+    expect(first).toEqual([
+      'ENOMEM',
+      'malloc',
+      'ENOMEM: not enough memory, malloc: no memory for a 2147483647-byte receive buffer (options.maxBytes); nothing was read',
+      0,
+    ]);
+    expect(second).toEqual(['still queued', 1]);
+  });
+
+  it.each([
     [[1.5], 'fds[0]', RangeError],
     [[0, -1], 'fds[1]', RangeError],
     [[NaN], 'fds[0]', RangeError],
@@ -505,16 +699,25 @@ describe('bad arguments', () => {
   });
 });
 
-function pipe(): { read: number; write: number } {
+/**
+ * Fds Node cannot make itself, made by CPython: `script` sets `fds` (a list
+ * of fds) and `info` (a string); both come back here, the fds as our own.
+ */
+function fromPython(script: string): { info: string; fds: number[] } {
   const [ours, theirs] = socketpair('seqpacket');
   const r = spawnSync(
     'python3',
-    ['-c', 'import os, socket; r, w = os.pipe(); socket.send_fds(socket.socket(fileno=3), [b"p"], [r, w])'],
+    ['-c', `import os, socket\ninfo = ''\n${script}\nsocket.send_fds(socket.socket(fileno=3), [info.encode()], fds)`],
     { stdio: ['ignore', 'inherit', 'inherit', theirs] },
   );
   closeSync(theirs);
-  if (r.status !== 0) throw new Error('python3 pipe helper failed');
-  const [read, write] = recvFds(ours).fds as [number, number];
+  if (r.status !== 0) throw new Error('python3 fd helper failed');
+  const m = recvFds(ours);
   closeSync(ours);
+  return { info: m.data.toString(), fds: m.fds };
+}
+
+function pipe(): { read: number; write: number } {
+  const [read, write] = fromPython('fds = list(os.pipe())').fds as [number, number];
   return { read, write };
 }
