@@ -580,6 +580,15 @@ function optionalId(value: unknown, name: string): number {
   return value === undefined ? -1 : validateInteger(value, name, 0, INT32_MAX);
 }
 
+function isOpen(fd: number): boolean {
+  try {
+    native.getCloexec(fd);
+    return true;
+  } catch {
+    return false; // F_GETFD fails only with EBADF
+  }
+}
+
 function closeQuietly(fd: number): void {
   try {
     native.close(fd);
@@ -704,15 +713,32 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
     throw spawnError(systemError(code, 'execve', 'execve'), file, argList, cwd, undefined);
   }
 
+  // Every parent fd the child is to get is checked now, before any fd of
+  // ours exists: a pipe (or the binding's /dev/null) takes the lowest free
+  // number and would otherwise pass for a closed fd named here. (With fd 0
+  // closed, an inherited stdin was the read end of the child's own stdout
+  // pipe.) A closed fd that stdio would inherit stays closed in the child.
+  const inheritOpen = stdio.map((how, i) => (how === 'inherit' || (how === undefined && !map.has(i))) && isOpen(i));
+  const mustBeOpen: Array<[number, number]> = [...map];
+  for (let i = 0; i < 3; i++) {
+    const how = stdio[i];
+    if (typeof how === 'number') mustBeOpen.push([i, how]);
+  }
+  for (const [target, source] of mustBeOpen) {
+    if (isOpen(source)) continue;
+    const raw: ErrnoException & { fd?: number } = systemError('EBADF', 'fcntl', 'fcntl');
+    raw.fd = source;
+    throw spawnError(raw, file, argList, cwd, target);
+  }
+
   // From here on fds are opened; all of them are closed again below.
   const setups: StdioSetup[] = [];
   try {
     for (let i = 0; i < 3; i++) {
       const how = stdio[i];
-      if (how === undefined) {
-        if (!map.has(i)) setups.push({ target: i, source: i, optional: true });
-      } else if (how === 'inherit') {
-        setups.push({ target: i, source: i, optional: true });
+      if (how === undefined || how === 'inherit') {
+        // Unless fds[i] places it or it is closed here.
+        if (inheritOpen[i]) setups.push({ target: i, source: i, optional: true });
       } else if (how === 'ignore') {
         setups.push({ target: i, source: DEV_NULL });
       } else if (how === 'pipe') {

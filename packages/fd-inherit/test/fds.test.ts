@@ -9,7 +9,7 @@ import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
 import { setInheritable, spawn, type SpawnOptions } from '../lib/index.js';
-import { fdLimit, hasCloexec, link, openFds, outputOf, readAll } from './helpers.js';
+import { DIST, fdLimit, hasCloexec, link, openFds, outputOf, readAll, requireDist } from './helpers.js';
 import { tmpdir } from 'node:os';
 
 /** Spawn a shell with `options` and return its fd table as it saw it: fd -> target. */
@@ -85,6 +85,31 @@ describe('the fd map', () => {
     } finally {
       closeSync(stray);
       closeSync(cloexec);
+    }
+  });
+
+  it('clears CLOEXEC on the mapped fds only: with closeOtherFds false the child has them plus exactly what lacks CLOEXEC here', async () => {
+    // The temporary copies made while placing the map are close-on-exec, so
+    // none of them may survive the exec, whether they sit above the highest
+    // target or (at the fd limit) below it.
+    const { a, b } = files as { a: number; b: number };
+    const stray = openSync(path('c'), 'r');
+    try {
+      setInheritable(stray, true);
+      const inheritable = openFds()
+        .map((entry) => Number(entry.split(' ')[0]))
+        .filter((fd) => !hasCloexec(fd));
+      expect(inheritable).toContain(stray);
+      const top = fdLimit() - 1;
+      for (const fds of [{ [a]: b, [b]: a, 40: a }, { [top]: a, [top - 1]: b }]) {
+        const table = await childTable({ closeOtherFds: false, fds });
+        const expected = new Set([0, 1, 2, ...inheritable, ...Object.keys(fds).map(Number)]);
+        expect([...table.keys()].sort((x, y) => x - y)).toEqual([...expected].sort((x, y) => x - y));
+        for (const [target, source] of Object.entries(fds)) expect(table.get(Number(target))).toBe(path(source === a ? 'a' : 'b'));
+        expect(table.get(stray)).toBe(path('c'));
+      }
+    } finally {
+      closeSync(stray);
     }
   });
 
@@ -200,6 +225,48 @@ describe('stdio', () => {
     expect(out).toBe('out:hello\n');
     expect(err).toBe('err:hello\n');
     expect(exit.code).toBe(0);
+  });
+
+  it('a stdio fd closed in the parent stays closed in the child; no pipe of ours passes for a closed fd', async () => {
+    requireDist();
+    // A Node parent that closed its fd 0: the pipe spawn makes for stdout
+    // gets number 0 there. It must neither become the child's stdin nor be
+    // taken for the closed fd 0 named in fds or stdin.
+    const parent = `
+      const { closeSync } = require('node:fs');
+      const { spawn } = require(${JSON.stringify(DIST)});
+      closeSync(0);
+      const failure = (options) => {
+        try {
+          spawn('/bin/true', [], { ...options, stdout: 'pipe' });
+          return 'started';
+        } catch (e) {
+          return e.code + ' ' + e.message;
+        }
+      };
+      // While fd 0 is still free (the pipe of the child below will take it).
+      const mapped = failure({ fds: { 3: 0 } });
+      const stdin = failure({ stdin: 0 });
+      const child = spawn('/bin/sh', ['-c', 'ls -l /proc/$$/fd'], { stdout: 'pipe', stderr: 'ignore' });
+      let out = '';
+      child.stdout.on('data', (d) => (out += d));
+      child.stdout.on('end', () => child.wait().then((exit) => {
+        console.log(JSON.stringify({ out, code: exit.code, mapped, stdin }));
+      }));`;
+    const { out, code } = await outputOf(spawn(process.execPath, ['-e', parent], { stdout: 'pipe' }));
+    expect(code).toBe(0);
+    const report = JSON.parse(out) as { out: string; code: number; mapped: string; stdin: string };
+    expect(report.code).toBe(0);
+    const table = new Map<number, string>();
+    for (const line of report.out.split('\n')) {
+      const m = / ([0-9]+) -> (.*)$/.exec(line);
+      if (m) table.set(Number(m[1]), m[2]!);
+    }
+    expect([...table.keys()].sort()).toEqual([1, 2]);
+    expect(table.get(1)).toMatch(/^pipe:/);
+    expect(table.get(2)).toBe('/dev/null');
+    expect(report.mapped).toBe("EBADF EBADF: bad file descriptor, spawn '/bin/true' (fd 0 for child fd 3 is not open)");
+    expect(report.stdin).toBe("EBADF EBADF: bad file descriptor, spawn '/bin/true' (fd 0 for child fd 0 is not open)");
   });
 
   it('leaves no fd behind in the parent', async () => {
