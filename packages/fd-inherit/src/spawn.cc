@@ -265,8 +265,10 @@ int CloseRange(const ChildPlan* p, unsigned int lo, unsigned int hi) {
     if (errno != ENOSYS) return -1;
   }
   // Capped: a limit raised into the millions would make this loop take seconds.
+  // The raw system call: glibc's close() is a cancellation point, whose
+  // bookkeeping writes the parent thread's state in its TLS (ours too).
   const unsigned int end = p->fd_limit < kCloseLoopCap ? p->fd_limit : kCloseLoopCap;
-  for (unsigned int fd = lo; fd <= hi && fd < end; ++fd) close(static_cast<int>(fd));
+  for (unsigned int fd = lo; fd <= hi && fd < end; ++fd) syscall(SYS_close, fd);
   return 0;
 }
 
