@@ -5,6 +5,7 @@
 // kernel too.
 import { closeSync, openSync, readFileSync } from 'node:fs';
 import { afterAll, describe, expect, it } from 'vitest';
+import { PidFd } from '@folk/pidfd';
 import { spawn } from '../lib/index.js';
 import { CloneMode, CloseMethod, native } from '../lib/native.js';
 import { setInheritable } from '../lib/index.js';
@@ -32,6 +33,7 @@ describe.each(Object.entries(CloneMode))('clone mode %s', (_name, mode) => {
         fds: { [a]: b, [b]: a },
         stdout: 'pipe',
       });
+      expect(child.pidfd).toBeInstanceOf(PidFd);
       expect(readFileSync(`/proc/self/fdinfo/${child.pidfd.fd}`, 'utf8')).toMatch(new RegExp(`^Pid:\\s*${child.pid}$`, 'm'));
       const { out, code } = await outputOf(child);
       child.pidfd.close();

@@ -222,5 +222,8 @@ describe('signals', () => {
     child.kill('SIGTERM');
     const exit = await child.wait();
     expect(exit).toMatchObject({ pid: child.pid, code: null, signal: 'SIGTERM' });
+    // Reaped by now: the pidfd refuses rather than signal whoever gets the pid next.
+    expect(() => child.kill('SIGTERM')).toThrow(expect.objectContaining({ code: 'ESRCH' }));
+    child.pidfd.close();
   });
 });
