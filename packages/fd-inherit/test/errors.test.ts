@@ -86,6 +86,12 @@ describe('a program that cannot start', () => {
     expect(err.message).toContain("chdir '/nonexistent-dir'");
   });
 
+  it('EINVAL from setrlimit for a soft limit above the hard one, naming the step', () => {
+    const err = errorOf(() => spawn('/bin/true', [], { rlimits: { core: { soft: 10, hard: 5 } }, stdout: 'pipe' }));
+    expect(err).toMatchObject({ code: 'EINVAL', syscall: 'spawn', step: 'setrlimit', path: '/bin/true' });
+    expect(err.message).toBe("EINVAL: invalid argument, setrlimit (spawn '/bin/true')");
+  });
+
   it('EBADF, before any child exists, for a parent fd that is not open', () => {
     const fd = openSync('/dev/null', 'r');
     closeSync(fd);
