@@ -1,6 +1,5 @@
 import { kMaxLength } from 'node:buffer';
 import { EventEmitter } from 'node:events';
-import { closeSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { getSystemErrorMap } from 'node:util';
 import { native, type NativePoller } from './native.js';
@@ -125,15 +124,9 @@ function optionsObject(name: string, options: unknown): Record<string, unknown> 
   return options as Record<string, unknown>;
 }
 
+/** Close fds this package received or dup'd and is dropping (errors ignored: nothing sensible to do if one is gone). */
 function closeAll(fds: readonly number[] | null | undefined): void {
-  if (!fds) return;
-  for (const fd of fds) {
-    try {
-      closeSync(fd);
-    } catch {
-      // Ours and freshly received; nothing sensible to do if it is gone.
-    }
-  }
+  if (fds && fds.length > 0) native.closeFds(fds);
 }
 
 // ---------------------------------------------------------------------------

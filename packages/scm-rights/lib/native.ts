@@ -38,6 +38,8 @@ export interface NativeBinding {
   peerPidFd(fd: number): number;
   /** fcntl(F_DUPFD_CLOEXEC). */
   dupCloexec(fd: number): number;
+  /** close(2) each fd, ignoring errors (not fs.closeSync, which warns in worker threads). */
+  closeFds(fds: readonly number[]): void;
   /**
    * A uv_poll_t over `fd` that owns it. Each readable wakeup loops recvmsg
    * (MSG_DONTWAIT | MSG_CMSG_CLOEXEC, at most `chunkBytes` per call) until

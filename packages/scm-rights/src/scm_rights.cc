@@ -359,6 +359,24 @@ Napi::Value DupCloexec(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, dup);
 }
 
+// closeFds(fds): close(2) each; errors (an fd already gone) are ignored.
+// For the fds this package received or dup'd and must drop. Not
+// fs.closeSync: in a worker thread Node warns about every fd that fs did not
+// open itself ("closed but not opened in unmanaged mode").
+Napi::Value CloseFds(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(env, "closeFds(fds)");
+  Napi::Array arr = info[0].As<Napi::Array>();
+  for (uint32_t i = 0, n = arr.Length(); i < n; i++) {
+    Napi::Value v = arr.Get(i);
+    if (v.IsNumber()) {
+      int fd = v.As<Napi::Number>().Int32Value();
+      if (fd >= 0) close(fd);
+    }
+  }
+  return env.Undefined();
+}
+
 // Poller: a uv_poll_t over the socket that, on each readable wakeup, loops
 // recvmsg until EAGAIN (or the batch is full) and hands JavaScript the whole
 // batch in one call: the bytes in one Buffer, and per chunk its length, fd
@@ -419,6 +437,16 @@ class Poller : public Napi::ObjectWrap<Poller> {
       handle_ = nullptr;
       throw ErrnoError(env, -err, "uv_poll_init");
     }
+    // When this thread's environment goes away (a worker thread ending, or
+    // the process), Node unloads this addon once its cleanup hooks are done.
+    // A close callback still pending then would jump into unmapped code, so
+    // the hook closes the handle and holds the teardown until its callback.
+    if (napi_add_async_cleanup_hook(env, OnTeardown, handle_, &handle_->hook) != napi_ok) {
+      handle_->owner = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll), OnClosed);
+      handle_ = nullptr;
+      throw Napi::Error::New(env, "napi_add_async_cleanup_hook failed");
+    }
     // Only now is the fd ours: had anything above thrown, the destructor
     // must not close the caller's fd.
     fd_ = fd;
@@ -430,7 +458,26 @@ class Poller : public Napi::ObjectWrap<Poller> {
   struct Handle {
     uv_poll_t poll;  // first, so a uv_poll_t* is a Handle*
     Poller* owner;
+    napi_async_cleanup_hook_handle hook = nullptr;
   };
+
+  // The handle's memory goes when libuv is done with it; so does the
+  // teardown hook, which lets a teardown waiting on this handle finish.
+  static void OnClosed(uv_handle_t* uv) {
+    Handle* h = reinterpret_cast<Handle*>(uv);
+    if (h->hook != nullptr) napi_remove_async_cleanup_hook(h->hook);
+    delete h;
+  }
+
+  // The environment is being torn down with this socket still open (no
+  // JavaScript runs any more): close the fd and the handle now. A handle
+  // already closing finishes in OnClosed.
+  static void OnTeardown(napi_async_cleanup_hook_handle, void* arg) {
+    Handle* h = static_cast<Handle*>(arg);
+    if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&h->poll))) return;
+    if (h->owner != nullptr) h->owner->Shutdown(true);
+    else uv_close(reinterpret_cast<uv_handle_t*>(&h->poll), OnClosed);
+  }
 
   // setEvents(readable, writable): what the poll watches; nothing stops it.
   Napi::Value SetEvents(const Napi::CallbackInfo& info) {
@@ -471,8 +518,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
       // the handle's memory goes when libuv is done with it.
       uv_poll_stop(&handle_->poll);
       handle_->owner = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll),
-               [](uv_handle_t* h) { delete reinterpret_cast<Handle*>(h); });
+      uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll), OnClosed);
       handle_ = nullptr;
     }
     if (closeFd && fd_ >= 0) {
@@ -499,7 +545,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
     }
     if (events & UV_READABLE) self->ReadBatch();
     // onRead may have closed the socket or dropped write interest.
-    if (h->owner != nullptr && (events & UV_WRITABLE) && (self->events_ & UV_WRITABLE)) self->Call(self->onWrite_, {});
+    if (h->owner != nullptr && (events & UV_WRITABLE) && (self->events_ & UV_WRITABLE)) self->Call(self->onWrite_, 0, nullptr);
     if (rearm && h->owner != nullptr && self->events_ != 0) {
       int err = uv_poll_start(&h->poll, self->events_, OnPoll);
       if (err != 0) self->Deliver(0, 0, err);
@@ -572,37 +618,61 @@ class Poller : public Napi::ObjectWrap<Poller> {
     return n == 0 && (msg.msg_flags & MSG_CTRUNC) == 0;
   }
 
+  // Everything from here to JavaScript uses the C API and checks statuses:
+  // while a worker thread is being terminated (process.exit() in a listener,
+  // worker.terminate()) every call into JavaScript fails with no exception
+  // to show, and node-addon-api's throwing wrappers would turn that into a
+  // fatal error for the whole process.
   void Deliver(size_t chunks, size_t used, int status) {
-    Napi::Env env = Env();
-    Napi::Value data = env.Undefined();
+    napi_env env = Env();
+    napi_value data;
+    napi_get_undefined(env, &data);
     if (used > 0) {
-      try {
-        data = Napi::Buffer<char>::Copy(env, scratch_.get(), used);
-      } catch (const Napi::Error&) {
-        // No memory for the batch's bytes. This runs from the event loop,
-        // where an escaping exception would abort the process; and the
+      void* copy;
+      if (napi_create_buffer_copy(env, used, scratch_.get(), &copy, &data) != napi_ok) {
+        // No memory for the batch's bytes (or no JavaScript any more): the
         // batch's fds would reach no one. Close them and fail the socket.
+        ClearException(env);
         size_t nfds = 0;
         for (size_t i = 0; i < chunks; i++) nfds += static_cast<size_t>(meta_[3 * i + 1]);
         CloseAll(fds_, nfds);
         chunks = 0;
         status = -ENOMEM;
+        napi_get_undefined(env, &data);
       }
     }
-    Call(onRead_, {Napi::Number::New(env, static_cast<double>(chunks)), data, Napi::Number::New(env, status)});
+    napi_value args[3];
+    napi_create_double(env, static_cast<double>(chunks), &args[0]);
+    args[1] = data;
+    napi_create_int32(env, status, &args[2]);
+    Call(onRead_, 3, args);
+  }
+
+  static napi_value ClearException(napi_env env) {
+    bool pending = false;
+    napi_value err = nullptr;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) napi_get_and_clear_last_exception(env, &err);
+    return err;
   }
 
   // Calls into JavaScript from the event loop, with the async context of
   // this socket, so microtasks (resolved sends, awaited messages) run after.
   // An exception thrown by a listener becomes an uncaught exception, as it
   // would from a net.Socket 'data' listener.
-  void Call(Napi::FunctionReference& fn, const std::initializer_list<napi_value>& args) {
+  void Call(Napi::FunctionReference& fn, size_t argc, const napi_value* argv) {
     if (fn.IsEmpty()) return;
-    try {
-      fn.MakeCallback(Value(), args, *context_);
-    } catch (const Napi::Error& e) {
-      napi_fatal_exception(Env(), e.Value());
+    napi_env env = Env();
+    napi_value recv;
+    napi_value func;
+    napi_value result;
+    napi_ref self = static_cast<const Napi::Reference<Napi::Object>&>(*this);
+    if (napi_get_reference_value(env, self, &recv) != napi_ok || recv == nullptr ||
+        napi_get_reference_value(env, fn, &func) != napi_ok || func == nullptr) {
+      return;
     }
+    if (napi_make_callback(env, *context_, recv, func, argc, argv, &result) == napi_ok) return;
+    napi_value err = ClearException(env);
+    if (err != nullptr) napi_fatal_exception(env, err);
   }
 
   int fd_ = -1;
@@ -630,6 +700,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
   exports.Set("peerPidFd", Napi::Function::New(env, PeerPidFd, "peerPidFd"));
   exports.Set("dupCloexec", Napi::Function::New(env, DupCloexec, "dupCloexec"));
+  exports.Set("closeFds", Napi::Function::New(env, CloseFds, "closeFds"));
   exports.Set("Poller", Poller::Define(env));
   exports.Set("AF_UNIX", Napi::Number::New(env, AF_UNIX));
   exports.Set("SOCK_STREAM", Napi::Number::New(env, SOCK_STREAM));

@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -911,6 +911,150 @@ describe('across processes', () => {
       { encoding: 'utf8', cwd: PKG },
     );
     expect(out).toBe('got late\n');
+  });
+
+  it('readiness needs no threadpool thread: messages flow while the only one is parked in a blocking open()', () => {
+    const fifo = join(dir, 'parked.fifo');
+    execFileSync('mkfifo', [fifo]);
+    const out = execFileSync(
+      process.execPath,
+      [
+        '-e',
+        `const fs = require('node:fs');
+         const { FdSocket } = require(${JSON.stringify(DIST)});
+         const { socketpair } = require('@folk/socketpair');
+         // open(2) of a FIFO blocks until a writer comes: the pool's one thread is stuck.
+         fs.open(${JSON.stringify(fifo)}, 'r', (err, fd) => { if (!err) fs.closeSync(fd); });
+         let statDone = false;
+         fs.stat('/', () => (statDone = true)); // queued behind it
+         const [a, b] = socketpair('seqpacket');
+         const s = new FdSocket(a);
+         const t = new FdSocket(b);
+         const f = fs.openSync('/dev/null', 'r');
+         let n = 0;
+         s.on('message', (m) => {
+           n += m.fds.length;
+           m.fds.forEach((x) => fs.closeSync(x));
+           if (n === 1000) {
+             console.log(JSON.stringify([n, statDone]));
+             s.close();
+             t.close();
+             fs.closeSync(fs.openSync(${JSON.stringify(fifo)}, 'w')); // let the pool go
+           }
+         });
+         (async () => { for (let i = 0; i < 1000; i++) await t.send(Buffer.from('x'), [f]); })();`,
+      ],
+      { encoding: 'utf8', cwd: PKG, env: { ...process.env, UV_THREADPOOL_SIZE: '1' }, timeout: 30_000 },
+    );
+    // All 1,000 arrived while the stat queued behind the parked thread never ran.
+    expect(JSON.parse(out)).toEqual([1000, false]);
+  });
+
+  it('worker threads: a worker that ends, exits in a listener or is terminated with an FdSocket open takes its fds along, and the process lives', () => {
+    // In a child process, so a crash shows as a signal. Only the workers
+    // load the addon: Node unloads it when each worker's environment goes.
+    const r = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `const { Worker } = require('node:worker_threads');
+         const { once } = require('node:events');
+         const fs = require('node:fs');
+         const count = () => fs.readdirSync('/proc/self/fd').length;
+         const body = (how) => \`
+           const fs = require('node:fs');
+           const { parentPort } = require('node:worker_threads');
+           const { FdSocket } = require(${JSON.stringify(DIST)});
+           const { socketpair } = require('@folk/socketpair');
+           const [a, b] = socketpair('seqpacket');
+           const s = new FdSocket(a);
+           const t = new FdSocket(b);
+           const f = fs.openSync('/dev/null', 'r');
+           s.on('message', (m) => {
+             const ok = m.data.toString() === 'hi' && m.fds.length === 1;
+             m.fds.forEach((x) => fs.closeSync(x));
+             fs.closeSync(f);
+             parentPort.postMessage(ok);
+             if ('\${how}' === 'ends') { s.unref(); t.unref(); } // both still open
+             if ('\${how}' === 'exits') process.exit(0);
+           });
+           t.send(Buffer.from('hi'), [f]);\`;
+         (async () => {
+           await once(new Worker('', { eval: true }), 'exit'); // what any worker leaves behind
+           const results = [];
+           for (const how of ['ends', 'exits', 'terminated', 'ends', 'exits', 'terminated']) {
+             const before = count();
+             // trackUnmanagedFds: false, or Node warns as this worker closes
+             // fds that fs did not open (the received one), as the README says.
+             const w = new Worker(body(how), { eval: true, trackUnmanagedFds: false });
+             const exited = once(w, 'exit');
+             const [ok] = await once(w, 'message');
+             if (how === 'terminated') await w.terminate();
+             await exited;
+             results.push([how, ok, count() - before]);
+           }
+           console.log(JSON.stringify(results));
+         })();`,
+      ],
+      { encoding: 'utf8', cwd: PKG, timeout: 60_000 },
+    );
+    expect(r.stderr).toBe('');
+    expect([r.status, r.signal]).toEqual([0, null]);
+    expect(JSON.parse(r.stdout)).toEqual([
+      ['ends', true, 0],
+      ['exits', true, 0],
+      ['terminated', true, 0],
+      ['ends', true, 0],
+      ['exits', true, 0],
+      ['terminated', true, 0],
+    ]);
+  });
+
+  it('worker threads: the fds the package closes itself (read ahead, dups of queued sends) draw no warning from Node', () => {
+    // A worker tracks the fds fs opened and warns when fs closes any other;
+    // the package closes its own with close(2). Run with the default tracking.
+    const r = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `const { Worker } = require('node:worker_threads');
+         const w = new Worker(\`
+           const fs = require('node:fs');
+           const { parentPort } = require('node:worker_threads');
+           const { FdSocket, sendFds } = require(${JSON.stringify(DIST)});
+           const { socketpair } = require('@folk/socketpair');
+           const count = () => fs.readdirSync('/proc/self/fd').length;
+           (async () => {
+             const f = fs.openSync('/dev/null', 'r');
+             const before = count();
+             const [a, b] = socketpair('seqpacket');
+             sendFds(b, Buffer.from('first, no fds'), []);
+             for (let i = 0; i < 5; i++) sendFds(b, Buffer.from('read ahead'), [f, f]);
+             const s = new FdSocket(a);
+             const seen = [];
+             for await (const m of s) { seen.push(m.data.toString(), m.fds.length); break; } // closes the other 10
+             const [c, d] = socketpair('seqpacket');
+             const t = new FdSocket(c);
+             const queued = [];
+             while (t.pendingSends < 3) queued.push(t.send(Buffer.alloc(64 * 1024), [f]).catch((e) => e.code));
+             t.close(); // the queued sends' dups go with it
+             seen.push(...(await Promise.all(queued)).filter((x) => x !== undefined));
+             new FdSocket(b).close(); // not fs.closeSync: fs did not open these
+             new FdSocket(d).close();
+             fs.closeSync(f);
+             parentPort.postMessage([seen, count() - before + 1]);
+           })();\`, { eval: true });
+         w.on('message', (m) => console.log(JSON.stringify(m)));`,
+      ],
+      { encoding: 'utf8', cwd: PKG, timeout: 60_000 },
+    );
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    const [seen, delta] = JSON.parse(r.stdout) as [unknown[], number];
+    expect(seen.slice(0, 2)).toEqual(['first, no fds', 0]);
+    expect(seen.slice(2)).toEqual(Array(seen.length - 2).fill('ERR_SOCKET_CLOSED'));
+    expect(seen.length - 2).toBeGreaterThanOrEqual(3);
+    expect(delta).toBe(0); // f closed, both sockets closed, nothing else left
   });
 
   it('MSG_CTRUNC when the receiver runs out of fds fails the socket and closes what arrived', () => {
