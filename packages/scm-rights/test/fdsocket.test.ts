@@ -734,6 +734,31 @@ describe('seqpacket specifics', () => {
     closeSync(f);
   });
 
+  it('a datagram larger than the socket buffer rejects with EMSGSIZE, at once or from the queue; the sends around it go through', async () => {
+    const f = openSync(files[0]!, 'r');
+    const before = openFds();
+    const [a, b] = sockets('seqpacket');
+    const huge = Buffer.alloc(4 * 1024 * 1024);
+    await expect(a.send(huge, [f])).rejects.toMatchObject({ code: 'EMSGSIZE', syscall: 'sendmsg' });
+    // Queued behind a full socket, so it fails in the writable callback.
+    const fillers: Promise<void>[] = [];
+    while (a.pendingSends === 0) fillers.push(a.send(Buffer.alloc(32 * 1024)));
+    const queued = a.send(huge, [f, f]); // holds two dups until it fails
+    const after = a.send(Buffer.from('after'), [f]);
+    const got = collect(b, fillers.length + 1);
+    await expect(queued).rejects.toMatchObject({ code: 'EMSGSIZE', syscall: 'sendmsg' });
+    await Promise.all([...fillers, after]);
+    const ms = await got;
+    expect(ms.slice(0, -1).every((m) => m.data.length === 32 * 1024 && m.fds.length === 0)).toBe(true);
+    expect(ms[ms.length - 1]!.data.toString()).toBe('after');
+    for (const m of ms) for (const fd of m.fds) closeSync(fd);
+    a.close();
+    b.close();
+    await once(b, 'close');
+    expect(openFds()).toEqual(before);
+    closeSync(f);
+  });
+
   it('a peer that dies ends the socket after its last message', async () => {
     const [ours, theirs] = socketpair('seqpacket');
     const s = new FdSocket(ours);

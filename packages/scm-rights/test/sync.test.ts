@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import {
   closeSync,
@@ -260,6 +260,18 @@ describe('message sockets', () => {
     expect(recvFds(b).data.toString()).toBe('next'); // the tail was dropped, the next message is intact
     for (const fd of [a, b, f]) closeSync(fd);
     expect(openFds()).toEqual(before);
+  });
+
+  it('a datagram larger than the socket buffer is EMSGSIZE and sends nothing, fds included', () => {
+    const [a, b] = socketpair('seqpacket', { nonblock: true });
+    const f = openSync(file, 'r');
+    expect(errorOf(() => sendFds(a, Buffer.alloc(4 * 1024 * 1024), [f]))).toMatchObject({
+      code: 'EMSGSIZE',
+      errno: -90,
+      syscall: 'sendmsg',
+    });
+    expect(errorOf(() => recvFds(b)).code).toBe('EAGAIN');
+    for (const fd of [a, b, f]) closeSync(fd);
   });
 
   it('works on datagram socketpairs too, and an empty seqpacket message can carry fds', () => {
@@ -549,6 +561,52 @@ fds = [c.fileno(), lst.fileno()]`);
     expect(peerCredentials(client)).toEqual({ pid: Number(made.info), uid: process.getuid!(), gid: process.getgid!() });
     expect(errorOf(() => peerCredentials(listener)).code).toBe('ENOTCONN');
     for (const fd of made.fds) closeSync(fd);
+  });
+
+  it('a kernel before 6.5 (no SO_PEERPIDFD): ENOPROTOOPT saying which Linux it needs, and no fd made', () => {
+    // This kernel has SO_PEERPIDFD, so take it away the way seccomp can: a
+    // filter makes getsockopt(SOL_SOCKET, SO_PEERPIDFD) fail with
+    // ENOPROTOOPT, the errno an older kernel returns for an unknown option.
+    // CPython installs it (ctypes prctl) and execs Node under it.
+    const seccomp = `
+import ctypes, os, platform, struct, sys
+arch, nr = {'x86_64': (0xc000003e, 55), 'aarch64': (0xc00000b7, 209)}[platform.machine()]
+ld = lambda off: struct.pack('HBBI', 0x20, 0, 0, off)
+skip_unless = lambda k, to_allow: struct.pack('HBBI', 0x15, 0, to_allow, k)
+ret = lambda k: struct.pack('HBBI', 0x06, 0, 0, k)
+prog = b''.join([ld(4), skip_unless(arch, 7), ld(0), skip_unless(nr, 5),
+                 ld(24), skip_unless(1, 3),   # level SOL_SOCKET
+                 ld(32), skip_unless(77, 1),  # optname SO_PEERPIDFD
+                 ret(0x00050000 | 92), ret(0x7fff0000)])  # ERRNO(ENOPROTOOPT), ALLOW
+filt = ctypes.create_string_buffer(prog)
+fprog = ctypes.create_string_buffer(struct.pack('HxxxxxxP', len(prog) // 8, ctypes.addressof(filt)))
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, fprog, 0, 0):  # NO_NEW_PRIVS, SECCOMP filter
+    raise SystemExit('prctl: %s' % os.strerror(ctypes.get_errno()))
+os.execv(sys.argv[1], sys.argv[1:])`;
+    const script = `const fs = require('node:fs');
+      const { peerCredentials, peerPidFd } = require(${JSON.stringify(DIST)});
+      const { socketpair } = require('@folk/socketpair');
+      const [a] = socketpair('stream');
+      const count = () => fs.readdirSync('/proc/self/fd').length;
+      const before = count();
+      let err = null;
+      try { peerPidFd(a); } catch (e) { err = { code: e.code, errno: e.errno, syscall: e.syscall, message: e.message }; }
+      console.log(JSON.stringify([err, count() - before, peerCredentials(a).pid === process.pid]));`;
+    const out = execFileSync('python3', ['-c', seccomp, process.execPath, '-e', script], {
+      encoding: 'utf8',
+      cwd: join(DIST, '..', '..'),
+    });
+    expect(JSON.parse(out)).toEqual([
+      {
+        code: 'ENOPROTOOPT',
+        errno: -92,
+        syscall: 'getsockopt',
+        message: 'ENOPROTOOPT: protocol not available, getsockopt: SO_PEERPIDFD needs Linux 6.5 or later',
+      },
+      0,
+      true, // SO_PEERCRED is untouched
+    ]);
   });
 
   it('reports ENOTSOCK for a file', () => {
