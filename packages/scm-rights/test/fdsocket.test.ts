@@ -759,6 +759,49 @@ describe('seqpacket specifics', () => {
     closeSync(f);
   });
 
+  it('highWaterMark bounds the read-ahead of a loop that stops pulling: the peer then meets a full socket, and nothing is lost', async () => {
+    const f = openSync(files[0]!, 'r');
+    const before = openFds();
+    const [x, y] = socketpair('seqpacket', { nonblock: true });
+    const s = new FdSocket(x, { highWaterMark: 2 });
+    const it = s[Symbol.asyncIterator]();
+    const first = it.next(); // reading starts; nothing pulls after this one
+    let sent = 0;
+    const fill = () => {
+      for (;;) {
+        try {
+          sendFds(y, Buffer.from(String(sent)), [f]);
+          sent++;
+        } catch (err) {
+          expect((err as NodeJS.ErrnoException).code).toBe('EAGAIN');
+          return;
+        }
+      }
+    };
+    const turns = async () => {
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    };
+    // The first batch read drains what is queued, past the mark; then reading
+    // stops. A reading socket would drain the refilled queue on the later
+    // turns of the loop; this one stays full.
+    fill();
+    await turns();
+    fill();
+    await turns();
+    expect(errorOf(() => sendFds(y, Buffer.from('more'), [])).code).toBe('EAGAIN');
+    const seen: number[] = [];
+    const take = (m: FdMessage) => {
+      seen.push(Number(m.data.toString()));
+      for (const fd of m.fds) closeSync(fd);
+    };
+    take((await first).value as FdMessage);
+    closeSync(y);
+    for (let r = await it.next(); !r.done; r = await it.next()) take(r.value);
+    expect(seen).toEqual([...Array(sent).keys()]);
+    expect(openFds()).toEqual(before);
+    closeSync(f);
+  });
+
   it('a peer that dies ends the socket after its last message', async () => {
     const [ours, theirs] = socketpair('seqpacket');
     const s = new FdSocket(ours);
