@@ -802,17 +802,38 @@ describe('seqpacket specifics', () => {
     closeSync(f);
   });
 
-  it('a peer that dies ends the socket after its last message', async () => {
+  it('a peer killed right after sending ends the socket after its last message, fds included', async () => {
+    const before = openFds();
     const [ours, theirs] = socketpair('seqpacket');
     const s = new FdSocket(ours);
     const got = collect(s, 99);
     const ended = once(s, 'end');
     const closed = once(s, 'close');
-    await python(`import socket; s = socket.socket(fileno=3); s.send(b'last words')`, theirs);
+    // Its datagrams (one carrying an fd) are still queued when it dies.
+    const r = await runWithFd3(
+      'python3',
+      [
+        '-c',
+        `import os, signal, socket
+s = socket.socket(fileno=3)
+f = os.open(${JSON.stringify(files[2])}, os.O_RDONLY)
+s.send(b'first')
+socket.send_fds(s, [b'last words'], [f])
+os.kill(os.getpid(), signal.SIGKILL)`,
+      ],
+      theirs,
+    );
     closeSync(theirs);
+    expect(r.signal).toBe('SIGKILL');
     await ended;
-    expect((await got).map((m) => m.data.toString())).toEqual(['last words']);
+    const ms = await got;
+    expect(ms.map((m) => [m.data.toString(), m.fds.map(readText)])).toEqual([
+      ['first', []],
+      ['last words', ['file number 2']],
+    ]);
+    for (const m of ms) for (const fd of m.fds) closeSync(fd);
     await closed;
+    expect(openFds()).toEqual(before);
   });
 
   it('an empty message queued before the peer closed is a message, not end of file: what follows it arrives', async () => {
