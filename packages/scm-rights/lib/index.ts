@@ -938,6 +938,12 @@ export class FdSocket extends EventEmitter {
       } catch (err) {
         q.shift();
         closeAll(p.fds);
+        // Part of this message is in the kernel already, so whatever is
+        // written next would be read as the rest of it. Shut the writing
+        // side instead: the peer reads end of file mid-message (an FdSocket
+        // reports ERR_INCOMPLETE_MESSAGE) and every later send fails (EPIPE).
+        // Mostly the error here is EPIPE already; ENOMEM is the other case.
+        if (p.started && this.#stream) native.shutdownWrite(this.fd);
         p.reject(err as Error);
         continue;
       }

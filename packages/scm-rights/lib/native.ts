@@ -40,6 +40,8 @@ export interface NativeBinding {
   dupCloexec(fd: number): number;
   /** close(2) each fd, ignoring errors (not fs.closeSync, which warns in worker threads). */
   closeFds(fds: readonly number[]): void;
+  /** shutdown(SHUT_WR), errors ignored. */
+  shutdownWrite(fd: number): void;
   /**
    * A uv_poll_t over `fd` that owns it. Each readable wakeup loops recvmsg
    * (MSG_DONTWAIT | MSG_CMSG_CLOEXEC, at most `chunkBytes` per call) until

@@ -377,6 +377,13 @@ Napi::Value CloseFds(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// shutdownWrite(fd): shutdown(SHUT_WR), errors ignored. For a stream whose
+// framing a failed write broke; see FdSocket's #onWritable.
+Napi::Value ShutdownWrite(const Napi::CallbackInfo& info) {
+  shutdown(FdArg(info, 0, "fd"), SHUT_WR);
+  return info.Env().Undefined();
+}
+
 // Poller: a uv_poll_t over the socket that, on each readable wakeup, loops
 // recvmsg until EAGAIN (or the batch is full) and hands JavaScript the whole
 // batch in one call: the bytes in one Buffer, and per chunk its length, fd
@@ -701,6 +708,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peerPidFd", Napi::Function::New(env, PeerPidFd, "peerPidFd"));
   exports.Set("dupCloexec", Napi::Function::New(env, DupCloexec, "dupCloexec"));
   exports.Set("closeFds", Napi::Function::New(env, CloseFds, "closeFds"));
+  exports.Set("shutdownWrite", Napi::Function::New(env, ShutdownWrite, "shutdownWrite"));
   exports.Set("Poller", Poller::Define(env));
   exports.Set("AF_UNIX", Napi::Number::New(env, AF_UNIX));
   exports.Set("SOCK_STREAM", Napi::Number::New(env, SOCK_STREAM));
