@@ -170,8 +170,9 @@ export function sendFds(socketFd: number, data: ArrayBufferView, fds: number[]):
  * on an empty non-blocking one.
  *
  * @throws `ERR_FDS_TRUNCATED` if the message carried more than `maxFds` fds,
- * or the process ran out of fd slots (MSG_CTRUNC): the ones that arrived are
- * closed first, the kernel drops the rest, and the message's bytes are consumed.
+ * or the process ran out of fd slots (MSG_CTRUNC): every fd that arrived is
+ * closed first (the kernel drops any it could not install), and the
+ * message's bytes are consumed.
  * @throws `ERR_MESSAGE_TRUNCATED` if a message on a seqpacket or datagram
  * socket was longer than `maxBytes` (MSG_TRUNC): its fds are closed.
  */
@@ -195,17 +196,15 @@ export function recvFds(socketFd: number, options?: RecvFdsOptions): FdMessage {
   const [data, fds, flags] = received;
   if (flags & native.MSG_CTRUNC) {
     closeAll(fds);
-    // Room for maxFds, so fewer arriving means the kernel could not install
-    // them: the process is out of fd slots (EMFILE), not over maxFds.
+    // There was room for more than maxFds, so fewer arriving means the
+    // kernel could not install them: the process is out of fd slots
+    // (EMFILE), not over maxFds.
     const why =
       fds.length < maxFds
         ? `the process ran out of fds (EMFILE) while receiving a message's fds (MSG_CTRUNC)`
         : `the message carried more fds than maxFds (${maxFds}) allows (MSG_CTRUNC)`;
     throw Object.assign(
-      codeError(
-        'ERR_FDS_TRUNCATED',
-        `recvmsg: ${why}; the ${fds.length} that arrived were closed and the kernel dropped the rest`,
-      ),
+      codeError('ERR_FDS_TRUNCATED', `recvmsg: ${why}; every fd that arrived was closed, and the message's bytes consumed`),
       { syscall: 'recvmsg' },
     );
   }

@@ -25,9 +25,10 @@ export interface NativeBinding {
    */
   trySend(fd: number, body: ArrayBufferView, fds: number[] | null, frame: boolean): number;
   /**
-   * One recvmsg(2) with MSG_CMSG_CLOEXEC: [data, fds, msg_flags]. Room for
-   * exactly maxFds fds. No memory for a maxBytes buffer: ENOMEM with
-   * syscall 'malloc', before anything is read.
+   * One recvmsg(2) with MSG_CMSG_CLOEXEC: [data, fds, msg_flags]. At most
+   * maxFds fds; MSG_CTRUNC if there were more (the rest are closed). No
+   * memory for a maxBytes buffer: ENOMEM with syscall 'malloc', before
+   * anything is read.
    */
   recvFds(fd: number, maxBytes: number, maxFds: number): [Buffer, number[], number];
   /** [address family, SO_TYPE, SO_ACCEPTCONN] of a socket fd. */

@@ -43,11 +43,15 @@ constexpr int kMaxFds = 253;
 #define POLLRDHUP POLLHUP
 #endif
 
-// Room for a full SCM_RIGHTS array plus one more control message (say
-// SCM_CREDENTIALS, if the caller enabled SO_PASSCRED), aligned for cmsghdr.
+// Room, besides the fds, for the control messages a socket may be set to
+// add ahead of them: SCM_CREDENTIALS with SO_PASSCRED (systemd's
+// PassCredentials=, say), a short SCM_SECURITY label with SO_PASSSEC.
+constexpr size_t kOtherControl = CMSG_SPACE(64);
+
+// Room for a full SCM_RIGHTS array plus that, aligned for cmsghdr.
 union ControlBuf {
   struct cmsghdr align;
-  char buf[CMSG_SPACE(sizeof(int) * kMaxFds) + CMSG_SPACE(64)];
+  char buf[CMSG_SPACE(sizeof(int) * kMaxFds) + kOtherControl];
 };
 
 // An Error shaped like Node's (fs, net): "EBADF: bad file descriptor,
@@ -229,9 +233,9 @@ Napi::Value TrySend(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, static_cast<double>(n));
 }
 
-// recvFds(fd, maxBytes, maxFds): [data, fds, msg_flags]. The control buffer
-// has room for exactly maxFds, so a message carrying more comes back with
-// MSG_CTRUNC (the kernel drops the rest); the caller decides what that means.
+// recvFds(fd, maxBytes, maxFds): [data, fds, msg_flags]. At most maxFds fds
+// come back; a message carrying more comes back with MSG_CTRUNC (the rest
+// closed here or dropped by the kernel); the caller decides what that means.
 Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = FdArg(info, 0, "socketFd");
@@ -262,11 +266,12 @@ Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   memset(&msg, 0, sizeof msg);
   msg.msg_iov = &iov;
   msg.msg_iovlen = 1;
+  // Room for exactly maxFds would not do: credentials come first and would
+  // take it, and the fds would be cut off (MSG_CTRUNC). The kernel may then
+  // install a few more than maxFds; TakeFds closes those and sets MSG_CTRUNC.
   ControlBuf control;
-  if (maxFds > 0) {
-    msg.msg_control = control.buf;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * maxFds);
-  }
+  msg.msg_control = control.buf;
+  msg.msg_controllen = CMSG_SPACE(sizeof(int) * maxFds) + kOtherControl;
   ssize_t n;
   do n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
   while (n == -1 && errno == EINTR);

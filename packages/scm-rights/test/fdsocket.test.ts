@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
 import { FRAME_HEADER_BYTES, FdSocket, type FdMessage, sendFds } from '../lib/index.js';
-import { DIST, O_CLOEXEC, errorOf, fdFlags, openFds, python, runOutOfFds, runWithFd3, target } from './helpers.js';
+import { DIST, O_CLOEXEC, errorOf, fdFlags, frame, openFds, python, runOutOfFds, runWithFd3, target } from './helpers.js';
 
 const PKG = fileURLToPath(new URL('..', import.meta.url));
 let dir: string;
@@ -35,15 +35,6 @@ function sockets(type: Kind): [FdSocket, FdSocket] {
 function readText(fd: number): string {
   const buf = Buffer.alloc(256);
   return buf.subarray(0, readSync(fd, buf, 0, 256, 0)).toString();
-}
-
-/** A frame as FdSocket writes it on a stream socket. */
-function frame(payload: string | Buffer, nfds: number): Buffer {
-  const body = Buffer.from(payload);
-  const head = Buffer.alloc(FRAME_HEADER_BYTES);
-  head.writeUInt32LE(body.length, 0);
-  head.writeUInt32LE(nfds, 4);
-  return Buffer.concat([head, body]);
 }
 
 /** Collect n messages (or until end/close) through 'message' events. */

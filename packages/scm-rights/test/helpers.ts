@@ -3,11 +3,21 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 
 import { fdTarget } from '@folk/test-support';
+import { FRAME_HEADER_BYTES } from '../lib/index.js';
 
 export { O_CLOEXEC, errorOf, fdFlags, openFds } from '@folk/test-support';
 
 /** What an fd of ours points at (one argument, so it can be passed to map). */
 export const target = (fd: number): string => fdTarget(fd);
+
+/** A frame as FdSocket writes it on a stream socket: payload length, fd count (u32 LE), payload. */
+export function frame(payload: string | Buffer, nfds: number): Buffer {
+  const body = Buffer.from(payload);
+  const head = Buffer.alloc(FRAME_HEADER_BYTES);
+  head.writeUInt32LE(body.length, 0);
+  head.writeUInt32LE(nfds, 4);
+  return Buffer.concat([head, body]);
+}
 
 /** The built package, for child processes (which load it as users do). */
 export const DIST = fileURLToPath(new URL('../dist/index.js', import.meta.url));

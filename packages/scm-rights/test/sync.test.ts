@@ -16,12 +16,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
-import { FdSocket, SCM_MAX_FD, peerCredentials, peerPidFd, recvFds, sendFds } from '../lib/index.js';
+import { FdSocket, type FdMessage, SCM_MAX_FD, peerCredentials, peerPidFd, recvFds, sendFds } from '../lib/index.js';
 import {
   DIST,
   O_CLOEXEC,
   errorOf,
   fdFlags,
+  frame,
   openFds,
   python,
   runLimited,
@@ -158,7 +159,7 @@ describe.each(['seqpacket', 'stream'] as const)('sendFds/recvFds on %s', (type) 
     const err = errorOf(() => recvFds(b, { maxFds: 2 }));
     expect(err.code).toBe('ERR_FDS_TRUNCATED');
     expect(err.message).toMatch(/MSG_CTRUNC/);
-    expect(err.message).toMatch(/2 that arrived were closed/);
+    expect(err.message).toMatch(/more fds than maxFds \(2\).*every fd that arrived was closed/);
     // maxFds: 0 takes none at all.
     sendFds(a, Buffer.from('one'), [f]);
     expect(errorOf(() => recvFds(b, { maxFds: 0 })).code).toBe('ERR_FDS_TRUNCATED');
@@ -248,6 +249,44 @@ describe('stream sockets: where fds land (what FdSocket framing relies on)', () 
 });
 
 describe('message sockets', () => {
+  it.each(['seqpacket', 'stream'] as const)(
+    '%s with SO_PASSCRED (credentials ahead of the fds): maxFds still counts only fds',
+    async (type) => {
+      const before = openFds();
+      // CPython sets SO_PASSCRED on the receiving end (systemd's
+      // PassCredentials= does the same to the sockets it hands over).
+      const made = fromPython(`
+a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_${type.toUpperCase()})
+b.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+fds = [a.fileno(), b.fileno()]`);
+      const [a, b] = made.fds as [number, number];
+      const f = openSync(file, 'r');
+      for (const [n, maxFds] of [
+        [1, 1],
+        [2, 2],
+        [SCM_MAX_FD, SCM_MAX_FD],
+        [0, 0],
+      ] as const) {
+        sendFds(a, Buffer.from(`${n}`), Array(n).fill(f));
+        const m = recvFds(b, { maxFds });
+        expect([m.data.toString(), m.fds.length]).toEqual([`${n}`, n]);
+        for (const fd of m.fds) closeSync(fd);
+      }
+      // One more than maxFds is still refused, every fd closed.
+      sendFds(a, Buffer.from('3'), [f, f, f]);
+      expect(errorOf(() => recvFds(b, { maxFds: 2 })).message).toMatch(/more fds than maxFds \(2\)/);
+      // FdSocket reads with room to spare already.
+      const s = new FdSocket(b);
+      const got = new Promise<FdMessage>((resolve) => s.once('message', resolve));
+      sendFds(a, type === 'stream' ? frame('all', SCM_MAX_FD) : Buffer.from('all'), Array(SCM_MAX_FD).fill(f));
+      const m = await got;
+      expect([m.data.toString(), m.fds.length]).toEqual(['all', SCM_MAX_FD]);
+      for (const fd of [...m.fds, a, f]) closeSync(fd);
+      s.close();
+      expect(openFds()).toEqual(before);
+    },
+  );
+
   it('a message longer than maxBytes throws ERR_MESSAGE_TRUNCATED and closes its fds', () => {
     const before = openFds();
     const [a, b] = pair('seqpacket');
