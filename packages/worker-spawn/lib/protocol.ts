@@ -149,9 +149,20 @@ export interface ErrorBody {
   message: string;
 }
 
+/**
+ * The ERROR payload for `code` and `message`, always within `maxFrame`: a
+ * message too long for it is cut (halved until the JSON fits; JSON may
+ * escape a character into 6 bytes), never the JSON, so the receiver still
+ * reads the code.
+ */
 export function encodeErrorBody(code: string, message: string, maxFrame: number): Buffer {
-  const body = Buffer.from(JSON.stringify({ code, message }));
-  return body.length <= maxFrame ? body : Buffer.from(JSON.stringify({ code, message: message.slice(0, 256) }));
+  let text = message;
+  let body = Buffer.from(JSON.stringify({ code, message: text }));
+  while (body.length > maxFrame && text.length > 0) {
+    text = text.slice(0, Math.floor(text.length / 2));
+    body = Buffer.from(JSON.stringify({ code, message: `${text}... (cut to fit the maximum frame size)` }));
+  }
+  return body;
 }
 
 export function decodeErrorBody(payload: Buffer): ErrorBody {

@@ -461,13 +461,21 @@ export class Worker extends EventEmitter {
    * new tasks (`ERR_WORKER_STOPPED`). Resolves with how it ended,
    * once it is reaped and every fd of the worker here is closed: stdout too,
    * as soon as what the worker wrote has been read, even if a process it
-   * started still holds the other end.
+   * started still holds the other end. Rejects (TypeError/RangeError, and
+   * does nothing) for bad options; both timeouts are 0 .. 2^31-1 ms.
    */
   stop(options?: StopOptions): Promise<ExitInfo> {
     if (this.#stopping) return this.#stopping;
-    const opts = optionsObject(options);
-    const timeout = intOption(opts, 'timeout', 5000, 0);
-    const killTimeout = intOption(opts, 'killTimeout', 1000, 0);
+    let timeout: number;
+    let killTimeout: number;
+    try {
+      const opts = optionsObject(options);
+      timeout = intOption(opts, 'timeout', 5000, 0, 2 ** 31 - 1);
+      killTimeout = intOption(opts, 'killTimeout', 1000, 0, 2 ** 31 - 1);
+    } catch (err) {
+      // Like request(): a promise API reports bad arguments by rejecting; nothing was done.
+      return Promise.reject(err);
+    }
     this.#stopRequested = true;
     this.#stopping = (async () => {
       if (this.#exit === null) {

@@ -8,7 +8,7 @@ import { EventEmitter } from 'node:events';
 import { closeSync, fstatSync } from 'node:fs';
 import * as net from 'node:net';
 import { FdSocket } from '@folk/scm-rights';
-import { toPayload } from './errors.js';
+import { invalidArgType, optionsObject, toPayload } from './errors.js';
 import { CONTROL_MAX, DEFAULT_MAX_FRAME, FrameDecoder, FrameType, encodeErrorBody, encodeFrame } from './protocol.js';
 
 /** What a handler learns about the task besides its payload. */
@@ -27,6 +27,8 @@ export interface ServeOptions {
 
 /** Exit status when started without the fds/environment of the pattern (EX_CONFIG). */
 export const EXIT_CONFIG = 78;
+/** Exit status after the supervisor sent something that is not the protocol (EX_PROTOCOL). */
+export const EXIT_PROTOCOL = 76;
 
 /** Longest error report sent whole; see reportError(). */
 const REPORT_MAX = 8192;
@@ -51,6 +53,7 @@ export class WorkerConnection extends EventEmitter {
   #busy = false;
   #stopping = false;
   #exiting = false;
+  #exitCode = 0;
 
   /** @internal */
   constructor(handler: TaskHandler, options: ServeOptions) {
@@ -70,7 +73,12 @@ export class WorkerConnection extends EventEmitter {
       frame: (type, id, payload) => this.#push({ kind: 'frame', type, id, payload }),
       oversize: (_type, id, length) => this.#push({ kind: 'oversize', id, length }),
       corrupt: (err) => {
+        // The stream cannot be resynchronised (PROTOCOL.md): tell the
+        // supervisor (a fatal 'workerError' there), say it on stderr, and
+        // leave with a failure status once the task in hand is answered.
         process.stderr.write(`folk worker: ${err.message}\n`);
+        this.reportError(err.message, true);
+        this.#exitCode = EXIT_PROTOCOL;
         this.#stop();
       },
     });
@@ -182,10 +190,11 @@ export class WorkerConnection extends EventEmitter {
     if (this.#exiting) return;
     this.#exiting = true;
     this.#control.close();
-    if (this.#task.destroyed || !this.#task.writable) process.exit(0);
-    this.#task.end(() => process.exit(0));
+    const code = this.#exitCode;
+    if (this.#task.destroyed || !this.#task.writable) process.exit(code);
+    this.#task.end(() => process.exit(code));
     // A supervisor that stopped reading must not keep us here.
-    setTimeout(() => process.exit(0), 1000).unref();
+    setTimeout(() => process.exit(code), 1000).unref();
   }
 }
 
@@ -230,11 +239,11 @@ function closeAll(fds: readonly number[]): void {
  * loop goes on. Sends the ready handshake; exits the process with status 0
  * when the supervisor says stop or goes away.
  */
-export function serve(handler: TaskHandler, options: ServeOptions = {}): WorkerConnection {
-  if (typeof handler !== 'function') {
-    const err = new TypeError(`The "handler" argument must be of type function. Received type ${typeof handler}`);
-    (err as NodeJS.ErrnoException).code = 'ERR_INVALID_ARG_TYPE';
-    throw err;
+export function serve(handler: TaskHandler, options?: ServeOptions): WorkerConnection {
+  if (typeof handler !== 'function') throw invalidArgType('handler', 'of type function', handler);
+  const opts = optionsObject(options);
+  if (opts['onFds'] !== undefined && typeof opts['onFds'] !== 'function') {
+    throw invalidArgType('options.onFds', 'of type function', opts['onFds']);
   }
-  return new WorkerConnection(handler, options);
+  return new WorkerConnection(handler, opts as ServeOptions);
 }

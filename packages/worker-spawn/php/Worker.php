@@ -46,6 +46,8 @@ final class Worker
     public const DEFAULT_MAX_FRAME = 16777216;
     /** EX_CONFIG from sysexits.h: started without the fds/environment of the pattern. */
     public const EXIT_CONFIG = 78;
+    /** EX_PROTOCOL from sysexits.h: the supervisor sent something that is not the protocol. */
+    public const EXIT_PROTOCOL = 76;
 
     private const CONTROL_MAX = 65536;
     private const MAX_FDS_PER_MESSAGE = 64;
@@ -165,8 +167,7 @@ final class Worker
     public function fail(Task|int $task, string $message, string $code = 'HANDLER_ERROR'): void
     {
         $id = $task instanceof Task ? $task->id : $task;
-        $body = \json_encode(['code' => $code, 'message' => $message], \JSON_INVALID_UTF8_SUBSTITUTE | \JSON_UNESCAPED_SLASHES);
-        $this->writeFrame(self::ERROR, $id, \substr((string) $body, 0, $this->maxFrame));
+        $this->writeFrame(self::ERROR, $id, $this->errorBody($code, $message));
     }
 
     /**
@@ -255,8 +256,13 @@ final class Worker
     {
         $h = \unpack('Cversion/Ctype/nflags/Nid/Nlength', $this->buffer);
         if ($h['version'] !== self::PROTOCOL) {
-            // The stream cannot be resynchronised; the only safe move is to stop reading it.
-            throw new WorkerException(\sprintf('task frame with protocol version %d; this library speaks %d', $h['version'], self::PROTOCOL));
+            // The stream cannot be resynchronised (PROTOCOL.md): tell the
+            // supervisor (a fatal report), say it on stderr, and leave with
+            // EX_PROTOCOL, as the Node library does.
+            $message = \sprintf('task frame with protocol version %d; this library speaks %d', $h['version'], self::PROTOCOL);
+            $this->reportError($message, true);
+            \fwrite(\STDERR, "folk worker: $message\n");
+            exit(self::EXIT_PROTOCOL);
         }
         $this->buffer = (string) \substr($this->buffer, self::HEADER_SIZE);
         $id = $h['id'];
@@ -374,6 +380,22 @@ final class Worker
             }
             $offset += $n;
         }
+    }
+
+    /**
+     * The JSON of an ERROR frame, within FOLK_MAX_FRAME: a message too long
+     * for it is cut (halved until it fits; JSON may escape a byte into six),
+     * never the JSON itself, so the supervisor still reads the code.
+     */
+    private function errorBody(string $code, string $message): string
+    {
+        $flags = \JSON_INVALID_UTF8_SUBSTITUTE | \JSON_UNESCAPED_SLASHES;
+        $body = (string) \json_encode(['code' => $code, 'message' => $message], $flags);
+        while (\strlen($body) > $this->maxFrame && $message !== '') {
+            $message = \substr($message, 0, \intdiv(\strlen($message), 2));
+            $body = (string) \json_encode(['code' => $code, 'message' => $message . '... (cut to fit the maximum frame size)'], $flags);
+        }
+        return $body;
     }
 
     /** Handle every control message already waiting, without blocking. */

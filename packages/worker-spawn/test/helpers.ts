@@ -21,7 +21,7 @@ export function requirePhp(): void {
   }
 }
 
-export { openFds, processState, zombieChildren } from '@folk/test-support';
+export { O_NONBLOCK, fdFlags, openFds, processState, zombieChildren } from '@folk/test-support';
 
 /** Whether a pid still exists in any form (running, or an unreaped zombie). */
 export function processExists(pid: number): boolean {

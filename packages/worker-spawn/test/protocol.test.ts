@@ -88,4 +88,17 @@ describe('frame codec', () => {
     expect(decodeErrorBody(Buffer.from('plain text'))).toEqual({ code: 'HANDLER_ERROR', message: 'plain text' });
     expect(encodeErrorBody('X', 'm'.repeat(10_000), 1024).length).toBeLessThanOrEqual(1024);
   });
+
+  it('cuts the message, never the JSON, to fit an error body in the frame limit, even when JSON escapes it to 6 bytes a character', () => {
+    for (const message of ['m'.repeat(10_000), '\u0001'.repeat(1000), '\u{1F600}'.repeat(1000)]) {
+      const body = encodeErrorBody('HANDLER_ERROR', message, 1024);
+      expect(body.length).toBeLessThanOrEqual(1024);
+      const decoded = JSON.parse(body.toString()) as { code: string; message: string };
+      expect(decoded.code).toBe('HANDLER_ERROR');
+      expect(decoded.message).toMatch(/\.\.\. \(cut to fit the maximum frame size\)$/);
+      expect(message.startsWith(decoded.message.replace(/\.\.\. \(cut to fit the maximum frame size\)$/, ''))).toBe(true);
+    }
+    // One that fits is left alone.
+    expect(JSON.parse(encodeErrorBody('X', 'short', 1024).toString())).toEqual({ code: 'X', message: 'short' });
+  });
 });

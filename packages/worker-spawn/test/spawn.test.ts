@@ -5,12 +5,24 @@ import { join } from 'node:path';
 import * as net from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
-import { CONTROL_FD, PHP_WORKER_LIBRARY, TASK_FD, WorkerError, serverFd, spawnWorker, type Worker } from '../lib/index.js';
-import { fixture, once, openFds, processExists, requirePhp, zombieChildren } from './helpers.js';
+import { Duplex } from 'node:stream';
+import {
+  CONTROL_FD,
+  FrameDecoder,
+  PHP_WORKER_LIBRARY,
+  TASK_FD,
+  WorkerError,
+  serverFd,
+  spawnWorker,
+  type ReadyMessage,
+  type Worker,
+} from '../lib/index.js';
+import { O_NONBLOCK, fdFlags, fixture, once, openFds, processExists, requirePhp, zombieChildren } from './helpers.js';
 
 interface Report {
   pid: number;
   fds: Record<string, string>;
+  types: Record<string, number>;
   env: Record<string, string>;
   argv: string[];
   cwd: string;
@@ -27,6 +39,53 @@ function errorOf(promise: Promise<unknown>): Promise<WorkerError> {
     },
     (err: WorkerError) => err,
   );
+}
+
+/** The two worker libraries, each running its tasks fixture (tasks.php, tasks-node.cjs). */
+const LIBRARIES: Array<[string, { command?: string; script: string }]> = [
+  ['PHP', { script: fixture('tasks.php') }],
+  ['Node', { command: process.execPath, script: fixture('tasks-node.cjs') }],
+];
+
+/** A frame header as PROTOCOL.md lays it out, for frames written by hand. */
+function header(type: number, id: number, length: number): Buffer {
+  const h = Buffer.alloc(12);
+  h.writeUInt8(1, 0);
+  h.writeUInt8(type, 1);
+  h.writeUInt32BE(id, 4);
+  h.writeUInt32BE(length, 8);
+  return h;
+}
+
+interface RawFrame {
+  type: number;
+  id: number;
+  payload: Buffer;
+}
+
+/** Every frame the worker writes from now on, decoded beside the Worker's own reader. */
+function rawFrames(worker: Worker): RawFrame[] {
+  const frames: RawFrame[] = [];
+  const decoder = new FrameDecoder(worker.maxFrame, {
+    frame: (type, id, payload) => frames.push({ type, id, payload: Buffer.from(payload) }),
+    oversize: (type, id, length) => frames.push({ type, id, payload: Buffer.from(`oversize ${length}`) }),
+    corrupt: (err) => {
+      throw err;
+    },
+  });
+  worker.task.on('data', (chunk: Buffer) => decoder.push(chunk));
+  return frames;
+}
+
+/** Connect to 127.0.0.1:port, say "client", and resolve with everything the server says back. */
+function greetingFrom(port: number): Promise<string> {
+  return new Promise<string>((resolve, reject) => {
+    const client = net.connect(port, '127.0.0.1', () => client.write('client\n'));
+    let text = '';
+    client.on('data', (d) => (text += d.toString()));
+    client.on('end', () => resolve(text));
+    client.on('error', reject);
+  });
 }
 
 beforeAll(() => requirePhp());
@@ -46,6 +105,12 @@ describe('spawnWorker with php-cli', () => {
       expect(r.fds['3']).toMatch(/^socket:\[\d+\]$/);
       expect(r.fds['4']).toMatch(/^socket:\[\d+\]$/);
       expect(r.fds['3']).not.toBe(r.fds['4']);
+      // stderr is ours, inherited.
+      expect(r.fds['2']).toBe(readlinkSync('/proc/self/fd/2'));
+      // The task socket is a stream, the control socket seqpacket, and both
+      // are blocking in the worker (a plain read loop must not see EAGAIN).
+      expect(r.types).toEqual({ '3': 1 /* SOCK_STREAM */, '4': 5 /* SOCK_SEQPACKET */ });
+      for (const fd of [3, 4]) expect(fdFlags(fd, worker.pid) & O_NONBLOCK).toBe(0);
       expect(r.env).toEqual({
         PATH: process.env['PATH'],
         FOLK_RUNTIME: 'pipe',
@@ -94,13 +159,22 @@ describe('spawnWorker with php-cli', () => {
 
   it('completes the ready handshake with the worker pid', async () => {
     const worker = spawnWorker({ script: fixture('echo.php') });
+    const emitted = once<[ReadyMessage]>(worker, 'ready');
     try {
       const ready = await worker.ready;
       expect(ready).toMatchObject({ type: 'ready', pid: worker.pid, protocol: 1, runtime: 'pipe', lang: 'php' });
       expect(ready.version).toMatch(/^8\./);
+      expect((await emitted)[0]).toBe(ready);
+      // The handles a supervisor works with: a pidfd for this very process, the task Duplex.
+      // (By name: vitest loads its own copy of @folk/pidfd, so instanceof cannot match.)
+      expect(worker.pidfd.constructor.name).toBe('PidFd');
+      expect(worker.pidfd.pid).toBe(worker.pid);
+      expect(readlinkSync(`/proc/self/fd/${worker.pidfd.fd}`)).toBe('anon_inode:[pidfd]');
+      expect(worker.task).toBeInstanceOf(Duplex);
     } finally {
       await worker.stop();
     }
+    expect(worker.pidfd.fd).toBe(-1); // closed once reaped
   });
 
   it('serves 10,000 tasks in order on one worker', async () => {
@@ -148,34 +222,29 @@ describe('spawnWorker with php-cli', () => {
     }
   });
 
-  it('the PHP library refuses an oversize request frame cleanly: error answer, stream in sync, no crash', async () => {
-    const worker = spawnWorker({ script: fixture('echo.php'), maxFrame: 4096 });
+  it.each(LIBRARIES)('the %s library refuses an oversize request frame cleanly: error answer, stream in sync, no crash', async (_lang, options) => {
+    const worker = spawnWorker({ ...options, maxFrame: 4096 });
     try {
       await worker.ready;
       // Bypass request()'s own check: write a 100 KiB frame by hand.
-      const header = Buffer.alloc(12);
-      header.writeUInt8(1, 0);
-      header.writeUInt8(1, 1);
-      header.writeUInt32BE(4242, 4);
-      header.writeUInt32BE(100_000, 8);
-      const chunks: Buffer[] = [];
-      worker.task.on('data', (c: Buffer) => chunks.push(c));
-      worker.task.write(Buffer.concat([header, Buffer.alloc(100_000, 9)]));
+      const frames = rawFrames(worker);
+      worker.task.write(Buffer.concat([header(1, 4242, 100_000), Buffer.alloc(100_000, 9)]));
       // The answer to the next real request arrives after the error frame.
-      expect((await worker.request('after')).toString()).toBe('after');
-      const stream = Buffer.concat(chunks);
-      expect(stream.readUInt8(1)).toBe(3); // ERROR
-      expect(stream.readUInt32BE(4)).toBe(4242);
-      const body = JSON.parse(stream.subarray(12, 12 + stream.readUInt32BE(8)).toString());
-      expect(body).toEqual({ code: 'FRAME_TOO_LARGE', message: expect.stringContaining('100000 bytes exceeds the maximum frame size of 4096') });
+      expect((await worker.request('echo:after')).toString()).toBe('after');
+      const [answer] = frames;
+      expect([answer!.type, answer!.id]).toEqual([3 /* ERROR */, 4242]);
+      expect(JSON.parse(answer!.payload.toString())).toEqual({
+        code: 'FRAME_TOO_LARGE',
+        message: expect.stringContaining('100000 bytes exceeds the maximum frame size of 4096'),
+      });
       expect(worker.hasExited).toBe(false);
     } finally {
       await worker.stop();
     }
   });
 
-  it('the PHP library answers an oversize response with FRAME_TOO_LARGE instead of sending it', async () => {
-    const worker = spawnWorker({ script: fixture('tasks.php'), maxFrame: 4096 });
+  it.each(LIBRARIES)('the %s library answers an oversize response with FRAME_TOO_LARGE instead of sending it', async (_lang, options) => {
+    const worker = spawnWorker({ ...options, maxFrame: 4096 });
     try {
       const err = await errorOf(worker.request('big:5000'));
       expect(err.code).toBe('ERR_WORKER_FRAME_TOO_LARGE');
@@ -185,6 +254,51 @@ describe('spawnWorker with php-cli', () => {
     } finally {
       await worker.stop();
     }
+  });
+
+  it.each(LIBRARIES)('the %s library cuts a handler error too long for a frame, keeping the error code readable', async (_lang, options) => {
+    const worker = spawnWorker({ ...options, maxFrame: 4096 });
+    try {
+      const frames = rawFrames(worker);
+      const err = await errorOf(worker.request('throwbig:10000'));
+      expect(err.code).toBe('ERR_WORKER_TASK');
+      expect(err.workerCode).toBe('HANDLER_ERROR');
+      expect(err.message).toMatch(/mmmm\.\.\. \(cut to fit the maximum frame size\)$/);
+      expect(frames[0]!.payload.length).toBeLessThanOrEqual(4096);
+      expect((await worker.request('echo:ok')).toString()).toBe('ok');
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it.each(LIBRARIES)('the %s library answers a frame a worker does not accept with BAD_FRAME and goes on', async (_lang, options) => {
+    const worker = spawnWorker(options);
+    try {
+      await worker.ready;
+      const frames = rawFrames(worker);
+      // A RESPONSE sent to the worker, and a type this version does not define.
+      worker.task.write(Buffer.concat([header(2, 7, 3), Buffer.from('abc'), header(9, 8, 0)]));
+      expect((await worker.request('echo:after')).toString()).toBe('after');
+      expect(frames.slice(0, 2).map((f) => [f.type, f.id, JSON.parse(f.payload.toString()).code])).toEqual([
+        [3, 7, 'BAD_FRAME'],
+        [3, 8, 'BAD_FRAME'],
+      ]);
+      expect(JSON.parse(frames[1]!.payload.toString()).message).toContain('got type 9');
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it.each(LIBRARIES)('a %s worker sent something that is not the protocol reports it as fatal and exits 76 (EX_PROTOCOL)', async (_lang, options) => {
+    const worker = spawnWorker(options);
+    await worker.ready;
+    const reported = once<[string, boolean]>(worker, 'workerError');
+    worker.task.write('GET / HTTP/1.1\r\n\r\n');
+    const [message, fatal] = await reported;
+    expect(message).toMatch(/task frame with protocol version 71/);
+    expect(fatal).toBe(true);
+    expect((await worker.exited).code).toBe(76);
+    await worker.stop();
   });
 
   it('the supervisor discards an oversize response without buffering it and stays in sync', async () => {
@@ -264,14 +378,26 @@ describe('spawnWorker with php-cli', () => {
       // ours stops Node from accepting on it too; the socket stays open
       // (and listening) through the worker's fd.
       await new Promise((resolve) => server.close(resolve));
-      const greeting = await new Promise<string>((resolve, reject) => {
-        const client = net.connect(port, '127.0.0.1', () => client.write('client\n'));
-        let text = '';
-        client.on('data', (d) => (text += d.toString()));
-        client.on('end', () => resolve(text));
-        client.on('error', reject);
-      });
+      const greeting = await greetingFrom(port);
       expect(greeting).toBe(`hello client from php pid ${worker.pid}\n`);
+      expect((await worker.request('still serving')).toString()).toBe('still serving');
+    } finally {
+      if (server.listening) server.close();
+      await worker.stop();
+    }
+  });
+
+  it('passes a listening socket to a Node worker (onFds), which accepts on it', async () => {
+    const server = net.createServer();
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const { port } = server.address() as net.AddressInfo;
+    const worker = spawnWorker({ command: process.execPath, script: fixture('accept-node.cjs') });
+    try {
+      await worker.ready;
+      await worker.control.sendFds([serverFd(server)], { tag: 'listen' });
+      await new Promise((resolve) => server.close(resolve));
+      const greeting = await greetingFrom(port);
+      expect(greeting).toBe(`hello client from node pid ${worker.pid}\n`);
       expect((await worker.request('still serving')).toString()).toBe('still serving');
     } finally {
       if (server.listening) server.close();
@@ -417,6 +543,30 @@ describe('spawnWorker with php-cli', () => {
     expect((await errorOf(pending)).code).toBe('ERR_WORKER_EXITED');
   });
 
+  it('stop() escalates to SIGKILL for a worker that ignores stop and SIGTERM', async () => {
+    const worker = spawnWorker({ command: process.execPath, script: fixture('tasks-node.cjs') });
+    await worker.ready;
+    const said = once<[Buffer]>(worker.stdout, 'data');
+    const stuck = worker.request('stubborn');
+    // The handler says so once SIGTERM is ignored; it never answers.
+    expect((await said)[0].toString()).toBe('stubborn\n');
+    const info = await worker.stop({ timeout: 50, killTimeout: 50 });
+    expect([info.code, info.signal]).toEqual([null, 'SIGKILL']);
+    expect((await errorOf(stuck)).code).toBe('ERR_WORKER_EXITED');
+  });
+
+  it('stop() with bad options rejects and leaves the worker running', async () => {
+    const worker = spawnWorker({ script: fixture('echo.php') });
+    try {
+      await expect(worker.stop({ timeout: -1 })).rejects.toMatchObject({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+      await expect(worker.stop({ killTimeout: 2 ** 31 })).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+      await expect(worker.stop('soon' as never)).rejects.toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+      expect((await worker.request('still here')).toString()).toBe('still here');
+    } finally {
+      expect((await worker.stop()).code).toBe(0);
+    }
+  });
+
   it('close() kills the worker at once; it is still reaped and every fd released', async () => {
     const before = openFds();
     const worker = spawnWorker({ script: fixture('tasks.php') });
@@ -484,6 +634,18 @@ describe('a worker started outside the pattern', () => {
 });
 
 describe('spawnWorker with the Node worker library', () => {
+  it.each([
+    ['serve(42)', 'The "handler" argument must be of type function. Received type number (42)'],
+    ['serve(() => "", { onFds: true })', 'The "options.onFds" argument must be of type function. Received type boolean'],
+    ['serve(() => "", "x")', 'The "options" argument must be of type object. Received type string (x)'],
+  ])('%s throws a TypeError naming the argument, before touching fds 3 and 4', (call, message) => {
+    const code = `const { serve } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'worker.js'))});
+try { ${call}; } catch (e) { console.log(JSON.stringify([e.name, e.code, e.message])); }`;
+    const r = spawnSync(process.execPath, ['-e', code], { env: { PATH: process.env['PATH'] }, encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toEqual(['TypeError', 'ERR_INVALID_ARG_TYPE', message]);
+  });
+
   it('gives a Node worker the sockets at 3 and 4 and the FOLK_* environment', async () => {
     const worker = spawnWorker({ command: process.execPath, script: fixture('inspect-node.cjs') });
     try {
