@@ -233,23 +233,36 @@ describe('WorkerPool with php-cli', () => {
     });
   });
 
-  it('idleTtl: replaces a worker that sat idle', async () => {
+  it('idleTtl: replaces a worker that sat idle, never one busy with a task longer than that', async () => {
     await withPool({ idleTtl: 100 }, async (pool) => {
+      const recycled: Array<[number, RecycleReason]> = [];
+      pool.on('recycle', (info: PoolWorkerInfo, reason: RecycleReason) => recycled.push([info.pid, reason]));
       const first = await pidOf(pool);
+      // Busy three times idleTtl: the idle clock stops while a task runs.
+      expect((await pool.run('sleep:300')).toString()).toBe('slept');
+      expect(recycled).toEqual([]);
       const [info, reason] = await once<[PoolWorkerInfo, RecycleReason]>(pool, 'recycle');
       expect([info.pid, reason]).toEqual([first, 'idleTtl']);
       expect(await pidOf(pool)).not.toBe(first);
     });
   });
 
-  it('maxWorkerMemory: replaces a worker whose RSS grew past the limit, after its task', async () => {
+  it('maxWorkerMemory: replaces a worker whose RSS grew past the limit, after its task, and only that one', async () => {
     await withPool({ maxWorkerMemory: 64 * 1024 * 1024 }, async (pool) => {
-      const recycled = once<[PoolWorkerInfo, RecycleReason]>(pool, 'recycle');
-      const first = Number((await pool.run('grow:100')).toString());
-      const [info, reason] = await recycled;
-      expect([info.pid, reason]).toEqual([first, 'memory']);
-      expect(await pidOf(pool)).not.toBe(first);
-      expect(pool.stats().failed).toBe(0);
+      const recycled: Array<[number, RecycleReason]> = [];
+      pool.on('recycle', (info: PoolWorkerInfo, reason: RecycleReason) => recycled.push([info.pid, reason]));
+      // A worker well under the limit (php-cli idles at about 20 MiB) keeps serving...
+      const small = await pidOf(pool);
+      expect([await pidOf(pool), await pidOf(pool)]).toEqual([small, small]);
+      expect(recycled).toEqual([]);
+      // ...until a task leaves it holding 100 MiB more.
+      const grown = Number((await pool.run('grow:100')).toString());
+      expect(grown).toBe(small);
+      expect(recycled).toEqual([[grown, 'memory']]);
+      const next = await pidOf(pool);
+      expect(next).not.toBe(grown);
+      expect(await pidOf(pool)).toBe(next);
+      expect(pool.stats()).toMatchObject({ failed: 0, recycled: 1, crashed: 0 });
     });
   });
 
