@@ -14,6 +14,8 @@
 // ratios, not the last digit. Prints a table; asserts nothing.
 //
 //   node bench/worker-spawn/index.mjs
+//   node bench/worker-spawn/index.mjs --quick   one short round: checks that every
+//                                               contender runs; its figures mean nothing
 import { execFileSync, spawn as cpSpawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -24,8 +26,10 @@ const { WorkerPool, spawnWorker, FrameDecoder, FrameType, encodeFrame, PHP_WORKE
   '../../packages/worker-spawn/dist/index.js'
 );
 
-const ROUNDS = 5;
-const TASKS = 20_000;
+const QUICK = process.argv.includes('--quick');
+const ROUNDS = QUICK ? 1 : 5;
+const TASKS = QUICK ? 400 : 20_000;
+const WARMUP = QUICK ? 100 : 2000;
 const SMALL = Buffer.alloc(16, 0x61);
 const LARGE = Buffer.alloc(64 * 1024, 0x62);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -210,7 +214,7 @@ const HAND_ROLLED = 4;
 
 try {
   console.log(
-    `worker-spawn: task round trips/s, median of ${ROUNDS} interleaved runs ` +
+    `worker-spawn: task round trips/s, median of ${ROUNDS} interleaved runs${QUICK ? ' (--quick: a smoke run, not figures)' : ''} ` +
       `(${availableParallelism()} CPUs, php ${execFileSync('php', ['-r', 'echo PHP_VERSION;'], { encoding: 'utf8' })})`,
   );
   for (const [label, payload] of [
@@ -220,7 +224,7 @@ try {
     const tasks = payload === LARGE ? TASKS / 4 : TASKS;
     const started = [];
     for (const [, start] of CONTENDERS) started.push(await start());
-    for (const c of started) await closedLoop(c.run, payload, c.concurrency, 2000); // warm up
+    for (const c of started) await closedLoop(c.run, payload, c.concurrency, WARMUP); // warm up
     // Round-robin, so load from elsewhere on the machine hits every contender alike.
     const figures = CONTENDERS.map(() => []);
     const cFigures = [];
