@@ -9,7 +9,9 @@
 //   node examples/app-server/index.mjs --self-test    # start, send a few requests, print, exit 0
 //
 // Options: --port N (8080), --workers N (2), --max-jobs N (1000),
-// --exec-timeout MS (5000), --node (use the Node worker even if php exists).
+// --exec-timeout MS (5000), --max-body BYTES (1 MiB: the pool's maxFrame, which
+// bounds the request head and body and the response), --node (use the Node
+// worker even if php exists).
 
 import { execFileSync } from 'node:child_process';
 import * as http from 'node:http';
@@ -19,7 +21,7 @@ import { PHP_WORKER_LIBRARY, WorkerPool } from '@folk/worker-spawn';
 const here = (name) => fileURLToPath(new URL(name, import.meta.url));
 
 function parseArgs(argv) {
-  const opts = { port: 8080, workers: 2, maxJobs: 1000, execTimeout: 5000, selfTest: false, node: false };
+  const opts = { port: 8080, workers: 2, maxJobs: 1000, execTimeout: 5000, maxBody: 1024 * 1024, selfTest: false, node: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const number = () => {
@@ -33,6 +35,7 @@ function parseArgs(argv) {
     else if (arg === '--workers') opts.workers = number();
     else if (arg === '--max-jobs') opts.maxJobs = number();
     else if (arg === '--exec-timeout') opts.execTimeout = number();
+    else if (arg === '--max-body') opts.maxBody = number();
     else throw new Error(`unknown argument ${arg} (see the comment at the top of ${here('index.mjs')})`);
   }
   return opts;
@@ -90,8 +93,21 @@ const STATUS_FOR = {
 function createServer(pool) {
   return http.createServer((req, res) => {
     const chunks = [];
-    req.on('data', (c) => chunks.push(c));
+    let size = 0;
+    req.on('data', (c) => {
+      size += c.length;
+      // A body that cannot fit one task frame is refused now, not after
+      // buffering all of it (the pool would refuse it anyway). The rest is
+      // read and dropped, so the client gets the 413 rather than a reset.
+      if (size > pool.maxFrame && !res.headersSent) {
+        chunks.length = 0;
+        res.writeHead(413, { 'content-type': 'text/plain; charset=utf-8' });
+        res.end(`request body over ${pool.maxFrame} bytes (the pool's maxFrame)\n`);
+      }
+      if (!res.headersSent) chunks.push(c);
+    });
     req.on('end', async () => {
+      if (res.headersSent) return;
       try {
         const answer = decodeResponse(await pool.run(encodeRequest(req, Buffer.concat(chunks))));
         res.writeHead(answer.status, answer.headers);
@@ -145,6 +161,10 @@ async function selfTest(server, pool, label) {
   show('GET', '/nope', r);
   check(r.status === 404, 'unknown routes are 404');
 
+  r = await fetchLocal(port, 'POST', '/echo', Buffer.alloc(pool.maxFrame + 1));
+  show('POST', `/echo (${pool.maxFrame + 1} bytes)`, r);
+  check(r.status === 413, 'a body over the frame limit is refused with 413');
+
   // Many requests at once, with a zero-downtime reload of every worker in the middle.
   const before = new Set(pool.stats().list.map((w) => w.pid));
   const burst = Array.from({ length: 50 }, (_, i) => fetchLocal(port, 'GET', i % 10 === 0 ? '/slow?ms=20' : '/json'));
@@ -175,6 +195,7 @@ async function main() {
     maxJobs: opts.maxJobs,
     execTimeout: opts.execTimeout,
     allocateTimeout: 10_000,
+    maxFrame: opts.maxBody,
   });
   pool.on('crash', (info, exit, delay) => console.error(`worker ${info.pid} crashed (${exit.signal ?? `exit ${exit.code}`}); replacing in ${delay} ms`));
   pool.on('workerError', (info, message) => console.error(`worker ${info.pid}: ${message}`));
