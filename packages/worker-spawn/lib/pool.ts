@@ -273,7 +273,8 @@ export class WorkerPool extends EventEmitter {
    * worker has exited.
    */
   reload(): Promise<void> {
-    if (this.#stopping) return this.#reject(new WorkerError('ERR_WORKER_POOL_STOPPED', 'the worker pool is stopped'));
+    // Not this.#reject: a refused reload is no failed task.
+    if (this.#stopping) return Promise.reject(new WorkerError('ERR_WORKER_POOL_STOPPED', 'the worker pool is stopped; nothing to reload'));
     const generation = ++this.#generation;
     // Old workers still starting serve nobody yet: drop them now.
     for (const slot of this.#slots) if (slot.state === 'starting' && slot.generation < generation) this.#recycle(slot, 'reload');

@@ -358,11 +358,15 @@ describe('WorkerPool with php-cli', () => {
     }
   });
 
-  it('ready() after stop() settles instead of waiting forever', async () => {
+  it('ready() after stop() settles instead of waiting forever; run() and reload() are refused', async () => {
     const pool = new WorkerPool({ script: fixture('tasks.php'), size: 1 });
     await pool.stop();
     await pool.ready();
     expect((await errorOf(pool.run('echo:x'))).code).toBe('ERR_WORKER_POOL_STOPPED');
+    const err = await errorOf(pool.reload());
+    expect([err.code, err.message]).toEqual(['ERR_WORKER_POOL_STOPPED', 'the worker pool is stopped; nothing to reload']);
+    // One refused task; the refused reload is not counted as one.
+    expect(pool.stats()).toMatchObject({ failed: 1, completed: 0, workers: 0 });
   });
 
   it('a task whose worker breaks the protocol is rejected with ERR_WORKER_PROTOCOL, as PROTOCOL.md says', async () => {
