@@ -14,6 +14,7 @@ import {
   intOption,
   invalidArgType,
   optionsObject,
+  outOfRange,
   stringOption,
   toPayload,
 } from './errors.js';
@@ -607,8 +608,12 @@ export function spawnWorker(options: SpawnWorkerOptions): Worker {
 /**
  * Resident set size of a process in bytes (VmRSS from /proc/<pid>/status),
  * or null when the process is gone.
+ *
+ * @throws TypeError/RangeError unless `pid` is a positive integer.
  */
 export function readRss(pid: number): number | null {
+  if (typeof pid !== 'number') throw invalidArgType('pid', 'of type number', pid);
+  if (!Number.isInteger(pid) || pid < 1) throw outOfRange('pid', 'a positive integer', pid);
   let text: string;
   try {
     text = readFileSync(`/proc/${pid}/status`, 'latin1');

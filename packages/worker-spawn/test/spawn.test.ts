@@ -12,6 +12,7 @@ import {
   PHP_WORKER_LIBRARY,
   TASK_FD,
   WorkerError,
+  readRss,
   serverFd,
   spawnWorker,
   type ReadyMessage,
@@ -593,6 +594,22 @@ describe('spawnWorker with php-cli', () => {
       expect.objectContaining({ code: 'ENOENT', syscall: 'spawn' }),
     );
     expect(openFds()).toEqual(before);
+  });
+
+  it('readRss() reads a live process\'s VmRSS in bytes, null once it is gone, and refuses what is no pid', async () => {
+    const worker = spawnWorker({ script: fixture('echo.php') });
+    await worker.ready;
+    const status = readFileSync(`/proc/${worker.pid}/status`, 'utf8');
+    const rss = readRss(worker.pid)!;
+    // php-cli resident: megabytes, close to what status said a moment before.
+    expect(rss % 1024).toBe(0);
+    expect(rss).toBeGreaterThan(1024 * 1024);
+    expect(Math.abs(rss - Number(/^VmRSS:\s+(\d+) kB$/m.exec(status)![1]) * 1024)).toBeLessThan(16 * 1024 * 1024);
+    await worker.stop();
+    expect(readRss(worker.pid)).toBeNull();
+    expect(() => readRss('1' as never)).toThrow(expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' }));
+    expect(() => readRss(0)).toThrow(expect.objectContaining({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' }));
+    expect(() => readRss(1.5)).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
   });
 
   it('validates its arguments', () => {
