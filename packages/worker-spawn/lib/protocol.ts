@@ -1,6 +1,8 @@
 // The task-channel framing of PROTOCOL.md, shared by the supervisor
 // (index.ts) and the Node worker library (worker.ts).
 
+import { invalidArgType, outOfRange } from './errors.js';
+
 /** Protocol version carried in every frame header. */
 export const PROTOCOL_VERSION = 1;
 /** Bytes in a frame header: version u8, type u8, flags u16, id u32, length u32 (big-endian). */
@@ -26,9 +28,23 @@ export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
 /** Payloads at or below this size are copied next to their header so one write(2) carries both. */
 const COALESCE_LIMIT = 64 * 1024;
 
-/** Encode one frame as the buffers to write, in order. */
+function checkUint(name: string, value: unknown, max: number): void {
+  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value);
+  if (!Number.isInteger(value) || value < 0 || value > max) throw outOfRange(name, `an integer >= 0 and <= ${max}`, value);
+}
+
+/**
+ * Encode one frame as the buffers to write, in order.
+ *
+ * @throws TypeError/RangeError for a `type` that is not a u8, an `id` that is
+ * not a u32, or a `payload` that is not a Uint8Array of at most 2^32-1 bytes.
+ */
 export function encodeFrame(type: number, id: number, payload: Uint8Array): Buffer[] {
+  checkUint('type', type, 0xff);
+  checkUint('id', id, MAX_FRAME_LIMIT);
+  if (!(payload instanceof Uint8Array)) throw invalidArgType('payload', 'an instance of Uint8Array', payload);
   const length = payload.byteLength;
+  if (length > MAX_FRAME_LIMIT) throw outOfRange('payload.byteLength', `<= ${MAX_FRAME_LIMIT}`, length);
   if (length <= COALESCE_LIMIT) {
     const out = Buffer.allocUnsafe(HEADER_SIZE + length);
     writeHeader(out, type, id, length);
@@ -75,12 +91,24 @@ export class FrameDecoder {
   private id = 0;
   private length = 0;
 
+  /**
+   * @throws TypeError/RangeError unless `maxFrame` is an integer 0 .. 2^32-1
+   * and `sink` has the three functions of a FrameSink.
+   */
   constructor(
     private readonly maxFrame: number,
     private readonly sink: FrameSink,
-  ) {}
+  ) {
+    checkUint('maxFrame', maxFrame, MAX_FRAME_LIMIT);
+    if (sink === null || typeof sink !== 'object') throw invalidArgType('sink', 'of type object', sink);
+    for (const key of ['frame', 'oversize', 'corrupt'] as const) {
+      if (typeof sink[key] !== 'function') throw invalidArgType(`sink.${key}`, 'of type function', sink[key]);
+    }
+  }
 
+  /** Feed the next bytes of the stream. @throws TypeError unless `chunk` is a Buffer. */
   push(chunk: Buffer): void {
+    if (!Buffer.isBuffer(chunk)) throw invalidArgType('chunk', 'an instance of Buffer', chunk);
     let offset = 0;
     while (offset < chunk.length && this.mode !== 'dead') {
       if (this.mode === 'header') {
@@ -126,7 +154,7 @@ export class FrameDecoder {
     this.length = buf.readUInt32BE(at + 8);
     this.remaining = this.length;
     if (this.length > this.maxFrame) {
-      this.mode = 'skip'; // length > maxFrame >= MIN_MAX_FRAME, so there is always something to skip
+      this.mode = 'skip'; // length > maxFrame >= 0, so there is always something to skip
       this.sink.oversize(this.type, this.id, this.length);
     } else {
       this.mode = 'body';

@@ -101,4 +101,29 @@ describe('frame codec', () => {
     // One that fits is left alone.
     expect(JSON.parse(encodeErrorBody('X', 'short', 1024).toString())).toEqual({ code: 'X', message: 'short' });
   });
+
+  it('refuses bad arguments with errors naming them', () => {
+    const sink = { frame: () => {}, oversize: () => {}, corrupt: () => {} };
+    const cases: Array<[() => unknown, string, string]> = [
+      [() => encodeFrame(256, 1, Buffer.alloc(0)), 'RangeError', '"type"'],
+      [() => encodeFrame(1, -1, Buffer.alloc(0)), 'RangeError', '"id"'],
+      [() => encodeFrame(1, 2 ** 32, Buffer.alloc(0)), 'RangeError', '"id"'],
+      [() => encodeFrame('1' as never, 1, Buffer.alloc(0)), 'TypeError', '"type"'],
+      [() => encodeFrame(1, 1, 'text' as never), 'TypeError', '"payload"'],
+      [() => new FrameDecoder(-1, sink), 'RangeError', '"maxFrame"'],
+      [() => new FrameDecoder(1024, null as never), 'TypeError', '"sink"'],
+      [() => new FrameDecoder(1024, { ...sink, corrupt: undefined } as never), 'TypeError', '"sink.corrupt"'],
+      [() => new FrameDecoder(1024, sink).push('bytes' as never), 'TypeError', '"chunk"'],
+    ];
+    for (const [fn, name, arg] of cases) {
+      expect(fn).toThrow(expect.objectContaining({ name, message: expect.stringContaining(arg) }));
+    }
+    // A limit of 0 is legal: every non-empty payload is oversize, and skipped.
+    const { decoder, events } = collect(0);
+    decoder.push(wire(encodeFrame(FrameType.REQUEST, 1, Buffer.from('x')), encodeFrame(FrameType.REQUEST, 2, Buffer.alloc(0))));
+    expect(events).toEqual([
+      ['oversize', 1, 1, 1],
+      ['frame', 1, 2, Buffer.alloc(0)],
+    ]);
+  });
 });
