@@ -122,29 +122,55 @@ export class ControlChannel extends EventEmitter {
     socket.on('close', () => this.emit('close'));
   }
 
-  /** Send one control message, with fds attached if given (the worker gets its own copies). */
+  /**
+   * Send one control message, with fds attached if given (the worker gets its
+   * own copies). Bad arguments (no string `type`, JSON.stringify failing,
+   * over 64 KiB of JSON, fds that are not fd numbers) reject, and nothing is sent.
+   */
   send(message: ControlMessage, fds: number[] = []): Promise<void> {
-    if (message === null || typeof message !== 'object' || typeof message.type !== 'string') {
-      return Promise.reject(invalidArgType('message', 'an object with a string "type"', message));
-    }
-    const body = Buffer.from(JSON.stringify(message));
-    if (body.length > CONTROL_MAX) {
-      const err = new RangeError(`A control message must be at most ${CONTROL_MAX} bytes of JSON; this one is ${body.length}`);
-      (err as NodeJS.ErrnoException).code = 'ERR_OUT_OF_RANGE';
+    let sent: Promise<void>;
+    try {
+      if (message === null || typeof message !== 'object' || typeof message.type !== 'string') {
+        throw invalidArgType('message', 'an object with a string "type"', message);
+      }
+      let json: string;
+      try {
+        json = JSON.stringify(message);
+      } catch (err) {
+        const e = new TypeError(`The "message" argument cannot be sent as JSON: ${(err as Error).message}`);
+        (e as NodeJS.ErrnoException).code = 'ERR_INVALID_ARG_VALUE';
+        throw e;
+      }
+      const body = Buffer.from(json);
+      if (body.length > CONTROL_MAX) {
+        const err = new RangeError(`A control message must be at most ${CONTROL_MAX} bytes of JSON; this one is ${body.length}`);
+        (err as NodeJS.ErrnoException).code = 'ERR_OUT_OF_RANGE';
+        throw err;
+      }
+      // FdSocket.send throws (rather than rejects) for fds that are not fd numbers.
+      sent = this.socket.send(body, fds);
+    } catch (err) {
       return Promise.reject(err);
     }
     // Once the datagram is in the worker's socket buffer, ring the doorbell
     // on the task socket: a worker blocked reading fd 3 then reads fd 4.
-    return this.socket.send(body, fds).then(this.#wake);
+    return sent.then(this.#wake);
   }
 
   /**
    * Hand fds to the worker (for example a listening socket to accept on).
-   * Yours stay open; close them when you no longer need them.
+   * Yours stay open; close them when you no longer need them. Bad arguments
+   * reject, as with send().
    */
   sendFds(fds: number[], options?: { tag?: string; meta?: unknown }): Promise<void> {
-    const opts = optionsObject(options);
-    const tag = stringOption(opts, 'tag', '') as string;
+    let opts: Record<string, unknown>;
+    let tag: string;
+    try {
+      opts = optionsObject(options);
+      tag = stringOption(opts, 'tag', '') as string;
+    } catch (err) {
+      return Promise.reject(err);
+    }
     if (!Array.isArray(fds) || fds.length === 0) {
       return Promise.reject(invalidArgType('fds', 'a non-empty array of fd numbers', fds));
     }

@@ -439,6 +439,16 @@ describe('spawnWorker with php-cli', () => {
       await expect(worker.control.send({} as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
       await expect(worker.control.send({ type: 'x', pad: 'p'.repeat(70_000) })).rejects.toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
       await expect(worker.control.sendFds([])).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+      // Every bad argument rejects (none throws), and nothing reaches the worker.
+      const circular: { type: string; self?: unknown } = { type: 'x' };
+      circular.self = circular;
+      await expect(worker.control.send(circular)).rejects.toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' });
+      await expect(worker.control.send({ type: 'x', n: 1n })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+      await expect(worker.control.send({ type: 'x' }, [-1])).rejects.toMatchObject({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+      await expect(worker.control.send({ type: 'x' }, 'fd' as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+      await expect(worker.control.sendFds(['0'] as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+      await expect(worker.control.sendFds([0], 5 as never)).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+      await expect(worker.control.sendFds([0], { tag: 7 as never })).rejects.toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
       // Unknown message types are ignored by the worker, which goes on serving.
       await worker.control.send({ type: 'something-new' });
       expect((await worker.request('ok')).toString()).toBe('ok');
