@@ -566,6 +566,17 @@ describe('spawnWorker with php-cli', () => {
     expect((await errorOf(stuck)).code).toBe('ERR_WORKER_EXITED');
   });
 
+  it('kill() sends SIGTERM by default through the pidfd, does nothing once the worker has exited, and names a bad signal', async () => {
+    const worker = spawnWorker({ script: fixture('echo.php') });
+    await worker.ready;
+    expect(() => worker.kill('SIGNOPE' as never)).toThrow(expect.objectContaining({ code: 'ERR_UNKNOWN_SIGNAL' }));
+    worker.kill();
+    expect((await worker.exited).signal).toBe('SIGTERM');
+    expect(() => worker.kill('SIGKILL')).not.toThrow();
+    expect(worker.hasExited).toBe(true);
+    await worker.stop();
+  });
+
   it('stop() with bad options rejects and leaves the worker running', async () => {
     const worker = spawnWorker({ script: fixture('echo.php') });
     try {
