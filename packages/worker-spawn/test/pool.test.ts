@@ -324,6 +324,25 @@ describe('WorkerPool with php-cli', () => {
     expect(pool.stats().workers).toBe(0);
   });
 
+  it('stats() counts workers by state as they start, serve and stop', async () => {
+    const pool = new WorkerPool({ script: fixture('tasks.php'), size: 2 });
+    // Both are started in the constructor, neither has said ready yet.
+    expect(pool.stats()).toMatchObject({ size: 2, workers: 2, starting: 2, idle: 0, busy: 0, stopping: 0, spawned: 2 });
+    await pool.ready();
+    expect(pool.stats()).toMatchObject({ workers: 2, starting: 0, idle: 2, busy: 0 });
+    const holding = once(pool, 'stdout');
+    const task = pool.run('hold:200');
+    await holding;
+    const during = pool.stats();
+    expect(during).toMatchObject({ idle: 1, busy: 1, queued: 0 });
+    expect(during.list.map((w) => w.state).sort()).toEqual(['busy', 'idle']);
+    const stopped = pool.stop();
+    expect(pool.stats()).toMatchObject({ workers: 2, stopping: 2, idle: 0, busy: 0 });
+    await stopped;
+    expect((await task).toString()).toBe('slept'); // the running task finished first
+    expect(pool.stats()).toMatchObject({ workers: 0, stopping: 0, completed: 1, failed: 0, list: [] });
+  });
+
   it('emits lifecycle events and surfaces worker error reports', async () => {
     const pool = new WorkerPool({ script: fixture('tasks.php'), size: 1, maxJobs: 3 });
     const events: string[] = [];
