@@ -406,6 +406,32 @@ describe('spawnWorker with php-cli', () => {
     }
   });
 
+  it('fds sent while a PHP worker waits in receive() reach its onFds() handler (through the WAKE frame), a file as a stream and a socket as a Socket', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'folk-onfds-'));
+    const file = openSync(join(dir, 'out.txt'), 'w');
+    const [mine, theirs] = socketpair('stream');
+    const worker = spawnWorker({ script: fixture('onfds.php') });
+    try {
+      await worker.ready;
+      // The worker is blocked reading fd 3 now; nothing but the WAKE frame tells it to look at fd 4.
+      await worker.control.sendFds([file], { tag: 'log', meta: { level: 'info' } });
+      await worker.control.sendFds([theirs], { tag: 'peer' });
+      const got = JSON.parse((await worker.request('got')).toString());
+      expect(got).toEqual([
+        { tag: 'log', meta: { level: 'info' }, kinds: ['stream'] },
+        { tag: 'peer', meta: null, kinds: ['Socket'] },
+      ]);
+      expect((await worker.request('write:through the fd')).toString()).toBe('written');
+      expect(readFileSync(join(dir, 'out.txt'), 'utf8')).toBe('through the fd');
+    } finally {
+      await worker.stop();
+      closeSync(file);
+      closeSync(mine);
+      closeSync(theirs);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('serverFd() refuses what is not a listening net.Server, with a clear error', async () => {
     expect(() => serverFd({} as never)).toThrow(
       expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('"server" argument must be an instance of net.Server') }),
