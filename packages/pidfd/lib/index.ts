@@ -234,6 +234,18 @@ function readFdinfoPid(fd: number): number {
   return Number(m[1]);
 }
 
+// Only open() and adopt() may construct: they validate the fd and the pid.
+// TypeScript's `private` does not bind plain JavaScript, where `new
+// PidFd(fd)` would make the handle own (and close, at close() or garbage
+// collection) whatever fd number it was given, libuv's own epoll fd included.
+const CONSTRUCT: unique symbol = Symbol('PidFd');
+
+function illegalConstructor(): TypeError {
+  const err = new TypeError('Illegal constructor: use PidFd.open(pid) or PidFd.adopt(fd)');
+  (err as ErrnoException).code = 'ERR_ILLEGAL_CONSTRUCTOR';
+  return err;
+}
+
 // ---------------------------------------------------------------------------
 
 /**
@@ -257,7 +269,8 @@ export class PidFd {
   readonly #waiters = new Set<Waiter>();
   #watching = false;
 
-  private constructor(fd: number, pid: number, reap: boolean) {
+  private constructor(token: typeof CONSTRUCT, fd: number, pid: number, reap: boolean) {
+    if (token !== CONSTRUCT) throw illegalConstructor();
     this.#handle = new native.Handle(fd);
     this.#fd = fd;
     this.pid = pid;
@@ -283,7 +296,7 @@ export class PidFd {
     } catch (err) {
       throw explain(err, `pid ${pid}`);
     }
-    return new PidFd(fd, pid, reap);
+    return new PidFd(CONSTRUCT, fd, pid, reap);
   }
 
   /**
@@ -316,7 +329,7 @@ export class PidFd {
     } else {
       throw systemError('ESRCH', 'adopt', `the process of fd ${fd} was already reaped and no options.pid was given`);
     }
-    return new PidFd(fd, pid, reap);
+    return new PidFd(CONSTRUCT, fd, pid, reap);
   }
 
   /**

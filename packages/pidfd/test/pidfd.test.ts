@@ -571,6 +571,22 @@ describe('bad arguments', () => {
     expect(err.message).toMatch(/"pid"/);
   });
 
+  it('new PidFd() from plain JavaScript throws and takes no fd: only open() and adopt() construct', () => {
+    const Ctor = PidFd as unknown as new (...args: unknown[]) => PidFd;
+    const file = openSync('/dev/null', 'r');
+    try {
+      // As if the (TypeScript-private) constructor's parameters were passed, or a pid.
+      for (const args of [[file, process.pid, false], [file], [process.pid], []]) {
+        const err = errorOf(() => new Ctor(...args));
+        expect(err).toBeInstanceOf(TypeError);
+        expect(err).toMatchObject({ code: 'ERR_ILLEGAL_CONSTRUCTOR', message: expect.stringMatching(/PidFd\.open/) });
+      }
+      expect(fstatSync(file).isCharacterDevice()).toBe(true); // not taken, not closed
+    } finally {
+      closeSync(file);
+    }
+  });
+
   it('a well-formed pid that cannot exist is ESRCH from the kernel, naming the pid', () => {
     const err = errorOf(() => PidFd.open(2 ** 31 - 1));
     expect(err).toMatchObject({ code: 'ESRCH', errno: -3, syscall: 'pidfd_open' });
