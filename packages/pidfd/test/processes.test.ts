@@ -197,5 +197,6 @@ describe('permissions and kernels', () => {
     expect(others['getFd']!.message).toMatch(/pidfd_getfd needs Linux 5\.6 or later$/);
     expect(others['tryWait']).toMatchObject({ code: 'ENOSYS', syscall: 'waitid' });
     expect(others['tryWait']!.message).toMatch(/waitid needs Linux 5\.4 \(P_PIDFD\) or later$/);
+    expect(others['wait']).toEqual(others['tryWait']);
   });
 });
