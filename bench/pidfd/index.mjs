@@ -16,6 +16,10 @@
 // notification.
 //
 // The machine is noisy (2 shared cores): read the medians.
+//
+// `--quick` (node bench/pidfd/index.mjs --quick) runs every measurement a
+// few times only, the same 1, 100 and 1,000 children included: a check that
+// the benchmark works, not figures to quote.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -23,8 +27,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PidFd } from '../../packages/pidfd/dist/index.js';
 
-const LATENCY_RUNS = 300;
-const SCALING_RUNS = 100;
+const QUICK = process.argv.includes('--quick');
+const LATENCY_RUNS = QUICK ? 10 : 300;
+const SCALING_RUNS = QUICK ? 5 : 100;
+const WARMUP_RUNS = QUICK ? 2 : 20;
 const work = mkdtempSync(join(tmpdir(), 'folk-bench-pidfd-'));
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -177,10 +183,11 @@ async function scaling(others) {
 
 const fmt = (x) => (x === null || x === undefined ? '     n/a' : x.toFixed(1).padStart(8));
 
+if (QUICK) console.log('--quick: a few runs each, to see that the benchmark works; not figures to quote\n');
 console.log(`exit-notification latency, SIGKILL to waiter (median of ${LATENCY_RUNS}, µs)\n`);
 // Warm up the spawn paths and the JIT.
-await sample(childProcessExit, 20);
-await sample(pidfdWait, 20);
+await sample(childProcessExit, WARMUP_RUNS);
+await sample(pidfdWait, WARMUP_RUNS);
 const cpLat = median((await sample(childProcessExit, LATENCY_RUNS))[0]);
 const pfLat = median((await sample(pidfdWait, LATENCY_RUNS))[0]);
 const pyRuns = python(LATENCY_RUNS);
