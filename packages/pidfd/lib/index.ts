@@ -221,6 +221,11 @@ interface Waiter {
   onAbort: (() => void) | undefined;
 }
 
+function deliver(waiter: Waiter, outcome: Outcome): void {
+  if ('error' in outcome) waiter.reject(outcome.error);
+  else waiter.resolve(outcome.info);
+}
+
 function readFdinfoPid(fd: number): number {
   let text: string;
   try {
@@ -380,7 +385,7 @@ export class PidFd {
    *   and `signalNumber` all null.
    *
    * Rejects with an `AbortError` when `options.signal` aborts, and with EBADF
-   * if the PidFd is closed while waiting.
+   * if the PidFd is closed while the process still runs.
    */
   wait(options?: PidFdWaitOptions): Promise<ExitInfo> {
     let signal: AbortSignal | undefined;
@@ -476,7 +481,9 @@ export class PidFd {
   }
 
   /**
-   * Close the pidfd. Pending waits reject with EBADF. Idempotent. With
+   * Close the pidfd. Pending waits reject with EBADF, unless the process
+   * has already exited: then they settle as they would have on the event
+   * loop's next turn (close() collects the exit for them). Idempotent. With
    * `reap: true`, a process that has already exited is reaped first; one
    * still running is not, and stays a zombie after it exits unless something
    * else reaps it, so close after `wait()` settles.
@@ -485,23 +492,26 @@ export class PidFd {
     if (this.#fd === -1) return;
     // With reap: true nobody else will ever reap the process, and without the
     // fd we cannot: collect an exit that has already happened now, so closing
-    // early (say right after kill()) leaves no zombie. Never blocks. Not
-    // through a number someone closed by hand and the kernel reused: that
-    // could reap another process.
-    if (this.#reap && this.#outcome === undefined && this.#handle.owns()) {
+    // early (say right after kill()) leaves no zombie. Pending waits would
+    // have had that exit on the loop's next turn; collect it for them too
+    // (a peek without reap). Never blocks. Not through a number someone
+    // closed by hand and the kernel reused: that could reap another process.
+    if (this.#outcome === undefined && (this.#reap || this.#waiters.size > 0) && this.#handle.owns()) {
       try {
         if (native.readable(this.#fd, 0)) this.#collect();
       } catch {
-        // Closing regardless; the error would only have been a wait's answer.
+        // Closing regardless; the waits get EBADF below.
       }
     }
     this.#fd = -1;
     this.#watching = false;
     this.#handle.close();
+    const outcome = this.#outcome;
     const waiters = [...this.#waiters];
     for (const w of waiters) {
       this.#forget(w);
-      w.reject(systemError('EBADF', 'waitid', `PidFd of pid ${this.pid} was closed while waiting`));
+      if (outcome) deliver(w, outcome);
+      else w.reject(systemError('EBADF', 'waitid', `PidFd of pid ${this.pid} was closed while waiting`));
     }
   }
 
@@ -539,10 +549,7 @@ export class PidFd {
       for (const w of waiters) w.reject(e);
       return;
     }
-    for (const w of waiters) {
-      if ('error' in outcome) w.reject(outcome.error);
-      else w.resolve(outcome.info);
-    }
+    for (const w of waiters) deliver(w, outcome);
   };
 
   /** After readiness: reap or peek, and remember the answer. */

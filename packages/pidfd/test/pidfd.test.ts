@@ -60,6 +60,16 @@ describe('wait on our own child (reap: true)', () => {
     expect(procState(p.pid)).toBeNull();
   });
 
+  it('close() gives waits pending on an exited process its exit, reaped, not EBADF', async () => {
+    const p = own('sleep', ['1000']);
+    const pending = p.wait();
+    p.kill('SIGKILL');
+    native.readable(p.fd, -1); // exited; the loop has not run, so the wait is still pending
+    p.close();
+    expect(await pending).toMatchObject({ pid: p.pid, code: null, signal: 'SIGKILL' });
+    expect(procState(p.pid)).toBeNull();
+  });
+
   it('reports a signal that has no name by its number', async () => {
     using p = own('sleep', ['1000']);
     p.kill(40); // SIGRTMIN+6: real-time signals kill by default and have no Node name
@@ -161,6 +171,23 @@ describe('wait without reap', () => {
     const unknown = { pid: child.pid, code: null, signal: null, signalNumber: null };
     expect(p.tryWait()).toEqual(unknown);
     expect(await p.wait()).toBe(p.tryWait());
+  });
+
+  it('close() settles pending waits with an exit already known (tryWait) or just seen, leaving the zombie alone', async () => {
+    const pid = spawnUnreaped('sh', ['-c', 'exit 5']);
+    using reaper = PidFd.open(pid, { reap: true });
+    const seen = PidFd.open(pid);
+    const known = PidFd.open(pid);
+    const waits = [seen.wait(), known.wait()];
+    native.readable(seen.fd, -1);
+    const info = known.tryWait()!;
+    expect(info).toMatchObject({ pid, code: 5 });
+    seen.close();
+    known.close();
+    expect(await waits[0]).toMatchObject({ pid, code: 5, signal: null });
+    expect(await waits[1]).toBe(info);
+    expect(procState(pid)).toBe('Z'); // peeked only; the reaper's to collect
+    expect((await reaper.wait()).code).toBe(5);
   });
 
   it('reports that a process which is not our child exited', async () => {
