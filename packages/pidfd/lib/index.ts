@@ -44,7 +44,9 @@ export interface PidFdOpenOptions {
   /**
    * The process is our own child and nothing else reaps it (for example one
    * spawned by `@folk/fd-inherit`): waiting reaps it with waitid(P_PIDFD).
-   * Never set this for a `child_process` child; libuv reaps those. Default `false`.
+   * Never set this for a `child_process` child; libuv reaps those, and if
+   * we reap first its `'exit'` event never fires and the ChildProcess keeps
+   * Node alive for ever. Default `false`.
    *
    * The PidFd is then the only thing that can reap the process, and it does
    * so only in `wait()`, `waitSync()`, `tryWait()` once the process has
