@@ -422,7 +422,10 @@ export class PidFd {
           this.#handle.start(this.#onReady);
         } catch (err) {
           this.#forget(waiter);
-          reject(err);
+          const e = explain(err, `pid ${this.pid}`) as ErrnoException;
+          // libuv watches an fd number once per loop: someone else owns this one too.
+          if (e.code === 'EEXIST') e.message += `: fd ${this.#fd} is already watched on this event loop by another PidFd or handle`;
+          reject(e);
           return;
         }
         this.#watching = true;

@@ -420,6 +420,19 @@ describe('fds', () => {
     expect(procState(pid)).toBeNull();
   });
 
+  it('wait() on an fd another PidFd already waits on (adopted twice, against the README) rejects with EEXIST saying so', async () => {
+    using p = own('sleep', ['1000']);
+    const twin = PidFd.adopt(p.fd, { pid: p.pid });
+    const first = p.wait();
+    await new Promise((r) => setImmediate(r));
+    const err = (await twin.wait().catch((e: unknown) => e)) as NodeJS.ErrnoException;
+    expect(err).toMatchObject({ code: 'EEXIST', syscall: 'uv_poll_init' });
+    expect(err.message).toMatch(new RegExp(`^EEXIST: file already exists, uv_poll_init \\(pid ${p.pid}\\): fd ${p.fd} is already watched`));
+    p.kill('SIGKILL');
+    expect(await first).toMatchObject({ signal: 'SIGKILL' });
+    twin.close(); // the number is closed once, by whichever closes first
+  });
+
   it('adopt refuses a non-pidfd, a closed fd and a wrong pid, leaving the fd to the caller', () => {
     const file = openSync('/dev/null', 'r');
     try {
