@@ -66,15 +66,18 @@ describe('the event loop', () => {
     }
   });
 
-  it('unref() lets Node exit with a wait pending', async () => {
-    const s = sleeper();
-    try {
-      const run = await runNode('keepalive.mjs', ['unref', String(s.pid)]);
-      expect(run.code).toBe(0);
-      expect(run.stdout).toBe('waiting\nnode-exit\n');
-      expect(PidFd.open(s.pid).tryWait()).toBeNull(); // the process it waited on is still running
-    } finally {
-      await s.end();
+  it('unref() lets Node exit with a wait pending, called before the wait or while it is pending', async () => {
+    for (const mode of ['unref', 'unref-pending']) {
+      const s = sleeper();
+      try {
+        const run = await runNode('keepalive.mjs', [mode, String(s.pid)]);
+        expect(run.code).toBe(0);
+        expect(run.stdout).toBe('waiting\nnode-exit\n');
+        using check = PidFd.open(s.pid);
+        expect(check.tryWait()).toBeNull(); // the process it waited on is still running
+      } finally {
+        await s.end();
+      }
     }
   });
 
