@@ -274,7 +274,8 @@ export class PidFd {
   readonly #handle: NativeHandle;
   #outcome: Outcome | undefined;
   readonly #waiters = new Set<Waiter>();
-  #watching = false;
+  /** What the native handle watches for the pending waits: nothing, the pidfd's readiness, or SIGCHLD. */
+  #watching: 'none' | 'pidfd' | 'sigchld' = 'none';
 
   private constructor(token: typeof CONSTRUCT, fd: number, pid: number, reap: boolean) {
     if (token !== CONSTRUCT) throw illegalConstructor();
@@ -385,6 +386,9 @@ export class PidFd {
    *   child of ours), the ExitInfo has `code`/`signal`/`rusage`; if not (not
    *   our child, or libuv reaped it first) it resolves with `code`, `signal`
    *   and `signalNumber` all null.
+   * - A child being traced (strace, gdb): the kernel shows its exit to the
+   *   tracer first; the wait stays pending, watching for SIGCHLD, until the
+   *   tracer lets go, then answers as above.
    *
    * Rejects with an `AbortError` when `options.signal` aborts, and with EBADF
    * if the PidFd is closed while the process still runs.
@@ -417,7 +421,7 @@ export class PidFd {
         signal.addEventListener('abort', waiter.onAbort, { once: true });
       }
       this.#waiters.add(waiter);
-      if (!this.#watching) {
+      if (this.#watching === 'none') {
         try {
           this.#handle.start(this.#onReady);
         } catch (err) {
@@ -428,7 +432,7 @@ export class PidFd {
           reject(e);
           return;
         }
-        this.#watching = true;
+        this.#watching = 'pidfd';
       }
     });
   }
@@ -440,14 +444,19 @@ export class PidFd {
   waitSync(): ExitInfo {
     this.#assertOpen('waitid');
     if (this.#outcome === undefined) native.readable(this.#fd, -1);
-    return settle(this.#outcome ?? this.#collect());
+    // Exited; if a tracer still holds the exit, sleep in waitid until it lets go.
+    return settle((this.#outcome ?? this.#collect() ?? this.#collect(true))!);
   }
 
-  /** `null` while the process runs; afterwards what `wait()` would give. Never blocks. */
+  /**
+   * `null` while the process runs (or, having exited, while a tracer still
+   * holds its exit); afterwards what `wait()` would give. Never blocks.
+   */
   tryWait(): ExitInfo | null {
     this.#assertOpen('waitid');
     if (this.#outcome === undefined && !native.readable(this.#fd, 0)) return null;
-    return settle(this.#outcome ?? this.#collect());
+    const outcome = this.#outcome ?? this.#collect();
+    return outcome ? settle(outcome) : null;
   }
 
   /**
@@ -509,7 +518,7 @@ export class PidFd {
       }
     }
     this.#fd = -1;
-    this.#watching = false;
+    this.#watching = 'none';
     this.#handle.close();
     const outcome = this.#outcome;
     const waiters = [...this.#waiters];
@@ -528,40 +537,52 @@ export class PidFd {
     if (this.#fd === -1) throw systemError('EBADF', syscall, `PidFd of pid ${this.pid} is closed`);
   }
 
-  /** Drop one waiter; the poll stops when nobody is left. */
+  /** Drop one waiter; the watching stops when nobody is left. */
   #forget(waiter: Waiter): void {
     if (waiter.signal && waiter.onAbort) waiter.signal.removeEventListener('abort', waiter.onAbort);
     this.#waiters.delete(waiter);
-    if (this.#waiters.size === 0 && this.#watching) {
-      this.#watching = false;
+    if (this.#waiters.size === 0 && this.#watching !== 'none') {
+      this.#watching = 'none';
       this.#handle.stop();
     }
   }
 
-  // Runs from the uv_poll_t callback: the pidfd is readable, so the process
-  // has exited (or polling failed).
+  // Runs from the native handle: the pidfd is readable, so the process has
+  // exited (or polling failed); or, once a tracer was found holding the exit,
+  // a SIGCHLD came, perhaps the one saying it let go.
   readonly #onReady = (err: Error | null): void => {
+    let outcome: Outcome | null;
+    try {
+      if (err) throw err;
+      outcome = this.#outcome ?? this.#collect();
+      if (outcome === null && this.#watching === 'pidfd') {
+        // The pidfd stays readable; polling it would wake every loop turn
+        // until the tracer lets go, and then the kernel sends us SIGCHLD.
+        // Watch for that instead, and ask once more in case it came first.
+        this.#handle.startChild(this.#onReady);
+        this.#watching = 'sigchld';
+        outcome = this.#collect();
+      }
+    } catch (e) {
+      outcome = { error: e as Error };
+    }
+    if (outcome === null) return; // still held: the next SIGCHLD asks again
     const waiters = [...this.#waiters];
     for (const w of waiters) this.#forget(w);
-    if (err) {
-      for (const w of waiters) w.reject(err);
-      return;
-    }
-    let outcome: Outcome;
-    try {
-      outcome = this.#outcome ?? this.#collect();
-    } catch (e) {
-      for (const w of waiters) w.reject(e);
-      return;
-    }
     for (const w of waiters) deliver(w, outcome);
   };
 
-  /** After readiness: reap or peek, and remember the answer. */
-  #collect(): Outcome {
+  /**
+   * After readiness: reap or peek, and remember the answer. null (nothing
+   * remembered) while a tracer holds the exit: a zombie is shown to its
+   * tracer before its parent. (A status someone else reaped, even at this
+   * very moment, is ECHILD, never null.) `block` sleeps in the kernel until
+   * then instead.
+   */
+  #collect(block = false): Outcome | null {
     let raw: RawExit | null;
     try {
-      raw = native.waitid(this.#fd, !this.#reap);
+      raw = native.waitid(this.#fd, !this.#reap, block);
     } catch (err) {
       if ((err as ErrnoException).code !== 'ECHILD') throw explain(err, `pid ${this.pid}`);
       if (this.#reap) {
@@ -571,11 +592,11 @@ export class PidFd {
         ) as Error;
         return (this.#outcome = { error });
       }
-      raw = null;
+      // Not our child, or reaped by someone else (libuv, for a
+      // child_process child): it has exited, with a status we cannot know.
+      return (this.#outcome = { info: unknownExit(this.pid) });
     }
-    // raw is null only when the process was being reaped concurrently by
-    // someone else: it has exited, with a status we cannot know.
-    const info = raw ? toExitInfo(raw) : unknownExit(this.pid);
-    return (this.#outcome = { info });
+    if (raw === null) return null;
+    return (this.#outcome = { info: toExitInfo(raw) });
   }
 }

@@ -26,10 +26,13 @@ export interface RawExit {
   rusage: RawRusage;
 }
 
-/** Owns one pidfd (closed by close() or by the garbage collector, only while owns()) and its uv_poll_t. */
+/** Owns one pidfd (closed by close() or by the garbage collector, only while owns()), its uv_poll_t and, when needed, a SIGCHLD uv_signal_t. */
 export interface NativeHandle {
-  /** Watch for POLLIN on the event loop; `onReady` runs on each readiness until stop(). */
+  /** Watch for POLLIN on the event loop (and no longer for SIGCHLD); `onReady` runs on each readiness until stop(). */
   start(onReady: (err: Error | null) => void): void;
+  /** Watch for SIGCHLD instead of POLLIN; `onReady(null)` runs on each SIGCHLD until stop() or start(). */
+  startChild(onReady: (err: Error | null) => void): void;
+  /** Stop both watchers. */
   stop(): void;
   ref(): void;
   unref(): void;
@@ -44,8 +47,8 @@ export interface NativeBinding {
   pidfdOpen(pid: number): number;
   /** pidfd_send_signal(pidfd, signal, NULL, 0). */
   sendSignal(pidfd: number, signal: number): void;
-  /** waitid(P_PIDFD, pidfd, WEXITED | WNOHANG [| WNOWAIT]); null when nothing is waitable yet. */
-  waitid(pidfd: number, noWait: boolean): RawExit | null;
+  /** waitid(P_PIDFD, pidfd, WEXITED [| WNOHANG unless block] [| WNOWAIT]); null when nothing is waitable yet (never with block). */
+  waitid(pidfd: number, noWait: boolean, block: boolean): RawExit | null;
   /** poll(2) for POLLIN; -1 blocks. */
   readable(pidfd: number, timeoutMs: number): boolean;
   /** pidfd_getfd(pidfd, targetFd, 0): a new O_CLOEXEC fd. */

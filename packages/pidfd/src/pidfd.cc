@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include <errno.h>
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <string>
@@ -101,22 +102,37 @@ double Micros(const struct timeval& tv) {
   return static_cast<double>(tv.tv_sec) * 1e6 + static_cast<double>(tv.tv_usec);
 }
 
-// waitid(pidfd: number, noWait: boolean): RawExit | null
+// waitid(pidfd: number, noWait: boolean, block: boolean): RawExit | null
 //
-// waitid(P_PIDFD, pidfd, WEXITED | WNOHANG [| WNOWAIT]) through the raw
-// syscall, which (unlike the libc wrapper) also fills in rusage. Never blocks:
-// callers learn that the process exited from pidfd readiness first. null means
-// "nothing to collect yet".
+// waitid(P_PIDFD, pidfd, WEXITED [| WNOHANG] [| WNOWAIT]) through the raw
+// syscall, which (unlike the libc wrapper) also fills in rusage. null means
+// "nothing to collect yet": callers learn that the process exited from pidfd
+// readiness first, so that happens only while a tracer (strace, gdb) holds
+// the exit, which it sees before the parent does.
+//
+// block (waitSync only) leaves out WNOHANG and sleeps in the kernel until the
+// status is ours. libuv set O_NONBLOCK on the pidfd if it was ever polled,
+// and since 5.10 that turns a blocking waitid into EAGAIN; cleared for the
+// call, put back after.
 Napi::Value Waitid(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = Int32Arg(info, 0, "waitid(pidfd: number, noWait: boolean)");
-  if (info.Length() < 2 || !info[1].IsBoolean()) throw Napi::TypeError::New(env, "waitid(pidfd: number, noWait: boolean)");
-  int flags = WEXITED | WNOHANG | (info[1].As<Napi::Boolean>().Value() ? WNOWAIT : 0);
+  const char* usage = "waitid(pidfd: number, noWait: boolean, block: boolean)";
+  int fd = Int32Arg(info, 0, usage);
+  if (info.Length() < 3 || !info[1].IsBoolean() || !info[2].IsBoolean()) throw Napi::TypeError::New(env, usage);
+  bool block = info[2].As<Napi::Boolean>().Value();
+  int flags = WEXITED | (block ? 0 : WNOHANG) | (info[1].As<Napi::Boolean>().Value() ? WNOWAIT : 0);
 
+  int fl = block ? fcntl(fd, F_GETFL) : -1;
+  if (fl != -1 && (fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
   siginfo_t si = {};
   struct rusage ru = {};
-  if (syscall(SYS_waitid, P_PIDFD, fd, &si, flags, &ru) == -1) {
-    int err = errno;
+  long rc;
+  // A signal interrupting a blocking waitid is not an answer; ask again.
+  do rc = syscall(SYS_waitid, P_PIDFD, fd, &si, flags, &ru);
+  while (rc == -1 && errno == EINTR && block);
+  int err = errno;
+  if (fl != -1 && (fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl);
+  if (rc == -1) {
     // Before 5.4 the kernel does not know P_PIDFD and calls the idtype
     // invalid; our flags are fixed and valid, so EINVAL can only mean that.
     if (err == EINVAL) err = ENOSYS;
@@ -192,7 +208,8 @@ Napi::Value Getfd(const Napi::CallbackInfo& info) {
 }
 
 // ---------------------------------------------------------------------------
-// Handle: owns one pidfd and, once someone waits, one uv_poll_t watching it.
+// Handle: owns one pidfd and, once someone waits, a Watch: a uv_poll_t on the
+// pidfd and, only if a tracer holds an exit, a uv_signal_t for SIGCHLD.
 //
 // The fd is closed only while it still refers to the file it did when the
 // Handle took it (same st_dev and st_ino). The number is public, and a user
@@ -204,35 +221,46 @@ Napi::Value Getfd(const Napi::CallbackInfo& info) {
 // eventfd, epoll fd...) shares one anonymous inode, and the check only tells
 // those from files, pipes and sockets.
 //
+// Why SIGCHLD: a pidfd turns readable when its process exits, and stays
+// readable. When a tracer (strace -f, gdb) holds the exit, waitid has
+// nothing for us yet, and polling the pidfd again would wake the loop on
+// every turn until the tracer lets go. Then the kernel signals the parent
+// with SIGCHLD, so lib/index.ts watches for that instead and asks again.
+// libuv lets any number of watchers share one signal, its own child_process
+// watcher included.
+//
 // Lifetimes, because three parties can end a handle:
 //  - close() from JS, or the finalizer when the JS object is collected
-//    without close(): stop and uv_close the poll, close the fd;
+//    without close(): stop and uv_close the watch, close the fd;
 //  - environment teardown (process exit, worker termination): an async
-//    cleanup hook closes every poll still open and tells Node it is done only
-//    when libuv has run the close callbacks, so a worker's loop never closes
-//    with our handles on it.
-// The uv_poll_t lives in its own allocation (Poll) because libuv needs it
-// until the close callback, which may come after the Handle is gone.
+//    cleanup hook closes every watch still open and tells Node it is done
+//    only when libuv has run the close callbacks, so a worker's loop never
+//    closes with our handles on it.
+// The libuv handles live in their own allocation (Watch) because libuv needs
+// them until their close callbacks, which may come after the Handle is gone.
 
 class Handle;
 
 struct EnvData;
 
-struct Poll {
-  uv_poll_t uv;  // first member: a uv_handle_t* is a Poll*
-  Handle* owner;
-  EnvData* data;
+struct Watch {
+  uv_poll_t poll;
+  uv_signal_t chld;
+  bool chld_inited = false;
+  int open = 0;  // libuv handles not yet through their close callback
+  Handle* owner = nullptr;
+  EnvData* data = nullptr;
 };
 
 struct EnvData {
-  std::unordered_set<Poll*> polls;  // not yet through their close callback
+  std::unordered_set<Watch*> watches;  // not yet through their close callbacks
   napi_async_cleanup_hook_handle hook = nullptr;
   bool tearing_down = false;
   bool orphaned = false;  // the env is gone; the last close callback frees us
 };
 
 void FinishTeardownIfDone(EnvData* data) {
-  if (!data->polls.empty()) return;
+  if (!data->watches.empty()) return;
   if (data->hook) {
     napi_remove_async_cleanup_hook(data->hook);
     data->hook = nullptr;
@@ -240,19 +268,21 @@ void FinishTeardownIfDone(EnvData* data) {
   if (data->orphaned) delete data;
 }
 
-void OnPollClosed(uv_handle_t* h) {
-  Poll* p = reinterpret_cast<Poll*>(h);
-  EnvData* data = p->data;
-  data->polls.erase(p);
-  delete p;
+void OnWatchClosed(uv_handle_t* h) {
+  Watch* w = static_cast<Watch*>(h->data);
+  if (--w->open > 0) return;
+  EnvData* data = w->data;
+  data->watches.erase(w);
+  delete w;
   if (data->tearing_down || data->orphaned) FinishTeardownIfDone(data);
 }
 
-void ClosePoll(Poll* p) {
-  p->owner = nullptr;
-  // uv_close stops the watcher synchronously, so the fd may be closed right
-  // after; only the memory has to wait for the callback.
-  uv_close(reinterpret_cast<uv_handle_t*>(&p->uv), OnPollClosed);
+void CloseWatch(Watch* w) {
+  w->owner = nullptr;
+  // uv_close stops the watchers synchronously, so the fd may be closed right
+  // after; only the memory has to wait for the callbacks.
+  uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), OnWatchClosed);
+  if (w->chld_inited) uv_close(reinterpret_cast<uv_handle_t*>(&w->chld), OnWatchClosed);
 }
 
 class Handle : public Napi::ObjectWrap<Handle> {
@@ -261,6 +291,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
     return DefineClass(env, "Handle",
                        {
                            InstanceMethod<&Handle::Start>("start"),
+                           InstanceMethod<&Handle::StartChild>("startChild"),
                            InstanceMethod<&Handle::Stop>("stop"),
                            InstanceMethod<&Handle::SetRef>("ref"),
                            InstanceMethod<&Handle::SetUnref>("unref"),
@@ -284,46 +315,77 @@ class Handle : public Napi::ObjectWrap<Handle> {
 
   ~Handle() override { Release(); }
 
-  // Called by the teardown hook: the poll is closed there, the fd stays ours.
-  void DetachPoll() {
-    poll_ = nullptr;
+  // Called by the teardown hook: the watch is closed there, the fd stays ours.
+  void DetachWatch() {
+    watch_ = nullptr;
     callback_.Reset();
   }
 
  private:
-  // start(onReady: (err: Error | null) => void): begin watching for POLLIN.
-  // While watching, the JS object and callback are held strongly, like any
-  // active Node handle; stop() and close() let them go.
+  // start(onReady: (err: Error | null) => void): watch the pidfd for POLLIN
+  // (and no longer for SIGCHLD). While watching, the JS object and callback
+  // are held strongly, like any active Node handle; stop() and close() let
+  // them go.
   Napi::Value Start(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, "start(onReady: function)");
-    if (fd_ < 0) throw ErrnoError(env, EBADF, "uv_poll_start");
-    if (data_->tearing_down) return env.Undefined();
-    if (!poll_) {
+    if (!Arm(info, "start(onReady: function)", "uv_poll_start")) return env.Undefined();
+    if (watch_->chld_inited) uv_signal_stop(&watch_->chld);
+    int rc = uv_poll_start(&watch_->poll, UV_READABLE, OnReady);
+    if (rc != 0) throw ErrnoError(env, -rc, "uv_poll_start");
+    return env.Undefined();
+  }
+
+  // startChild(onReady): watch for SIGCHLD instead of the pidfd, which stays
+  // readable while a tracer holds the exit; onReady(null) on each SIGCHLD.
+  Napi::Value StartChild(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    if (!Arm(info, "startChild(onReady: function)", "uv_signal_start")) return env.Undefined();
+    if (!watch_->chld_inited) {
+      int rc = uv_signal_init(watch_->poll.loop, &watch_->chld);
+      if (rc != 0) throw ErrnoError(env, -rc, "uv_signal_init");
+      watch_->chld.data = watch_;
+      watch_->chld_inited = true;
+      watch_->open++;
+      if (!ref_) uv_unref(reinterpret_cast<uv_handle_t*>(&watch_->chld));
+    }
+    uv_poll_stop(&watch_->poll);
+    int rc = uv_signal_start(&watch_->chld, OnSignal, SIGCHLD);
+    if (rc != 0) throw ErrnoError(env, -rc, "uv_signal_start");
+    return env.Undefined();
+  }
+
+  // What start and startChild share: check, make the Watch on first use,
+  // take the callback, hold the object. false during teardown (nothing
+  // starts then).
+  bool Arm(const Napi::CallbackInfo& info, const char* usage, const char* syscall) {
+    Napi::Env env = info.Env();
+    if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, usage);
+    if (fd_ < 0) throw ErrnoError(env, EBADF, syscall);
+    if (data_->tearing_down) return false;
+    if (!watch_) {
       uv_loop_t* loop = nullptr;
       if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "no libuv loop");
-      Poll* p = new Poll{};
-      int rc = uv_poll_init(loop, &p->uv, fd_);
+      Watch* w = new Watch{};
+      int rc = uv_poll_init(loop, &w->poll, fd_);
       if (rc != 0) {
-        delete p;
+        delete w;
         throw ErrnoError(env, -rc, "uv_poll_init");
       }
-      p->owner = this;
-      p->data = data_;
-      p->uv.data = p;
-      data_->polls.insert(p);
-      poll_ = p;
-      if (!ref_) uv_unref(reinterpret_cast<uv_handle_t*>(&poll_->uv));
+      w->poll.data = w;
+      w->open = 1;
+      w->owner = this;
+      w->data = data_;
+      data_->watches.insert(w);
+      watch_ = w;
+      if (!ref_) uv_unref(reinterpret_cast<uv_handle_t*>(&w->poll));
     }
     callback_ = Napi::Persistent(info[0].As<Napi::Function>());
-    int rc = uv_poll_start(&poll_->uv, UV_READABLE, OnReady);
-    if (rc != 0) throw ErrnoError(env, -rc, "uv_poll_start");
     if (!active_) {
       active_ = true;
       Ref();
     }
     if (!async_) async_ = std::make_unique<Napi::AsyncContext>(env, "PIDFDWAIT");
-    return env.Undefined();
+    return true;
   }
 
   Napi::Value Stop(const Napi::CallbackInfo& info) {
@@ -333,14 +395,20 @@ class Handle : public Napi::ObjectWrap<Handle> {
 
   Napi::Value SetRef(const Napi::CallbackInfo& info) {
     ref_ = true;
-    if (poll_) uv_ref(reinterpret_cast<uv_handle_t*>(&poll_->uv));
+    ForEachHandle(uv_ref);
     return info.Env().Undefined();
   }
 
   Napi::Value SetUnref(const Napi::CallbackInfo& info) {
     ref_ = false;
-    if (poll_) uv_unref(reinterpret_cast<uv_handle_t*>(&poll_->uv));
+    ForEachHandle(uv_unref);
     return info.Env().Undefined();
+  }
+
+  void ForEachHandle(void (*fn)(uv_handle_t*)) {
+    if (!watch_) return;
+    fn(reinterpret_cast<uv_handle_t*>(&watch_->poll));
+    if (watch_->chld_inited) fn(reinterpret_cast<uv_handle_t*>(&watch_->chld));
   }
 
   // owns(): the fd is open and still refers to the file it did at first.
@@ -360,7 +428,10 @@ class Handle : public Napi::ObjectWrap<Handle> {
   }
 
   void Deactivate() {
-    if (poll_) uv_poll_stop(&poll_->uv);
+    if (watch_) {
+      uv_poll_stop(&watch_->poll);
+      if (watch_->chld_inited) uv_signal_stop(&watch_->chld);
+    }
     callback_.Reset();
     if (active_) {
       active_ = false;
@@ -370,9 +441,9 @@ class Handle : public Napi::ObjectWrap<Handle> {
 
   // Idempotent; safe from the finalizer.
   void Release() {
-    if (poll_) {
-      ClosePoll(poll_);
-      poll_ = nullptr;
+    if (watch_) {
+      CloseWatch(watch_);
+      watch_ = nullptr;
     }
     if (fd_ >= 0) {
       // Not ours any more: someone closed it by hand; leave the number alone.
@@ -382,8 +453,13 @@ class Handle : public Napi::ObjectWrap<Handle> {
   }
 
   static void OnReady(uv_poll_t* h, int status, int /*events*/) {
-    Poll* p = static_cast<Poll*>(h->data);
-    if (p->owner) p->owner->Fire(status);
+    Watch* w = static_cast<Watch*>(h->data);
+    if (w->owner) w->owner->Fire(status);
+  }
+
+  static void OnSignal(uv_signal_t* h, int /*signum*/) {
+    Watch* w = static_cast<Watch*>(h->data);
+    if (w->owner) w->owner->Fire(0);
   }
 
   void Fire(int status) {
@@ -406,7 +482,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   bool identified_ = false;  // fstat worked when the Handle took the fd
   bool ref_ = true;
   bool active_ = false;
-  Poll* poll_ = nullptr;
+  Watch* watch_ = nullptr;
   EnvData* data_ = nullptr;
   Napi::FunctionReference callback_;
   std::unique_ptr<Napi::AsyncContext> async_;
@@ -415,10 +491,12 @@ class Handle : public Napi::ObjectWrap<Handle> {
 void OnTeardown(napi_async_cleanup_hook_handle /*handle*/, void* arg) {
   EnvData* data = static_cast<EnvData*>(arg);
   data->tearing_down = true;
-  for (Poll* p : data->polls) {
-    if (p->owner) {
-      p->owner->DetachPoll();
-      ClosePoll(p);
+  // CloseWatch leaves each Watch in the set until its close callbacks run,
+  // which is never during this loop.
+  for (Watch* w : data->watches) {
+    if (w->owner) {
+      w->owner->DetachWatch();
+      CloseWatch(w);
     }
   }
   FinishTeardownIfDone(data);
@@ -427,7 +505,7 @@ void OnTeardown(napi_async_cleanup_hook_handle /*handle*/, void* arg) {
 void FreeEnvData(Napi::Env, EnvData* data) {
   // Close callbacks still pending (only if a finalizer ran after our teardown
   // hook) free the data themselves.
-  if (data->polls.empty()) {
+  if (data->watches.empty()) {
     delete data;
   } else {
     data->orphaned = true;

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
+import { PidFd } from '../lib/index.js';
 
 export { O_CLOEXEC, errorOf, fdFlags, openFds, processState as procState } from '@folk/test-support';
 
@@ -21,6 +22,54 @@ export function spawnUnreaped(command: string, args: string[] = []): number {
 }
 
 export const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
+
+export { epollWatched } from './fixtures/fds.mjs';
+
+/**
+ * Trace `pid` with ptrace (test/fixtures/tracer.py) so that its exit is
+ * shown to the tracer first and kept from us, its parent, until the tracer
+ * lets go: `lingerSeconds` after letGo(), which only sends a signal and so
+ * can come right before a call that blocks the thread. Disposing of it (a
+ * test that failed half-way) ends the tracer and the traced process.
+ */
+export async function holdExit(
+  pid: number,
+  lingerSeconds = 0,
+): Promise<{ letGo(): void; release(): Promise<void>; [Symbol.asyncDispose](): Promise<void> }> {
+  const traced = PidFd.open(pid);
+  const tracer = spawn('python3', [fixture('tracer.py'), String(pid), String(lingerSeconds)], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  const exited = once(tracer, 'exit');
+  // Until the first line, or the end if it failed (its stderr says why).
+  let out = '';
+  for await (const chunk of tracer.stdout!.setEncoding('utf8')) {
+    out += chunk;
+    if (out.includes('\n')) break;
+  }
+  if (out !== 'seized\n') {
+    traced.close();
+    throw new Error(`tracer.py said ${JSON.stringify(out)}`);
+  }
+  const letGo = () => void process.kill(tracer.pid!, 'SIGUSR1');
+  const release = async () => {
+    if (tracer.exitCode === null && tracer.signalCode === null) letGo();
+    await exited;
+  };
+  return {
+    letGo,
+    release,
+    async [Symbol.asyncDispose]() {
+      try {
+        traced.kill('SIGKILL');
+      } catch {
+        // ESRCH: it has exited, as it should have
+      }
+      traced.close();
+      await release();
+    },
+  };
+}
 
 export interface NodeRun {
   code: number | null;

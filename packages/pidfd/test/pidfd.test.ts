@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { release } from 'node:os';
 import { PidFd, type ExitInfo } from '../lib/index.js';
 import { native } from '../lib/native.js';
-import { O_CLOEXEC, errorOf, fdFlags, openFds, procState, spawnUnreaped } from './helpers.js';
+import { O_CLOEXEC, epollWatched, errorOf, fdFlags, holdExit, openFds, procState, spawnUnreaped } from './helpers.js';
 
 /** Open a reaping PidFd on a fresh child that nobody else reaps. */
 function own(command: string, args: string[] = []): PidFd {
@@ -200,6 +200,78 @@ describe('wait without reap', () => {
     expect(p.tryWait()).toBe(info);
     expect(p.waitSync()).toBe(info);
     await g.done;
+  });
+});
+
+describe('a child whose exit a tracer holds (strace -f, gdb)', () => {
+  // The kernel shows a traced zombie to its tracer first: until the tracer
+  // lets go, the pidfd is readable but waitid has nothing for the parent.
+  const turns = async (n: number) => {
+    for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+  };
+
+  it('wait() stays pending without polling the readable pidfd, then reaps with the real status once the tracer lets go', async () => {
+    using p = own('sleep', ['1000']);
+    await using tracer = await holdExit(p.pid);
+    let settled = false;
+    const waiting = p.wait().finally(() => (settled = true));
+    p.kill('SIGKILL');
+    while (procState(p.pid) !== 'Z') await turns(1);
+    await turns(5);
+    expect(native.readable(p.fd, 0)).toBe(true); // exited...
+    expect(p.tryWait()).toBeNull(); // ...but not ours to collect yet
+    expect(settled).toBe(false);
+    // Left the pidfd's poll for SIGCHLD: otherwise each loop turn would wake for it.
+    expect(epollWatched().has(p.fd)).toBe(false);
+    await tracer.release();
+    expect(await waiting).toMatchObject({ pid: p.pid, code: null, signal: 'SIGKILL', signalNumber: 9 });
+    expect((await waiting).rusage).toBeDefined();
+    expect(procState(p.pid)).toBeNull();
+  });
+
+  it('waitSync() sleeps until the tracer lets go, then reaps with the real status', async () => {
+    using p = own('sleep', ['1000']);
+    await using tracer = await holdExit(p.pid, 0.3);
+    // SIGKILL: any other signal would stop a traced process for its tracer, not end it.
+    p.kill('SIGKILL');
+    while (procState(p.pid) !== 'Z'); // exited
+    expect(p.tryWait()).toBeNull(); // and held
+    tracer.letGo(); // in 0.3 s, by when waitSync is blocked
+    expect(p.waitSync()).toMatchObject({ pid: p.pid, code: null, signal: 'SIGKILL' });
+    expect(procState(p.pid)).toBeNull();
+  });
+
+  it('waitSync() sleeps until then also after a wait() made the pidfd non-blocking', async () => {
+    using p = own('sleep', ['1000']);
+    const ac = new AbortController();
+    const aborted = p.wait({ signal: ac.signal }).catch((e: unknown) => e);
+    await turns(2); // the poll handle (and libuv's O_NONBLOCK) is on the pidfd now
+    ac.abort();
+    await aborted;
+    await using tracer = await holdExit(p.pid, 0.3);
+    p.kill('SIGKILL');
+    while (procState(p.pid) !== 'Z');
+    expect(p.tryWait()).toBeNull();
+    tracer.letGo();
+    expect(p.waitSync()).toMatchObject({ signal: 'SIGKILL' });
+    expect(procState(p.pid)).toBeNull();
+  });
+
+  it('a peek (no reap) waits for the tracer too, and reports the status, leaving the zombie', async () => {
+    const pid = spawnUnreaped('sleep', ['1000']);
+    using peek = PidFd.open(pid);
+    using reaper = PidFd.open(pid, { reap: true });
+    await using tracer = await holdExit(pid);
+    const waiting = peek.wait();
+    reaper.kill('SIGKILL');
+    while (procState(pid) !== 'Z') await turns(1);
+    await turns(5);
+    expect(peek.tryWait()).toBeNull();
+    expect(epollWatched().has(peek.fd)).toBe(false);
+    await tracer.release();
+    expect(await waiting).toMatchObject({ pid, code: null, signal: 'SIGKILL' });
+    expect(procState(pid)).toBe('Z');
+    expect((await reaper.wait()).signal).toBe('SIGKILL');
   });
 });
 

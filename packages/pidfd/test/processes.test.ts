@@ -81,6 +81,15 @@ describe('the event loop', () => {
     }
   });
 
+  it('a wait whose exit a tracer holds keeps Node alive until it resolves, unless unref()', async () => {
+    const held = await runNode('held.mjs', ['ref']);
+    expect(held.stderr).toBe('');
+    expect(held.stdout).toBe('exited SIGKILL\nnode-exit\n');
+    const unref = await runNode('held.mjs', ['unref']);
+    expect(unref.stderr).toBe('');
+    expect(unref.stdout).toBe('node-exit\n');
+  });
+
   it('process.exit() with a pending wait exits cleanly', async () => {
     const s = sleeper();
     try {
