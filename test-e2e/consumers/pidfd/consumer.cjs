@@ -17,6 +17,15 @@ async function main() {
     if (!(err instanceof RangeError) || err.code !== 'ERR_OUT_OF_RANGE') throw err;
   }
 
+  // Plain JavaScript cannot reach the TypeScript-private constructor either
+  // (it would have made a handle owning stdout).
+  try {
+    new PidFd(1, process.pid, false);
+    throw new Error('new PidFd() succeeded');
+  } catch (err) {
+    if (!(err instanceof TypeError) || err.code !== 'ERR_ILLEGAL_CONSTRUCTOR') throw err;
+  }
+
   // An aborted wait rejects with AbortError; a kill resolves the next one.
   const sleeper = spawn('sleep', ['1000'], { stdio: 'ignore' });
   const p = PidFd.open(sleeper.pid);
