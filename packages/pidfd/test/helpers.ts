@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { PidFd } from '../lib/index.js';
@@ -24,6 +25,24 @@ export function spawnUnreaped(command: string, args: string[] = []): number {
 export const fixture = (name: string): string => fileURLToPath(new URL(`./fixtures/${name}`, import.meta.url));
 
 export { epollWatched } from './fixtures/fds.mjs';
+
+/**
+ * Whether a process of ours may ptrace a sibling (tracer.py's target is our
+ * child, not its own): Yama's ptrace_scope 1 (Ubuntu's default) allows only
+ * descendants unless the tracer has CAP_SYS_PTRACE, 2 only with it, 3
+ * nobody. (Containers often run as root without it.)
+ */
+export function canTraceSiblings(): boolean {
+  let scope = 0;
+  try {
+    scope = Number(readFileSync('/proc/sys/kernel/yama/ptrace_scope', 'latin1'));
+  } catch {
+    // no Yama: ordinary same-user ptrace rules
+  }
+  const capEff = /^CapEff:\s*([0-9a-f]+)$/m.exec(readFileSync('/proc/self/status', 'latin1'))?.[1] ?? '0';
+  const capSysPtrace = (BigInt(`0x${capEff}`) >> 19n) & 1n; // CAP_SYS_PTRACE is capability 19
+  return scope === 0 || (scope < 3 && capSysPtrace === 1n);
+}
 
 /**
  * Trace `pid` with ptrace (test/fixtures/tracer.py) so that its exit is

@@ -5,7 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { release } from 'node:os';
 import { PidFd, type ExitInfo } from '../lib/index.js';
 import { native } from '../lib/native.js';
-import { O_CLOEXEC, epollWatched, errorOf, fdFlags, holdExit, openFds, procState, spawnUnreaped } from './helpers.js';
+import { O_CLOEXEC, canTraceSiblings, epollWatched, errorOf, fdFlags, holdExit, openFds, procState, spawnUnreaped } from './helpers.js';
 
 /** Open a reaping PidFd on a fresh child that nobody else reaps. */
 function own(command: string, args: string[] = []): PidFd {
@@ -203,7 +203,7 @@ describe('wait without reap', () => {
   });
 });
 
-describe('a child whose exit a tracer holds (strace -f, gdb)', () => {
+describe.skipIf(!canTraceSiblings())('a child whose exit a tracer holds (strace -f, gdb)', () => {
   // The kernel shows a traced zombie to its tracer first: until the tracer
   // lets go, the pidfd is readable but waitid has nothing for the parent.
   const turns = async (n: number) => {
