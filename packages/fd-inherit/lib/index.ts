@@ -468,6 +468,7 @@ export class Subprocess {
   /** The parent's end of the child's stderr, when `stderr: 'pipe'`. */
   readonly stderr: net.Socket | null;
   readonly #exit: Promise<ExitInfo>;
+  #disposed = false;
 
   /** @internal */
   constructor(pid: number, pidfd: PidFd, stdio: Array<net.Socket | null>) {
@@ -508,6 +509,28 @@ export class Subprocess {
   unref(): this {
     this.pidfd.unref();
     return this;
+  }
+
+  /**
+   * For `using`: a child still running gets SIGTERM, as a `child_process`
+   * child's `[Symbol.dispose]` does, and the pidfd is closed once the child
+   * has been reaped (at once if it already was). Closing it any earlier
+   * would leave a zombie. The pipes are left alone: they end when the child
+   * does. Calling it again does nothing.
+   */
+  [Symbol.dispose](): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    const close = () => this.pidfd.close();
+    this.#exit.then(close, close);
+    try {
+      this.pidfd.kill('SIGTERM');
+    } catch (err) {
+      // It has exited (ESRCH), or its owner closed the pidfd (EBADF): there
+      // is nothing left to stop.
+      const code = (err as ErrnoException).code;
+      if (code !== 'ESRCH' && code !== 'EBADF') throw err;
+    }
   }
 }
 

@@ -7,8 +7,8 @@ import { pathToFileURL } from 'node:url';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { spawn, type SpawnOptions } from '../lib/index.js';
-import { DIST, outputOf, requireDist, statField, withTempDir } from './helpers.js';
+import { spawn, type SpawnOptions, type Subprocess } from '../lib/index.js';
+import { DIST, openFds, outputOf, requireDist, statField, withTempDir, zombieChildren } from './helpers.js';
 
 async function run(file: string, args: string[], options: SpawnOptions = {}): Promise<string> {
   const { out, code } = await outputOf(spawn(file, args, { ...options, stdout: 'pipe' }));
@@ -225,5 +225,38 @@ describe('signals', () => {
     // Reaped by now: the pidfd refuses rather than signal whoever gets the pid next.
     expect(() => child.kill('SIGTERM')).toThrow(expect.objectContaining({ code: 'ESRCH' }));
     child.pidfd.close();
+  });
+
+  it('using: a running child gets SIGTERM at the end of the scope; its pidfd closes once it is reaped', async () => {
+    const before = openFds();
+    let child: Subprocess;
+    {
+      using scoped = spawn('/bin/sleep', ['1000']);
+      child = scoped;
+      expect(zombieChildren()).toEqual([]);
+    }
+    const exit = await child.wait();
+    expect(exit).toMatchObject({ pid: child.pid, code: null, signal: 'SIGTERM' });
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(child.pidfd.fd).toBe(-1);
+    expect(zombieChildren()).toEqual([]);
+    expect(openFds()).toEqual(before);
+  });
+
+  it('using: a child that has already exited is not signalled; disposing twice does nothing', async () => {
+    const before = openFds();
+    const child = spawn('/bin/true');
+    expect((await child.wait()).code).toBe(0);
+    child[Symbol.dispose]();
+    child[Symbol.dispose]();
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(child.pidfd.fd).toBe(-1);
+    // Its owner may also have closed the pidfd first.
+    const other = spawn('/bin/true');
+    await other.wait();
+    other.pidfd.close();
+    expect(() => other[Symbol.dispose]()).not.toThrow();
+    expect(zombieChildren()).toEqual([]);
+    expect(openFds()).toEqual(before);
   });
 });
