@@ -271,6 +271,8 @@ export class PidFd {
   readonly pid: number;
   readonly #reap: boolean;
   #fd: number;
+  /** The handle's private duplicate of the pidfd, which every syscall uses (see NativeHandle). */
+  readonly #io: number;
   readonly #handle: NativeHandle;
   #outcome: Outcome | undefined;
   readonly #waiters = new Set<Waiter>();
@@ -280,6 +282,7 @@ export class PidFd {
   private constructor(token: typeof CONSTRUCT, fd: number, pid: number, reap: boolean) {
     if (token !== CONSTRUCT) throw illegalConstructor();
     this.#handle = new native.Handle(fd);
+    this.#io = this.#handle.io();
     this.#fd = fd;
     this.pid = pid;
     this.#reap = reap;
@@ -304,7 +307,13 @@ export class PidFd {
     } catch (err) {
       throw explain(err, `pid ${pid}`);
     }
-    return new PidFd(CONSTRUCT, fd, pid, reap);
+    try {
+      return new PidFd(CONSTRUCT, fd, pid, reap);
+    } catch (err) {
+      // No fd left for the handle's private duplicate (EMFILE): nothing may keep the pidfd.
+      native.close(fd);
+      throw explain(err, `pid ${pid}: duplicating the pidfd for the handle`);
+    }
   }
 
   /**
@@ -337,14 +346,18 @@ export class PidFd {
     } else {
       throw systemError('ESRCH', 'adopt', `the process of fd ${fd} was already reaped and no options.pid was given`);
     }
-    return new PidFd(CONSTRUCT, fd, pid, reap);
+    try {
+      return new PidFd(CONSTRUCT, fd, pid, reap);
+    } catch (err) {
+      throw explain(err, `fd ${fd}: duplicating the pidfd for the handle`);
+    }
   }
 
   /**
    * The pidfd, or -1 once closed. Do not close it yourself; call `close()`.
-   * (If you did, `close()` and the garbage collector see that the number no
-   * longer refers to the same file and leave it alone; every other method
-   * would act on whatever the number now refers to.)
+   * (If you did, nothing breaks: the PidFd works through a private
+   * duplicate of its own, and `close()` and the garbage collector see that
+   * the number no longer refers to the same file and leave it alone.)
    */
   get fd(): number {
     return this.#fd;
@@ -360,11 +373,11 @@ export class PidFd {
   kill(signal: NodeJS.Signals | number = 'SIGTERM'): void {
     const sig = signalNumber(signal, 'signal');
     this.#assertOpen('pidfd_send_signal');
-    if (this.#outcome !== undefined || native.readable(this.#fd, 0)) {
+    if (this.#outcome !== undefined || native.readable(this.#io, 0)) {
       throw systemError('ESRCH', 'pidfd_send_signal', `process ${this.pid} has exited`);
     }
     try {
-      native.sendSignal(this.#fd, sig);
+      native.sendSignal(this.#io, sig);
     } catch (err) {
       throw explain(err, `pid ${this.pid}, signal ${signal}`);
     }
@@ -426,10 +439,7 @@ export class PidFd {
           this.#handle.start(this.#onReady);
         } catch (err) {
           this.#forget(waiter);
-          const e = explain(err, `pid ${this.pid}`) as ErrnoException;
-          // libuv watches an fd number once per loop: someone else owns this one too.
-          if (e.code === 'EEXIST') e.message += `: fd ${this.#fd} is already watched on this event loop by another PidFd or handle`;
-          reject(e);
+          reject(explain(err, `pid ${this.pid}`));
           return;
         }
         this.#watching = 'pidfd';
@@ -443,7 +453,7 @@ export class PidFd {
    */
   waitSync(): ExitInfo {
     this.#assertOpen('waitid');
-    if (this.#outcome === undefined) native.readable(this.#fd, -1);
+    if (this.#outcome === undefined) native.readable(this.#io, -1);
     // Exited; if a tracer still holds the exit, sleep in waitid until it lets go.
     return settle((this.#outcome ?? this.#collect() ?? this.#collect(true))!);
   }
@@ -454,7 +464,7 @@ export class PidFd {
    */
   tryWait(): ExitInfo | null {
     this.#assertOpen('waitid');
-    if (this.#outcome === undefined && !native.readable(this.#fd, 0)) return null;
+    if (this.#outcome === undefined && !native.readable(this.#io, 0)) return null;
     const outcome = this.#outcome ?? this.#collect();
     return outcome ? settle(outcome) : null;
   }
@@ -470,7 +480,7 @@ export class PidFd {
     validateInteger(targetFd, 'targetFd', 0, INT32_MAX);
     this.#assertOpen('pidfd_getfd');
     try {
-      return native.getfd(this.#fd, targetFd);
+      return native.getfd(this.#io, targetFd);
     } catch (err) {
       const e = explain(err, `fd ${targetFd} of pid ${this.pid}`) as ErrnoException;
       if (e.code === 'EPERM') {
@@ -508,11 +518,11 @@ export class PidFd {
     // fd we cannot: collect an exit that has already happened now, so closing
     // early (say right after kill()) leaves no zombie. Pending waits would
     // have had that exit on the loop's next turn; collect it for them too
-    // (a peek without reap). Never blocks. Not through a number someone
-    // closed by hand and the kernel reused: that could reap another process.
-    if (this.#outcome === undefined && (this.#reap || this.#waiters.size > 0) && this.#handle.owns()) {
+    // (a peek without reap). Never blocks. Through the private fd, so
+    // never through a number someone closed by hand and the kernel reused.
+    if (this.#outcome === undefined && (this.#reap || this.#waiters.size > 0)) {
       try {
-        if (native.readable(this.#fd, 0)) this.#collect();
+        if (native.readable(this.#io, 0)) this.#collect();
       } catch {
         // Closing regardless; the waits get EBADF below.
       }
@@ -582,7 +592,7 @@ export class PidFd {
   #collect(block = false): Outcome | null {
     let raw: RawExit | null;
     try {
-      raw = native.waitid(this.#fd, !this.#reap, block);
+      raw = native.waitid(this.#io, !this.#reap, block);
     } catch (err) {
       if ((err as ErrnoException).code !== 'ECHILD') throw explain(err, `pid ${this.pid}`);
       if (this.#reap) {

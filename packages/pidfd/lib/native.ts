@@ -26,7 +26,13 @@ export interface RawExit {
   rusage: RawRusage;
 }
 
-/** Owns one pidfd (closed by close() or by the garbage collector, only while owns()), its uv_poll_t and, when needed, a SIGCHLD uv_signal_t. */
+/**
+ * Owns one pidfd: the number it was given (closed by close() or by the
+ * garbage collector, only while it still refers to the same file) and a
+ * private close-on-exec duplicate that every syscall and the poll use, so a
+ * public number closed by hand can neither make libuv abort nor redirect a
+ * call; its uv_poll_t and, when needed, a SIGCHLD uv_signal_t.
+ */
 export interface NativeHandle {
   /** Watch for POLLIN on the event loop (and no longer for SIGCHLD); `onReady` runs on each readiness until stop(). */
   start(onReady: (err: Error | null) => void): void;
@@ -36,9 +42,9 @@ export interface NativeHandle {
   stop(): void;
   ref(): void;
   unref(): void;
-  /** The fd is open and refers to the same file (st_dev, st_ino) as when the Handle took it. */
-  owns(): boolean;
-  /** Stop, close the poll handle and close the fd if owns(). Idempotent. */
+  /** The private duplicate (-1 once closed): pass it, never the public number, to the syscalls below. */
+  io(): number;
+  /** Stop, close the poll handle and the private fd, and the public fd if it still refers to the same file (st_dev, st_ino). Idempotent. */
   close(): void;
 }
 
@@ -55,7 +61,9 @@ export interface NativeBinding {
   getfd(pidfd: number, targetFd: number): number;
   /** The pid of a pidfd from fstatfs + ioctl(PIDFD_GET_INFO) (6.13); -1 when that cannot tell. Never throws. */
   pidfdPid(fd: number): number;
-  /** Takes ownership of `fd`. */
+  /** close(2), errors ignored. */
+  close(fd: number): void;
+  /** Takes ownership of `fd` once it has made its private duplicate; throws (EMFILE...) with `fd` still the caller's. */
   Handle: new (fd: number) => NativeHandle;
   readonly CLD_EXITED: number;
   readonly CLD_KILLED: number;

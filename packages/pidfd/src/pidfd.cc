@@ -196,6 +196,14 @@ Napi::Value PidfdPid(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(pi.pid));
 }
 
+// close(fd: number): close(2), errors ignored. For the pidfd open() made when
+// no Handle could take it (out of fds for the duplicate); fs.closeSync would
+// warn in a worker thread about an fd fs did not open.
+Napi::Value Close(const Napi::CallbackInfo& info) {
+  ::close(Int32Arg(info, 0, "close(fd: number)"));
+  return info.Env().Undefined();
+}
+
 // getfd(pidfd: number, targetFd: number): number. The new fd is always
 // O_CLOEXEC (the kernel sets it).
 Napi::Value Getfd(const Napi::CallbackInfo& info) {
@@ -211,15 +219,23 @@ Napi::Value Getfd(const Napi::CallbackInfo& info) {
 // Handle: owns one pidfd and, once someone waits, a Watch: a uv_poll_t on the
 // pidfd and, only if a tracer holds an exit, a uv_signal_t for SIGCHLD.
 //
-// The fd is closed only while it still refers to the file it did when the
-// Handle took it (same st_dev and st_ino). The number is public, and a user
-// may close it with fs.closeSync despite the README: the kernel then hands
-// the number to the next open, and closing "our" fd later, from close() or
-// from the garbage collector at a time nobody chose, would close that
-// stranger. On pidfs (Linux 6.9+) the inode names the process, so only a
-// pidfd for the same process can pass for ours; before 6.9 every pidfd (and
-// eventfd, epoll fd...) shares one anonymous inode, and the check only tells
-// those from files, pipes and sockets.
+// Two fds for the one pidfd. The number the Handle was given is public
+// (`pidfd.fd`), and a user may close it with fs.closeSync despite the
+// README. Had libuv watched that number, closing it under a pending wait
+// would make libuv's next epoll_ctl fail with EBADF, and libuv abort()s the
+// process there. So at construction the Handle takes a private close-on-exec
+// duplicate nobody else knows the number of, and every syscall and the poll
+// go through it: a public number closed by hand (even reused by another
+// file) neither crashes nor redirects a signal or a reap to a stranger.
+//
+// The public fd is closed only while it still refers to the file it did when
+// the Handle took it (same st_dev and st_ino): after a close by hand the
+// kernel hands the number to the next open, and closing "our" fd later, from
+// close() or from the garbage collector at a time nobody chose, would close
+// that stranger. On pidfs (Linux 6.9+) the inode names the process, so only
+// a pidfd for the same process can pass for ours; before 6.9 every pidfd
+// (and eventfd, epoll fd...) shares one anonymous inode, and the check only
+// tells those from files, pipes and sockets. The private fd is always ours.
 //
 // Why SIGCHLD: a pidfd turns readable when its process exits, and stays
 // readable. When a tracer (strace -f, gdb) holds the exit, waitid has
@@ -296,14 +312,19 @@ class Handle : public Napi::ObjectWrap<Handle> {
                            InstanceMethod<&Handle::SetRef>("ref"),
                            InstanceMethod<&Handle::SetUnref>("unref"),
                            InstanceMethod<&Handle::Close>("close"),
-                           InstanceMethod<&Handle::Owns>("owns"),
+                           InstanceMethod<&Handle::Io>("io"),
                        });
   }
 
-  // new Handle(fd: number): takes ownership of fd.
+  // new Handle(fd: number): takes ownership of fd, after making the private
+  // duplicate (EMFILE, EBADF: it throws and fd stays the caller's).
   explicit Handle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Handle>(info) {
-    fd_ = Int32Arg(info, 0, "new Handle(fd: number)");
-    if (fd_ < 0) throw Napi::RangeError::New(info.Env(), "new Handle(fd: number): fd must be >= 0");
+    int fd = Int32Arg(info, 0, "new Handle(fd: number)");
+    if (fd < 0) throw Napi::RangeError::New(info.Env(), "new Handle(fd: number): fd must be >= 0");
+    int io = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (io == -1) throw ErrnoError(info.Env(), errno, "fcntl");
+    fd_ = fd;
+    io_ = io;
     data_ = static_cast<EnvData*>(info.Env().GetInstanceData<EnvData>());
     struct stat st;
     if (fstat(fd_, &st) == 0) {
@@ -360,13 +381,13 @@ class Handle : public Napi::ObjectWrap<Handle> {
   bool Arm(const Napi::CallbackInfo& info, const char* usage, const char* syscall) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, usage);
-    if (fd_ < 0) throw ErrnoError(env, EBADF, syscall);
+    if (io_ < 0) throw ErrnoError(env, EBADF, syscall);
     if (data_->tearing_down) return false;
     if (!watch_) {
       uv_loop_t* loop = nullptr;
       if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "no libuv loop");
       Watch* w = new Watch{};
-      int rc = uv_poll_init(loop, &w->poll, fd_);
+      int rc = uv_poll_init(loop, &w->poll, io_);
       if (rc != 0) {
         delete w;
         throw ErrnoError(env, -rc, "uv_poll_init");
@@ -411,8 +432,8 @@ class Handle : public Napi::ObjectWrap<Handle> {
     if (watch_->chld_inited) fn(reinterpret_cast<uv_handle_t*>(&watch_->chld));
   }
 
-  // owns(): the fd is open and still refers to the file it did at first.
-  Napi::Value Owns(const Napi::CallbackInfo& info) { return Napi::Boolean::New(info.Env(), StillOurs()); }
+  // io(): the private duplicate every syscall goes through; -1 once closed.
+  Napi::Value Io(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), io_); }
 
   bool StillOurs() const {
     if (fd_ < 0) return false;
@@ -445,6 +466,10 @@ class Handle : public Napi::ObjectWrap<Handle> {
       CloseWatch(watch_);
       watch_ = nullptr;
     }
+    if (io_ >= 0) {
+      ::close(io_);
+      io_ = -1;
+    }
     if (fd_ >= 0) {
       // Not ours any more: someone closed it by hand; leave the number alone.
       if (StillOurs()) ::close(fd_);
@@ -476,7 +501,8 @@ class Handle : public Napi::ObjectWrap<Handle> {
     }
   }
 
-  int fd_ = -1;
+  int fd_ = -1;  // the public number
+  int io_ = -1;  // the private duplicate
   dev_t dev_ = 0;
   ino_t ino_ = 0;
   bool identified_ = false;  // fstat worked when the Handle took the fd
@@ -524,6 +550,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readable", Napi::Function::New(env, Readable, "readable"));
   exports.Set("getfd", Napi::Function::New(env, Getfd, "getfd"));
   exports.Set("pidfdPid", Napi::Function::New(env, PidfdPid, "pidfdPid"));
+  exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("Handle", Handle::Define(env));
   exports.Set("CLD_EXITED", Napi::Number::New(env, CLD_EXITED));
   exports.Set("CLD_KILLED", Napi::Number::New(env, CLD_KILLED));

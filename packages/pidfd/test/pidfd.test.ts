@@ -1,11 +1,11 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { closeSync, fstatSync, openSync, readFileSync, readSync, readdirSync, readlinkSync, writeSync } from 'node:fs';
 import { getEventListeners, once } from 'node:events';
 import { describe, expect, it } from 'vitest';
 import { release } from 'node:os';
 import { PidFd, type ExitInfo } from '../lib/index.js';
 import { native } from '../lib/native.js';
-import { O_CLOEXEC, canTraceSiblings, epollWatched, errorOf, fdFlags, holdExit, openFds, procState, spawnUnreaped } from './helpers.js';
+import { O_CLOEXEC, canTraceSiblings, epollWatched, errorOf, fdFlags, fixture, holdExit, openFds, procState, spawnUnreaped } from './helpers.js';
 
 /** Open a reaping PidFd on a fresh child that nobody else reaps. */
 function own(command: string, args: string[] = []): PidFd {
@@ -222,7 +222,7 @@ describe.skipIf(!canTraceSiblings())('a child whose exit a tracer holds (strace 
     expect(p.tryWait()).toBeNull(); // ...but not ours to collect yet
     expect(settled).toBe(false);
     // Left the pidfd's poll for SIGCHLD: otherwise each loop turn would wake for it.
-    expect(epollWatched().has(p.fd)).toBe(false);
+    expect(epollWatched().pids.has(p.pid)).toBe(false);
     await tracer.release();
     expect(await waiting).toMatchObject({ pid: p.pid, code: null, signal: 'SIGKILL', signalNumber: 9 });
     expect((await waiting).rusage).toBeDefined();
@@ -267,7 +267,7 @@ describe.skipIf(!canTraceSiblings())('a child whose exit a tracer holds (strace 
     while (procState(pid) !== 'Z') await turns(1);
     await turns(5);
     expect(peek.tryWait()).toBeNull();
-    expect(epollWatched().has(peek.fd)).toBe(false);
+    expect(epollWatched().pids.has(pid)).toBe(false);
     await tracer.release();
     expect(await waiting).toMatchObject({ pid, code: null, signal: 'SIGKILL' });
     expect(procState(pid)).toBe('Z');
@@ -492,17 +492,29 @@ describe('fds', () => {
     expect(procState(pid)).toBeNull();
   });
 
-  it('wait() on an fd another PidFd already waits on (adopted twice, against the README) rejects with EEXIST saying so', async () => {
+  it('the same fd adopted twice (against the README): both wait, each on its own duplicate, and the number is closed once', async () => {
     using p = own('sleep', ['1000']);
     const twin = PidFd.adopt(p.fd, { pid: p.pid });
     const first = p.wait();
     await new Promise((r) => setImmediate(r));
-    const err = (await twin.wait().catch((e: unknown) => e)) as NodeJS.ErrnoException;
-    expect(err).toMatchObject({ code: 'EEXIST', syscall: 'uv_poll_init' });
-    expect(err.message).toMatch(new RegExp(`^EEXIST: file already exists, uv_poll_init \\(pid ${p.pid}\\): fd ${p.fd} is already watched`));
+    const second = twin.wait();
     p.kill('SIGKILL');
     expect(await first).toMatchObject({ signal: 'SIGKILL' });
-    twin.close(); // the number is closed once, by whichever closes first
+    // The twin only peeks: it sees the status if it asks before p reaps, else nothing.
+    const peeked = await second;
+    expect(peeked).toMatchObject({ pid: p.pid, code: null });
+    expect([null, 'SIGKILL']).toContain(peeked.signal);
+    const fd = p.fd;
+    twin.close();
+    expect(openFds().some((l) => l.startsWith(`${fd} `))).toBe(false); // closed by whichever closes first...
+    const stranger = openSync('/dev/null', 'r');
+    try {
+      expect(stranger).toBe(fd);
+      p.close(); // ...and the other leaves the number's next owner alone
+      expect(fdFlags(stranger)).toBeGreaterThanOrEqual(0);
+    } finally {
+      closeSync(stranger);
+    }
   });
 
   it('adopt refuses a non-pidfd, a closed fd and a wrong pid, leaving the fd to the caller', () => {
@@ -557,6 +569,17 @@ describe('an fd closed by hand, against the README’s advice', () => {
     return fstatSync(a.fd).ino !== fstatSync(b.fd).ino;
   })();
 
+  it('a wait survives its fd closed by hand: no abort in libuv, and kill() and wait() still reach the process', () => {
+    // In a process of its own: libuv aborts the process whose watched fd is closed under it.
+    const run = spawnSync(process.execPath, [fixture('closed-by-hand.mjs')], { encoding: 'utf8', timeout: 30_000 });
+    expect({ status: run.status, signal: run.signal, stderr: run.stderr }).toEqual({ status: 0, signal: null, stderr: '' });
+    expect(JSON.parse(run.stdout)).toEqual({
+      sameTick: true,
+      restarted: ['ABORT_ERR', true],
+      reused: { sameNumber: true, pid: true, strangerOpen: true },
+    });
+  });
+
   it('close() leaves the number alone once the kernel has given it to another file', () => {
     const p = PidFd.open(process.pid);
     const fd = p.fd;
@@ -573,7 +596,7 @@ describe('an fd closed by hand, against the README’s advice', () => {
   });
 
   it.skipIf(!pidfs)(
-    "close() with reap: true neither reaps nor closes another process's pidfd that took the number",
+    "close() with reap: true reaps its own process, through its own duplicate, and neither reaps nor closes another process's pidfd that took the number",
     async () => {
       const a = spawnUnreaped('sh', ['-c', 'exit 1']);
       const b = spawnUnreaped('sh', ['-c', 'exit 2']);
@@ -583,14 +606,14 @@ describe('an fd closed by hand, against the README’s advice', () => {
       using q = PidFd.open(b, { reap: true });
       expect(q.fd).toBe(fd);
       using peek = PidFd.open(b);
-      peek.waitSync(); // b has exited and is reapable through the number p still holds
+      peek.waitSync(); // b has exited and is reapable through the number p was given
+      using peekA = PidFd.open(a);
+      peekA.waitSync(); // and so has a
       p.close();
-      expect(procState(b)).toBe('Z');
+      expect(procState(a)).toBeNull(); // reaped by p: it was p's process
+      expect(procState(b)).toBe('Z'); // b is q's to reap
       expect(fdFlags(fd)).toBeGreaterThanOrEqual(0);
       expect(await q.wait()).toMatchObject({ pid: b, code: 2 });
-      // p lost its fd, so nothing reaped a; do it here.
-      using ra = PidFd.open(a, { reap: true });
-      expect((await ra.wait()).code).toBe(1);
     },
   );
 });
