@@ -420,6 +420,8 @@ export class FdSocket extends EventEmitter {
   readonly type: 'seqpacket' | 'stream';
 
   #poller: NativePoller;
+  /** The poller's private duplicate of `fd`, which every read and write uses (see the constructor). */
+  #io: number;
   #stream: boolean;
   #maxMessageBytes: number;
   #allowHalfOpen: boolean;
@@ -446,6 +448,12 @@ export class FdSocket extends EventEmitter {
    * Wrap `fd`, an AF_UNIX SOCK_SEQPACKET or SOCK_STREAM socket. The socket's
    * file description is made non-blocking (libuv requires it). If this
    * throws, the fd is still yours.
+   *
+   * The socket is polled, read and written through a private close-on-exec
+   * duplicate of `fd` (so an FdSocket holds two fds): libuv aborts the
+   * process when an fd it polls is closed under it, and `fd` is public.
+   * Closed by hand, `fd` takes nothing with it; close() closes it only while
+   * it still refers to this socket.
    */
   constructor(fd: number, options?: FdSocketOptions) {
     super();
@@ -491,6 +499,7 @@ export class FdSocket extends EventEmitter {
       }
       throw e;
     }
+    this.#io = this.#poller.io();
     this.fd = fd;
     OWNED.add(fd);
   }
@@ -557,7 +566,7 @@ export class FdSocket extends EventEmitter {
     if (this.#sends.length === 0) {
       // The fast path: straight to the kernel, header built natively.
       try {
-        sent = native.trySend(this.fd, bytes, fds.length > 0 ? fds : null, this.#stream);
+        sent = native.trySend(this.#io, bytes, fds.length > 0 ? fds : null, this.#stream);
       } catch (err) {
         return Promise.reject(err);
       }
@@ -933,7 +942,7 @@ export class FdSocket extends EventEmitter {
       const total = p.bytes.length;
       let n: number;
       try {
-        n = native.trySend(this.fd, p.bytes, p.fds, false);
+        n = native.trySend(this.#io, p.bytes, p.fds, false);
       } catch (err) {
         q.shift();
         closeAll(p.fds);
@@ -942,7 +951,7 @@ export class FdSocket extends EventEmitter {
         // side instead: the peer reads end of file mid-message (an FdSocket
         // reports ERR_INCOMPLETE_MESSAGE) and every later send fails (EPIPE).
         // Mostly the error here is EPIPE already; ENOMEM is the other case.
-        if (p.started && this.#stream) native.shutdownWrite(this.fd);
+        if (p.started && this.#stream) native.shutdownWrite(this.#io);
         p.reject(err as Error);
         continue;
       }

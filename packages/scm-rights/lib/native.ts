@@ -11,7 +11,9 @@ export interface NativePoller {
   setEvents(readable: boolean, writable: boolean): void;
   ref(): void;
   unref(): void;
-  /** Stop polling and close the socket fd. Idempotent. */
+  /** The private duplicate of the socket fd that the poll, reads and writes use; -1 once closed. */
+  io(): number;
+  /** Stop polling, close the private duplicate, and the caller's fd while it still refers to the same socket (st_dev, st_ino). Idempotent. */
   close(): void;
 }
 
@@ -44,7 +46,9 @@ export interface NativeBinding {
   /** shutdown(SHUT_WR), errors ignored. */
   shutdownWrite(fd: number): void;
   /**
-   * A uv_poll_t over `fd` that owns it. Each readable wakeup loops recvmsg
+   * A uv_poll_t over a private duplicate of `fd` (fcntl EMFILE... or
+   * uv_poll_init EEXIST when another handle of the loop watches `fd`, with
+   * `fd` left to the caller); owns both. Each readable wakeup loops recvmsg
    * (MSG_DONTWAIT | MSG_CMSG_CLOEXEC, at most `chunkBytes` per call) until
    * EAGAIN or the batch is full, writes per chunk [length, fd count,
    * msg_flags] into `meta` and the fds into `fds`, then calls onRead once.

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -403,6 +404,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
                            InstanceMethod<&Poller::Ref>("ref"),
                            InstanceMethod<&Poller::Unref>("unref"),
                            InstanceMethod<&Poller::Close>("close"),
+                           InstanceMethod<&Poller::Io>("io"),
                        });
   }
 
@@ -433,35 +435,67 @@ class Poller : public Napi::ObjectWrap<Poller> {
     metaCap_ = meta.ElementLength() / 3;
     fds_ = fds.As<Napi::Int32Array>().Data();
     fdsCap_ = fds.ElementLength();
+
+    uv_loop_t* loop = nullptr;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "no event loop");
+    // The caller's number is public (FdSocket's `fd`), and nothing stops a
+    // caller from closing it by hand. Had libuv polled that number, its next
+    // epoll_ctl would fail with EBADF and libuv would abort() the process.
+    // So the socket is polled, read and written through a private
+    // close-on-exec duplicate nobody else knows the number of.
+    int io = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (io == -1) throw ErrnoError(env, errno, "fcntl");
+    handle_ = new Handle();
+    handle_->owner = this;
+    handle_->poll.data = handle_;
+    handle_->probe.data = handle_;
+    // A probe on the public number, never started: libuv refuses (EEXIST)
+    // an fd another handle of this loop watches, say a reading net.Socket,
+    // which would race us for the socket's messages (and drop their fds).
+    int err = uv_poll_init(loop, &handle_->probe, fd);
+    if (err == 0) {
+      err = uv_poll_init(loop, &handle_->poll, io);
+      if (err != 0) {
+        handle_->owner = nullptr;
+        uv_close(reinterpret_cast<uv_handle_t*>(&handle_->probe), OnClosed);
+        handle_ = nullptr;
+      }
+    } else {
+      delete handle_;  // never initialised, so never uv_close'd
+      handle_ = nullptr;
+    }
+    if (err != 0) {
+      close(io);
+      throw ErrnoError(env, -err, "uv_poll_init");
+    }
+    handle_->open = 2;
+    uv_close(reinterpret_cast<uv_handle_t*>(&handle_->probe), OnClosed);
+    // When this thread's environment goes away (a worker thread ending, or
+    // the process), Node unloads this addon once its cleanup hooks are done.
+    // A close callback still pending then would jump into unmapped code, so
+    // the hook closes the handle and holds the teardown until its callbacks.
+    if (napi_add_async_cleanup_hook(env, OnTeardown, handle_, &handle_->hook) != napi_ok) {
+      handle_->owner = nullptr;
+      uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll), OnClosed);
+      handle_ = nullptr;
+      close(io);
+      throw Napi::Error::New(env, "napi_add_async_cleanup_hook failed");
+    }
     metaRef_ = Napi::Persistent(info[3].As<Napi::Object>());
     fdsRef_ = Napi::Persistent(info[4].As<Napi::Object>());
     onRead_ = Napi::Persistent(info[5].As<Napi::Function>());
     onWrite_ = Napi::Persistent(info[6].As<Napi::Function>());
     context_ = std::make_unique<Napi::AsyncContext>(env, "FdSocket");
-
-    uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "no event loop");
-    handle_ = new Handle();
-    handle_->owner = this;
-    int err = uv_poll_init(loop, &handle_->poll, fd);
-    if (err != 0) {
-      delete handle_;  // never initialised, so never uv_close'd
-      handle_ = nullptr;
-      throw ErrnoError(env, -err, "uv_poll_init");
-    }
-    // When this thread's environment goes away (a worker thread ending, or
-    // the process), Node unloads this addon once its cleanup hooks are done.
-    // A close callback still pending then would jump into unmapped code, so
-    // the hook closes the handle and holds the teardown until its callback.
-    if (napi_add_async_cleanup_hook(env, OnTeardown, handle_, &handle_->hook) != napi_ok) {
-      handle_->owner = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll), OnClosed);
-      handle_ = nullptr;
-      throw Napi::Error::New(env, "napi_add_async_cleanup_hook failed");
-    }
-    // Only now is the fd ours: had anything above thrown, the destructor
+    // Only now are the fds ours: had anything above thrown, the destructor
     // must not close the caller's fd.
+    struct stat st;
+    if (fstat(fd, &st) == 0) {
+      dev_ = st.st_dev;
+      ino_ = st.st_ino;
+      identified_ = true;
+    }
     fd_ = fd;
+    io_ = io;
   }
 
   ~Poller() override { Shutdown(true); }
@@ -469,14 +503,17 @@ class Poller : public Napi::ObjectWrap<Poller> {
  private:
   struct Handle {
     uv_poll_t poll;  // first, so a uv_poll_t* is a Handle*
+    uv_poll_t probe;  // the EEXIST check on the public number; closed at once
     Poller* owner;
+    int open = 1;  // libuv handles not yet through their close callback
     napi_async_cleanup_hook_handle hook = nullptr;
   };
 
-  // The handle's memory goes when libuv is done with it; so does the
+  // The handle's memory goes when libuv is done with both; so does the
   // teardown hook, which lets a teardown waiting on this handle finish.
   static void OnClosed(uv_handle_t* uv) {
-    Handle* h = reinterpret_cast<Handle*>(uv);
+    Handle* h = static_cast<Handle*>(uv->data);
+    if (--h->open > 0) return;
     if (h->hook != nullptr) napi_remove_async_cleanup_hook(h->hook);
     delete h;
   }
@@ -513,6 +550,9 @@ class Poller : public Napi::ObjectWrap<Poller> {
     return info.Env().Undefined();
   }
 
+  // io(): the private duplicate that sends go through; -1 once closed.
+  Napi::Value Io(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), io_); }
+
   // close(): stop polling, close the socket fd (it is ours), drop the
   // callbacks. Safe to call from inside onRead/onWrite and more than once.
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -533,8 +573,15 @@ class Poller : public Napi::ObjectWrap<Poller> {
       uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll), OnClosed);
       handle_ = nullptr;
     }
+    if (closeFd && io_ >= 0) {
+      close(io_);
+      io_ = -1;
+    }
+    // The public number only while it is still the socket we were given: a
+    // caller who closed it by hand may have had it reused by another file.
     if (closeFd && fd_ >= 0) {
-      close(fd_);
+      struct stat st;
+      if (!identified_ || (fstat(fd_, &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_)) close(fd_);
       fd_ = -1;
     }
     events_ = 0;
@@ -579,7 +626,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
       ControlBuf control;
       msg.msg_control = control.buf;
       msg.msg_controllen = sizeof control.buf;
-      ssize_t n = recvmsg(fd_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+      ssize_t n = recvmsg(io_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
       if (n == -1) {
         if (errno == EINTR) continue;
         if (errno != EAGAIN && errno != EWOULDBLOCK) status = -errno;
@@ -613,11 +660,11 @@ class Poller : public Napi::ObjectWrap<Poller> {
   // sees fds on the next message (MSG_CTRUNC) without installing them. Only
   // a run of empty fd-less messages right before the end stays ambiguous.
   bool AtEof() {
-    struct pollfd p = {fd_, POLLRDHUP, 0};
+    struct pollfd p = {io_, POLLRDHUP, 0};
     int r = poll(&p, 1, 0);
     if (r != 1 || (p.revents & (POLLRDHUP | POLLHUP)) == 0) return false;
     int queued = 0;
-    if (ioctl(fd_, FIONREAD, &queued) == 0 && queued > 0) return false;
+    if (ioctl(io_, FIONREAD, &queued) == 0 && queued > 0) return false;
     char byte;
     struct iovec iov = {&byte, 1};
     struct msghdr msg;
@@ -625,7 +672,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
     msg.msg_iov = &iov;
     msg.msg_iovlen = 1;
     ssize_t n;
-    do n = recvmsg(fd_, &msg, MSG_PEEK | MSG_DONTWAIT);
+    do n = recvmsg(io_, &msg, MSG_PEEK | MSG_DONTWAIT);
     while (n == -1 && errno == EINTR);
     return n == 0 && (msg.msg_flags & MSG_CTRUNC) == 0;
   }
@@ -687,7 +734,11 @@ class Poller : public Napi::ObjectWrap<Poller> {
     if (err != nullptr) napi_fatal_exception(env, err);
   }
 
-  int fd_ = -1;
+  int fd_ = -1;  // the caller's number
+  int io_ = -1;  // our private duplicate
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
+  bool identified_ = false;
   size_t chunk_ = 0;
   std::unique_ptr<char[]> scratch_;
   size_t scratchSize_ = 0;

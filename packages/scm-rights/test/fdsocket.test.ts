@@ -447,6 +447,46 @@ describe.each(KINDS)('FdSocket on %s', (type) => {
     b.close();
   });
 
+  it('its fd closed by hand (against the README) neither aborts the process in libuv nor stops the socket; close() leaves the number to its next owner', () => {
+    // In a process of its own: libuv aborts a process whose polled fd is closed under it.
+    const run = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `const fs = require('node:fs');
+         const { FdSocket, sendFds, recvFds } = require(${JSON.stringify(DIST)});
+         const { socketpair } = require('@folk/socketpair');
+         const type = ${JSON.stringify(type)};
+         const wire = (i) => type === 'stream' ? Buffer.from([1, 0, 0, 0, 0, 0, 0, 0, i]) : Buffer.from([i]);
+         const [a, b] = socketpair(type);
+         const s = new FdSocket(b);
+         const seen = [];
+         s.on('message', (m) => {
+           seen.push(m.data[m.data.length - 1]);
+           if (seen.length === 1) { s.pause(); setImmediate(() => s.resume()); } // the poll goes back to epoll
+           if (seen.length === 2) {
+             // A send queued behind nothing still goes out after the number is reused.
+             s.send(Buffer.from('back')).then(() => {
+               const got = recvFds(a);
+               const stranger = fs.openSync('/dev/null', 'r');
+               s.close();
+               let strangerOpen = true;
+               try { fs.closeSync(stranger); } catch { strangerOpen = false; }
+               console.log(JSON.stringify({ seen, back: got.data.toString().slice(-4), reused: stranger === b, strangerOpen }));
+               fs.closeSync(a);
+             });
+           }
+         });
+         fs.closeSync(b); // same tick as the first poll start
+         sendFds(a, wire(1), []);
+         setTimeout(() => sendFds(a, wire(2), []), 20);`,
+      ],
+      { encoding: 'utf8', cwd: PKG, timeout: 30_000 },
+    );
+    expect({ status: run.status, signal: run.signal, stderr: run.stderr }).toEqual({ status: 0, signal: null, stderr: '' });
+    expect(JSON.parse(run.stdout)).toEqual({ seen: [1, 2], back: 'back', reused: true, strangerOpen: true });
+  });
+
   it('Symbol.dispose closes the fd; close() is idempotent and emits close once', async () => {
     const before = openFds();
     let closes = 0;
