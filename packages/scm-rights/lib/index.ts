@@ -1,8 +1,10 @@
 import { kMaxLength } from 'node:buffer';
 import { EventEmitter } from 'node:events';
 import { constants as osConstants } from 'node:os';
-import { getSystemErrorMap } from 'node:util';
+import { getSystemErrorMap, types } from 'node:util';
 import { native, type NativePoller } from './native.js';
+
+const { isDataView } = types;
 
 /** The most fds one message may carry (the kernel's SCM_MAX_FD). */
 export const SCM_MAX_FD: number = native.SCM_MAX_FD;
@@ -94,6 +96,18 @@ function validateFd(name: string, value: unknown): asserts value is number {
 
 function validateData(name: string, value: unknown): asserts value is ArrayBufferView {
   if (!ArrayBuffer.isView(value)) throw invalidArgType(name, 'an instance of Buffer, TypedArray, or DataView', value);
+  // A typed array over a detached (transferred) buffer reads as empty; a
+  // DataView throws a bare TypeError on every read of its size instead.
+  if (isDataView(value)) {
+    try {
+      void value.byteLength;
+    } catch {
+      throw withCode(
+        new TypeError(`The "${name}" argument is a view of a detached ArrayBuffer (it was transferred); it has no bytes to send`),
+        'ERR_INVALID_ARG_VALUE',
+      );
+    }
+  }
 }
 
 function validateFds(value: unknown): asserts value is number[] {

@@ -1218,6 +1218,20 @@ describe('bad arguments', () => {
     closeSync(b);
   });
 
+  it('send() of a DataView of a detached ArrayBuffer throws a TypeError naming "data"', () => {
+    const [a, b] = socketpair('stream');
+    const s = new FdSocket(a);
+    const buffer = new ArrayBuffer(8);
+    const view = new DataView(buffer);
+    structuredClone(buffer, { transfer: [buffer] });
+    const err = errorOf(() => s.send(view));
+    expect(err).toBeInstanceOf(TypeError);
+    expect(err).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+    expect(err.message).toContain('"data"');
+    s.close();
+    closeSync(b);
+  });
+
   it('an fd already owned by an open FdSocket is refused (two would abort the process in libuv)', async () => {
     const [a, b] = socketpair('seqpacket');
     const first = new FdSocket(a);

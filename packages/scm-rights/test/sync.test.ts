@@ -672,6 +672,23 @@ describe('bad arguments', () => {
     closeSync(f);
   });
 
+  it('a DataView of a detached ArrayBuffer is a TypeError naming "data", and nothing is sent; a detached typed array is empty', () => {
+    const [a, b] = socketpair('seqpacket', { nonblock: true });
+    const buffer = new ArrayBuffer(8);
+    const view = new DataView(buffer);
+    const bytes = new Uint8Array(buffer);
+    structuredClone(buffer, { transfer: [buffer] });
+    const err = errorOf(() => sendFds(a, view, []));
+    expect(err).toBeInstanceOf(TypeError);
+    expect(err).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+    expect(err.message).toMatch(/^The "data" argument is a view of a detached ArrayBuffer/);
+    expect(errorOf(() => recvFds(b)).code).toBe('EAGAIN');
+    expect(sendFds(a, bytes, [])).toBe(0); // the engine reads a detached typed array as empty
+    expect(recvFds(b).data.length).toBe(0);
+    closeSync(a);
+    closeSync(b);
+  });
+
   it('a closed fd among the fds gives EBADF and sends nothing', () => {
     const [a, b] = socketpair('seqpacket', { nonblock: true });
     const f = openSync(file, 'r');
