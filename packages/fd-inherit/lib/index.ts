@@ -141,9 +141,15 @@ function invalidArgType(name: string, expected: string, actual: unknown): TypeEr
   return err;
 }
 
+/** A value for an error message; never throws (String() does, for a null-prototype object or a detached typed array). */
+function shown(actual: unknown): string {
+  if (typeof actual === 'string') return `'${actual}'`;
+  if (actual === null || (typeof actual !== 'object' && typeof actual !== 'function')) return String(actual);
+  return Array.isArray(actual) ? 'an array' : `type ${typeof actual}`;
+}
+
 function invalidArgValue(name: string, reason: string, actual: unknown): TypeError {
-  const shown = typeof actual === 'string' ? `'${actual}'` : String(actual);
-  const err = new TypeError(`The "${name}" argument ${reason}. Received ${shown}`);
+  const err = new TypeError(`The "${name}" argument ${reason}. Received ${shown(actual)}`);
   (err as ErrnoException).code = 'ERR_INVALID_ARG_VALUE';
   return err;
 }
@@ -448,6 +454,11 @@ function validateListenName(value: unknown, name: string): string {
 // ---------------------------------------------------------------------------
 // spawn
 
+// Only spawn() constructs a Subprocess: the class is exported for
+// instanceof and types, and a hand-made one would share (and close) a PidFd
+// nobody meant it to own.
+const CONSTRUCT: unique symbol = Symbol('Subprocess');
+
 /**
  * A child started by `spawn`. It is reaped through its `pidfd`
  * (waitid(P_PIDFD)) as soon as it exits, whether or not anyone calls
@@ -471,7 +482,12 @@ export class Subprocess {
   #disposed = false;
 
   /** @internal */
-  constructor(pid: number, pidfd: PidFd, stdio: Array<net.Socket | null>) {
+  constructor(token: typeof CONSTRUCT, pid: number, pidfd: PidFd, stdio: Array<net.Socket | null>) {
+    if (token !== CONSTRUCT) {
+      const err = new TypeError('Illegal constructor: a Subprocess comes from spawn()');
+      (err as ErrnoException).code = 'ERR_ILLEGAL_CONSTRUCTOR';
+      throw err;
+    }
     this.pid = pid;
     this.pidfd = pidfd;
     this.stdin = stdio[0] ?? null;
@@ -585,7 +601,8 @@ function rlimitTriples(value: unknown): number[] {
   const flat: number[] = [];
   for (const [key, limit] of Object.entries(limits)) {
     if (limit === undefined) continue;
-    const resource = native.RLIMITS[key];
+    // Own keys only: 'constructor' or 'toString' must not find Object.prototype's.
+    const resource = Object.hasOwn(native.RLIMITS, key) ? native.RLIMITS[key] : undefined;
     if (resource === undefined) throw invalidArgValue('options.rlimits', `has an unknown resource '${key}'`, key);
     const name = `options.rlimits.${key}`;
     if (typeof limit === 'object' && limit !== null) {
@@ -651,14 +668,35 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
     for (const [key, value] of Object.entries(envValue)) {
       if (value === undefined) continue;
       validateCString(key, 'options.env');
-      envp.push(validateCString(`${key}=${String(value)}`, `options.env.${key}`));
+      // Coerced like child_process does; a value String() cannot convert is named.
+      let text: string;
+      try {
+        text = String(value);
+      } catch (cause) {
+        const err = invalidArgType(`options.env.${key}`, 'a string (or a value String() can convert)', value);
+        (err as Error).cause = cause;
+        throw err;
+      }
+      envp.push(validateCString(`${key}=${text}`, `options.env.${key}`));
     }
   }
 
   let cwd: string | null = null;
   if (opts['cwd'] !== undefined) {
     const value = opts['cwd'];
-    cwd = validateCString(value instanceof URL ? fileURLToPath(value) : value, 'options.cwd');
+    let path: unknown = value;
+    if (value instanceof URL) {
+      try {
+        path = fileURLToPath(value);
+      } catch (cause) {
+        // Node's own words ("The URL must be of scheme file") do not say which argument.
+        const err = new TypeError(`The "options.cwd" argument must be a path or a file: URL: ${(cause as Error).message}`);
+        (err as ErrnoException).code = (cause as ErrnoException).code ?? 'ERR_INVALID_ARG_VALUE';
+        err.cause = cause;
+        throw err;
+      }
+    }
+    cwd = validateCString(path, 'options.cwd');
   }
   const argv0 = opts['argv0'] === undefined ? file : validateCString(opts['argv0'], 'options.argv0');
 
@@ -849,6 +887,12 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
     // no running child nobody can reach, and no zombie.
     native.killAndReap(pid, pidfdNumber);
     for (const s of setups) if (s.parentEnd) closeQuietly(s.parentEnd.fd);
+    // Out of fds for the PidFd's private duplicate (EMFILE from fcntl): a
+    // spawn error like any other, naming the program and the step.
+    const e = err as ErrnoException;
+    if (e instanceof Error && typeof e.syscall === 'string' && typeof e.code === 'string') {
+      throw spawnError(e, file, argList, cwd, undefined);
+    }
     throw err;
   }
   const streams = [0, 1, 2].map((i) => {
@@ -856,7 +900,7 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
     if (!end) return null;
     return new net.Socket({ fd: end.fd, readable: !end.childReads, writable: end.childReads });
   });
-  return new Subprocess(pid, pidfd, streams);
+  return new Subprocess(CONSTRUCT, pid, pidfd, streams);
 }
 
 /**

@@ -4,10 +4,18 @@ import { chmodSync, closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { PidFd } from '@folk/pidfd';
-import { spawn } from '../lib/index.js';
+import { Subprocess, spawn, stdioFromFdMap } from '../lib/index.js';
 import { DIST, children, errorOf, fdLimit, openFds, outputOf, requireDist, withTempDir, zombieChildren } from './helpers.js';
 
 const INT32_MAX = 2 ** 31 - 1;
+
+/** A typed array whose buffer was transferred away. */
+function detached(): Uint8Array {
+  const buffer = new ArrayBuffer(4);
+  const view = new Uint8Array(buffer);
+  structuredClone(buffer, { transfer: [buffer] });
+  return view;
+}
 
 let before: string[];
 beforeEach(() => {
@@ -161,6 +169,49 @@ describe('a child that cannot be handed out', () => {
   });
 });
 
+describe('out of fds for the PidFd (its pidfd took the last one)', () => {
+  it('is a spawn error (EMFILE, step fcntl), and the child is killed and reaped', async () => {
+    requireDist();
+    const script = `
+      const fs = require('node:fs');
+      const { spawn } = require(${JSON.stringify(DIST)});
+      (async () => {
+      let result;
+      // Exactly one fd left, for clone3's pidfd to take. An fd Node itself
+      // closes meanwhile would leave two, and the spawn would work: try again.
+      for (let attempt = 0; attempt < 20 && result === undefined; attempt++) {
+        const fill = [];
+        try { for (;;) fill.push(fs.openSync('/dev/null', 'r')); } catch {}
+        fs.closeSync(fill.pop());
+        let spawned = null;
+        try {
+          spawned = spawn('/bin/sleep', ['1000']);
+        } catch (e) {
+          result = { name: e.name, code: e.code, syscall: e.syscall, step: e.step, path: e.path, message: e.message };
+        }
+        for (const fd of fill) fs.closeSync(fd);
+        if (spawned) {
+          spawned.kill('SIGKILL');
+          await spawned.wait();
+          spawned.pidfd.close();
+        }
+      }
+      const kids = fs.readdirSync('/proc').filter((p) => /^\\d+$/.test(p)).filter((p) => {
+        try { return fs.readFileSync('/proc/' + p + '/stat', 'latin1').split(') ')[1].split(' ')[1] === String(process.pid); } catch { return false; }
+      });
+      console.log(JSON.stringify({ result, kids }));
+      })();`;
+    const child = spawn(process.execPath, ['-e', script], { rlimits: { nofile: 64 }, stdout: 'pipe' });
+    const { out, code } = await outputOf(child);
+    child.pidfd.close();
+    expect(code).toBe(0);
+    const { result, kids } = JSON.parse(out) as { result: Record<string, string>; kids: string[] };
+    expect(result).toMatchObject({ name: 'Error', code: 'EMFILE', syscall: 'spawn', step: 'fcntl', path: '/bin/sleep' });
+    expect(result['message']).toBe("EMFILE: too many open files, fcntl (spawn '/bin/sleep')");
+    expect(kids).toEqual([]);
+  });
+});
+
 describe('a child whose pidfd is closed early', () => {
   it('is reaped by the close when it has already exited (kill, then close)', () => {
     const child = spawn('/bin/sleep', ['1000']);
@@ -222,6 +273,24 @@ describe('bad arguments', () => {
   ] as Array<[string, () => unknown, string]>)('a hole in %s is a bad argument, named', (_name, fn, named) => {
     const err = errorOf(fn);
     expect(err.code).toBe('ERR_INVALID_ARG_TYPE');
+    expect(err.message).toContain(named);
+  });
+
+  // Found by fuzzing: values whose String() itself throws, keys that only
+  // Object.prototype has, a URL that is no path, a constructor that is not API.
+  it.each([
+    ['an rlimit named after an Object.prototype member', () => spawn('/bin/true', [], { rlimits: { constructor: 1 } as never }), 'TypeError', 'ERR_INVALID_ARG_VALUE', '"options.rlimits"'],
+    ['an own __proto__ rlimit', () => spawn('/bin/true', [], { rlimits: JSON.parse('{"__proto__": 1}') }), 'TypeError', 'ERR_INVALID_ARG_VALUE', '"options.rlimits"'],
+    ['a null-prototype object as stdio', () => spawn('/bin/true', [], { stdout: Object.create(null) }), 'TypeError', 'ERR_INVALID_ARG_VALUE', '"options.stdout"'],
+    ['a detached typed array as stdio', () => spawn('/bin/true', [], { stdin: detached() as never }), 'TypeError', 'ERR_INVALID_ARG_VALUE', '"options.stdin"'],
+    ['a null-prototype object as a stdioFromFdMap default', () => stdioFromFdMap({}, { stderr: Object.create(null) }), 'TypeError', 'ERR_INVALID_ARG_VALUE', '"options.stderr"'],
+    ['an env value String() cannot convert', () => spawn('/bin/true', [], { env: { A: Object.create(null) } }), 'TypeError', 'ERR_INVALID_ARG_TYPE', '"options.env.A"'],
+    ['a cwd URL that is not file:', () => spawn('/bin/true', [], { cwd: new URL('http://example.invalid/') }), 'TypeError', 'ERR_INVALID_URL_SCHEME', '"options.cwd"'],
+    ['new Subprocess()', () => new (Subprocess as unknown as new (...a: unknown[]) => unknown)(1, {}, []), 'TypeError', 'ERR_ILLEGAL_CONSTRUCTOR', 'spawn()'],
+  ] as Array<[string, () => unknown, string, string, string]>)('%s is a clear error', (_name, fn, type, code, named) => {
+    const err = errorOf(fn);
+    expect(err.constructor.name).toBe(type);
+    expect(err.code).toBe(code);
     expect(err.message).toContain(named);
   });
 
