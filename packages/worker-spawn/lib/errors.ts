@@ -90,11 +90,36 @@ export function stringOption(opts: Record<string, unknown>, key: string, fallbac
   return value;
 }
 
+/** Whether `buffer` was detached (transferred away): it then throws on nearly every use. */
+export function isDetached(buffer: ArrayBufferLike): boolean {
+  if (buffer.byteLength !== 0) return false;
+  try {
+    new Uint8Array(buffer);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+export function detachedError(name: string): TypeError {
+  const err = new TypeError(`The "${name}" argument is a view of a detached ArrayBuffer (it was transferred); it has no bytes to send`);
+  (err as NodeJS.ErrnoException).code = 'ERR_INVALID_ARG_VALUE';
+  return err;
+}
+
 /** Bytes of a task payload: Buffer/TypedArray as is, strings as UTF-8. */
 export function toPayload(payload: unknown, name = 'payload'): Uint8Array {
   if (typeof payload === 'string') return Buffer.from(payload, 'utf8');
-  if (payload instanceof Uint8Array) return payload;
-  if (ArrayBuffer.isView(payload)) return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
-  if (payload instanceof ArrayBuffer) return new Uint8Array(payload);
+  if (ArrayBuffer.isView(payload)) {
+    // A detached typed array reads as empty, but copying from it (or asking a
+    // detached DataView its size) throws V8's bare TypeError.
+    if (isDetached(payload.buffer)) throw detachedError(name);
+    if (payload instanceof Uint8Array) return payload;
+    return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+  }
+  if (payload instanceof ArrayBuffer) {
+    if (isDetached(payload)) throw detachedError(name);
+    return new Uint8Array(payload);
+  }
   throw invalidArgType(name, 'of type string or an instance of Buffer, TypedArray, DataView or ArrayBuffer', payload);
 }

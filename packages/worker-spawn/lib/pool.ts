@@ -386,9 +386,9 @@ export class WorkerPool extends EventEmitter {
         job.resolve(response);
         this.#afterJob(slot);
       },
-      (err: WorkerError) => {
+      (err: Error) => {
         if (job.settled) return;
-        if (err.code === 'ERR_WORKER_PROTOCOL') {
+        if (err instanceof WorkerError && err.code === 'ERR_WORKER_PROTOCOL') {
           // The worker is being killed; its exit removes the slot. The task gets
           // the reason (PROTOCOL.md) rather than a bare "crashed".
           if (slot.execTimer) clearTimeout(slot.execTimer);
@@ -396,8 +396,10 @@ export class WorkerPool extends EventEmitter {
           this.#fail(job, err);
           return;
         }
-        // A dead worker is handled (and its task rejected) by the exit handler.
-        if (!RETRYABLE_TASK_ERRORS.has(err.code)) return;
+        // A dead worker is handled (and its task rejected) by the exit
+        // handler. Anything that is not a WorkerError never reached the
+        // worker (request() refused it): the task fails, the worker is free.
+        if (err instanceof WorkerError && !RETRYABLE_TASK_ERRORS.has(err.code)) return;
         this.#fail(job, err);
         slot.jobs++;
         this.#afterJob(slot);

@@ -1,7 +1,7 @@
 // The task-channel framing of PROTOCOL.md, shared by the supervisor
 // (index.ts) and the Node worker library (worker.ts).
 
-import { invalidArgType, outOfRange } from './errors.js';
+import { detachedError, invalidArgType, isDetached, outOfRange } from './errors.js';
 
 /** Protocol version carried in every frame header. */
 export const PROTOCOL_VERSION = 1;
@@ -37,12 +37,14 @@ function checkUint(name: string, value: unknown, max: number): void {
  * Encode one frame as the buffers to write, in order.
  *
  * @throws TypeError/RangeError for a `type` that is not a u8, an `id` that is
- * not a u32, or a `payload` that is not a Uint8Array of at most 2^32-1 bytes.
+ * not a u32, or a `payload` that is not a Uint8Array of at most 2^32-1 bytes
+ * (or is one over a detached ArrayBuffer).
  */
 export function encodeFrame(type: number, id: number, payload: Uint8Array): Buffer[] {
   checkUint('type', type, 0xff);
   checkUint('id', id, MAX_FRAME_LIMIT);
   if (!(payload instanceof Uint8Array)) throw invalidArgType('payload', 'an instance of Uint8Array', payload);
+  if (isDetached(payload.buffer)) throw detachedError('payload');
   const length = payload.byteLength;
   if (length > MAX_FRAME_LIMIT) throw outOfRange('payload.byteLength', `<= ${MAX_FRAME_LIMIT}`, length);
   if (length <= COALESCE_LIMIT) {

@@ -29,6 +29,17 @@ import {
   encodeFrame,
 } from './protocol.js';
 
+// Only this module constructs Workers and ControlChannels: the classes are
+// exported for instanceof and types, and one made by hand around objects
+// that are not a spawned worker's fails in unhelpful ways half-built.
+const CONSTRUCT: unique symbol = Symbol('worker-spawn');
+
+function illegalConstructor(name: string, from: string): TypeError {
+  const err = new TypeError(`Illegal constructor: a ${name} comes from ${from}`);
+  (err as NodeJS.ErrnoException).code = 'ERR_ILLEGAL_CONSTRUCTOR';
+  return err;
+}
+
 /** The child's fd for the task socket. */
 export const TASK_FD = 3;
 /** The child's fd for the control socket. */
@@ -97,7 +108,8 @@ export class ControlChannel extends EventEmitter {
   readonly #wake: () => void;
 
   /** @internal */
-  constructor(socket: FdSocket, wake: () => void) {
+  constructor(token: typeof CONSTRUCT, socket: FdSocket, wake: () => void) {
+    if (token !== CONSTRUCT) throw illegalConstructor('ControlChannel', "a Worker's `control`");
     super();
     this.socket = socket;
     this.#wake = wake;
@@ -143,7 +155,9 @@ export class ControlChannel extends EventEmitter {
       }
       const body = Buffer.from(json);
       if (body.length > CONTROL_MAX) {
-        const err = new RangeError(`A control message must be at most ${CONTROL_MAX} bytes of JSON; this one is ${body.length}`);
+        const err = new RangeError(
+          `The "message" argument must be at most ${CONTROL_MAX} bytes as JSON (one control datagram); this one is ${body.length}`,
+        );
         (err as NodeJS.ErrnoException).code = 'ERR_OUT_OF_RANGE';
         throw err;
       }
@@ -243,14 +257,15 @@ export class Worker extends EventEmitter {
   #readyReject: ((err: Error) => void) | null = null;
 
   /** @internal */
-  constructor(sub: Subprocess, task: net.Socket, control: FdSocket, maxFrame: number) {
+  constructor(token: typeof CONSTRUCT, sub: Subprocess, task: net.Socket, control: FdSocket, maxFrame: number) {
+    if (token !== CONSTRUCT) throw illegalConstructor('Worker', 'spawnWorker()');
     super();
     this.pid = sub.pid;
     this.pidfd = sub.pidfd;
     this.task = task;
     this.maxFrame = maxFrame;
     this.stdout = sub.stdout!;
-    this.control = new ControlChannel(control, () => {
+    this.control = new ControlChannel(CONSTRUCT, control, () => {
       if (!task.destroyed && task.writable) task.write(WAKE_FRAME);
     });
 
@@ -418,10 +433,16 @@ export class Worker extends EventEmitter {
       return Promise.reject(new WorkerError('ERR_WORKER_EXITED', `worker pid ${this.pid} has exited (${describeExit(exit)})`, { pid: this.pid, exit }));
     }
     const id = this.#nextId;
+    let frame: Buffer[];
+    try {
+      frame = encodeFrame(FrameType.REQUEST, id, bytes);
+    } catch (err) {
+      return Promise.reject(err); // nothing pending, nothing sent
+    }
     this.#nextId = this.#nextId >= 0xffff_ffff ? 1 : this.#nextId + 1;
     return new Promise<Buffer>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
-      for (const buf of encodeFrame(FrameType.REQUEST, id, bytes)) this.task.write(buf);
+      for (const buf of frame) this.task.write(buf);
     });
   }
 
@@ -628,7 +649,7 @@ export function spawnWorker(options: SpawnWorkerOptions): Worker {
     sub.wait().catch(() => {});
     throw err;
   }
-  return new Worker(sub, task, control, maxFrame);
+  return new Worker(CONSTRUCT, sub, task, control, maxFrame);
 }
 
 /**

@@ -30,6 +30,8 @@ export const EXIT_CONFIG = 78;
 /** Exit status after the supervisor sent something that is not the protocol (EX_PROTOCOL). */
 export const EXIT_PROTOCOL = 76;
 
+const CONSTRUCT: unique symbol = Symbol('WorkerConnection');
+
 /** Longest error report sent whole; see reportError(). */
 const REPORT_MAX = 8192;
 
@@ -56,7 +58,13 @@ export class WorkerConnection extends EventEmitter {
   #exitCode = 0;
 
   /** @internal */
-  constructor(handler: TaskHandler, options: ServeOptions) {
+  constructor(token: typeof CONSTRUCT, handler: TaskHandler, options: ServeOptions) {
+    if (token !== CONSTRUCT) {
+      // By hand it would take over fds 3 and 4 (or exit the process, 78) unasked.
+      const err = new TypeError('Illegal constructor: a WorkerConnection comes from serve()');
+      (err as NodeJS.ErrnoException).code = 'ERR_ILLEGAL_CONSTRUCTOR';
+      throw err;
+    }
     super();
     const taskFd = socketFd(envFd('FOLK_TASK_FD'));
     const controlFd = socketFd(envFd('FOLK_CONTROL_FD'));
@@ -245,5 +253,5 @@ export function serve(handler: TaskHandler, options?: ServeOptions): WorkerConne
   if (opts['onFds'] !== undefined && typeof opts['onFds'] !== 'function') {
     throw invalidArgType('options.onFds', 'of type function', opts['onFds']);
   }
-  return new WorkerConnection(handler, opts as ServeOptions);
+  return new WorkerConnection(CONSTRUCT, handler, opts as ServeOptions);
 }

@@ -209,6 +209,20 @@ describe('WorkerPool with php-cli', () => {
     });
   });
 
+  it('a detached payload is refused at run(), and the worker stays free for the next task', async () => {
+    await withPool({}, async (pool) => {
+      await pool.ready();
+      const buffer = new ArrayBuffer(8);
+      const view = new Uint8Array(buffer);
+      structuredClone(buffer, { transfer: [buffer] });
+      const err = await errorOf(pool.run(view));
+      expect(err).toBeInstanceOf(TypeError);
+      expect(err).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining('"payload"') });
+      expect(pool.stats()).toMatchObject({ busy: 0, idle: 1, failed: 0 }); // a bad argument is no failed task
+      expect((await pool.run('echo:next')).toString()).toBe('next');
+    });
+  });
+
   it('a bounded queue rejects clearly when full', async () => {
     await withPool({ maxQueue: 2 }, async (pool) => {
       await pool.ready();

@@ -118,6 +118,14 @@ describe('frame codec', () => {
     for (const [fn, name, arg] of cases) {
       expect(fn).toThrow(expect.objectContaining({ name, message: expect.stringContaining(arg) }));
     }
+    // A payload whose buffer was transferred away (structuredClone, postMessage).
+    const buffer = new ArrayBuffer(4);
+    const view = new Uint8Array(buffer);
+    structuredClone(buffer, { transfer: [buffer] });
+    expect(() => encodeFrame(1, 1, view)).toThrow(
+      expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining('"payload"') }),
+    );
+    expect(encodeFrame(1, 1, new Uint8Array(0))[0]!.length).toBe(HEADER_SIZE); // empty, not detached: fine
     // A limit of 0 is legal: every non-empty payload is oversize, and skipped.
     const { decoder, events } = collect(0);
     decoder.push(wire(encodeFrame(FrameType.REQUEST, 1, Buffer.from('x')), encodeFrame(FrameType.REQUEST, 2, Buffer.alloc(0))));

@@ -8,6 +8,7 @@ import { socketpair } from '@folk/socketpair';
 import { Duplex } from 'node:stream';
 import {
   CONTROL_FD,
+  ControlChannel,
   FrameDecoder,
   PHP_WORKER_LIBRARY,
   TASK_FD,
@@ -16,7 +17,7 @@ import {
   serverFd,
   spawnWorker,
   type ReadyMessage,
-  type Worker,
+  Worker,
 } from '../lib/index.js';
 import { O_NONBLOCK, fdFlags, fixture, once, openFds, processExists, requirePhp, zombieChildren } from './helpers.js';
 
@@ -481,6 +482,43 @@ describe('spawnWorker with php-cli', () => {
     } finally {
       await worker.stop();
     }
+  });
+
+  it('a detached payload is refused naming it, nothing sent and nothing left pending; an oversize control message names "message"', async () => {
+    const worker = spawnWorker({ command: process.execPath, script: fixture('echo-node.cjs') });
+    try {
+      // Each view is made first, then its buffer transferred away.
+      const detached = <T>(view: (buffer: ArrayBuffer) => T): T => {
+        const buffer = new ArrayBuffer(8);
+        const made = view(buffer);
+        structuredClone(buffer, { transfer: [buffer] });
+        return made;
+      };
+      const payloads = [
+        detached((b) => new Uint8Array(b)),
+        detached((b) => new DataView(b)),
+        detached((b) => b),
+        detached((b) => new Float64Array(b)),
+      ];
+      for (const payload of payloads) {
+        const err = await worker.request(payload as never).catch((e: NodeJS.ErrnoException) => e);
+        expect(err).toBeInstanceOf(TypeError);
+        expect(err).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining('"payload"') });
+      }
+      expect(worker.pendingRequests).toBe(0);
+      expect((await worker.request('still fine')).toString()).toBe('still fine');
+      const big = await worker.control.send({ type: 'x', pad: 'p'.repeat(70_000) }).catch((e: Error) => e);
+      expect(big).toMatchObject({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE', message: expect.stringContaining('"message"') });
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it.each([
+    ['Worker', () => new (Worker as unknown as new (...a: unknown[]) => unknown)({}, {}, {}, 1024)],
+    ['ControlChannel', () => new (ControlChannel as unknown as new (...a: unknown[]) => unknown)({}, () => {})],
+  ])('new %s() outside spawnWorker is ERR_ILLEGAL_CONSTRUCTOR', (_name, make) => {
+    expect(make).toThrow(expect.objectContaining({ name: 'TypeError', code: 'ERR_ILLEGAL_CONSTRUCTOR' }));
   });
 
   it('surfaces error reports from the worker as events', async () => {
