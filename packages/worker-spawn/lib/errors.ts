@@ -81,9 +81,14 @@ export function intOption(opts: Record<string, unknown>, key: string, fallback: 
 export function stringOption(opts: Record<string, unknown>, key: string, fallback: string | undefined, prefix = 'options'): string | undefined {
   const value = opts[key];
   if (value === undefined) return fallback;
-  if (typeof value !== 'string') throw invalidArgType(`${prefix}.${key}`, 'of type string', value);
+  return stringValue(value, `${prefix}.${key}`);
+}
+
+/** `value`, if it is a string the kernel can take (no NUL byte: C strings end there). */
+export function stringValue(value: unknown, name: string): string {
+  if (typeof value !== 'string') throw invalidArgType(name, 'of type string', value);
   if (value.includes('\0')) {
-    const err = new TypeError(`The "${prefix}.${key}" argument must be a string without null bytes. Received '${value}'`);
+    const err = new TypeError(`The "${name}" argument must be a string without null bytes. Received '${value}'`);
     (err as NodeJS.ErrnoException).code = 'ERR_INVALID_ARG_VALUE';
     throw err;
   }

@@ -16,6 +16,7 @@ import {
   optionsObject,
   outOfRange,
   stringOption,
+  stringValue,
   toPayload,
 } from './errors.js';
 import {
@@ -590,12 +591,19 @@ export function spawnWorker(options: SpawnWorkerOptions): Worker {
   }
   const opts = options as unknown as Record<string, unknown>;
   const command = stringOption(opts, 'command', 'php') as string;
+  if (command === '') {
+    const err = new TypeError(`The "options.command" argument must not be empty. Received ''`);
+    (err as NodeJS.ErrnoException).code = 'ERR_INVALID_ARG_VALUE';
+    throw err;
+  }
   const script = stringOption(opts, 'script', undefined);
   if (script === undefined) throw invalidArgType('options.script', 'of type string', undefined);
-  const args = opts['args'] === undefined ? [] : opts['args'];
-  if (!Array.isArray(args) || args.some((a) => typeof a !== 'string')) {
-    throw invalidArgType('options.args', 'an array of strings', args);
-  }
+  const argsValue = opts['args'] === undefined ? [] : opts['args'];
+  if (!Array.isArray(argsValue)) throw invalidArgType('options.args', 'an array of strings', argsValue);
+  // Checked here, each by index (holes too), so an error names options.args[i]
+  // rather than the spawn's args[i + 1] (the script is its args[0]).
+  const args: string[] = [];
+  for (let i = 0; i < argsValue.length; i++) args.push(stringValue(argsValue[i], `options.args[${i}]`));
   const runtime = stringOption(opts, 'runtime', 'pipe') as string;
   const cwd = stringOption(opts, 'cwd', undefined);
   const maxFrame = intOption(opts, 'maxFrame', DEFAULT_MAX_FRAME, MIN_MAX_FRAME, MAX_FRAME_LIMIT);

@@ -703,6 +703,17 @@ describe('spawnWorker with php-cli', () => {
     expect(() => spawnWorker({ script: 'x', args: [1] as never })).toThrow(/options\.args/);
     expect(() => spawnWorker({ script: 'x', maxFrame: 10 })).toThrow(expect.objectContaining({ code: 'ERR_OUT_OF_RANGE' }));
     expect(() => spawnWorker({ script: 'x\0y' })).toThrow(expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE' }));
+    // Named as the caller wrote them, not as the spawn underneath sees them
+    // (where the script is args[0] and the command is "file").
+    expect(() => spawnWorker({ script: 'x', args: ['a', 'b\0c'] })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining('"options.args[1]"') }),
+    );
+    expect(() => spawnWorker({ script: 'x', args: [, 'a'] as string[] })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('"options.args[0]"') }),
+    );
+    expect(() => spawnWorker({ script: 'x', command: '' })).toThrow(
+      expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining('"options.command"') }),
+    );
   });
 });
 
