@@ -110,17 +110,29 @@ function validateData(name: string, value: unknown): asserts value is ArrayBuffe
   }
 }
 
-function validateFds(value: unknown): asserts value is number[] {
+const NO_FDS: readonly number[] = Object.freeze([]);
+
+/**
+ * The fds as checked: a copy, each element read once, so what reaches the
+ * binding is what was validated (an array whose getters or length change
+ * between reads would otherwise hand it a value nobody checked).
+ */
+function checkedFds(value: unknown): number[] {
   if (!Array.isArray(value)) throw invalidArgType('fds', 'an array of fd numbers', value);
+  const length = value.length;
   // Checked before the syscall: the kernel would say only EINVAL.
-  if (value.length > native.SCM_MAX_FD) {
-    throw outOfRange('fds', `at most ${native.SCM_MAX_FD} fds per message (SCM_MAX_FD)`, `${value.length} fds`);
+  if (length > native.SCM_MAX_FD) {
+    throw outOfRange('fds', `at most ${native.SCM_MAX_FD} fds per message (SCM_MAX_FD)`, `${length} fds`);
   }
-  for (let i = 0; i < value.length; i++) {
-    const fd = value[i];
+  if (length === 0) return NO_FDS as number[];
+  const fds = new Array<number>(length);
+  for (let i = 0; i < length; i++) {
+    const fd: unknown = value[i];
     // The name is only built for an error: this runs on every send.
     if (typeof fd !== 'number' || !Number.isInteger(fd) || fd < 0 || fd > 0x7fffffff) validateFd(`fds[${i}]`, fd);
+    fds[i] = fd as number;
   }
+  return fds;
 }
 
 function validateInt(name: string, value: unknown, min: number, max: number): asserts value is number {
@@ -163,8 +175,8 @@ const MAX_RECV_BYTES = Math.min(0x7fffffff, kMaxLength);
 export function sendFds(socketFd: number, data: ArrayBufferView, fds: number[]): number {
   validateFd('socketFd', socketFd);
   validateData('data', data);
-  validateFds(fds);
-  if (data.byteLength === 0 && fds.length > 0 && native.socketInfo(socketFd)[1] === native.SOCK_STREAM) {
+  const list = checkedFds(fds);
+  if (data.byteLength === 0 && list.length > 0 && native.socketInfo(socketFd)[1] === native.SOCK_STREAM) {
     // Linux sends nothing for zero bytes on a stream socket, and the fds
     // would vanish without an error.
     throw withCode(
@@ -172,7 +184,7 @@ export function sendFds(socketFd: number, data: ArrayBufferView, fds: number[]):
       'ERR_INVALID_ARG_VALUE',
     );
   }
-  return native.sendFds(socketFd, data, fds);
+  return native.sendFds(socketFd, data, list);
 }
 
 /**
@@ -479,10 +491,17 @@ export class FdSocket extends EventEmitter {
       );
     }
     const opts = optionsObject('options', options);
-    const [family, type] = native.socketInfo(fd);
+    const [family, type, listening] = native.socketInfo(fd);
     if (family !== native.AF_UNIX || (type !== native.SOCK_SEQPACKET && type !== native.SOCK_STREAM)) {
       throw withCode(
         new TypeError('The "fd" argument must be an AF_UNIX SOCK_SEQPACKET or SOCK_STREAM socket'),
+        'ERR_INVALID_ARG_VALUE',
+      );
+    }
+    if (listening) {
+      // Its reads would fail with a bare EINVAL once a connection comes, its sends with ENOTCONN.
+      throw withCode(
+        new TypeError(`The "fd" argument is a listening socket (fd ${fd}); an FdSocket needs a connected one: accept a connection and wrap that`),
         'ERR_INVALID_ARG_VALUE',
       );
     }
@@ -561,7 +580,7 @@ export class FdSocket extends EventEmitter {
    */
   send(data: ArrayBufferView, fds: number[] = [], options?: SendOptions): Promise<void> {
     validateData('data', data);
-    validateFds(fds);
+    const list = checkedFds(fds);
     let signal: AbortSignal | undefined;
     if (options !== undefined) {
       signal = optionsObject('options', options).signal as AbortSignal | undefined;
@@ -580,7 +599,7 @@ export class FdSocket extends EventEmitter {
     if (this.#sends.length === 0) {
       // The fast path: straight to the kernel, header built natively.
       try {
-        sent = native.trySend(this.#io, bytes, fds.length > 0 ? fds : null, this.#stream);
+        sent = native.trySend(this.#io, bytes, list.length > 0 ? list : null, this.#stream);
       } catch (err) {
         return Promise.reject(err);
       }
@@ -589,10 +608,10 @@ export class FdSocket extends EventEmitter {
     // Queue a copy of the bytes as they go on the wire. Once any byte went
     // out the fds went with it; otherwise keep our own dups of them.
     let owned: number[] | null = null;
-    if (sent <= 0 && fds.length > 0) {
+    if (sent <= 0 && list.length > 0) {
       owned = [];
       try {
-        for (const fd of fds) owned.push(native.dupCloexec(fd));
+        for (const fd of list) owned.push(native.dupCloexec(fd));
       } catch (err) {
         closeAll(owned);
         return Promise.reject(err);
@@ -602,7 +621,7 @@ export class FdSocket extends EventEmitter {
     if (this.#stream) {
       wire = Buffer.allocUnsafe(total);
       wire.writeUInt32LE(len, 0);
-      wire.writeUInt32LE(fds.length, 4);
+      wire.writeUInt32LE(list.length, 4);
       wire.set(bytes, FRAME_HEADER_BYTES);
     } else {
       wire = Buffer.from(bytes);

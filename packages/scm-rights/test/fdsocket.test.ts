@@ -2,12 +2,12 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { Socket } from 'node:net';
+import { Socket, createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
-import { FRAME_HEADER_BYTES, FdSocket, type FdMessage, sendFds } from '../lib/index.js';
+import { FRAME_HEADER_BYTES, FdSocket, type FdMessage, recvFds, sendFds } from '../lib/index.js';
 import { DIST, O_CLOEXEC, errorOf, fdFlags, frame, openFds, python, runOutOfFds, runWithFd3, target } from './helpers.js';
 
 const PKG = fileURLToPath(new URL('..', import.meta.url));
@@ -1216,6 +1216,45 @@ describe('bad arguments', () => {
     await expect(s.send(Buffer.from('x'), [b + 1000])).rejects.toMatchObject({ code: 'EBADF', syscall: 'sendmsg' });
     s.close();
     closeSync(b);
+  });
+
+  it('a listening socket is refused (it carries no messages), and the fd stays yours', async () => {
+    const server = createServer();
+    await new Promise<void>((resolve) => server.listen(join(dir, 'listen.sock'), resolve));
+    // A copy of the server's fd that no handle of this loop watches.
+    const [a, b] = socketpair('seqpacket');
+    sendFds(a, Buffer.from('x'), [(server as unknown as { _handle: { fd: number } })._handle.fd]);
+    const { fds: [listening] } = recvFds(b);
+    server.close();
+    const err = errorOf(() => new FdSocket(listening!));
+    expect(err).toBeInstanceOf(TypeError);
+    expect(err.code).toBe('ERR_INVALID_ARG_VALUE');
+    expect(err.message).toContain('listening');
+    expect(fdFlags(listening!)).toBeGreaterThanOrEqual(0);
+    for (const fd of [listening!, a, b]) closeSync(fd);
+  });
+
+  it('send() with an fds array that changes under its getters sends what was checked, read once', async () => {
+    const [a, b] = socketpair('seqpacket');
+    const s = new FdSocket(a);
+    const peer = new FdSocket(b);
+    const got = collect(peer, 2);
+    const f = openSync(files[0]!, 'r');
+    for (const later of ['x', 2 ** 32 + 5]) {
+      let reads = 0;
+      const fds = [f];
+      Object.defineProperty(fds, 0, { get: () => (reads++ === 0 ? f : later) });
+      await s.send(Buffer.from('q'), fds);
+      expect(reads).toBe(1);
+    }
+    for (const m of await got) {
+      expect(m.fds).toHaveLength(1);
+      expect(readText(m.fds[0]!)).toBe('file number 0');
+      closeSync(m.fds[0]!);
+    }
+    closeSync(f);
+    s.close();
+    peer.close();
   });
 
   it('send() of a DataView of a detached ArrayBuffer throws a TypeError naming "data"', () => {

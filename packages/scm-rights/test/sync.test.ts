@@ -689,6 +689,33 @@ describe('bad arguments', () => {
     closeSync(b);
   });
 
+  it('an fds array that changes under its getters sends exactly what was checked, read once', () => {
+    const [a, b] = socketpair('seqpacket', { nonblock: true });
+    const f = openSync(file, 'r');
+    // A getter that gives the checked fd first and something else after.
+    for (const later of ['x', 2 ** 32 + 5, -5]) {
+      let reads = 0;
+      const fds = [f];
+      Object.defineProperty(fds, 0, { get: () => (reads++ === 0 ? f : later) });
+      expect(sendFds(a, Buffer.from('q'), fds)).toBe(1);
+      expect(reads).toBe(1);
+      const got = recvFds(b);
+      expect(got.fds).toHaveLength(1);
+      expect(readAll(got.fds[0]!, 4096, 0)).toBe('hello from a file\n'); // the file, not fd 5 or anything else
+      closeSync(got.fds[0]!);
+    }
+    // One that grows past 253 while it is read: still the 253 that were checked.
+    const grows = new Array(SCM_MAX_FD).fill(f);
+    Object.defineProperty(grows, 0, { get: () => (grows.push(f), f) });
+    expect(sendFds(a, Buffer.from('q'), grows)).toBe(1);
+    const many = recvFds(b);
+    expect(many.fds).toHaveLength(SCM_MAX_FD);
+    for (const fd of many.fds) closeSync(fd);
+    closeSync(f);
+    closeSync(a);
+    closeSync(b);
+  });
+
   it('a closed fd among the fds gives EBADF and sends nothing', () => {
     const [a, b] = socketpair('seqpacket', { nonblock: true });
     const f = openSync(file, 'r');
