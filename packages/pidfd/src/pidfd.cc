@@ -74,6 +74,26 @@ Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall) {
   return e;
 }
 
+// ErrnoError's shape through the C API, for the event-loop callback, where
+// nothing may throw: nullptr if it cannot be built (an environment being
+// torn down).
+napi_value ErrnoValue(napi_env env, int err, const char* syscall) {
+  const char* code = uv_err_name(-err);
+  std::string message = std::string(code) + ": " + uv_strerror(-err) + ", " + syscall;
+  napi_value msg, code_value, errno_value, syscall_value, error;
+  if (napi_create_string_utf8(env, message.c_str(), message.size(), &msg) != napi_ok ||
+      napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value) != napi_ok ||
+      napi_create_int32(env, -err, &errno_value) != napi_ok ||
+      napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_value) != napi_ok ||
+      napi_create_error(env, nullptr, msg, &error) != napi_ok ||
+      napi_set_named_property(env, error, "errno", errno_value) != napi_ok ||
+      napi_set_named_property(env, error, "code", code_value) != napi_ok ||
+      napi_set_named_property(env, error, "syscall", syscall_value) != napi_ok) {
+    return nullptr;
+  }
+  return error;
+}
+
 int Int32Arg(const Napi::CallbackInfo& info, size_t i, const char* usage) {
   if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), usage);
   return info[i].As<Napi::Number>().Int32Value();
@@ -487,18 +507,41 @@ class Handle : public Napi::ObjectWrap<Handle> {
     if (w->owner) w->owner->Fire(0);
   }
 
+  // Calls into JavaScript from the event loop, through the C API with every
+  // status checked: while a worker is being torn down (process.exit() in a
+  // wait's callback, with more pidfds due in the same loop turn, or
+  // worker.terminate()) every call into JavaScript fails with no exception
+  // to show, and node-addon-api's throwing wrappers (MakeCallback, Set on
+  // an error object) turn that into Napi::Error::New, which cannot build
+  // its error then either and ends the whole process with a fatal error.
   void Fire(int status) {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
     if (callback_.IsEmpty()) return;
-    Napi::Value arg = status < 0 ? ErrnoError(env, -status, "uv_poll").Value() : env.Null();
-    try {
-      // MakeCallback, not Call: runs the microtask queue and nextTicks after,
-      // so promises settled by the callback resolve in this same turn.
-      callback_.MakeCallback(Value(), {arg}, *async_);
-    } catch (const Napi::Error& e) {
-      napi_fatal_exception(env, e.Value());
+    napi_env env = Env();
+    napi_handle_scope scope;
+    if (napi_open_handle_scope(env, &scope) != napi_ok) return;
+    napi_value arg = nullptr;
+    if (status < 0) {
+      arg = ErrnoValue(env, -status, "uv_poll");
+    } else {
+      napi_get_null(env, &arg);
     }
+    napi_value recv = nullptr;
+    napi_value fn = nullptr;
+    napi_value result;
+    napi_ref self = static_cast<const Napi::Reference<Napi::Object>&>(*this);
+    if (arg != nullptr && napi_get_reference_value(env, self, &recv) == napi_ok && recv != nullptr &&
+        napi_get_reference_value(env, callback_, &fn) == napi_ok && fn != nullptr &&
+        // MakeCallback, not Call: runs the microtask queue and nextTicks after,
+        // so promises settled by the callback resolve in this same turn.
+        napi_make_callback(env, *async_, recv, fn, 1, &arg, &result) != napi_ok) {
+      bool pending = false;
+      napi_value err = nullptr;
+      if (napi_is_exception_pending(env, &pending) == napi_ok && pending &&
+          napi_get_and_clear_last_exception(env, &err) == napi_ok && err != nullptr) {
+        napi_fatal_exception(env, err);
+      }
+    }
+    napi_close_handle_scope(env, scope);
   }
 
   int fd_ = -1;  // the public number

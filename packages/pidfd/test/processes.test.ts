@@ -115,14 +115,14 @@ describe('the event loop', () => {
 });
 
 describe('lifetimes', () => {
-  it('worker teardown with pending, unref’d or forgotten handles neither crashes nor leaks fds', async () => {
+  it('worker teardown with pending, unref’d or forgotten handles, or from inside a wait callback, neither crashes nor leaks fds', async () => {
     const s = sleeper();
     try {
       const run = await runNode('teardown.mjs', [String(s.pid)]);
       expect(run.stderr).toBe('');
       expect(run.code).toBe(0);
       expect(json(run.stdout)).toEqual({
-        exits: ['forget:10-open:0', 'terminate-unwaited:10-open:1', 'terminate:10-open:1', 'unref:10-open:0'],
+        exits: ['exit-in-callback:10-open:0', 'forget:10-open:0', 'terminate-unwaited:10-open:1', 'terminate:10-open:1', 'unref:10-open:0'],
         leaked: [],
       });
     } finally {
