@@ -1070,6 +1070,48 @@ describe('across processes', () => {
     expect(JSON.parse(out)).toEqual([1000, false]);
   });
 
+  it.each([
+    [
+      'FdSocket sends and receives',
+      "const { FdSocket } = require(DIST); const { socketpair } = require('@folk/socketpair'); const [a, b] = socketpair('seqpacket', { nonblock: true }); const s = new FdSocket(b); const t = new FdSocket(a); s.on('message', () => {}); s.on('error', () => {}); t.on('error', () => {});",
+      'for (let i = 0; i < 200; i++) t.send(Buffer.alloc(100), [0]).catch(() => {});',
+    ],
+    [
+      'sendFds and recvFds',
+      "const { sendFds, recvFds } = require(DIST); const { socketpair } = require('@folk/socketpair'); const fs = require('node:fs'); const [a, b] = socketpair('seqpacket', { nonblock: true });",
+      'for (let i = 0; i < 300; i++) { try { sendFds(a, Buffer.alloc(10), [0, 1]); for (const f of recvFds(b).fds) fs.closeSync(f); } catch {} }',
+    ],
+  ])('worker threads: a worker terminated in the middle of %s does not take the process down', (_name, setup, loop) => {
+    // Terminated mid-call, the binding's next Node-API call fails with no
+    // exception to show; node-addon-api must not make that a C++ exception
+    // escaping into V8 (std::terminate, SIGABRT). The moment is swept across rounds.
+    const script = `
+      const { Worker } = require('node:worker_threads');
+      const body = \`
+        const DIST = ${JSON.stringify(DIST)};
+        ${setup}
+        const go = () => { ${loop} setImmediate(go); };
+        go();
+        require('node:worker_threads').parentPort.postMessage(0);\`;
+      (async () => {
+        for (let round = 0; round < 80; round++) {
+          await new Promise((resolve) => {
+            const w = new Worker(body, { eval: true, trackUnmanagedFds: false });
+            w.once('message', () => setTimeout(() => w.terminate(), round % 25));
+            w.once('exit', resolve);
+          });
+        }
+        console.log('survived');
+      })();`;
+    const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', cwd: PKG, timeout: 120_000 });
+    expect({ status: run.status, signal: run.signal, stderr: run.stderr, stdout: run.stdout }).toEqual({
+      status: 0,
+      signal: null,
+      stderr: '',
+      stdout: 'survived\n',
+    });
+  });
+
   it('worker threads: a worker that ends, exits in a listener or is terminated with an FdSocket open takes its fds along, and the process lives', () => {
     // In a child process, so a crash shows as a signal. Only the workers
     // load the addon: Node unloads it when each worker's environment goes.

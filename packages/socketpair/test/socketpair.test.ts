@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { closeSync, readFileSync, readSync, writeSync } from 'node:fs';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
@@ -176,6 +176,38 @@ describe('socketpair', () => {
       errno: -24,
       syscall: 'socketpair',
       message: 'EMFILE: too many open files, socketpair',
+    });
+  });
+
+  it('a worker thread terminated in the middle of socketpair() calls does not take the process down', () => {
+    // Terminated mid-call, a binding's next Node-API call fails with no
+    // exception to show; node-addon-api must not make that a C++ exception
+    // escaping into V8 (std::terminate, SIGABRT). The moment is swept across rounds.
+    const dist = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+    const script = `
+      const { Worker } = require('node:worker_threads');
+      const body = \`
+        const fs = require('node:fs');
+        const { socketpair } = require(${JSON.stringify(dist)});
+        const go = () => { for (let i = 0; i < 500; i++) { const [a, b] = socketpair('seqpacket'); fs.closeSync(a); fs.closeSync(b); } setImmediate(go); };
+        go();
+        require('node:worker_threads').parentPort.postMessage(0);\`;
+      (async () => {
+        for (let round = 0; round < 80; round++) {
+          await new Promise((resolve) => {
+            const w = new Worker(body, { eval: true, trackUnmanagedFds: false });
+            w.once('message', () => setTimeout(() => w.terminate(), round % 25));
+            w.once('exit', resolve);
+          });
+        }
+        console.log('survived');
+      })();`;
+    const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120_000 });
+    expect({ status: run.status, signal: run.signal, stderr: run.stderr, stdout: run.stdout }).toEqual({
+      status: 0,
+      signal: null,
+      stderr: '',
+      stdout: 'survived\n',
     });
   });
 
