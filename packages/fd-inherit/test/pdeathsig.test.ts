@@ -1,5 +1,6 @@
 // pdeathsig: a child dies with the process (or thread) that spawned it.
 import * as childProcess from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
@@ -98,13 +99,18 @@ describe('pdeathsig', () => {
     // returns, and a listener attached after that waits for ever.
     const exited = once(worker, 'exit');
     const [pid] = (await once(worker, 'message')) as [number];
-    // The child is a child of this process (the worker was one of its
-    // threads), so this thread may reap it once the worker is gone.
-    const pidfd = PidFd.open(pid, { reap: true });
+    // Watched from here (a peek: the worker's PidFd is the one that reaps).
+    const pidfd = PidFd.open(pid);
     try {
       await exited;
+      // sleep 1000 ends only through the signal; the worker's PidFd, torn
+      // down with the worker, hands the reap on, so no zombie is left either.
       const exit = await pidfd.wait();
-      expect(exit.signal).toBe('SIGKILL');
+      expect(exit.pid).toBe(pid);
+      expect([null, 'SIGKILL']).toContain(exit.signal); // null: reaped before the peek could see the status
+      const deadline = Date.now() + 5000;
+      while (existsSync(`/proc/${pid}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+      expect(existsSync(`/proc/${pid}`)).toBe(false);
     } finally {
       pidfd.close();
     }

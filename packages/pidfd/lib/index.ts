@@ -281,7 +281,7 @@ export class PidFd {
 
   private constructor(token: typeof CONSTRUCT, fd: number, pid: number, reap: boolean) {
     if (token !== CONSTRUCT) throw illegalConstructor();
-    this.#handle = new native.Handle(fd);
+    this.#handle = new native.Handle(fd, reap);
     this.#io = this.#handle.io();
     this.#fd = fd;
     this.pid = pid;

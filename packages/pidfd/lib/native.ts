@@ -63,8 +63,13 @@ export interface NativeBinding {
   pidfdPid(fd: number): number;
   /** close(2), errors ignored. */
   close(fd: number): void;
-  /** Takes ownership of `fd` once it has made its private duplicate; throws (EMFILE...) with `fd` still the caller's. */
-  Handle: new (fd: number) => NativeHandle;
+  /**
+   * Takes ownership of `fd` once it has made its private duplicate; throws
+   * (EMFILE...) with `fd` still the caller's. With `reap`, an environment
+   * torn down while the Handle is open reaps the process (at once, or from a
+   * thread that waits for its exit).
+   */
+  Handle: new (fd: number, reap: boolean) => NativeHandle;
   readonly CLD_EXITED: number;
   readonly CLD_KILLED: number;
   readonly CLD_DUMPED: number;

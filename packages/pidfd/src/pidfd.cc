@@ -18,6 +18,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
 #include <unordered_set>
 
 // Older libc headers lack the numbers; they are the same on every Linux
@@ -295,6 +298,48 @@ struct EnvData {
   bool orphaned = false;  // the env is gone; the last close callback frees us
 };
 
+// Handles with reap: true, in every environment of the process, so that the
+// teardown of one (a worker thread ending) can find its own. A reap: true
+// process that still runs when its environment goes away could never be
+// reaped by anything there again (nothing else in the process knows it), and
+// would be a zombie from its exit until the process ends; teardown hands its
+// pidfd to a small thread that sleeps in waitid until then. The registry is
+// keyed by Handle and never dereferences an EnvData, which may be freed
+// before the last Handle's finalizer; allocated once and never destroyed,
+// so no exit-time destructor can race a worker tearing down.
+std::mutex& ReapersLock() {
+  static std::mutex* lock = new std::mutex;
+  return *lock;
+}
+std::unordered_map<Handle*, EnvData*>& Reapers() {
+  static auto* reapers = new std::unordered_map<Handle*, EnvData*>;
+  return *reapers;
+}
+
+// Collect the exit of the process of `fd` (a pidfd we own) now if it has
+// one, else from a detached thread once it has; the fd is closed either way.
+void ReapLater(int fd) {
+  siginfo_t si = {};
+  long rc = syscall(SYS_waitid, P_PIDFD, fd, &si, WEXITED | WNOHANG, nullptr);
+  if (rc == -1 || si.si_pid != 0) {  // reaped now, or nothing to reap (ECHILD)
+    ::close(fd);
+    return;
+  }
+  // libuv made the description non-blocking; a blocking waitid would say EAGAIN.
+  int fl = fcntl(fd, F_GETFL);
+  if (fl != -1 && (fl & O_NONBLOCK)) fcntl(fd, F_SETFL, fl & ~O_NONBLOCK);
+  try {
+    std::thread([fd] {
+      siginfo_t info = {};
+      while (syscall(SYS_waitid, P_PIDFD, fd, &info, WEXITED, nullptr) == -1 && errno == EINTR) {
+      }
+      ::close(fd);
+    }).detach();
+  } catch (...) {
+    ::close(fd);  // no thread to be had: nothing more can be done for it
+  }
+}
+
 void FinishTeardownIfDone(EnvData* data) {
   if (!data->watches.empty()) return;
   if (data->hook) {
@@ -339,13 +384,20 @@ class Handle : public Napi::ObjectWrap<Handle> {
   // new Handle(fd: number): takes ownership of fd, after making the private
   // duplicate (EMFILE, EBADF: it throws and fd stays the caller's).
   explicit Handle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Handle>(info) {
-    int fd = Int32Arg(info, 0, "new Handle(fd: number)");
-    if (fd < 0) throw Napi::RangeError::New(info.Env(), "new Handle(fd: number): fd must be >= 0");
+    int fd = Int32Arg(info, 0, "new Handle(fd: number, reap: boolean)");
+    if (fd < 0) throw Napi::RangeError::New(info.Env(), "new Handle(fd: number, reap: boolean): fd must be >= 0");
+    if (info.Length() < 2 || !info[1].IsBoolean()) throw Napi::TypeError::New(info.Env(), "new Handle(fd: number, reap: boolean)");
+    bool reap = info[1].As<Napi::Boolean>().Value();
     int io = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (io == -1) throw ErrnoError(info.Env(), errno, "fcntl");
     fd_ = fd;
     io_ = io;
     data_ = static_cast<EnvData*>(info.Env().GetInstanceData<EnvData>());
+    if (reap) {
+      std::lock_guard<std::mutex> guard(ReapersLock());
+      Reapers().emplace(this, data_);
+      reaper_ = true;
+    }
     struct stat st;
     if (fstat(fd_, &st) == 0) {
       dev_ = st.st_dev;
@@ -360,6 +412,17 @@ class Handle : public Napi::ObjectWrap<Handle> {
   void DetachWatch() {
     watch_ = nullptr;
     callback_.Reset();
+  }
+
+  // Called by the teardown hook, with ReapersLock held and after the watches
+  // are closed (so no poll uses the private fd any more): the private fd
+  // goes to ReapLater, which reaps the process whenever it exits.
+  void HandOffReap() {
+    reaper_ = false;
+    if (io_ < 0) return;
+    int fd = io_;
+    io_ = -1;
+    ReapLater(fd);
   }
 
  private:
@@ -482,6 +545,11 @@ class Handle : public Napi::ObjectWrap<Handle> {
 
   // Idempotent; safe from the finalizer.
   void Release() {
+    if (reaper_) {
+      std::lock_guard<std::mutex> guard(ReapersLock());
+      Reapers().erase(this);
+      reaper_ = false;
+    }
     if (watch_) {
       CloseWatch(watch_);
       watch_ = nullptr;
@@ -549,6 +617,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
   dev_t dev_ = 0;
   ino_t ino_ = 0;
   bool identified_ = false;  // fstat worked when the Handle took the fd
+  bool reaper_ = false;      // reap: true, and in Reapers()
   bool ref_ = true;
   bool active_ = false;
   Watch* watch_ = nullptr;
@@ -566,6 +635,18 @@ void OnTeardown(napi_async_cleanup_hook_handle /*handle*/, void* arg) {
     if (w->owner) {
       w->owner->DetachWatch();
       CloseWatch(w);
+    }
+  }
+  {
+    std::lock_guard<std::mutex> guard(ReapersLock());
+    auto& reapers = Reapers();
+    for (auto it = reapers.begin(); it != reapers.end();) {
+      if (it->second == data) {
+        it->first->HandOffReap();
+        it = reapers.erase(it);
+      } else {
+        ++it;
+      }
     }
   }
   FinishTeardownIfDone(data);

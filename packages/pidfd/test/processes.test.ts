@@ -163,6 +163,13 @@ describe('lifetimes', () => {
     });
   });
 
+  it('reap: true children still running when their worker thread ends (on its own, process.exit(), terminate(), never waited on) are still reaped: no zombies', async () => {
+    const run = await runNode('worker-reap.mjs', []);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(json(run.stdout)).toEqual({ end: [null], exit: [null], terminate: [null], unwaited: [null] });
+  });
+
   it('a PidFd collected without close() has its fd closed (not a number closed by hand and reused), is never reaped by the collector, and is kept while a wait is pending', async () => {
     const run = await runNode('gc.mjs', [], { nodeArgs: ['--expose-gc'] });
     expect(run.stderr).toBe('');
