@@ -816,6 +816,11 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
     }
   } catch (err) {
     cleanup(setups, true);
+    // pipe2 out of fds (EMFILE): a spawn error like the others, naming the program.
+    const e = err as ErrnoException;
+    if (e instanceof Error && typeof e.syscall === 'string' && typeof e.code === 'string') {
+      throw spawnError(e, file, argList, cwd, undefined);
+    }
     throw err;
   }
 

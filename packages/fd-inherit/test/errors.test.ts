@@ -213,6 +213,38 @@ describe('out of fds for the PidFd (its pidfd took the last one)', () => {
   });
 });
 
+describe('out of fds for a pipe', () => {
+  it("is a spawn error (EMFILE, step pipe2) naming the program, before any child exists", async () => {
+    requireDist();
+    const script = `
+      const fs = require('node:fs');
+      const { spawn } = require(${JSON.stringify(DIST)});
+      const fill = [];
+      try { for (;;) fill.push(fs.openSync('/dev/null', 'r')); } catch {}
+      let result;
+      try {
+        spawn('/bin/true', [], { stdout: 'pipe' });
+        result = 'spawned';
+      } catch (e) {
+        result = { name: e.name, code: e.code, syscall: e.syscall, step: e.step, path: e.path, message: e.message };
+      }
+      for (const fd of fill) fs.closeSync(fd);
+      console.log(JSON.stringify(result));`;
+    const child = spawn(process.execPath, ['-e', script], { rlimits: { nofile: 64 }, stdout: 'pipe' });
+    const { out, code } = await outputOf(child);
+    child.pidfd.close();
+    expect(code).toBe(0);
+    expect(JSON.parse(out)).toEqual({
+      name: 'Error',
+      code: 'EMFILE',
+      syscall: 'spawn',
+      step: 'pipe2',
+      path: '/bin/true',
+      message: "EMFILE: too many open files, pipe2 (spawn '/bin/true')",
+    });
+  });
+});
+
 describe('worker threads', () => {
   it('a worker terminated in the middle of calls into the binding does not take the process down', () => {
     // Terminated mid-call (here, spawns that fail and flag reads), the
