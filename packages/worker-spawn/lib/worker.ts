@@ -112,7 +112,7 @@ export class WorkerConnection extends EventEmitter {
     // A control datagram is at most 64 KiB (PROTOCOL.md) and the supervisor
     // drops the control socket on a larger one. 8192 UTF-16 units stay under
     // that even if JSON escapes every one of them (6 bytes each).
-    let text = String(message);
+    let text = describeThrown(message, false);
     if (text.length > REPORT_MAX) text = `${text.slice(0, REPORT_MAX)}... (${text.length - REPORT_MAX} characters cut)`;
     this.#sendControl({ type: 'error', message: text, fatal });
   }
@@ -170,8 +170,7 @@ export class WorkerConnection extends EventEmitter {
           this.#write(FrameType.RESPONSE, item.id, result);
         }
       } catch (err) {
-        const e = err as Error;
-        this.#error(item.id, 'HANDLER_ERROR', e instanceof Error ? `${e.name}: ${e.message}` : String(err));
+        this.#error(item.id, 'HANDLER_ERROR', describeThrown(err));
       }
     }
     this.#busy = false;
@@ -203,6 +202,22 @@ export class WorkerConnection extends EventEmitter {
     this.#task.end(() => process.exit(code));
     // A supervisor that stopped reading must not keep us here.
     setTimeout(() => process.exit(code), 1000).unref();
+  }
+}
+
+/**
+ * What a handler threw (or reportError() was given), as text: `Name: message`
+ * for an Error. Never throws itself: a value whose property reads or String()
+ * throw (a Proxy, a null-prototype object) would otherwise escape #drain as
+ * an unhandled rejection, end the worker, and leave its task unanswered.
+ */
+function describeThrown(value: unknown, asError = true): string {
+  try {
+    if (asError && value instanceof Error) return `${value.name}: ${value.message}`;
+    return String(value);
+  } catch {
+    const type = typeof value;
+    return `${/^[aeiou]/.test(type) ? 'an' : 'a'} ${type} that cannot be described (reading it threw)`;
   }
 }
 

@@ -773,6 +773,23 @@ try { ${call}; } catch (e) { console.log(JSON.stringify([e.name, e.code, e.messa
     }
   });
 
+  it('a handler that throws a value nothing can be read from, or reports one, gets an error answer; the worker goes on', async () => {
+    const worker = spawnWorker({ command: process.execPath, script: fixture('tasks-node.cjs') });
+    try {
+      const reports: Array<[string, boolean]> = [];
+      worker.on('workerError', (message: string, fatal: boolean) => reports.push([message, fatal]));
+      const err = await errorOf(worker.request('throwtrap'));
+      expect(err).toMatchObject({ code: 'ERR_WORKER_TASK', workerCode: 'HANDLER_ERROR' });
+      expect(err.message).toContain('cannot be described');
+      expect((await worker.request('report-null-proto')).toString()).toBe('reported');
+      expect((await worker.request('echo:still here')).toString()).toBe('still here');
+      expect(reports).toEqual([[expect.stringContaining('cannot be described'), false]]);
+      expect(worker.hasExited).toBe(false);
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it('echoes binary and large payloads and exits 0 on stop', async () => {
     const worker = spawnWorker({ command: process.execPath, script: fixture('echo-node.cjs'), maxFrame: 4096 });
     const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
