@@ -9,7 +9,7 @@ import { closeSync, fstatSync } from 'node:fs';
 import * as net from 'node:net';
 import { FdSocket } from '@folk/scm-rights';
 import { invalidArgType, optionsObject, toPayload } from './errors.js';
-import { CONTROL_MAX, DEFAULT_MAX_FRAME, FrameDecoder, FrameType, encodeErrorBody, encodeFrame } from './protocol.js';
+import { CONTROL_MAX, DEFAULT_MAX_FRAME, FrameDecoder, FrameType, MAX_FRAME_LIMIT, encodeErrorBody, encodeFrame } from './protocol.js';
 
 /** What a handler learns about the task besides its payload. */
 export interface TaskInfo {
@@ -68,14 +68,27 @@ export class WorkerConnection extends EventEmitter {
     super();
     const taskFd = socketFd(envFd('FOLK_TASK_FD'));
     const controlFd = socketFd(envFd('FOLK_CONTROL_FD'));
-    const max = Number(process.env['FOLK_MAX_FRAME']);
-    this.maxFrame = Number.isInteger(max) && max > 0 ? max : DEFAULT_MAX_FRAME;
+    if (taskFd === controlFd) configError('FOLK_TASK_FD and FOLK_CONTROL_FD name the same fd');
+    this.maxFrame = maxFrameFromEnv();
     this.runtime = process.env['FOLK_RUNTIME'] ?? 'pipe';
     this.#handler = handler;
     this.#onFds = options.onFds;
 
-    this.#task = new net.Socket({ fd: taskFd, readable: true, writable: true });
-    this.#control = new FdSocket(controlFd, { maxMessageBytes: CONTROL_MAX });
+    // Sockets of the wrong kind are the supervisor's mistake, like missing
+    // ones: a configuration error (78), not a stack trace from a constructor.
+    try {
+      this.#task = new net.Socket({ fd: taskFd, readable: true, writable: true });
+    } catch {
+      configError(`fd ${taskFd} (FOLK_TASK_FD) is not a stream socket`);
+    }
+    let control: FdSocket | undefined;
+    try {
+      control = new FdSocket(controlFd, { maxMessageBytes: CONTROL_MAX });
+    } catch {
+      // not AF_UNIX seqpacket/stream, or watched already
+    }
+    if (control?.type !== 'seqpacket') configError(`fd ${controlFd} (FOLK_CONTROL_FD) is not a seqpacket socket`);
+    this.#control = control;
 
     const decoder = new FrameDecoder(this.maxFrame, {
       frame: (type, id, payload) => this.#push({ kind: 'frame', type, id, payload }),
@@ -225,6 +238,15 @@ function describeThrown(value: unknown, asError = true): string {
 function configError(message: string): never {
   process.stderr.write(`folk worker: ${message}: start this script with @folk/worker-spawn\n`);
   process.exit(EXIT_CONFIG);
+}
+
+/** FOLK_MAX_FRAME: unset (or not a number) means the default; a number outside 1 .. 2^32-1 is a configuration error. */
+function maxFrameFromEnv(): number {
+  const value = process.env['FOLK_MAX_FRAME'];
+  if (value === undefined || !/^[0-9]+$/.test(value)) return DEFAULT_MAX_FRAME;
+  const max = Number(value);
+  if (max < 1 || max > MAX_FRAME_LIMIT) configError(`FOLK_MAX_FRAME is not a frame size (1 to ${MAX_FRAME_LIMIT} bytes): '${value}'`);
+  return max;
 }
 
 function envFd(name: string): number {

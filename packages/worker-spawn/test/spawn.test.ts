@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import * as net from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
+import { spawn } from '@folk/fd-inherit';
 import { Duplex } from 'node:stream';
 import {
   CONTROL_FD,
@@ -742,6 +743,41 @@ describe('a worker started outside the pattern', () => {
       }
     } finally {
       closeSync(file);
+    }
+  });
+
+  // Sockets, but not the pattern's: each is a configuration error (78, why on
+  // stderr), not a stack trace and exit 1 from a constructor deep inside.
+  it.each([
+    ['FOLK_MAX_FRAME over 2^32-1', { FOLK_MAX_FRAME: '99999999999' }, 'stream', 'seqpacket', 'FOLK_MAX_FRAME is not a frame size'],
+    ['FOLK_MAX_FRAME 0', { FOLK_MAX_FRAME: '0' }, 'stream', 'seqpacket', 'FOLK_MAX_FRAME is not a frame size'],
+    ['one fd for both', { FOLK_CONTROL_FD: '3' }, 'stream', 'seqpacket', 'FOLK_TASK_FD and FOLK_CONTROL_FD name the same fd'],
+    ['a seqpacket task socket', {}, 'seqpacket', 'seqpacket', 'fd 3 (FOLK_TASK_FD) is not a stream socket'],
+    ['a datagram control socket', {}, 'stream', 'dgram', 'fd 4 (FOLK_CONTROL_FD) is not a seqpacket socket'],
+    ['a stream control socket', {}, 'stream', 'stream', 'fd 4 (FOLK_CONTROL_FD) is not a seqpacket socket'],
+  ] as const)('a Node worker given %s exits 78 (EX_CONFIG) and says why', async (_name, extra, task, control, why) => {
+    const [t, tChild] = socketpair(task);
+    const [c, cChild] = socketpair(control);
+    try {
+      const child = spawn(process.execPath, [fixture('echo-node.cjs')], {
+        fds: { 3: tChild, 4: cChild },
+        env: { PATH: process.env['PATH'], FOLK_TASK_FD: '3', FOLK_CONTROL_FD: '4', ...extra },
+        stdin: 'ignore',
+        stdout: 'ignore',
+        stderr: 'pipe',
+      });
+      let stderr = '';
+      const closed = once(child.stderr!, 'close');
+      child.stderr!.setEncoding('utf8').on('data', (d: string) => (stderr += d));
+      const exit = await child.wait();
+      child.pidfd.close();
+      await closed;
+      expect(exit.code).toBe(78);
+      expect(stderr.startsWith(`folk worker: ${why}`)).toBe(true);
+      expect(stderr.endsWith(': start this script with @folk/worker-spawn\n')).toBe(true);
+      expect(stderr.split('\n')).toHaveLength(2); // one line, no stack trace
+    } finally {
+      for (const fd of [t, tChild, c, cChild]) closeSync(fd);
     }
   });
 });
