@@ -277,7 +277,7 @@ describe('worker threads', () => {
       stderr: '',
       stdout: 'survived\n',
     });
-  });
+  }, 120_000);
 });
 
 describe('a child whose pidfd is closed early', () => {

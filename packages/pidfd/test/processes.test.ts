@@ -161,7 +161,7 @@ describe('lifetimes', () => {
       stderr: '',
       stdout: 'survived\n',
     });
-  });
+  }, 120_000);
 
   it('reap: true children still running when their worker thread ends (on its own, process.exit(), terminate(), never waited on) are still reaped: no zombies', async () => {
     const run = await runNode('worker-reap.mjs', []);

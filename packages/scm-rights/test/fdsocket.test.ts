@@ -1074,7 +1074,9 @@ describe('across processes', () => {
     [
       'FdSocket sends and receives',
       "const { FdSocket } = require(DIST); const { socketpair } = require('@folk/socketpair'); const [a, b] = socketpair('seqpacket', { nonblock: true }); const s = new FdSocket(b); const t = new FdSocket(a); s.on('message', () => {}); s.on('error', () => {}); t.on('error', () => {});",
-      'for (let i = 0; i < 200; i++) t.send(Buffer.alloc(100), [0]).catch(() => {});',
+      // Without fds: the dups a queued send holds stay open when its worker is
+      // terminated (see the README), and 80 rounds of them would exhaust the fd table.
+      'for (let i = 0; i < 200; i++) t.send(Buffer.alloc(100)).catch(() => {});',
     ],
     [
       'sendFds and recvFds',
@@ -1110,7 +1112,7 @@ describe('across processes', () => {
       stderr: '',
       stdout: 'survived\n',
     });
-  });
+  }, 120_000);
 
   it('worker threads: a worker that ends, exits in a listener or is terminated with an FdSocket open takes its fds along, and the process lives', () => {
     // In a child process, so a crash shows as a signal. Only the workers

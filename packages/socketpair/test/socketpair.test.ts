@@ -209,7 +209,7 @@ describe('socketpair', () => {
       stderr: '',
       stdout: 'survived\n',
     });
-  });
+  }, 120_000);
 
   it('10,000 create/close cycles leave /proc/self/fd as it was', () => {
     const before = openFds();
