@@ -1,5 +1,6 @@
 // Shared by every package's tests: what the kernel says about this process
 // and its children, read from /proc. Tests assert on these, never on mocks.
+import { spawnSync } from 'node:child_process';
 import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
 
 export const O_NONBLOCK = 0o4000;
@@ -76,4 +77,39 @@ export function children(state?: string): number[] {
 /** Children of this process that exited and nobody reaped. */
 export function zombieChildren(): number[] {
   return children('Z');
+}
+
+/** What terminateMidCall's child prints when no worker took it down. */
+export const SURVIVED = { status: 0, signal: null, stderr: '', stdout: 'survived\n' };
+
+/**
+ * Terminates worker threads in the middle of calls into a binding, `rounds`
+ * times, each worker a moment later (0-24 ms) than the one before, all in a
+ * child process so that a crash shows as a signal. Each worker runs `setup`
+ * once, then `loop` over and over (one pass per event-loop turn). A binding's
+ * Node-API call that the dying worker refuses must not become a C++
+ * exception escaping into V8 (std::terminate, SIGABRT). Returns how the child
+ * ended and what it printed: SURVIVED when all went well.
+ */
+export function terminateMidCall(
+  setup: string,
+  loop: string,
+  options: { rounds?: number; trackUnmanagedFds?: boolean; cwd?: string } = {},
+): { status: number | null; signal: NodeJS.Signals | null; stderr: string; stdout: string } {
+  const { rounds = 80, trackUnmanagedFds = false, cwd } = options;
+  const body = `${setup}\nconst go = () => { ${loop}\n setImmediate(go); };\ngo();\nrequire('node:worker_threads').parentPort.postMessage(0);`;
+  const script = `
+    const { Worker } = require('node:worker_threads');
+    (async () => {
+      for (let round = 0; round < ${rounds}; round++) {
+        await new Promise((resolve) => {
+          const w = new Worker(${JSON.stringify(body)}, { eval: true, trackUnmanagedFds: ${trackUnmanagedFds} });
+          w.once('message', () => setTimeout(() => w.terminate(), round % 25));
+          w.once('exit', resolve);
+        });
+      }
+      console.log('survived');
+    })();`;
+  const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', cwd, timeout: 120_000 });
+  return { status: run.status, signal: run.signal, stderr: run.stderr, stdout: run.stdout };
 }

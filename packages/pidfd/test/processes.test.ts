@@ -2,12 +2,13 @@
 // UV_THREADPOOL_SIZE, environment teardown, garbage collection, credentials,
 // and kernels without the syscalls. The fixtures load the built package
 // (dist/), as a user would.
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { SURVIVED, terminateMidCall } from '@folk/test-support';
 import { PidFd } from '../lib/index.js';
 import { canTraceSiblings, fixture, runNode, spawnUnreaped } from './helpers.js';
 
@@ -132,35 +133,10 @@ describe('lifetimes', () => {
   });
 
   it('a worker thread terminated in the middle of calls into the binding does not take the process down', () => {
-    // Terminated mid-call, the binding's next Node-API call fails with no
-    // exception to show; node-addon-api must not make that a C++ exception
-    // escaping into V8 (std::terminate, SIGABRT). The moment is swept across rounds.
     const dist = fileURLToPath(new URL('../dist/index.js', import.meta.url));
-    const script = `
-      const { Worker } = require('node:worker_threads');
-      const body = \`
-        const { PidFd } = require(${JSON.stringify(dist)});
-        const fs = require('node:fs');
-        const go = () => { for (let i = 0; i < 300; i++) { const p = PidFd.open(process.pid); try { p.kill(0); p.tryWait(); fs.closeSync(p.getFd(0)); } catch {} p.close(); } setImmediate(go); };
-        go();
-        require('node:worker_threads').parentPort.postMessage(0);\`;
-      (async () => {
-        for (let round = 0; round < 80; round++) {
-          await new Promise((resolve) => {
-            const w = new Worker(body, { eval: true, trackUnmanagedFds: false });
-            w.once('message', () => setTimeout(() => w.terminate(), round % 25));
-            w.once('exit', resolve);
-          });
-        }
-        console.log('survived');
-      })();`;
-    const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', timeout: 120_000 });
-    expect({ status: run.status, signal: run.signal, stderr: run.stderr, stdout: run.stdout }).toEqual({
-      status: 0,
-      signal: null,
-      stderr: '',
-      stdout: 'survived\n',
-    });
+    const setup = `const { PidFd } = require(${JSON.stringify(dist)}); const fs = require('node:fs');`;
+    const loop = `for (let i = 0; i < 300; i++) { const p = PidFd.open(process.pid); try { p.kill(0); p.tryWait(); fs.closeSync(p.getFd(0)); } catch {} p.close(); }`;
+    expect(terminateMidCall(setup, loop)).toEqual(SURVIVED);
   }, 120_000);
 
   it('reap: true children still running when their worker thread ends (on its own, process.exit(), terminate(), never waited on) are still reaped: no zombies', async () => {
