@@ -611,9 +611,9 @@ export class FdSocket extends EventEmitter {
     if (sent <= 0 && list.length > 0) {
       owned = [];
       try {
-        for (const fd of list) owned.push(native.dupCloexec(fd));
+        for (const fd of list) owned.push(this.#poller.dup(fd));
       } catch (err) {
-        closeAll(owned);
+        this.#drop(owned);
         return Promise.reject(err);
       }
     }
@@ -637,7 +637,7 @@ export class FdSocket extends EventEmitter {
       const onAbort = () => {
         // A message partly written must be finished, or the stream's framing breaks.
         if (entry.started || !this.#sends.remove(entry)) return;
-        closeAll(entry.fds);
+        this.#drop(entry.fds);
         entry.fds = null;
         entry.reject(abortError(s));
         this.#update();
@@ -734,16 +734,16 @@ export class FdSocket extends EventEmitter {
       const bytes = data === undefined ? Buffer.alloc(0) : data.subarray(offset, offset + len);
       offset += len;
       if (this.#terminal !== null) {
-        closeAll(fds); // nothing after a failure is delivered
+        this.#drop(fds); // nothing after a failure is delivered
       } else if (flags & native.MSG_CTRUNC) {
-        closeAll(fds);
+        this.#drop(fds);
         this.#fail(
           codeError('ERR_FDS_TRUNCATED', `recvmsg: fds of a message were dropped (MSG_CTRUNC; out of fds?)`),
         );
       } else if (this.#stream) {
         this.#feed(bytes, nfds > 0 ? fds : null);
       } else if (flags & native.MSG_TRUNC) {
-        closeAll(fds);
+        this.#drop(fds);
         this.#fail(
           codeError(
             'ERR_MESSAGE_TOO_LARGE',
@@ -758,7 +758,7 @@ export class FdSocket extends EventEmitter {
       const f = this.#frame;
       if (f !== null) {
         this.#frame = null;
-        closeAll(f.fds);
+        this.#drop(f.fds);
         this.#fail(
           codeError(
             'ERR_INCOMPLETE_MESSAGE',
@@ -886,10 +886,10 @@ export class FdSocket extends EventEmitter {
 
   /** The stream no longer parses: close every fd of the read and of frames in progress. */
   #protocolError(fds: number[] | null, why: string, code = 'ERR_INVALID_FRAME'): void {
-    closeAll(fds);
-    for (const f of this.#done) if (f) closeAll(f.fds);
+    this.#drop(fds);
+    for (const f of this.#done) if (f) this.#drop(f.fds);
     this.#done.length = 0;
-    if (this.#frame) closeAll(this.#frame.fds);
+    if (this.#frame) this.#drop(this.#frame.fds);
     this.#frame = null;
     this.#fail(codeError(code, `FdSocket stream framing: ${why}`));
   }
@@ -902,6 +902,7 @@ export class FdSocket extends EventEmitter {
   #next(): Promise<IteratorResult<FdMessage>> {
     const m = this.#waiters.length === 0 ? this.#inbox.shift() : undefined;
     if (m !== undefined) {
+      this.#handOver(m);
       this.#update();
       return Promise.resolve({ value: m, done: false });
     }
@@ -932,10 +933,10 @@ export class FdSocket extends EventEmitter {
         if (this.#iterating) {
           if (this.#waiters.length === 0 || this.#inbox.length === 0) break;
           const w = this.#waiters.shift()!;
-          w.resolve({ value: this.#inbox.shift()!, done: false });
+          w.resolve({ value: this.#handOver(this.#inbox.shift()!), done: false });
         } else {
           if (this.#paused || this.#inbox.length === 0 || this.listenerCount('message') === 0) break;
-          this.emit('message', this.#inbox.shift()!);
+          this.emit('message', this.#handOver(this.#inbox.shift()!));
         }
       }
       threw = false;
@@ -978,7 +979,7 @@ export class FdSocket extends EventEmitter {
         n = native.trySend(this.#io, p.bytes, p.fds, false);
       } catch (err) {
         q.shift();
-        closeAll(p.fds);
+        this.#drop(p.fds);
         // Part of this message is in the kernel already, so whatever is
         // written next would be read as the rest of it. Shut the writing
         // side instead: the peer reads end of file mid-message (an FdSocket
@@ -991,11 +992,11 @@ export class FdSocket extends EventEmitter {
       if (n < 0) break;
       if (n === total) {
         q.shift();
-        closeAll(p.fds);
+        this.#drop(p.fds);
         p.resolve();
         continue;
       }
-      closeAll(p.fds);
+      this.#drop(p.fds);
       advance(p, n);
       break;
     }
@@ -1003,6 +1004,22 @@ export class FdSocket extends EventEmitter {
   };
 
   // --- state --------------------------------------------------------------
+
+  // Fds received, or dup'd for a queued send, are held by the poller until
+  // they are handed over or dropped: if the thread ends first (no JavaScript
+  // runs then), the poller's teardown closes them.
+
+  /** The message's fds are the consumer's from here on. */
+  #handOver(m: FdMessage): FdMessage {
+    const n = m.fds.length;
+    if (n > 0) this.#poller.release(n === 1 ? m.fds[0]! : m.fds);
+    return m;
+  }
+
+  /** Close fds held for us (those no longer held are left alone). */
+  #drop(fds: readonly number[] | null | undefined): void {
+    if (fds && fds.length > 0) this.#poller.drop(fds);
+  }
 
   /** Point the poll handle at what is wanted now: reading while someone consumes and the inbox has room; writing while sends wait. */
   #update(): void {
@@ -1019,14 +1036,12 @@ export class FdSocket extends EventEmitter {
   #destroy(error: Error | null): void {
     if (this.#closed) return;
     this.#closed = true;
+    // Closes, with the socket, every fd still held for us: those of queued
+    // sends, of the inbox and of a frame in progress.
     this.#poller.close();
     OWNED.delete(this.fd);
-    for (const p of this.#sends.drain()) {
-      closeAll(p.fds);
-      p.reject(socketClosed());
-    }
-    for (const m of this.#inbox.drain()) closeAll(m.fds);
-    if (this.#frame !== null) closeAll(this.#frame.fds);
+    for (const p of this.#sends.drain()) p.reject(socketClosed());
+    this.#inbox.drain();
     this.#frame = null;
     const waiters = this.#waiters.drain();
     let reported = false;

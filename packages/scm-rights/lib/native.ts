@@ -13,7 +13,17 @@ export interface NativePoller {
   unref(): void;
   /** The private duplicate of the socket fd that the poll, reads and writes use; -1 once closed. */
   io(): number;
-  /** Stop polling, close the private duplicate, and the caller's fd while it still refers to the same socket (st_dev, st_ino). Idempotent. */
+  /**
+   * An F_DUPFD_CLOEXEC copy of `fd`, held. Held fds (these, and every fd a
+   * read hands over in `fds`) are closed by close() and when the thread's
+   * environment is torn down, unless released or dropped first.
+   */
+  dup(fd: number): number;
+  /** No longer held: handed to a consumer. One fd as a number costs less than an array. */
+  release(fds: number | readonly number[]): void;
+  /** close(2) each fd that is still held (no other: the number may be another file's by now). */
+  drop(fds: number | readonly number[]): void;
+  /** Stop polling, close the private duplicate, every fd still held, and the caller's fd while it still refers to the same socket (st_dev, st_ino). Idempotent. */
   close(): void;
 }
 
@@ -39,8 +49,6 @@ export interface NativeBinding {
   peerCredentials(fd: number): [number, number, number];
   /** SO_PEERPIDFD: a new O_CLOEXEC pidfd. ENODATA when the socket has no peer. */
   peerPidFd(fd: number): number;
-  /** fcntl(F_DUPFD_CLOEXEC). */
-  dupCloexec(fd: number): number;
   /** close(2) each fd, ignoring errors (not fs.closeSync, which warns in worker threads). */
   closeFds(fds: readonly number[]): void;
   /** shutdown(SHUT_WR), errors ignored. */
@@ -51,7 +59,8 @@ export interface NativeBinding {
    * `fd` left to the caller); owns both. Each readable wakeup loops recvmsg
    * (MSG_DONTWAIT | MSG_CMSG_CLOEXEC, at most `chunkBytes` per call) until
    * EAGAIN or the batch is full, writes per chunk [length, fd count,
-   * msg_flags] into `meta` and the fds into `fds`, then calls onRead once.
+   * msg_flags] into `meta` and the fds into `fds` (held from then on), then
+   * calls onRead once.
    * status: 0, 1 for end-of-file, or -errno.
    */
   Poller: new (

@@ -19,9 +19,11 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <memory>
 #include <new>
 #include <string>
+#include <vector>
 
 namespace {
 
@@ -355,16 +357,6 @@ Napi::Value PeerPidFd(const Napi::CallbackInfo& info) {
 #endif
 }
 
-// dupCloexec(fd): F_DUPFD_CLOEXEC. FdSocket keeps its own copies of the fds
-// of a queued send, so the caller may close theirs as soon as send() returns.
-Napi::Value DupCloexec(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd = FdArg(info, 0, "fd");
-  int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (dup == -1) throw ErrnoError(env, errno, "fcntl");
-  return Napi::Number::New(env, dup);
-}
-
 // closeFds(fds): close(2) each; errors (an fd already gone) are ignored.
 // For the fds this package received or dup'd and must drop. Not
 // fs.closeSync: in a worker thread Node warns about every fd that fs did not
@@ -395,6 +387,12 @@ Napi::Value ShutdownWrite(const Napi::CallbackInfo& info) {
 // batch in one call: the bytes in one Buffer, and per chunk its length, fd
 // count and msg_flags in a shared Int32Array, the fds in another. One
 // crossing per wakeup instead of one per message.
+//
+// It also keeps the list of fds held on JavaScript's behalf: those received
+// and not yet handed to a consumer, and the dups a queued send keeps. When
+// the thread's environment is torn down (a worker ending, process.exit() in
+// a listener, worker.terminate()) no JavaScript runs to close them, so the
+// teardown hook does; close() does too.
 class Poller : public Napi::ObjectWrap<Poller> {
  public:
   static Napi::Function Define(Napi::Env env) {
@@ -405,6 +403,9 @@ class Poller : public Napi::ObjectWrap<Poller> {
                            InstanceMethod<&Poller::Unref>("unref"),
                            InstanceMethod<&Poller::Close>("close"),
                            InstanceMethod<&Poller::Io>("io"),
+                           InstanceMethod<&Poller::Dup>("dup"),
+                           InstanceMethod<&Poller::Release>("release"),
+                           InstanceMethod<&Poller::Drop>("drop"),
                        });
   }
 
@@ -498,7 +499,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
     io_ = io;
   }
 
-  ~Poller() override { Shutdown(true); }
+  ~Poller() override { Shutdown(); }
 
  private:
   struct Handle {
@@ -524,7 +525,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
   static void OnTeardown(napi_async_cleanup_hook_handle, void* arg) {
     Handle* h = static_cast<Handle*>(arg);
     if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&h->poll))) return;
-    if (h->owner != nullptr) h->owner->Shutdown(true);
+    if (h->owner != nullptr) h->owner->Shutdown();
     else uv_close(reinterpret_cast<uv_handle_t*>(&h->poll), OnClosed);
   }
 
@@ -553,10 +554,10 @@ class Poller : public Napi::ObjectWrap<Poller> {
   // io(): the private duplicate that sends go through; -1 once closed.
   Napi::Value Io(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), io_); }
 
-  // close(): stop polling, close the socket fd (it is ours), drop the
-  // callbacks. Safe to call from inside onRead/onWrite and more than once.
+  // close(): stop polling, close the socket fd (it is ours) and every fd
+  // still held, drop the callbacks. Safe to call from inside onRead/onWrite and more than once.
   Napi::Value Close(const Napi::CallbackInfo& info) {
-    Shutdown(true);
+    Shutdown();
     onRead_.Reset();
     onWrite_.Reset();
     metaRef_.Reset();
@@ -564,7 +565,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
     return info.Env().Undefined();
   }
 
-  void Shutdown(bool closeFd) {
+  void Shutdown() {
     if (handle_ != nullptr) {
       // uv_poll_stop takes the fd out of epoll, so closing it next is safe;
       // the handle's memory goes when libuv is done with it.
@@ -573,18 +574,96 @@ class Poller : public Napi::ObjectWrap<Poller> {
       uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll), OnClosed);
       handle_ = nullptr;
     }
-    if (closeFd && io_ >= 0) {
+    if (io_ >= 0) {
       close(io_);
       io_ = -1;
     }
     // The public number only while it is still the socket we were given: a
     // caller who closed it by hand may have had it reused by another file.
-    if (closeFd && fd_ >= 0) {
+    if (fd_ >= 0) {
       struct stat st;
       if (!identified_ || (fstat(fd_, &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_)) close(fd_);
       fd_ = -1;
     }
+    if (heldCount_ > 0) {
+      for (size_t fd = 0; fd < held_.size(); fd++) {
+        if (held_[fd]) close(static_cast<int>(fd));
+      }
+      heldCount_ = 0;
+    }
+    held_.clear();
     events_ = 0;
+  }
+
+  // The held list is a bitmap over fd numbers: fds are small integers, and
+  // holding, releasing and dropping are then O(1) whatever the order.
+  void Hold(int fd) {
+    if (fd < 0) return;
+    size_t i = static_cast<size_t>(fd);
+    if (i >= held_.size()) held_.resize(std::max(i + 1, held_.size() * 2));
+    if (!held_[i]) heldCount_++;
+    held_[i] = true;
+  }
+
+  // False when fd is not held (released, dropped, or closed with the socket).
+  bool Unhold(int fd) {
+    size_t i = static_cast<size_t>(fd);
+    if (fd < 0 || i >= held_.size() || !held_[i]) return false;
+    held_[i] = false;
+    heldCount_--;
+    return true;
+  }
+
+  // Closes fd only while it is held, so a second drop, or one after close(),
+  // cannot close a number the process has since given to another file.
+  void DropOne(int fd) {
+    if (Unhold(fd)) close(fd);
+  }
+
+  // Calls fn with fds, one number or an array of them. One number is the
+  // common case (a message with one fd), handed over per message, so it
+  // costs a single Node-API call.
+  template <typename Fn>
+  static void EachFd(const Napi::CallbackInfo& info, Fn fn) {
+    int32_t one;
+    if (info.Length() >= 1 && napi_get_value_int32(info.Env(), info[0], &one) == napi_ok) {
+      fn(one);
+      return;
+    }
+    if (info.Length() < 1 || !info[0].IsArray()) throw Napi::TypeError::New(info.Env(), "fds must be a number or an array");
+    Napi::Array arr = info[0].As<Napi::Array>();
+    for (uint32_t i = 0, n = arr.Length(); i < n; i++) {
+      Napi::Value v = arr.Get(i);
+      if (v.IsNumber()) fn(v.As<Napi::Number>().Int32Value());
+    }
+  }
+
+  // dup(fd): an F_DUPFD_CLOEXEC copy, held: a queued send's own fds, so the
+  // caller may close theirs as soon as send() returns.
+  Napi::Value Dup(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    int fd = FdArg(info, 0, "fd");
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup == -1) throw ErrnoError(env, errno, "fcntl");
+    if (io_ < 0) {
+      close(dup);  // closed: nothing would ever send or drop it
+      throw ErrnoError(env, EBADF, "fcntl");
+    }
+    Hold(dup);
+    return Napi::Number::New(env, dup);
+  }
+
+  // release(fds): (a number or an array) no longer held; they are a consumer's now.
+  Napi::Value Release(const Napi::CallbackInfo& info) {
+    EachFd(info, [this](int fd) { Unhold(fd); });
+    return info.Env().Undefined();
+  }
+
+  // drop(fds): close(2) each fd that is still held. Not fs.closeSync: in a
+  // worker thread Node warns about every fd fs did not open itself.
+  Napi::Value Drop(const Napi::CallbackInfo& info) {
+    EachFd(info, [this](int fd) { DropOne(fd); });
+    return info.Env().Undefined();
   }
 
   static void OnPoll(uv_poll_t* poll, int status, int events) {
@@ -633,6 +712,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
         break;
       }
       int got = TakeFds(&msg, fds_ + nfds, kMaxFds);
+      for (int i = 0; i < got; i++) Hold(fds_[nfds + i]);
       if (n == 0 && got == 0 && AtEof()) {
         status = 1;
         break;
@@ -694,7 +774,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
         ClearException(env);
         size_t nfds = 0;
         for (size_t i = 0; i < chunks; i++) nfds += static_cast<size_t>(meta_[3 * i + 1]);
-        CloseAll(fds_, nfds);
+        for (size_t i = 0; i < nfds; i++) DropOne(fds_[i]);
         chunks = 0;
         status = -ENOMEM;
         napi_get_undefined(env, &data);
@@ -748,6 +828,8 @@ class Poller : public Napi::ObjectWrap<Poller> {
   size_t fdsCap_ = 0;
   int events_ = 0;
   Handle* handle_ = nullptr;
+  std::vector<bool> held_;
+  size_t heldCount_ = 0;
   Napi::ObjectReference metaRef_;
   Napi::ObjectReference fdsRef_;
   Napi::FunctionReference onRead_;
@@ -762,7 +844,6 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("socketInfo", Napi::Function::New(env, SocketInfo, "socketInfo"));
   exports.Set("peerCredentials", Napi::Function::New(env, PeerCredentials, "peerCredentials"));
   exports.Set("peerPidFd", Napi::Function::New(env, PeerPidFd, "peerPidFd"));
-  exports.Set("dupCloexec", Napi::Function::New(env, DupCloexec, "dupCloexec"));
   exports.Set("closeFds", Napi::Function::New(env, CloseFds, "closeFds"));
   exports.Set("shutdownWrite", Napi::Function::New(env, ShutdownWrite, "shutdownWrite"));
   exports.Set("Poller", Poller::Define(env));

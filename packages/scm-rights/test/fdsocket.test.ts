@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
+import { SURVIVED, terminateMidCall } from '@folk/test-support';
 import { FRAME_HEADER_BYTES, FdSocket, type FdMessage, recvFds, sendFds } from '../lib/index.js';
 import { DIST, O_CLOEXEC, errorOf, fdFlags, frame, openFds, python, runOutOfFds, runWithFd3, target } from './helpers.js';
 
@@ -1074,9 +1075,10 @@ describe('across processes', () => {
     [
       'FdSocket sends and receives',
       "const { FdSocket } = require(DIST); const { socketpair } = require('@folk/socketpair'); const [a, b] = socketpair('seqpacket', { nonblock: true }); const s = new FdSocket(b); const t = new FdSocket(a); s.on('message', () => {}); s.on('error', () => {}); t.on('error', () => {});",
-      // Without fds: the dups a queued send holds stay open when its worker is
-      // terminated (see the README), and 80 rounds of them would exhaust the fd table.
-      'for (let i = 0; i < 200; i++) t.send(Buffer.alloc(100)).catch(() => {});',
+      // The fds queued sends and unread messages hold are the poller's to
+      // close at teardown; were any left behind, 80 rounds of 200 would
+      // exhaust the fd table (EMFILE in the 50th worker or so).
+      'for (let i = 0; i < 200; i++) t.send(Buffer.alloc(100), [0]).catch(() => {});',
     ],
     [
       'sendFds and recvFds',
@@ -1084,34 +1086,7 @@ describe('across processes', () => {
       'for (let i = 0; i < 300; i++) { try { sendFds(a, Buffer.alloc(10), [0, 1]); for (const f of recvFds(b).fds) fs.closeSync(f); } catch {} }',
     ],
   ])('worker threads: a worker terminated in the middle of %s does not take the process down', (_name, setup, loop) => {
-    // Terminated mid-call, the binding's next Node-API call fails with no
-    // exception to show; node-addon-api must not make that a C++ exception
-    // escaping into V8 (std::terminate, SIGABRT). The moment is swept across rounds.
-    const script = `
-      const { Worker } = require('node:worker_threads');
-      const body = \`
-        const DIST = ${JSON.stringify(DIST)};
-        ${setup}
-        const go = () => { ${loop} setImmediate(go); };
-        go();
-        require('node:worker_threads').parentPort.postMessage(0);\`;
-      (async () => {
-        for (let round = 0; round < 80; round++) {
-          await new Promise((resolve) => {
-            const w = new Worker(body, { eval: true, trackUnmanagedFds: false });
-            w.once('message', () => setTimeout(() => w.terminate(), round % 25));
-            w.once('exit', resolve);
-          });
-        }
-        console.log('survived');
-      })();`;
-    const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', cwd: PKG, timeout: 120_000 });
-    expect({ status: run.status, signal: run.signal, stderr: run.stderr, stdout: run.stdout }).toEqual({
-      status: 0,
-      signal: null,
-      stderr: '',
-      stdout: 'survived\n',
-    });
+    expect(terminateMidCall(`const DIST = ${JSON.stringify(DIST)}; ${setup}`, loop, { cwd: PKG })).toEqual(SURVIVED);
   }, 120_000);
 
   it('worker threads: a worker that ends, exits in a listener or is terminated with an FdSocket open takes its fds along, and the process lives', () => {
@@ -1172,6 +1147,84 @@ describe('across processes', () => {
       ['exits', true, 0],
       ['terminated', true, 0],
     ]);
+  });
+
+  it('worker threads: fds an FdSocket holds when its worker ends (read ahead, queued sends, a frame in progress) are closed with it, however the worker ends', () => {
+    // Held fds are the native poller's to close at teardown: no JavaScript
+    // runs then. The worker first reports how many it holds beyond its
+    // sockets' own, so the test cannot pass with nothing at stake.
+    const r = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `const { Worker } = require('node:worker_threads');
+         const { once } = require('node:events');
+         const fs = require('node:fs');
+         const openFds = () => fs.readdirSync('/proc/self/fd').map((n) => { try { return n + ' -> ' + fs.readlinkSync('/proc/self/fd/' + n); } catch { return null; } }).filter(Boolean);
+         const body = (how) => \`
+           const fs = require('node:fs');
+           const { parentPort } = require('node:worker_threads');
+           const { FdSocket, sendFds } = require(${JSON.stringify(DIST)});
+           const { socketpair } = require('@folk/socketpair');
+           const count = () => fs.readdirSync('/proc/self/fd').length;
+           const base = count();
+           const f = fs.openSync('/dev/null', 'r');
+           // Five messages of two fds, read in one batch; only the first is taken.
+           const [a1, b1] = socketpair('seqpacket');
+           const t1 = new FdSocket(b1);
+           for (let i = 0; i < 5; i++) t1.send(Buffer.from('ahead'), [f, f]);
+           const s1 = new FdSocket(a1);
+           // Sends queued behind a full buffer, each with its own dup of f.
+           const [a2, b2] = socketpair('seqpacket');
+           const s2 = new FdSocket(a2);
+           const t2 = new FdSocket(b2);
+           while (t2.pendingSends < 3) t2.send(Buffer.alloc(64 * 1024), [f]).catch(() => {});
+           // A stream frame announcing 100 bytes and one fd, 10 of them sent.
+           const [a3, b3] = socketpair('stream');
+           const head = Buffer.alloc(8);
+           head.writeUInt32LE(100, 0);
+           head.writeUInt32LE(1, 4);
+           sendFds(b3, Buffer.concat([head, Buffer.alloc(10)]), [f]);
+           const t3 = new FdSocket(b3);
+           const s3 = new FdSocket(a3);
+           s3.on('message', () => parentPort.postMessage('the partial frame was delivered'));
+           fs.closeSync(f);
+           s1.once('message', (m) => {
+             m.fds.forEach((x) => fs.closeSync(x));
+             setTimeout(() => {
+               // Six sockets of two fds each, and what they hold.
+               parentPort.postMessage(count() - base - 12);
+               if ('\${how}' === 'ends') for (const s of [s1, t1, s2, t2, s3, t3]) s.unref();
+               if ('\${how}' === 'exits') process.exit(0);
+             }, 50);
+           });\`;
+         (async () => {
+           await once(new Worker('', { eval: true }), 'exit'); // what any worker leaves behind
+           const results = [];
+           for (const how of ['ends', 'exits', 'terminated', 'ends', 'exits', 'terminated']) {
+             const before = openFds();
+             const w = new Worker(body(how), { eval: true, trackUnmanagedFds: false });
+             const exited = once(w, 'exit');
+             const [held] = await once(w, 'message');
+             if (how === 'terminated') await w.terminate();
+             await exited;
+             const after = openFds();
+             results.push([how, held, after.filter((x) => !before.includes(x)), before.filter((x) => !after.includes(x))]);
+           }
+           console.log(JSON.stringify(results));
+         })();`,
+      ],
+      { encoding: 'utf8', cwd: PKG, timeout: 60_000 },
+    );
+    expect(r.stderr).toBe('');
+    expect([r.status, r.signal]).toEqual([0, null]);
+    const results = JSON.parse(r.stdout) as [string, number, string[], string[]][];
+    expect(results.map(([how]) => how)).toEqual(['ends', 'exits', 'terminated', 'ends', 'exits', 'terminated']);
+    for (const [how, held, opened, closed] of results) {
+      // 4 messages x 2 fds read ahead, at least 3 queued dups, 1 in the frame.
+      expect(held, how).toBeGreaterThanOrEqual(8 + 3 + 1);
+      expect({ how, opened, closed }).toEqual({ how, opened: [], closed: [] });
+    }
   });
 
   it('worker threads: the fds the package closes itself (read ahead, dups of queued sends) draw no warning from Node', () => {
