@@ -83,6 +83,40 @@ describe.each(consumers)('%s', (dir) => {
     }
   });
 
+  it('its prebuilds ask for no newer glibc or libstdc++ than Node 20 itself runs on', () => {
+    // Node 20's Linux binaries need glibc 2.28 and the libstdc++ of GCC 8
+    // (RHEL 8); a prebuild that links a newer symbol version fails to load
+    // there, on a machine with no compiler to fall back to. What a build
+    // links depends on the headers it is built against, so this is read from
+    // the binaries in the tarball (objdump comes with the C++ toolchain).
+    const p = pkg();
+    const binaries = p.files.filter((f) => f.startsWith('prebuilds/linux-') && f.endsWith('.glibc.node'));
+    if (!p.files.includes('binding.gyp')) return expect(binaries).toEqual([]);
+    expect(binaries.length).toBeGreaterThan(0);
+    const out = mkdtempSync(join(tmpdir(), 'folk-prebuild-'));
+    projects.push(out);
+    const untar = spawnSync('tar', ['-xzf', p.tarball, '-C', out, ...binaries.map((f) => `package/${f}`)], { encoding: 'utf8' });
+    expect(untar.stderr).toBe('');
+    const floor: Record<string, number[]> = { GLIBC: [2, 28], GLIBCXX: [3, 4, 25], CXXABI: [1, 3, 11] };
+    const newer = (v: number[], max: number[]) => {
+      for (let i = 0; i < Math.max(v.length, max.length); i++) {
+        if ((v[i] ?? 0) !== (max[i] ?? 0)) return (v[i] ?? 0) > (max[i] ?? 0);
+      }
+      return false;
+    };
+    for (const file of binaries) {
+      const dump = spawnSync('objdump', ['-T', join(out, 'package', file)], { encoding: 'utf8' });
+      if (dump.error) throw new Error(`objdump (binutils, part of any C++ toolchain) is needed to read ${file}: ${dump.error.message}`);
+      expect(dump.status).toBe(0);
+      const needs = [...dump.stdout.matchAll(/\((GLIBC|GLIBCXX|CXXABI)_([\d.]+)\)\s+(\S+)/g)];
+      expect(needs.length).toBeGreaterThan(0); // it does read the versions
+      const tooNew = needs
+        .filter(([, lib, version]) => newer(version!.split('.').map(Number), floor[lib!]!))
+        .map(([, lib, version, symbol]) => `${symbol} needs ${lib}_${version}`);
+      expect({ file, tooNew }).toEqual({ file, tooNew: [] });
+    }
+  });
+
   const modes: [Installer, Scripts][] = [
     ['npm', 'blocked'],
     ['npm', 'approved'],

@@ -44,7 +44,7 @@ export interface NativeHandle {
   unref(): void;
   /** The private duplicate (-1 once closed): pass it, never the public number, to the syscalls below. */
   io(): number;
-  /** Stop, close the poll handle and the private fd, and the public fd if it still refers to the same file (st_dev, st_ino). Idempotent. */
+  /** Stop, close the poll handle and the private fd, and the public fd if it still refers to the same file (device and inode). Idempotent. */
   close(): void;
 }
 

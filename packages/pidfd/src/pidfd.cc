@@ -20,8 +20,8 @@
 #include <memory>
 #include <mutex>
 #include <thread>
-#include <unordered_map>
-#include <unordered_set>
+#include <map>
+#include <set>
 
 // Older libc headers lack the numbers; they are the same on every Linux
 // architecture because they were allocated after the syscall table unification.
@@ -57,6 +57,25 @@ constexpr uint64_t kPidfdInfoPid = 1;  // PIDFD_INFO_PID
 constexpr unsigned long kPidfdGetInfo = _IOWR(0xFF, 11, PidfdInfoV0);
 
 namespace {
+
+// Which file an fd refers to (device and inode), to tell whether a number
+// still means the file we were given. statx rather than fstat: glibc 2.33
+// gave fstat a new symbol version, and a prebuild linked against that would
+// not load on glibc 2.28 to 2.32 (RHEL 8, Debian 11, Ubuntu 20.04), which
+// Node 20 supports.
+struct FileId {
+  uint64_t dev = 0;
+  uint64_t ino = 0;
+  bool operator==(const FileId& o) const { return dev == o.dev && ino == o.ino; }
+};
+
+bool IdentifyFile(int fd, FileId* id) {
+  struct statx sx;
+  if (statx(fd, "", AT_EMPTY_PATH, STATX_INO, &sx) != 0) return false;
+  id->dev = (uint64_t{sx.stx_dev_major} << 32) | sx.stx_dev_minor;
+  id->ino = sx.stx_ino;
+  return true;
+}
 
 // An Error shaped like Node's (fs, net): "ESRCH: no such process,
 // pidfd_send_signal" with code, errno (negative, as libuv and Node report it)
@@ -292,7 +311,7 @@ struct Watch {
 };
 
 struct EnvData {
-  std::unordered_set<Watch*> watches;  // not yet through their close callbacks
+  std::set<Watch*> watches;  // not yet through their close callbacks
   napi_async_cleanup_hook_handle hook = nullptr;
   bool tearing_down = false;
   bool orphaned = false;  // the env is gone; the last close callback frees us
@@ -311,8 +330,8 @@ std::mutex& ReapersLock() {
   static std::mutex* lock = new std::mutex;
   return *lock;
 }
-std::unordered_map<Handle*, EnvData*>& Reapers() {
-  static auto* reapers = new std::unordered_map<Handle*, EnvData*>;
+std::map<Handle*, EnvData*>& Reapers() {
+  static auto* reapers = new std::map<Handle*, EnvData*>;
   return *reapers;
 }
 
@@ -398,12 +417,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
       Reapers().emplace(this, data_);
       reaper_ = true;
     }
-    struct stat st;
-    if (fstat(fd_, &st) == 0) {
-      dev_ = st.st_dev;
-      ino_ = st.st_ino;
-      identified_ = true;
-    }
+    identified_ = IdentifyFile(fd_, &file_);
   }
 
   ~Handle() override { Release(); }
@@ -521,8 +535,8 @@ class Handle : public Napi::ObjectWrap<Handle> {
   bool StillOurs() const {
     if (fd_ < 0) return false;
     if (!identified_) return true;
-    struct stat st;
-    return fstat(fd_, &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_;
+    FileId now;
+    return IdentifyFile(fd_, &now) && now == file_;
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
@@ -614,9 +628,8 @@ class Handle : public Napi::ObjectWrap<Handle> {
 
   int fd_ = -1;  // the public number
   int io_ = -1;  // the private duplicate
-  dev_t dev_ = 0;
-  ino_t ino_ = 0;
-  bool identified_ = false;  // fstat worked when the Handle took the fd
+  FileId file_;
+  bool identified_ = false;  // IdentifyFile worked when the Handle took the fd
   bool reaper_ = false;      // reap: true, and in Reapers()
   bool ref_ = true;
   bool active_ = false;

@@ -23,7 +23,7 @@ export interface NativePoller {
   release(fds: number | readonly number[]): void;
   /** close(2) each fd that is still held (no other: the number may be another file's by now). */
   drop(fds: number | readonly number[]): void;
-  /** Stop polling, close the private duplicate, every fd still held, and the caller's fd while it still refers to the same socket (st_dev, st_ino). Idempotent. */
+  /** Stop polling, close the private duplicate, every fd still held, and the caller's fd while it still refers to the same socket (device and inode). Idempotent. */
   close(): void;
 }
 

@@ -57,6 +57,32 @@ union ControlBuf {
   char buf[CMSG_SPACE(sizeof(int) * kMaxFds) + kOtherControl];
 };
 
+// Which file an fd refers to (device and inode), to tell whether a number
+// still means the socket we were given. On Linux statx rather than fstat:
+// glibc 2.33 gave fstat a new symbol version, and a prebuild linked against
+// that would not load on glibc 2.28 to 2.32 (RHEL 8, Debian 11, Ubuntu
+// 20.04), which Node 20 supports.
+struct FileId {
+  uint64_t dev = 0;
+  uint64_t ino = 0;
+  bool operator==(const FileId& o) const { return dev == o.dev && ino == o.ino; }
+};
+
+bool IdentifyFile(int fd, FileId* id) {
+#ifdef __linux__
+  struct statx sx;
+  if (statx(fd, "", AT_EMPTY_PATH, STATX_INO, &sx) != 0) return false;
+  id->dev = (uint64_t{sx.stx_dev_major} << 32) | sx.stx_dev_minor;
+  id->ino = sx.stx_ino;
+#else
+  struct stat st;
+  if (fstat(fd, &st) != 0) return false;
+  id->dev = static_cast<uint64_t>(st.st_dev);
+  id->ino = static_cast<uint64_t>(st.st_ino);
+#endif
+  return true;
+}
+
 // An Error shaped like Node's (fs, net): "EBADF: bad file descriptor,
 // sendmsg" with code, errno (negative, as libuv and Node report it) and
 // syscall.
@@ -489,12 +515,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
     context_ = std::make_unique<Napi::AsyncContext>(env, "FdSocket");
     // Only now are the fds ours: had anything above thrown, the destructor
     // must not close the caller's fd.
-    struct stat st;
-    if (fstat(fd, &st) == 0) {
-      dev_ = st.st_dev;
-      ino_ = st.st_ino;
-      identified_ = true;
-    }
+    identified_ = IdentifyFile(fd, &file_);
     fd_ = fd;
     io_ = io;
   }
@@ -581,8 +602,8 @@ class Poller : public Napi::ObjectWrap<Poller> {
     // The public number only while it is still the socket we were given: a
     // caller who closed it by hand may have had it reused by another file.
     if (fd_ >= 0) {
-      struct stat st;
-      if (!identified_ || (fstat(fd_, &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_)) close(fd_);
+      FileId now;
+      if (!identified_ || (IdentifyFile(fd_, &now) && now == file_)) close(fd_);
       fd_ = -1;
     }
     if (heldCount_ > 0) {
@@ -816,8 +837,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
 
   int fd_ = -1;  // the caller's number
   int io_ = -1;  // our private duplicate
-  dev_t dev_ = 0;
-  ino_t ino_ = 0;
+  FileId file_;
   bool identified_ = false;
   size_t chunk_ = 0;
   std::unique_ptr<char[]> scratch_;
