@@ -336,6 +336,46 @@ std::map<Handle*, EnvData*>& Reapers() {
   return *reapers;
 }
 
+// Every Handle's private duplicate, process-wide (worker threads share the
+// fd table), until it is closed. A number that is one is nobody's to hand
+// a Handle: adopt() of it would have the new Handle close it, under the
+// Handle whose poll watches it, and libuv aborts the process at that
+// poll's next epoll_ctl (or its reaps and signals hit EBADF, or a stranger
+// that reused the number). So a new Handle refuses it. Closed and unlisted
+// under one lock, so a Handle made meanwhile sees either a duplicate that
+// is still ours or a number that is free. Never destroyed, like Reapers():
+// ReapLater's threads close theirs at any time, process exit included.
+std::mutex& PrivateLock() {
+  static std::mutex* lock = new std::mutex;
+  return *lock;
+}
+std::set<int>& PrivateFds() {
+  static auto* fds = new std::set<int>;
+  return *fds;
+}
+
+// The private duplicate of `fd` for a new Handle (throws if there is none).
+int DupPrivate(Napi::Env env, int fd) {
+  std::lock_guard<std::mutex> guard(PrivateLock());
+  if (PrivateFds().count(fd) != 0) {
+    Napi::TypeError e = Napi::TypeError::New(
+        env, "The \"fd\" argument is invalid: fd " + std::to_string(fd) +
+                 " is the private duplicate an open PidFd works through, not a pidfd of yours");
+    e.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
+    throw e;
+  }
+  int io = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (io == -1) throw ErrnoError(env, errno, "fcntl");
+  PrivateFds().insert(io);
+  return io;
+}
+
+void ClosePrivate(int io) {
+  std::lock_guard<std::mutex> guard(PrivateLock());
+  ::close(io);
+  PrivateFds().erase(io);
+}
+
 // The thread ReapLater starts runs this library's code (and sleeps in it)
 // after the environment that handed it the pidfd is gone, for as long as
 // that process runs. Node unloads an addon (dlclose) when a worker
@@ -406,8 +446,9 @@ bool KeptLoaded() {
   return kept;
 }
 
-// Collect the exit of the process of `fd` (a pidfd we own) now if it has
-// one, else from a detached thread once it has; the fd is closed either way.
+// Collect the exit of the process of `fd` (a private duplicate, now ours
+// alone) now if it has one, else from a detached thread once it has; the
+// fd is closed either way.
 // If the library could not be kept loaded (see StayLoaded), no thread,
 // which could crash the process: the process is left a zombie from its
 // exit until ours ends.
@@ -415,11 +456,11 @@ void ReapLater(int fd) {
   siginfo_t si = {};
   long rc = syscall(SYS_waitid, P_PIDFD, fd, &si, WEXITED | WNOHANG, nullptr);
   if (rc == -1 || si.si_pid != 0) {  // reaped now, or nothing to reap (ECHILD)
-    ::close(fd);
+    ClosePrivate(fd);
     return;
   }
   if (!KeptLoaded()) {
-    ::close(fd);
+    ClosePrivate(fd);
     return;
   }
   // libuv made the description non-blocking; a blocking waitid would say EAGAIN.
@@ -430,10 +471,10 @@ void ReapLater(int fd) {
       siginfo_t info = {};
       while (syscall(SYS_waitid, P_PIDFD, fd, &info, WEXITED, nullptr) == -1 && errno == EINTR) {
       }
-      ::close(fd);
+      ClosePrivate(fd);
     }).detach();
   } catch (...) {
-    ::close(fd);  // no thread to be had: nothing more can be done for it
+    ClosePrivate(fd);  // no thread to be had: nothing more can be done for it
   }
 }
 
@@ -479,14 +520,14 @@ class Handle : public Napi::ObjectWrap<Handle> {
   }
 
   // new Handle(fd: number): takes ownership of fd, after making the private
-  // duplicate (EMFILE, EBADF: it throws and fd stays the caller's).
+  // duplicate (EMFILE, EBADF: it throws and fd stays the caller's). Never
+  // another Handle's private duplicate (see PrivateFds).
   explicit Handle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Handle>(info) {
     int fd = Int32Arg(info, 0, "new Handle(fd: number, reap: boolean)");
     if (fd < 0) throw Napi::RangeError::New(info.Env(), "new Handle(fd: number, reap: boolean): fd must be >= 0");
     if (info.Length() < 2 || !info[1].IsBoolean()) throw Napi::TypeError::New(info.Env(), "new Handle(fd: number, reap: boolean)");
     bool reap = info[1].As<Napi::Boolean>().Value();
-    int io = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (io == -1) throw ErrnoError(info.Env(), errno, "fcntl");
+    int io = DupPrivate(info.Env(), fd);
     fd_ = fd;
     io_ = io;
     data_ = static_cast<EnvData*>(info.Env().GetInstanceData<EnvData>());
@@ -647,7 +688,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
       watch_ = nullptr;
     }
     if (io_ >= 0) {
-      ::close(io_);
+      ClosePrivate(io_);
       io_ = -1;
     }
     if (fd_ >= 0) {

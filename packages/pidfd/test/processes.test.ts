@@ -158,6 +158,20 @@ describe('lifetimes', () => {
     expect(json(run.stdout)).toEqual({ end: [null], exit: [null], terminate: [null], unwaited: [null], leaked: [] });
   });
 
+  it("adopt() refuses the number of another open PidFd's private duplicate, of this thread or another (closing it would make libuv abort the process), and takes the number once it is free", async () => {
+    const run = await runNode('private-dup.mjs');
+    expect(run.stderr).toBe('');
+    expect({ code: run.code, signal: run.signal }).toEqual({ code: 0, signal: null });
+    const out = json(run.stdout) as Record<string, { message: string } | number | string | boolean | string[]>;
+    for (const [key, fd] of [['sameThread', out['sameThreadFd']], ['otherThread', out['otherThreadFd']]] as const) {
+      expect(out[key]).toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' });
+      expect((out[key] as { message: string }).message).toContain(
+        `The "fd" argument is invalid: fd ${fd} is the private duplicate an open PidFd works through`,
+      );
+    }
+    expect(out).toMatchObject({ waited: 'SIGKILL', workerSaid: 'alive', reusedAdopted: true, leaked: [] });
+  });
+
   it('the process exits normally while the threads handed such children still wait', async () => {
     const run = await runNode('worker-reap.mjs', ['process-exit']);
     expect(run.stderr).toBe('');
