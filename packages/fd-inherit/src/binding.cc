@@ -13,41 +13,17 @@
 #include <unistd.h>
 #include <vector>
 
+#include "internal/errors.h"
 #include "spawn.h"
 
 extern char** environ;
 
 namespace {
 
-// errnos execve can give that libuv has no name for ("Unknown system error").
-struct ExtraErrno {
-  int err;
-  const char* code;
-  const char* message;
-};
-const ExtraErrno kExtraErrnos[] = {
-    {ENOEXEC, "ENOEXEC", "exec format error"},
-    {ECHILD, "ECHILD", "no child processes"},
-    {ELIBBAD, "ELIBBAD", "accessing a corrupted shared library"},
-};
+using folk::ErrnoError;
+using folk::Int32Arg;
 
-// "ENOENT: no such file or directory, execve" with code, errno (negative,
-// as libuv and Node report it) and syscall.
-Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall) {
-  std::string code = uv_err_name(-err);
-  std::string message = uv_strerror(-err);
-  for (const ExtraErrno& extra : kExtraErrnos) {
-    if (extra.err == err) {
-      code = extra.code;
-      message = extra.message;
-    }
-  }
-  Napi::Error e = Napi::Error::New(env, code + ": " + message + ", " + syscall);
-  e.Set("errno", Napi::Number::New(env, -err));
-  e.Set("code", Napi::String::New(env, code));
-  e.Set("syscall", Napi::String::New(env, syscall));
-  return e;
-}
+constexpr char kFdArg[] = "fd must be a number";
 
 int32_t IntProp(const Napi::Object& o, const char* key) {
   Napi::Value v = o.Get(key);
@@ -281,11 +257,6 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   return result;
 }
 
-int FdArg(const Napi::CallbackInfo& info, size_t i) {
-  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), "fd must be a number");
-  return info[i].As<Napi::Number>().Int32Value();
-}
-
 // pipe(): [readEnd, writeEnd], both CLOEXEC.
 Napi::Value Pipe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -300,14 +271,14 @@ Napi::Value Pipe(const Napi::CallbackInfo& info) {
 // close(fd): undefined. For the pipe ends pipe() made: fs.closeSync on an fd
 // that fs did not open makes a worker thread print a warning.
 Napi::Value Close(const Napi::CallbackInfo& info) {
-  int fd = FdArg(info, 0);
+  int fd = Int32Arg(info, 0, kFdArg);
   if (close(fd) == -1 && errno != EINTR) throw ErrnoError(info.Env(), errno, "close");
   return info.Env().Undefined();
 }
 
 // getCloexec(fd): boolean
 Napi::Value GetCloexec(const Napi::CallbackInfo& info) {
-  int fd = FdArg(info, 0);
+  int fd = Int32Arg(info, 0, kFdArg);
   int flags = fcntl(fd, F_GETFD);
   if (flags == -1) throw ErrnoError(info.Env(), errno, "fcntl");
   return Napi::Boolean::New(info.Env(), (flags & FD_CLOEXEC) != 0);
@@ -315,7 +286,7 @@ Napi::Value GetCloexec(const Napi::CallbackInfo& info) {
 
 // setCloexec(fd, on): undefined
 Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
-  int fd = FdArg(info, 0);
+  int fd = Int32Arg(info, 0, kFdArg);
   if (info.Length() < 2 || !info[1].IsBoolean()) throw Napi::TypeError::New(info.Env(), "setCloexec(fd, on: boolean)");
   bool on = info[1].As<Napi::Boolean>().Value();
   int flags = fcntl(fd, F_GETFD);
@@ -327,8 +298,8 @@ Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
 
 // killAndReap(pid, pidfd): for a child spawn() cannot hand out after all.
 Napi::Value KillAndReap(const Napi::CallbackInfo& info) {
-  int pid = FdArg(info, 0);
-  int pidfd = FdArg(info, 1);
+  int pid = Int32Arg(info, 0, kFdArg);
+  int pidfd = Int32Arg(info, 1, kFdArg);
   if (pid <= 0 || pidfd < 0) throw Napi::RangeError::New(info.Env(), "killAndReap(pid, pidfd)");
   folk::KillAndReap(pid, pidfd);
   return info.Env().Undefined();
@@ -339,7 +310,7 @@ Napi::Value GetCloneMode(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SetCloneMode(const Napi::CallbackInfo& info) {
-  int mode = FdArg(info, 0);
+  int mode = Int32Arg(info, 0, kFdArg);
   if (mode < folk::kModeClone3ClearSighand || mode > folk::kModeClonePidfdOpen) {
     throw Napi::RangeError::New(info.Env(), "unknown clone mode");
   }
@@ -352,7 +323,7 @@ Napi::Value GetCloseMethod(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SetCloseMethod(const Napi::CallbackInfo& info) {
-  int method = FdArg(info, 0);
+  int method = Int32Arg(info, 0, kFdArg);
   if (method < folk::kCloseRangeCloexec || method > folk::kCloseLoop) {
     throw Napi::RangeError::New(info.Env(), "unknown close method");
   }
@@ -361,7 +332,7 @@ Napi::Value SetCloseMethod(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SetAssumedParentPid(const Napi::CallbackInfo& info) {
-  folk::SetAssumedParentPid(FdArg(info, 0));
+  folk::SetAssumedParentPid(Int32Arg(info, 0, kFdArg));
   return info.Env().Undefined();
 }
 

@@ -24,6 +24,8 @@
 #include <map>
 #include <set>
 
+#include "internal/errors.h"
+
 // Older libc headers lack the numbers; they are the same on every Linux
 // architecture because they were allocated after the syscall table unification.
 #ifndef SYS_pidfd_open
@@ -78,49 +80,8 @@ bool IdentifyFile(int fd, FileId* id) {
   return true;
 }
 
-// An Error shaped like Node's (fs, net): "ESRCH: no such process,
-// pidfd_send_signal" with code, errno (negative, as libuv and Node report it)
-// and syscall. lib/index.ts adds what was being done and, for ENOSYS, the
-// kernel the call needs.
-Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall) {
-  const char* code = uv_err_name(-err);
-  std::string message = uv_strerror(-err);
-  // libuv names only the errnos it uses itself; waitid's ECHILD is not one.
-  if (err == ECHILD) {
-    code = "ECHILD";
-    message = "no child processes";
-  }
-  Napi::Error e = Napi::Error::New(env, std::string(code) + ": " + message + ", " + syscall);
-  e.Set("errno", Napi::Number::New(env, -err));
-  e.Set("code", Napi::String::New(env, code));
-  e.Set("syscall", Napi::String::New(env, syscall));
-  return e;
-}
-
-// ErrnoError's shape through the C API, for the event-loop callback, where
-// nothing may throw: nullptr if it cannot be built (an environment being
-// torn down).
-napi_value ErrnoValue(napi_env env, int err, const char* syscall) {
-  const char* code = uv_err_name(-err);
-  std::string message = std::string(code) + ": " + uv_strerror(-err) + ", " + syscall;
-  napi_value msg, code_value, errno_value, syscall_value, error;
-  if (napi_create_string_utf8(env, message.c_str(), message.size(), &msg) != napi_ok ||
-      napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_value) != napi_ok ||
-      napi_create_int32(env, -err, &errno_value) != napi_ok ||
-      napi_create_string_utf8(env, syscall, NAPI_AUTO_LENGTH, &syscall_value) != napi_ok ||
-      napi_create_error(env, nullptr, msg, &error) != napi_ok ||
-      napi_set_named_property(env, error, "errno", errno_value) != napi_ok ||
-      napi_set_named_property(env, error, "code", code_value) != napi_ok ||
-      napi_set_named_property(env, error, "syscall", syscall_value) != napi_ok) {
-    return nullptr;
-  }
-  return error;
-}
-
-int Int32Arg(const Napi::CallbackInfo& info, size_t i, const char* usage) {
-  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), usage);
-  return info[i].As<Napi::Number>().Int32Value();
-}
+using folk::ErrnoError;
+using folk::Int32Arg;
 
 // pidfdOpen(pid: number): number. pidfd_open(2) always sets O_CLOEXEC.
 Napi::Value PidfdOpen(const Napi::CallbackInfo& info) {
@@ -722,7 +683,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
     if (napi_open_handle_scope(env, &scope) != napi_ok) return;
     napi_value arg = nullptr;
     if (status < 0) {
-      arg = ErrnoValue(env, -status, "uv_poll");
+      arg = folk::ErrnoValue(env, -status, "uv_poll");
     } else {
       napi_get_null(env, &arg);
     }

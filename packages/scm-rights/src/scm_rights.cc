@@ -27,6 +27,8 @@
 #include <string>
 #include <vector>
 
+#include "internal/errors.h"
+
 namespace {
 
 // The kernel's per-message limit (SCM_MAX_FD in include/net/scm.h). It is not
@@ -85,22 +87,10 @@ bool IdentifyFile(int fd, FileId* id) {
   return true;
 }
 
-// An Error shaped like Node's (fs, net): "EBADF: bad file descriptor,
-// sendmsg" with code, errno (negative, as libuv and Node report it) and
-// syscall.
-Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall) {
-  const char* code = uv_err_name(-err);
-  Napi::Error e = Napi::Error::New(env, std::string(code) + ": " + uv_strerror(-err) + ", " + syscall);
-  e.Set("errno", Napi::Number::New(env, -err));
-  e.Set("code", Napi::String::New(env, code));
-  e.Set("syscall", Napi::String::New(env, syscall));
-  return e;
-}
+using folk::ErrnoError;
+using folk::Int32Arg;
 
-int FdArg(const Napi::CallbackInfo& info, size_t i, const char* what) {
-  if (info.Length() <= i || !info[i].IsNumber()) throw Napi::TypeError::New(info.Env(), std::string(what) + " must be a number");
-  return info[i].As<Napi::Number>().Int32Value();
-}
+constexpr char kSocketFdArg[] = "socketFd must be a number";
 
 size_t ElementSize(napi_typedarray_type type) {
   switch (type) {
@@ -217,7 +207,7 @@ void CloseAll(const int* fds, size_t n) {
 // full; a non-blocking one throws EAGAIN like every other error.
 Napi::Value SendFds(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = FdArg(info, 0, "socketFd");
+  int fd = Int32Arg(info, 0, kSocketFdArg);
   char* data;
   size_t len;
   if (info.Length() < 3 || !BytesOf(info[1], &data, &len)) throw Napi::TypeError::New(env, "data must be a typed array");
@@ -237,7 +227,7 @@ Napi::Value SendFds(const Napi::CallbackInfo& info) {
 // byte.
 Napi::Value TrySend(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = FdArg(info, 0, "socketFd");
+  int fd = Int32Arg(info, 0, kSocketFdArg);
   char* data;
   size_t len;
   if (info.Length() < 4 || !BytesOf(info[1], &data, &len)) throw Napi::TypeError::New(env, "trySend(fd, body, fds, frame)");
@@ -269,7 +259,7 @@ Napi::Value TrySend(const Napi::CallbackInfo& info) {
 // closed here or dropped by the kernel); the caller decides what that means.
 Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = FdArg(info, 0, "socketFd");
+  int fd = Int32Arg(info, 0, kSocketFdArg);
   if (info.Length() < 3 || !info[1].IsNumber() || !info[2].IsNumber()) {
     throw Napi::TypeError::New(env, "recvFds(fd, maxBytes, maxFds)");
   }
@@ -331,7 +321,7 @@ Napi::Value RecvFds(const Napi::CallbackInfo& info) {
 // silently), and for saying why a socket has no peer.
 Napi::Value SocketInfo(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = FdArg(info, 0, "socketFd");
+  int fd = Int32Arg(info, 0, kSocketFdArg);
   int type = 0;
   socklen_t len = sizeof type;
   if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) == -1) throw ErrnoError(env, errno, "getsockopt");
@@ -354,7 +344,7 @@ Napi::Value SocketInfo(const Napi::CallbackInfo& info) {
 // socket has none (lib/index.ts turns that into ENOTCONN).
 Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = FdArg(info, 0, "socketFd");
+  int fd = Int32Arg(info, 0, kSocketFdArg);
 #ifdef SO_PEERCRED
   struct ucred cred;
   socklen_t len = sizeof cred;
@@ -373,7 +363,7 @@ Napi::Value PeerCredentials(const Napi::CallbackInfo& info) {
 // peerPidFd(fd): a pidfd (O_CLOEXEC, made by the kernel) for the peer.
 Napi::Value PeerPidFd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = FdArg(info, 0, "socketFd");
+  int fd = Int32Arg(info, 0, kSocketFdArg);
 #ifdef __linux__
   int pidfd = -1;
   socklen_t len = sizeof pidfd;
@@ -406,7 +396,7 @@ Napi::Value CloseFds(const Napi::CallbackInfo& info) {
 // shutdownWrite(fd): shutdown(SHUT_WR), errors ignored. For a stream whose
 // framing a failed write broke; see FdSocket's #onWritable.
 Napi::Value ShutdownWrite(const Napi::CallbackInfo& info) {
-  shutdown(FdArg(info, 0, "fd"), SHUT_WR);
+  shutdown(Int32Arg(info, 0, "fd must be a number"), SHUT_WR);
   return info.Env().Undefined();
 }
 
@@ -704,7 +694,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
   // caller may close theirs as soon as send() returns.
   Napi::Value Dup(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    int fd = FdArg(info, 0, "fd");
+    int fd = Int32Arg(info, 0, "fd must be a number");
     int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dup == -1) throw ErrnoError(env, errno, "fcntl");
     if (io_ < 0) {

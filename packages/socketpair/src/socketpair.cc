@@ -6,23 +6,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <string>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "internal/errors.h"
+
 namespace {
 
-// An Error shaped like Node's (fs, net): "EMFILE: too many open files,
-// socketpair" with code, errno (negative, as libuv and Node report it) and
-// syscall.
-Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall) {
-  const char* code = uv_err_name(-err);
-  Napi::Error e = Napi::Error::New(env, std::string(code) + ": " + uv_strerror(-err) + ", " + syscall);
-  e.Set("errno", Napi::Number::New(env, -err));
-  e.Set("code", Napi::String::New(env, code));
-  e.Set("syscall", Napi::String::New(env, syscall));
-  return e;
-}
+using folk::ErrnoError;
 
 #ifndef SOCK_CLOEXEC
 // Without atomic flags (macOS), set them right after creation. Another thread
