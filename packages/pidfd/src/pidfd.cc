@@ -10,21 +10,18 @@
 #include <link.h>
 #include <poll.h>
 #include <signal.h>
-#include <string>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/vfs.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
 #include <memory>
-#include <mutex>
 #include <thread>
-#include <map>
-#include <set>
 
 #include "internal/errors.h"
+#include "internal/handles.h"
 
 // Older libc headers lack the numbers; they are the same on every Linux
 // architecture because they were allocated after the syscall table unification.
@@ -60,25 +57,6 @@ constexpr uint64_t kPidfdInfoPid = 1;  // PIDFD_INFO_PID
 constexpr unsigned long kPidfdGetInfo = _IOWR(0xFF, 11, PidfdInfoV0);
 
 namespace {
-
-// Which file an fd refers to (device and inode), to tell whether a number
-// still means the file we were given. statx rather than fstat: glibc 2.33
-// gave fstat a new symbol version, and a prebuild linked against that would
-// not load on glibc 2.28 to 2.32 (RHEL 8, Debian 11, Ubuntu 20.04), which
-// Node 20 supports.
-struct FileId {
-  uint64_t dev = 0;
-  uint64_t ino = 0;
-  bool operator==(const FileId& o) const { return dev == o.dev && ino == o.ino; }
-};
-
-bool IdentifyFile(int fd, FileId* id) {
-  struct statx sx;
-  if (statx(fd, "", AT_EMPTY_PATH, STATX_INO, &sx) != 0) return false;
-  id->dev = (uint64_t{sx.stx_dev_major} << 32) | sx.stx_dev_minor;
-  id->ino = sx.stx_ino;
-  return true;
-}
 
 using folk::ErrnoError;
 using folk::Int32Arg;
@@ -220,26 +198,12 @@ Napi::Value Getfd(const Napi::CallbackInfo& info) {
 }
 
 // ---------------------------------------------------------------------------
-// Handle: owns one pidfd and, once someone waits, a Watch: a uv_poll_t on the
-// pidfd and, only if a tracer holds an exit, a uv_signal_t for SIGCHLD.
-//
-// Two fds for the one pidfd. The number the Handle was given is public
-// (`pidfd.fd`), and a user may close it with fs.closeSync despite the
-// README. Had libuv watched that number, closing it under a pending wait
-// would make libuv's next epoll_ctl fail with EBADF, and libuv abort()s the
-// process there. So at construction the Handle takes a private close-on-exec
-// duplicate nobody else knows the number of, and every syscall and the poll
-// go through it: a public number closed by hand (even reused by another
-// file) neither crashes nor redirects a signal or a reap to a stranger.
-//
-// The public fd is closed only while it still refers to the file it did when
-// the Handle took it (same st_dev and st_ino): after a close by hand the
-// kernel hands the number to the next open, and closing "our" fd later, from
-// close() or from the garbage collector at a time nobody chose, would close
-// that stranger. On pidfs (Linux 6.9+) the inode names the process, so only
-// a pidfd for the same process can pass for ours; before 6.9 every pidfd
-// (and eventfd, epoll fd...) shares one anonymous inode, and the check only
-// tells those from files, pipes and sockets. The private fd is always ours.
+// Handle: owns one pidfd (the public number it was given and a private
+// duplicate, see internal/handles.h) and, once someone waits, a Watch: a
+// uv_poll_t on the private duplicate and, only if a tracer holds an exit, a
+// uv_signal_t for SIGCHLD. How a Handle ends, by close(), by the garbage
+// collector or with its environment, is internal/handles.h's teardown
+// design; what only a Handle does then (reap: true) is below.
 //
 // Why SIGCHLD: a pidfd turns readable when its process exits, and stays
 // readable. When a tracer (strace -f, gdb) holds the exit, waitid has
@@ -248,93 +212,23 @@ Napi::Value Getfd(const Napi::CallbackInfo& info) {
 // with SIGCHLD, so lib/index.ts watches for that instead and asks again.
 // libuv lets any number of watchers share one signal, its own child_process
 // watcher included.
-//
-// Lifetimes, because three parties can end a handle:
-//  - close() from JS, or the finalizer when the JS object is collected
-//    without close(): stop and uv_close the watch, close the fd;
-//  - environment teardown (process exit, worker termination): an async
-//    cleanup hook closes every watch still open and tells Node it is done
-//    only when libuv has run the close callbacks, so a worker's loop never
-//    closes with our handles on it.
-// The libuv handles live in their own allocation (Watch) because libuv needs
-// them until their close callbacks, which may come after the Handle is gone.
 
 class Handle;
 
-struct EnvData;
-
-struct Watch {
+struct Watch : folk::LoopHandles {
+  using LoopHandles::LoopHandles;
   uv_poll_t poll;
   uv_signal_t chld;
   bool chld_inited = false;
-  int open = 0;  // libuv handles not yet through their close callback
-  Handle* owner = nullptr;
-  EnvData* data = nullptr;
+  Handle* owner = nullptr;  // null once the Handle let go of it
 };
 
-struct EnvData {
-  std::set<Watch*> watches;  // not yet through their close callbacks
-  napi_async_cleanup_hook_handle hook = nullptr;
-  bool tearing_down = false;
-  bool orphaned = false;  // the env is gone; the last close callback frees us
-};
-
-// Handles with reap: true, in every environment of the process, so that the
-// teardown of one (a worker thread ending) can find its own. A reap: true
-// process that still runs when its environment goes away could never be
-// reaped by anything there again (nothing else in the process knows it), and
-// would be a zombie from its exit until the process ends; teardown hands its
-// pidfd to a small thread that sleeps in waitid until then. The registry is
-// keyed by Handle and never dereferences an EnvData, which may be freed
-// before the last Handle's finalizer; allocated once and never destroyed,
-// so no exit-time destructor can race a worker tearing down.
-std::mutex& ReapersLock() {
-  static std::mutex* lock = new std::mutex;
-  return *lock;
-}
-std::map<Handle*, EnvData*>& Reapers() {
-  static auto* reapers = new std::map<Handle*, EnvData*>;
-  return *reapers;
-}
-
-// Every Handle's private duplicate, process-wide (worker threads share the
-// fd table), until it is closed. A number that is one is nobody's to hand
-// a Handle: adopt() of it would have the new Handle close it, under the
-// Handle whose poll watches it, and libuv aborts the process at that
-// poll's next epoll_ctl (or its reaps and signals hit EBADF, or a stranger
-// that reused the number). So a new Handle refuses it. Closed and unlisted
-// under one lock, so a Handle made meanwhile sees either a duplicate that
-// is still ours or a number that is free. Never destroyed, like Reapers():
-// ReapLater's threads close theirs at any time, process exit included.
-std::mutex& PrivateLock() {
-  static std::mutex* lock = new std::mutex;
-  return *lock;
-}
-std::set<int>& PrivateFds() {
-  static auto* fds = new std::set<int>;
-  return *fds;
-}
-
-// The private duplicate of `fd` for a new Handle (throws if there is none).
-int DupPrivate(Napi::Env env, int fd) {
-  std::lock_guard<std::mutex> guard(PrivateLock());
-  if (PrivateFds().count(fd) != 0) {
-    Napi::TypeError e = Napi::TypeError::New(
-        env, "The \"fd\" argument is invalid: fd " + std::to_string(fd) +
-                 " is the private duplicate an open PidFd works through, not a pidfd of yours");
-    e.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
-    throw e;
-  }
-  int io = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (io == -1) throw ErrnoError(env, errno, "fcntl");
-  PrivateFds().insert(io);
-  return io;
-}
-
-void ClosePrivate(int io) {
-  std::lock_guard<std::mutex> guard(PrivateLock());
-  ::close(io);
-  PrivateFds().erase(io);
+void CloseWatch(Watch* w) {
+  w->owner = nullptr;
+  // uv_close stops the watchers synchronously, so the fd may be closed right
+  // after; only the memory has to wait for the callbacks.
+  w->Close(&w->poll);
+  if (w->chld_inited) w->Close(&w->chld);
 }
 
 // The thread ReapLater starts runs this library's code (and sleeps in it)
@@ -417,11 +311,11 @@ void ReapLater(int fd) {
   siginfo_t si = {};
   long rc = syscall(SYS_waitid, P_PIDFD, fd, &si, WEXITED | WNOHANG, nullptr);
   if (rc == -1 || si.si_pid != 0) {  // reaped now, or nothing to reap (ECHILD)
-    ClosePrivate(fd);
+    folk::ClosePrivate(fd);
     return;
   }
   if (!KeptLoaded()) {
-    ClosePrivate(fd);
+    folk::ClosePrivate(fd);
     return;
   }
   // libuv made the description non-blocking; a blocking waitid would say EAGAIN.
@@ -432,40 +326,14 @@ void ReapLater(int fd) {
       siginfo_t info = {};
       while (syscall(SYS_waitid, P_PIDFD, fd, &info, WEXITED, nullptr) == -1 && errno == EINTR) {
       }
-      ClosePrivate(fd);
+      folk::ClosePrivate(fd);
     }).detach();
   } catch (...) {
-    ClosePrivate(fd);  // no thread to be had: nothing more can be done for it
+    folk::ClosePrivate(fd);  // no thread to be had: nothing more can be done for it
   }
 }
 
-void FinishTeardownIfDone(EnvData* data) {
-  if (!data->watches.empty()) return;
-  if (data->hook) {
-    napi_remove_async_cleanup_hook(data->hook);
-    data->hook = nullptr;
-  }
-  if (data->orphaned) delete data;
-}
-
-void OnWatchClosed(uv_handle_t* h) {
-  Watch* w = static_cast<Watch*>(h->data);
-  if (--w->open > 0) return;
-  EnvData* data = w->data;
-  data->watches.erase(w);
-  delete w;
-  if (data->tearing_down || data->orphaned) FinishTeardownIfDone(data);
-}
-
-void CloseWatch(Watch* w) {
-  w->owner = nullptr;
-  // uv_close stops the watchers synchronously, so the fd may be closed right
-  // after; only the memory has to wait for the callbacks.
-  uv_close(reinterpret_cast<uv_handle_t*>(&w->poll), OnWatchClosed);
-  if (w->chld_inited) uv_close(reinterpret_cast<uv_handle_t*>(&w->chld), OnWatchClosed);
-}
-
-class Handle : public Napi::ObjectWrap<Handle> {
+class Handle : public Napi::ObjectWrap<Handle>, public folk::LoopResource {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Handle",
@@ -480,43 +348,48 @@ class Handle : public Napi::ObjectWrap<Handle> {
                        });
   }
 
-  // new Handle(fd: number): takes ownership of fd, after making the private
-  // duplicate (EMFILE, EBADF: it throws and fd stays the caller's). Never
-  // another Handle's private duplicate (see PrivateFds).
+  // new Handle(fd: number, reap: boolean): takes ownership of fd, after
+  // making the private duplicate (EMFILE, EBADF: it throws and fd stays the
+  // caller's). Never another Handle's private duplicate (see DupPrivate).
   explicit Handle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Handle>(info) {
-    int fd = Int32Arg(info, 0, "new Handle(fd: number, reap: boolean)");
-    if (fd < 0) throw Napi::RangeError::New(info.Env(), "new Handle(fd: number, reap: boolean): fd must be >= 0");
-    if (info.Length() < 2 || !info[1].IsBoolean()) throw Napi::TypeError::New(info.Env(), "new Handle(fd: number, reap: boolean)");
-    bool reap = info[1].As<Napi::Boolean>().Value();
-    int io = DupPrivate(info.Env(), fd);
-    fd_ = fd;
-    io_ = io;
-    data_ = static_cast<EnvData*>(info.Env().GetInstanceData<EnvData>());
-    if (reap) {
-      std::lock_guard<std::mutex> guard(ReapersLock());
-      Reapers().emplace(this, data_);
-      reaper_ = true;
+    Napi::Env env = info.Env();
+    const char* usage = "new Handle(fd: number, reap: boolean)";
+    int fd = Int32Arg(info, 0, usage);
+    if (fd < 0) throw Napi::RangeError::New(env, "new Handle(fd: number, reap: boolean): fd must be >= 0");
+    if (info.Length() < 2 || !info[1].IsBoolean()) throw Napi::TypeError::New(env, usage);
+    reap_ = info[1].As<Napi::Boolean>().Value();
+    folk::EnvResources* resources = folk::EnvResources::Of(env);
+    int io = folk::DupPrivate(env, fd, "PidFd", "a pidfd");
+    try {
+      resources->Join(this);
+    } catch (...) {
+      folk::ClosePrivate(io);
+      throw;
     }
-    identified_ = IdentifyFile(fd_, &file_);
+    resources_ = resources;
+    io_ = io;
+    fd_.Take(fd);
   }
 
   ~Handle() override { Release(); }
 
-  // Called by the teardown hook: the watch is closed there, the fd stays ours.
-  void DetachWatch() {
-    watch_ = nullptr;
+  // The environment is ending (see internal/handles.h). A reap: true
+  // process that still runs could never be reaped by anything there again
+  // (nothing else in the process knows it) and would be a zombie from its
+  // exit until the process ends, so its private duplicate goes to
+  // ReapLater, once the watch no longer polls it.
+  void OnTeardown() override {
     callback_.Reset();
-  }
-
-  // Called by the teardown hook, with ReapersLock held and after the watches
-  // are closed (so no poll uses the private fd any more): the private fd
-  // goes to ReapLater, which reaps the process whenever it exits.
-  void HandOffReap() {
-    reaper_ = false;
-    if (io_ < 0) return;
-    int fd = io_;
-    io_ = -1;
-    ReapLater(fd);
+    if (reap_ && io_ >= 0) {
+      if (watch_) {
+        CloseWatch(watch_);
+        watch_ = nullptr;
+      }
+      int fd = io_;
+      io_ = -1;
+      ReapLater(fd);
+    }
+    Release();
   }
 
  private:
@@ -541,9 +414,8 @@ class Handle : public Napi::ObjectWrap<Handle> {
     if (!watch_->chld_inited) {
       int rc = uv_signal_init(watch_->poll.loop, &watch_->chld);
       if (rc != 0) throw ErrnoError(env, -rc, "uv_signal_init");
-      watch_->chld.data = watch_;
+      watch_->Adopt(&watch_->chld);
       watch_->chld_inited = true;
-      watch_->open++;
       if (!ref_) uv_unref(reinterpret_cast<uv_handle_t*>(&watch_->chld));
     }
     uv_poll_stop(&watch_->poll);
@@ -559,21 +431,18 @@ class Handle : public Napi::ObjectWrap<Handle> {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, usage);
     if (io_ < 0) throw ErrnoError(env, EBADF, syscall);
-    if (data_->tearing_down) return false;
+    if (resources_->tearing_down()) return false;
     if (!watch_) {
       uv_loop_t* loop = nullptr;
       if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "no libuv loop");
-      Watch* w = new Watch{};
+      Watch* w = new Watch(resources_);
       int rc = uv_poll_init(loop, &w->poll, io_);
       if (rc != 0) {
         delete w;
         throw ErrnoError(env, -rc, "uv_poll_init");
       }
-      w->poll.data = w;
-      w->open = 1;
+      w->Adopt(&w->poll);
       w->owner = this;
-      w->data = data_;
-      data_->watches.insert(w);
       watch_ = w;
       if (!ref_) uv_unref(reinterpret_cast<uv_handle_t*>(&w->poll));
     }
@@ -612,13 +481,6 @@ class Handle : public Napi::ObjectWrap<Handle> {
   // io(): the private duplicate every syscall goes through; -1 once closed.
   Napi::Value Io(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), io_); }
 
-  bool StillOurs() const {
-    if (fd_ < 0) return false;
-    if (!identified_) return true;
-    FileId now;
-    return IdentifyFile(fd_, &now) && now == file_;
-  }
-
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Deactivate();
     Release();
@@ -637,45 +499,35 @@ class Handle : public Napi::ObjectWrap<Handle> {
     }
   }
 
+  // Gives up everything: the watch, the private fd, the public fd while it
+  // is still the same file; then leaves the environment's resources.
   // Idempotent; safe from the finalizer.
   void Release() {
-    if (reaper_) {
-      std::lock_guard<std::mutex> guard(ReapersLock());
-      Reapers().erase(this);
-      reaper_ = false;
-    }
     if (watch_) {
       CloseWatch(watch_);
       watch_ = nullptr;
     }
     if (io_ >= 0) {
-      ClosePrivate(io_);
+      folk::ClosePrivate(io_);
       io_ = -1;
     }
-    if (fd_ >= 0) {
-      // Not ours any more: someone closed it by hand; leave the number alone.
-      if (StillOurs()) ::close(fd_);
-      fd_ = -1;
+    fd_.Close();
+    if (resources_) {
+      resources_->Leave(this);
+      resources_ = nullptr;
     }
   }
 
   static void OnReady(uv_poll_t* h, int status, int /*events*/) {
-    Watch* w = static_cast<Watch*>(h->data);
+    Watch* w = folk::LoopHandles::Of<Watch>(h);
     if (w->owner) w->owner->Fire(status);
   }
 
   static void OnSignal(uv_signal_t* h, int /*signum*/) {
-    Watch* w = static_cast<Watch*>(h->data);
+    Watch* w = folk::LoopHandles::Of<Watch>(h);
     if (w->owner) w->owner->Fire(0);
   }
 
-  // Calls into JavaScript from the event loop, through the C API with every
-  // status checked: while a worker is being torn down (process.exit() in a
-  // wait's callback, with more pidfds due in the same loop turn, or
-  // worker.terminate()) every call into JavaScript fails with no exception
-  // to show, and node-addon-api's throwing wrappers (MakeCallback, Set on
-  // an error object) turn that into Napi::Error::New, which cannot build
-  // its error then either and ends the whole process with a fatal error.
   void Fire(int status) {
     if (callback_.IsEmpty()) return;
     napi_env env = Env();
@@ -687,80 +539,27 @@ class Handle : public Napi::ObjectWrap<Handle> {
     } else {
       napi_get_null(env, &arg);
     }
-    napi_value recv = nullptr;
-    napi_value fn = nullptr;
-    napi_value result;
-    napi_ref self = static_cast<const Napi::Reference<Napi::Object>&>(*this);
-    if (arg != nullptr && napi_get_reference_value(env, self, &recv) == napi_ok && recv != nullptr &&
-        napi_get_reference_value(env, callback_, &fn) == napi_ok && fn != nullptr &&
-        // MakeCallback, not Call: runs the microtask queue and nextTicks after,
-        // so promises settled by the callback resolve in this same turn.
-        napi_make_callback(env, *async_, recv, fn, 1, &arg, &result) != napi_ok) {
-      bool pending = false;
-      napi_value err = nullptr;
-      if (napi_is_exception_pending(env, &pending) == napi_ok && pending &&
-          napi_get_and_clear_last_exception(env, &err) == napi_ok && err != nullptr) {
-        napi_fatal_exception(env, err);
-      }
+    if (arg != nullptr) {
+      napi_ref self = static_cast<const Napi::Reference<Napi::Object>&>(*this);
+      folk::CallFromLoop(env, *async_, self, callback_, 1, &arg);
     }
     napi_close_handle_scope(env, scope);
   }
 
-  int fd_ = -1;  // the public number
-  int io_ = -1;  // the private duplicate
-  FileId file_;
-  bool identified_ = false;  // IdentifyFile worked when the Handle took the fd
-  bool reaper_ = false;      // reap: true, and in Reapers()
+  folk::PublicFd fd_;  // the number the Handle was given
+  int io_ = -1;        // the private duplicate
+  bool reap_ = false;
   bool ref_ = true;
   bool active_ = false;
   Watch* watch_ = nullptr;
-  EnvData* data_ = nullptr;
+  folk::EnvResources* resources_ = nullptr;  // null once released
   Napi::FunctionReference callback_;
   std::unique_ptr<Napi::AsyncContext> async_;
 };
 
-void OnTeardown(napi_async_cleanup_hook_handle /*handle*/, void* arg) {
-  EnvData* data = static_cast<EnvData*>(arg);
-  data->tearing_down = true;
-  // CloseWatch leaves each Watch in the set until its close callbacks run,
-  // which is never during this loop.
-  for (Watch* w : data->watches) {
-    if (w->owner) {
-      w->owner->DetachWatch();
-      CloseWatch(w);
-    }
-  }
-  {
-    std::lock_guard<std::mutex> guard(ReapersLock());
-    auto& reapers = Reapers();
-    for (auto it = reapers.begin(); it != reapers.end();) {
-      if (it->second == data) {
-        it->first->HandOffReap();
-        it = reapers.erase(it);
-      } else {
-        ++it;
-      }
-    }
-  }
-  FinishTeardownIfDone(data);
-}
-
-void FreeEnvData(Napi::Env, EnvData* data) {
-  // Close callbacks still pending (only if a finalizer ran after our teardown
-  // hook) free the data themselves.
-  if (data->watches.empty()) {
-    delete data;
-  } else {
-    data->orphaned = true;
-  }
-}
-
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   KeptLoaded();  // before any teardown can hand a pidfd to a thread (see StayLoaded)
-  EnvData* data = new EnvData();
-  env.SetInstanceData<EnvData, FreeEnvData>(data);
-  napi_status s = napi_add_async_cleanup_hook(env, OnTeardown, data, &data->hook);
-  if (s != napi_ok) throw Napi::Error::New(env, "napi_add_async_cleanup_hook failed");
+  folk::EnvResources::Install(env);
 
   exports.Set("pidfdOpen", Napi::Function::New(env, PidfdOpen, "pidfdOpen"));
   exports.Set("sendSignal", Napi::Function::New(env, SendSignal, "sendSignal"));

@@ -15,19 +15,17 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <memory>
-#include <mutex>
 #include <new>
-#include <set>
 #include <string>
 #include <vector>
 
 #include "internal/errors.h"
+#include "internal/handles.h"
 
 namespace {
 
@@ -60,32 +58,6 @@ union ControlBuf {
   struct cmsghdr align;
   char buf[CMSG_SPACE(sizeof(int) * kMaxFds) + kOtherControl];
 };
-
-// Which file an fd refers to (device and inode), to tell whether a number
-// still means the socket we were given. On Linux statx rather than fstat:
-// glibc 2.33 gave fstat a new symbol version, and a prebuild linked against
-// that would not load on glibc 2.28 to 2.32 (RHEL 8, Debian 11, Ubuntu
-// 20.04), which Node 20 supports.
-struct FileId {
-  uint64_t dev = 0;
-  uint64_t ino = 0;
-  bool operator==(const FileId& o) const { return dev == o.dev && ino == o.ino; }
-};
-
-bool IdentifyFile(int fd, FileId* id) {
-#ifdef __linux__
-  struct statx sx;
-  if (statx(fd, "", AT_EMPTY_PATH, STATX_INO, &sx) != 0) return false;
-  id->dev = (uint64_t{sx.stx_dev_major} << 32) | sx.stx_dev_minor;
-  id->ino = sx.stx_ino;
-#else
-  struct stat st;
-  if (fstat(fd, &st) != 0) return false;
-  id->dev = static_cast<uint64_t>(st.st_dev);
-  id->ino = static_cast<uint64_t>(st.st_ino);
-#endif
-  return true;
-}
 
 using folk::ErrnoError;
 using folk::Int32Arg;
@@ -400,57 +372,21 @@ Napi::Value ShutdownWrite(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
-// Every open Poller's private duplicate, process-wide (worker threads share
-// the fd table), until it is closed. Such a number is nobody's to wrap:
-// an FdSocket made on it would close it at close(), under the Poller whose
-// poll watches it, and libuv aborts the process at that poll's next
-// epoll_ctl (or its sends hit EBADF, or a stranger that reused the number).
-// So a new Poller refuses it. Closed and unlisted under one lock, so a
-// Poller made meanwhile sees either a duplicate still in use or a free
-// number. The set exists only while it has members: nothing is left to
-// free when Node unloads the addon with its last worker.
-std::mutex privateLock;
-std::set<int>* privateFds = nullptr;
-
-// The private duplicate of `fd` for a new Poller (throws if there is none).
-int DupPrivate(Napi::Env env, int fd) {
-  std::lock_guard<std::mutex> guard(privateLock);
-  if (privateFds != nullptr && privateFds->count(fd) != 0) {
-    Napi::TypeError e = Napi::TypeError::New(
-        env, "The \"fd\" argument is invalid: fd " + std::to_string(fd) +
-                 " is the private duplicate an open FdSocket works through, not a socket of yours");
-    e.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
-    throw e;
-  }
-  int io = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (io == -1) throw ErrnoError(env, errno, "fcntl");
-  if (privateFds == nullptr) privateFds = new std::set<int>;
-  privateFds->insert(io);
-  return io;
-}
-
-void ClosePrivate(int io) {
-  std::lock_guard<std::mutex> guard(privateLock);
-  close(io);
-  privateFds->erase(io);
-  if (privateFds->empty()) {
-    delete privateFds;
-    privateFds = nullptr;
-  }
-}
-
 // Poller: a uv_poll_t over the socket that, on each readable wakeup, loops
 // recvmsg until EAGAIN (or the batch is full) and hands JavaScript the whole
 // batch in one call: the bytes in one Buffer, and per chunk its length, fd
 // count and msg_flags in a shared Int32Array, the fds in another. One
 // crossing per wakeup instead of one per message.
 //
-// It also keeps the list of fds held on JavaScript's behalf: those received
-// and not yet handed to a consumer, and the dups a queued send keeps. When
-// the thread's environment is torn down (a worker ending, process.exit() in
-// a listener, worker.terminate()) no JavaScript runs to close them, so the
-// teardown hook does; close() does too.
-class Poller : public Napi::ObjectWrap<Poller> {
+// It owns the socket as internal/handles.h describes (the caller's number
+// and a private duplicate that the poll, reads and writes use), and it
+// keeps the fds held on JavaScript's behalf: those received and not yet
+// handed to a consumer, and the dups a queued send keeps. close(), the
+// finalizer and the end of the thread's environment (a worker ending,
+// process.exit() in a listener, worker.terminate()) all end in Shutdown(),
+// which gives up all of it; at the end of the environment no JavaScript
+// would ever close the held fds.
+class Poller : public Napi::ObjectWrap<Poller>, public folk::LoopResource {
  public:
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Poller",
@@ -473,6 +409,49 @@ class Poller : public Napi::ObjectWrap<Poller> {
         !info[3].IsTypedArray() || !info[4].IsTypedArray() || !info[5].IsFunction() || !info[6].IsFunction()) {
       throw Napi::TypeError::New(env, "Poller(fd, chunkBytes, scratchBytes, meta, fds, onRead, onWrite)");
     }
+    TakeBuffers(info);
+    int fd = info[0].As<Napi::Number>().Int32Value();
+    folk::EnvResources* resources = folk::EnvResources::Of(env);
+    int io = folk::DupPrivate(env, fd, "FdSocket", "a socket");
+    PollBlock* block = OpenPoll(env, resources, fd, io);
+    try {
+      metaRef_ = Napi::Persistent(info[3].As<Napi::Object>());
+      fdsRef_ = Napi::Persistent(info[4].As<Napi::Object>());
+      onRead_ = Napi::Persistent(info[5].As<Napi::Function>());
+      onWrite_ = Napi::Persistent(info[6].As<Napi::Function>());
+      context_ = std::make_unique<Napi::AsyncContext>(env, "FdSocket");
+      resources->Join(this);
+    } catch (...) {
+      block->Close(&block->poll);
+      folk::ClosePrivate(io);
+      throw;
+    }
+    // Only now are the fds ours: had anything above thrown, they stayed the
+    // caller's.
+    block->owner = this;
+    handle_ = block;
+    resources_ = resources;
+    io_ = io;
+    fd_.Take(fd);
+  }
+
+  ~Poller() override { Shutdown(); }
+
+  void OnTeardown() override { Shutdown(); }
+
+ private:
+  // The libuv handles (see LoopHandles).
+  struct PollBlock : folk::LoopHandles {
+    using LoopHandles::LoopHandles;
+    uv_poll_t poll;
+    uv_poll_t probe;  // the EEXIST check on the public number; closed at once
+    Poller* owner = nullptr;  // null once the Poller let go of it
+  };
+
+  // The batch buffers: the scratch the bytes are read into, and the two
+  // Int32Arrays JavaScript reads the chunks' meta and fds from.
+  void TakeBuffers(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
     Napi::TypedArray meta = info[3].As<Napi::TypedArray>();
     Napi::TypedArray fds = info[4].As<Napi::TypedArray>();
     if (meta.TypedArrayType() != napi_int32_array || fds.TypedArrayType() != napi_int32_array ||
@@ -482,8 +461,6 @@ class Poller : public Napi::ObjectWrap<Poller> {
     int64_t chunk = info[1].As<Napi::Number>().Int64Value();
     int64_t scratch = info[2].As<Napi::Number>().Int64Value();
     if (chunk < 1 || scratch < chunk || scratch > (int64_t{1} << 31)) throw Napi::RangeError::New(env, "bad buffer sizes");
-
-    int fd = info[0].As<Napi::Number>().Int32Value();
     chunk_ = static_cast<size_t>(chunk);
     // Uninitialised on purpose: pages are only touched when bytes arrive.
     scratchSize_ = static_cast<size_t>(scratch);
@@ -493,92 +470,34 @@ class Poller : public Napi::ObjectWrap<Poller> {
     metaCap_ = meta.ElementLength() / 3;
     fds_ = fds.As<Napi::Int32Array>().Data();
     fdsCap_ = fds.ElementLength();
+  }
 
+  // The poll over the private duplicate `io`, not started. Throws (and
+  // closes `io`) when libuv cannot have it.
+  PollBlock* OpenPoll(Napi::Env env, folk::EnvResources* resources, int fd, int io) {
     uv_loop_t* loop = nullptr;
-    if (napi_get_uv_event_loop(env, &loop) != napi_ok) throw Napi::Error::New(env, "no event loop");
-    // The caller's number is public (FdSocket's `fd`), and nothing stops a
-    // caller from closing it by hand. Had libuv polled that number, its next
-    // epoll_ctl would fail with EBADF and libuv would abort() the process.
-    // So the socket is polled, read and written through a private
-    // close-on-exec duplicate nobody else knows the number of (and that no
-    // other Poller may take: see privateFds).
-    int io = DupPrivate(env, fd);
-    handle_ = new Handle();
-    handle_->owner = this;
-    handle_->poll.data = handle_;
-    handle_->probe.data = handle_;
+    if (napi_get_uv_event_loop(env, &loop) != napi_ok) {
+      folk::ClosePrivate(io);
+      throw Napi::Error::New(env, "no event loop");
+    }
+    PollBlock* block = new PollBlock(resources);
     // A probe on the public number, never started: libuv refuses (EEXIST)
     // an fd another handle of this loop watches, say a reading net.Socket,
     // which would race us for the socket's messages (and drop their fds).
-    int err = uv_poll_init(loop, &handle_->probe, fd);
-    if (err == 0) {
-      err = uv_poll_init(loop, &handle_->poll, io);
-      if (err != 0) {
-        handle_->owner = nullptr;
-        uv_close(reinterpret_cast<uv_handle_t*>(&handle_->probe), OnClosed);
-        handle_ = nullptr;
-      }
+    int err = uv_poll_init(loop, &block->probe, fd);
+    if (err != 0) {
+      delete block;  // nothing adopted yet
     } else {
-      delete handle_;  // never initialised, so never uv_close'd
-      handle_ = nullptr;
+      block->Adopt(&block->probe);
+      err = uv_poll_init(loop, &block->poll, io);
+      if (err == 0) block->Adopt(&block->poll);
+      block->Close(&block->probe);  // with the block, if the poll failed
     }
     if (err != 0) {
-      ClosePrivate(io);
+      folk::ClosePrivate(io);
       throw ErrnoError(env, -err, "uv_poll_init");
     }
-    handle_->open = 2;
-    uv_close(reinterpret_cast<uv_handle_t*>(&handle_->probe), OnClosed);
-    // When this thread's environment goes away (a worker thread ending, or
-    // the process), Node unloads this addon once its cleanup hooks are done.
-    // A close callback still pending then would jump into unmapped code, so
-    // the hook closes the handle and holds the teardown until its callbacks.
-    if (napi_add_async_cleanup_hook(env, OnTeardown, handle_, &handle_->hook) != napi_ok) {
-      handle_->owner = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll), OnClosed);
-      handle_ = nullptr;
-      ClosePrivate(io);
-      throw Napi::Error::New(env, "napi_add_async_cleanup_hook failed");
-    }
-    metaRef_ = Napi::Persistent(info[3].As<Napi::Object>());
-    fdsRef_ = Napi::Persistent(info[4].As<Napi::Object>());
-    onRead_ = Napi::Persistent(info[5].As<Napi::Function>());
-    onWrite_ = Napi::Persistent(info[6].As<Napi::Function>());
-    context_ = std::make_unique<Napi::AsyncContext>(env, "FdSocket");
-    // Only now are the fds ours: had anything above thrown, the destructor
-    // must not close the caller's fd.
-    identified_ = IdentifyFile(fd, &file_);
-    fd_ = fd;
-    io_ = io;
-  }
-
-  ~Poller() override { Shutdown(); }
-
- private:
-  struct Handle {
-    uv_poll_t poll;  // first, so a uv_poll_t* is a Handle*
-    uv_poll_t probe;  // the EEXIST check on the public number; closed at once
-    Poller* owner;
-    int open = 1;  // libuv handles not yet through their close callback
-    napi_async_cleanup_hook_handle hook = nullptr;
-  };
-
-  // The handle's memory goes when libuv is done with both; so does the
-  // teardown hook, which lets a teardown waiting on this handle finish.
-  static void OnClosed(uv_handle_t* uv) {
-    Handle* h = static_cast<Handle*>(uv->data);
-    if (--h->open > 0) return;
-    if (h->hook != nullptr) napi_remove_async_cleanup_hook(h->hook);
-    delete h;
-  }
-
-  // The environment is being torn down with this socket still open (no
-  // JavaScript runs any more): close the fd and the handle now. A handle
-  // already closing finishes in OnClosed.
-  static void OnTeardown(napi_async_cleanup_hook_handle, void* arg) {
-    Handle* h = static_cast<Handle*>(arg);
-    if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&h->poll))) return;
-    if (h->owner != nullptr) h->owner->Shutdown();
-    else uv_close(reinterpret_cast<uv_handle_t*>(&h->poll), OnClosed);
+    return block;
   }
 
   // setEvents(readable, writable): what the poll watches; nothing stops it.
@@ -617,26 +536,23 @@ class Poller : public Napi::ObjectWrap<Poller> {
     return info.Env().Undefined();
   }
 
+  // Gives up everything: the poll, the private duplicate, the caller's
+  // number while it is still the same socket, every held fd; then leaves
+  // the environment's resources. Idempotent; safe from the finalizer.
   void Shutdown() {
     if (handle_ != nullptr) {
       // uv_poll_stop takes the fd out of epoll, so closing it next is safe;
       // the handle's memory goes when libuv is done with it.
       uv_poll_stop(&handle_->poll);
       handle_->owner = nullptr;
-      uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll), OnClosed);
+      handle_->Close(&handle_->poll);
       handle_ = nullptr;
     }
     if (io_ >= 0) {
-      ClosePrivate(io_);
+      folk::ClosePrivate(io_);
       io_ = -1;
     }
-    // The public number only while it is still the socket we were given: a
-    // caller who closed it by hand may have had it reused by another file.
-    if (fd_ >= 0) {
-      FileId now;
-      if (!identified_ || (IdentifyFile(fd_, &now) && now == file_)) close(fd_);
-      fd_ = -1;
-    }
+    fd_.Close();
     if (heldCount_ > 0) {
       for (size_t fd = 0; fd < held_.size(); fd++) {
         if (held_[fd]) close(static_cast<int>(fd));
@@ -645,6 +561,10 @@ class Poller : public Napi::ObjectWrap<Poller> {
     }
     held_.clear();
     events_ = 0;
+    if (resources_ != nullptr) {
+      resources_->Leave(this);
+      resources_ = nullptr;
+    }
   }
 
   // The held list is a bitmap over fd numbers: fds are small integers, and
@@ -719,7 +639,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
   }
 
   static void OnPoll(uv_poll_t* poll, int status, int events) {
-    Handle* h = reinterpret_cast<Handle*>(poll);
+    PollBlock* h = folk::LoopHandles::Of<PollBlock>(poll);
     if (h->owner == nullptr) return;
     Poller* self = h->owner;
     Napi::Env env = self->Env();
@@ -809,11 +729,8 @@ class Poller : public Napi::ObjectWrap<Poller> {
     return n == 0 && (msg.msg_flags & MSG_CTRUNC) == 0;
   }
 
-  // Everything from here to JavaScript uses the C API and checks statuses:
-  // while a worker thread is being terminated (process.exit() in a listener,
-  // worker.terminate()) every call into JavaScript fails with no exception
-  // to show, and node-addon-api's throwing wrappers would turn that into a
-  // fatal error for the whole process.
+  // From here to JavaScript through the C API, statuses checked (see
+  // CallFromLoop).
   void Deliver(size_t chunks, size_t used, int status) {
     napi_env env = Env();
     napi_value data;
@@ -823,7 +740,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
       if (napi_create_buffer_copy(env, used, scratch_.get(), &copy, &data) != napi_ok) {
         // No memory for the batch's bytes (or no JavaScript any more): the
         // batch's fds would reach no one. Close them and fail the socket.
-        ClearException(env);
+        folk::TakeException(env);
         size_t nfds = 0;
         for (size_t i = 0; i < chunks; i++) nfds += static_cast<size_t>(meta_[3 * i + 1]);
         for (size_t i = 0; i < nfds; i++) DropOne(fds_[i]);
@@ -839,37 +756,17 @@ class Poller : public Napi::ObjectWrap<Poller> {
     Call(onRead_, 3, args);
   }
 
-  static napi_value ClearException(napi_env env) {
-    bool pending = false;
-    napi_value err = nullptr;
-    if (napi_is_exception_pending(env, &pending) == napi_ok && pending) napi_get_and_clear_last_exception(env, &err);
-    return err;
-  }
-
   // Calls into JavaScript from the event loop, with the async context of
   // this socket, so microtasks (resolved sends, awaited messages) run after.
-  // An exception thrown by a listener becomes an uncaught exception, as it
-  // would from a net.Socket 'data' listener.
   void Call(Napi::FunctionReference& fn, size_t argc, const napi_value* argv) {
     if (fn.IsEmpty()) return;
-    napi_env env = Env();
-    napi_value recv;
-    napi_value func;
-    napi_value result;
     napi_ref self = static_cast<const Napi::Reference<Napi::Object>&>(*this);
-    if (napi_get_reference_value(env, self, &recv) != napi_ok || recv == nullptr ||
-        napi_get_reference_value(env, fn, &func) != napi_ok || func == nullptr) {
-      return;
-    }
-    if (napi_make_callback(env, *context_, recv, func, argc, argv, &result) == napi_ok) return;
-    napi_value err = ClearException(env);
-    if (err != nullptr) napi_fatal_exception(env, err);
+    folk::CallFromLoop(Env(), *context_, self, fn, argc, argv);
   }
 
-  int fd_ = -1;  // the caller's number
-  int io_ = -1;  // our private duplicate
-  FileId file_;
-  bool identified_ = false;
+  folk::PublicFd fd_;  // the caller's number
+  int io_ = -1;        // our private duplicate
+  folk::EnvResources* resources_ = nullptr;  // null once shut down
   size_t chunk_ = 0;
   std::unique_ptr<char[]> scratch_;
   size_t scratchSize_ = 0;
@@ -878,7 +775,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
   int32_t* fds_ = nullptr;
   size_t fdsCap_ = 0;
   int events_ = 0;
-  Handle* handle_ = nullptr;
+  PollBlock* handle_ = nullptr;
   std::vector<bool> held_;
   size_t heldCount_ = 0;
   Napi::ObjectReference metaRef_;
@@ -889,6 +786,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
 };
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  folk::EnvResources::Install(env);
   exports.Set("sendFds", Napi::Function::New(env, SendFds, "sendFds"));
   exports.Set("trySend", Napi::Function::New(env, TrySend, "trySend"));
   exports.Set("recvFds", Napi::Function::New(env, RecvFds, "recvFds"));
