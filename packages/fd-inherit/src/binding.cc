@@ -43,8 +43,6 @@ Napi::Array ArrayProp(const Napi::Object& o, const char* key) {
   return v.As<Napi::Array>();
 }
 
-// Copies, not pointers into V8's heap: the child reads these while other
-// threads of the parent (V8's GC helpers among them) keep running.
 std::vector<std::string> Strings(const Napi::Array& a, const char* key) {
   std::vector<std::string> out;
   out.reserve(a.Length());
@@ -85,6 +83,11 @@ std::vector<char*> Pointers(std::vector<std::string>& strings) {
 // A source fd number in the plan that stands for /dev/null.
 constexpr int kDevNull = -2;
 
+// LISTEN_PID's value is written by the child once it knows its pid; the
+// plan's "LISTEN_PID=" gets room for it.
+constexpr char kListenPid[] = "LISTEN_PID=";
+constexpr size_t kListenPidPrefix = sizeof(kListenPid) - 1;
+
 // Closes its fd when the scope ends, also when a JavaScript exception unwinds it.
 struct OwnedFd {
   int fd = -1;
@@ -98,6 +101,182 @@ uint64_t RlimitValue(double v) {
   return v >= 0 && v < 18446744073709551615.0 ? static_cast<uint64_t>(v) : RLIM_INFINITY;
 }
 
+// A spawn plan from JavaScript (NativeSpawnPlan in lib/native.ts), checked
+// and copied into C data, and the folk::ChildPlan that points into it.
+// Copies, not pointers into V8's heap: the child reads these while other
+// threads of the parent (V8's GC helpers among them) keep running. Filled
+// in by the Read* steps below, pointed at by Point(), then only read; never
+// copied or moved, so those pointers stay good.
+struct SpawnRequest {
+  std::string file;
+  std::vector<std::string> argv;
+  std::vector<std::string> envp;
+  std::string cwd;
+  bool has_cwd = false;
+  int32_t listen_pid_index = -1;  // of "LISTEN_PID=" in envp, or -1
+  std::vector<folk::FdMove> moves;
+  std::vector<int> keep;
+  OwnedFd dev_null;  // opened for a kDevNull source; closed once the spawn is over
+  std::vector<folk::RlimitSetting> rlimits;
+  std::vector<gid_t> groups;
+  std::vector<char*> argv_ptrs;
+  std::vector<char*> envp_ptrs;
+  folk::ChildPlan plan = {};
+
+  SpawnRequest() = default;
+  SpawnRequest(const SpawnRequest&) = delete;
+  SpawnRequest& operator=(const SpawnRequest&) = delete;
+};
+
+// What to run, with which environment, where.
+void ReadProgram(const Napi::Object& plan, SpawnRequest* r) {
+  Napi::Env env = plan.Env();
+  Napi::Value file = plan.Get("file");
+  if (!file.IsString()) throw Napi::TypeError::New(env, "spawn plan: file must be a string");
+  r->file = file.As<Napi::String>().Utf8Value();
+  r->argv = Strings(ArrayProp(plan, "argv"), "argv");
+  // null: this process's own environment (the main thread's process.env),
+  // copied here in C++ rather than listed out in JavaScript.
+  Napi::Value envp = plan.Get("envp");
+  if (envp.IsNull()) {
+    for (char** e = environ; *e != nullptr; ++e) r->envp.emplace_back(*e);
+  } else {
+    if (!envp.IsArray()) throw Napi::TypeError::New(env, "spawn plan: envp must be an array or null");
+    r->envp = Strings(envp.As<Napi::Array>(), "envp");
+  }
+  r->listen_pid_index = IntProp(plan, "listenPidIndex");
+  if (r->listen_pid_index >= 0) {
+    size_t i = static_cast<size_t>(r->listen_pid_index);
+    if (i >= r->envp.size() || r->envp[i] != kListenPid) {
+      throw Napi::RangeError::New(env, "spawn plan: listenPidIndex must point at \"LISTEN_PID=\"");
+    }
+    r->envp[i].resize(kListenPidPrefix + 21, '\0');  // any pid's digits and a NUL
+  }
+  Napi::Value cwd = plan.Get("cwd");
+  r->has_cwd = cwd.IsString();
+  if (r->has_cwd) r->cwd = cwd.As<Napi::String>().Utf8Value();
+}
+
+// The child starts with this process's RLIMIT_NOFILE and places its fds
+// before any options.rlimits applies, so every child fd number must be
+// below the soft limit read here. A number past it could never be placed
+// (and max_target + 1 must stay an int).
+unsigned int ChildFdLimit(Napi::Env env) {
+  struct rlimit nofile;
+  if (getrlimit(RLIMIT_NOFILE, &nofile) == -1) throw ErrnoError(env, errno, "getrlimit");
+  return nofile.rlim_cur < static_cast<rlim_t>(INT32_MAX) ? static_cast<unsigned int>(nofile.rlim_cur)
+                                                          : static_cast<unsigned int>(INT32_MAX);
+}
+
+void CheckChildFd(Napi::Env env, int target, unsigned int fd_limit) {
+  if (static_cast<unsigned int>(target) < fd_limit) return;
+  // lib/index.ts names the option the number came from.
+  Napi::RangeError e = Napi::RangeError::New(
+      env, "child fd " + std::to_string(target) + " is out of range: the child's fd numbers must be below its RLIMIT_NOFILE (" +
+               std::to_string(fd_limit) + ")");
+  e.Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
+  e.Set("childFd", Napi::Number::New(env, target));
+  e.Set("fdLimit", Napi::Number::New(env, fd_limit));
+  throw e;
+}
+
+// The fd plan: which parent fd goes to which child fd number. A closed
+// source is reported here, in the parent, naming the child fd it was meant
+// for; an inherited stdio fd the parent does not have open (`optional`)
+// simply stays closed in the child. kDevNull as a source means /dev/null,
+// opened once here for the child.
+void ReadFds(const Napi::Object& plan, SpawnRequest* r) {
+  Napi::Env env = plan.Env();
+  std::vector<int32_t> targets = Ints(ArrayProp(plan, "targets"), "targets");
+  std::vector<int32_t> sources = Ints(ArrayProp(plan, "sources"), "sources");
+  Napi::Array optional = ArrayProp(plan, "optional");
+  if (sources.size() != targets.size() || optional.Length() != targets.size()) {
+    throw Napi::TypeError::New(env, "spawn plan: targets, sources and optional must have the same length");
+  }
+  const unsigned int fd_limit = ChildFdLimit(env);
+  int max_target = 2;
+  r->moves.reserve(targets.size());
+  for (size_t i = 0; i < targets.size(); ++i) {
+    int target = targets[i];
+    int source = sources[i];
+    if (source == kDevNull) {
+      if (r->dev_null.fd == -1) {
+        r->dev_null.fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (r->dev_null.fd == -1) throw ErrnoError(env, errno, "open");
+      }
+      source = r->dev_null.fd;
+    }
+    if (target < 0 || source < 0) throw Napi::RangeError::New(env, "spawn plan: fd numbers must be >= 0");
+    CheckChildFd(env, target, fd_limit);
+    if (fcntl(source, F_GETFD) == -1) {
+      if (optional.Get(static_cast<uint32_t>(i)).ToBoolean().Value()) continue;
+      Napi::Error e = ErrnoError(env, errno, "fcntl");
+      e.Set("fd", Napi::Number::New(env, source));
+      e.Set("childFd", Napi::Number::New(env, target));
+      throw e;
+    }
+    r->moves.push_back({target, source, -1});
+    max_target = std::max(max_target, target);
+    if (target >= 3) r->keep.push_back(target);
+  }
+  std::sort(r->keep.begin(), r->keep.end());
+  if (std::adjacent_find(r->keep.begin(), r->keep.end()) != r->keep.end()) {
+    throw Napi::RangeError::New(env, "spawn plan: a child fd number appears twice");
+  }
+  r->plan.max_target = max_target;
+  r->plan.fd_limit = fd_limit;
+  r->plan.close_others = BoolProp(plan, "closeOtherFds");
+}
+
+// Session, signals, limits and credentials.
+void ReadProcess(const Napi::Object& plan, SpawnRequest* r) {
+  Napi::Env env = plan.Env();
+  folk::ChildPlan& p = r->plan;
+  p.setsid = BoolProp(plan, "setsid");
+  p.pdeathsig = IntProp(plan, "pdeathsig");
+  p.umask = IntProp(plan, "umask");
+  p.no_new_privs = BoolProp(plan, "noNewPrivs");
+  p.uid = IntProp(plan, "uid");
+  p.gid = IntProp(plan, "gid");
+  p.drop_groups = BoolProp(plan, "dropGroups");
+  for (int32_t sig : Ints(ArrayProp(plan, "defaultSignals"), "defaultSignals")) {
+    if (sig < 1 || sig > 64) throw Napi::RangeError::New(env, "spawn plan: defaultSignals holds signal numbers 1-64");
+    p.default_signals |= uint64_t{1} << (sig - 1);
+  }
+  // [resource, soft, hard, ...]; doubles because limits go beyond int32,
+  // and -1 for unlimited.
+  std::vector<double> flat = Doubles(ArrayProp(plan, "rlimits"), "rlimits");
+  if (flat.size() % 3 != 0) throw Napi::TypeError::New(env, "spawn plan: rlimits holds triples");
+  for (size_t i = 0; i + 2 < flat.size(); i += 3) {
+    r->rlimits.push_back({static_cast<int>(flat[i]), RlimitValue(flat[i + 1]), RlimitValue(flat[i + 2])});
+  }
+  Napi::Value groups = plan.Get("groups");
+  p.ngroups = -1;
+  if (groups.IsArray()) {
+    for (int32_t g : Ints(groups.As<Napi::Array>(), "groups")) r->groups.push_back(static_cast<gid_t>(g));
+    p.ngroups = static_cast<int>(r->groups.size());
+  }
+}
+
+// Points the ChildPlan at the request's copies, once they are complete.
+void Point(SpawnRequest* r) {
+  folk::ChildPlan& p = r->plan;
+  r->argv_ptrs = Pointers(r->argv);
+  r->envp_ptrs = Pointers(r->envp);
+  p.path = r->file.c_str();
+  p.argv = r->argv_ptrs.data();
+  p.envp = r->envp_ptrs.data();
+  p.cwd = r->has_cwd ? r->cwd.c_str() : nullptr;
+  p.listen_pid = r->listen_pid_index >= 0 ? &r->envp[static_cast<size_t>(r->listen_pid_index)][kListenPidPrefix] : nullptr;
+  p.moves = r->moves.data();
+  p.nmoves = static_cast<int>(r->moves.size());
+  p.keep = r->keep.data();
+  p.nkeep = static_cast<int>(r->keep.size());
+  p.rlimits = r->rlimits.data();
+  p.nrlimits = static_cast<int>(r->rlimits.size());
+  p.groups = r->groups.data();
+}
+
 // spawn(plan): [pid, pidfd]. The plan's shape is NativeSpawnPlan in
 // lib/native.ts. Throws an errno Error whose syscall names the step that
 // failed (execve, chdir, dup2, clone, ...); lib/index.ts turns it into the
@@ -106,151 +285,14 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (info.Length() < 1 || !info[0].IsObject()) throw Napi::TypeError::New(env, "spawn(plan: object)");
   Napi::Object plan = info[0].As<Napi::Object>();
-
-  Napi::Value file_value = plan.Get("file");
-  if (!file_value.IsString()) throw Napi::TypeError::New(env, "spawn plan: file must be a string");
-  std::string file = file_value.As<Napi::String>().Utf8Value();
-  std::vector<std::string> argv = Strings(ArrayProp(plan, "argv"), "argv");
-  // null: this process's own environment (the main thread's process.env),
-  // copied here in C++ rather than listed out in JavaScript.
-  std::vector<std::string> envp;
-  Napi::Value envp_value = plan.Get("envp");
-  if (envp_value.IsNull()) {
-    for (char** e = environ; *e != nullptr; ++e) envp.emplace_back(*e);
-  } else {
-    if (!envp_value.IsArray()) throw Napi::TypeError::New(env, "spawn plan: envp must be an array or null");
-    envp = Strings(envp_value.As<Napi::Array>(), "envp");
-  }
-  int32_t listen_pid_index = IntProp(plan, "listenPidIndex");
-  Napi::Value cwd_value = plan.Get("cwd");
-  std::string cwd;
-  bool has_cwd = cwd_value.IsString();
-  if (has_cwd) cwd = cwd_value.As<Napi::String>().Utf8Value();
-
-  std::vector<int32_t> targets = Ints(ArrayProp(plan, "targets"), "targets");
-  std::vector<int32_t> sources = Ints(ArrayProp(plan, "sources"), "sources");
-  Napi::Array optional = ArrayProp(plan, "optional");
-  if (sources.size() != targets.size() || optional.Length() != targets.size()) {
-    throw Napi::TypeError::New(env, "spawn plan: targets, sources and optional must have the same length");
-  }
-  std::vector<double> rlimit_flat = Doubles(ArrayProp(plan, "rlimits"), "rlimits");
-  Napi::Value groups_value = plan.Get("groups");
-  std::vector<int32_t> group_ints;
-  bool has_groups = groups_value.IsArray();
-  if (has_groups) group_ints = Ints(groups_value.As<Napi::Array>(), "groups");
-
-  folk::ChildPlan p = {};
-  p.close_others = BoolProp(plan, "closeOtherFds");
-  p.setsid = BoolProp(plan, "setsid");
-  p.pdeathsig = IntProp(plan, "pdeathsig");
-  p.umask = IntProp(plan, "umask");
-  p.no_new_privs = BoolProp(plan, "noNewPrivs");
-  p.uid = IntProp(plan, "uid");
-  p.gid = IntProp(plan, "gid");
-  for (int32_t sig : Ints(ArrayProp(plan, "defaultSignals"), "defaultSignals")) {
-    if (sig < 1 || sig > 64) throw Napi::RangeError::New(env, "spawn plan: defaultSignals holds signal numbers 1-64");
-    p.default_signals |= uint64_t{1} << (sig - 1);
-  }
-
-  // The fd plan. A closed source is reported here, in the parent, naming the
-  // child fd it was meant for; an inherited stdio fd the parent does not
-  // have open simply stays closed in the child.
-  // kDevNull as a source means /dev/null, opened once here for the child
-  // and closed again below whatever happens.
-  // The child starts with this process's RLIMIT_NOFILE and places its fds
-  // before any options.rlimits applies, so every child fd number must be
-  // below the soft limit read here. A number past it could never be placed
-  // (and max_target + 1 must stay an int).
-  struct rlimit nofile;
-  if (getrlimit(RLIMIT_NOFILE, &nofile) == -1) throw ErrnoError(env, errno, "getrlimit");
-  const unsigned int fd_limit = nofile.rlim_cur < static_cast<rlim_t>(INT32_MAX)
-                                    ? static_cast<unsigned int>(nofile.rlim_cur)
-                                    : static_cast<unsigned int>(INT32_MAX);
-
-  std::vector<folk::FdMove> moves;
-  std::vector<int> keep;
-  moves.reserve(targets.size());
-  int max_target = 2;
-  OwnedFd dev_null;
-  for (size_t i = 0; i < targets.size(); ++i) {
-    int target = targets[i];
-    int source = sources[i];
-    if (source == kDevNull) {
-      if (dev_null.fd == -1) {
-        dev_null.fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-        if (dev_null.fd == -1) throw ErrnoError(env, errno, "open");
-      }
-      source = dev_null.fd;
-    }
-    if (target < 0 || source < 0) throw Napi::RangeError::New(env, "spawn plan: fd numbers must be >= 0");
-    if (static_cast<unsigned int>(target) >= fd_limit) {
-      // lib/index.ts names the option the number came from.
-      Napi::RangeError e = Napi::RangeError::New(
-          env, "child fd " + std::to_string(target) + " is out of range: the child's fd numbers must be below its RLIMIT_NOFILE (" +
-                   std::to_string(fd_limit) + ")");
-      e.Set("code", Napi::String::New(env, "ERR_OUT_OF_RANGE"));
-      e.Set("childFd", Napi::Number::New(env, target));
-      e.Set("fdLimit", Napi::Number::New(env, fd_limit));
-      throw e;
-    }
-    if (fcntl(source, F_GETFD) == -1) {
-      if (optional.Get(static_cast<uint32_t>(i)).ToBoolean().Value()) continue;
-      Napi::Error e = ErrnoError(env, errno, "fcntl");
-      e.Set("fd", Napi::Number::New(env, source));
-      e.Set("childFd", Napi::Number::New(env, target));
-      throw e;
-    }
-    moves.push_back({target, source, -1});
-    max_target = std::max(max_target, target);
-    if (target >= 3) keep.push_back(target);
-  }
-  std::sort(keep.begin(), keep.end());
-  if (std::adjacent_find(keep.begin(), keep.end()) != keep.end()) {
-    throw Napi::RangeError::New(env, "spawn plan: a child fd number appears twice");
-  }
-  p.moves = moves.data();
-  p.nmoves = static_cast<int>(moves.size());
-  p.max_target = max_target;
-  p.keep = keep.data();
-  p.nkeep = static_cast<int>(keep.size());
-  p.fd_limit = fd_limit;
-
-  if (rlimit_flat.size() % 3 != 0) throw Napi::TypeError::New(env, "spawn plan: rlimits holds triples");
-  // [resource, soft, hard, ...]; doubles because limits go beyond int32,
-  // and -1 for unlimited.
-  std::vector<folk::RlimitSetting> rlimits;
-  for (size_t i = 0; i + 2 < rlimit_flat.size(); i += 3) {
-    rlimits.push_back({static_cast<int>(rlimit_flat[i]), RlimitValue(rlimit_flat[i + 1]), RlimitValue(rlimit_flat[i + 2])});
-  }
-  p.rlimits = rlimits.data();
-  p.nrlimits = static_cast<int>(rlimits.size());
-
-  std::vector<gid_t> groups(group_ints.begin(), group_ints.end());
-  p.groups = groups.data();
-  p.ngroups = has_groups ? static_cast<int>(groups.size()) : -1;
-  p.drop_groups = BoolProp(plan, "dropGroups");
-
-  // LISTEN_PID's value is written by the child once it knows its pid; make
-  // room for it now.
-  static const char kListenPid[] = "LISTEN_PID=";
-  if (listen_pid_index >= 0) {
-    if (static_cast<size_t>(listen_pid_index) >= envp.size() || envp[listen_pid_index] != kListenPid) {
-      throw Napi::RangeError::New(env, "spawn plan: listenPidIndex must point at \"LISTEN_PID=\"");
-    }
-    envp[listen_pid_index].resize(sizeof(kListenPid) - 1 + 21, '\0');
-  }
-
-  std::vector<char*> argv_ptrs = Pointers(argv);
-  std::vector<char*> envp_ptrs = Pointers(envp);
-  p.path = file.c_str();
-  p.argv = argv_ptrs.data();
-  p.envp = envp_ptrs.data();
-  p.cwd = has_cwd ? cwd.c_str() : nullptr;
-  p.listen_pid = listen_pid_index >= 0 ? &envp[listen_pid_index][sizeof(kListenPid) - 1] : nullptr;
+  SpawnRequest request;
+  ReadProgram(plan, &request);
+  ReadFds(plan, &request);
+  ReadProcess(plan, &request);
+  Point(&request);
 
   folk::SpawnOutcome out;
-  if (folk::SpawnChild(&p, &out) == -1) throw ErrnoError(env, out.err, folk::StepName(out.step));
-
+  if (folk::SpawnChild(&request.plan, &out) == -1) throw ErrnoError(env, out.err, folk::StepName(out.step));
   Napi::Array result = Napi::Array::New(env, 2);
   result.Set(uint32_t(0), Napi::Number::New(env, out.pid));
   result.Set(uint32_t(1), Napi::Number::New(env, out.pidfd));

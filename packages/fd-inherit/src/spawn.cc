@@ -301,18 +301,44 @@ struct KernelRlimit {
   uint64_t hard;
 };
 
-int ChildMain(void* arg) {
-  ChildPlan* p = static_cast<ChildPlan*>(arg);
-  int step = kStepNone;
-
+// Caught signals back to SIG_DFL (unless the kernel did it), and those the
+// plan names too: ignored signals survive exec by design, but Node ignores
+// SIGPIPE and SIGXFSZ for its own sake, not the child's.
+void ResetSignals(const ChildPlan* p) {
   if (p->reset_handlers) ResetSignalHandlers();
-  // Ignored signals survive exec by design, but Node ignores SIGPIPE and
-  // SIGXFSZ for its own sake, not the child's; set those back.
   for (int sig = 1; sig <= 64; ++sig) {
     if ((p->default_signals >> (sig - 1) & 1) == 0) continue;
     unsigned long dfl[4] = {0, 0, 0, 0};
     syscall(SYS_rt_sigaction, sig, dfl, nullptr, kSigsetSize);
   }
+}
+
+// Supplementary groups, then the gid, then the uid: after setuid we would
+// no longer be allowed to change the others.
+// Without a list, a child asked to change uid or gid still loses the
+// groups it would inherit (root's 0 among them), as libuv does for
+// child_process. Only a privileged process can do that; one without the
+// privilege has no groups but its own to keep, so EPERM is no failure.
+// -1 with *step set to the one that failed.
+int ChangeCredentials(const ChildPlan* p, int* step) {
+  *step = kStepSetgroups;
+  if (p->ngroups >= 0) {
+    if (syscall(SYS_setgroups, p->ngroups, p->groups) == -1) return -1;
+  } else if (p->drop_groups) {
+    if (syscall(SYS_setgroups, 0, nullptr) == -1 && errno != EPERM) return -1;
+  }
+  *step = kStepSetgid;
+  if (p->gid >= 0 && syscall(SYS_setgid, p->gid) == -1) return -1;
+  *step = kStepSetuid;
+  if (p->uid >= 0 && syscall(SYS_setuid, p->uid) == -1) return -1;
+  return 0;
+}
+
+int ChildMain(void* arg) {
+  ChildPlan* p = static_cast<ChildPlan*>(arg);
+  int step = kStepNone;
+
+  ResetSignals(p);
 
   step = kStepSetsid;
   if (p->setsid && setsid() == -1) goto fail;
@@ -336,22 +362,7 @@ int ChildMain(void* arg) {
 
   if (p->umask >= 0) umask(static_cast<mode_t>(p->umask));
 
-  // Supplementary groups, then the gid, then the uid: after setuid we would
-  // no longer be allowed to change the others.
-  // Without a list, a child asked to change uid or gid still loses the
-  // groups it would inherit (root's 0 among them), as libuv does for
-  // child_process. Only a privileged process can do that; one without the
-  // privilege has no groups but its own to keep, so EPERM is no failure.
-  step = kStepSetgroups;
-  if (p->ngroups >= 0) {
-    if (syscall(SYS_setgroups, p->ngroups, p->groups) == -1) goto fail;
-  } else if (p->drop_groups) {
-    if (syscall(SYS_setgroups, 0, nullptr) == -1 && errno != EPERM) goto fail;
-  }
-  step = kStepSetgid;
-  if (p->gid >= 0 && syscall(SYS_setgid, p->gid) == -1) goto fail;
-  step = kStepSetuid;
-  if (p->uid >= 0 && syscall(SYS_setuid, p->uid) == -1) goto fail;
+  if (ChangeCredentials(p, &step) == -1) goto fail;
 
   // After the credential change, which would clear it. The death signal is
   // armed only for a parent alive at this moment; if the parent process
@@ -429,6 +440,82 @@ void ReapFailedChild(pid_t pid, int pidfd) {
   }
 }
 
+#ifdef FOLK_HAVE_CLONE3
+// clone3 with CLONE_PIDFD, and CLONE_CLEAR_SIGHAND in that mode: the pid,
+// or -errno.
+long Clone3Child(ChildPlan* p, char* stack_low, int mode, int* pidfd) {
+  CloneArgs args = {};
+  args.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD;
+  if (mode == kModeClone3ClearSighand) args.flags |= CLONE_CLEAR_SIGHAND;
+  args.pidfd = reinterpret_cast<uint64_t>(pidfd);
+  args.exit_signal = SIGCHLD;
+  args.stack = reinterpret_cast<uint64_t>(stack_low);
+  args.stack_size = kStackSize;
+  p->reset_handlers = mode != kModeClone3ClearSighand;
+  return Clone3(&args, ChildMain, p);
+}
+#endif
+
+// Creates the child the first way this kernel accepts, starting from the
+// mode last known to work and moving down the chain (see CloneMode) when
+// the kernel refuses one: the pid, or -1 with *err. *pidfd is the child's
+// pidfd, or -1 when the clone made none. Signals are blocked.
+pid_t CloneChild(ChildPlan* p, char* stack_low, int* pidfd, int* err) {
+  for (;;) {
+    const int mode = g_mode.load();
+    p->err = 0;
+    p->step = kStepNone;
+    *pidfd = -1;
+    if (mode == kModeClone3ClearSighand || mode == kModeClone3) {
+#ifdef FOLK_HAVE_CLONE3
+      long r = Clone3Child(p, stack_low, mode, pidfd);
+      if (r > 0) return static_cast<pid_t>(r);
+      *err = static_cast<int>(-r);
+      // ENOSYS: before 5.3, or a seccomp filter (container runtimes answer
+      // clone3 with ENOSYS precisely so that callers fall back; some older
+      // ones said EPERM). EINVAL with CLEAR_SIGHAND: 5.3 or 5.4.
+      if (*err == ENOSYS || *err == EPERM) {
+        Downgrade(mode, kModeClonePidfd);
+        continue;
+      }
+      if (*err == EINVAL && mode == kModeClone3ClearSighand) {
+        Downgrade(mode, kModeClone3);
+        continue;
+      }
+      return -1;
+#else
+      Downgrade(mode, kModeClonePidfd);
+      continue;
+#endif
+    }
+    p->reset_handlers = true;
+    int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
+    if (mode == kModeClonePidfd) flags |= CLONE_PIDFD;
+    pid_t pid = clone(ChildMain, stack_low + kStackSize, flags, p, pidfd);
+    if (pid != -1) return pid;
+    *err = errno;
+    if (*err == EINVAL && mode == kModeClonePidfd) {
+      Downgrade(mode, kModeClonePidfdOpen);
+      continue;
+    }
+    return -1;
+  }
+}
+
+// The pidfd of a child cloned without CLONE_PIDFD (or by a kernel that
+// ignored the flag). See the top of this file for why this is still
+// race-free. On failure, -1 with *err, and no child left: one that runs the
+// program cannot be handed out, so it is killed, and reaped either way.
+int PidfdOpenAfterClone(const ChildPlan* p, pid_t pid, int* err) {
+  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+  if (pidfd >= 0) return pidfd;
+  *err = errno;
+  if (p->err == 0) kill(pid, SIGKILL);
+  while (waitpid(pid, nullptr, 0) == -1 && errno == EINTR) {
+  }
+  return -1;
+}
+
 }  // namespace
 
 const char* StepName(int step) {
@@ -479,7 +566,6 @@ int SpawnChild(ChildPlan* p, SpawnOutcome* out) {
     out->step = kStepStack;
     return -1;
   }
-  char* stack_top = stack_low + kStackSize;
 
   p->parent_pid = getpid();
   if (pid_t assumed = g_assumed_parent_pid.load()) p->parent_pid = assumed;
@@ -487,62 +573,9 @@ int SpawnChild(ChildPlan* p, SpawnOutcome* out) {
 
   uint64_t all = ~uint64_t{0};
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &p->old_mask, kSigsetSize);
-
-  pid_t pid = -1;
   int pidfd = -1;
   int err = 0;
-  for (;;) {
-    const int mode = g_mode.load();
-    p->err = 0;
-    p->step = kStepNone;
-    pidfd = -1;
-    if (mode == kModeClone3ClearSighand || mode == kModeClone3) {
-#ifdef FOLK_HAVE_CLONE3
-      CloneArgs args = {};
-      args.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD;
-      if (mode == kModeClone3ClearSighand) args.flags |= CLONE_CLEAR_SIGHAND;
-      args.pidfd = reinterpret_cast<uint64_t>(&pidfd);
-      args.exit_signal = SIGCHLD;
-      args.stack = reinterpret_cast<uint64_t>(stack_low);
-      args.stack_size = kStackSize;
-      p->reset_handlers = mode != kModeClone3ClearSighand;
-      long r = Clone3(&args, ChildMain, p);
-      if (r > 0) {
-        pid = static_cast<pid_t>(r);
-        break;
-      }
-      err = static_cast<int>(-r);
-      // ENOSYS: before 5.3, or a seccomp filter (container runtimes answer
-      // clone3 with ENOSYS precisely so that callers fall back; some older
-      // ones said EPERM). EINVAL with CLEAR_SIGHAND: 5.3 or 5.4.
-      if (err == ENOSYS || err == EPERM) {
-        Downgrade(mode, kModeClonePidfd);
-        continue;
-      }
-      if (err == EINVAL && mode == kModeClone3ClearSighand) {
-        Downgrade(mode, kModeClone3);
-        continue;
-      }
-      break;
-#else
-      Downgrade(mode, kModeClonePidfd);
-      continue;
-#endif
-    }
-    p->reset_handlers = true;
-    int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
-    if (mode == kModeClonePidfd) flags |= CLONE_PIDFD;
-    pid = clone(ChildMain, stack_top, flags, p, &pidfd);
-    if (pid == -1) {
-      err = errno;
-      if (err == EINVAL && mode == kModeClonePidfd) {
-        Downgrade(mode, kModeClonePidfdOpen);
-        continue;
-      }
-    }
-    break;
-  }
-
+  pid_t pid = CloneChild(p, stack_low, &pidfd, &err);
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &p->old_mask, nullptr, kSigsetSize);
 
   if (pid == -1) {
@@ -550,22 +583,14 @@ int SpawnChild(ChildPlan* p, SpawnOutcome* out) {
     out->step = kStepClone;
     return -1;
   }
-
   if (pidfd < 0) {
-    // clone(2) without CLONE_PIDFD, or a kernel that ignored the flag. See
-    // the top of this file for why this is still race-free.
-    pidfd = static_cast<int>(syscall(SYS_pidfd_open, pid, 0));
+    pidfd = PidfdOpenAfterClone(p, pid, &err);
     if (pidfd < 0) {
-      int open_err = errno;
-      if (p->err == 0) kill(pid, SIGKILL);  // it runs the program; we cannot hand it out
-      while (waitpid(pid, nullptr, 0) == -1 && errno == EINTR) {
-      }
-      out->err = open_err;
+      out->err = err;
       out->step = kStepPidfdOpen;
       return -1;
     }
   }
-
   if (p->err != 0) {
     ReapFailedChild(pid, pidfd);
     close(pidfd);
@@ -573,7 +598,6 @@ int SpawnChild(ChildPlan* p, SpawnOutcome* out) {
     out->step = p->step;
     return -1;
   }
-
   out->pid = pid;
   out->pidfd = pidfd;
   return 0;
