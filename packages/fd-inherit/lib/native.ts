@@ -62,6 +62,24 @@ export const CloseMethod = {
 } as const;
 export type CloseMethod = (typeof CloseMethod)[keyof typeof CloseMethod];
 
+/**
+ * @internal Hooks for this package's own tests, which force each fallback
+ * src/spawn.cc chooses between (and the pdeathsig race) so that every path
+ * runs on this kernel. Process-wide, like the choices they force.
+ */
+export interface NativeTestingHooks {
+  /** The creation path spawns take now (the first that worked on this kernel). */
+  getCloneMode(): CloneMode;
+  /** Force a creation path. */
+  setCloneMode(mode: CloneMode): void;
+  /** The first way to close fds a spawn tries now. */
+  getCloseMethod(): CloseMethod;
+  /** Start from a fallback for closing fds. */
+  setCloseMethod(method: CloseMethod): void;
+  /** Make the child believe its parent's pid was this (0: the real one), as if the parent had died during the spawn. */
+  setAssumedParentPid(pid: number): void;
+}
+
 export interface NativeBinding {
   /**
    * Create the child and return once it has called execve: [pid, pidfd].
@@ -79,14 +97,8 @@ export interface NativeBinding {
   killAndReap(pid: number, pidfd: number): void;
   getCloexec(fd: number): boolean;
   setCloexec(fd: number, on: boolean): void;
-  getCloneMode(): CloneMode;
-  /** For tests: force a creation path. */
-  setCloneMode(mode: CloneMode): void;
-  /** For tests: make the child believe its parent's pid was this (0: the real one), as if the parent had died during the spawn. */
-  setAssumedParentPid(pid: number): void;
-  getCloseMethod(): CloseMethod;
-  /** For tests: start from a fallback for closing fds. */
-  setCloseMethod(method: CloseMethod): void;
+  /** @internal For this package's tests only; no part of any API. */
+  readonly testing: NativeTestingHooks;
   /** RLIMIT_* numbers by lower-case name without the prefix. */
   readonly RLIMITS: Readonly<Record<string, number>>;
 }

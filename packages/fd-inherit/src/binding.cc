@@ -340,19 +340,24 @@ Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
 
 // killAndReap(pid, pidfd): for a child spawn() cannot hand out after all.
 Napi::Value KillAndReap(const Napi::CallbackInfo& info) {
-  int pid = Int32Arg(info, 0, kFdArg);
-  int pidfd = Int32Arg(info, 1, kFdArg);
+  const char* usage = "killAndReap(pid: number, pidfd: number)";
+  int pid = Int32Arg(info, 0, usage);
+  int pidfd = Int32Arg(info, 1, usage);
   if (pid <= 0 || pidfd < 0) throw Napi::RangeError::New(info.Env(), "killAndReap(pid, pidfd)");
   folk::KillAndReap(pid, pidfd);
   return info.Env().Undefined();
 }
 
+// Hooks for this package's own tests, exported as `testing` (lib/native.ts
+// declares it @internal): they force each fallback spawn.cc chooses
+// between, and the pdeathsig race, so that every path runs on a kernel that
+// would never take it. Process-wide, like the choices they force.
 Napi::Value GetCloneMode(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), folk::GetCloneMode());
 }
 
 Napi::Value SetCloneMode(const Napi::CallbackInfo& info) {
-  int mode = Int32Arg(info, 0, kFdArg);
+  int mode = Int32Arg(info, 0, "setCloneMode(mode: number)");
   if (mode < folk::kModeClone3ClearSighand || mode > folk::kModeClonePidfdOpen) {
     throw Napi::RangeError::New(info.Env(), "unknown clone mode");
   }
@@ -365,7 +370,7 @@ Napi::Value GetCloseMethod(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SetCloseMethod(const Napi::CallbackInfo& info) {
-  int method = Int32Arg(info, 0, kFdArg);
+  int method = Int32Arg(info, 0, "setCloseMethod(method: number)");
   if (method < folk::kCloseRangeCloexec || method > folk::kCloseLoop) {
     throw Napi::RangeError::New(info.Env(), "unknown close method");
   }
@@ -374,8 +379,18 @@ Napi::Value SetCloseMethod(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value SetAssumedParentPid(const Napi::CallbackInfo& info) {
-  folk::SetAssumedParentPid(Int32Arg(info, 0, kFdArg));
+  folk::SetAssumedParentPid(Int32Arg(info, 0, "setAssumedParentPid(pid: number)"));
   return info.Env().Undefined();
+}
+
+Napi::Object TestingHooks(Napi::Env env) {
+  Napi::Object testing = Napi::Object::New(env);
+  testing.Set("getCloneMode", Napi::Function::New(env, GetCloneMode, "getCloneMode"));
+  testing.Set("setCloneMode", Napi::Function::New(env, SetCloneMode, "setCloneMode"));
+  testing.Set("getCloseMethod", Napi::Function::New(env, GetCloseMethod, "getCloseMethod"));
+  testing.Set("setCloseMethod", Napi::Function::New(env, SetCloseMethod, "setCloseMethod"));
+  testing.Set("setAssumedParentPid", Napi::Function::New(env, SetAssumedParentPid, "setAssumedParentPid"));
+  return testing;
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -385,11 +400,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getCloexec", Napi::Function::New(env, GetCloexec, "getCloexec"));
   exports.Set("setCloexec", Napi::Function::New(env, SetCloexec, "setCloexec"));
   exports.Set("killAndReap", Napi::Function::New(env, KillAndReap, "killAndReap"));
-  exports.Set("getCloneMode", Napi::Function::New(env, GetCloneMode, "getCloneMode"));
-  exports.Set("setCloneMode", Napi::Function::New(env, SetCloneMode, "setCloneMode"));
-  exports.Set("setAssumedParentPid", Napi::Function::New(env, SetAssumedParentPid, "setAssumedParentPid"));
-  exports.Set("getCloseMethod", Napi::Function::New(env, GetCloseMethod, "getCloseMethod"));
-  exports.Set("setCloseMethod", Napi::Function::New(env, SetCloseMethod, "setCloseMethod"));
+  exports.Set("testing", TestingHooks(env));
 
   Napi::Object rlimits = Napi::Object::New(env);
   rlimits.Set("as", Napi::Number::New(env, RLIMIT_AS));

@@ -11,11 +11,11 @@ import { CloneMode, CloseMethod, native } from '../lib/native.js';
 import { setInheritable } from '../lib/index.js';
 import { errorOf, openFds, outputOf, zombieChildren } from './helpers.js';
 
-const original = native.getCloneMode();
-const originalClose = native.getCloseMethod();
+const original = native.testing.getCloneMode();
+const originalClose = native.testing.getCloseMethod();
 afterAll(() => {
-  native.setCloneMode(original);
-  native.setCloseMethod(originalClose);
+  native.testing.setCloneMode(original);
+  native.testing.setCloseMethod(originalClose);
 });
 
 function sigField(status: string, field: string): bigint {
@@ -24,7 +24,7 @@ function sigField(status: string, field: string): bigint {
 
 describe.each(Object.entries(CloneMode))('clone mode %s', (_name, mode) => {
   it('places swapped fds, hands back a working pidfd, restores the signal mask and reports exec errors', async () => {
-    native.setCloneMode(mode);
+    native.testing.setCloneMode(mode);
     const before = openFds();
     const a = openSync('/etc/hostname', 'r');
     const b = openSync('/etc/passwd', 'r');
@@ -45,7 +45,7 @@ describe.each(Object.entries(CloneMode))('clone mode %s', (_name, mode) => {
       const err = errorOf(() => spawn('/nonexistent', [], { stdout: 'pipe' }));
       expect(err.code).toBe('ENOENT');
       expect(err.syscall).toBe('spawn');
-      expect(native.getCloneMode()).toBe(mode);
+      expect(native.testing.getCloneMode()).toBe(mode);
     } finally {
       closeSync(a);
       closeSync(b);
@@ -58,7 +58,7 @@ describe.each(Object.entries(CloneMode))('clone mode %s', (_name, mode) => {
 
 describe.each(Object.entries(CloseMethod))('close method %s', (_name, method) => {
   it('leaves exactly 0-2 and the mapped fds, around gaps, whatever the parent has open', async () => {
-    native.setCloseMethod(method);
+    native.testing.setCloseMethod(method);
     const stray = openSync('/etc/hostname', 'r');
     const a = openSync('/etc/passwd', 'r');
     try {
@@ -73,7 +73,7 @@ describe.each(Object.entries(CloseMethod))('close method %s', (_name, method) =>
       const plain = await outputOf(none);
       none.pidfd.close();
       expect(plain.out.split('\n').filter(Boolean).map(Number).sort((x, y) => x - y)).toEqual([0, 1, 2]);
-      expect(native.getCloseMethod()).toBe(method);
+      expect(native.testing.getCloseMethod()).toBe(method);
     } finally {
       closeSync(stray);
       closeSync(a);

@@ -39,14 +39,14 @@ describe('pdeathsig', () => {
     // The race cannot be produced on demand: the parent would have to die
     // between the clone and the prctl. Make the child see a different
     // parent pid instead, which is what it would see then.
-    native.setAssumedParentPid(1);
+    native.testing.setAssumedParentPid(1);
     let child: Subprocess;
     let unaffected: Subprocess;
     try {
       child = spawn('/bin/sleep', ['1000'], { pdeathsig: 'SIGTERM' });
       unaffected = spawn('/bin/sh', ['-c', 'exit 3']); // no pdeathsig: no check
     } finally {
-      native.setAssumedParentPid(0);
+      native.testing.setAssumedParentPid(0);
     }
     // Should the check be broken, the sleeper must not outlive the failed test.
     onTestFinished(() => {

@@ -282,7 +282,7 @@ export class PidFd {
   private constructor(token: typeof CONSTRUCT, fd: number, pid: number, reap: boolean) {
     if (token !== CONSTRUCT) throw illegalConstructor();
     this.#handle = new native.Handle(fd, reap);
-    this.#io = this.#handle.io();
+    this.#io = this.#handle.privateFd();
     this.#fd = fd;
     this.pid = pid;
     this.#reap = reap;
@@ -436,7 +436,7 @@ export class PidFd {
       this.#waiters.add(waiter);
       if (this.#watching === 'none') {
         try {
-          this.#handle.start(this.#onReady);
+          this.#handle.watchPidfd(this.#onReady);
         } catch (err) {
           this.#forget(waiter);
           reject(explain(err, `pid ${this.pid}`));
@@ -569,7 +569,7 @@ export class PidFd {
         // The pidfd stays readable; polling it would wake every loop turn
         // until the tracer lets go, and then the kernel sends us SIGCHLD.
         // Watch for that instead, and ask once more in case it came first.
-        this.#handle.startChild(this.#onReady);
+        this.#handle.watchSigchld(this.#onReady);
         this.#watching = 'sigchld';
         outcome = this.#collect();
       }

@@ -26,23 +26,25 @@ export interface RawExit {
 }
 
 /**
- * Owns one pidfd: the number it was given (closed by close() or by the
- * garbage collector, only while it still refers to the same file) and a
- * private close-on-exec duplicate that every syscall and the poll use, so a
- * public number closed by hand can neither make libuv abort nor redirect a
- * call; its uv_poll_t and, when needed, a SIGCHLD uv_signal_t.
+ * Owns one pidfd: the number it was given (closed by close(), by the
+ * garbage collector or when the thread's environment ends, only while it
+ * still refers to the same file) and a private close-on-exec duplicate that
+ * every syscall and the poll use, so a public number closed by hand can
+ * neither make libuv abort nor redirect a call; its uv_poll_t and, when
+ * needed, a SIGCHLD uv_signal_t. src/internal/handles.h (from
+ * internal/native/) says how these end.
  */
 export interface NativeHandle {
-  /** Watch for POLLIN on the event loop (and no longer for SIGCHLD); `onReady` runs on each readiness until stop(). */
-  start(onReady: (err: Error | null) => void): void;
-  /** Watch for SIGCHLD instead of POLLIN; `onReady(null)` runs on each SIGCHLD until stop() or start(). */
-  startChild(onReady: (err: Error | null) => void): void;
+  /** Watch the pidfd for POLLIN on the event loop (and no longer for SIGCHLD); `onReady` runs on each readiness until stop(). */
+  watchPidfd(onReady: (err: Error | null) => void): void;
+  /** Watch for SIGCHLD instead of the pidfd (for an exit a tracer holds); `onReady(null)` runs on each SIGCHLD until stop() or watchPidfd(). */
+  watchSigchld(onReady: (err: Error | null) => void): void;
   /** Stop both watchers. */
   stop(): void;
   ref(): void;
   unref(): void;
   /** The private duplicate (-1 once closed): pass it, never the public number, to the syscalls below. */
-  io(): number;
+  privateFd(): number;
   /** Stop, close the poll handle and the private fd, and the public fd if it still refers to the same file (device and inode). Idempotent. */
   close(): void;
 }

@@ -338,13 +338,13 @@ class Handle : public Napi::ObjectWrap<Handle>, public folk::LoopResource {
   static Napi::Function Define(Napi::Env env) {
     return DefineClass(env, "Handle",
                        {
-                           InstanceMethod<&Handle::Start>("start"),
-                           InstanceMethod<&Handle::StartChild>("startChild"),
+                           InstanceMethod<&Handle::WatchPidfd>("watchPidfd"),
+                           InstanceMethod<&Handle::WatchSigchld>("watchSigchld"),
                            InstanceMethod<&Handle::Stop>("stop"),
                            InstanceMethod<&Handle::SetRef>("ref"),
                            InstanceMethod<&Handle::SetUnref>("unref"),
                            InstanceMethod<&Handle::Close>("close"),
-                           InstanceMethod<&Handle::Io>("io"),
+                           InstanceMethod<&Handle::PrivateFd>("privateFd"),
                        });
   }
 
@@ -393,24 +393,25 @@ class Handle : public Napi::ObjectWrap<Handle>, public folk::LoopResource {
   }
 
  private:
-  // start(onReady: (err: Error | null) => void): watch the pidfd for POLLIN
-  // (and no longer for SIGCHLD). While watching, the JS object and callback
-  // are held strongly, like any active Node handle; stop() and close() let
-  // them go.
-  Napi::Value Start(const Napi::CallbackInfo& info) {
+  // watchPidfd(onReady: (err: Error | null) => void): watch the pidfd for
+  // POLLIN (and no longer for SIGCHLD). While watching, the JS object and
+  // callback are held strongly, like any active Node handle; stop() and
+  // close() let them go.
+  Napi::Value WatchPidfd(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!Arm(info, "start(onReady: function)", "uv_poll_start")) return env.Undefined();
+    if (!Arm(info, "watchPidfd(onReady: function)", "uv_poll_start")) return env.Undefined();
     if (watch_->chld_inited) uv_signal_stop(&watch_->chld);
     int rc = uv_poll_start(&watch_->poll, UV_READABLE, OnReady);
     if (rc != 0) throw ErrnoError(env, -rc, "uv_poll_start");
     return env.Undefined();
   }
 
-  // startChild(onReady): watch for SIGCHLD instead of the pidfd, which stays
-  // readable while a tracer holds the exit; onReady(null) on each SIGCHLD.
-  Napi::Value StartChild(const Napi::CallbackInfo& info) {
+  // watchSigchld(onReady): watch for SIGCHLD instead of the pidfd, which
+  // stays readable while a tracer holds the exit; onReady(null) on each
+  // SIGCHLD.
+  Napi::Value WatchSigchld(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
-    if (!Arm(info, "startChild(onReady: function)", "uv_signal_start")) return env.Undefined();
+    if (!Arm(info, "watchSigchld(onReady: function)", "uv_signal_start")) return env.Undefined();
     if (!watch_->chld_inited) {
       int rc = uv_signal_init(watch_->poll.loop, &watch_->chld);
       if (rc != 0) throw ErrnoError(env, -rc, "uv_signal_init");
@@ -424,9 +425,8 @@ class Handle : public Napi::ObjectWrap<Handle>, public folk::LoopResource {
     return env.Undefined();
   }
 
-  // What start and startChild share: check, make the Watch on first use,
-  // take the callback, hold the object. false during teardown (nothing
-  // starts then).
+  // What both watches share: check, make the Watch on first use, take the
+  // callback, hold the object. false during teardown (nothing starts then).
   bool Arm(const Napi::CallbackInfo& info, const char* usage, const char* syscall) {
     Napi::Env env = info.Env();
     if (info.Length() < 1 || !info[0].IsFunction()) throw Napi::TypeError::New(env, usage);
@@ -478,8 +478,8 @@ class Handle : public Napi::ObjectWrap<Handle>, public folk::LoopResource {
     if (watch_->chld_inited) fn(reinterpret_cast<uv_handle_t*>(&watch_->chld));
   }
 
-  // io(): the private duplicate every syscall goes through; -1 once closed.
-  Napi::Value Io(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), io_); }
+  // privateFd(): the private duplicate every syscall goes through; -1 once closed.
+  Napi::Value PrivateFd(const Napi::CallbackInfo& info) { return Napi::Number::New(info.Env(), io_); }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {
     Deactivate();
