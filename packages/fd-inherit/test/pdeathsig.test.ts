@@ -101,6 +101,7 @@ describe('pdeathsig', () => {
     const [pid] = (await once(worker, 'message')) as [number];
     // Watched from here (a peek: the worker's PidFd is the one that reaps).
     const pidfd = PidFd.open(pid);
+    worker.postMessage('end'); // only now: before this, the pid could be reaped and gone
     try {
       await exited;
       // sleep 1000 ends only through the signal; the worker's PidFd, torn
