@@ -122,16 +122,23 @@ int FdsOf(Napi::Env env, Napi::Value v, int* out) {
   return static_cast<int>(n);
 }
 
-// One sendmsg(2) of up to two buffers with fds attached to its first byte.
-ssize_t SendMsg(int fd, struct iovec* iov, int iovcnt, const int* fds, int nfds, int flags) {
+// A msghdr over `iovcnt` buffers and `controllen` bytes of room for control
+// messages at `control` (none: nullptr, 0).
+struct msghdr Message(struct iovec* iov, int iovcnt, void* control, size_t controllen) {
   struct msghdr msg;
   memset(&msg, 0, sizeof msg);
   msg.msg_iov = iov;
   msg.msg_iovlen = iovcnt;
+  msg.msg_control = control;
+  msg.msg_controllen = controllen;
+  return msg;
+}
+
+// One sendmsg(2) of up to two buffers with fds attached to its first byte.
+ssize_t SendMsg(int fd, struct iovec* iov, int iovcnt, const int* fds, int nfds, int flags) {
   ControlBuf control;
+  struct msghdr msg = Message(iov, iovcnt, nfds > 0 ? control.buf : nullptr, nfds > 0 ? CMSG_SPACE(sizeof(int) * nfds) : 0);
   if (nfds > 0) {
-    msg.msg_control = control.buf;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
     memset(control.buf, 0, msg.msg_controllen);
     struct cmsghdr* c = CMSG_FIRSTHDR(&msg);
     c->cmsg_level = SOL_SOCKET;
@@ -255,16 +262,11 @@ Napi::Value RecvFds(const Napi::CallbackInfo& info) {
   }
 
   struct iovec iov = {buf, static_cast<size_t>(maxBytes)};
-  struct msghdr msg;
-  memset(&msg, 0, sizeof msg);
-  msg.msg_iov = &iov;
-  msg.msg_iovlen = 1;
   // Room for exactly maxFds would not do: credentials come first and would
   // take it, and the fds would be cut off (MSG_CTRUNC). The kernel may then
   // install a few more than maxFds; TakeFds closes those and sets MSG_CTRUNC.
   ControlBuf control;
-  msg.msg_control = control.buf;
-  msg.msg_controllen = CMSG_SPACE(sizeof(int) * maxFds) + kOtherControl;
+  struct msghdr msg = Message(&iov, 1, control.buf, CMSG_SPACE(sizeof(int) * maxFds) + kOtherControl);
   ssize_t n;
   do n = recvmsg(fd, &msg, MSG_CMSG_CLOEXEC);
   while (n == -1 && errno == EINTR);
@@ -670,13 +672,8 @@ class Poller : public Napi::ObjectWrap<Poller>, public folk::LoopResource {
     int status = 0;  // 0: more may come; 1: end of file; < 0: -errno
     while (chunks < metaCap_ && scratchSize_ - used >= chunk_ && fdsCap_ - nfds >= static_cast<size_t>(kMaxFds)) {
       struct iovec iov = {buf + used, chunk_};
-      struct msghdr msg;
-      memset(&msg, 0, sizeof msg);
-      msg.msg_iov = &iov;
-      msg.msg_iovlen = 1;
       ControlBuf control;
-      msg.msg_control = control.buf;
-      msg.msg_controllen = sizeof control.buf;
+      struct msghdr msg = Message(&iov, 1, control.buf, sizeof control.buf);
       ssize_t n = recvmsg(io_, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
       if (n == -1) {
         if (errno == EINTR) continue;
@@ -719,10 +716,7 @@ class Poller : public Napi::ObjectWrap<Poller>, public folk::LoopResource {
     if (ioctl(io_, FIONREAD, &queued) == 0 && queued > 0) return false;
     char byte;
     struct iovec iov = {&byte, 1};
-    struct msghdr msg;
-    memset(&msg, 0, sizeof msg);
-    msg.msg_iov = &iov;
-    msg.msg_iovlen = 1;
+    struct msghdr msg = Message(&iov, 1, nullptr, 0);
     ssize_t n;
     do n = recvmsg(io_, &msg, MSG_PEEK | MSG_DONTWAIT);
     while (n == -1 && errno == EINTR);
