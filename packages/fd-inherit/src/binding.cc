@@ -203,6 +203,9 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
       if (dev_null.fd == -1) {
         dev_null.fd = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (dev_null.fd == -1) throw ErrnoError(env, errno, "open");
+        int moved = folk::MoveAboveStdio(dev_null.fd);
+        if (moved == -1) throw ErrnoError(env, errno, "fcntl");
+        dev_null.fd = moved;
       }
       source = dev_null.fd;
     }
@@ -286,11 +289,22 @@ int FdArg(const Napi::CallbackInfo& info, size_t i) {
   return info[i].As<Napi::Number>().Int32Value();
 }
 
-// pipe(): [readEnd, writeEnd], both CLOEXEC.
+// pipe(): [readEnd, writeEnd], both CLOEXEC and both at 3 or above (see
+// MoveAboveStdio).
 Napi::Value Pipe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) == -1) throw ErrnoError(env, errno, "pipe2");
+  for (int& fd : fds) {
+    int moved = folk::MoveAboveStdio(fd);
+    if (moved == -1) {
+      int err = errno;
+      close(fds[0]);
+      close(fds[1]);
+      throw ErrnoError(env, err, "fcntl");
+    }
+    fd = moved;
+  }
   Napi::Array pair = Napi::Array::New(env, 2);
   pair.Set(uint32_t(0), Napi::Number::New(env, fds[0]));
   pair.Set(uint32_t(1), Napi::Number::New(env, fds[1]));

@@ -436,6 +436,7 @@ const char* StepName(int step) {
     case kStepStack: return "mmap";
     case kStepClone: return "clone";
     case kStepPidfdOpen: return "pidfd_open";
+    case kStepPidfdMove: return "fcntl";
     case kStepSetsid: return "setsid";
     case kStepChdir: return "chdir";
     case kStepDup: return "dup2";
@@ -449,6 +450,14 @@ const char* StepName(int step) {
     case kStepExecve: return "execve";
     default: return "spawn";
   }
+}
+
+int MoveAboveStdio(int fd) {
+  if (fd > STDERR_FILENO) return fd;
+  int moved = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+  if (moved == -1) return -1;
+  close(fd);
+  return moved;
 }
 
 void KillAndReap(pid_t pid, int pidfd) {
@@ -574,8 +583,18 @@ int SpawnChild(ChildPlan* p, SpawnOutcome* out) {
     return -1;
   }
 
+  // The kernel gave the pidfd the lowest free number, 0-2 when those are
+  // closed.
+  int moved = MoveAboveStdio(pidfd);
+  if (moved == -1) {
+    out->err = errno;
+    out->step = kStepPidfdMove;
+    KillAndReap(pid, pidfd);
+    return -1;
+  }
+
   out->pid = pid;
-  out->pidfd = pidfd;
+  out->pidfd = moved;
   return 0;
 }
 

@@ -29,6 +29,7 @@ enum Step : int {
   kStepStack,      // mmap of the child's stack (parent)
   kStepClone,      // clone3 / clone (parent)
   kStepPidfdOpen,  // pidfd_open after a clone without CLONE_PIDFD (parent)
+  kStepPidfdMove,  // F_DUPFD_CLOEXEC of the pidfd above fd 2 (parent)
   kStepSetsid,
   kStepChdir,
   kStepDup,         // F_DUPFD_CLOEXEC / dup2 / fcntl while placing fds
@@ -100,6 +101,15 @@ struct SpawnOutcome {
 // failure no child is left behind (a child that failed before execve is
 // reaped here) and no fd is leaked.
 int SpawnChild(ChildPlan* plan, SpawnOutcome* out);
+
+// fd itself when it is 3 or above; otherwise a CLOEXEC duplicate at 3 or
+// above, with fd closed. -1 (errno set, fd still open and the caller's) when
+// no number is left. Every fd the spawn path creates in the parent goes
+// through this: with 0-2 closed, the kernel hands out those numbers first,
+// and Node takes whatever it finds at 0-2 for its stdio (its lazy
+// process.stderr wraps a pipe end at fd 2 and throws EEXIST).
+// child_process keeps its fds at 3 and above too.
+int MoveAboveStdio(int fd);
 
 // For a child that cannot be handed out after all: SIGKILL it, reap it and
 // close its pidfd, so it leaves no zombie.
