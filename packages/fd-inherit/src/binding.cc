@@ -339,6 +339,14 @@ Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// selfPidfdInodeId(): the inode id of this process's pidfd as a decimal
+// string (it may not fit a double), or null when the kernel cannot tell.
+Napi::Value SelfPidfdInodeIdValue(const Napi::CallbackInfo& info) {
+  uint64_t id;
+  if (!folk::SelfPidfdInodeId(&id)) return info.Env().Null();
+  return Napi::String::New(info.Env(), std::to_string(id));
+}
+
 // killAndReap(pid, pidfd): for a child spawn() cannot hand out after all.
 Napi::Value KillAndReap(const Napi::CallbackInfo& info) {
   int pid = FdArg(info, 0);
@@ -386,6 +394,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getCloexec", Napi::Function::New(env, GetCloexec, "getCloexec"));
   exports.Set("setCloexec", Napi::Function::New(env, SetCloexec, "setCloexec"));
   exports.Set("killAndReap", Napi::Function::New(env, KillAndReap, "killAndReap"));
+  exports.Set("selfPidfdInodeId", Napi::Function::New(env, SelfPidfdInodeIdValue, "selfPidfdInodeId"));
   exports.Set("getCloneMode", Napi::Function::New(env, GetCloneMode, "getCloneMode"));
   exports.Set("setCloneMode", Napi::Function::New(env, SetCloneMode, "setCloneMode"));
   exports.Set("setAssumedParentPid", Napi::Function::New(env, SetAssumedParentPid, "setAssumedParentPid"));

@@ -111,6 +111,14 @@ int SpawnChild(ChildPlan* plan, SpawnOutcome* out);
 // child_process keeps its fds at 3 and above too.
 int MoveAboveStdio(int fd);
 
+// The inode id of a pidfd for the calling process, as systemd sets and
+// checks LISTEN_PIDFDID: on pidfs (Linux 6.9+) every pidfd for a process
+// has the same inode, whose 64-bit number no other process gets while the
+// system runs. False when the kernel cannot tell (no pidfs: one inode for
+// all pidfds; no pidfd_open before 5.3; out of fds). Plain system calls
+// only, so the child can call it before execve.
+bool SelfPidfdInodeId(uint64_t* id);
+
 // For a child that cannot be handed out after all: SIGKILL it, reap it and
 // close its pidfd, so it leaves no zombie.
 void KillAndReap(pid_t pid, int pidfd);

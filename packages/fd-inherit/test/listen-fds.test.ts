@@ -2,15 +2,15 @@
 // listenFds() reading them; checked against systemd-socket-activate, which
 // both consumes LISTEN_FDS (it verifies LISTEN_PID, then passes the fds on)
 // and produces them.
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { listenFds, spawn, type Subprocess } from '../lib/index.js';
-import { DIST, requireDist, withTempDir } from './helpers.js';
+import { PidFd, listenFds, spawn, type Subprocess } from '../lib/index.js';
+import { DIST, outputOf, pidfdInodeId, requireDist, withTempDir } from './helpers.js';
 
 const CHILD = fileURLToPath(new URL('./fixtures/listen-child.cjs', import.meta.url));
 const ACTIVATE = '/usr/bin/systemd-socket-activate';
@@ -142,10 +142,41 @@ describe('listenFds()', () => {
   it('returns [] without the variables, and when LISTEN_PID names another process (removing them)', () => {
     expect(listenFds()).toEqual([]);
     process.env['LISTEN_PID'] = String(process.pid + 1);
+    process.env['LISTEN_PIDFDID'] = '1';
+    process.env['LISTEN_FDS'] = '1';
+    process.env['LISTEN_FDNAMES'] = 'a';
+    expect(listenFds()).toEqual([]);
+    for (const name of ['LISTEN_PID', 'LISTEN_PIDFDID', 'LISTEN_FDS', 'LISTEN_FDNAMES']) expect(process.env[name]).toBeUndefined();
+  });
+
+  it('returns [] when LISTEN_PIDFDID names another process that got our pid', () => {
+    // Our pid, but not our pidfd: systemd 258 meant them for an earlier holder
+    // of this pid, or one in another pid namespace.
+    const own = PidFd.open(process.pid);
+    const id = pidfdInodeId(own.fd);
+    own.close();
+    if (id === null) return; // no pidfs (before Linux 6.9): LISTEN_PID alone decides, as in libsystemd
+    process.env['LISTEN_PID'] = String(process.pid);
+    process.env['LISTEN_PIDFDID'] = String(BigInt(id) + 1n);
     process.env['LISTEN_FDS'] = '1';
     expect(listenFds()).toEqual([]);
-    expect(process.env['LISTEN_FDS']).toBeUndefined();
-    expect(process.env['LISTEN_PID']).toBeUndefined();
+    expect(process.env['LISTEN_PIDFDID']).toBeUndefined();
+  });
+
+  it('rejects what libsystemd rejects, with a message naming the variable: LISTEN_FDS=0, a LISTEN_PID that is no pid', () => {
+    const cases: Array<[Record<string, string>, string, RegExp]> = [
+      [{ LISTEN_FDS: '0' }, 'EINVAL', /LISTEN_FDS is not a number of fds \(1 or more\): "0"/],
+      [{ LISTEN_PID: 'self' }, 'EINVAL', /LISTEN_PID is not a pid: "self"/],
+      [{ LISTEN_PID: '0' }, 'ERANGE', /LISTEN_PID is out of range for a pid: "0"/],
+      [{ LISTEN_PIDFDID: '-1' }, 'ERANGE', /LISTEN_PIDFDID is out of range for a pidfd inode id: "-1"/],
+      [{ LISTEN_FDNAMES: 'a\\' }, 'EINVAL', /LISTEN_FDNAMES ends in a lone backslash/],
+    ];
+    // Each fails before any fd is touched (fd 3 here is vitest's).
+    for (const [env, code, message] of cases) {
+      Object.assign(process.env, { LISTEN_PID: String(process.pid), LISTEN_FDS: '1' }, env);
+      expect(() => listenFds()).toThrow(expect.objectContaining({ code, syscall: 'listenFds', message: expect.stringMatching(message) }));
+      expect(process.env['LISTEN_PID']).toBeUndefined();
+    }
   });
 
   it('can leave the variables in place', () => {
@@ -164,6 +195,36 @@ describe('listenFds()', () => {
     process.env['LISTEN_PID'] = String(process.pid);
     process.env['LISTEN_FDS'] = 'many';
     expect(() => listenFds()).toThrow(expect.objectContaining({ code: 'EINVAL', syscall: 'listenFds' }));
+  });
+
+  it('rejects LISTEN_FDNAMES with another number of names than LISTEN_FDS, after making the fds close-on-exec (as libsystemd)', async () => {
+    requireDist();
+    const script = `
+      const { listenFds, isInheritable, setInheritable } = require(${JSON.stringify(DIST)});
+      setInheritable(3, true); // Node made it close-on-exec as it started
+      Object.assign(process.env, { LISTEN_PID: String(process.pid), LISTEN_FDS: '1', LISTEN_FDNAMES: 'a:b' });
+      let error;
+      try {
+        listenFds();
+      } catch (e) {
+        error = { code: e.code, syscall: e.syscall, message: e.message };
+      }
+      console.log(JSON.stringify({ error, cloexec: !isInheritable(3) }));`;
+    const file = openSync('/dev/null', 'r');
+    try {
+      const { out, code } = await outputOf(spawn(process.execPath, ['-e', script], { fds: { 3: file }, stdout: 'pipe' }));
+      expect(code).toBe(0);
+      expect(JSON.parse(out)).toEqual({
+        error: {
+          code: 'EINVAL',
+          syscall: 'listenFds',
+          message: 'EINVAL: invalid argument, LISTEN_FDNAMES has 2 names for LISTEN_FDS=1: "a:b"',
+        },
+        cloexec: true,
+      });
+    } finally {
+      closeSync(file);
+    }
   });
 
   it.skipIf(!hasActivate)('reads what systemd-socket-activate hands over', async () => {
