@@ -102,8 +102,11 @@ export interface SpawnOptions {
   groups?: number[];
   /**
    * systemd socket activation: these parent fds arrive in the child at 3, 4,
-   * ... with LISTEN_FDS, LISTEN_FDNAMES (`'unknown'` for unnamed ones) and
-   * LISTEN_PID set to the child's own pid. Conflicts with `fds` at those numbers.
+   * ... with LISTEN_FDS, LISTEN_FDNAMES (`'unknown'` for unnamed ones),
+   * LISTEN_PID set to the child's own pid and, where the kernel can tell
+   * (Linux 6.9+), LISTEN_PIDFDID to the inode id of its pidfd, as systemd
+   * 258 does. Stale LISTEN_* variables in `env` are replaced (with `[]`,
+   * removed). Conflicts with `fds` at those numbers.
    */
   listenFds?: ListenFdOption[];
 }
@@ -579,11 +582,15 @@ export function listenFds(options?: ListenFdsOptions): ListenFd[] {
   return Array.from({ length: count }, (_, i) => ({ fd: SD_LISTEN_FDS_START + i, name: names?.[i] ?? 'unknown' }));
 }
 
-/** systemd's rule for a name in LISTEN_FDNAMES (fdname_is_valid). */
+/**
+ * systemd's rule for a name in LISTEN_FDNAMES (fdname_is_valid: up to 255
+ * printable ASCII characters, empty allowed, no ":"), less the backslash,
+ * which libsystemd reads as an escape: the child would see another name.
+ */
 function validateListenName(value: unknown, name: string): string {
   if (typeof value !== 'string') throw invalidArgType(name, 'of type string', value);
-  if (!/^[\x20-\x39\x3b-\x7e]{1,255}$/.test(value)) {
-    throw invalidArgValue(name, 'must be 1-255 printable ASCII characters without ":"', value);
+  if (!/^[\x20-\x39\x3b-\x5b\x5d-\x7e]{0,255}$/.test(value)) {
+    throw invalidArgValue(name, 'must be at most 255 printable ASCII characters, without ":" or "\\"', value);
   }
   return value;
 }
@@ -880,12 +887,21 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
     }
   }
 
+  // Socket activation as systemd sets it up: stale LISTEN_* variables
+  // never reach the child; with fds, LISTEN_PID and LISTEN_PIDFDID are
+  // filled in by the child itself (see ChildMain). Without fds, none is set:
+  // libsystemd takes LISTEN_FDS=0 for an error.
   let listenPidIndex = -1;
+  let listenPidfdidIndex = -1;
   if (envp !== null && opts['listenFds'] !== undefined) {
-    const kept = envp.filter((e) => !/^LISTEN_(PID|FDS|FDNAMES)=/.test(e));
+    const kept = envp.filter((e) => !/^LISTEN_(PID|PIDFDID|FDS|FDNAMES)=/.test(e));
     envp.length = 0;
-    envp.push(...kept, `LISTEN_FDS=${listenNames.length}`, `LISTEN_FDNAMES=${listenNames.join(':')}`, 'LISTEN_PID=');
-    listenPidIndex = envp.length - 1;
+    envp.push(...kept);
+    if (listenNames.length > 0) {
+      envp.push(`LISTEN_FDS=${listenNames.length}`, `LISTEN_FDNAMES=${listenNames.join(':')}`, 'LISTEN_PID=', 'LISTEN_PIDFDID=');
+      listenPidIndex = envp.length - 2;
+      listenPidfdidIndex = envp.length - 1;
+    }
   }
 
   const pdeathsig = opts['pdeathsig'] === undefined ? 0 : signalNumber(opts['pdeathsig'], 'options.pdeathsig');
@@ -966,6 +982,7 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
     argv: [argv0, ...argList],
     envp,
     listenPidIndex,
+    listenPidfdidIndex,
     cwd,
     targets: [],
     sources: [],

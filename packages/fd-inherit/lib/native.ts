@@ -12,6 +12,7 @@ export interface NativeSpawnPlan {
   envp: string[] | null;
   /** Index in envp of the string "LISTEN_PID=", whose value the child fills with its pid; -1 for none. */
   listenPidIndex: number;
+  /** Index in envp of "LISTEN_PIDFDID=", which must be the last entry: the child fills in its pidfd's inode id, or drops the entry when the kernel cannot tell; -1 for none. */
   listenPidfdidIndex: number;
   cwd: string | null;
   /** Child fd numbers, their parent fds (DEV_NULL for /dev/null, opened by the binding), and whether a closed parent fd just leaves it closed (inherited stdio). */

@@ -146,6 +146,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     envp = Strings(envp_value.As<Napi::Array>(), "envp");
   }
   int32_t listen_pid_index = IntProp(plan, "listenPidIndex");
+  int32_t listen_pidfdid_index = IntProp(plan, "listenPidfdidIndex");
   Napi::Value cwd_value = plan.Get("cwd");
   std::string cwd;
   bool has_cwd = cwd_value.IsString();
@@ -266,6 +267,15 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     }
     envp[listen_pid_index].resize(sizeof(kListenPid) - 1 + 21, '\0');
   }
+  // LISTEN_PIDFDID likewise, and last: where the kernel cannot tell, the
+  // child ends the environment just before it.
+  static const char kListenPidfdid[] = "LISTEN_PIDFDID=";
+  if (listen_pidfdid_index >= 0) {
+    if (static_cast<size_t>(listen_pidfdid_index) + 1 != envp.size() || envp[listen_pidfdid_index] != kListenPidfdid) {
+      throw Napi::RangeError::New(env, "spawn plan: listenPidfdidIndex must point at \"LISTEN_PIDFDID=\", the last entry");
+    }
+    envp[listen_pidfdid_index].resize(sizeof(kListenPidfdid) - 1 + 21, '\0');
+  }
 
   std::vector<char*> argv_ptrs = Pointers(argv);
   std::vector<char*> envp_ptrs = Pointers(envp);
@@ -274,6 +284,8 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   p.envp = envp_ptrs.data();
   p.cwd = has_cwd ? cwd.c_str() : nullptr;
   p.listen_pid = listen_pid_index >= 0 ? &envp[listen_pid_index][sizeof(kListenPid) - 1] : nullptr;
+  p.listen_pidfdid = listen_pidfdid_index >= 0 ? &envp[listen_pidfdid_index][sizeof(kListenPidfdid) - 1] : nullptr;
+  p.listen_pidfdid_slot = listen_pidfdid_index >= 0 ? &envp_ptrs[listen_pidfdid_index] : nullptr;
 
   folk::SpawnOutcome out;
   if (folk::SpawnChild(&p, &out) == -1) throw ErrnoError(env, out.err, folk::StepName(out.step));

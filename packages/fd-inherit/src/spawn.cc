@@ -287,11 +287,11 @@ int CloseOthers(ChildPlan* p) {
   return CloseRange(p, lo, ~0U);
 }
 
-// Decimal digits of pid into out (which has room for 21 bytes), no libc.
-void FormatPid(char* out, long pid) {
+// Decimal digits of v into out (which has room for 21 bytes: 20 digits and
+// the NUL), no libc.
+void FormatDecimal(char* out, uint64_t v) {
   char digits[24];
   int n = 0;
-  unsigned long v = static_cast<unsigned long>(pid);
   do {
     digits[n++] = static_cast<char>('0' + v % 10);
     v /= 10;
@@ -308,6 +308,21 @@ struct KernelRlimit {
 int ChildMain(void* arg) {
   ChildPlan* p = static_cast<ChildPlan*>(arg);
   int step = kStepNone;
+
+  // LISTEN_PIDFDID, as systemd sets it: the id of our own pidfd, found by
+  // the child itself (the parent's pidfd for it has the same inode, but the
+  // parent runs again only after execve). First, while every fd number is
+  // still free to use and no rlimit applies. Where the kernel cannot tell,
+  // the variable is left out, as systemd leaves it out: readers then go by
+  // LISTEN_PID alone.
+  if (p->listen_pidfdid != nullptr) {
+    uint64_t id;
+    if (SelfPidfdInodeId(&id)) {
+      FormatDecimal(p->listen_pidfdid, id);
+    } else {
+      *p->listen_pidfdid_slot = nullptr;
+    }
+  }
 
   if (p->reset_handlers) ResetSignalHandlers();
   // Ignored signals survive exec by design, but Node ignores SIGPIPE and
@@ -376,7 +391,7 @@ int ChildMain(void* arg) {
 
   // Our pid is known only now. getpid(2) directly: the child shares the
   // parent's TLS, so no libc pid cache could be trusted here.
-  if (p->listen_pid != nullptr) FormatPid(p->listen_pid, syscall(SYS_getpid));
+  if (p->listen_pid != nullptr) FormatDecimal(p->listen_pid, static_cast<uint64_t>(syscall(SYS_getpid)));
 
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &p->old_mask, nullptr, kSigsetSize);
 

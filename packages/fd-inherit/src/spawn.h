@@ -46,7 +46,8 @@ enum Step : int {
 const char* StepName(int step);
 
 // Everything the child does, decided and allocated by the parent before the
-// clone. The child only reads this (and writes `temp`, `listen_pid`, `err`).
+// clone. The child only reads this (and writes `temp`, `listen_pid`,
+// `listen_pidfdid`, `*listen_pidfdid_slot`, `err`).
 struct ChildPlan {
   const char* path;    // absolute or relative to cwd; no PATH search here
   char* const* argv;   // NULL-terminated
@@ -78,6 +79,11 @@ struct ChildPlan {
   uint64_t default_signals;  // bit n-1: set signal n to SIG_DFL even if the parent ignores it
 
   char* listen_pid;     // nullptr, or 21 bytes inside an envp string to hold the child's pid
+  // nullptr, or 21 bytes inside the last envp string for the child's pidfd
+  // inode id (LISTEN_PIDFDID); when the kernel cannot tell, the child ends
+  // the environment before that string instead, through listen_pidfdid_slot.
+  char* listen_pidfdid;
+  char** listen_pidfdid_slot;
 
   // Filled in by SpawnChild for the child.
   bool reset_handlers;  // false when the kernel already did it (CLONE_CLEAR_SIGHAND)
