@@ -1,13 +1,18 @@
 // `pnpm release` ends with `pnpm run release:publish`. Here that step runs
 // with --dry-run (nothing leaves the machine; --force skips only the registry
 // lookup for versions already published), and what it would publish is
-// compared with the tarballs the rest of this suite installs and tests:
-// the same bytes, in dependency order, with workspace: ranges rewritten.
+// compared with the tarballs the rest of this suite installs and tests: the
+// same files with the same bytes, in dependency order, with workspace: ranges
+// rewritten. pnpm hands each tarball to `npm publish`; a stand-in npm keeps a
+// copy of it first. The one byte-level difference allowed is the order of the
+// rewritten dependencies in package.json: pnpm fills that object as its
+// lookups finish (p-map-values), so two packs of worker-spawn can list its
+// four @folk dependencies in different orders.
 import { createHash } from 'node:crypto';
-import { spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type Packed, packAll, pnpmBin, repoRoot } from './harness/pack.js';
 
@@ -19,9 +24,25 @@ interface WouldPublish {
 }
 
 let tarballs: string;
+let captured: string;
 let packed: Map<string, Packed>;
 let order: string[];
 let published: Map<string, WouldPublish>;
+
+/** Every file of a tarball: path -> bytes. */
+function unpack(tarball: string): Map<string, Buffer> {
+  const dir = mkdtempSync(join(tarballs, 'unpacked-'));
+  execFileSync('tar', ['-xzf', tarball, '-C', dir]);
+  const files = new Map<string, Buffer>();
+  const walk = (d: string, prefix: string) => {
+    for (const e of readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(join(d, e.name), `${prefix}${e.name}/`);
+      else files.set(`${prefix}${e.name}`, readFileSync(join(d, e.name)));
+    }
+  };
+  walk(join(dir, 'package'), '');
+  return files;
+}
 
 /** The `npm notice` blocks that a dry-run publish prints, one per package. */
 function parseDryRun(output: string): Map<string, WouldPublish> {
@@ -43,7 +64,13 @@ function parseDryRun(output: string): Map<string, WouldPublish> {
 beforeAll(() => {
   tarballs = mkdtempSync(join(tmpdir(), 'folk-tarballs-'));
   packed = packAll(tarballs);
-  const r = spawnSync(pnpmBin(), ['run', 'release:publish', '--dry-run', '--force'], {
+  captured = join(tarballs, 'captured');
+  mkdirSync(captured);
+  const npm = execFileSync('sh', ['-c', 'command -v npm'], { encoding: 'utf8' }).trim();
+  const standIn = join(tarballs, 'npm');
+  writeFileSync(standIn, `#!/bin/sh\nfor a in "$@"; do case "$a" in *.tgz) cp "$a" '${captured}/';; esac; done\nexec '${npm}' "$@"\n`);
+  chmodSync(standIn, 0o755);
+  const r = spawnSync(pnpmBin(), ['run', 'release:publish', '--dry-run', '--force', `--config.npm-path=${standIn}`], {
     cwd: repoRoot,
     encoding: 'utf8',
     // No credentials are needed for a dry run; none are passed.
@@ -63,12 +90,25 @@ it('would publish every public package, and nothing else', () => {
   expect([...order].sort()).toEqual([...packed.keys()].sort());
 });
 
-it('would publish the very tarballs the suite tests (same bytes, same files)', () => {
+it('would publish the very tarballs the suite tests (same files, same bytes)', () => {
   for (const [name, pkg] of packed) {
     const would = published.get(name)!;
-    const sha1 = createHash('sha1').update(readFileSync(pkg.tarball)).digest('hex');
-    expect({ name, shasum: would.shasum }).toEqual({ name, shasum: sha1 });
+    const file = join(captured, basename(pkg.tarball));
+    // The copy is what npm was given: the shasum it printed is the copy's.
+    expect({ name, shasum: createHash('sha1').update(readFileSync(file)).digest('hex') }).toEqual({ name, shasum: would.shasum });
     expect(would.files).toEqual([...pkg.files].sort());
+    const tested = unpack(pkg.tarball);
+    const publishing = unpack(file);
+    expect([...publishing.keys()].sort()).toEqual([...tested.keys()].sort());
+    for (const [path, bytes] of tested) {
+      const other = publishing.get(path)!;
+      if (path === 'package.json') {
+        expect(JSON.parse(other.toString())).toEqual(JSON.parse(bytes.toString()));
+        expect(other.length).toBe(bytes.length);
+      } else {
+        expect({ path, sha: createHash('sha256').update(other).digest('hex') }).toEqual({ path, sha: createHash('sha256').update(bytes).digest('hex') });
+      }
+    }
   }
 });
 
