@@ -1,18 +1,6 @@
-{
-  "targets": [
-    {
-      "target_name": "socketpair",
-      "sources": ["src/socketpair.cc"],
-      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
-      "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
-      "cflags!": ["-fno-exceptions"],
-      "cflags_cc!": ["-fno-exceptions"],
-      "cflags_cc": ["-std=c++17", "-Wall", "-Wextra", "-Werror=return-type"],
-      "xcode_settings": {
-        "GCC_ENABLE_CPP_EXCEPTIONS": "YES",
-        "CLANG_CXX_LANGUAGE_STANDARD": "c++17",
-        "MACOSX_DEPLOYMENT_TARGET": "11.0"
-      }
-    }
-  ]
-}
+# The build is defined in src/binding.gyp, which the package ships: a
+# binding.gyp at the root of a tarball makes pnpm and Yarn run
+# `node-gyp rebuild` on install (they ignore "gypfile": false). This file lets
+# node-gyp and prebuildify build from the package root in the repository;
+# gyp makes the included file's paths relative to this one.
+{ "includes": ["src/binding.gyp"] }

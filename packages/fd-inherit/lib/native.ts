@@ -1,7 +1,6 @@
 // The one seam between TypeScript and C++: the shape of src/binding.cc's
 // exports, declared once so lib/index.ts is type-checked against it.
-import { join } from 'node:path';
-import nodeGypBuild from 'node-gyp-build';
+import { loadNative } from './internal/native-loader.js';
 
 /** A spawn fully decided by lib/index.ts; src/spawn.cc only carries it out. */
 export interface NativeSpawnPlan {
@@ -96,6 +95,19 @@ export interface NativeBinding {
   readonly RLIMITS: Readonly<Record<string, number>>;
 }
 
-// lib/ (sources, under vitest) and dist/ (the build) both sit one level below
-// the package root, where node-gyp-build looks for build/ and prebuilds/.
-export const native = nodeGypBuild(join(__dirname, '..')) as NativeBinding;
+export const native = loadNative({
+  name: '@folk/fd-inherit',
+  target: 'fd_inherit',
+  requirePrebuild(key) {
+    // A literal path per binary, inside `try`: see NativePackage.requirePrebuild.
+    try {
+      if (key === 'linux-x64-glibc') return require('../prebuilds/linux-x64/@folk+fd-inherit.glibc.node');
+      if (key === 'linux-x64-musl') return require('../prebuilds/linux-x64/@folk+fd-inherit.musl.node');
+      if (key === 'linux-arm64-glibc') return require('../prebuilds/linux-arm64/@folk+fd-inherit.glibc.node');
+      if (key === 'linux-arm64-musl') return require('../prebuilds/linux-arm64/@folk+fd-inherit.musl.node');
+    } finally {
+      // Errors go to loadNative.
+    }
+    return undefined;
+  },
+}) as NativeBinding;

@@ -1,7 +1,6 @@
 // The one seam between TypeScript and C++: the shape of src/pidfd.cc's
 // exports, declared once so lib/index.ts is type-checked against it.
-import { join } from 'node:path';
-import nodeGypBuild from 'node-gyp-build';
+import { loadNative } from './internal/native-loader.js';
 
 /** struct rusage as waitid(2) fills it; times in microseconds. */
 export interface RawRusage {
@@ -76,6 +75,19 @@ export interface NativeBinding {
   readonly CLD_DUMPED: number;
 }
 
-// lib/ (sources, under vitest) and dist/ (the build) both sit one level below
-// the package root, where node-gyp-build looks for build/ and prebuilds/.
-export const native = nodeGypBuild(join(__dirname, '..')) as NativeBinding;
+export const native = loadNative({
+  name: '@folk/pidfd',
+  target: 'pidfd',
+  requirePrebuild(key) {
+    // A literal path per binary, inside `try`: see NativePackage.requirePrebuild.
+    try {
+      if (key === 'linux-x64-glibc') return require('../prebuilds/linux-x64/@folk+pidfd.glibc.node');
+      if (key === 'linux-x64-musl') return require('../prebuilds/linux-x64/@folk+pidfd.musl.node');
+      if (key === 'linux-arm64-glibc') return require('../prebuilds/linux-arm64/@folk+pidfd.glibc.node');
+      if (key === 'linux-arm64-musl') return require('../prebuilds/linux-arm64/@folk+pidfd.musl.node');
+    } finally {
+      // Errors go to loadNative.
+    }
+    return undefined;
+  },
+}) as NativeBinding;

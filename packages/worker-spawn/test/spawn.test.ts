@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as net from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
@@ -832,5 +833,30 @@ try { ${call}; } catch (e) { console.log(JSON.stringify([e.name, e.code, e.messa
     expect(await worker.request(all)).toEqual(all);
     expect((await errorOf(worker.request(Buffer.alloc(5000)))).code).toBe('ERR_WORKER_FRAME_TOO_LARGE');
     expect((await worker.stop()).code).toBe(0);
+  });
+});
+
+describe('PHP_WORKER_LIBRARY', () => {
+  const dist = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+  const value = (env: NodeJS.ProcessEnv, cwd?: string): string => {
+    const r = spawnSync(process.execPath, ['-p', `require(${JSON.stringify(dist)}).PHP_WORKER_LIBRARY`], {
+      env: { ...process.env, FOLK_PHP_WORKER_LIBRARY: '', ...env },
+      encoding: 'utf8',
+      ...(cwd ? { cwd } : {}),
+    });
+    expect(r.stderr).toBe('');
+    return r.stdout.trim();
+  };
+
+  it('is the package’s own php/Worker.php', () => {
+    const own = fileURLToPath(new URL('../php/Worker.php', import.meta.url));
+    expect(value({})).toBe(own);
+    expect(PHP_WORKER_LIBRARY).toBe(own);
+    expect(readFileSync(own, 'utf8')).toMatch(/namespace Folk;/);
+  });
+
+  it('is what FOLK_PHP_WORKER_LIBRARY names, made absolute (for bundles, which have no package directory)', () => {
+    expect(value({ FOLK_PHP_WORKER_LIBRARY: '/srv/app/Worker.php' })).toBe('/srv/app/Worker.php');
+    expect(value({ FOLK_PHP_WORKER_LIBRARY: 'lib/Worker.php' }, '/tmp')).toBe('/tmp/lib/Worker.php');
   });
 });
