@@ -9,9 +9,10 @@
 //   prebuilds/linux-arm64/@folk+<name>.musl.node    zig c++ -target aarch64-linux-musl
 //
 // lib/native.ts requires these four names. One --napi build per target
-// serves every Node version the package supports. The host must be
-// linux-x64; FOLK_PREBUILD_TARGETS=linux-x64-glibc (a comma-separated list)
-// builds fewer, for a quick edit-compile loop.
+// serves every Node version the package supports. All four are built on a
+// linux-x64 glibc host. FOLK_PREBUILD_TARGETS (a comma-separated list of
+// the names below) builds fewer: `npm run demo` builds only the host's own,
+// with the machine's compiler, on any Linux.
 //
 // Why zig for musl: Debian has no musl C++ toolchain (its musl-tools is C
 // only), and a musl binary needs a C++ runtime built against musl. Zig's
@@ -54,15 +55,25 @@ function fail(message) {
   process.exit(1);
 }
 
-const wanted = (process.env.FOLK_PREBUILD_TARGETS || Object.keys(TARGETS).join(','))
+const hostLibc = process.report.getReport().header.glibcVersionRuntime ? 'glibc' : 'musl';
+const host = `${process.platform}-${process.arch}-${hostLibc}`;
+const crossHost = 'linux-x64-glibc';
+if (process.platform !== 'linux') fail(`prebuilds are Linux binaries; this is ${process.platform}`);
+// Any other Linux can build its own (the demo does).
+const all = Object.keys(TARGETS);
+TARGETS[host] ??= { arch: process.arch, libc: hostLibc };
+
+const wanted = (process.env.FOLK_PREBUILD_TARGETS || all.join(','))
   .split(',')
   .map((t) => t.trim())
   .filter(Boolean);
 for (const t of wanted) {
   if (!TARGETS[t]) fail(`unknown target ${t} in FOLK_PREBUILD_TARGETS; known: ${Object.keys(TARGETS).join(', ')}`);
 }
-if (process.platform !== 'linux' || process.arch !== 'x64') {
-  fail(`prebuilds are cross-built on linux-x64 (this is ${process.platform}-${process.arch}); a source build is \`npx node-gyp rebuild\``);
+for (const t of wanted) {
+  if (t !== host && host !== crossHost) {
+    fail(`${t} is cross-built on ${crossHost}; this is ${host}, so FOLK_PREBUILD_TARGETS=${host} builds what this machine can`);
+  }
 }
 
 function onPath(tool) {
@@ -85,9 +96,11 @@ if (!baseEnv.npm_config_nodedir && existsSync(join(headers, 'node_api.h'))) {
 baseEnv.PREBUILD_NODE_GYP ??= require.resolve('node-gyp/bin/node-gyp.js');
 const prebuildify = require.resolve('prebuildify/bin.js');
 
-function envFor(target) {
+function envFor(name, target) {
   const env = { ...baseEnv };
-  if (target.zig) {
+  if (name === host) {
+    // The machine's own compiler, as node-gyp would pick it.
+  } else if (target.zig) {
     const zig = zigBin();
     env.CC = `${zig} cc -target ${target.zig}`;
     env.CXX = `${zig} c++ -target ${target.zig}`;
@@ -111,9 +124,9 @@ if (!process.env.FOLK_PREBUILD_TARGETS) rmSync(join(process.cwd(), 'prebuilds'),
 for (const t of wanted) {
   const target = TARGETS[t];
   const args = [prebuildify, '--napi', '--strip', '--arch', target.arch, '--libc', target.libc, '--tag-libc'];
-  if (target.strip) args.push('--strip-bin', target.strip);
+  if (target.strip && t !== host) args.push('--strip-bin', target.strip);
   const started = Date.now();
-  const r = spawnSync(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: envFor(target), encoding: 'utf8' });
+  const r = spawnSync(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'], env: envFor(t, target), encoding: 'utf8' });
   if (r.status !== 0) {
     process.stdout.write(r.stdout);
     process.stderr.write(r.stderr);
