@@ -116,8 +116,9 @@ function envFor(name, target) {
   return env;
 }
 
-// A full build starts from an empty prebuilds/, so nothing stale is packed.
-if (!process.env.FOLK_PREBUILD_TARGETS) rmSync(join(process.cwd(), 'prebuilds'), { recursive: true, force: true });
+// Every build starts from an empty prebuilds/: what is there afterwards (and
+// what turbo caches, and what a tarball packs) is what this run built.
+rmSync(join(process.cwd(), 'prebuilds'), { recursive: true, force: true });
 
 // One after another: node-gyp builds in the package's one build/ directory.
 // turbo runs the packages side by side.
