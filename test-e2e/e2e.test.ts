@@ -90,7 +90,8 @@ describe.each(consumers)('%s', (dir) => {
     // (RHEL 8); a prebuild that links a newer symbol version fails to load
     // there, on a machine with no compiler to fall back to. What a build
     // links depends on the headers it is built against, so this is read from
-    // the binaries in the tarball (objdump comes with the C++ toolchain).
+    // the binaries in the tarball, x64 and arm64 (readelf, from binutils,
+    // reads any architecture's ELF).
     const p = pkg();
     const binaries = p.files.filter((f) => f.startsWith('prebuilds/linux-') && f.endsWith('.glibc.node'));
     if (!p.files.includes('src/binding.gyp')) return expect(binaries).toEqual([]);
@@ -107,14 +108,14 @@ describe.each(consumers)('%s', (dir) => {
       return false;
     };
     for (const file of binaries) {
-      const dump = spawnSync('objdump', ['-T', join(out, 'package', file)], { encoding: 'utf8' });
-      if (dump.error) throw new Error(`objdump (binutils, part of any C++ toolchain) is needed to read ${file}: ${dump.error.message}`);
+      const dump = spawnSync('readelf', ['--dyn-syms', '-W', join(out, 'package', file)], { encoding: 'utf8' });
+      if (dump.error) throw new Error(`readelf (binutils, part of any C++ toolchain) is needed to read ${file}: ${dump.error.message}`);
       expect(dump.status).toBe(0);
-      const needs = [...dump.stdout.matchAll(/\((GLIBC|GLIBCXX|CXXABI)_([\d.]+)\)\s+(\S+)/g)];
+      const needs = [...dump.stdout.matchAll(/\s(\S+?)@@?(GLIBC|GLIBCXX|CXXABI)_([\d.]+)/g)];
       expect(needs.length).toBeGreaterThan(0); // it does read the versions
       const tooNew = needs
-        .filter(([, lib, version]) => newer(version!.split('.').map(Number), floor[lib!]!))
-        .map(([, lib, version, symbol]) => `${symbol} needs ${lib}_${version}`);
+        .filter(([, , lib, version]) => newer(version!.split('.').map(Number), floor[lib!]!))
+        .map(([, symbol, lib, version]) => `${symbol} needs ${lib}_${version}`);
       expect({ file, tooNew }).toEqual({ file, tooNew: [] });
     }
   });

@@ -60,10 +60,11 @@ constexpr unsigned long kPidfdGetInfo = _IOWR(0xFF, 11, PidfdInfoV0);
 namespace {
 
 // Which file an fd refers to (device and inode), to tell whether a number
-// still means the file we were given. statx rather than fstat: glibc 2.33
-// gave fstat a new symbol version, and a prebuild linked against that would
-// not load on glibc 2.28 to 2.32 (RHEL 8, Debian 11, Ubuntu 20.04), which
-// Node 20 supports.
+// still means the file we were given. With glibc statx rather than fstat:
+// glibc 2.33 gave fstat a new symbol version, and a prebuild linked against
+// that would not load on glibc 2.28 to 2.32 (RHEL 8, Debian 11, Ubuntu
+// 20.04), which Node 20 supports. musl has no symbol versions, and its statx
+// wrapper only came in 1.2.5, so there fstat.
 struct FileId {
   uint64_t dev = 0;
   uint64_t ino = 0;
@@ -71,10 +72,17 @@ struct FileId {
 };
 
 bool IdentifyFile(int fd, FileId* id) {
+#ifdef __GLIBC__
   struct statx sx;
   if (statx(fd, "", AT_EMPTY_PATH, STATX_INO, &sx) != 0) return false;
   id->dev = (uint64_t{sx.stx_dev_major} << 32) | sx.stx_dev_minor;
   id->ino = sx.stx_ino;
+#else
+  struct stat st;
+  if (fstat(fd, &st) != 0) return false;
+  id->dev = static_cast<uint64_t>(st.st_dev);
+  id->ino = static_cast<uint64_t>(st.st_ino);
+#endif
   return true;
 }
 

@@ -60,10 +60,11 @@ union ControlBuf {
 };
 
 // Which file an fd refers to (device and inode), to tell whether a number
-// still means the socket we were given. On Linux statx rather than fstat:
+// still means the socket we were given. With glibc statx rather than fstat:
 // glibc 2.33 gave fstat a new symbol version, and a prebuild linked against
 // that would not load on glibc 2.28 to 2.32 (RHEL 8, Debian 11, Ubuntu
-// 20.04), which Node 20 supports.
+// 20.04), which Node 20 supports. musl has no symbol versions, and its statx
+// wrapper only came in 1.2.5; macOS has none.
 struct FileId {
   uint64_t dev = 0;
   uint64_t ino = 0;
@@ -71,7 +72,7 @@ struct FileId {
 };
 
 bool IdentifyFile(int fd, FileId* id) {
-#ifdef __linux__
+#ifdef __GLIBC__
   struct statx sx;
   if (statx(fd, "", AT_EMPTY_PATH, STATX_INO, &sx) != 0) return false;
   id->dev = (uint64_t{sx.stx_dev_major} << 32) | sx.stx_dev_minor;
