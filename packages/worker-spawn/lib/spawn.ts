@@ -2,12 +2,12 @@
 // its control socket at fd 4, composed from the four folk packages.
 
 import { EventEmitter } from 'node:events';
-import { closeSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { socketpair } from '@folk/socketpair';
 import { spawn, type Subprocess } from '@folk/fd-inherit';
 import type { ExitInfo, PidFd } from '@folk/pidfd';
-import { FdSocket } from '@folk/scm-rights';
+import { FdSocket, closeFds } from '@folk/scm-rights';
 import {
   WorkerError,
   describeExit,
@@ -194,16 +194,6 @@ export class ControlChannel extends EventEmitter {
 
   close(): void {
     this.socket.close();
-  }
-}
-
-function closeFds(fds: readonly number[]): void {
-  for (const fd of fds) {
-    try {
-      closeSync(fd);
-    } catch {
-      // Freshly received and ours; if it is already gone there is nothing to undo.
-    }
   }
 }
 
