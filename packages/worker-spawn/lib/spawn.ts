@@ -99,8 +99,10 @@ export interface ControlMessage {
  * The supervisor's end of the control socket (a SOCK_SEQPACKET pair, one
  * JSON message per datagram). Sends messages, with fds when asked, and
  * emits what the worker sends:
- * - `'message'` (message, fds): every message. Fds a worker sends along are
- *   the listener's to close; with no `'message'` listener they are closed.
+ * - `'message'` (message, fds): every message. Fds a worker sends along
+ *   belong to this event's listeners (close each once); with none here they
+ *   go to the Worker's `'message'` listeners, and with none there either
+ *   they are closed before anything is emitted (see Worker#receive).
  * - `'close'`.
  */
 export class ControlChannel extends EventEmitter {
@@ -109,7 +111,7 @@ export class ControlChannel extends EventEmitter {
   readonly #wake: () => void;
 
   /** @internal */
-  constructor(token: typeof CONSTRUCT, socket: FdSocket, wake: () => void) {
+  constructor(token: typeof CONSTRUCT, socket: FdSocket, wake: () => void, receive: (message: ControlMessage, fds: number[]) => void) {
     if (token !== CONSTRUCT) throw illegalConstructor('ControlChannel', "a Worker's `control`");
     super();
     this.socket = socket;
@@ -125,9 +127,7 @@ export class ControlChannel extends EventEmitter {
       } catch (err) {
         message = { type: 'error', message: `unreadable control message from the worker: ${(err as Error).message}`, fatal: false };
       }
-      const hasListener = this.listenerCount('message') > 0;
-      this.emit('message', message, fds);
-      if (!hasListener) closeFds(fds);
+      receive(message, fds);
     });
     // The worker going away shows up as the pidfd exit; socket errors (EPIPE,
     // ECONNRESET) are that same event seen from here.
@@ -246,6 +246,7 @@ export class Worker extends EventEmitter {
   #stopRequested = false;
   #protocolError: WorkerError | null = null;
   #readyReject: ((err: Error) => void) | null = null;
+  #onReady: (ready: ReadyMessage) => void;
 
   /** @internal */
   constructor(token: typeof CONSTRUCT, sub: Subprocess, task: net.Socket, control: FdSocket, maxFrame: number) {
@@ -256,9 +257,14 @@ export class Worker extends EventEmitter {
     this.task = task;
     this.maxFrame = maxFrame;
     this.stdout = sub.stdout!;
-    this.control = new ControlChannel(CONSTRUCT, control, () => {
-      if (!task.destroyed && task.writable) task.write(WAKE_FRAME);
-    });
+    this.control = new ControlChannel(
+      CONSTRUCT,
+      control,
+      () => {
+        if (!task.destroyed && task.writable) task.write(WAKE_FRAME);
+      },
+      (message, fds) => this.#receive(message, fds),
+    );
 
     let readyResolve!: (m: ReadyMessage) => void;
     let readyReject!: (e: Error) => void;
@@ -269,31 +275,21 @@ export class Worker extends EventEmitter {
     this.ready.catch(() => {}); // observed through 'exit' if nobody awaits it
     this.#readyReject = readyReject;
 
-    this.control.on('message', (message: ControlMessage, fds: number[]) => {
-      if (message.type === 'ready') {
-        closeFds(fds);
-        const ready = message as ReadyMessage;
-        if (ready.pid !== this.pid) {
-          readyReject(
-            new WorkerError(
-              'ERR_WORKER_PID_MISMATCH',
-              `worker ready message says pid ${ready.pid}, but the spawned process is pid ${this.pid} (a wrapper that forks instead of exec'ing?)`,
-              { pid: this.pid },
-            ),
-          );
-          return;
-        }
-        this.#readyReject = null;
-        readyResolve(ready);
-        this.emit('ready', ready);
+    this.#onReady = (ready) => {
+      if (ready.pid !== this.pid) {
+        readyReject(
+          new WorkerError(
+            'ERR_WORKER_PID_MISMATCH',
+            `worker ready message says pid ${ready.pid}, but the spawned process is pid ${this.pid} (a wrapper that forks instead of exec'ing?)`,
+            { pid: this.pid },
+          ),
+        );
         return;
       }
-      if (message.type === 'error') {
-        this.emit('workerError', String(message['message']), message['fatal'] === true);
-      }
-      if (this.listenerCount('message') > 0) this.emit('message', message, fds);
-      else closeFds(fds);
-    });
+      this.#readyReject = null;
+      readyResolve(ready);
+      this.emit('ready', ready);
+    };
 
     const decoder = new FrameDecoder(maxFrame, {
       frame: (type, id, payload) => this.#settle(type, id, payload),
@@ -318,6 +314,23 @@ export class Worker extends EventEmitter {
       // ECHILD cannot happen for our own child reaped only here; still, never reject.
       () => this.#onExit({ pid: this.pid, code: null, signal: null, signalNumber: null }),
     );
+  }
+
+  /**
+   * One control message from the worker. Its fds get exactly one owner
+   * (README, "ControlChannel"): the `'message'` listeners of `control` if it
+   * has any, else this Worker's `'message'` listeners (for a message other
+   * than ready), else nobody, and then they are closed here before anything
+   * is emitted, so no listener ever sees a number that was closed under it.
+   */
+  #receive(message: ControlMessage, fds: number[]): void {
+    const toControl = this.control.listenerCount('message') > 0;
+    const toWorker = !toControl && message.type !== 'ready' && this.listenerCount('message') > 0;
+    if (!toControl && !toWorker && fds.length > 0) closeFds(fds);
+    if (message.type === 'ready') this.#onReady(message as ReadyMessage);
+    else if (message.type === 'error') this.emit('workerError', String(message['message']), message['fatal'] === true);
+    if (toControl) this.control.emit('message', message, fds);
+    if (message.type !== 'ready' && this.listenerCount('message') > 0) this.emit('message', message, toWorker ? fds : []);
   }
 
   #onExit(info: ExitInfo): ExitInfo {

@@ -412,11 +412,11 @@ describe('WorkerPool with php-cli', () => {
   });
 
   it('a worker answering with a frame of the wrong type: the task is rejected and the worker replaced, not left busy', async () => {
-    await withPool({ script: fixture('wrong-type.php'), backoff: { initial: 0 }, destroyTimeout: 100 }, async (pool) => {
+    await withPool({ script: fixture('hostile.php'), backoff: { initial: 0 }, destroyTimeout: 100 }, async (pool) => {
       await pool.ready();
       const first = pool.stats().list[0]!.pid;
       const exited = once<[PoolWorkerInfo]>(pool, 'exit');
-      const err = await errorOf(pool.run('anything'));
+      const err = await errorOf(pool.run('as:1'));
       expect(err.code).toBe('ERR_WORKER_PROTOCOL');
       expect(err.message).toBe(`worker pid ${first} answered with frame type 1`);
       expect((await exited)[0].pid).toBe(first);

@@ -305,13 +305,13 @@ describe('spawnWorker with php-cli', () => {
   });
 
   it('the supervisor discards an oversize response without buffering it and stays in sync', async () => {
-    const worker = spawnWorker({ script: fixture('raw.php'), maxFrame: 4096 });
+    const worker = spawnWorker({ script: fixture('hostile.php'), maxFrame: 4096 });
     try {
-      // raw.php knows no control messages; stop() will need SIGTERM, so not for long.
-      const err = await errorOf(worker.request('first'));
+      // hostile.php knows no control messages; stop() will need SIGTERM, so not for long.
+      const err = await errorOf(worker.request('over'));
       expect(err.code).toBe('ERR_WORKER_FRAME_TOO_LARGE');
       expect(err.message).toMatch(/answered with 4097 bytes, over the maximum frame size of 4096 bytes; the response was discarded/);
-      expect((await worker.request('second')).toString()).toBe('second');
+      expect((await worker.request('pid')).toString()).toBe(String(worker.pid));
     } finally {
       await worker.stop({ timeout: 0 });
     }
