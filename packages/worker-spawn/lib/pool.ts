@@ -43,8 +43,12 @@ export interface PoolWorkerInfo {
   startedAt: number;
 }
 
-/** Why the pool replaced a healthy worker. */
-export type RecycleReason = 'maxJobs' | 'idleTtl' | 'memory' | 'execTimeout' | 'reload';
+/**
+ * Why the pool replaced a worker on purpose. `'oversize'`: its answer was
+ * over maxFrame and not all of it had arrived when its task was rejected, so
+ * the next frame could not be trusted to start where the announced length says.
+ */
+export type RecycleReason = 'maxJobs' | 'idleTtl' | 'memory' | 'execTimeout' | 'reload' | 'oversize';
 
 export interface PoolStats {
   /** The configured size. */
@@ -413,7 +417,8 @@ export class WorkerPool extends EventEmitter {
     slot.job = null;
     if (slot.state !== 'busy') return; // stopping: the pool is shutting down
     let reason: RecycleReason | null = null;
-    if (this.maxJobs > 0 && slot.jobs >= this.maxJobs) reason = 'maxJobs';
+    if (!slot.worker.inSync) reason = 'oversize';
+    else if (this.maxJobs > 0 && slot.jobs >= this.maxJobs) reason = 'maxJobs';
     else if (slot.draining) reason = 'reload';
     else if (this.maxWorkerMemory > 0 && (readRss(slot.worker.pid) ?? 0) > this.maxWorkerMemory) reason = 'memory';
     if (reason) this.#recycle(slot, reason);
@@ -521,6 +526,7 @@ export class WorkerPool extends EventEmitter {
     worker.stdout.on('data', (chunk: Buffer) => this.emit('stdout', chunk, this.#info(slot)));
     worker.on('workerError', (message: string, fatal: boolean) => this.emit('workerError', this.#info(slot), message, fatal));
     worker.on('exit', (info: ExitInfo) => this.#onExit(slot, info));
+    worker.on('broken', () => this.#broken(slot));
     slot.readyTimer = setTimeout(() => {
       slot.readyTimer = null;
       slot.killed = true;
@@ -584,37 +590,48 @@ export class WorkerPool extends EventEmitter {
     return delay;
   }
 
+  /**
+   * The worker can take no more tasks (Worker 'broken'): it is being killed.
+   * Out of service now, so no task goes to it and its replacement starts
+   * without waiting for the exit; the exit settles its task and counts the crash.
+   */
+  #broken(slot: Slot): void {
+    if (slot.state === 'stopping') return;
+    this.#clearTimers(slot);
+    slot.state = 'stopping';
+    this.#ensureWorkers();
+  }
+
   #onExit(slot: Slot, info: ExitInfo): void {
     this.#clearTimers(slot);
     this.#slots.delete(slot);
-    const wasStopping = slot.state === 'stopping';
+    const onPurpose = slot.reason !== null;
     const job = slot.job;
     slot.job = null;
     slot.state = 'stopping';
-    if (job && !job.settled) {
-      const exit = { code: info.code, signal: info.signal };
-      this.#fail(
-        job,
-        this.#stopping
-          ? new WorkerError('ERR_WORKER_POOL_STOPPED', `the worker pool was stopped while the task ran; worker pid ${info.pid} ended (${describeExit(info)})`, {
-              pid: info.pid,
-              exit,
-            })
-          : new WorkerError('ERR_WORKER_CRASHED', `worker pid ${info.pid} crashed (${describeExit(info)}) while running the task`, {
-              pid: info.pid,
-              exit,
-            }),
-      );
-    }
+    if (job && !job.settled) this.#fail(job, this.#exitError(slot, info));
     const workerInfo = this.#info(slot);
     this.emit('exit', workerInfo, info);
-    if (!wasStopping && !this.#stopping) {
+    if (!onPurpose && !this.#stopping) {
       this.#counts.crashed++;
       this.emit('crash', workerInfo, info, this.#crashed());
     }
     this.#ensureWorkers();
     this.#dispatch();
     this.#checkReloads();
+  }
+
+  /** What a task that was running on a worker that exited is rejected with. */
+  #exitError(slot: Slot, info: ExitInfo): WorkerError {
+    // Killed for breaking the protocol (its task socket ended and it did not
+    // exit): that is the reason, not a crash of its own.
+    if (slot.worker.protocolExit) return slot.worker.protocolExit;
+    const exit = { code: info.code, signal: info.signal };
+    if (this.#stopping) {
+      const message = `the worker pool was stopped while the task ran; worker pid ${info.pid} ended (${describeExit(info)})`;
+      return new WorkerError('ERR_WORKER_POOL_STOPPED', message, { pid: info.pid, exit });
+    }
+    return new WorkerError('ERR_WORKER_CRASHED', `worker pid ${info.pid} crashed (${describeExit(info)}) while running the task`, { pid: info.pid, exit });
   }
 
   #checkReloads(): void {

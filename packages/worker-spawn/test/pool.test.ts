@@ -3,26 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { WorkerError, WorkerPool, type PoolWorkerInfo, type RecycleReason, type WorkerPoolOptions } from '../lib/index.js';
-import { fixture, once, openFds, processExists, requirePhp, zombieChildren } from './helpers.js';
-
-function errorOf(promise: Promise<unknown>): Promise<WorkerError> {
-  return promise.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (err: WorkerError) => err,
-  );
-}
-
-/** A pool of tasks.php workers, stopped after the test body whatever happens. */
-async function withPool(options: Partial<WorkerPoolOptions>, body: (pool: WorkerPool) => Promise<void>): Promise<void> {
-  const pool = new WorkerPool({ script: fixture('tasks.php'), size: 1, ...options });
-  try {
-    await body(pool);
-  } finally {
-    await pool.stop();
-  }
-}
+import { errorOf, fixture, once, openFds, processExists, requirePhp, withPool, zombieChildren } from './helpers.js';
 
 const pidOf = async (pool: WorkerPool): Promise<number> => Number((await pool.run('pid')).toString());
 
@@ -418,7 +399,7 @@ describe('WorkerPool with php-cli', () => {
       const exited = once<[PoolWorkerInfo]>(pool, 'exit');
       const err = await errorOf(pool.run('as:1'));
       expect(err.code).toBe('ERR_WORKER_PROTOCOL');
-      expect(err.message).toBe(`worker pid ${first} answered with frame type 1`);
+      expect(err.message).toBe(`worker pid ${first} sent a frame of type 1 (id 1); a worker sends only RESPONSE and ERROR frames`);
       expect((await exited)[0].pid).toBe(first);
       await pool.ready();
       expect(pool.stats().list.map((w) => w.pid)).not.toContain(first);
