@@ -27,7 +27,13 @@ export interface WorkerPoolOptions extends SpawnWorkerOptions {
   readyTimeout?: number;
   /** Tasks that may wait for a worker; more are rejected with ERR_WORKER_QUEUE_FULL. Default 10000. */
   maxQueue?: number;
-  /** Delay before replacing crashed workers: `initial` ms, doubling per consecutive crash up to `max` ms. Default 100 / 10000. */
+  /**
+   * Delay before replacing a worker lost in a crash loop (one that died
+   * before saying ready, or while idle, or could not be started): `initial`
+   * ms, doubling per consecutive such loss up to `max` ms, reset by a
+   * completed task. Default 100 / 10000. A worker that dies with a task in
+   * hand is replaced at once, and a crash loop holds up no other replacement.
+   */
   backoff?: { initial?: number; max?: number };
 }
 
@@ -94,6 +100,8 @@ interface Slot {
   draining: boolean;
   /** Killed at readyTimeout: a ready message already on its way is ignored. */
   killed: boolean;
+  /** Set once it has left service unasked (#lose): the delay its replacement waits, in ms. */
+  restartDelay: number | null;
   /** Why it is stopping, when on purpose. */
   reason: RecycleReason | 'stop' | null;
   job: Job | null;
@@ -148,7 +156,8 @@ const RETRYABLE_TASK_ERRORS = new Set(['ERR_WORKER_TASK', 'ERR_WORKER_FRAME_TOO_
  * a time; tasks wait in a bounded queue for a free worker.
  *
  * Events: `'spawn'` (info, on the next tick), `'ready'` (info), `'exit'`
- * (info, ExitInfo), `'crash'` (info, ExitInfo, restartInMs), `'recycle'`
+ * (info, ExitInfo), `'crash'` (info, ExitInfo, restartInMs: 0 for a worker
+ * that died with a task in hand, the backoff for a crash loop), `'recycle'`
  * (info, reason), `'workerError'` (info, message, fatal) for a worker's own
  * error reports and the pool's about a worker that never got ready, `'spawnError'`
  * (error) when a worker cannot be started, `'stdout'` (chunk, info) for
@@ -172,8 +181,11 @@ export class WorkerPool extends EventEmitter {
   #slots = new Set<Slot>();
   #queue = new JobQueue();
   #generation = 0;
+  /** Consecutive workers lost in a crash loop; a completed task resets it. */
   #crashStreak = 0;
   #backoffUntil = 0;
+  /** Replacements that wait for #backoffUntil: one per worker lost in a crash loop since it last passed. */
+  #heldBack = 0;
   #backoffTimer: NodeJS.Timeout | null = null;
   #stopping: Promise<void> | null = null;
   #reloads: Array<{ generation: number; resolve: () => void }> = [];
@@ -473,21 +485,29 @@ export class WorkerPool extends EventEmitter {
     }
   }
 
-  /** Start workers until `size` of the current generation are alive or starting, honouring the crash backoff. */
+  /**
+   * Start workers until `size` of the current generation are alive or
+   * starting. Only the replacements of workers lost in a crash loop wait for
+   * the backoff; any other (a worker that died with its task, one recycled,
+   * a reload) starts now, so a crash loop never costs the pool the rest of
+   * its capacity.
+   */
   #ensureWorkers(): void {
     if (this.#stopping) return;
     let live = 0;
     for (const slot of this.#slots) if (slot.generation === this.#generation && slot.state !== 'stopping') live++;
-    if (live >= this.size) return;
+    const missing = this.size - live;
+    if (missing <= 0) return;
     const wait = this.#backoffUntil - Date.now();
-    if (wait > 0) {
+    if (wait <= 0) this.#heldBack = 0;
+    const held = Math.min(missing, this.#heldBack);
+    for (let i = held; i < missing; i++) if (!this.#spawnSlot(false)) return;
+    if (held > 0) {
       this.#backoffTimer ??= setTimeout(() => {
         this.#backoffTimer = null;
         this.#ensureWorkers();
       }, wait);
-      return;
     }
-    for (; live < this.size; live++) if (!this.#spawnSlot(false)) return;
   }
 
   /** Spawn one worker; false (after scheduling a retry) if it could not be started. */
@@ -514,6 +534,7 @@ export class WorkerPool extends EventEmitter {
       generation: this.#generation,
       draining: false,
       killed: false,
+      restartDelay: null,
       reason: null,
       job: null,
       startedAt: Date.now(),
@@ -582,12 +603,26 @@ export class WorkerPool extends EventEmitter {
     return n;
   }
 
-  /** Count one more crash in a row; returns the backoff delay it sets, in ms. */
+  /** Count one more worker lost in a crash loop, whose replacement waits; returns the backoff delay it sets, in ms. */
   #crashed(): number {
     this.#crashStreak++;
+    this.#heldBack++;
     const delay = Math.min(this.#backoffInitial * 2 ** Math.min(this.#crashStreak - 1, 30), this.#backoffMax);
     this.#backoffUntil = Date.now() + delay;
     return delay;
+  }
+
+  /**
+   * A worker left service without being asked to (it exited, or broke the
+   * protocol): decide, once, how long its replacement waits. One that had a
+   * task in hand was ready and serving, and most likely that task killed it
+   * (a fatal error, exit()): it is replaced at once, and the task's failure
+   * is the whole cost. One that died before saying ready, or idle, is a
+   * crash loop: backoff.
+   */
+  #lose(slot: Slot): number {
+    slot.restartDelay ??= slot.job !== null ? 0 : this.#crashed();
+    return slot.restartDelay;
   }
 
   /**
@@ -597,6 +632,7 @@ export class WorkerPool extends EventEmitter {
    */
   #broken(slot: Slot): void {
     if (slot.state === 'stopping') return;
+    this.#lose(slot);
     this.#clearTimers(slot);
     slot.state = 'stopping';
     this.#ensureWorkers();
@@ -605,16 +641,17 @@ export class WorkerPool extends EventEmitter {
   #onExit(slot: Slot, info: ExitInfo): void {
     this.#clearTimers(slot);
     this.#slots.delete(slot);
-    const onPurpose = slot.reason !== null;
+    const crashed = slot.reason === null && !this.#stopping;
+    const restartDelay = crashed ? this.#lose(slot) : 0;
     const job = slot.job;
     slot.job = null;
     slot.state = 'stopping';
     if (job && !job.settled) this.#fail(job, this.#exitError(slot, info));
     const workerInfo = this.#info(slot);
     this.emit('exit', workerInfo, info);
-    if (!onPurpose && !this.#stopping) {
+    if (crashed) {
       this.#counts.crashed++;
-      this.emit('crash', workerInfo, info, this.#crashed());
+      this.emit('crash', workerInfo, info, restartDelay);
     }
     this.#ensureWorkers();
     this.#dispatch();

@@ -112,14 +112,55 @@ describe('WorkerPool with php-cli', () => {
     });
   });
 
-  it('the crash backoff doubles per consecutive crash and a completed task resets it', async () => {
-    await withPool({ backoff: { initial: 30, max: 1000 } }, async (pool) => {
+  it('a crash loop (workers dying before ready, or idle) backs off, doubling per crash; a completed task resets it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'folk-pool-flaky-'));
+    const flag = join(dir, 'broken');
+    writeFileSync(flag, '');
+    const env = { ...process.env, FLAKY_FLAG: flag };
+    try {
+      await withPool({ script: fixture('flaky.php'), env, backoff: { initial: 20, max: 1000 } }, async (pool) => {
+        const delays: number[] = [];
+        const waiting: Array<[number, () => void]> = [];
+        pool.on('crash', (_info, _exit, delay: number) => {
+          delays.push(delay);
+          for (const [n, resolve] of waiting) if (delays.length >= n) resolve();
+        });
+        /** Resolves once `n` crashes have been reported. */
+        const crashes = (n: number) => new Promise<void>((resolve) => (delays.length >= n ? resolve() : waiting.push([n, resolve])));
+        await crashes(3);
+        rmSync(flag);
+        await pool.ready();
+        expect((await pool.run('echo:up')).toString()).toBe('up');
+        // Broken again, and the worker that served dies idle: the streak starts over.
+        writeFileSync(flag, '');
+        process.kill(pool.stats().list[0]!.pid, 'SIGKILL');
+        await crashes(5);
+        expect(delays.slice(0, 5)).toEqual([20, 40, 80, 20, 40]);
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a poison task that kills its worker costs only its own requests: healthy tasks all complete, and replacements of ready workers start at once', async () => {
+    // A long backoff: had it applied to these replacements, the 'crash' events would say so.
+    await withPool({ size: 2, backoff: { initial: 1000, max: 10_000 } }, async (pool) => {
+      await pool.ready();
       const delays: number[] = [];
       pool.on('crash', (_info, _exit, delay: number) => delays.push(delay));
-      await pool.ready();
-      for (const task of ['exit:1', 'exit:1', 'echo:ok', 'exit:1']) await pool.run(task).catch(() => {});
-      expect(delays).toEqual([30, 60, 30]);
-      expect(pool.stats()).toMatchObject({ crashed: 3, completed: 1, failed: 3 });
+      // 20 poison tasks (exit() mid-task) among 200 healthy ones, all queued at once.
+      const tasks = Array.from({ length: 220 }, (_, i) => (i % 11 === 5 ? 'exit:3' : `echo:${i}`));
+      const outcomes = await Promise.all(
+        tasks.map((task) =>
+          pool.run(task).then(
+            (answer) => answer.toString(),
+            (err: WorkerError) => err.code,
+          ),
+        ),
+      );
+      tasks.forEach((task, i) => expect(outcomes[i]).toBe(task === 'exit:3' ? 'ERR_WORKER_CRASHED' : String(i)));
+      expect(delays).toEqual(Array(20).fill(0));
+      expect(pool.stats()).toMatchObject({ completed: 200, failed: 20, crashed: 20, spawned: 22 });
     });
   });
 
