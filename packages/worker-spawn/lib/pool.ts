@@ -56,6 +56,15 @@ export interface PoolWorkerInfo {
  */
 export type RecycleReason = 'maxJobs' | 'idleTtl' | 'memory' | 'execTimeout' | 'reload' | 'oversize';
 
+export interface ReloadOptions {
+  /**
+   * Milliseconds an old worker still busy once its replacement is ready may
+   * take to finish its task; past that it is killed and the task rejected
+   * with ERR_WORKER_DRAIN_TIMEOUT. Default 60000; 0: wait as long as it takes.
+   */
+  drainTimeout?: number;
+}
+
 export interface PoolStats {
   /** The configured size. */
   size: number;
@@ -109,6 +118,8 @@ interface Slot {
   idleTimer: NodeJS.Timeout | null;
   readyTimer: NodeJS.Timeout | null;
   execTimer: NodeJS.Timeout | null;
+  /** Ends a reload's wait for the task of a draining worker (ReloadOptions.drainTimeout). */
+  drainTimer: NodeJS.Timeout | null;
 }
 
 /** FIFO of jobs; settled jobs (allocate timeouts) are skipped when taken. */
@@ -181,6 +192,8 @@ export class WorkerPool extends EventEmitter {
   #slots = new Set<Slot>();
   #queue = new JobQueue();
   #generation = 0;
+  /** The drainTimeout of the latest reload(), for the workers it replaces. */
+  #drainTimeout = 60_000;
   /** Consecutive workers lost in a crash loop; a completed task resets it. */
   #crashStreak = 0;
   #backoffUntil = 0;
@@ -223,9 +236,10 @@ export class WorkerPool extends EventEmitter {
    *
    * Rejects with a WorkerError whose code says why: ERR_WORKER_TASK (the
    * worker's handler failed), ERR_WORKER_FRAME_TOO_LARGE, ERR_WORKER_CRASHED
-   * (the worker died during the task), ERR_WORKER_PROTOCOL (the worker wrote
-   * something that is not the protocol; it is killed), ERR_WORKER_EXEC_TIMEOUT,
-   * ERR_WORKER_ALLOCATE_TIMEOUT, ERR_WORKER_QUEUE_FULL, ERR_WORKER_POOL_STOPPED.
+   * (the worker died during the task), ERR_WORKER_PROTOCOL (the worker broke
+   * the protocol; it is killed), ERR_WORKER_EXEC_TIMEOUT,
+   * ERR_WORKER_DRAIN_TIMEOUT (see reload()), ERR_WORKER_ALLOCATE_TIMEOUT,
+   * ERR_WORKER_QUEUE_FULL, ERR_WORKER_POOL_STOPPED.
    */
   run(payload: string | Uint8Array): Promise<Buffer> {
     let bytes: Uint8Array;
@@ -285,12 +299,20 @@ export class WorkerPool extends EventEmitter {
   /**
    * Replace every worker with a fresh one (after deploying new code, say)
    * without failing a task: each old worker keeps serving until a new one is
-   * ready, then finishes its current task and stops. Resolves when every old
-   * worker has exited.
+   * ready, then finishes its current task and stops. A task still running
+   * `drainTimeout` ms after that (default 60000) is rejected with
+   * ERR_WORKER_DRAIN_TIMEOUT and its worker killed. Resolves when every old
+   * worker has exited. Bad options reject (TypeError/RangeError), and nothing
+   * is replaced.
    */
-  reload(): Promise<void> {
+  reload(options?: ReloadOptions): Promise<void> {
     // Not this.#reject: a refused reload is no failed task.
     if (this.#stopping) return Promise.reject(new WorkerError('ERR_WORKER_POOL_STOPPED', 'the worker pool is stopped; nothing to reload'));
+    try {
+      this.#drainTimeout = intOption(optionsObject(options), 'drainTimeout', 60_000, 0, 2 ** 31 - 1);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const generation = ++this.#generation;
     // Old workers still starting serve nobody yet: drop them now.
     for (const slot of this.#slots) if (slot.state === 'starting' && slot.generation < generation) this.#recycle(slot, 'reload');
@@ -460,8 +482,13 @@ export class WorkerPool extends EventEmitter {
         { pid: slot.worker.pid },
       ),
     );
+    this.#abandon(slot, 'execTimeout');
+  }
+
+  /** Give up on a busy worker whose task was rejected: forget its answer, replace it, kill it. */
+  #abandon(slot: Slot, reason: RecycleReason): void {
     slot.worker.abandon();
-    this.#recycle(slot, 'execTimeout');
+    this.#recycle(slot, reason);
     slot.worker.kill('SIGKILL');
   }
 
@@ -478,7 +505,7 @@ export class WorkerPool extends EventEmitter {
   }
 
   #clearTimers(slot: Slot): void {
-    for (const key of ['idleTimer', 'readyTimer', 'execTimer'] as const) {
+    for (const key of ['idleTimer', 'readyTimer', 'execTimer', 'drainTimer'] as const) {
       const t = slot[key];
       if (t) clearTimeout(t);
       slot[key] = null;
@@ -541,6 +568,7 @@ export class WorkerPool extends EventEmitter {
       idleTimer: null,
       readyTimer: null,
       execTimer: null,
+      drainTimer: null,
     };
     this.#slots.add(slot);
     this.#counts.spawned++;
@@ -594,7 +622,28 @@ export class WorkerPool extends EventEmitter {
       }
       busy ??= slot;
     }
-    if (busy) busy.draining = true;
+    if (!busy) return;
+    busy.draining = true;
+    const job = busy.job;
+    if (this.#drainTimeout > 0 && job) {
+      const timeout = this.#drainTimeout;
+      busy.drainTimer = setTimeout(() => this.#drainTimedOut(busy, job, timeout), timeout);
+    }
+  }
+
+  /** A reload's old worker is still on its task drainTimeout ms after its replacement was ready: give up on the task. */
+  #drainTimedOut(slot: Slot, job: Job, timeout: number): void {
+    slot.drainTimer = null;
+    if (job.settled) return;
+    this.#fail(
+      job,
+      new WorkerError(
+        'ERR_WORKER_DRAIN_TIMEOUT',
+        `the task was still running drainTimeout (${timeout} ms) after reload() replaced its worker; worker pid ${slot.worker.pid} was killed`,
+        { pid: slot.worker.pid },
+      ),
+    );
+    this.#abandon(slot, 'reload');
   }
 
   #readyCount(): number {

@@ -343,6 +343,37 @@ describe('WorkerPool with php-cli', () => {
     });
   });
 
+  it('reload({ drainTimeout }): a task still running that long after its worker was replaced is rejected, the worker killed, and reload() resolves', async () => {
+    await withPool({}, async (pool) => {
+      const first = await pidOf(pool);
+      const holding = once(pool, 'stdout');
+      const hung = errorOf(pool.run('hold:600000'));
+      await holding;
+      const exited = once<[PoolWorkerInfo, { signal: string | null }]>(pool, 'exit');
+      // With execTimeout 0 nothing else would ever end that task: reload() waited for good.
+      await pool.reload({ drainTimeout: 100 });
+      const err = await hung;
+      expect([err.code, err.message]).toEqual([
+        'ERR_WORKER_DRAIN_TIMEOUT',
+        `the task was still running drainTimeout (100 ms) after reload() replaced its worker; worker pid ${first} was killed`,
+      ]);
+      const [info, exit] = await exited;
+      expect([info.pid, exit.signal]).toEqual([first, 'SIGKILL']);
+      expect(await pidOf(pool)).not.toBe(first);
+      expect(pool.stats()).toMatchObject({ failed: 1, recycled: 1, crashed: 0 });
+    });
+  }, 20_000);
+
+  it('reload() with bad options rejects and replaces nothing', async () => {
+    await withPool({}, async (pool) => {
+      const first = await pidOf(pool);
+      await expect(pool.reload({ drainTimeout: -1 })).rejects.toMatchObject({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+      await expect(pool.reload('soon' as never)).rejects.toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+      expect(pool.stats()).toMatchObject({ recycled: 0, spawned: 1 });
+      expect(await pidOf(pool)).toBe(first);
+    });
+  });
+
   it('stop(): running tasks finish, queued ones are rejected, no zombies and no fds remain', async () => {
     const before = openFds();
     const pool = new WorkerPool({ script: fixture('tasks.php'), size: 2 });
