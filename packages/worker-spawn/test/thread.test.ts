@@ -1,11 +1,12 @@
 // WorkerPool inside a worker thread (node:worker_threads), where Node
-// tracks the fds its fs module opened and warns when fs closes any other.
+// tracks the fds its fs module opened and warns when fs closes any other,
+// and where the thread ends only once nothing keeps its event loop alive.
 import { Worker as Thread } from 'node:worker_threads';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { fixture, once, requirePhp } from './helpers.js';
 
 interface ThreadReport {
-  answers: string[];
+  outcomes: string[];
   warnings: string[];
   resources: string[];
 }
@@ -13,18 +14,23 @@ interface ThreadReport {
 beforeAll(() => requirePhp());
 
 describe('WorkerPool in a worker thread', () => {
-  it('spawns, serves and stops without a warning, and leaves nothing to keep the thread alive', async () => {
-    const thread = new Thread(fixture('thread-pool.mjs'));
+  it.each([
+    ['tasks, one of which kills its worker', 'tasks', ['a', 'b', 'ERR_WORKER_CRASHED', 'c', 'd']],
+    ['a reload while a task runs', 'reload', ['reloaded', 'slept']],
+    ['a worker that closes its task socket and lingers', 'hostile', ['answered']],
+  ])('after %s: no warning, and once stop() resolved nothing of the pool is left on the loop and the thread ends', async (_what, scenario, outcomes) => {
+    const thread = new Thread(fixture('thread-pool.mjs'), { workerData: { scenario } });
     const report = once<[ThreadReport]>(thread, 'message');
     const exited = once<[number]>(thread, 'exit');
     const [r] = await report;
-    expect(r.answers).toEqual(['a', 'b', 'c']);
+    expect(r.outcomes).toEqual(outcomes);
     // fs.closeSync on the socketpair ends spawnWorker hands to the worker
     // (fds fs never opened) warned "File descriptor N closed but not opened
     // in unmanaged mode" for each, twice per worker.
     expect(r.warnings).toEqual([]);
+    // No timer, socket or request of the pool's: a ref'd one would hold the
+    // thread (a timer for as long as it runs).
     expect(r.resources).toEqual([]);
-    // And the thread ends: nothing of the pool keeps its loop alive.
     expect((await exited)[0]).toBe(0);
   });
 });
