@@ -15,6 +15,7 @@ export {
 } from './spawn.js';
 export { WorkerError, type WorkerErrorCode } from './errors.js';
 export { serverFd } from './server-fd.js';
+export type { ReloadOptions } from './pool.js';
 export { DEFAULT_MAX_FRAME, HEADER_SIZE, PROTOCOL_VERSION, FrameType, FrameDecoder, encodeFrame, type FrameSink } from './protocol.js';
 export type { ExitInfo } from '@folk/pidfd';
 
