@@ -66,6 +66,9 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+// struct statx and STATX_INO for the raw statx below: glibc's <sys/stat.h>
+// has them (from this very header), musl before 1.2.5 does not.
+#include <linux/stat.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <sys/types.h>
