@@ -193,15 +193,10 @@ export function loadNative(pkg: NativePackage, host: Host = currentHost(), env: 
     try {
       return pkg.requirePrebuild(key);
     } catch (err) {
-      const missing = (err as NodeJS.ErrnoException)?.code === 'MODULE_NOT_FOUND';
-      if (!missing) {
-        const hint = /Dynamic require of .* is not supported/.test(describe(err))
-          ? '\nThis is an ES module bundle with no `require`: give it one (see "Bundling" in the README), or set ' +
-            `${variable} to the binary's path.`
-          : '';
+      if ((err as NodeJS.ErrnoException)?.code !== 'MODULE_NOT_FOUND') {
         throw loaderError(
           'ERR_FOLK_BINARY_LOAD_FAILED',
-          `${pkg.name}: the prebuilt binary for ${key} does not load: ${describe(err)}${hint}`,
+          `${pkg.name}: the prebuilt binary for ${key} does not load: ${describe(err)}`,
           { platform: key },
           err,
         );

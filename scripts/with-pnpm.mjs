@@ -53,6 +53,10 @@ if (job === 'demo') {
   // The main job: the mini application server (Node HTTP in front of a pool
   // of PHP workers on fd 3/4) starts, serves a handful of requests, shows
   // them, and stops. Without php it says how to get it and runs Node workers.
+  // It needs only this machine's prebuild, built with its own compiler (the
+  // other three need the cross toolchains that `npm test` checks them with).
+  const libc = process.report.getReport().header.glibcVersionRuntime ? 'glibc' : 'musl';
+  process.env.FOLK_PREBUILD_TARGETS ??= `${process.platform}-${process.arch}-${libc}`;
   run(pnpm, ['exec', 'turbo', 'run', 'build', '--filter', '@folk/example-app-server...', '--output-logs=errors-only']);
   run(process.execPath, [join(root, 'examples', 'app-server', 'index.mjs'), '--self-test']);
 } else {

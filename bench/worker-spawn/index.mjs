@@ -13,9 +13,15 @@
 // the machine hits each alike. 2 shared cores: noisy; read the
 // ratios, not the last digit. Prints a table; asserts nothing.
 //
+// Then crash isolation: healthy tasks per second through a pool of 2 PHP
+// workers from 8 closed-loop clients, alone and beside 4 clients whose task
+// kills its worker every time (a memory-limit fatal), and the ratio of the
+// two (the median of ROUNDS runs of POISON_MS each, alternating).
+//
 //   node bench/worker-spawn/index.mjs
 //   node bench/worker-spawn/index.mjs --quick   one short round: checks that every
 //                                               contender runs; its figures mean nothing
+//   node bench/worker-spawn/index.mjs --poison  the crash-isolation figures only
 import { execFileSync, spawn as cpSpawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -27,7 +33,9 @@ const { WorkerPool, spawnWorker, FrameDecoder, FrameType, encodeFrame, PHP_WORKE
 );
 
 const QUICK = process.argv.includes('--quick');
+const POISON_ONLY = process.argv.includes('--poison');
 const ROUNDS = QUICK ? 1 : 5;
+const POISON_MS = QUICK ? 300 : 3000;
 const TASKS = QUICK ? 400 : 20_000;
 const WARMUP = QUICK ? 100 : 2000;
 const SMALL = Buffer.alloc(16, 0x61);
@@ -52,6 +60,23 @@ writeFileSync(
 require ${JSON.stringify(PHP_WORKER_LIBRARY)};
 $w = Folk\\Worker::fromEnv();
 while ($t = $w->receive()) { $w->respond($t, $t->payload); }
+`,
+);
+
+// An application worker with a route whose code dies: 'poison' runs out of
+// memory_limit (PHP's fatal error, exit status 255), anything else is echoed.
+const appPhp = join(dir, 'app.php');
+writeFileSync(
+  appPhp,
+  `<?php
+require ${JSON.stringify(PHP_WORKER_LIBRARY)};
+ini_set('display_errors', '0');
+ini_set('log_errors', '0');
+$w = Folk\\Worker::fromEnv();
+while ($t = $w->receive()) {
+  if ($t->payload === 'poison') { ini_set('memory_limit', '16M'); $hog = str_repeat('x', 64 << 20); }
+  $w->respond($t, $t->payload);
+}
 `,
 );
 
@@ -198,6 +223,47 @@ async function handRolled() {
 
 const fmt = (n) => Math.round(n).toLocaleString('en-US').padStart(9);
 
+/**
+ * Healthy tasks per second from `healthyClients` closed loops over `ms`, with
+ * `poisonClients` more sending the task that kills its worker; and how many
+ * of each went through (a healthy task that failed is counted apart).
+ */
+async function poisonRun(poisonClients, healthyClients, ms) {
+  const pool = new WorkerPool({ script: appPhp, size: 2 });
+  await pool.ready();
+  const counts = { healthy: 0, healthyFailed: 0, poison: 0 };
+  const until = performance.now() + ms;
+  const loop = async (payload, onDone) => {
+    while (performance.now() < until) onDone(await pool.run(payload).then(() => true, () => false));
+  };
+  await Promise.all([
+    ...Array.from({ length: healthyClients }, () => loop(SMALL, (ok) => (ok ? counts.healthy++ : counts.healthyFailed++))),
+    ...Array.from({ length: poisonClients }, () => loop('poison', () => counts.poison++)),
+  ]);
+  await pool.stop();
+  return { perSecond: counts.healthy / (ms / 1000), ...counts, crashed: pool.stats().crashed };
+}
+
+async function crashIsolation() {
+  const alone = [];
+  const beside = [];
+  const replaced = [];
+  let healthyFailed = 0;
+  for (let r = 0; r < ROUNDS; r++) {
+    const a = await poisonRun(0, 8, POISON_MS);
+    const b = await poisonRun(4, 8, POISON_MS);
+    alone.push(a.perSecond);
+    beside.push(b.perSecond);
+    replaced.push(b.crashed / (POISON_MS / 1000));
+    healthyFailed += a.healthyFailed + b.healthyFailed;
+  }
+  const [a, b] = [median(alone), median(beside)];
+  console.log(`\ncrash isolation: healthy tasks/s, 8 clients, pool of 2 PHP workers, median of ${ROUNDS} runs of ${POISON_MS} ms`);
+  console.log(`  alone                                        ${fmt(a)}`);
+  console.log(`  beside 4 clients whose task kills its worker ${fmt(b)}        ${(b / a).toFixed(4)}x`);
+  console.log(`  (workers lost and replaced: ${fmt(median(replaced)).trim()}/s; healthy tasks that failed, all runs: ${healthyFailed})`);
+}
+
 /** The C figure: its own process measures its own loop. */
 function cPingPong(payload, tasks) {
   return Number(execFileSync(cBinary, [String(tasks), String(payload.length)], { encoding: 'utf8' }));
@@ -213,6 +279,13 @@ const CONTENDERS = [
 const HAND_ROLLED = 4;
 
 try {
+  if (!POISON_ONLY) await roundTrips();
+  await crashIsolation();
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}
+
+async function roundTrips() {
   console.log(
     `worker-spawn: task round trips/s, median of ${ROUNDS} interleaved runs${QUICK ? ' (--quick: a smoke run, not figures)' : ''} ` +
       `(${availableParallelism()} CPUs, php ${execFileSync('php', ['-r', 'echo PHP_VERSION;'], { encoding: 'utf8' })})`,
@@ -244,6 +317,4 @@ try {
       console.log(`  ${name.padEnd(42)} ${fmt(value)}        ${(value / base).toFixed(2)}x        ${(value / limit).toFixed(2)}x`);
     }
   }
-} finally {
-  rmSync(dir, { recursive: true, force: true });
 }

@@ -180,7 +180,11 @@ inline int DupPrivate(Napi::Env env, int fd, const char* owner, const char* expe
     e.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
     throw e;
   }
-  int io = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  // At 3 or above: a process that closed 0-2 would otherwise find the
+  // duplicate there, where Node takes whatever it finds for its lazy
+  // process.stdin/stdout/stderr (a pidfd or socket at fd 2 breaks
+  // console.error).
+  int io = fcntl(fd, F_DUPFD_CLOEXEC, 3);
   if (io == -1) throw ErrnoError(env, errno, "fcntl");
   try {
     if (fds == nullptr) fds = new std::set<int>;

@@ -3,7 +3,7 @@
 // hatch, the source build, and the error on a platform the package has no
 // binary for. Needs `pnpm build` (the prebuilt binaries and dist/).
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -133,6 +133,25 @@ describe.each(NATIVE.map((n) => [n.dir, n] as const))('@folk/%s', (dir, { target
     const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8' });
     expect(r.stderr).toBe('');
     expect(r.stdout.trim()).toBe('true false');
+  });
+
+  it('names the platform whose binary it tried: missing from the installation, or there but not loadable here', () => {
+    // The other architecture's key is in the table; on this machine its
+    // binary is either absent (a partial build) or present and refused by dlopen.
+    const other = process.arch === 'x64' ? 'arm64' : 'x64';
+    const key = `linux-${other}-${detectLibc()}`;
+    const file = join(packages, dir, 'prebuilds', `linux-${other}`, `@folk+${dir}.${detectLibc()}.node`);
+    const pidfd = join(packages, 'pidfd', 'prebuilds', `${process.platform}-${process.arch}`, `@folk+pidfd.${detectLibc()}.node`);
+    const r = load(dir, dir === 'fd-inherit' ? { FOLK_PIDFD_BINARY: pidfd } : {}, `Object.defineProperty(process, 'arch', { value: '${other}' });`);
+    expect(r.platform).toBe(key);
+    if (existsSync(file)) {
+      expect(r.code).toBe('ERR_FOLK_BINARY_LOAD_FAILED');
+      expect(r.message).toContain(`the prebuilt binary for ${key} does not load`);
+    } else {
+      expect(r.code).toBe('ERR_FOLK_NO_BINARY');
+      expect(r.message).toContain(`the prebuilt binary for ${key} is not in this installation`);
+      expect(r.message).toContain('npx node-gyp rebuild --directory');
+    }
   });
 
   it('on a platform it has no binary for, says which, what it has, and how to build it', () => {

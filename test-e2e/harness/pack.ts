@@ -69,20 +69,16 @@ export type Installer = 'npm' | 'pnpm';
 export type Scripts = 'blocked' | 'approved' | 'ignored';
 
 /**
- * A fresh project depending on `pkg` alone (plus the tarballs of its @folk/
- * dependencies, which a user would get from the registry), installed with
- * `installer` on a PATH where no compiler runs.
+ * A fresh directory holding `pkg`'s tarball and those of the @folk/ packages
+ * it depends on (a user gets those from the registry), each named relative to
+ * it: `self` and `siblings` are `file:` specs for a manifest.
  */
-export function installAlone(
+export function projectWith(
   packed: Map<string, Packed>,
   pkg: Packed,
-  installer: Installer,
-  scripts: Scripts,
-  env: NodeJS.ProcessEnv,
-): { project: string; output: string } {
-  const project = mkdtempSync(join(tmpdir(), `folk-e2e-${pkg.dir}-${installer}-${scripts}-`));
-  // The tarball, and those of the @folk/ packages it depends on (a user gets
-  // those from the registry), sit in the project and are named relative to it.
+  prefix: string,
+): { project: string; self: string; siblings: Record<string, string> } {
+  const project = mkdtempSync(join(tmpdir(), prefix));
   const local = (p: Packed) => {
     copyFileSync(p.tarball, join(project, basename(p.tarball)));
     return `file:${basename(p.tarball)}`;
@@ -98,7 +94,23 @@ export function installAlone(
     }
   };
   visit(pkg);
-  const self = local(pkg);
+  return { project, self: local(pkg), siblings };
+}
+
+/**
+ * A fresh project depending on `pkg` alone (plus the tarballs of its @folk/
+ * dependencies, which a user would get from the registry), installed with
+ * `installer` on a PATH where no compiler runs.
+ */
+export function installAlone(
+  packed: Map<string, Packed>,
+  pkg: Packed,
+  installer: Installer,
+  scripts: Scripts,
+  env: NodeJS.ProcessEnv,
+  extraArgs: string[] = [],
+): { project: string; output: string } {
+  const { project, self, siblings } = projectWith(packed, pkg, `folk-e2e-${pkg.dir}-${installer}-${scripts}-`);
   const manifest: Record<string, unknown> = {
     name: 'folk-consumer',
     private: true,
@@ -121,6 +133,7 @@ export function installAlone(
       ? ['install', '--no-audit', '--no-fund', '--prefer-offline', '--foreground-scripts']
       : ['install', '--prefer-offline', '--reporter=append-only', '--config.side-effects-cache=false'];
   if (scripts === 'ignored') args.push('--ignore-scripts');
+  args.push(...extraArgs);
   const bin = installer === 'npm' ? 'npm' : pnpmBin();
   const r = spawnSync(bin, args, { cwd: project, env, encoding: 'utf8' });
   if (r.status !== 0) {

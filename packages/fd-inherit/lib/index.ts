@@ -102,8 +102,11 @@ export interface SpawnOptions {
   groups?: number[];
   /**
    * systemd socket activation: these parent fds arrive in the child at 3, 4,
-   * ... with LISTEN_FDS, LISTEN_FDNAMES (`'unknown'` for unnamed ones) and
-   * LISTEN_PID set to the child's own pid. Conflicts with `fds` at those numbers.
+   * ... with LISTEN_FDS, LISTEN_FDNAMES (`'unknown'` for unnamed ones),
+   * LISTEN_PID set to the child's own pid and, where the kernel can tell
+   * (Linux 6.9+), LISTEN_PIDFDID to the inode id of its pidfd, as systemd
+   * 258 does. Stale LISTEN_* variables in `env` are replaced (with `[]`,
+   * removed). Conflicts with `fds` at those numbers.
    */
   listenFds?: ListenFdOption[];
 }
@@ -111,12 +114,12 @@ export interface SpawnOptions {
 /** A child fd handed over by systemd (or anything else speaking the LISTEN_FDS protocol). */
 export interface ListenFd {
   fd: number;
-  /** From LISTEN_FDNAMES; `'unknown'` when it was not given. */
+  /** From LISTEN_FDNAMES (possibly `''`); `'unknown'` when LISTEN_FDNAMES is not set. */
   name: string;
 }
 
 export interface ListenFdsOptions {
-  /** Remove LISTEN_PID, LISTEN_FDS and LISTEN_FDNAMES from `process.env`, so no child of ours sees them. Default `true`. */
+  /** Remove LISTEN_PID, LISTEN_PIDFDID, LISTEN_FDS and LISTEN_FDNAMES from `process.env`, so no child of ours sees them. Default `true`. */
   unsetEnvironment?: boolean;
 }
 
@@ -202,6 +205,7 @@ const MESSAGES: Record<string, string> = {
   EBADF: 'bad file descriptor',
   EINVAL: 'invalid argument',
   ENOENT: 'no such file or directory',
+  ERANGE: 'result too large',
 };
 
 function systemError(code: string, syscall: string, what: string): ErrnoException {
@@ -400,53 +404,193 @@ function explainFcntl(err: unknown, fd: number): unknown {
 // systemd socket activation
 
 const SD_LISTEN_FDS_START = 3;
+const LISTEN_VARS = ['LISTEN_PID', 'LISTEN_PIDFDID', 'LISTEN_FDS', 'LISTEN_FDNAMES'] as const;
+
+// The numbers in the LISTEN_* variables are read exactly as libsystemd reads
+// them (parse_pid, safe_atou64 and safe_atoi in its parse-util.c, on top of
+// glibc's strtoull and strtol), so that what one accepts the other does too:
+// leading spaces, a sign, "0x" hex, a leading 0 for octal, and systemd's own
+// "0b" and "0o". test/listen-fds-libsystemd.test.ts holds the two side by side.
+
+type Parsed = { value: bigint } | { code: 'EINVAL' | 'ERANGE' };
+
+const U64_LIMIT = 2n ** 64n;
+const DIGITS: Record<number, RegExp> = { 2: /^[01]*/, 8: /^[0-7]*/, 10: /^[0-9]*/, 16: /^[0-9a-fA-F]*/ };
+const RADIX_PREFIX: Record<number, string> = { 2: '0b', 8: '0o', 10: '', 16: '0x' };
 
 /**
- * The fds this process was handed by socket activation (sd_listen_fds):
- * when LISTEN_PID is this process's pid, fds 3 .. 3 + LISTEN_FDS - 1, named
- * from LISTEN_FDNAMES. Each is made close-on-exec, so children do not
- * inherit them by accident. Returns `[]` when the variables are absent or
- * meant for another process (LISTEN_PID differs).
+ * glibc's strtol (`signed`) or strtoull asked to read all of `text`:
+ * C-locale spaces, a sign, digits (base 0: "0x" before a hex digit means
+ * hex, a leading 0 octal, else decimal). Overflow is ERANGE even with junk
+ * after the digits (the callers look at errno first); no digits, or junk, is
+ * EINVAL. strtoull negates a "-" number modulo 2^64, as C does.
+ */
+function strtoWhole(text: string, base: number, signed: boolean): Parsed {
+  let s = text.replace(/^[ \t\n\v\f\r]*/, '');
+  let negative = false;
+  if (s[0] === '+' || s[0] === '-') {
+    negative = s[0] === '-';
+    s = s.slice(1);
+  }
+  if ((base === 0 || base === 16) && /^0[xX][0-9a-fA-F]/.test(s)) {
+    base = 16;
+    s = s.slice(2);
+  } else if (base === 0) {
+    base = s[0] === '0' ? 8 : 10;
+  }
+  const digits = DIGITS[base]!.exec(s)![0];
+  if (digits === '') return { code: 'EINVAL' };
+  const magnitude = BigInt(RADIX_PREFIX[base] + digits);
+  const limit = signed ? 2n ** 63n - (negative ? 0n : 1n) : U64_LIMIT - 1n;
+  if (magnitude > limit) return { code: 'ERANGE' };
+  if (digits.length !== s.length) return { code: 'EINVAL' };
+  if (signed) return { value: negative ? -magnitude : magnitude };
+  return { value: negative && magnitude !== 0n ? U64_LIMIT - magnitude : magnitude };
+}
+
+/** What systemd does before strtol sees a number: skip its WHITESPACE, and take "0b"/"0o" as binary/octal (mangle_base). */
+function systemdNumber(text: string): { digits: string; base: number } {
+  const s = text.replace(/^[ \t\n\r]*/, '');
+  if (/^0[bB]/.test(s)) return { digits: s.slice(2), base: 2 };
+  if (/^0[oO]/.test(s)) return { digits: s.slice(2), base: 8 };
+  return { digits: s, base: 0 };
+}
+
+/** libsystemd's safe_atoi: an int. */
+function safeAtoi(text: string): Parsed {
+  const { digits, base } = systemdNumber(text);
+  const r = strtoWhole(digits, base, true);
+  if ('code' in r) return r;
+  return r.value < -(2n ** 31n) || r.value >= 2n ** 31n ? { code: 'ERANGE' } : r;
+}
+
+/** libsystemd's safe_atou64 (and safe_atolu, on 64-bit): strtoull, where "-" before a number other than 0 is ERANGE. */
+function safeAtou64(text: string): Parsed {
+  const { digits, base } = systemdNumber(text);
+  const r = strtoWhole(digits, base, false);
+  if ('code' in r) return r;
+  return r.value !== 0n && digits[0] === '-' ? { code: 'ERANGE' } : r;
+}
+
+/** libsystemd's parse_pid: safe_atolu, then a pid_t above 0 (ERANGE otherwise). */
+function parsePid(text: string): Parsed {
+  const r = safeAtou64(text);
+  if ('code' in r) return r;
+  const pid = BigInt.asIntN(32, r.value);
+  return BigInt.asUintN(64, pid) !== r.value || pid <= 0n ? { code: 'ERANGE' } : { value: pid };
+}
+
+/**
+ * LISTEN_FDNAMES as libsystemd splits it: at every ":", empty names kept
+ * (`a::b` is three names); a backslash takes the next character as it is
+ * (`a\:b` is one name, `a:b`). null for a lone backslash at the end
+ * (libsystemd's EINVAL).
+ */
+function splitFdNames(text: string): string[] | null {
+  const names: string[] = [];
+  let name = '';
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i]!;
+    if (c === '\\') {
+      if (i + 1 === text.length) return null;
+      name += text[++i];
+    } else if (c === ':') {
+      names.push(name);
+      name = '';
+    } else {
+      name += c;
+    }
+  }
+  names.push(name);
+  return names;
+}
+
+function listenError(code: string, what: string): ErrnoException {
+  return systemError(code, 'listenFds', what);
+}
+
+/** What a LISTEN_* variable that does not parse is, for the message. */
+function unreadable(name: string, text: string, code: 'EINVAL' | 'ERANGE', kind: string): ErrnoException {
+  const problem = code === 'ERANGE' ? `out of range for ${kind}` : `not ${kind}`;
+  return listenError(code, `${name} is ${problem}: ${JSON.stringify(text)}`);
+}
+
+/**
+ * sd_listen_fds: the number of fds handed to this process (0 when the
+ * variables are missing or meant for another one), each made close-on-exec.
+ */
+function listenFdCount(pidText?: string, pidfdidText?: string, countText?: string): number {
+  if (pidText === undefined) return 0;
+  const pid = parsePid(pidText);
+  if ('code' in pid) throw unreadable('LISTEN_PID', pidText, pid.code, 'a pid');
+  if (pid.value !== BigInt(process.pid)) return 0;
+  if (pidfdidText !== undefined) {
+    const id = safeAtou64(pidfdidText);
+    if ('code' in id) throw unreadable('LISTEN_PIDFDID', pidfdidText, id.code, 'a pidfd inode id');
+    // Another process that got our pid (in another pid namespace, or after
+    // the intended one exited): not for us. Where the kernel cannot tell,
+    // LISTEN_PID alone decides, as in libsystemd.
+    const own = native.selfPidfdInodeId();
+    if (own !== null && BigInt(own) !== id.value) return 0;
+  }
+  if (countText === undefined) return 0;
+  const count = safeAtoi(countText);
+  if ('code' in count) throw unreadable('LISTEN_FDS', countText, count.code, 'a number of fds');
+  if (count.value <= 0n || count.value > BigInt(INT32_MAX - SD_LISTEN_FDS_START)) {
+    throw unreadable('LISTEN_FDS', countText, 'EINVAL', 'a number of fds (1 or more)');
+  }
+  const n = Number(count.value);
+  for (let fd = SD_LISTEN_FDS_START; fd < SD_LISTEN_FDS_START + n; fd++) {
+    try {
+      native.setCloexec(fd, true);
+    } catch (err) {
+      if ((err as ErrnoException).code !== 'EBADF') throw explainFcntl(err, fd);
+      throw listenError('EBADF', `LISTEN_FDS=${n} promises fds ${SD_LISTEN_FDS_START}-${SD_LISTEN_FDS_START + n - 1}, but fd ${fd} is not open`);
+    }
+  }
+  return n;
+}
+
+/**
+ * The fds this process was handed by socket activation, read as libsystemd's
+ * sd_listen_fds_with_names reads them: when LISTEN_PID is this process's
+ * pid (and LISTEN_PIDFDID, when set, the inode id of its pidfd), fds
+ * 3 .. 3 + LISTEN_FDS - 1, named from LISTEN_FDNAMES (`'unknown'` when it is
+ * not set). Each is made close-on-exec, so children do not inherit them by
+ * accident. Returns `[]` when the variables are absent or meant for another
+ * process.
  *
- * @throws an `EINVAL` Error when LISTEN_FDS is not a number; `EBADF` when a
- * promised fd is not open.
+ * @throws an `EINVAL` Error when a variable does not parse, LISTEN_FDS is 0
+ * or less, or LISTEN_FDNAMES does not name exactly LISTEN_FDS fds; `ERANGE`
+ * for a number out of range; `EBADF` when a promised fd is not open.
  */
 export function listenFds(options?: ListenFdsOptions): ListenFd[] {
   const unset = optionalBoolean(optionsObject(options), 'unsetEnvironment', true);
   const env = process.env;
-  const pidText = env['LISTEN_PID'];
-  const countText = env['LISTEN_FDS'];
-  const namesText = env['LISTEN_FDNAMES'];
-  if (unset) {
-    delete env['LISTEN_PID'];
-    delete env['LISTEN_FDS'];
-    delete env['LISTEN_FDNAMES'];
+  const [pidText, pidfdidText, countText, namesText] = LISTEN_VARS.map((name) => env[name]);
+  // libsystemd removes them whatever it finds in them, errors included.
+  if (unset) for (const name of LISTEN_VARS) delete env[name];
+  // libsystemd's order: the names are split first, and counted last, after
+  // the fds were made close-on-exec.
+  const names = namesText === undefined ? undefined : splitFdNames(namesText);
+  if (names === null) throw listenError('EINVAL', `LISTEN_FDNAMES ends in a lone backslash: ${JSON.stringify(namesText)}`);
+  const count = listenFdCount(pidText, pidfdidText, countText);
+  if (count === 0) return [];
+  if (names !== undefined && names.length !== count) {
+    throw listenError('EINVAL', `LISTEN_FDNAMES has ${names.length} names for LISTEN_FDS=${count}: ${JSON.stringify(namesText)}`);
   }
-  if (pidText === undefined || countText === undefined) return [];
-  if (!/^[0-9]+$/.test(pidText) || Number(pidText) !== process.pid) return [];
-  if (!/^[0-9]+$/.test(countText) || Number(countText) > INT32_MAX - SD_LISTEN_FDS_START) {
-    throw systemError('EINVAL', 'listenFds', `LISTEN_FDS is not a number of fds: '${countText}'`);
-  }
-  const count = Number(countText);
-  const names = namesText === undefined || namesText === '' ? [] : namesText.split(':');
-  const result: ListenFd[] = [];
-  for (let i = 0; i < count; i++) {
-    const fd = SD_LISTEN_FDS_START + i;
-    try {
-      native.setCloexec(fd, true);
-    } catch (err) {
-      throw explainFcntl(err, fd);
-    }
-    result.push({ fd, name: names[i] || 'unknown' });
-  }
-  return result;
+  return Array.from({ length: count }, (_, i) => ({ fd: SD_LISTEN_FDS_START + i, name: names?.[i] ?? 'unknown' }));
 }
 
-/** systemd's rule for a name in LISTEN_FDNAMES (fdname_is_valid). */
+/**
+ * systemd's rule for a name in LISTEN_FDNAMES (fdname_is_valid: up to 255
+ * printable ASCII characters, empty allowed, no ":"), less the backslash,
+ * which libsystemd reads as an escape: the child would see another name.
+ */
 function validateListenName(value: unknown, name: string): string {
   if (typeof value !== 'string') throw invalidArgType(name, 'of type string', value);
-  if (!/^[\x20-\x39\x3b-\x7e]{1,255}$/.test(value)) {
-    throw invalidArgValue(name, 'must be 1-255 printable ASCII characters without ":"', value);
+  if (!/^[\x20-\x39\x3b-\x5b\x5d-\x7e]{0,255}$/.test(value)) {
+    throw invalidArgValue(name, 'must be at most 255 printable ASCII characters, without ":" or "\\"', value);
   }
   return value;
 }
@@ -743,12 +887,21 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
     }
   }
 
+  // Socket activation as systemd sets it up: stale LISTEN_* variables
+  // never reach the child; with fds, LISTEN_PID and LISTEN_PIDFDID are
+  // filled in by the child itself (see ChildMain). Without fds, none is set:
+  // libsystemd takes LISTEN_FDS=0 for an error.
   let listenPidIndex = -1;
+  let listenPidfdidIndex = -1;
   if (envp !== null && opts['listenFds'] !== undefined) {
-    const kept = envp.filter((e) => !/^LISTEN_(PID|FDS|FDNAMES)=/.test(e));
+    const kept = envp.filter((e) => !/^LISTEN_(PID|PIDFDID|FDS|FDNAMES)=/.test(e));
     envp.length = 0;
-    envp.push(...kept, `LISTEN_FDS=${listenNames.length}`, `LISTEN_FDNAMES=${listenNames.join(':')}`, 'LISTEN_PID=');
-    listenPidIndex = envp.length - 1;
+    envp.push(...kept);
+    if (listenNames.length > 0) {
+      envp.push(`LISTEN_FDS=${listenNames.length}`, `LISTEN_FDNAMES=${listenNames.join(':')}`, 'LISTEN_PID=', 'LISTEN_PIDFDID=');
+      listenPidIndex = envp.length - 2;
+      listenPidfdidIndex = envp.length - 1;
+    }
   }
 
   const pdeathsig = opts['pdeathsig'] === undefined ? 0 : signalNumber(opts['pdeathsig'], 'options.pdeathsig');
@@ -829,6 +982,7 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
     argv: [argv0, ...argList],
     envp,
     listenPidIndex,
+    listenPidfdidIndex,
     cwd,
     targets: [],
     sources: [],

@@ -11,6 +11,8 @@ export interface NativeSpawnPlan {
   envp: string[] | null;
   /** Index in envp of the string "LISTEN_PID=", whose value the child fills with its pid; -1 for none. */
   listenPidIndex: number;
+  /** Index in envp of "LISTEN_PIDFDID=", which must be the last entry: the child fills in its pidfd's inode id, or drops the entry when the kernel cannot tell; -1 for none. */
+  listenPidfdidIndex: number;
   cwd: string | null;
   /** Child fd numbers, their parent fds (DEV_NULL for /dev/null, opened by the binding), and whether a closed parent fd just leaves it closed (inherited stdio). */
   targets: number[];
@@ -93,6 +95,8 @@ export interface NativeBinding {
   pipe(): [number, number];
   /** close(2), for the ends pipe() made (fs.closeSync would make a worker thread warn about an fd it did not open). */
   close(fd: number): void;
+  /** The inode id of a pidfd for this process (pidfs, Linux 6.9+) in decimal, as LISTEN_PIDFDID holds it; null when the kernel cannot tell. */
+  selfPidfdInodeId(): string | null;
   /** SIGKILL, reap and close the pidfd of a child spawn() could not hand out. */
   killAndReap(pid: number, pidfd: number): void;
   getCloexec(fd: number): boolean;

@@ -83,10 +83,13 @@ std::vector<char*> Pointers(std::vector<std::string>& strings) {
 // A source fd number in the plan that stands for /dev/null.
 constexpr int kDevNull = -2;
 
-// LISTEN_PID's value is written by the child once it knows its pid; the
-// plan's "LISTEN_PID=" gets room for it.
+// LISTEN_PID's and LISTEN_PIDFDID's values are written by the child once it
+// knows them; the plan's "LISTEN_PID=" and "LISTEN_PIDFDID=" get room for
+// any pid or inode id (20 digits) and a NUL.
 constexpr char kListenPid[] = "LISTEN_PID=";
 constexpr size_t kListenPidPrefix = sizeof(kListenPid) - 1;
+constexpr char kListenPidfdid[] = "LISTEN_PIDFDID=";
+constexpr size_t kListenPidfdidPrefix = sizeof(kListenPidfdid) - 1;
 
 // Closes its fd when the scope ends, also when a JavaScript exception unwinds it.
 struct OwnedFd {
@@ -113,7 +116,8 @@ struct SpawnRequest {
   std::vector<std::string> envp;
   std::string cwd;
   bool has_cwd = false;
-  int32_t listen_pid_index = -1;  // of "LISTEN_PID=" in envp, or -1
+  int32_t listen_pid_index = -1;      // of "LISTEN_PID=" in envp, or -1
+  int32_t listen_pidfdid_index = -1;  // of "LISTEN_PIDFDID=", the last entry, or -1
   std::vector<folk::FdMove> moves;
   std::vector<int> keep;
   OwnedFd dev_null;  // opened for a kDevNull source; closed once the spawn is over
@@ -150,7 +154,17 @@ void ReadProgram(const Napi::Object& plan, SpawnRequest* r) {
     if (i >= r->envp.size() || r->envp[i] != kListenPid) {
       throw Napi::RangeError::New(env, "spawn plan: listenPidIndex must point at \"LISTEN_PID=\"");
     }
-    r->envp[i].resize(kListenPidPrefix + 21, '\0');  // any pid's digits and a NUL
+    r->envp[i].resize(kListenPidPrefix + 21, '\0');
+  }
+  // Last: where the kernel cannot tell, the child ends the environment just
+  // before it.
+  r->listen_pidfdid_index = IntProp(plan, "listenPidfdidIndex");
+  if (r->listen_pidfdid_index >= 0) {
+    size_t i = static_cast<size_t>(r->listen_pidfdid_index);
+    if (i + 1 != r->envp.size() || r->envp[i] != kListenPidfdid) {
+      throw Napi::RangeError::New(env, "spawn plan: listenPidfdidIndex must point at \"LISTEN_PIDFDID=\", the last entry");
+    }
+    r->envp[i].resize(kListenPidfdidPrefix + 21, '\0');
   }
   Napi::Value cwd = plan.Get("cwd");
   r->has_cwd = cwd.IsString();
@@ -203,6 +217,9 @@ void ReadFds(const Napi::Object& plan, SpawnRequest* r) {
       if (r->dev_null.fd == -1) {
         r->dev_null.fd = open("/dev/null", O_RDWR | O_CLOEXEC);
         if (r->dev_null.fd == -1) throw ErrnoError(env, errno, "open");
+        int moved = folk::MoveAboveStdio(r->dev_null.fd);
+        if (moved == -1) throw ErrnoError(env, errno, "fcntl");
+        r->dev_null.fd = moved;
       }
       source = r->dev_null.fd;
     }
@@ -268,6 +285,11 @@ void Point(SpawnRequest* r) {
   p.envp = r->envp_ptrs.data();
   p.cwd = r->has_cwd ? r->cwd.c_str() : nullptr;
   p.listen_pid = r->listen_pid_index >= 0 ? &r->envp[static_cast<size_t>(r->listen_pid_index)][kListenPidPrefix] : nullptr;
+  if (r->listen_pidfdid_index >= 0) {
+    size_t i = static_cast<size_t>(r->listen_pidfdid_index);
+    p.listen_pidfdid = &r->envp[i][kListenPidfdidPrefix];
+    p.listen_pidfdid_slot = &r->envp_ptrs[i];
+  }
   p.moves = r->moves.data();
   p.nmoves = static_cast<int>(r->moves.size());
   p.keep = r->keep.data();
@@ -299,11 +321,22 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   return result;
 }
 
-// pipe(): [readEnd, writeEnd], both CLOEXEC.
+// pipe(): [readEnd, writeEnd], both CLOEXEC and both at 3 or above (see
+// MoveAboveStdio).
 Napi::Value Pipe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) == -1) throw ErrnoError(env, errno, "pipe2");
+  for (int& fd : fds) {
+    int moved = folk::MoveAboveStdio(fd);
+    if (moved == -1) {
+      int err = errno;
+      close(fds[0]);
+      close(fds[1]);
+      throw ErrnoError(env, err, "fcntl");
+    }
+    fd = moved;
+  }
   Napi::Array pair = Napi::Array::New(env, 2);
   pair.Set(uint32_t(0), Napi::Number::New(env, fds[0]));
   pair.Set(uint32_t(1), Napi::Number::New(env, fds[1]));
@@ -336,6 +369,14 @@ Napi::Value SetCloexec(const Napi::CallbackInfo& info) {
   int next = on ? (flags | FD_CLOEXEC) : (flags & ~FD_CLOEXEC);
   if (next != flags && fcntl(fd, F_SETFD, next) == -1) throw ErrnoError(info.Env(), errno, "fcntl");
   return info.Env().Undefined();
+}
+
+// selfPidfdInodeId(): the inode id of this process's pidfd as a decimal
+// string (it may not fit a double), or null when the kernel cannot tell.
+Napi::Value SelfPidfdInodeIdValue(const Napi::CallbackInfo& info) {
+  uint64_t id;
+  if (!folk::SelfPidfdInodeId(&id)) return info.Env().Null();
+  return Napi::String::New(info.Env(), std::to_string(id));
 }
 
 // killAndReap(pid, pidfd): for a child spawn() cannot hand out after all.
@@ -400,6 +441,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("getCloexec", Napi::Function::New(env, GetCloexec, "getCloexec"));
   exports.Set("setCloexec", Napi::Function::New(env, SetCloexec, "setCloexec"));
   exports.Set("killAndReap", Napi::Function::New(env, KillAndReap, "killAndReap"));
+  exports.Set("selfPidfdInodeId", Napi::Function::New(env, SelfPidfdInodeIdValue, "selfPidfdInodeId"));
   exports.Set("testing", TestingHooks(env));
 
   Napi::Object rlimits = Napi::Object::New(env);

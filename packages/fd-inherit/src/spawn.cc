@@ -66,7 +66,11 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+// struct statx and STATX_INO for the raw statx below: glibc's <sys/stat.h>
+// has them (from this very header), musl before 1.2.5 does not.
+#include <linux/stat.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <sys/types.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -108,6 +112,9 @@ constexpr size_t kStackSize = 64 * 1024;
 // The close() loop for kernels without close_range stops here (the kernel's
 // default fs.nr_open).
 constexpr unsigned int kCloseLoopCap = 1U << 20;
+
+// statfs f_type of pidfs (PID_FS_MAGIC, Linux 6.9), where pidfds live.
+constexpr long kPidfsMagic = 0x50494446;
 
 // struct clone_args, VER0 (Linux 5.3): declared here so the build does not
 // depend on how new the machine's kernel headers are.
@@ -283,11 +290,11 @@ int CloseOthers(ChildPlan* p) {
   return CloseRange(p, lo, ~0U);
 }
 
-// Decimal digits of pid into out (which has room for 21 bytes), no libc.
-void FormatPid(char* out, long pid) {
+// Decimal digits of v into out (which has room for 21 bytes: 20 digits and
+// the NUL), no libc.
+void FormatDecimal(char* out, uint64_t v) {
   char digits[24];
   int n = 0;
-  unsigned long v = static_cast<unsigned long>(pid);
   do {
     digits[n++] = static_cast<char>('0' + v % 10);
     v /= 10;
@@ -300,6 +307,21 @@ struct KernelRlimit {
   uint64_t soft;
   uint64_t hard;
 };
+
+// LISTEN_PIDFDID, as systemd sets it: the id of our own pidfd, found by
+// the child itself (the parent's pidfd for it has the same inode, but the
+// parent runs again only after execve). Where the kernel cannot tell, the
+// variable is left out, as systemd leaves it out: readers then go by
+// LISTEN_PID alone.
+void SetListenPidfdid(const ChildPlan* p) {
+  if (p->listen_pidfdid == nullptr) return;
+  uint64_t id;
+  if (SelfPidfdInodeId(&id)) {
+    FormatDecimal(p->listen_pidfdid, id);
+  } else {
+    *p->listen_pidfdid_slot = nullptr;
+  }
+}
 
 // Caught signals back to SIG_DFL (unless the kernel did it), and those the
 // plan names too: ignored signals survive exec by design, but Node ignores
@@ -338,6 +360,8 @@ int ChildMain(void* arg) {
   ChildPlan* p = static_cast<ChildPlan*>(arg);
   int step = kStepNone;
 
+  // First, while every fd number is still free to use and no rlimit applies.
+  SetListenPidfdid(p);
   ResetSignals(p);
 
   step = kStepSetsid;
@@ -383,7 +407,7 @@ int ChildMain(void* arg) {
 
   // Our pid is known only now. getpid(2) directly: the child shares the
   // parent's TLS, so no libc pid cache could be trusted here.
-  if (p->listen_pid != nullptr) FormatPid(p->listen_pid, syscall(SYS_getpid));
+  if (p->listen_pid != nullptr) FormatDecimal(p->listen_pid, static_cast<uint64_t>(syscall(SYS_getpid)));
 
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &p->old_mask, nullptr, kSigsetSize);
 
@@ -523,6 +547,7 @@ const char* StepName(int step) {
     case kStepStack: return "mmap";
     case kStepClone: return "clone";
     case kStepPidfdOpen: return "pidfd_open";
+    case kStepPidfdMove: return "fcntl";
     case kStepSetsid: return "setsid";
     case kStepChdir: return "chdir";
     case kStepDup: return "dup2";
@@ -536,6 +561,27 @@ const char* StepName(int step) {
     case kStepExecve: return "execve";
     default: return "spawn";
   }
+}
+
+bool SelfPidfdInodeId(uint64_t* id) {
+  long fd = syscall(SYS_pidfd_open, syscall(SYS_getpid), 0);
+  if (fd < 0) return false;
+  // statx, not fstat: see the glibc note in @folk/pidfd's IdentifyFile.
+  struct statfs fs;
+  struct statx sx;
+  bool known = syscall(SYS_fstatfs, fd, &fs) == 0 && static_cast<long>(fs.f_type) == kPidfsMagic &&
+               syscall(SYS_statx, fd, "", AT_EMPTY_PATH, STATX_INO, &sx) == 0 && (sx.stx_mask & STATX_INO) != 0;
+  syscall(SYS_close, fd);
+  if (known) *id = sx.stx_ino;
+  return known;
+}
+
+int MoveAboveStdio(int fd) {
+  if (fd > STDERR_FILENO) return fd;
+  int moved = fcntl(fd, F_DUPFD_CLOEXEC, STDERR_FILENO + 1);
+  if (moved == -1) return -1;
+  close(fd);
+  return moved;
 }
 
 void KillAndReap(pid_t pid, int pidfd) {
@@ -598,8 +644,18 @@ int SpawnChild(ChildPlan* p, SpawnOutcome* out) {
     out->step = p->step;
     return -1;
   }
+
+  // The kernel gave the pidfd the lowest free number, 0-2 when those are
+  // closed.
+  int moved = MoveAboveStdio(pidfd);
+  if (moved == -1) {
+    out->err = errno;
+    out->step = kStepPidfdMove;
+    KillAndReap(pid, pidfd);
+    return -1;
+  }
   out->pid = pid;
-  out->pidfd = pidfd;
+  out->pidfd = moved;
   return 0;
 }
 

@@ -29,6 +29,7 @@ enum Step : int {
   kStepStack,      // mmap of the child's stack (parent)
   kStepClone,      // clone3 / clone (parent)
   kStepPidfdOpen,  // pidfd_open after a clone without CLONE_PIDFD (parent)
+  kStepPidfdMove,  // F_DUPFD_CLOEXEC of the pidfd above fd 2 (parent)
   kStepSetsid,
   kStepChdir,
   kStepDup,         // F_DUPFD_CLOEXEC / dup2 / fcntl while placing fds
@@ -45,7 +46,8 @@ enum Step : int {
 const char* StepName(int step);
 
 // Everything the child does, decided and allocated by the parent before the
-// clone. The child only reads this (and writes `temp`, `listen_pid`, `err`).
+// clone. The child only reads this (and writes `temp`, `listen_pid`,
+// `listen_pidfdid`, `*listen_pidfdid_slot`, `err`).
 struct ChildPlan {
   const char* path;    // absolute or relative to cwd; no PATH search here
   char* const* argv;   // NULL-terminated
@@ -77,6 +79,11 @@ struct ChildPlan {
   uint64_t default_signals;  // bit n-1: set signal n to SIG_DFL even if the parent ignores it
 
   char* listen_pid;     // nullptr, or 21 bytes inside an envp string to hold the child's pid
+  // nullptr, or 21 bytes inside the last envp string for the child's pidfd
+  // inode id (LISTEN_PIDFDID); when the kernel cannot tell, the child ends
+  // the environment before that string instead, through listen_pidfdid_slot.
+  char* listen_pidfdid;
+  char** listen_pidfdid_slot;
 
   // Filled in by SpawnChild for the child.
   bool reset_handlers;  // false when the kernel already did it (CLONE_CLEAR_SIGHAND)
@@ -100,6 +107,23 @@ struct SpawnOutcome {
 // failure no child is left behind (a child that failed before execve is
 // reaped here) and no fd is leaked.
 int SpawnChild(ChildPlan* plan, SpawnOutcome* out);
+
+// fd itself when it is 3 or above; otherwise a CLOEXEC duplicate at 3 or
+// above, with fd closed. -1 (errno set, fd still open and the caller's) when
+// no number is left. Every fd the spawn path creates in the parent goes
+// through this: with 0-2 closed, the kernel hands out those numbers first,
+// and Node takes whatever it finds at 0-2 for its stdio (its lazy
+// process.stderr wraps a pipe end at fd 2 and throws EEXIST).
+// child_process keeps its fds at 3 and above too.
+int MoveAboveStdio(int fd);
+
+// The inode id of a pidfd for the calling process, as systemd sets and
+// checks LISTEN_PIDFDID: on pidfs (Linux 6.9+) every pidfd for a process
+// has the same inode, whose 64-bit number no other process gets while the
+// system runs. False when the kernel cannot tell (no pidfs: one inode for
+// all pidfds; no pidfd_open before 5.3; out of fds). Plain system calls
+// only, so the child can call it before execve.
+bool SelfPidfdInodeId(uint64_t* id);
 
 // For a child that cannot be handed out after all: SIGKILL it, reap it and
 // close its pidfd, so it leaves no zombie.

@@ -2,14 +2,14 @@
 // whose own child, ls, lists /proc/<shell>/fd while the shell waits. dash
 // opens nothing of its own for `sh -c`, so the listing is exactly the table
 // the program was started with.
-import { closeSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
 import { setInheritable, spawn, type SpawnOptions } from '../lib/index.js';
-import { DIST, fdLimit, hasCloexec, link, openFds, outputOf, readAll, requireDist } from './helpers.js';
+import { DIST, fdLimit, hasCloexec, link, openFds, outputOf, readAll, requireDist, withTempDir } from './helpers.js';
 import { tmpdir } from 'node:os';
 
 /** Spawn a shell with `options` and return its fd table as it saw it: fd -> target. */
@@ -229,9 +229,10 @@ describe('stdio', () => {
 
   it('a stdio fd closed in the parent stays closed in the child; no pipe of ours passes for a closed fd', async () => {
     requireDist();
-    // A Node parent that closed its fd 0: the pipe spawn makes for stdout
-    // gets number 0 there. It must neither become the child's stdin nor be
-    // taken for the closed fd 0 named in fds or stdin.
+    // A Node parent that closed its fd 0: the lowest free number, which a
+    // pipe end or /dev/null opened for the spawn would get if they were not
+    // moved above 2. None of them may become the child's stdin or be taken
+    // for the closed fd 0 named in fds or stdin.
     const parent = `
       const { closeSync } = require('node:fs');
       const { spawn } = require(${JSON.stringify(DIST)});
@@ -244,7 +245,7 @@ describe('stdio', () => {
           return e.code + ' ' + e.message;
         }
       };
-      // While fd 0 is still free (the pipe of the child below will take it).
+      // While fd 0 is still free.
       const mapped = failure({ fds: { 3: 0 } });
       const stdin = failure({ stdin: 0 });
       const child = spawn('/bin/sh', ['-c', 'ls -l /proc/$$/fd'], { stdout: 'pipe', stderr: 'ignore' });
@@ -267,6 +268,77 @@ describe('stdio', () => {
     expect(table.get(2)).toBe('/dev/null');
     expect(report.mapped).toBe("EBADF EBADF: bad file descriptor, spawn '/bin/true' (fd 0 for child fd 3 is not open)");
     expect(report.stdin).toBe("EBADF EBADF: bad file descriptor, spawn '/bin/true' (fd 0 for child fd 0 is not open)");
+  });
+
+  it('with 0-2 closed in the parent, none of its pipe ends or pidfds takes their numbers (Node would take them for stdio)', async () => {
+    requireDist();
+    // A pipe end at fd 2 is what Node's lazy process.stderr wraps: net.Socket
+    // then dies with "open EEXIST", here as soon as the stdout stream ends
+    // (its destroy looks at process.stderr). child_process keeps its ends at
+    // 3 and above, and so must we, for the pidfd as well.
+    const report = await withTempDir(async (tmp) => {
+      const file = join(tmp, 'report.json');
+      const parent = `
+        const fs = require('node:fs');
+        const { spawn } = require(${JSON.stringify(DIST)});
+        const report = fs.openSync(${JSON.stringify(file)}, 'w');
+        // What is at 0-2, with the target (readdirSync's own directory fd takes one of them).
+        const low = () =>
+          [0, 1, 2].flatMap((fd) => {
+            try {
+              return [fd + ' ' + fs.readlinkSync('/proc/self/fd/' + fd)];
+            } catch {
+              return [];
+            }
+          });
+        const result = { low: [] };
+        process.on('uncaughtException', (e) => {
+          result.uncaught = String(e && e.message);
+          fs.writeSync(report, JSON.stringify(result));
+          process.exit(3);
+        });
+        // libuv reserves an fd (/dev/null) for its EMFILE handling when the
+        // first stream is made: a spawn with a pipe does that here, while 0-2
+        // are still open, so the reservation does not take one of them below.
+        spawn('/bin/true', [], { stdout: 'pipe' });
+        fs.closeSync(0);
+        fs.closeSync(1);
+        fs.closeSync(2);
+        const child = spawn('/bin/sh', ['-c', 'cat; echo err >&2'], { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' });
+        const ignored = spawn('/bin/true', [], { stdin: 'ignore', stdout: 'ignore', stderr: 'ignore' });
+        result.low = low();
+        result.ends = [child.stdin, child.stdout, child.stderr].map((s) => s._handle.fd);
+        result.pidfds = [child.pidfd.fd, ignored.pidfd.fd];
+        let out = '';
+        let err = '';
+        child.stdout.on('data', (d) => (out += d));
+        child.stderr.on('data', (d) => (err += d));
+        child.stdin.end('x\\n');
+        Promise.all([child.wait(), ignored.wait()]).then(([exit, other]) => {
+          setImmediate(() => {
+            result.child = { out, err, code: exit.code, ignoredCode: other.code };
+            console.error('process.stderr works');
+            result.lowAfter = low();
+            fs.writeSync(report, JSON.stringify(result));
+          });
+        });`;
+      const child = spawn(process.execPath, ['-e', parent], { stderr: 'pipe' });
+      const [stderr, exit] = await Promise.all([readAll(child.stderr), child.wait()]);
+      child.pidfd.close();
+      const written = JSON.parse(readFileSync(file, 'utf8')) as { ends?: number[]; pidfds?: number[] };
+      return { exit: exit.code, stderr, ends: [], pidfds: [], ...written };
+    });
+    expect(report).toMatchObject({
+      exit: 0,
+      stderr: '',
+      low: [],
+      child: { out: 'x\n', err: 'err\n', code: 0, ignoredCode: 0 },
+      lowAfter: [],
+    });
+    expect(report).not.toHaveProperty('uncaught');
+    expect(report.ends).toHaveLength(3);
+    expect(report.pidfds).toHaveLength(2);
+    for (const fd of [...report.ends, ...report.pidfds]) expect(fd).toBeGreaterThanOrEqual(3);
   });
 
   it('leaves no fd behind in the parent', async () => {

@@ -1,6 +1,8 @@
 // Shared by the test files: what a process has open, what its children are,
 // and small ways to run a child to completion.
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { O_CLOEXEC, errorOf as errorOfAny, fdFlags } from '@folk/test-support';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -79,3 +81,18 @@ export const DIST = fileURLToPath(new URL('../dist/index.js', import.meta.url));
 export function requireDist(): void {
   if (!existsSync(DIST)) throw new Error(`${DIST} is missing: run "pnpm run build" in packages/fd-inherit first`);
 }
+
+/**
+ * Why libsystemd cannot serve as an oracle here (python3 or libsystemd.so.0
+ * missing), or null when it can: tests call it through Python's ctypes.
+ */
+export function libsystemdMissing(): string | null {
+  const probe = spawnSync('python3', ['-c', 'import ctypes; ctypes.CDLL("libsystemd.so.0")'], { encoding: 'utf8' });
+  if (probe.error) return `python3 cannot be run (${(probe.error as NodeJS.ErrnoException).code})`;
+  if (probe.status !== 0) return `libsystemd.so.0 cannot be loaded: ${probe.stderr.trim().split('\n').pop()}`;
+  return null;
+}
+
+/** The inode id of the pidfd `fd` as LISTEN_PIDFDID holds it (pidfs, Linux 6.9+); null where the kernel cannot tell. */
+export const pidfdInodeId = (createRequire(import.meta.url)('./fixtures/pidfd-id.cjs') as { pidfdInodeId(fd: number): string | null })
+  .pidfdInodeId;

@@ -2,15 +2,15 @@
 // listenFds() reading them; checked against systemd-socket-activate, which
 // both consumes LISTEN_FDS (it verifies LISTEN_PID, then passes the fds on)
 // and produces them.
-import { existsSync } from 'node:fs';
+import { closeSync, existsSync, openSync } from 'node:fs';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { once } from 'node:events';
 import type { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
-import { listenFds, spawn, type Subprocess } from '../lib/index.js';
-import { DIST, requireDist, withTempDir } from './helpers.js';
+import { PidFd, listenFds, spawn, type Subprocess } from '../lib/index.js';
+import { DIST, libsystemdMissing, outputOf, pidfdInodeId, requireDist, withTempDir } from './helpers.js';
 
 const CHILD = fileURLToPath(new URL('./fixtures/listen-child.cjs', import.meta.url));
 const ACTIVATE = '/usr/bin/systemd-socket-activate';
@@ -18,7 +18,9 @@ const hasActivate = existsSync(ACTIVATE);
 
 interface Report {
   pid: number;
-  envBefore: { LISTEN_PID?: string; LISTEN_FDS?: string };
+  /** The inode id of the child's own pidfd, as it found it; null where the kernel cannot tell. */
+  pidfdId: string | null;
+  envBefore: { LISTEN_PID?: string; LISTEN_PIDFDID?: string; LISTEN_FDS?: string; LISTEN_FDNAMES?: string };
   fds: Array<{ fd: number; name: string }>;
   inheritable: boolean[];
   envAfter: Record<string, string | undefined>;
@@ -82,7 +84,7 @@ async function finish(child: Subprocess): Promise<void> {
 }
 
 describe('listenFds option of spawn', () => {
-  it('hands fds at 3, 4 with LISTEN_FDS, LISTEN_FDNAMES and LISTEN_PID = the child pid', async () => {
+  it('hands fds at 3, 4 with LISTEN_FDS, LISTEN_FDNAMES, LISTEN_PID = the child pid and LISTEN_PIDFDID = its pidfd inode id', async () => {
     requireDist();
     {
       const one = await listeningFd();
@@ -90,20 +92,29 @@ describe('listenFds option of spawn', () => {
       const child = spawn(process.execPath, [CHILD, DIST], {
         listenFds: [{ fd: one.fd, name: 'web' }, two.fd],
         stdout: 'pipe',
-        env: { ...process.env, LISTEN_PID: '1', LISTEN_FDS: '9' }, // stale values are replaced
+        // Stale values are replaced; a stale LISTEN_PIDFDID would make the child refuse the fds.
+        env: { ...process.env, LISTEN_PID: '1', LISTEN_FDS: '9', LISTEN_PIDFDID: '1', LISTEN_FDNAMES: 'x' },
       });
       one.server.close();
       two.server.close();
       try {
         const report = JSON.parse(await firstLine(child.stdout!)) as Report;
         expect(report.pid).toBe(child.pid);
-        expect(report.envBefore).toEqual({ LISTEN_PID: String(child.pid), LISTEN_FDS: '2' });
+        // The same inode as the pidfd we hold for the child; left out where the kernel cannot tell.
+        const pidfdId = pidfdInodeId(child.pidfd.fd);
+        expect(report.pidfdId).toBe(pidfdId);
+        expect(report.envBefore).toEqual({
+          LISTEN_PID: String(child.pid),
+          LISTEN_PIDFDID: pidfdId ?? undefined,
+          LISTEN_FDS: '2',
+          LISTEN_FDNAMES: 'web:unknown',
+        });
         expect(report.fds).toEqual([
           { fd: 3, name: 'web' },
           { fd: 4, name: 'unknown' },
         ]);
         expect(report.inheritable).toEqual([false, false]);
-        expect(report.envAfter).toEqual({ LISTEN_PID: undefined, LISTEN_FDS: undefined, LISTEN_FDNAMES: undefined });
+        expect(report.envAfter).toEqual({});
         expect(await request(one.path)).toBe('hello from web\n');
         expect(await request(two.path)).toBe('hello from unknown\n');
       } finally {
@@ -111,6 +122,79 @@ describe('listenFds option of spawn', () => {
       }
     }
   });
+
+  it('with no fds sets no variable, and removes stale ones (libsystemd takes LISTEN_FDS=0 for an error)', async () => {
+    requireDist();
+    const child = spawn(process.execPath, [CHILD, DIST], {
+      listenFds: [],
+      stdout: 'pipe',
+      env: { ...process.env, LISTEN_PID: '1', LISTEN_FDS: '9', LISTEN_PIDFDID: '1', LISTEN_FDNAMES: 'x' },
+    });
+    try {
+      const report = JSON.parse(await firstLine(child.stdout!)) as Report;
+      expect(report.envBefore).toEqual({});
+      expect(report.fds).toEqual([]);
+    } finally {
+      await finish(child);
+    }
+  });
+
+  it('names as systemd allows them: empty included; a backslash (an escape to libsystemd) or ":" is refused', async () => {
+    requireDist();
+    const listening = await listeningFd();
+    try {
+      const child = spawn(process.execPath, [CHILD, DIST], {
+        listenFds: [{ fd: listening.fd, name: '' }, { fd: listening.fd, name: 'x'.repeat(255) }, listening.fd],
+        stdout: 'pipe',
+      });
+      try {
+        const report = JSON.parse(await firstLine(child.stdout!)) as Report;
+        expect(report.envBefore.LISTEN_FDNAMES).toBe(`:${'x'.repeat(255)}:unknown`);
+        expect(report.fds).toEqual([
+          { fd: 3, name: '' },
+          { fd: 4, name: 'x'.repeat(255) },
+          { fd: 5, name: 'unknown' },
+        ]);
+      } finally {
+        await finish(child);
+      }
+      for (const bad of ['a\\b', 'a:b', 'x'.repeat(256), 'tab\there', 'caf\u00e9']) {
+        expect(() => spawn('/bin/true', [], { listenFds: [{ fd: listening.fd, name: bad }] })).toThrow(
+          expect.objectContaining({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining('options.listenFds[0].name') }),
+        );
+      }
+    } finally {
+      listening.server.close();
+    }
+  });
+
+  const missing = libsystemdMissing();
+  it.skipIf(missing !== null)(
+    `libsystemd in the child reads them as given (sd_listen_fds_with_names through ctypes)${missing === null ? '' : ` (skipped: ${missing})`}`,
+    async () => {
+      const one = await listeningFd();
+      const two = await listeningFd();
+      // Prints sd_listen_fds_with_names's answer: the count (or -errno) and the names.
+      const script = [
+        'import ctypes, json',
+        'sd = ctypes.CDLL("libsystemd.so.0")',
+        'names = ctypes.POINTER(ctypes.c_char_p)()',
+        'r = sd.sd_listen_fds_with_names(1, ctypes.byref(names))',
+        'got = [names[i].decode() for i in range(r)] if r > 0 else []',
+        'print(json.dumps({"r": r, "names": got}))',
+      ].join('\n');
+      const child = spawn('python3', ['-c', script], {
+        listenFds: [{ fd: one.fd, name: 'web' }, { fd: two.fd, name: '' }, one.fd],
+        stdout: 'pipe',
+      });
+      one.server.close();
+      two.server.close();
+      const { out, code } = await outputOf(child);
+      child.pidfd.close();
+      expect(code).toBe(0);
+      expect(JSON.parse(out)).toEqual({ r: 3, names: ['web', '', 'unknown'] });
+    },
+  );
 
   it.skipIf(!hasActivate)('systemd-socket-activate accepts them (it checks LISTEN_PID) and passes them on', async () => {
     requireDist();
@@ -142,10 +226,41 @@ describe('listenFds()', () => {
   it('returns [] without the variables, and when LISTEN_PID names another process (removing them)', () => {
     expect(listenFds()).toEqual([]);
     process.env['LISTEN_PID'] = String(process.pid + 1);
+    process.env['LISTEN_PIDFDID'] = '1';
+    process.env['LISTEN_FDS'] = '1';
+    process.env['LISTEN_FDNAMES'] = 'a';
+    expect(listenFds()).toEqual([]);
+    for (const name of ['LISTEN_PID', 'LISTEN_PIDFDID', 'LISTEN_FDS', 'LISTEN_FDNAMES']) expect(process.env[name]).toBeUndefined();
+  });
+
+  it('returns [] when LISTEN_PIDFDID names another process that got our pid', () => {
+    // Our pid, but not our pidfd: systemd 258 meant them for an earlier holder
+    // of this pid, or one in another pid namespace.
+    const own = PidFd.open(process.pid);
+    const id = pidfdInodeId(own.fd);
+    own.close();
+    if (id === null) return; // no pidfs (before Linux 6.9): LISTEN_PID alone decides, as in libsystemd
+    process.env['LISTEN_PID'] = String(process.pid);
+    process.env['LISTEN_PIDFDID'] = String(BigInt(id) + 1n);
     process.env['LISTEN_FDS'] = '1';
     expect(listenFds()).toEqual([]);
-    expect(process.env['LISTEN_FDS']).toBeUndefined();
-    expect(process.env['LISTEN_PID']).toBeUndefined();
+    expect(process.env['LISTEN_PIDFDID']).toBeUndefined();
+  });
+
+  it('rejects what libsystemd rejects, with a message naming the variable: LISTEN_FDS=0, a LISTEN_PID that is no pid', () => {
+    const cases: Array<[Record<string, string>, string, RegExp]> = [
+      [{ LISTEN_FDS: '0' }, 'EINVAL', /LISTEN_FDS is not a number of fds \(1 or more\): "0"/],
+      [{ LISTEN_PID: 'self' }, 'EINVAL', /LISTEN_PID is not a pid: "self"/],
+      [{ LISTEN_PID: '0' }, 'ERANGE', /LISTEN_PID is out of range for a pid: "0"/],
+      [{ LISTEN_PIDFDID: '-1' }, 'ERANGE', /LISTEN_PIDFDID is out of range for a pidfd inode id: "-1"/],
+      [{ LISTEN_FDNAMES: 'a\\' }, 'EINVAL', /LISTEN_FDNAMES ends in a lone backslash/],
+    ];
+    // Each fails before any fd is touched (fd 3 here is vitest's).
+    for (const [env, code, message] of cases) {
+      Object.assign(process.env, { LISTEN_PID: String(process.pid), LISTEN_FDS: '1' }, env);
+      expect(() => listenFds()).toThrow(expect.objectContaining({ code, syscall: 'listenFds', message: expect.stringMatching(message) }));
+      expect(process.env['LISTEN_PID']).toBeUndefined();
+    }
   });
 
   it('can leave the variables in place', () => {
@@ -166,6 +281,36 @@ describe('listenFds()', () => {
     expect(() => listenFds()).toThrow(expect.objectContaining({ code: 'EINVAL', syscall: 'listenFds' }));
   });
 
+  it('rejects LISTEN_FDNAMES with another number of names than LISTEN_FDS, after making the fds close-on-exec (as libsystemd)', async () => {
+    requireDist();
+    const script = `
+      const { listenFds, isInheritable, setInheritable } = require(${JSON.stringify(DIST)});
+      setInheritable(3, true); // Node made it close-on-exec as it started
+      Object.assign(process.env, { LISTEN_PID: String(process.pid), LISTEN_FDS: '1', LISTEN_FDNAMES: 'a:b' });
+      let error;
+      try {
+        listenFds();
+      } catch (e) {
+        error = { code: e.code, syscall: e.syscall, message: e.message };
+      }
+      console.log(JSON.stringify({ error, cloexec: !isInheritable(3) }));`;
+    const file = openSync('/dev/null', 'r');
+    try {
+      const { out, code } = await outputOf(spawn(process.execPath, ['-e', script], { fds: { 3: file }, stdout: 'pipe' }));
+      expect(code).toBe(0);
+      expect(JSON.parse(out)).toEqual({
+        error: {
+          code: 'EINVAL',
+          syscall: 'listenFds',
+          message: 'EINVAL: invalid argument, LISTEN_FDNAMES has 2 names for LISTEN_FDS=1: "a:b"',
+        },
+        cloexec: true,
+      });
+    } finally {
+      closeSync(file);
+    }
+  });
+
   it.skipIf(!hasActivate)('reads what systemd-socket-activate hands over', async () => {
     requireDist();
     await withTempDir(async (dir) => {
@@ -182,7 +327,7 @@ describe('listenFds()', () => {
         expect(report.envBefore.LISTEN_PID).toBe(String(report.pid));
         expect(report.fds).toEqual([{ fd: 3, name: 'from-systemd' }]);
         expect(report.inheritable).toEqual([false]);
-        expect(report.envAfter).toEqual({ LISTEN_PID: undefined, LISTEN_FDS: undefined, LISTEN_FDNAMES: undefined });
+        expect(report.envAfter).toEqual({});
         expect(await answer).toBe('hello from from-systemd\n');
       } finally {
         await finish(activate);

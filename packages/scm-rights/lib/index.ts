@@ -155,6 +155,27 @@ function closeAll(fds: readonly number[] | null | undefined): void {
   if (fds && fds.length > 0) native.closeFds(fds);
 }
 
+/**
+ * close(2) each fd in `fds`, ignoring errors (an fd already closed is not
+ * one to report). For fds this package handed you, such as those a message
+ * brought: fs.closeSync would do the same, but in a worker thread Node warns
+ * ("closed but not opened in unmanaged mode") about every fd its fs module
+ * did not open itself. As with fs.closeSync, pass only fds that are yours.
+ *
+ * @throws TypeError/RangeError (`ERR_INVALID_ARG_TYPE`, `ERR_OUT_OF_RANGE`)
+ * unless `fds` is an array of fd numbers; nothing is closed then.
+ */
+export function closeFds(fds: readonly number[]): void {
+  if (!Array.isArray(fds)) throw invalidArgType('fds', 'an array of fd numbers', fds);
+  const list = new Array<number>(fds.length);
+  for (let i = 0; i < fds.length; i++) {
+    const fd: unknown = fds[i];
+    validateFd(`fds[${i}]`, fd);
+    list[i] = fd;
+  }
+  closeAll(list);
+}
+
 // ---------------------------------------------------------------------------
 // The synchronous calls.
 

@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
-import { FdSocket, type FdMessage, SCM_MAX_FD, peerCredentials, peerPidFd, recvFds, sendFds } from '../lib/index.js';
+import { FdSocket, type FdMessage, SCM_MAX_FD, closeFds, peerCredentials, peerPidFd, recvFds, sendFds } from '../lib/index.js';
 import {
   DIST,
   O_CLOEXEC,
@@ -862,3 +862,44 @@ function pipe(): { read: number; write: number } {
   const [read, write] = fromPython('fds = list(os.pipe())').fds as [number, number];
   return { read, write };
 }
+
+describe('closeFds', () => {
+  it('closes the fds a message brought, ignores one already closed, and refuses what is not a list of fds (closing nothing)', () => {
+    const before = openFds();
+    const [a, b] = pair('seqpacket');
+    const f = openSync(file, 'r');
+    sendFds(a, Buffer.from('x'), [f, f]);
+    const { fds } = recvFds(b);
+    closeSync(f);
+    const err = errorOf(() => closeFds([fds[0]!, 'x' as never]));
+    expect(err).toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('"fds[1]"') });
+    expect(errorOf(() => closeFds([-1]))).toMatchObject({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+    expect(errorOf(() => closeFds(3 as never))).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('"fds"') });
+    expect(fstatSync(fds[0]!).isFile()).toBe(true); // the refused call closed nothing
+    closeFds(fds);
+    closeFds([fds[0]!]); // EBADF now: ignored
+    closeSync(a);
+    closeSync(b);
+    expect(openFds()).toEqual(before);
+  });
+
+  it('in a worker thread, closes received fds without the warning fs.closeSync gives there', () => {
+    const r = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `const { Worker } = require('node:worker_threads');
+         new Worker(\`
+           const { openSync } = require('node:fs');
+           const { socketpair } = require(${JSON.stringify(require.resolve('@folk/socketpair'))});
+           const { sendFds, recvFds, closeFds } = require(${JSON.stringify(DIST)});
+           const [a, b] = socketpair('seqpacket');
+           sendFds(a, Buffer.from('x'), [openSync('/dev/null', 'r')]);
+           closeFds([...recvFds(b).fds, a, b]);
+         \`, { eval: true }).on('exit', (code) => console.log('exit', code));`,
+      ],
+      { encoding: 'utf8' },
+    );
+    expect([r.stdout, r.stderr]).toEqual(['exit 0\n', '']);
+  });
+});

@@ -27,7 +27,13 @@ export interface WorkerPoolOptions extends SpawnWorkerOptions {
   readyTimeout?: number;
   /** Tasks that may wait for a worker; more are rejected with ERR_WORKER_QUEUE_FULL. Default 10000. */
   maxQueue?: number;
-  /** Delay before replacing crashed workers: `initial` ms, doubling per consecutive crash up to `max` ms. Default 100 / 10000. */
+  /**
+   * Delay before replacing a worker lost in a crash loop (one that died
+   * before saying ready, or while idle, or could not be started): `initial`
+   * ms, doubling per consecutive such loss up to `max` ms, reset by a
+   * completed task. Default 100 / 10000. A worker that dies with a task in
+   * hand is replaced at once, and a crash loop holds up no other replacement.
+   */
   backoff?: { initial?: number; max?: number };
 }
 
@@ -43,8 +49,21 @@ export interface PoolWorkerInfo {
   startedAt: number;
 }
 
-/** Why the pool replaced a healthy worker. */
-export type RecycleReason = 'maxJobs' | 'idleTtl' | 'memory' | 'execTimeout' | 'reload';
+/**
+ * Why the pool replaced a worker on purpose. `'oversize'`: its answer was
+ * over maxFrame and not all of it had arrived when its task was rejected, so
+ * the next frame could not be trusted to start where the announced length says.
+ */
+export type RecycleReason = 'maxJobs' | 'idleTtl' | 'memory' | 'execTimeout' | 'reload' | 'oversize';
+
+export interface ReloadOptions {
+  /**
+   * Milliseconds an old worker still busy once its replacement is ready may
+   * take to finish its task; past that it is killed and the task rejected
+   * with ERR_WORKER_DRAIN_TIMEOUT. Default 60000; 0: wait as long as it takes.
+   */
+  drainTimeout?: number;
+}
 
 export interface PoolStats {
   /** The configured size. */
@@ -90,6 +109,8 @@ interface Slot {
   draining: boolean;
   /** Killed at readyTimeout: a ready message already on its way is ignored. */
   killed: boolean;
+  /** Set once it has left service unasked (#lose): the delay its replacement waits, in ms. */
+  restartDelay: number | null;
   /** Why it is stopping, when on purpose. */
   reason: RecycleReason | 'stop' | null;
   job: Job | null;
@@ -97,6 +118,8 @@ interface Slot {
   idleTimer: NodeJS.Timeout | null;
   readyTimer: NodeJS.Timeout | null;
   execTimer: NodeJS.Timeout | null;
+  /** Ends a reload's wait for the task of a draining worker (ReloadOptions.drainTimeout). */
+  drainTimer: NodeJS.Timeout | null;
 }
 
 /** FIFO of jobs; settled jobs (allocate timeouts) are skipped when taken. */
@@ -144,7 +167,8 @@ const RETRYABLE_TASK_ERRORS = new Set(['ERR_WORKER_TASK', 'ERR_WORKER_FRAME_TOO_
  * a time; tasks wait in a bounded queue for a free worker.
  *
  * Events: `'spawn'` (info, on the next tick), `'ready'` (info), `'exit'`
- * (info, ExitInfo), `'crash'` (info, ExitInfo, restartInMs), `'recycle'`
+ * (info, ExitInfo), `'crash'` (info, ExitInfo, restartInMs: 0 for a worker
+ * that died with a task in hand, the backoff for a crash loop), `'recycle'`
  * (info, reason), `'workerError'` (info, message, fatal) for a worker's own
  * error reports and the pool's about a worker that never got ready, `'spawnError'`
  * (error) when a worker cannot be started, `'stdout'` (chunk, info) for
@@ -168,8 +192,13 @@ export class WorkerPool extends EventEmitter {
   #slots = new Set<Slot>();
   #queue = new JobQueue();
   #generation = 0;
+  /** The drainTimeout of the latest reload(), for the workers it replaces. */
+  #drainTimeout = 60_000;
+  /** Consecutive workers lost in a crash loop; a completed task resets it. */
   #crashStreak = 0;
   #backoffUntil = 0;
+  /** Replacements that wait for #backoffUntil: one per worker lost in a crash loop since it last passed. */
+  #heldBack = 0;
   #backoffTimer: NodeJS.Timeout | null = null;
   #stopping: Promise<void> | null = null;
   #reloads: Array<{ generation: number; resolve: () => void }> = [];
@@ -207,9 +236,10 @@ export class WorkerPool extends EventEmitter {
    *
    * Rejects with a WorkerError whose code says why: ERR_WORKER_TASK (the
    * worker's handler failed), ERR_WORKER_FRAME_TOO_LARGE, ERR_WORKER_CRASHED
-   * (the worker died during the task), ERR_WORKER_PROTOCOL (the worker wrote
-   * something that is not the protocol; it is killed), ERR_WORKER_EXEC_TIMEOUT,
-   * ERR_WORKER_ALLOCATE_TIMEOUT, ERR_WORKER_QUEUE_FULL, ERR_WORKER_POOL_STOPPED.
+   * (the worker died during the task), ERR_WORKER_PROTOCOL (the worker broke
+   * the protocol; it is killed), ERR_WORKER_EXEC_TIMEOUT,
+   * ERR_WORKER_DRAIN_TIMEOUT (see reload()), ERR_WORKER_ALLOCATE_TIMEOUT,
+   * ERR_WORKER_QUEUE_FULL, ERR_WORKER_POOL_STOPPED.
    */
   run(payload: string | Uint8Array): Promise<Buffer> {
     let bytes: Uint8Array;
@@ -269,12 +299,20 @@ export class WorkerPool extends EventEmitter {
   /**
    * Replace every worker with a fresh one (after deploying new code, say)
    * without failing a task: each old worker keeps serving until a new one is
-   * ready, then finishes its current task and stops. Resolves when every old
-   * worker has exited.
+   * ready, then finishes its current task and stops. A task still running
+   * `drainTimeout` ms after that (default 60000) is rejected with
+   * ERR_WORKER_DRAIN_TIMEOUT and its worker killed. Resolves when every old
+   * worker has exited. Bad options reject (TypeError/RangeError), and nothing
+   * is replaced.
    */
-  reload(): Promise<void> {
+  reload(options?: ReloadOptions): Promise<void> {
     // Not this.#reject: a refused reload is no failed task.
     if (this.#stopping) return Promise.reject(new WorkerError('ERR_WORKER_POOL_STOPPED', 'the worker pool is stopped; nothing to reload'));
+    try {
+      this.#drainTimeout = intOption(optionsObject(options), 'drainTimeout', 60_000, 0, 2 ** 31 - 1);
+    } catch (err) {
+      return Promise.reject(err);
+    }
     const generation = ++this.#generation;
     // Old workers still starting serve nobody yet: drop them now.
     for (const slot of this.#slots) if (slot.state === 'starting' && slot.generation < generation) this.#recycle(slot, 'reload');
@@ -413,7 +451,8 @@ export class WorkerPool extends EventEmitter {
     slot.job = null;
     if (slot.state !== 'busy') return; // stopping: the pool is shutting down
     let reason: RecycleReason | null = null;
-    if (this.maxJobs > 0 && slot.jobs >= this.maxJobs) reason = 'maxJobs';
+    if (!slot.worker.inSync) reason = 'oversize';
+    else if (this.maxJobs > 0 && slot.jobs >= this.maxJobs) reason = 'maxJobs';
     else if (slot.draining) reason = 'reload';
     else if (this.maxWorkerMemory > 0 && (readRss(slot.worker.pid) ?? 0) > this.maxWorkerMemory) reason = 'memory';
     if (reason) this.#recycle(slot, reason);
@@ -443,8 +482,13 @@ export class WorkerPool extends EventEmitter {
         { pid: slot.worker.pid },
       ),
     );
+    this.#abandon(slot, 'execTimeout');
+  }
+
+  /** Give up on a busy worker whose task was rejected: forget its answer, replace it, kill it. */
+  #abandon(slot: Slot, reason: RecycleReason): void {
     slot.worker.abandon();
-    this.#recycle(slot, 'execTimeout');
+    this.#recycle(slot, reason);
     slot.worker.kill('SIGKILL');
   }
 
@@ -461,28 +505,36 @@ export class WorkerPool extends EventEmitter {
   }
 
   #clearTimers(slot: Slot): void {
-    for (const key of ['idleTimer', 'readyTimer', 'execTimer'] as const) {
+    for (const key of ['idleTimer', 'readyTimer', 'execTimer', 'drainTimer'] as const) {
       const t = slot[key];
       if (t) clearTimeout(t);
       slot[key] = null;
     }
   }
 
-  /** Start workers until `size` of the current generation are alive or starting, honouring the crash backoff. */
+  /**
+   * Start workers until `size` of the current generation are alive or
+   * starting. Only the replacements of workers lost in a crash loop wait for
+   * the backoff; any other (a worker that died with its task, one recycled,
+   * a reload) starts now, so a crash loop never costs the pool the rest of
+   * its capacity.
+   */
   #ensureWorkers(): void {
     if (this.#stopping) return;
     let live = 0;
     for (const slot of this.#slots) if (slot.generation === this.#generation && slot.state !== 'stopping') live++;
-    if (live >= this.size) return;
+    const missing = this.size - live;
+    if (missing <= 0) return;
     const wait = this.#backoffUntil - Date.now();
-    if (wait > 0) {
+    if (wait <= 0) this.#heldBack = 0;
+    const held = Math.min(missing, this.#heldBack);
+    for (let i = held; i < missing; i++) if (!this.#spawnSlot(false)) return;
+    if (held > 0) {
       this.#backoffTimer ??= setTimeout(() => {
         this.#backoffTimer = null;
         this.#ensureWorkers();
       }, wait);
-      return;
     }
-    for (; live < this.size; live++) if (!this.#spawnSlot(false)) return;
   }
 
   /** Spawn one worker; false (after scheduling a retry) if it could not be started. */
@@ -509,18 +561,21 @@ export class WorkerPool extends EventEmitter {
       generation: this.#generation,
       draining: false,
       killed: false,
+      restartDelay: null,
       reason: null,
       job: null,
       startedAt: Date.now(),
       idleTimer: null,
       readyTimer: null,
       execTimer: null,
+      drainTimer: null,
     };
     this.#slots.add(slot);
     this.#counts.spawned++;
     worker.stdout.on('data', (chunk: Buffer) => this.emit('stdout', chunk, this.#info(slot)));
     worker.on('workerError', (message: string, fatal: boolean) => this.emit('workerError', this.#info(slot), message, fatal));
     worker.on('exit', (info: ExitInfo) => this.#onExit(slot, info));
+    worker.on('broken', () => this.#broken(slot));
     slot.readyTimer = setTimeout(() => {
       slot.readyTimer = null;
       slot.killed = true;
@@ -567,7 +622,28 @@ export class WorkerPool extends EventEmitter {
       }
       busy ??= slot;
     }
-    if (busy) busy.draining = true;
+    if (!busy) return;
+    busy.draining = true;
+    const job = busy.job;
+    if (this.#drainTimeout > 0 && job) {
+      const timeout = this.#drainTimeout;
+      busy.drainTimer = setTimeout(() => this.#drainTimedOut(busy, job, timeout), timeout);
+    }
+  }
+
+  /** A reload's old worker is still on its task drainTimeout ms after its replacement was ready: give up on the task. */
+  #drainTimedOut(slot: Slot, job: Job, timeout: number): void {
+    slot.drainTimer = null;
+    if (job.settled) return;
+    this.#fail(
+      job,
+      new WorkerError(
+        'ERR_WORKER_DRAIN_TIMEOUT',
+        `the task was still running drainTimeout (${timeout} ms) after reload() replaced its worker; worker pid ${slot.worker.pid} was killed`,
+        { pid: slot.worker.pid },
+      ),
+    );
+    this.#abandon(slot, 'reload');
   }
 
   #readyCount(): number {
@@ -576,45 +652,72 @@ export class WorkerPool extends EventEmitter {
     return n;
   }
 
-  /** Count one more crash in a row; returns the backoff delay it sets, in ms. */
+  /** Count one more worker lost in a crash loop, whose replacement waits; returns the backoff delay it sets, in ms. */
   #crashed(): number {
     this.#crashStreak++;
+    this.#heldBack++;
     const delay = Math.min(this.#backoffInitial * 2 ** Math.min(this.#crashStreak - 1, 30), this.#backoffMax);
     this.#backoffUntil = Date.now() + delay;
     return delay;
   }
 
+  /**
+   * A worker left service without being asked to (it exited, or broke the
+   * protocol): decide, once, how long its replacement waits. One that had a
+   * task in hand was ready and serving, and most likely that task killed it
+   * (a fatal error, exit()): it is replaced at once, and the task's failure
+   * is the whole cost. One that died before saying ready, or idle, is a
+   * crash loop: backoff.
+   */
+  #lose(slot: Slot): number {
+    slot.restartDelay ??= slot.job !== null ? 0 : this.#crashed();
+    return slot.restartDelay;
+  }
+
+  /**
+   * The worker can take no more tasks (Worker 'broken'): it is being killed.
+   * Out of service now, so no task goes to it and its replacement starts
+   * without waiting for the exit; the exit settles its task and counts the crash.
+   */
+  #broken(slot: Slot): void {
+    if (slot.state === 'stopping') return;
+    this.#lose(slot);
+    this.#clearTimers(slot);
+    slot.state = 'stopping';
+    this.#ensureWorkers();
+  }
+
   #onExit(slot: Slot, info: ExitInfo): void {
     this.#clearTimers(slot);
     this.#slots.delete(slot);
-    const wasStopping = slot.state === 'stopping';
+    const crashed = slot.reason === null && !this.#stopping;
+    const restartDelay = crashed ? this.#lose(slot) : 0;
     const job = slot.job;
     slot.job = null;
     slot.state = 'stopping';
-    if (job && !job.settled) {
-      const exit = { code: info.code, signal: info.signal };
-      this.#fail(
-        job,
-        this.#stopping
-          ? new WorkerError('ERR_WORKER_POOL_STOPPED', `the worker pool was stopped while the task ran; worker pid ${info.pid} ended (${describeExit(info)})`, {
-              pid: info.pid,
-              exit,
-            })
-          : new WorkerError('ERR_WORKER_CRASHED', `worker pid ${info.pid} crashed (${describeExit(info)}) while running the task`, {
-              pid: info.pid,
-              exit,
-            }),
-      );
-    }
+    if (job && !job.settled) this.#fail(job, this.#exitError(slot, info));
     const workerInfo = this.#info(slot);
     this.emit('exit', workerInfo, info);
-    if (!wasStopping && !this.#stopping) {
+    if (crashed) {
       this.#counts.crashed++;
-      this.emit('crash', workerInfo, info, this.#crashed());
+      this.emit('crash', workerInfo, info, restartDelay);
     }
     this.#ensureWorkers();
     this.#dispatch();
     this.#checkReloads();
+  }
+
+  /** What a task that was running on a worker that exited is rejected with. */
+  #exitError(slot: Slot, info: ExitInfo): WorkerError {
+    // Killed for breaking the protocol (its task socket ended and it did not
+    // exit): that is the reason, not a crash of its own.
+    if (slot.worker.protocolExit) return slot.worker.protocolExit;
+    const exit = { code: info.code, signal: info.signal };
+    if (this.#stopping) {
+      const message = `the worker pool was stopped while the task ran; worker pid ${info.pid} ended (${describeExit(info)})`;
+      return new WorkerError('ERR_WORKER_POOL_STOPPED', message, { pid: info.pid, exit });
+    }
+    return new WorkerError('ERR_WORKER_CRASHED', `worker pid ${info.pid} crashed (${describeExit(info)}) while running the task`, { pid: info.pid, exit });
   }
 
   #checkReloads(): void {

@@ -108,6 +108,15 @@ export class FrameDecoder {
     }
   }
 
+  /**
+   * True while the payload of an oversize frame is being discarded: the
+   * stream is back at a frame boundary only once all `length` bytes the
+   * header announced have been pushed.
+   */
+  get skipping(): boolean {
+    return this.mode === 'skip';
+  }
+
   /** Feed the next bytes of the stream. @throws TypeError unless `chunk` is a Buffer. */
   push(chunk: Buffer): void {
     if (!Buffer.isBuffer(chunk)) throw invalidArgType('chunk', 'an instance of Buffer', chunk);

@@ -2,12 +2,12 @@
 // its control socket at fd 4, composed from the four folk packages.
 
 import { EventEmitter } from 'node:events';
-import { closeSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { socketpair } from '@folk/socketpair';
 import { spawn, type Subprocess } from '@folk/fd-inherit';
 import type { ExitInfo, PidFd } from '@folk/pidfd';
-import { FdSocket } from '@folk/scm-rights';
+import { FdSocket, closeFds } from '@folk/scm-rights';
 import {
   WorkerError,
   describeExit,
@@ -99,8 +99,10 @@ export interface ControlMessage {
  * The supervisor's end of the control socket (a SOCK_SEQPACKET pair, one
  * JSON message per datagram). Sends messages, with fds when asked, and
  * emits what the worker sends:
- * - `'message'` (message, fds): every message. Fds a worker sends along are
- *   the listener's to close; with no `'message'` listener they are closed.
+ * - `'message'` (message, fds): every message. Fds a worker sends along
+ *   belong to this event's listeners (close each once); with none here they
+ *   go to the Worker's `'message'` listeners, and with none there either
+ *   they are closed before anything is emitted (see Worker#receive).
  * - `'close'`.
  */
 export class ControlChannel extends EventEmitter {
@@ -109,7 +111,7 @@ export class ControlChannel extends EventEmitter {
   readonly #wake: () => void;
 
   /** @internal */
-  constructor(token: typeof CONSTRUCT, socket: FdSocket, wake: () => void) {
+  constructor(token: typeof CONSTRUCT, socket: FdSocket, wake: () => void, receive: (message: ControlMessage, fds: number[]) => void) {
     if (token !== CONSTRUCT) throw illegalConstructor('ControlChannel', "a Worker's `control`");
     super();
     this.socket = socket;
@@ -125,9 +127,7 @@ export class ControlChannel extends EventEmitter {
       } catch (err) {
         message = { type: 'error', message: `unreadable control message from the worker: ${(err as Error).message}`, fatal: false };
       }
-      const hasListener = this.listenerCount('message') > 0;
-      this.emit('message', message, fds);
-      if (!hasListener) closeFds(fds);
+      receive(message, fds);
     });
     // The worker going away shows up as the pidfd exit; socket errors (EPIPE,
     // ECONNRESET) are that same event seen from here.
@@ -197,15 +197,13 @@ export class ControlChannel extends EventEmitter {
   }
 }
 
-function closeFds(fds: readonly number[]): void {
-  for (const fd of fds) {
-    try {
-      closeSync(fd);
-    } catch {
-      // Freshly received and ours; if it is already gone there is nothing to undo.
-    }
-  }
-}
+/**
+ * How long a worker whose task socket ended (EOF, or EPIPE on a write) may
+ * take to exit by itself before it is killed. Most such workers are exiting
+ * already; some close fd 3 on their way out (the Node library half-closes it
+ * to flush its last answer), and their own exit status says more than ours.
+ */
+const TASK_EOF_GRACE_MS = 1000;
 
 /** The doorbell that follows every control message on the task socket. */
 const WAKE_FRAME: Buffer = encodeFrame(FrameType.WAKE, 0, Buffer.alloc(0))[0]!;
@@ -228,7 +226,9 @@ interface Pending {
  *
  * Events: `'ready'` (ReadyMessage), `'message'` (ControlMessage, fds) for
  * control messages other than ready, `'workerError'` (message, fatal) for
- * the worker's error reports, `'exit'` (ExitInfo).
+ * the worker's error reports, `'broken'` (WorkerError `ERR_WORKER_PROTOCOL`)
+ * once when the worker can take no more requests because it broke the task
+ * protocol or its task socket ended (it is being killed), `'exit'` (ExitInfo).
  */
 export class Worker extends EventEmitter {
   /** Process id. */
@@ -248,14 +248,28 @@ export class Worker extends EventEmitter {
   /** Largest payload per frame, both ways (FOLK_MAX_FRAME). */
   readonly maxFrame: number;
 
-  #pending = new Map<number, Pending>();
+  /**
+   * Requests written and not yet answered, oldest first (the order answers
+   * must come in); null for one abandon()ed, whose answer is dropped.
+   */
+  #pending = new Map<number, Pending | null>();
   #nextId = 1;
   #exit: ExitInfo | null = null;
   #stopping: Promise<ExitInfo> | null = null;
   /** stop() or close() was called: new requests are refused. */
   #stopRequested = false;
-  #protocolError: WorkerError | null = null;
+  /** Why the worker can take no more requests (it broke the protocol, or its task socket ended); it is being killed. */
+  #broken: WorkerError | null = null;
+  /** #broken is the task socket's end: requests still pending wait for the exit to learn whether we killed it. */
+  #taskLost = false;
+  /** Kills a worker whose task socket ended, if it has not exited within TASK_EOF_GRACE_MS. */
+  #graceTimer: NodeJS.Timeout | null = null;
+  #killedForTask = false;
+  /** Set at the exit when the worker died because it broke the protocol: what its requests were rejected with. */
+  #protocolExit: WorkerError | null = null;
   #readyReject: ((err: Error) => void) | null = null;
+  #onReady: (ready: ReadyMessage) => void;
+  #decoder: FrameDecoder;
 
   /** @internal */
   constructor(token: typeof CONSTRUCT, sub: Subprocess, task: net.Socket, control: FdSocket, maxFrame: number) {
@@ -266,9 +280,14 @@ export class Worker extends EventEmitter {
     this.task = task;
     this.maxFrame = maxFrame;
     this.stdout = sub.stdout!;
-    this.control = new ControlChannel(CONSTRUCT, control, () => {
-      if (!task.destroyed && task.writable) task.write(WAKE_FRAME);
-    });
+    this.control = new ControlChannel(
+      CONSTRUCT,
+      control,
+      () => {
+        if (!task.destroyed && task.writable) task.write(WAKE_FRAME);
+      },
+      (message, fds) => this.#receive(message, fds),
+    );
 
     let readyResolve!: (m: ReadyMessage) => void;
     let readyReject!: (e: Error) => void;
@@ -279,36 +298,30 @@ export class Worker extends EventEmitter {
     this.ready.catch(() => {}); // observed through 'exit' if nobody awaits it
     this.#readyReject = readyReject;
 
-    this.control.on('message', (message: ControlMessage, fds: number[]) => {
-      if (message.type === 'ready') {
-        closeFds(fds);
-        const ready = message as ReadyMessage;
-        if (ready.pid !== this.pid) {
-          readyReject(
-            new WorkerError(
-              'ERR_WORKER_PID_MISMATCH',
-              `worker ready message says pid ${ready.pid}, but the spawned process is pid ${this.pid} (a wrapper that forks instead of exec'ing?)`,
-              { pid: this.pid },
-            ),
-          );
-          return;
-        }
-        this.#readyReject = null;
-        readyResolve(ready);
-        this.emit('ready', ready);
+    this.#onReady = (ready) => {
+      if (ready.pid !== this.pid) {
+        readyReject(
+          new WorkerError(
+            'ERR_WORKER_PID_MISMATCH',
+            `worker ready message says pid ${ready.pid}, but the spawned process is pid ${this.pid} (a wrapper that forks instead of exec'ing?)`,
+            { pid: this.pid },
+          ),
+        );
         return;
       }
-      if (message.type === 'error') {
-        this.emit('workerError', String(message['message']), message['fatal'] === true);
-      }
-      if (this.listenerCount('message') > 0) this.emit('message', message, fds);
-      else closeFds(fds);
-    });
+      this.#readyReject = null;
+      readyResolve(ready);
+      this.emit('ready', ready);
+    };
 
     const decoder = new FrameDecoder(maxFrame, {
       frame: (type, id, payload) => this.#settle(type, id, payload),
-      oversize: (_type, id, length) => {
-        this.#take(id)?.reject(
+      oversize: (type, id, length) => {
+        // Rejected now, not once `length` bytes have gone by: a worker that
+        // announced more than it sends would hold the task for ever. The
+        // decoder goes on discarding; see inSync.
+        if (!this.#isAnswer(type, id)) return;
+        this.#answer(id)?.reject(
           new WorkerError(
             'ERR_WORKER_FRAME_TOO_LARGE',
             `worker pid ${this.pid} answered with ${length} bytes, over the maximum frame size of ${maxFrame} bytes; the response was discarded`,
@@ -318,10 +331,15 @@ export class Worker extends EventEmitter {
       },
       corrupt: (err) => this.#breach(`broke the task protocol: ${err.message}`),
     });
+    this.#decoder = decoder;
     task.on('data', (chunk: Buffer) => decoder.push(chunk));
-    // EPIPE/ECONNRESET on the task socket mean the worker is gone; the exit
-    // (from the pidfd) is what we report.
-    task.on('error', () => {});
+    // The task socket lives as long as the worker (PROTOCOL.md, "Lifetime"):
+    // EOF or an error on it while the worker runs, unasked, ends the worker.
+    task.on('end', () => this.#loseTask('closed its task socket (fd 3)'));
+    task.on('error', (err: NodeJS.ErrnoException) =>
+      // EPIPE and ECONNRESET are how a write or read meets a peer that closed its end.
+      this.#loseTask(err.code === 'EPIPE' || err.code === 'ECONNRESET' ? 'closed its task socket (fd 3)' : `broke its task socket (fd 3: ${err.message})`),
+    );
 
     this.exited = sub.wait().then(
       (info) => this.#onExit(info),
@@ -330,14 +348,37 @@ export class Worker extends EventEmitter {
     );
   }
 
+  /**
+   * One control message from the worker. Its fds get exactly one owner
+   * (README, "ControlChannel"): the `'message'` listeners of `control` if it
+   * has any, else this Worker's `'message'` listeners (for a message other
+   * than ready), else nobody, and then they are closed here before anything
+   * is emitted, so no listener ever sees a number that was closed under it.
+   */
+  #receive(message: ControlMessage, fds: number[]): void {
+    const toControl = this.control.listenerCount('message') > 0;
+    const toWorker = !toControl && message.type !== 'ready' && this.listenerCount('message') > 0;
+    if (!toControl && !toWorker && fds.length > 0) closeFds(fds);
+    if (message.type === 'ready') this.#onReady(message as ReadyMessage);
+    else if (message.type === 'error') this.emit('workerError', String(message['message']), message['fatal'] === true);
+    if (toControl) this.control.emit('message', message, fds);
+    if (message.type !== 'ready' && this.listenerCount('message') > 0) this.emit('message', message, toWorker ? fds : []);
+  }
+
   #onExit(info: ExitInfo): ExitInfo {
     this.#exit = info;
-    const err =
-      this.#protocolError ??
-      new WorkerError('ERR_WORKER_EXITED', `worker pid ${this.pid} exited (${describeExit(info)}) before answering`, {
-        pid: this.pid,
-        exit: { code: info.code, signal: info.signal },
-      });
+    if (this.#graceTimer) clearTimeout(this.#graceTimer);
+    this.#graceTimer = null;
+    // A worker that broke the protocol, or whose task socket ended and that
+    // we then killed, gets that reason; one that was exiting anyway (the
+    // usual way to see EOF) keeps its own status.
+    const killedForIt = this.#broken !== null && (!this.#taskLost || (this.#killedForTask && info.signal === 'SIGKILL'));
+    const err = killedForIt
+      ? (this.#protocolExit = this.#broken!)
+      : new WorkerError('ERR_WORKER_EXITED', `worker pid ${this.pid} exited (${describeExit(info)}) before answering`, {
+          pid: this.pid,
+          exit: { code: info.code, signal: info.signal },
+        });
     this.#failAll(err);
     this.#readyReject?.(
       new WorkerError('ERR_WORKER_EXITED', `worker pid ${this.pid} exited (${describeExit(info)}) before saying ready`, {
@@ -391,9 +432,26 @@ export class Worker extends EventEmitter {
     return this.#exit !== null;
   }
 
+  /** Why the worker ended, when it was killed for breaking the protocol (set before 'exit' is emitted). @internal */
+  get protocolExit(): WorkerError | null {
+    return this.#protocolExit;
+  }
+
   /** Requests written and not yet answered. */
   get pendingRequests(): number {
-    return this.#pending.size;
+    let n = 0;
+    for (const p of this.#pending.values()) if (p !== null) n++;
+    return n;
+  }
+
+  /**
+   * False while the decoder discards the payload of an oversize answer: the
+   * next frame cannot be read before all its bytes have come, and a worker
+   * that announced more than it sends never gets back in step. The pool
+   * replaces such a worker rather than hand it the next task. @internal
+   */
+  get inSync(): boolean {
+    return !this.#decoder.skipping;
   }
 
   /**
@@ -421,7 +479,7 @@ export class Worker extends EventEmitter {
         ),
       );
     }
-    if (this.#protocolError !== null) return Promise.reject(this.#protocolError);
+    if (this.#broken !== null && !this.#taskLost) return Promise.reject(this.#broken);
     if (this.#stopRequested) {
       return Promise.reject(
         new WorkerError('ERR_WORKER_STOPPED', `worker pid ${this.pid} is stopped (stop() or close() was called); nothing was sent`, {
@@ -443,54 +501,107 @@ export class Worker extends EventEmitter {
     this.#nextId = this.#nextId >= 0xffff_ffff ? 1 : this.#nextId + 1;
     return new Promise<Buffer>((resolve, reject) => {
       this.#pending.set(id, { resolve, reject });
+      // Its task socket has ended and it is being killed: nothing can be
+      // written or answered, and the exit says how it ended (see #onExit).
+      if (this.#taskLost) return;
       for (const buf of frame) this.task.write(buf);
     });
   }
 
-  #take(id: number): Pending | undefined {
-    const p = this.#pending.get(id);
-    if (p) this.#pending.delete(id);
+  /**
+   * Whether a frame of `type` can be an answer; if not, the worker broke the
+   * protocol (PROTOCOL.md: WAKE and REQUEST go only to a worker, and no
+   * other type is defined), whatever its id, and is killed.
+   */
+  #isAnswer(type: number, id: number): boolean {
+    if (type === FrameType.RESPONSE || type === FrameType.ERROR) return true;
+    this.#breach(`sent a frame of type ${type} (id ${id}); a worker sends only RESPONSE and ERROR frames`);
+    return false;
+  }
+
+  /**
+   * The request an answer for `id` settles: the oldest one written, since
+   * a worker answers in order. An id that is anything else (one never sent,
+   * one answered already, one out of turn) breaks the protocol: undefined,
+   * and the worker is killed. Null for an abandon()ed request: drop the answer.
+   */
+  #answer(id: number): Pending | null | undefined {
+    const oldest = this.#pending.keys().next();
+    if (oldest.done || oldest.value !== id) {
+      this.#breach(`answered request ${id}, which is not the one waiting for an answer${oldest.done ? ' (none is)' : ` (${oldest.value})`}`);
+      return undefined;
+    }
+    const p = this.#pending.get(id)!;
+    this.#pending.delete(id);
     return p;
   }
 
   #settle(type: number, id: number, payload: Buffer): void {
-    const p = this.#take(id);
-    if (!p) return; // answered after we gave up on it (the pool timed it out)
+    if (!this.#isAnswer(type, id)) return;
+    const p = this.#answer(id);
+    if (!p) return;
     if (type === FrameType.RESPONSE) {
       p.resolve(payload);
-    } else if (type === FrameType.ERROR) {
+    } else {
       const body = decodeErrorBody(payload);
       const code = body.code === 'FRAME_TOO_LARGE' ? 'ERR_WORKER_FRAME_TOO_LARGE' : 'ERR_WORKER_TASK';
       p.reject(new WorkerError(code, `worker pid ${this.pid} failed the task (${body.code}): ${body.message}`, { pid: this.pid, workerCode: body.code }));
-    } else {
-      // Not an answer: the worker is not following the protocol, and is killed like one that breaks the framing.
-      this.#pending.set(id, p);
-      this.#breach(`answered with frame type ${type}`);
     }
   }
 
   /** The worker broke the protocol: fail every request with the reason, stop reading, kill it. */
   #breach(what: string): void {
-    if (this.#protocolError) return;
-    this.#protocolError = new WorkerError('ERR_WORKER_PROTOCOL', `worker pid ${this.pid} ${what}`, { pid: this.pid });
-    this.#failAll(this.#protocolError);
+    if (this.#broken) return;
+    this.#broken = new WorkerError('ERR_WORKER_PROTOCOL', `worker pid ${this.pid} ${what}`, { pid: this.pid });
+    this.#failAll(this.#broken);
+    this.#killNow();
     this.task.destroy();
+    this.emit('broken', this.#broken);
+  }
+
+  /**
+   * SIGKILL. For a protocol breach it comes before the task socket is
+   * closed: a worker that saw EOF first might exit on its own in between,
+   * and report a status that hides why it ended. Once the signal is sent it
+   * runs no more code.
+   */
+  #killNow(): void {
     try {
       this.kill('SIGKILL');
     } catch {
-      // Already gone.
+      // Gone already.
     }
   }
 
-  /** Forget a request (its answer, if it comes, is dropped). Used by the pool's execTimeout. @internal */
+  /**
+   * EOF or an error on the task socket of a worker that was not asked to
+   * stop: nothing more can be asked of it or answered by it. Usually it is
+   * exiting; one still running TASK_EOF_GRACE_MS later is killed. Pending
+   * requests (and any made meanwhile) are settled by the exit (#onExit),
+   * with its own status, or with this reason if we killed it.
+   */
+  #loseTask(what: string): void {
+    if (this.#exit !== null || this.#broken !== null || this.#stopRequested) return;
+    this.#broken = new WorkerError('ERR_WORKER_PROTOCOL', `worker pid ${this.pid} ${what} without exiting; it was killed`, { pid: this.pid });
+    this.#taskLost = true;
+    this.task.destroy();
+    this.#graceTimer = setTimeout(() => {
+      this.#graceTimer = null;
+      this.#killedForTask = true;
+      this.#killNow();
+    }, TASK_EOF_GRACE_MS);
+    this.emit('broken', this.#broken);
+  }
+
+  /** Forget the requests written so far (their answers, if they come, are dropped). Used by the pool's execTimeout. @internal */
   abandon(): void {
-    for (const id of [...this.#pending.keys()]) this.#take(id);
+    for (const id of this.#pending.keys()) this.#pending.set(id, null);
   }
 
   #failAll(err: Error): void {
     const pending = [...this.#pending.values()];
     this.#pending.clear();
-    for (const p of pending) p.reject(err);
+    for (const p of pending) p?.reject(err);
   }
 
   /** Send a signal (default SIGTERM) through the pidfd. Does nothing once the worker has exited. */

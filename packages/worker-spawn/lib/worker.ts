@@ -5,9 +5,9 @@
 //   serve((payload) => payload.toString().toUpperCase());
 
 import { EventEmitter } from 'node:events';
-import { closeSync, fstatSync } from 'node:fs';
+import { fstatSync } from 'node:fs';
 import * as net from 'node:net';
-import { FdSocket } from '@folk/scm-rights';
+import { FdSocket, closeFds } from '@folk/scm-rights';
 import { invalidArgType, optionsObject, toPayload } from './errors.js';
 import { CONTROL_MAX, DEFAULT_MAX_FRAME, FrameDecoder, FrameType, MAX_FRAME_LIMIT, encodeErrorBody, encodeFrame } from './protocol.js';
 
@@ -139,17 +139,17 @@ export class WorkerConnection extends EventEmitter {
     try {
       message = JSON.parse(data.toString('utf8'));
     } catch {
-      closeAll(fds);
+      closeFds(fds);
       this.reportError(`unreadable control message: ${data.subarray(0, 200).toString('utf8')}`);
       return;
     }
     if (message.type === 'stop') {
-      closeAll(fds);
+      closeFds(fds);
       this.#stop();
     } else if (message.type === 'fds' && this.#onFds) {
       this.#onFds(fds, String(message.tag ?? ''), message.meta ?? null);
     } else {
-      closeAll(fds); // unknown types (and unwanted fds) are dropped so the protocol can grow
+      closeFds(fds); // unknown types (and unwanted fds) are dropped so the protocol can grow
     }
   }
 
@@ -265,16 +265,6 @@ function socketFd(fd: number): number {
   }
   if (!socket) configError(`fd ${fd} is not an open socket`);
   return fd;
-}
-
-function closeAll(fds: readonly number[]): void {
-  for (const fd of fds) {
-    try {
-      closeSync(fd);
-    } catch {
-      // Received just now and ours; nothing to undo if already closed.
-    }
-  }
 }
 
 /**

@@ -1,6 +1,7 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
+import { WorkerPool, type WorkerError, type WorkerPoolOptions } from '../lib/index.js';
 
 export const FIXTURES = join(__dirname, 'fixtures');
 export const fixture = (name: string): string => join(FIXTURES, name);
@@ -31,4 +32,24 @@ export function processExists(pid: number): boolean {
 /** Resolves with the arguments of the next `event` on `emitter`. */
 export function once<T extends unknown[]>(emitter: NodeJS.EventEmitter, event: string): Promise<T> {
   return new Promise((resolve) => emitter.once(event, (...args: unknown[]) => resolve(args as T)));
+}
+
+/** The error `promise` rejects with; a failure if it resolves. */
+export function errorOf(promise: Promise<unknown>): Promise<WorkerError> {
+  return promise.then(
+    () => {
+      throw new Error('expected a rejection');
+    },
+    (err: WorkerError) => err,
+  );
+}
+
+/** A pool (one tasks.php worker unless `options` say otherwise), stopped after `body` whatever happens. */
+export async function withPool(options: Partial<WorkerPoolOptions>, body: (pool: WorkerPool) => Promise<void>): Promise<void> {
+  const pool = new WorkerPool({ script: fixture('tasks.php'), size: 1, ...options });
+  try {
+    await body(pool);
+  } finally {
+    await pool.stop();
+  }
 }

@@ -3,26 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { WorkerError, WorkerPool, type PoolWorkerInfo, type RecycleReason, type WorkerPoolOptions } from '../lib/index.js';
-import { fixture, once, openFds, processExists, requirePhp, zombieChildren } from './helpers.js';
-
-function errorOf(promise: Promise<unknown>): Promise<WorkerError> {
-  return promise.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (err: WorkerError) => err,
-  );
-}
-
-/** A pool of tasks.php workers, stopped after the test body whatever happens. */
-async function withPool(options: Partial<WorkerPoolOptions>, body: (pool: WorkerPool) => Promise<void>): Promise<void> {
-  const pool = new WorkerPool({ script: fixture('tasks.php'), size: 1, ...options });
-  try {
-    await body(pool);
-  } finally {
-    await pool.stop();
-  }
-}
+import { errorOf, fixture, once, openFds, processExists, requirePhp, withPool, zombieChildren } from './helpers.js';
 
 const pidOf = async (pool: WorkerPool): Promise<number> => Number((await pool.run('pid')).toString());
 
@@ -131,14 +112,55 @@ describe('WorkerPool with php-cli', () => {
     });
   });
 
-  it('the crash backoff doubles per consecutive crash and a completed task resets it', async () => {
-    await withPool({ backoff: { initial: 30, max: 1000 } }, async (pool) => {
+  it('a crash loop (workers dying before ready, or idle) backs off, doubling per crash; a completed task resets it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'folk-pool-flaky-'));
+    const flag = join(dir, 'broken');
+    writeFileSync(flag, '');
+    const env = { ...process.env, FLAKY_FLAG: flag };
+    try {
+      await withPool({ script: fixture('flaky.php'), env, backoff: { initial: 20, max: 1000 } }, async (pool) => {
+        const delays: number[] = [];
+        const waiting: Array<[number, () => void]> = [];
+        pool.on('crash', (_info, _exit, delay: number) => {
+          delays.push(delay);
+          for (const [n, resolve] of waiting) if (delays.length >= n) resolve();
+        });
+        /** Resolves once `n` crashes have been reported. */
+        const crashes = (n: number) => new Promise<void>((resolve) => (delays.length >= n ? resolve() : waiting.push([n, resolve])));
+        await crashes(3);
+        rmSync(flag);
+        await pool.ready();
+        expect((await pool.run('echo:up')).toString()).toBe('up');
+        // Broken again, and the worker that served dies idle: the streak starts over.
+        writeFileSync(flag, '');
+        process.kill(pool.stats().list[0]!.pid, 'SIGKILL');
+        await crashes(5);
+        expect(delays.slice(0, 5)).toEqual([20, 40, 80, 20, 40]);
+      });
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a poison task that kills its worker costs only its own requests: healthy tasks all complete, and replacements of ready workers start at once', async () => {
+    // A long backoff: had it applied to these replacements, the 'crash' events would say so.
+    await withPool({ size: 2, backoff: { initial: 1000, max: 10_000 } }, async (pool) => {
+      await pool.ready();
       const delays: number[] = [];
       pool.on('crash', (_info, _exit, delay: number) => delays.push(delay));
-      await pool.ready();
-      for (const task of ['exit:1', 'exit:1', 'echo:ok', 'exit:1']) await pool.run(task).catch(() => {});
-      expect(delays).toEqual([30, 60, 30]);
-      expect(pool.stats()).toMatchObject({ crashed: 3, completed: 1, failed: 3 });
+      // 20 poison tasks (exit() mid-task) among 200 healthy ones, all queued at once.
+      const tasks = Array.from({ length: 220 }, (_, i) => (i % 11 === 5 ? 'exit:3' : `echo:${i}`));
+      const outcomes = await Promise.all(
+        tasks.map((task) =>
+          pool.run(task).then(
+            (answer) => answer.toString(),
+            (err: WorkerError) => err.code,
+          ),
+        ),
+      );
+      tasks.forEach((task, i) => expect(outcomes[i]).toBe(task === 'exit:3' ? 'ERR_WORKER_CRASHED' : String(i)));
+      expect(delays).toEqual(Array(20).fill(0));
+      expect(pool.stats()).toMatchObject({ completed: 200, failed: 20, crashed: 20, spawned: 22 });
     });
   });
 
@@ -321,6 +343,37 @@ describe('WorkerPool with php-cli', () => {
     });
   });
 
+  it('reload({ drainTimeout }): a task still running that long after its worker was replaced is rejected, the worker killed, and reload() resolves', async () => {
+    await withPool({}, async (pool) => {
+      const first = await pidOf(pool);
+      const holding = once(pool, 'stdout');
+      const hung = errorOf(pool.run('hold:600000'));
+      await holding;
+      const exited = once<[PoolWorkerInfo, { signal: string | null }]>(pool, 'exit');
+      // With execTimeout 0 nothing else would ever end that task: reload() waited for good.
+      await pool.reload({ drainTimeout: 100 });
+      const err = await hung;
+      expect([err.code, err.message]).toEqual([
+        'ERR_WORKER_DRAIN_TIMEOUT',
+        `the task was still running drainTimeout (100 ms) after reload() replaced its worker; worker pid ${first} was killed`,
+      ]);
+      const [info, exit] = await exited;
+      expect([info.pid, exit.signal]).toEqual([first, 'SIGKILL']);
+      expect(await pidOf(pool)).not.toBe(first);
+      expect(pool.stats()).toMatchObject({ failed: 1, recycled: 1, crashed: 0 });
+    });
+  }, 20_000);
+
+  it('reload() with bad options rejects and replaces nothing', async () => {
+    await withPool({}, async (pool) => {
+      const first = await pidOf(pool);
+      await expect(pool.reload({ drainTimeout: -1 })).rejects.toMatchObject({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+      await expect(pool.reload('soon' as never)).rejects.toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' });
+      expect(pool.stats()).toMatchObject({ recycled: 0, spawned: 1 });
+      expect(await pidOf(pool)).toBe(first);
+    });
+  });
+
   it('stop(): running tasks finish, queued ones are rejected, no zombies and no fds remain', async () => {
     const before = openFds();
     const pool = new WorkerPool({ script: fixture('tasks.php'), size: 2 });
@@ -412,13 +465,13 @@ describe('WorkerPool with php-cli', () => {
   });
 
   it('a worker answering with a frame of the wrong type: the task is rejected and the worker replaced, not left busy', async () => {
-    await withPool({ script: fixture('wrong-type.php'), backoff: { initial: 0 }, destroyTimeout: 100 }, async (pool) => {
+    await withPool({ script: fixture('hostile.php'), backoff: { initial: 0 }, destroyTimeout: 100 }, async (pool) => {
       await pool.ready();
       const first = pool.stats().list[0]!.pid;
       const exited = once<[PoolWorkerInfo]>(pool, 'exit');
-      const err = await errorOf(pool.run('anything'));
+      const err = await errorOf(pool.run('as:1'));
       expect(err.code).toBe('ERR_WORKER_PROTOCOL');
-      expect(err.message).toBe(`worker pid ${first} answered with frame type 1`);
+      expect(err.message).toBe(`worker pid ${first} sent a frame of type 1 (id 1); a worker sends only RESPONSE and ERROR frames`);
       expect((await exited)[0].pid).toBe(first);
       await pool.ready();
       expect(pool.stats().list.map((w) => w.pid)).not.toContain(first);

@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { closeSync, mkdtempSync, openSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import * as net from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
@@ -20,7 +21,7 @@ import {
   type ReadyMessage,
   Worker,
 } from '../lib/index.js';
-import { O_NONBLOCK, fdFlags, fixture, once, openFds, processExists, requirePhp, zombieChildren } from './helpers.js';
+import { O_NONBLOCK, errorOf, fdFlags, fixture, once, openFds, processExists, requirePhp, zombieChildren } from './helpers.js';
 
 interface Report {
   pid: number;
@@ -33,15 +34,6 @@ interface Report {
 
 async function report(worker: Worker): Promise<Report> {
   return JSON.parse((await worker.request('report')).toString()) as Report;
-}
-
-function errorOf(promise: Promise<unknown>): Promise<WorkerError> {
-  return promise.then(
-    () => {
-      throw new Error('expected a rejection');
-    },
-    (err: WorkerError) => err,
-  );
 }
 
 /** The two worker libraries, each running its tasks fixture (tasks.php, tasks-node.cjs). */
@@ -78,6 +70,24 @@ function rawFrames(worker: Worker): RawFrame[] {
   });
   worker.task.on('data', (chunk: Buffer) => decoder.push(chunk));
   return frames;
+}
+
+/**
+ * Take the task socket over from the Worker, to test a worker library with
+ * frames written by hand: the Worker's own reader is detached (it would take
+ * an answer to a request it never sent for a protocol breach and kill the
+ * worker), and `next(n)` resolves with the next `n` frames the worker writes.
+ */
+function byHand(worker: Worker): { write: (...frames: Buffer[]) => void; next: (n: number) => Promise<RawFrame[]> } {
+  worker.task.removeAllListeners('data');
+  const frames = rawFrames(worker);
+  return {
+    write: (...parts) => worker.task.write(Buffer.concat(parts)),
+    next: async (n) => {
+      while (frames.length < n) await once(worker.task, 'data');
+      return frames.splice(0, n);
+    },
+  };
 }
 
 /** Connect to 127.0.0.1:port, say "client", and resolve with everything the server says back. */
@@ -229,17 +239,17 @@ describe('spawnWorker with php-cli', () => {
     const worker = spawnWorker({ ...options, maxFrame: 4096 });
     try {
       await worker.ready;
-      // Bypass request()'s own check: write a 100 KiB frame by hand.
-      const frames = rawFrames(worker);
-      worker.task.write(Buffer.concat([header(1, 4242, 100_000), Buffer.alloc(100_000, 9)]));
-      // The answer to the next real request arrives after the error frame.
-      expect((await worker.request('echo:after')).toString()).toBe('after');
-      const [answer] = frames;
+      // Bypass request()'s own check: write a 100 KiB frame by hand, and a
+      // request after it, whose answer comes after the error frame.
+      const hand = byHand(worker);
+      hand.write(header(1, 4242, 100_000), Buffer.alloc(100_000, 9), header(1, 4243, 10), Buffer.from('echo:after'));
+      const [answer, after] = await hand.next(2);
       expect([answer!.type, answer!.id]).toEqual([3 /* ERROR */, 4242]);
       expect(JSON.parse(answer!.payload.toString())).toEqual({
         code: 'FRAME_TOO_LARGE',
         message: expect.stringContaining('100000 bytes exceeds the maximum frame size of 4096'),
       });
+      expect([after!.type, after!.id, after!.payload.toString()]).toEqual([2 /* RESPONSE */, 4243, 'after']);
       expect(worker.hasExited).toBe(false);
     } finally {
       await worker.stop();
@@ -278,15 +288,16 @@ describe('spawnWorker with php-cli', () => {
     const worker = spawnWorker(options);
     try {
       await worker.ready;
-      const frames = rawFrames(worker);
-      // A RESPONSE sent to the worker, and a type this version does not define.
-      worker.task.write(Buffer.concat([header(2, 7, 3), Buffer.from('abc'), header(9, 8, 0)]));
-      expect((await worker.request('echo:after')).toString()).toBe('after');
+      const hand = byHand(worker);
+      // A RESPONSE sent to the worker, and a type this version does not define; then a request.
+      hand.write(header(2, 7, 3), Buffer.from('abc'), header(9, 8, 0), header(1, 9, 10), Buffer.from('echo:after'));
+      const frames = await hand.next(3);
       expect(frames.slice(0, 2).map((f) => [f.type, f.id, JSON.parse(f.payload.toString()).code])).toEqual([
         [3, 7, 'BAD_FRAME'],
         [3, 8, 'BAD_FRAME'],
       ]);
       expect(JSON.parse(frames[1]!.payload.toString()).message).toContain('got type 9');
+      expect([frames[2]!.type, frames[2]!.id, frames[2]!.payload.toString()]).toEqual([2, 9, 'after']);
     } finally {
       await worker.stop();
     }
@@ -305,13 +316,13 @@ describe('spawnWorker with php-cli', () => {
   });
 
   it('the supervisor discards an oversize response without buffering it and stays in sync', async () => {
-    const worker = spawnWorker({ script: fixture('raw.php'), maxFrame: 4096 });
+    const worker = spawnWorker({ script: fixture('hostile.php'), maxFrame: 4096 });
     try {
-      // raw.php knows no control messages; stop() will need SIGTERM, so not for long.
-      const err = await errorOf(worker.request('first'));
+      // hostile.php knows no control messages; stop() will need SIGTERM, so not for long.
+      const err = await errorOf(worker.request('over'));
       expect(err.code).toBe('ERR_WORKER_FRAME_TOO_LARGE');
       expect(err.message).toMatch(/answered with 4097 bytes, over the maximum frame size of 4096 bytes; the response was discarded/);
-      expect((await worker.request('second')).toString()).toBe('second');
+      expect((await worker.request('pid')).toString()).toBe(String(worker.pid));
     } finally {
       await worker.stop({ timeout: 0 });
     }
@@ -832,5 +843,30 @@ try { ${call}; } catch (e) { console.log(JSON.stringify([e.name, e.code, e.messa
     expect(await worker.request(all)).toEqual(all);
     expect((await errorOf(worker.request(Buffer.alloc(5000)))).code).toBe('ERR_WORKER_FRAME_TOO_LARGE');
     expect((await worker.stop()).code).toBe(0);
+  });
+});
+
+describe('PHP_WORKER_LIBRARY', () => {
+  const dist = fileURLToPath(new URL('../dist/index.js', import.meta.url));
+  const value = (env: NodeJS.ProcessEnv, cwd?: string): string => {
+    const r = spawnSync(process.execPath, ['-p', `require(${JSON.stringify(dist)}).PHP_WORKER_LIBRARY`], {
+      env: { ...process.env, FOLK_PHP_WORKER_LIBRARY: '', ...env },
+      encoding: 'utf8',
+      ...(cwd ? { cwd } : {}),
+    });
+    expect(r.stderr).toBe('');
+    return r.stdout.trim();
+  };
+
+  it('is the package’s own php/Worker.php', () => {
+    const own = fileURLToPath(new URL('../php/Worker.php', import.meta.url));
+    expect(value({})).toBe(own);
+    expect(PHP_WORKER_LIBRARY).toBe(own);
+    expect(readFileSync(own, 'utf8')).toMatch(/namespace Folk;/);
+  });
+
+  it('is what FOLK_PHP_WORKER_LIBRARY names, made absolute (for bundles, which have no package directory)', () => {
+    expect(value({ FOLK_PHP_WORKER_LIBRARY: '/srv/app/Worker.php' })).toBe('/srv/app/Worker.php');
+    expect(value({ FOLK_PHP_WORKER_LIBRARY: 'lib/Worker.php' }, '/tmp')).toBe('/tmp/lib/Worker.php');
   });
 });

@@ -9,6 +9,9 @@ import { CONTROL_FD, PHP_WORKER_LIBRARY, TASK_FD, WorkerError, WorkerPool, serve
 if (TASK_FD !== 3 || CONTROL_FD !== 4) throw new Error(`fd constants ${TASK_FD}/${CONTROL_FD}`);
 
 // A Node worker using the package's ./worker export, resolved from this project.
+// FOLK_E2E_NODE is the command that starts this same Node when its binary
+// cannot be exec'd directly (the arm64 one, under qemu).
+const node = process.env.FOLK_E2E_NODE || process.execPath;
 const nodeWorker = join(process.cwd(), 'upper-worker.cjs');
 writeFileSync(
   nodeWorker,
@@ -18,14 +21,14 @@ writeFileSync(
    });\n`,
 );
 
-const worker = spawnWorker({ command: process.execPath, script: nodeWorker });
+const worker = spawnWorker({ command: node, script: nodeWorker });
 const ready = await worker.ready;
 if (ready.pid !== worker.pid || ready.lang !== 'node') throw new Error(`ready: ${JSON.stringify(ready)}`);
 if ((await worker.request('hello')).toString() !== 'HELLO') throw new Error('request answered wrongly');
 const exit = await worker.stop();
 if (exit.code !== 0) throw new Error(`worker exit: ${JSON.stringify(exit)}`);
 
-const pool = new WorkerPool({ command: process.execPath, script: nodeWorker, size: 2, maxJobs: 10 });
+const pool = new WorkerPool({ command: node, script: nodeWorker, size: 2, maxJobs: 10 });
 const answers = await Promise.all(Array.from({ length: 50 }, (_, i) => pool.run(`task ${i}`)));
 answers.forEach((a, i) => {
   if (a.toString() !== `TASK ${i}`) throw new Error(`task ${i}: ${a}`);
