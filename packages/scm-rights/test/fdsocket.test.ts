@@ -1,6 +1,6 @@
 import { execFileSync, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
-import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, readSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { Socket, createServer } from 'node:net';
 import { join } from 'node:path';
@@ -1012,6 +1012,62 @@ describe('across processes', () => {
       { encoding: 'utf8', cwd: PKG },
     );
     expect(out).toBe('exited\n');
+  });
+
+  it('with 0-2 closed, no private duplicate takes their numbers (Node would take them for its stdio)', () => {
+    // Node's lazy process.stderr wraps whatever is at fd 2: a stream socket
+    // there, which an FdSocket's poll already watches, makes it throw 'open
+    // EEXIST'. child_process keeps its fds at 3 and above, and so must we.
+    const report = join(dir, 'low-fds.json');
+    const r = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `const fs = require('node:fs');
+         const { FdSocket } = require(${JSON.stringify(DIST)});
+         const { socketpair } = require('@folk/socketpair');
+         const out = fs.openSync(${JSON.stringify(report)}, 'w');
+         const result = {};
+         process.on('uncaughtException', (e) => {
+           result.uncaught = String(e && e.message);
+           fs.writeSync(out, JSON.stringify(result));
+           process.exit(3);
+         });
+         const open = () => [0, 1, 2].filter((fd) => { try { fs.fstatSync(fd); return true; } catch { return false; } });
+         const pairs = [socketpair('stream'), socketpair('stream')];
+         fs.closeSync(0);
+         fs.closeSync(1);
+         fs.closeSync(2);
+         const sockets = pairs.flatMap(([x, y]) => [new FdSocket(x), new FdSocket(y)]);
+         result.low = open();
+         // What each socket receives before its peer's 'end', which is sent
+         // after the console.error below.
+         const got = sockets.map(() => []);
+         let ended = 0;
+         sockets.forEach((s, i) =>
+           s.on('message', (m) => {
+             if (m.data.toString() !== 'end') return got[i].push(m.data.toString());
+             if (++ended < sockets.length) return;
+             result.got = got;
+             result.lowAfter = open();
+             for (const s of sockets) s.close();
+             fs.writeSync(out, JSON.stringify(result));
+           }),
+         );
+         sockets[0].send(Buffer.from('hi')).then(() => {
+           console.error('process.stderr works');
+           for (const s of sockets) s.send(Buffer.from('end'));
+         });`,
+      ],
+      { encoding: 'utf8', cwd: PKG },
+    );
+    expect({ status: r.status, stderr: r.stderr, ...JSON.parse(readFileSync(report, 'utf8')) }).toEqual({
+      status: 0,
+      stderr: '',
+      low: [],
+      got: [[], ['hi'], [], []],
+      lowAfter: [],
+    });
   });
 
   it('a ref’d socket keeps the process alive until its message comes', () => {
