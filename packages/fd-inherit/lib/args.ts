@@ -63,3 +63,13 @@ export function optionalBoolean(options: Record<string, unknown>, key: string, f
   if (typeof value !== 'boolean') throw invalidArgType(`options.${key}`, 'of type boolean', value);
   return value;
 }
+
+/** options[key] as an AbortSignal, or undefined; duck-typed as Node's own APIs do, so a signal from another realm works. */
+export function optionalAbortSignal(options: Record<string, unknown>, key: string): AbortSignal | undefined {
+  const value = options[key];
+  if (value === undefined) return undefined;
+  if (value === null || typeof value !== 'object' || !('aborted' in value)) {
+    throw invalidArgType(`options.${key}`, 'an instance of AbortSignal', value);
+  }
+  return value as AbortSignal;
+}
