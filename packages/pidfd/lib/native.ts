@@ -64,7 +64,8 @@ export interface NativeBinding {
   close(fd: number): void;
   /**
    * Takes ownership of `fd` once it has made its private duplicate; throws
-   * (EMFILE...) with `fd` still the caller's. With `reap`, an environment
+   * (EMFILE...; a TypeError when `fd` is another Handle's private duplicate,
+   * in any thread) with `fd` still the caller's. With `reap`, an environment
    * torn down while the Handle is open reaps the process (at once, or from a
    * thread that waits for its exit).
    */

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <poll.h>
 #include <signal.h>
 #include <string>
@@ -335,13 +336,131 @@ std::map<Handle*, EnvData*>& Reapers() {
   return *reapers;
 }
 
-// Collect the exit of the process of `fd` (a pidfd we own) now if it has
-// one, else from a detached thread once it has; the fd is closed either way.
+// Every Handle's private duplicate, process-wide (worker threads share the
+// fd table), until it is closed. A number that is one is nobody's to hand
+// a Handle: adopt() of it would have the new Handle close it, under the
+// Handle whose poll watches it, and libuv aborts the process at that
+// poll's next epoll_ctl (or its reaps and signals hit EBADF, or a stranger
+// that reused the number). So a new Handle refuses it. Closed and unlisted
+// under one lock, so a Handle made meanwhile sees either a duplicate that
+// is still ours or a number that is free. Never destroyed, like Reapers():
+// ReapLater's threads close theirs at any time, process exit included.
+std::mutex& PrivateLock() {
+  static std::mutex* lock = new std::mutex;
+  return *lock;
+}
+std::set<int>& PrivateFds() {
+  static auto* fds = new std::set<int>;
+  return *fds;
+}
+
+// The private duplicate of `fd` for a new Handle (throws if there is none).
+int DupPrivate(Napi::Env env, int fd) {
+  std::lock_guard<std::mutex> guard(PrivateLock());
+  if (PrivateFds().count(fd) != 0) {
+    Napi::TypeError e = Napi::TypeError::New(
+        env, "The \"fd\" argument is invalid: fd " + std::to_string(fd) +
+                 " is the private duplicate an open PidFd works through, not a pidfd of yours");
+    e.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
+    throw e;
+  }
+  int io = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (io == -1) throw ErrnoError(env, errno, "fcntl");
+  PrivateFds().insert(io);
+  return io;
+}
+
+void ClosePrivate(int io) {
+  std::lock_guard<std::mutex> guard(PrivateLock());
+  ::close(io);
+  PrivateFds().erase(io);
+}
+
+// The thread ReapLater starts runs this library's code (and sleeps in it)
+// after the environment that handed it the pidfd is gone, for as long as
+// that process runs. Node unloads an addon (dlclose) when a worker
+// environment that loaded it is torn down (never one the main thread
+// loaded), and once the last reference goes, the library is unmapped: the
+// thread then crashed the whole process with SIGSEGV when its process
+// exited, or before it even got going. Joining the thread at teardown is no
+// answer (the process may run for ever), nor is one process-wide thread
+// (its code is in this library too). So the library stays loaded for the
+// life of the process: one dlopen reference of our own, taken at the first
+// Init and never closed, so that Node's dlclose only ever gives back its own.
+//
+// What to open is the name the dynamic loader gave the object this function
+// lives in (dl_iterate_phdr, in glibc since 2.2.5 under one symbol version;
+// dladdr and dlopen moved into libc in 2.34 under new versions, which a
+// prebuild linked against would need). That is the name Node's dlopen
+// loaded, however the package found the file (node-gyp-build, a static
+// require of the .node file: both end in process.dlopen), so glibc finds
+// the object already loaded by that name and only counts a reference.
+// uv_dlopen is that dlopen, exported by Node. If the handle turns out to be
+// another object (musl matches by file, and the file may have been
+// replaced), it is closed again and no reference is kept.
+struct LoadedObject {
+  uintptr_t address;  // in: an address inside the object
+  uintptr_t base = 0;  // out: where the object was loaded, and its name
+  const char* name = nullptr;
+};
+
+int FindLoadedObject(struct dl_phdr_info* info, size_t, void* arg) {
+  auto* obj = static_cast<LoadedObject*>(arg);
+  for (int i = 0; i < info->dlpi_phnum; i++) {
+    const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+    uintptr_t start = info->dlpi_addr + ph.p_vaddr;
+    if (ph.p_type == PT_LOAD && obj->address >= start && obj->address - start < ph.p_memsz) {
+      obj->base = info->dlpi_addr;
+      obj->name = info->dlpi_name;
+      return 1;
+    }
+  }
+  return 0;
+}
+
+bool StayLoaded() {
+  LoadedObject self{reinterpret_cast<uintptr_t>(&StayLoaded)};
+  if (dl_iterate_phdr(FindLoadedObject, &self) == 0 || self.name == nullptr || self.name[0] == '\0') return false;
+  static uv_lib_t lib;  // never closed: that reference is the point
+  if (uv_dlopen(self.name, &lib) != 0) {
+    uv_dlclose(&lib);  // frees the error message
+    return false;
+  }
+  void* sym = nullptr;
+  LoadedObject opened{0};
+  if (uv_dlsym(&lib, "napi_register_module_v1", &sym) == 0) {
+    opened.address = reinterpret_cast<uintptr_t>(sym);
+    dl_iterate_phdr(FindLoadedObject, &opened);
+  }
+  if (opened.name == nullptr || opened.base != self.base) {
+    uv_dlclose(&lib);
+    return false;
+  }
+  return true;
+}
+
+// Whether the library stays loaded for the life of the process; the first
+// call decides, once.
+bool KeptLoaded() {
+  static const bool kept = StayLoaded();
+  return kept;
+}
+
+// Collect the exit of the process of `fd` (a private duplicate, now ours
+// alone) now if it has one, else from a detached thread once it has; the
+// fd is closed either way.
+// If the library could not be kept loaded (see StayLoaded), no thread,
+// which could crash the process: the process is left a zombie from its
+// exit until ours ends.
 void ReapLater(int fd) {
   siginfo_t si = {};
   long rc = syscall(SYS_waitid, P_PIDFD, fd, &si, WEXITED | WNOHANG, nullptr);
   if (rc == -1 || si.si_pid != 0) {  // reaped now, or nothing to reap (ECHILD)
-    ::close(fd);
+    ClosePrivate(fd);
+    return;
+  }
+  if (!KeptLoaded()) {
+    ClosePrivate(fd);
     return;
   }
   // libuv made the description non-blocking; a blocking waitid would say EAGAIN.
@@ -352,10 +471,10 @@ void ReapLater(int fd) {
       siginfo_t info = {};
       while (syscall(SYS_waitid, P_PIDFD, fd, &info, WEXITED, nullptr) == -1 && errno == EINTR) {
       }
-      ::close(fd);
+      ClosePrivate(fd);
     }).detach();
   } catch (...) {
-    ::close(fd);  // no thread to be had: nothing more can be done for it
+    ClosePrivate(fd);  // no thread to be had: nothing more can be done for it
   }
 }
 
@@ -401,14 +520,14 @@ class Handle : public Napi::ObjectWrap<Handle> {
   }
 
   // new Handle(fd: number): takes ownership of fd, after making the private
-  // duplicate (EMFILE, EBADF: it throws and fd stays the caller's).
+  // duplicate (EMFILE, EBADF: it throws and fd stays the caller's). Never
+  // another Handle's private duplicate (see PrivateFds).
   explicit Handle(const Napi::CallbackInfo& info) : Napi::ObjectWrap<Handle>(info) {
     int fd = Int32Arg(info, 0, "new Handle(fd: number, reap: boolean)");
     if (fd < 0) throw Napi::RangeError::New(info.Env(), "new Handle(fd: number, reap: boolean): fd must be >= 0");
     if (info.Length() < 2 || !info[1].IsBoolean()) throw Napi::TypeError::New(info.Env(), "new Handle(fd: number, reap: boolean)");
     bool reap = info[1].As<Napi::Boolean>().Value();
-    int io = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (io == -1) throw ErrnoError(info.Env(), errno, "fcntl");
+    int io = DupPrivate(info.Env(), fd);
     fd_ = fd;
     io_ = io;
     data_ = static_cast<EnvData*>(info.Env().GetInstanceData<EnvData>());
@@ -569,7 +688,7 @@ class Handle : public Napi::ObjectWrap<Handle> {
       watch_ = nullptr;
     }
     if (io_ >= 0) {
-      ::close(io_);
+      ClosePrivate(io_);
       io_ = -1;
     }
     if (fd_ >= 0) {
@@ -676,6 +795,7 @@ void FreeEnvData(Napi::Env, EnvData* data) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  KeptLoaded();  // before any teardown can hand a pidfd to a thread (see StayLoaded)
   EnvData* data = new EnvData();
   env.SetInstanceData<EnvData, FreeEnvData>(data);
   napi_status s = napi_add_async_cleanup_hook(env, OnTeardown, data, &data->hook);

@@ -139,11 +139,44 @@ describe('lifetimes', () => {
     expect(terminateMidCall(setup, loop)).toEqual(SURVIVED);
   }, 120_000);
 
-  it('reap: true children still running when their worker thread ends (on its own, process.exit(), terminate(), never waited on) are still reaped: no zombies', async () => {
-    const run = await runNode('worker-reap.mjs', []);
+  // Loaded only in the workers, Node unloads the addon when the last of them
+  // ends, while the children handed on at teardown still run.
+  it.each(['end', 'exit', 'terminate', 'unwaited'])(
+    "reap: true children still running when the worker threads that alone loaded pidfd end (%s) are reaped once they exit: no crash, no zombie, no fd left",
+    async (mode) => {
+      const run = await runNode('worker-reap.mjs', [mode]);
+      expect(run.stderr).toBe('');
+      expect({ code: run.code, signal: run.signal }).toEqual({ code: 0, signal: null });
+      expect(json(run.stdout)).toEqual({ [mode]: [null], leaked: [] });
+    },
+  );
+
+  it('the same with pidfd loaded on the main thread too (every ending in one process)', async () => {
+    const run = await runNode('worker-reap.mjs', ['end,exit,terminate,unwaited', 'main-too']);
     expect(run.stderr).toBe('');
-    expect(run.code).toBe(0);
-    expect(json(run.stdout)).toEqual({ end: [null], exit: [null], terminate: [null], unwaited: [null] });
+    expect({ code: run.code, signal: run.signal }).toEqual({ code: 0, signal: null });
+    expect(json(run.stdout)).toEqual({ end: [null], exit: [null], terminate: [null], unwaited: [null], leaked: [] });
+  });
+
+  it("adopt() refuses the number of another open PidFd's private duplicate, of this thread or another (closing it would make libuv abort the process), and takes the number once it is free", async () => {
+    const run = await runNode('private-dup.mjs');
+    expect(run.stderr).toBe('');
+    expect({ code: run.code, signal: run.signal }).toEqual({ code: 0, signal: null });
+    const out = json(run.stdout) as Record<string, { message: string } | number | string | boolean | string[]>;
+    for (const [key, fd] of [['sameThread', out['sameThreadFd']], ['otherThread', out['otherThreadFd']]] as const) {
+      expect(out[key]).toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' });
+      expect((out[key] as { message: string }).message).toContain(
+        `The "fd" argument is invalid: fd ${fd} is the private duplicate an open PidFd works through`,
+      );
+    }
+    expect(out).toMatchObject({ waited: 'SIGKILL', workerSaid: 'alive', reusedAdopted: true, leaked: [] });
+  });
+
+  it('the process exits normally while the threads handed such children still wait', async () => {
+    const run = await runNode('worker-reap.mjs', ['process-exit']);
+    expect(run.stderr).toBe('');
+    expect({ code: run.code, signal: run.signal }).toEqual({ code: 0, signal: null });
+    expect(json(run.stdout)).toEqual({ running: ['S'] });
   });
 
   it('a PidFd collected without close() has its fd closed (not a number closed by hand and reused), is never reaped by the collector, and is kept while a wait is pending', async () => {

@@ -53,9 +53,10 @@ export interface NativeBinding {
   /** shutdown(SHUT_WR), errors ignored. */
   shutdownWrite(fd: number): void;
   /**
-   * A uv_poll_t over a private duplicate of `fd` (fcntl EMFILE... or
-   * uv_poll_init EEXIST when another handle of the loop watches `fd`, with
-   * `fd` left to the caller); owns both. Each readable wakeup loops recvmsg
+   * A uv_poll_t over a private duplicate of `fd` (fcntl EMFILE..., a
+   * TypeError when `fd` is another Poller's private duplicate in any thread,
+   * or uv_poll_init EEXIST when another handle of the loop watches `fd`,
+   * with `fd` left to the caller); owns both. Each readable wakeup loops recvmsg
    * (MSG_DONTWAIT | MSG_CMSG_CLOEXEC, at most `chunkBytes` per call) until
    * EAGAIN or the batch is full, writes per chunk [length, fd count,
    * msg_flags] into `meta` and the fds into `fds` (held from then on), then

@@ -21,7 +21,9 @@
 
 #include <algorithm>
 #include <memory>
+#include <mutex>
 #include <new>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -408,6 +410,45 @@ Napi::Value ShutdownWrite(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// Every open Poller's private duplicate, process-wide (worker threads share
+// the fd table), until it is closed. Such a number is nobody's to wrap:
+// an FdSocket made on it would close it at close(), under the Poller whose
+// poll watches it, and libuv aborts the process at that poll's next
+// epoll_ctl (or its sends hit EBADF, or a stranger that reused the number).
+// So a new Poller refuses it. Closed and unlisted under one lock, so a
+// Poller made meanwhile sees either a duplicate still in use or a free
+// number. The set exists only while it has members: nothing is left to
+// free when Node unloads the addon with its last worker.
+std::mutex privateLock;
+std::set<int>* privateFds = nullptr;
+
+// The private duplicate of `fd` for a new Poller (throws if there is none).
+int DupPrivate(Napi::Env env, int fd) {
+  std::lock_guard<std::mutex> guard(privateLock);
+  if (privateFds != nullptr && privateFds->count(fd) != 0) {
+    Napi::TypeError e = Napi::TypeError::New(
+        env, "The \"fd\" argument is invalid: fd " + std::to_string(fd) +
+                 " is the private duplicate an open FdSocket works through, not a socket of yours");
+    e.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
+    throw e;
+  }
+  int io = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (io == -1) throw ErrnoError(env, errno, "fcntl");
+  if (privateFds == nullptr) privateFds = new std::set<int>;
+  privateFds->insert(io);
+  return io;
+}
+
+void ClosePrivate(int io) {
+  std::lock_guard<std::mutex> guard(privateLock);
+  close(io);
+  privateFds->erase(io);
+  if (privateFds->empty()) {
+    delete privateFds;
+    privateFds = nullptr;
+  }
+}
+
 // Poller: a uv_poll_t over the socket that, on each readable wakeup, loops
 // recvmsg until EAGAIN (or the batch is full) and hands JavaScript the whole
 // batch in one call: the bytes in one Buffer, and per chunk its length, fd
@@ -469,9 +510,9 @@ class Poller : public Napi::ObjectWrap<Poller> {
     // caller from closing it by hand. Had libuv polled that number, its next
     // epoll_ctl would fail with EBADF and libuv would abort() the process.
     // So the socket is polled, read and written through a private
-    // close-on-exec duplicate nobody else knows the number of.
-    int io = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (io == -1) throw ErrnoError(env, errno, "fcntl");
+    // close-on-exec duplicate nobody else knows the number of (and that no
+    // other Poller may take: see privateFds).
+    int io = DupPrivate(env, fd);
     handle_ = new Handle();
     handle_->owner = this;
     handle_->poll.data = handle_;
@@ -492,7 +533,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
       handle_ = nullptr;
     }
     if (err != 0) {
-      close(io);
+      ClosePrivate(io);
       throw ErrnoError(env, -err, "uv_poll_init");
     }
     handle_->open = 2;
@@ -505,7 +546,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
       handle_->owner = nullptr;
       uv_close(reinterpret_cast<uv_handle_t*>(&handle_->poll), OnClosed);
       handle_ = nullptr;
-      close(io);
+      ClosePrivate(io);
       throw Napi::Error::New(env, "napi_add_async_cleanup_hook failed");
     }
     metaRef_ = Napi::Persistent(info[3].As<Napi::Object>());
@@ -596,7 +637,7 @@ class Poller : public Napi::ObjectWrap<Poller> {
       handle_ = nullptr;
     }
     if (io_ >= 0) {
-      close(io_);
+      ClosePrivate(io_);
       io_ = -1;
     }
     // The public number only while it is still the socket we were given: a

@@ -1401,6 +1401,114 @@ describe('bad arguments', () => {
     expect(openFds()).toEqual(before);
   });
 
+  it("the number of another open FdSocket's private duplicate is refused, of this thread or another (closing it would make libuv abort the process); free again once that FdSocket is closed", () => {
+    // In a child process, so an abort shows as a signal. The private
+    // duplicate is found as the fd an FdSocket opens besides its own; it is
+    // wrapped while its owner does not poll (a poll would make libuv refuse
+    // the number itself), and the owner starts reading afterwards.
+    const r = spawnSync(
+      process.execPath,
+      [
+        '-e',
+        `const { Worker, isMainThread, parentPort } = require('node:worker_threads');
+         const { once } = require('node:events');
+         const fs = require('node:fs');
+         const { FdSocket, sendFds } = require(${JSON.stringify(DIST)});
+         const { socketpair } = require('@folk/socketpair');
+         // Less readdir's own fd, gone once read.
+         const fds = () => new Set(fs.readdirSync('/proc/self/fd').filter((n) => fs.existsSync('/proc/self/fd/' + n)).map(Number));
+         const openFds = () => fs.readdirSync('/proc/self/fd').map((n) => { try { return n + ' -> ' + fs.readlinkSync('/proc/self/fd/' + n); } catch { return null; } }).filter(Boolean).sort();
+         function wrapWithPrivate(fd) {
+           const before = fds();
+           const s = new FdSocket(fd);
+           const added = [...fds()].filter((n) => !before.has(n) && n !== fd);
+           if (added.length !== 1) throw new Error('expected one private fd, found ' + added);
+           return [s, added[0]];
+         }
+         function attempt(fd) {
+           try {
+             new FdSocket(fd).close(); // closes fd
+             return 'wrapped';
+           } catch (err) {
+             return { name: err.name, code: err.code, message: err.message };
+           }
+         }
+         async function reads(s, peer) {
+           const got = once(s, 'message');
+           sendFds(peer, Buffer.from('still here'), []);
+           return (await got)[0].data.toString();
+         }
+         (async () => {
+           const report = {};
+           await once(new Worker('', { eval: true }), 'exit'); // what any worker leaves behind
+           const before = openFds();
+           const [a, b] = socketpair('seqpacket');
+           const [s, io] = wrapWithPrivate(a);
+           report.sameThread = attempt(io);
+           report.sameThreadFd = io;
+           report.read = await reads(s, b);
+           s.close();
+           fs.closeSync(b);
+
+           const w = new Worker(
+             \`const { parentPort } = require('node:worker_threads');
+              const { once } = require('node:events');
+              const fs = require('node:fs');
+              const { FdSocket, sendFds } = require(\${JSON.stringify(${JSON.stringify(DIST)})});
+              const { socketpair } = require('@folk/socketpair');
+              const before = new Set(fs.readdirSync('/proc/self/fd').map(Number));
+              const [a, b] = socketpair('seqpacket');
+              const s = new FdSocket(a);
+              const io = fs.readdirSync('/proc/self/fd').filter((n) => fs.existsSync('/proc/self/fd/' + n)).map(Number).filter((n) => !before.has(n) && n !== a && n !== b);
+              parentPort.postMessage(io);
+              parentPort.once('message', async () => {
+                const got = once(s, 'message');
+                sendFds(b, Buffer.from('still here'), []);
+                const [m] = await got;
+                s.close();
+                fs.closeSync(b);
+                parentPort.postMessage(m.data.toString());
+                parentPort.close();
+              });\`,
+             // Or Node warns as the worker closes b, which fs did not open.
+             { eval: true, trackUnmanagedFds: false },
+           );
+           const exited = once(w, 'exit');
+           const [[workerIo, ...more]] = await once(w, 'message');
+           if (more.length) throw new Error('expected one private fd in the worker');
+           report.otherThread = attempt(workerIo);
+           report.otherThreadFd = workerIo;
+           w.postMessage('go');
+           [report.workerRead] = await once(w, 'message');
+           await exited;
+
+           // Closed, the number is free for a socket of the caller's.
+           const pairs = [];
+           while (pairs.length < 4 && !pairs.flat().includes(io)) pairs.push(socketpair('seqpacket'));
+           if (pairs.flat().includes(io)) {
+             const t = new FdSocket(io);
+             report.reusedWrapped = t.fd === io;
+             t.close();
+           }
+           for (const fd of pairs.flat()) if (fd !== io) fs.closeSync(fd);
+           report.leaked = openFds().filter((l) => !before.includes(l));
+           console.log(JSON.stringify(report));
+         })();`,
+      ],
+      { encoding: 'utf8', cwd: PKG, timeout: 60_000 },
+    );
+    expect(r.stderr).toBe('');
+    expect([r.status, r.signal]).toEqual([0, null]);
+    const out = JSON.parse(r.stdout) as Record<string, unknown>;
+    for (const [key, fd] of [['sameThread', out['sameThreadFd']], ['otherThread', out['otherThreadFd']]] as const) {
+      expect(out[key]).toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' });
+      expect((out[key] as { message: string }).message).toContain(
+        `The "fd" argument is invalid: fd ${fd} is the private duplicate an open FdSocket works through`,
+      );
+    }
+    expect(out).toMatchObject({ read: 'still here', workerRead: 'still here', reusedWrapped: true, leaked: [] });
+  });
+
   it('a second concurrent iterator is refused', () => {
     const [a, b] = socketpair('seqpacket');
     const s = new FdSocket(a);
