@@ -1,6 +1,6 @@
 // FD_CLOEXEC: reading and setting it for callers, and the open-fd test
 // spawn() makes with it.
-import { invalidArgType, validateFd } from './args.js';
+import { invalidArgType, validateFd } from './internal/args.js';
 import { explainFcntl } from './errors.js';
 import { native } from './native.js';
 

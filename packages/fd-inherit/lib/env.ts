@@ -2,7 +2,9 @@
 import { accessSync, constants as fsConstants, statSync } from 'node:fs';
 import { isAbsolute, resolve as resolvePath } from 'node:path';
 import { isMainThread } from 'node:worker_threads';
-import { invalidArgType, optionsObject, validateCString, type ErrnoException } from './args.js';
+import { invalidArgType, optionsObject, validateCString } from './internal/args.js';
+
+type ErrnoException = NodeJS.ErrnoException;
 
 const DEFAULT_PATH = '/usr/local/bin:/usr/bin:/bin';
 

@@ -2,8 +2,9 @@
 // libuv's words, and the renaming that turns what a step of a spawn threw
 // into the error spawn() gives its caller.
 import { constants as osConstants } from 'node:os';
-import type { ErrnoException } from './args.js';
 import type { SpawnRequest } from './options.js';
+
+type ErrnoException = NodeJS.ErrnoException;
 
 const ERRNO = osConstants.errno as Record<string, number>;
 

@@ -1,8 +1,10 @@
 // Fd maps (child fd -> parent fd): reading one from the caller, and turning
 // one into the stdio array child_process takes.
 import { readFileSync } from 'node:fs';
-import { INT32_MAX, invalidArgType, invalidArgValue, optionsObject, validateFd, type ErrnoException } from './args.js';
+import { INT32_MAX, invalidArgType, invalidArgValue, optionsObject, validateFd } from './internal/args.js';
 import type { StdioFromFdMapOptions } from './types.js';
+
+type ErrnoException = NodeJS.ErrnoException;
 
 /** `{ '3': 7 }` -> [[3, 7]], every key and value checked. */
 export function fdMapEntries(value: unknown, name: string): Array<[number, number]> {

@@ -8,11 +8,12 @@ import {
   optionalBoolean,
   optionsObject,
   validateFd,
-  type ErrnoException,
-} from './args.js';
+} from './internal/args.js';
 import { explainFcntl, systemError } from './errors.js';
 import { native } from './native.js';
 import type { ListenFd, ListenFdsOptions } from './types.js';
+
+type ErrnoException = NodeJS.ErrnoException;
 
 export const SD_LISTEN_FDS_START = 3;
 

@@ -11,14 +11,15 @@ import {
   validateCString,
   validateFd,
   validateInteger,
-  type ErrnoException,
-} from './args.js';
+} from './internal/args.js';
 import { childEnvironment } from './env.js';
 import { STDIO_NAMES, fdMapEntries } from './fd-map.js';
 import { SD_LISTEN_FDS_START, addListenFds, listenEnvironment } from './listen-fds.js';
 import { native } from './native.js';
 import { signalNumber } from './signals.js';
 import type { StdioOption } from './types.js';
+
+type ErrnoException = NodeJS.ErrnoException;
 
 /** What spawn() was asked to do, checked; what only the parent's fds and the disk can refuse is left for later. */
 export interface SpawnRequest {

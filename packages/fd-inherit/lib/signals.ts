@@ -1,6 +1,8 @@
 // Signals by name or number, as options and kill() take them.
 import { constants as osConstants } from 'node:os';
-import { invalidArgType, validateInteger, type ErrnoException } from './args.js';
+import { invalidArgType, validateInteger } from './internal/args.js';
+
+type ErrnoException = NodeJS.ErrnoException;
 
 const SIGNALS = osConstants.signals as Record<string, number>;
 

@@ -2,12 +2,13 @@
 // checked open, then the pipes and /dev/null of 0-2 set up, then closed
 // again (the child's ends always, the parent's too if the spawn failed).
 import * as net from 'node:net';
-import type { ErrnoException } from './args.js';
 import { isOpen } from './cloexec.js';
 import { spawnError, spawnFailure, systemError } from './errors.js';
 import { DEV_NULL, native } from './native.js';
 import type { SpawnRequest } from './options.js';
 import type { StdioOption } from './types.js';
+
+type ErrnoException = NodeJS.ErrnoException;
 
 /** One of the child's fds 0-2, as the parent provides it. */
 export interface StdioSetup {

@@ -1,9 +1,11 @@
 // The parent's handle on a spawned child.
 import type * as net from 'node:net';
 import type { ExitInfo, PidFd, PidFdWaitOptions } from '@folk/pidfd';
-import { optionalAbortSignal, optionsObject, type ErrnoException } from './args.js';
+import { validateAbortSignal, optionsObject } from './internal/args.js';
 import { abortError, systemError } from './errors.js';
 import { signalNumber } from './signals.js';
+
+type ErrnoException = NodeJS.ErrnoException;
 
 // Only spawn() constructs a Subprocess: the class is exported for
 // instanceof and types, and a hand-made one would share (and close) a PidFd
@@ -142,7 +144,7 @@ export class Subprocess {
 function answered(exit: Promise<ExitInfo>, options: PidFdWaitOptions): Promise<ExitInfo> {
   let signal: AbortSignal | undefined;
   try {
-    signal = optionalAbortSignal(optionsObject(options), 'signal');
+    signal = validateAbortSignal(optionsObject(options).signal, 'options.signal');
   } catch (err) {
     return Promise.reject(err);
   }

@@ -109,7 +109,7 @@ describe('parseSpawn', () => {
   it('refuses overlaps between stdio, fds and listenFds', () => {
     expect(errorOf(() => parseSpawn('/bin/true', [], { stdout: 'pipe', fds: { 1: 1 } }))).toMatchObject({
       code: 'ERR_INVALID_ARG_VALUE',
-      message: expect.stringContaining('"options.stdout" argument conflicts with options.fds[1]'),
+      message: expect.stringContaining('"options.stdout" property conflicts with options.fds[1]'),
     });
     expect(errorOf(() => parseSpawn('/bin/true', [], { fds: { 4: 0 }, listenFds: [0, 1] }))).toMatchObject({
       code: 'ERR_INVALID_ARG_VALUE',
