@@ -11,6 +11,9 @@
 //   document mentions is a support file (a worker script); every other block
 //   is a program and runs on its own, from a directory where `@folk/*`
 //   resolve as they would for a user who installed them.
+// - A `console.log(...)` line with a trailing comment says what it prints:
+//   the program's output must have a line that the comment begins with
+//   (`console.log(n); // 2 (bytes sent)` is met by a line `2`).
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -79,4 +82,18 @@ export function unknownTag(block: Block): boolean {
 export function programs(blocks: Block[]): Block[] {
   const runnable = blocks.filter((b) => b.lang !== null);
   return runnable.filter((b) => !(b.named && runnable.some((other) => other !== b && other.code.includes(b.file))));
+}
+
+/** The trailing comments of a block's console.log lines: what each says it prints. */
+export function promisedOutput(block: Block): string[] {
+  return block.code
+    .split('\n')
+    .map((line) => /^\s*console\.log\(.*\);\s*\/\/\s*(.+)$/.exec(line)?.[1]?.trim())
+    .filter((comment): comment is string => comment !== undefined);
+}
+
+/** The promises no line of `output` keeps. */
+export function brokenPromises(block: Block, output: string): string[] {
+  const lines = output.split('\n').map((l) => l.trim()).filter(Boolean);
+  return promisedOutput(block).filter((comment) => !lines.some((line) => comment.startsWith(line)));
 }

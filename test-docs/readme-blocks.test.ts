@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type Block, blocksOf, documents, programs, repoRoot, unknownTag } from './blocks.js';
+import { type Block, blocksOf, brokenPromises, documents, promisedOutput, programs, repoRoot, unknownTag } from './blocks.js';
 
 const here = join(repoRoot, 'test-docs');
 const docs = documents().map((doc) => ({ doc, blocks: blocksOf(doc) }));
@@ -27,7 +27,7 @@ function layOut(blocks: Block[]): string {
 
 function run(cmd: string, args: string[], cwd: string) {
   const r = spawnSync(cmd, args, { cwd, encoding: 'utf8', timeout: 45_000, killSignal: 'SIGKILL' });
-  return { status: r.status, signal: r.signal, output: `${r.stdout ?? ''}${r.stderr ?? ''}`, error: r.error };
+  return { status: r.status, signal: r.signal, stdout: r.stdout ?? '', output: `${r.stdout ?? ''}${r.stderr ?? ''}`, error: r.error };
 }
 
 /** tsc checks the block against the published types and emits <name>.mjs beside it. */
@@ -50,6 +50,14 @@ function runBlock(dir: string, b: Block) {
 it('finds the blocks (the documents are there and the parser reads them)', () => {
   expect(docs.map((d) => d.doc)).toContain('README.md');
   expect(docs.flatMap((d) => programs(d.blocks)).length).toBeGreaterThan(5);
+  expect(docs.flatMap((d) => programs(d.blocks).flatMap(promisedOutput)).length).toBeGreaterThan(5);
+});
+
+it('reads what a console.log line promises, and sees a promise the output breaks', () => {
+  const [b] = blocksOf('packages/socketpair/README.md').filter((x) => x.lang);
+  expect(promisedOutput(b!)).toEqual(['one', 'two']);
+  expect(brokenPromises(b!, 'one\ntwo\n')).toEqual([]);
+  expect(brokenPromises(b!, 'one\nfalse\n')).toEqual(['two']);
 });
 
 it('every fence says its language, and it is one we either run or know only to show', () => {
@@ -66,5 +74,6 @@ describe.each(docs.filter((d) => programs(d.blocks).length > 0))('$doc', ({ bloc
       status: 0,
       signal: null,
     });
+    expect(brokenPromises(b, r.stdout), r.output).toEqual([]);
   });
 });

@@ -53,7 +53,7 @@ afterAll(() => {
   for (const dir of scratch) rmSync(dir, { recursive: true, force: true });
 });
 
-const natives = () => [...packed.values()].filter((p) => p.files.includes('binding.gyp'));
+const natives = () => [...packed.values()].filter((p) => p.files.includes('src/binding.gyp'));
 const binaryName = (p: Packed, arch: string, libc: string) => `prebuilds/linux-${arch}/${p.name.replace('/', '+')}.${libc}.node`;
 
 /** The binaries of one target, extracted from the tarballs. */

@@ -93,8 +93,9 @@ describe('under load', () => {
     const run = (unref: boolean) => `
       const { spawn } = require(${JSON.stringify(DIST)});
       const child = spawn('/bin/sleep', ['30'], { stdin: 'ignore', stdout: 'ignore', stderr: 'ignore' });
+      const pidfd = child.pidfd; // taken, so it is still open to ask at exit
       ${unref ? 'child.unref();' : 'setTimeout(() => child.kill("SIGKILL"), 50);'}
-      process.on('exit', () => console.log(child.pid + ' ' + (child.pidfd.tryWait() === null ? 'running' : 'done')));`;
+      process.on('exit', () => console.log(child.pid + ' ' + (pidfd.tryWait() === null ? 'running' : 'done')));`;
     const detached = childProcess.spawnSync(process.execPath, ['-e', run(true)], { encoding: 'utf8' });
     const [pid, state] = detached.stdout.trim().split(' ');
     expect(state).toBe('running'); // Node exited while the child still ran

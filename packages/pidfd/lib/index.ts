@@ -1,5 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { constants } from 'node:os';
+import {
+  abortError,
+  illegalConstructor,
+  INT32_MAX,
+  invalidArgType,
+  invalidArgValue,
+  optionalBoolean,
+  optionsObject,
+  validateAbortSignal,
+  validateInteger,
+} from './internal/args.js';
 import { native, type NativeHandle, type RawExit } from './native.js';
 
 /** Resource usage of an exited process (and the descendants it waited for), from waitid(2). */
@@ -74,48 +85,6 @@ export interface PidFdWaitOptions {
 
 type ErrnoException = NodeJS.ErrnoException;
 
-function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
-  const got = actual === null ? 'null' : Array.isArray(actual) ? 'an array' : `type ${typeof actual}`;
-  const err = new TypeError(`The "${name}" argument must be ${expected}. Received ${got}`);
-  (err as ErrnoException).code = 'ERR_INVALID_ARG_TYPE';
-  return err;
-}
-
-function invalidArgValue(name: string, reason: string, actual: unknown): TypeError {
-  const err = new TypeError(`The "${name}" argument ${reason}. Received ${String(actual)}`);
-  (err as ErrnoException).code = 'ERR_INVALID_ARG_VALUE';
-  return err;
-}
-
-const INT32_MAX = 2 ** 31 - 1;
-
-function validateInteger(value: unknown, name: string, min: number, max: number): number {
-  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value);
-  if (!Number.isInteger(value) || value < min || value > max) {
-    const err = new RangeError(
-      `The value of "${name}" is out of range. It must be an integer >= ${min} && <= ${max}. Received ${value}`,
-    );
-    (err as ErrnoException).code = 'ERR_OUT_OF_RANGE';
-    throw err;
-  }
-  return value;
-}
-
-function optionsObject(options: unknown): Record<string, unknown> {
-  if (options === undefined) return {};
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw invalidArgType('options', 'of type object', options);
-  }
-  return options as Record<string, unknown>;
-}
-
-function optionalBoolean(options: Record<string, unknown>, key: string, fallback: boolean): boolean {
-  const value = options[key];
-  if (value === undefined) return fallback;
-  if (typeof value !== 'boolean') throw invalidArgType(`options.${key}`, 'of type boolean', value);
-  return value;
-}
-
 // The messages libuv gives the few errors we raise ourselves rather than get
 // from a syscall.
 const MESSAGES: Record<string, string> = {
@@ -148,13 +117,6 @@ function explain(err: unknown, detail: string): unknown {
   const kernel = MIN_KERNEL[e.syscall];
   if (e.code === 'ENOSYS' && kernel) e.message += `: ${e.syscall} needs Linux ${kernel} or later`;
   return e;
-}
-
-function abortError(signal: AbortSignal): Error {
-  const err = new Error('The operation was aborted', { cause: signal.reason });
-  err.name = 'AbortError';
-  (err as ErrnoException).code = 'ABORT_ERR';
-  return err;
 }
 
 // ---------------------------------------------------------------------------
@@ -247,12 +209,6 @@ function readFdinfoPid(fd: number): number {
 // collection) whatever fd number it was given, libuv's own epoll fd included.
 const CONSTRUCT: unique symbol = Symbol('PidFd');
 
-function illegalConstructor(): TypeError {
-  const err = new TypeError('Illegal constructor: use PidFd.open(pid) or PidFd.adopt(fd)');
-  (err as ErrnoException).code = 'ERR_ILLEGAL_CONSTRUCTOR';
-  return err;
-}
-
 // ---------------------------------------------------------------------------
 
 /**
@@ -280,7 +236,7 @@ export class PidFd {
   #watching: 'none' | 'pidfd' | 'sigchld' = 'none';
 
   private constructor(token: typeof CONSTRUCT, fd: number, pid: number, reap: boolean) {
-    if (token !== CONSTRUCT) throw illegalConstructor();
+    if (token !== CONSTRUCT) throw illegalConstructor('use PidFd.open(pid) or PidFd.adopt(fd)');
     this.#handle = new native.Handle(fd, reap);
     this.#io = this.#handle.privateFd();
     this.#fd = fd;
@@ -409,12 +365,7 @@ export class PidFd {
   wait(options?: PidFdWaitOptions): Promise<ExitInfo> {
     let signal: AbortSignal | undefined;
     try {
-      const value = optionsObject(options)['signal'];
-      // Duck-typed as Node's own APIs do, so a signal from another realm works.
-      if (value !== undefined && (value === null || typeof value !== 'object' || !('aborted' in value))) {
-        throw invalidArgType('options.signal', 'an instance of AbortSignal', value);
-      }
-      signal = value as AbortSignal | undefined;
+      signal = validateAbortSignal(optionsObject(options)['signal'], 'options.signal');
       this.#assertOpen('waitid');
     } catch (err) {
       return Promise.reject(err);

@@ -706,6 +706,14 @@ describe('bad arguments', () => {
     expect(err.message).toMatch(/"pid"/);
   });
 
+  it('says what it received, in Node\'s words', () => {
+    expect(errorOf(() => PidFd.open('1' as never)).message).toBe(`The "pid" argument must be of type number. Received type string ('1')`);
+    expect(errorOf(() => PidFd.open(0)).message).toBe('The value of "pid" is out of range. It must be an integer >= 1 && <= 2147483647. Received 0');
+    expect(errorOf(() => PidFd.open(process.pid, { reap: 1 } as never)).message).toBe(
+      'The "options.reap" property must be of type boolean. Received type number (1)',
+    );
+  });
+
   it('new PidFd() from plain JavaScript throws and takes no fd: only open() and adopt() construct', () => {
     const Ctor = PidFd as unknown as new (...args: unknown[]) => PidFd;
     const file = openSync('/dev/null', 'r');

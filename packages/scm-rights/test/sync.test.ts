@@ -732,7 +732,9 @@ describe('bad arguments', () => {
     const err = errorOf(() => sendFds(2_000_000, Buffer.from('x'), fds));
     expect(err).toBeInstanceOf(RangeError);
     expect(err.code).toBe('ERR_OUT_OF_RANGE');
-    expect(err.message).toMatch(/"fds".*253.*254 fds/);
+    expect(err.message).toBe(
+      'The value of "fds.length" is out of range. It must be <= 253 (SCM_MAX_FD, the most fds one message carries). Received 254',
+    );
   });
 
   it.each([

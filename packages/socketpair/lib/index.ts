@@ -1,5 +1,6 @@
 import * as net from 'node:net';
 import { closeSync } from 'node:fs';
+import { invalidArgType, invalidArgValue, optionalBoolean, optionsObject } from './internal/args.js';
 import { native } from './native.js';
 
 /** The kind of AF_UNIX socket pair to create. */
@@ -23,28 +24,6 @@ const TYPES: Record<SocketType, number> = {
   dgram: native.SOCK_DGRAM,
 };
 
-function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
-  const got = actual === null ? 'null' : Array.isArray(actual) ? 'an array' : `type ${typeof actual}`;
-  const err = new TypeError(`The "${name}" argument must be ${expected}. Received ${got}`);
-  (err as NodeJS.ErrnoException).code = 'ERR_INVALID_ARG_TYPE';
-  return err;
-}
-
-function optionalBoolean(options: Record<string, unknown>, key: string, fallback: boolean): boolean {
-  const value = options[key];
-  if (value === undefined) return fallback;
-  if (typeof value !== 'boolean') throw invalidArgType(`options.${key}`, 'of type boolean', value);
-  return value;
-}
-
-function optionsObject(options: unknown): Record<string, unknown> {
-  if (options === undefined) return {};
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw invalidArgType('options', 'of type object', options);
-  }
-  return options as Record<string, unknown>;
-}
-
 /**
  * Create a pair of connected AF_UNIX sockets with socketpair(2).
  *
@@ -56,11 +35,7 @@ function optionsObject(options: unknown): Record<string, unknown> {
  */
 export function socketpair(type: SocketType = 'stream', options?: SocketPairOptions): [number, number] {
   if (typeof type !== 'string') throw invalidArgType('type', "one of 'stream', 'seqpacket', 'dgram'", type);
-  if (!Object.hasOwn(TYPES, type)) {
-    const err = new TypeError(`The "type" argument must be one of 'stream', 'seqpacket', 'dgram'. Received '${type}'`);
-    (err as NodeJS.ErrnoException).code = 'ERR_INVALID_ARG_VALUE';
-    throw err;
-  }
+  if (!Object.hasOwn(TYPES, type)) throw invalidArgValue('type', "must be one of 'stream', 'seqpacket', 'dgram'", type);
   const opts = optionsObject(options);
   const cloexec = optionalBoolean(opts, 'cloexec', true);
   const nonblock = optionalBoolean(opts, 'nonblock', false);

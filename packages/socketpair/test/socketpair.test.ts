@@ -147,6 +147,15 @@ describe('socketpair', () => {
       expect(err.message).toContain(`"options.${key}"`);
     });
 
+    it('says what it received, in Node\'s words', () => {
+      expect(errorOf(() => socketpair('stream', { cloexec: 1 } as never)).message).toBe(
+        'The "options.cloexec" property must be of type boolean. Received type number (1)',
+      );
+      expect(errorOf(() => socketpair(5 as never)).message).toBe(
+        `The "type" argument must be one of 'stream', 'seqpacket', 'dgram'. Received type number (5)`,
+      );
+    });
+
     it('leaves no fd behind when it throws', () => {
       const before = openFds();
       for (let i = 0; i < 100; i++) errorOf(() => socketpair('stream', { nonblock: 'no' } as never));

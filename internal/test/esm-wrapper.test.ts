@@ -1,0 +1,39 @@
+// scripts/esm-wrapper.mjs writes each package's ES module face,
+// dist/<entry>.mjs, over its CommonJS build. Every name it exports must have
+// its value both in Node and under Vitest, which runs a linked workspace
+// package's CommonJS itself (as in this repository's own tests, or a user's
+// monorepo that links @folk packages). Needs `pnpm build`.
+import { spawnSync } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
+import { describe, expect, it } from 'vitest';
+
+const FACES = [
+  'socketpair/dist/index.mjs',
+  'pidfd/dist/index.mjs',
+  'fd-inherit/dist/index.mjs',
+  'scm-rights/dist/index.mjs',
+  'worker-spawn/dist/index.mjs',
+  'worker-spawn/dist/worker.mjs',
+];
+
+/** name -> typeof, for every export of a module. */
+function shape(ns: Record<string, unknown>): Record<string, string> {
+  return Object.fromEntries(Object.keys(ns).map((k) => [k, typeof ns[k]]));
+}
+
+describe.each(FACES)('packages/%s', (face) => {
+  const url = pathToFileURL(new URL(`../../packages/${face}`, import.meta.url).pathname).href;
+
+  it('exports every name with its value, the same under Vitest as in Node', async () => {
+    const r = spawnSync(
+      process.execPath,
+      ['--input-type=module', '-e', `import * as ns from ${JSON.stringify(url)}; console.log(JSON.stringify(Object.fromEntries(Object.keys(ns).map((k) => [k, typeof ns[k]]))));`],
+      { encoding: 'utf8' },
+    );
+    expect(r.stderr).toBe('');
+    const inNode = JSON.parse(r.stdout) as Record<string, string>;
+    const underVitest = shape((await import(/* @vite-ignore */ url)) as Record<string, unknown>);
+    expect(Object.values(inNode)).not.toContain('undefined');
+    expect(underVitest).toEqual(inNode);
+  });
+});
