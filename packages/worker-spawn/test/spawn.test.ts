@@ -20,6 +20,7 @@ import {
   spawnWorker,
   type ReadyMessage,
   Worker,
+  WorkerHandle,
 } from '../lib/index.js';
 import { O_NONBLOCK, errorOf, fdFlags, fixture, once, openFds, processExists, requirePhp, zombieChildren } from './helpers.js';
 
@@ -526,7 +527,19 @@ describe('spawnWorker with php-cli', () => {
     }
   });
 
+  it('spawnWorker() gives a WorkerHandle, which the deprecated name Worker still names', async () => {
+    const worker = spawnWorker({ script: fixture('echo.php') });
+    try {
+      expect(worker).toBeInstanceOf(WorkerHandle);
+      expect(Worker).toBe(WorkerHandle);
+      expect(worker).toBeInstanceOf(Worker);
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it.each([
+    ['WorkerHandle', () => new (WorkerHandle as unknown as new (...a: unknown[]) => unknown)({}, {}, 1024)],
     ['Worker', () => new (Worker as unknown as new (...a: unknown[]) => unknown)({}, {}, {}, 1024)],
     ['ControlChannel', () => new (ControlChannel as unknown as new (...a: unknown[]) => unknown)({}, () => {})],
   ])('new %s() outside spawnWorker is ERR_ILLEGAL_CONSTRUCTOR', (_name, make) => {
@@ -799,9 +812,10 @@ describe('spawnWorker with the Node worker library', () => {
     ['serve(() => "", { onFds: true })', 'The "options.onFds" argument must be of type function. Received type boolean'],
     ['serve(() => "", "x")', 'The "options" argument must be of type object. Received type string (x)'],
   ])('%s throws a TypeError naming the argument, before touching fds 3 and 4', (call, message) => {
-    const code = `const { serve } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'worker.js'))});
+    // Through the package's export, as a user requires it (the package refers to itself by name).
+    const code = `const { serve } = require('@folk/worker-spawn/worker');
 try { ${call}; } catch (e) { console.log(JSON.stringify([e.name, e.code, e.message])); }`;
-    const r = spawnSync(process.execPath, ['-e', code], { env: { PATH: process.env['PATH'] }, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['-e', code], { cwd: join(__dirname, '..'), env: { PATH: process.env['PATH'] }, encoding: 'utf8' });
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual(['TypeError', 'ERR_INVALID_ARG_TYPE', message]);
   });
