@@ -3,13 +3,12 @@
 // in a reload), and what their exits mean for the task each had in hand.
 // The pool (pool.ts) hands out tasks; this decides which workers there are.
 
-import type { ExitInfo } from '@folk/pidfd';
 import { CrashBackoff } from './backoff.js';
 import { WorkerError, describeExit } from './errors.js';
 import type { Job } from './job-queue.js';
 import type { PoolSettings, PoolWorkerInfo, RecycleReason } from './pool-options.js';
 import { clearSlotTimers, newSlot, slotInfo, type Slot } from './pool-slot.js';
-import { spawnWorker, type SpawnWorkerOptions, type WorkerHandle } from './worker-handle.js';
+import { spawnWorker, type SpawnWorkerOptions, type WorkerExitInfo, type WorkerHandle } from './worker-handle.js';
 
 /** What PoolWorkers asks of the pool it serves. */
 export interface PoolHooks {
@@ -192,7 +191,7 @@ export class PoolWorkers {
     const emit = this.#hooks.emit;
     worker.stdout.on('data', (chunk: Buffer) => emit('stdout', chunk, slotInfo(slot)));
     worker.on('workerError', (message: string, fatal: boolean) => emit('workerError', slotInfo(slot), message, fatal));
-    worker.on('exit', (info: ExitInfo) => this.#onExit(slot, info));
+    worker.on('exit', (info: WorkerExitInfo) => this.#onExit(slot, info));
     worker.on('broken', () => this.#broken(slot));
     const { readyTimeout } = this.#settings;
     slot.readyTimer = setTimeout(() => {
@@ -281,7 +280,7 @@ export class PoolWorkers {
     this.ensure();
   }
 
-  #onExit(slot: Slot, info: ExitInfo): void {
+  #onExit(slot: Slot, info: WorkerExitInfo): void {
     clearSlotTimers(slot);
     this.slots.delete(slot);
     const crashed = slot.reason === null && !this.stopping;
@@ -289,7 +288,7 @@ export class PoolWorkers {
     const job = slot.job;
     slot.job = null;
     slot.state = 'stopping';
-    if (job && !job.settled) this.#hooks.fail(job, this.#exitError(slot, info));
+    if (job && !job.settled) this.#hooks.fail(job, this.#exitError(info));
     const workerInfo = slotInfo(slot);
     this.#hooks.emit('exit', workerInfo, info);
     if (crashed) {
@@ -302,10 +301,10 @@ export class PoolWorkers {
   }
 
   /** What a task that was running on a worker that exited is rejected with. */
-  #exitError(slot: Slot, info: ExitInfo): WorkerError {
+  #exitError(info: WorkerExitInfo): WorkerError {
     // Killed for breaking the protocol (its task socket ended and it did not
     // exit): that is the reason, not a crash of its own.
-    if (slot.worker.protocolExit) return slot.worker.protocolExit;
+    if (info.reason) return info.reason;
     const exit = { code: info.code, signal: info.signal };
     if (this.stopping) {
       const message = `the worker pool was stopped while the task ran; worker pid ${info.pid} ended (${describeExit(info)})`;

@@ -28,6 +28,16 @@ export interface StopOptions {
   killTimeout?: number;
 }
 
+/** How a worker ended, as its WorkerHandle reports it (`'exit'`, `exited`, `stop()`). */
+export interface WorkerExitInfo extends ExitInfo {
+  /**
+   * Set when the worker was killed for breaking the protocol: the
+   * `ERR_WORKER_PROTOCOL` error saying how, which its `ready` (if the
+   * worker had not said ready) and its pending requests were rejected with.
+   */
+  readonly reason?: WorkerError;
+}
+
 // Only spawnWorker constructs WorkerHandles: the class is exported for
 // instanceof and types, and one made by hand around objects that are not a
 // spawned worker's fails in unhelpful ways half-built.
@@ -69,16 +79,16 @@ export class WorkerHandle extends EventEmitter {
   /** The worker's stdout. Read it (or `resume()` it) so the worker never blocks on a full pipe. */
   readonly stdout: net.Socket;
   /** Resolves with how the worker ended, once it has (it is reaped then). Never rejects. */
-  readonly exited: Promise<ExitInfo>;
-  /** Resolves with the worker's ready message; rejects if it exits first or says another pid. */
+  readonly exited: Promise<WorkerExitInfo>;
+  /** Resolves with the worker's ready message; rejects if it exits or breaks the protocol first, or says another pid. */
   readonly ready: Promise<ReadyMessage>;
   /** Largest payload per frame, both ways (FOLK_MAX_FRAME). */
   readonly maxFrame: number;
 
   readonly #process: WorkerProcess;
   readonly #tasks: TaskChannel;
-  #exit: ExitInfo | null = null;
-  #stopping: Promise<ExitInfo> | null = null;
+  #exit: WorkerExitInfo | null = null;
+  #stopping: Promise<WorkerExitInfo> | null = null;
   /** stop() or close() was called: new requests are refused. */
   #stopRequested = false;
   /** Why the worker can take no more requests (it broke the protocol, or its task socket ended); it is being killed. */
@@ -88,8 +98,6 @@ export class WorkerHandle extends EventEmitter {
   /** Kills a worker whose task socket ended, if it has not exited within TASK_EOF_GRACE_MS. */
   #graceTimer: NodeJS.Timeout | null = null;
   #killedForTask = false;
-  /** Set at the exit when the worker died because it broke the protocol: what its requests were rejected with. */
-  #protocolExit: WorkerError | null = null;
   /** Settles `ready`, until it is settled. */
   #readySettle: { resolve: (m: ReadyMessage) => void; reject: (e: Error) => void } | null = null;
 
@@ -118,17 +126,12 @@ export class WorkerHandle extends EventEmitter {
     });
     this.ready.catch(() => {}); // observed through 'exit' if nobody awaits it
     proc.on('exit', (info: ExitInfo) => this.#onExit(info));
-    this.exited = proc.exited;
+    this.exited = proc.exited.then(() => this.#exit!);
   }
 
   /** True once the worker has exited. */
   get hasExited(): boolean {
     return this.#exit !== null;
-  }
-
-  /** Why the worker ended, when it was killed for breaking the protocol (set before 'exit' is emitted). @internal */
-  get protocolExit(): WorkerError | null {
-    return this.#protocolExit;
   }
 
   /** Requests written and not yet answered. */
@@ -197,7 +200,7 @@ export class WorkerHandle extends EventEmitter {
    * started still holds the other end. Rejects (TypeError/RangeError, and
    * does nothing) for bad options; both timeouts are 0 .. 2^31-1 ms.
    */
-  stop(options?: StopOptions): Promise<ExitInfo> {
+  stop(options?: StopOptions): Promise<WorkerExitInfo> {
     if (this.#stopping) return this.#stopping;
     let timeout: number;
     let killTimeout: number;
@@ -291,11 +294,12 @@ export class WorkerHandle extends EventEmitter {
     this.#readySettle = null;
   }
 
-  /** The worker broke the protocol: fail every request with the reason, stop reading, kill it. */
+  /** The worker broke the protocol: fail `ready` and every request with the reason, stop reading, kill it. */
   #breach(what: string): void {
     if (this.#broken) return;
     this.#broken = new WorkerError('ERR_WORKER_PROTOCOL', `worker pid ${this.pid} ${what}`, { pid: this.pid });
     this.#tasks.failAll(this.#broken);
+    this.#rejectReady(this.#broken);
     // SIGKILL before the task socket is closed: a worker that saw EOF first
     // might exit on its own in between, and report a status that hides why
     // it ended. Once the signal is sent it runs no more code.
@@ -308,7 +312,7 @@ export class WorkerHandle extends EventEmitter {
    * EOF or an error on the task socket of a worker that was not asked to
    * stop: nothing more can be asked of it or answered by it. Usually it is
    * exiting; one still running TASK_EOF_GRACE_MS later is killed. Pending
-   * requests (and any made meanwhile) are settled by the exit
+   * requests (and any made meanwhile), and `ready`, are settled by the exit
    * (#onExit), with its own status, or with this reason if we killed it.
    */
   #loseTask(what: string): void {
@@ -332,10 +336,9 @@ export class WorkerHandle extends EventEmitter {
     // we then killed, gets that reason; one that was exiting anyway (the
     // usual way to see EOF) keeps its own status.
     const reason = this.#broken !== null && (!this.#taskLost || (this.#killedForTask && info.signal === 'SIGKILL')) ? this.#broken : null;
-    this.#exit = info;
-    this.#protocolExit = reason;
+    this.#exit = reason ? Object.freeze({ ...info, reason }) : info;
     this.#tasks.failAll(reason ?? exitedError(this.pid, info, 'before answering'));
-    this.#rejectReady(exitedError(this.pid, info, 'before saying ready'));
+    this.#rejectReady(reason ?? exitedError(this.pid, info, 'before saying ready'));
     this.#tasks.destroy();
     this.control.close();
     this.emit('exit', this.#exit);
