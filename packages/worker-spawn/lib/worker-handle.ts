@@ -78,7 +78,11 @@ export class WorkerHandle extends EventEmitter {
   readonly control: ControlChannel;
   /** The worker's stdout. Read it (or `resume()` it) so the worker never blocks on a full pipe. */
   readonly stdout: net.Socket;
-  /** Resolves with how the worker ended, once it has (it is reaped then). Never rejects. */
+  /**
+   * Resolves with how the worker ended, once it is reaped and every fd of it
+   * here is closed (stdout as soon as what the worker wrote has been read,
+   * even if a process it started still holds the other end). Never rejects.
+   */
   readonly exited: Promise<WorkerExitInfo>;
   /** Resolves with the worker's ready message; rejects if it exits or breaks the protocol first, or says another pid. */
   readonly ready: Promise<ReadyMessage>;
@@ -221,9 +225,7 @@ export class WorkerHandle extends EventEmitter {
           if (!(await this.#exitWithin(killTimeout))) this.kill('SIGKILL');
         }
       }
-      const info = await this.exited;
-      if (!this.stdout.closed) await new Promise<void>((resolve) => this.stdout.once('close', () => resolve()));
-      return info;
+      return this.exited;
     })();
     return this.#stopping;
   }

@@ -63,7 +63,8 @@ function ignore(): void {}
  * Once the process has exited and been reaped it holds no fd here, whether
  * or not close() is called: the pidfd is closed at once, and the task and
  * control sockets and stdout as soon as their readers have had what the
- * worker wrote before it went (at once where nobody reads them).
+ * worker wrote before it went (at once where nobody reads them); `exited`
+ * resolves when all of that is done.
  *
  * Events: `'exit'` (ExitInfo) when the process has been reaped, before its
  * sockets are let go.
@@ -82,7 +83,7 @@ export class WorkerProcess extends EventEmitter {
   readonly control: FdSocket;
   /** The worker's stdout. Read it (or `resume()` it) so the worker never blocks on a full pipe. */
   readonly stdout: net.Socket;
-  /** Resolves with how the worker ended, once it has (it is reaped then). Never rejects. */
+  /** Resolves with how the worker ended, once it is reaped and every fd of it here is closed. Never rejects. */
   readonly exited: Promise<ExitInfo>;
   #exit: ExitInfo | null = null;
 
@@ -144,7 +145,7 @@ export class WorkerProcess extends EventEmitter {
     await this.exited;
   }
 
-  #onExit(info: ExitInfo): ExitInfo {
+  async #onExit(info: ExitInfo): Promise<ExitInfo> {
     this.#exit = info;
     this.pidfd.close();
     try {
@@ -155,7 +156,7 @@ export class WorkerProcess extends EventEmitter {
         throw err;
       });
     }
-    void Promise.all([releaseSocket(this.task), releaseFdSocket(this.control), releaseSocket(this.stdout)]);
+    await Promise.all([releaseSocket(this.task), releaseFdSocket(this.control), releaseSocket(this.stdout)]);
     return info;
   }
 }

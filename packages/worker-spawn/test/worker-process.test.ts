@@ -117,6 +117,22 @@ describe('spawnWorkerProcess', () => {
     expect(zombieChildren()).toEqual([]);
   });
 
+  it('300 workers that exit by themselves, nobody reading their sockets or calling close(): once `exited` settles, every fd of theirs is closed', async () => {
+    // Nothing may be left for the collector to find: this process cannot ask for one.
+    expect((globalThis as { gc?: unknown }).gc).toBeUndefined();
+    const before = openFds();
+    for (let round = 0; round < 30; round++) {
+      const procs = Array.from({ length: 10 }, () =>
+        // It writes on fd 3, fd 4 and stdout, and leaves it all unread.
+        spawnWorkerProcess({ command: '/bin/sh', args: ['-c', 'echo task >&3; echo out; printf control >&4; exit 7'] }),
+      );
+      const exits = await Promise.all(procs.map((p) => p.exited));
+      expect(exits.map((e) => e.code)).toEqual(Array(10).fill(7));
+      expect(openFds()).toEqual(before);
+    }
+    expect(zombieChildren()).toEqual([]);
+  }, 120_000);
+
   it('refuses bad options naming them, and a program that cannot start leaves no fd', () => {
     const before = openFds();
     for (const [options, code, name] of [
