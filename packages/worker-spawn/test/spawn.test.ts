@@ -158,6 +158,18 @@ describe('spawnWorker with php-cli', () => {
     }
   });
 
+  it('serves a worker written against Folk\\Worker, the deprecated name of Folk\\WorkerConnection', async () => {
+    const code = String.raw`require $argv[1];
+      if ((new ReflectionClass('Folk\Worker'))->getName() !== 'Folk\WorkerConnection') exit(9);
+      Folk\Worker::fromEnv()->serve(fn (string $payload) => "old name: $payload");`;
+    const worker = spawnWorker({ script: '-r', args: [code, PHP_WORKER_LIBRARY] });
+    try {
+      expect((await worker.request('hi')).toString()).toBe('old name: hi');
+    } finally {
+      expect((await worker.stop()).code).toBe(0);
+    }
+  });
+
   it('passes runtime, args, cwd and extra environment through', async () => {
     const worker = spawnWorker({ script: fixture('inspect.php'), runtime: 'custom', args: ['x'], cwd: '/tmp', env: { ...process.env, EXTRA: 'yes' } });
     try {
