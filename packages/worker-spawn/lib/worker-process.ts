@@ -236,8 +236,11 @@ export function startWorkerProcess(plan: ProcessPlan, needs: ProtocolNeeds = {})
     if (task) task.destroy();
     else closeFds([taskParent]);
     closeFds([controlParent]);
+    // Reaped on the event loop, its pidfd closed then (taken here, so by us).
+    const pidfd = sub.pidfd;
     sub.kill('SIGKILL');
-    sub.wait().catch(() => {});
+    const release = (): void => pidfd.close();
+    sub.wait().then(release, release);
     throw err;
   }
   return new WorkerProcess(CONSTRUCT, sub, task, control);
