@@ -39,7 +39,7 @@ const BREACHES: Array<[string, string, (id: number) => string]> = [
 
 beforeAll(() => requirePhp());
 
-describe('a Worker whose process breaks the task protocol', () => {
+describe('a WorkerHandle whose process breaks the task protocol', () => {
   it('answers, then closes its task socket and stays alive: it is killed, and the next request is rejected instead of never settling', async () => {
     const worker = spawnWorker({ script: fixture('hostile.php') });
     try {

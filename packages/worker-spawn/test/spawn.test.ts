@@ -33,7 +33,7 @@ interface Report {
   cwd: string;
 }
 
-async function report(worker: Worker): Promise<Report> {
+async function report(worker: WorkerHandle): Promise<Report> {
   return JSON.parse((await worker.request('report')).toString()) as Report;
 }
 
@@ -59,8 +59,8 @@ interface RawFrame {
   payload: Buffer;
 }
 
-/** Every frame the worker writes from now on, decoded beside the Worker's own reader. */
-function rawFrames(worker: Worker): RawFrame[] {
+/** Every frame the worker writes from now on, decoded beside the WorkerHandle's own reader. */
+function rawFrames(worker: WorkerHandle): RawFrame[] {
   const frames: RawFrame[] = [];
   const decoder = new FrameDecoder(worker.maxFrame, {
     frame: (type, id, payload) => frames.push({ type, id, payload: Buffer.from(payload) }),
@@ -74,12 +74,12 @@ function rawFrames(worker: Worker): RawFrame[] {
 }
 
 /**
- * Take the task socket over from the Worker, to test a worker library with
- * frames written by hand: the Worker's own reader is detached (it would take
+ * Take the task socket over from the WorkerHandle, to test a worker library with
+ * frames written by hand: the handle's own reader is detached (it would take
  * an answer to a request it never sent for a protocol breach and kill the
  * worker), and `next(n)` resolves with the next `n` frames the worker writes.
  */
-function byHand(worker: Worker): { write: (...frames: Buffer[]) => void; next: (n: number) => Promise<RawFrame[]> } {
+function byHand(worker: WorkerHandle): { write: (...frames: Buffer[]) => void; next: (n: number) => Promise<RawFrame[]> } {
   worker.task.removeAllListeners('data');
   const frames = rawFrames(worker);
   return {
