@@ -2,7 +2,7 @@
 // here, and the shapes of its reports.
 
 import { availableParallelism } from 'node:os';
-import { intOption, optionsObject } from './args.js';
+import { optionalInteger, optionsObject } from './internal/args.js';
 import { DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT, MIN_MAX_FRAME } from './protocol.js';
 import type { SpawnWorkerOptions } from './worker-handle.js';
 
@@ -117,20 +117,20 @@ export function poolSettings(options: WorkerPoolOptions): { settings: PoolSettin
   // A pool needs at least a script, so undefined is as wrong as null here.
   const opts = optionsObject(options ?? null);
   const settings: Omit<PoolSettings, 'backoffInitial' | 'backoffMax'> = {
-    size: intOption(opts, 'size', availableParallelism(), 1, 1024),
-    maxJobs: intOption(opts, 'maxJobs', 0, 0),
-    allocateTimeout: intOption(opts, 'allocateTimeout', 60_000, 0, MAX_MS),
-    execTimeout: intOption(opts, 'execTimeout', 0, 0, MAX_MS),
-    idleTtl: intOption(opts, 'idleTtl', 0, 0, MAX_MS),
-    maxWorkerMemory: intOption(opts, 'maxWorkerMemory', 0, 0),
-    destroyTimeout: intOption(opts, 'destroyTimeout', 5000, 0, MAX_MS),
-    readyTimeout: intOption(opts, 'readyTimeout', 30_000, 1, MAX_MS),
-    maxQueue: intOption(opts, 'maxQueue', 10_000, 0),
-    maxFrame: intOption(opts, 'maxFrame', DEFAULT_MAX_FRAME, MIN_MAX_FRAME, MAX_FRAME_LIMIT),
+    size: optionalInteger(opts, 'size', availableParallelism(), 1, 1024),
+    maxJobs: optionalInteger(opts, 'maxJobs', 0, 0),
+    allocateTimeout: optionalInteger(opts, 'allocateTimeout', 60_000, 0, MAX_MS),
+    execTimeout: optionalInteger(opts, 'execTimeout', 0, 0, MAX_MS),
+    idleTtl: optionalInteger(opts, 'idleTtl', 0, 0, MAX_MS),
+    maxWorkerMemory: optionalInteger(opts, 'maxWorkerMemory', 0, 0),
+    destroyTimeout: optionalInteger(opts, 'destroyTimeout', 5000, 0, MAX_MS),
+    readyTimeout: optionalInteger(opts, 'readyTimeout', 30_000, 1, MAX_MS),
+    maxQueue: optionalInteger(opts, 'maxQueue', 10_000, 0),
+    maxFrame: optionalInteger(opts, 'maxFrame', DEFAULT_MAX_FRAME, MIN_MAX_FRAME, MAX_FRAME_LIMIT),
   };
   const backoff = optionsObject(opts['backoff'], 'options.backoff');
-  const backoffInitial = intOption(backoff, 'initial', 100, 0, MAX_MS, 'options.backoff');
-  const backoffMax = intOption(backoff, 'max', 10_000, 0, MAX_MS, 'options.backoff');
+  const backoffInitial = optionalInteger(backoff, 'initial', 100, 0, MAX_MS, 'options.backoff');
+  const backoffMax = optionalInteger(backoff, 'max', 10_000, 0, MAX_MS, 'options.backoff');
   const { size, maxJobs, allocateTimeout, execTimeout, idleTtl, maxWorkerMemory, destroyTimeout, readyTimeout, maxQueue, backoff: _b, ...spawnOptions } =
     options;
   return { settings: { ...settings, backoffInitial, backoffMax }, spawnOptions: { ...spawnOptions, maxFrame: settings.maxFrame } };

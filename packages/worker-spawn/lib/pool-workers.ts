@@ -5,7 +5,7 @@
 
 import { CrashBackoff } from './backoff.js';
 import { WorkerError, describeExit } from './errors.js';
-import type { Job } from './job-queue.js';
+import type { Job } from './pool-slot.js';
 import type { PoolSettings, PoolWorkerInfo, RecycleReason } from './pool-options.js';
 import { clearSlotTimers, newSlot, slotInfo, type Slot } from './pool-slot.js';
 import { spawnWorker, type SpawnWorkerOptions, type WorkerExitInfo, type WorkerHandle } from './worker-handle.js';

@@ -5,11 +5,11 @@
 // reports are pool-options.ts.
 
 import { EventEmitter } from 'node:events';
-import { intOption, optionsObject } from './args.js';
+import { optionalInteger, optionsObject } from './internal/args.js';
 import { WorkerError } from './errors.js';
-import { JobQueue, type Job } from './job-queue.js';
+import { Queue } from './internal/queue.js';
 import { poolSettings, type PoolStats, type PoolWorkerInfo, type RecycleReason, type ReloadOptions, type WorkerPoolOptions } from './pool-options.js';
-import type { Slot } from './pool-slot.js';
+import type { Job, Slot } from './pool-slot.js';
 import { PoolWorkers } from './pool-workers.js';
 import { taskPayload } from './protocol.js';
 import { readRss } from './rss.js';
@@ -43,7 +43,7 @@ export class WorkerPool extends EventEmitter {
   readonly maxFrame: number;
 
   readonly #workers: PoolWorkers;
-  #queue = new JobQueue();
+  #queue = new Queue<Job>();
   #stopping: Promise<void> | null = null;
   #counts = { completed: 0, failed: 0, timedOut: 0 };
 
@@ -119,7 +119,7 @@ export class WorkerPool extends EventEmitter {
     if (this.#stopping) return Promise.reject(new WorkerError('ERR_WORKER_POOL_STOPPED', 'the worker pool is stopped; nothing to reload'));
     let drainTimeout: number;
     try {
-      drainTimeout = intOption(optionsObject(options), 'drainTimeout', 60_000, 0, 2 ** 31 - 1);
+      drainTimeout = optionalInteger(optionsObject(options), 'drainTimeout', 60_000, 0, 2 ** 31 - 1);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -187,7 +187,7 @@ export class WorkerPool extends EventEmitter {
     if (this.allocateTimeout > 0) {
       job.allocateTimer = setTimeout(() => {
         job.allocateTimer = null;
-        this.#queue.forget();
+        this.#queue.remove(job);
         const message = `no worker became free within allocateTimeout (${this.allocateTimeout} ms); ${this.#workers.slots.size} workers, ${this.#queue.length} tasks queued`;
         this.#fail(job, new WorkerError('ERR_WORKER_ALLOCATE_TIMEOUT', message));
       }, this.allocateTimeout);
