@@ -2,7 +2,7 @@
 // here, and the shapes of its reports.
 
 import { availableParallelism } from 'node:os';
-import { optionalInteger, optionsObject } from './internal/args.js';
+import { optionalInteger, optionsObject, validateCString } from './internal/args.js';
 import { DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT, MIN_MAX_FRAME } from './protocol.js';
 import type { SpawnWorkerOptions } from './worker-handle.js';
 
@@ -33,6 +33,18 @@ export interface WorkerPoolOptions extends SpawnWorkerOptions {
    * hand is replaced at once, and a crash loop holds up no other replacement.
    */
   backoff?: { initial?: number; max?: number };
+  /**
+   * Fork workers from a prototype instead of starting each with `command`:
+   * one PHP process runs `preload` once, then forks a worker on request,
+   * which runs `script` with all `preload` defined already loaded (README,
+   * "Prototype workers"). PHP only (ext-pcntl, ext-posix, ext-sockets).
+   */
+  prototype?: PrototypeOptions;
+}
+
+export interface PrototypeOptions {
+  /** The PHP file the prototype runs once before forking: autoloaders, container, config, warm caches. */
+  preload: string;
 }
 
 /** A worker as the pool reports it in events and stats. */
@@ -52,7 +64,7 @@ export interface PoolWorkerInfo {
  * over maxFrame and not all of it had arrived when its task was rejected, so
  * the next frame could not be trusted to start where the announced length says.
  */
-export type RecycleReason = 'maxJobs' | 'idleTtl' | 'memory' | 'execTimeout' | 'reload' | 'oversize';
+export type RecycleReason = 'maxJobs' | 'idleTtl' | 'memory' | 'execTimeout' | 'reload' | 'oversize' | 'prototype';
 
 export interface ReloadOptions {
   /**
@@ -104,6 +116,8 @@ export interface PoolSettings {
   maxFrame: number;
   backoffInitial: number;
   backoffMax: number;
+  /** The prototype's preload, when workers are forked from one. */
+  preload: string | null;
 }
 
 const MAX_MS = 2 ** 31 - 1;
@@ -116,7 +130,7 @@ const MAX_MS = 2 ** 31 - 1;
 export function poolSettings(options: WorkerPoolOptions): { settings: PoolSettings; spawnOptions: SpawnWorkerOptions } {
   // A pool needs at least a script, so undefined is as wrong as null here.
   const opts = optionsObject(options ?? null);
-  const settings: Omit<PoolSettings, 'backoffInitial' | 'backoffMax'> = {
+  const settings: Omit<PoolSettings, 'backoffInitial' | 'backoffMax' | 'preload'> = {
     size: optionalInteger(opts, 'size', availableParallelism(), 1, 1024),
     maxJobs: optionalInteger(opts, 'maxJobs', 0, 0),
     allocateTimeout: optionalInteger(opts, 'allocateTimeout', 60_000, 0, MAX_MS),
@@ -131,7 +145,12 @@ export function poolSettings(options: WorkerPoolOptions): { settings: PoolSettin
   const backoff = optionsObject(opts['backoff'], 'options.backoff');
   const backoffInitial = optionalInteger(backoff, 'initial', 100, 0, MAX_MS, 'options.backoff');
   const backoffMax = optionalInteger(backoff, 'max', 10_000, 0, MAX_MS, 'options.backoff');
-  const { size, maxJobs, allocateTimeout, execTimeout, idleTtl, maxWorkerMemory, destroyTimeout, readyTimeout, maxQueue, backoff: _b, ...spawnOptions } =
+  let preload: string | null = null;
+  if (opts['prototype'] !== undefined) {
+    const prototype = optionsObject(opts['prototype'], 'options.prototype');
+    preload = validateCString(prototype['preload'], 'options.prototype.preload');
+  }
+  const { size, maxJobs, allocateTimeout, execTimeout, idleTtl, maxWorkerMemory, destroyTimeout, readyTimeout, maxQueue, backoff: _b, prototype: _p, ...spawnOptions } =
     options;
-  return { settings: { ...settings, backoffInitial, backoffMax }, spawnOptions: { ...spawnOptions, maxFrame: settings.maxFrame } };
+  return { settings: { ...settings, backoffInitial, backoffMax, preload }, spawnOptions: { ...spawnOptions, maxFrame: settings.maxFrame } };
 }

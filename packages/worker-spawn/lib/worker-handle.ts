@@ -363,3 +363,8 @@ export function spawnWorker(options: SpawnWorkerOptions): WorkerHandle {
   const proc = startWorkerProcess(plan, { env: { FOLK_MAX_FRAME: String(maxFrame) }, maxControlMessage: CONTROL_MAX });
   return new WorkerHandle(CONSTRUCT, proc, maxFrame);
 }
+
+/** A WorkerHandle over a WorkerProcess made elsewhere (a worker a prototype forked). @internal */
+export function workerFromProcess(proc: WorkerProcess, maxFrame: number): WorkerHandle {
+  return new WorkerHandle(CONSTRUCT, proc, maxFrame);
+}

@@ -54,6 +54,15 @@ export interface ProcessPlan {
 
 const CONSTRUCT: unique symbol = Symbol('WorkerProcess');
 
+/** What a WorkerProcess is made of besides its sockets: a Subprocess of @folk/fd-inherit, or a worker a prototype forked. @internal */
+export interface ProcessSource {
+  readonly pid: number;
+  readonly pidfd: PidFd;
+  readonly stdout: net.Socket | null;
+  /** How the process ended; the pidfd is the WorkerProcess's to close after. Never rejects. */
+  wait(): Promise<ExitInfo>;
+}
+
 function ignore(): void {}
 
 /**
@@ -88,7 +97,7 @@ export class WorkerProcess extends EventEmitter {
   #exit: ExitInfo | null = null;
 
   /** @internal */
-  constructor(token: typeof CONSTRUCT, sub: Subprocess, task: net.Socket, control: FdSocket) {
+  constructor(token: typeof CONSTRUCT, sub: ProcessSource, task: net.Socket, control: FdSocket) {
     if (token !== CONSTRUCT) throw illegalConstructor('a WorkerProcess comes from spawnWorkerProcess()');
     super();
     this.pid = sub.pid;
@@ -161,13 +170,18 @@ export class WorkerProcess extends EventEmitter {
   }
 }
 
-/** Check the options of spawnWorkerProcess (and spawnWorker): what to start. @internal */
+/** A WorkerProcess over a process and sockets made elsewhere (a prototype's fork). @internal */
+export function wrapWorkerProcess(source: ProcessSource, task: net.Socket, control: FdSocket): WorkerProcess {
+  return new WorkerProcess(CONSTRUCT, source, task, control);
+}
+
 /** `opts[key]` as a string the kernel can take, `fallback` when undefined. */
 function stringOption<T extends string | undefined>(opts: Record<string, unknown>, key: string, fallback: T): string | T {
   const value = opts[key];
   return value === undefined ? fallback : validateCString(value, `options.${key}`);
 }
 
+/** Check the options of spawnWorkerProcess (and spawnWorker): what to start. @internal */
 export function processPlan(options: unknown, requireScript: boolean): ProcessPlan {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw invalidArgType('options', 'of type object', options);
