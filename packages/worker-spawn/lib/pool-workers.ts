@@ -174,6 +174,11 @@ export class PoolWorkers {
     });
   }
 
+  /** The pid of the prototype new workers are forked from; null without one (not yet started, or between two). */
+  prototypePid(): number | null {
+    return this.#prototype && !this.#prototype.hasExited ? this.#prototype.pid : null;
+  }
+
   list(): PoolWorkerInfo[] {
     return [...this.slots].map((s) => slotInfo(s));
   }

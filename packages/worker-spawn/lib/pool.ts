@@ -97,6 +97,11 @@ export class WorkerPool extends EventEmitter {
     });
   }
 
+  /** With `prototype`: the pid of the PHP process workers are forked from (null while none runs). */
+  get prototypePid(): number | null {
+    return this.#workers.prototypePid();
+  }
+
   /** Resolves once `size` workers of the current generation have said ready, or once the pool has stopped. */
   ready(): Promise<void> {
     if (this.#workers.readyCount() >= this.size) return Promise.resolve();
