@@ -2,13 +2,20 @@
 // here, and the shapes of its reports.
 
 import { availableParallelism } from 'node:os';
-import { optionalInteger, optionsObject, validateCString } from './internal/args.js';
+import { optionalInteger, optionsObject, outOfRange, validateCString } from './internal/args.js';
 import { DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT, MIN_MAX_FRAME } from './protocol.js';
 import type { SpawnWorkerOptions } from './worker-handle.js';
 
 export interface WorkerPoolOptions extends SpawnWorkerOptions {
-  /** Workers kept running. Default: the number of CPUs (`os.availableParallelism()`). */
+  /** Workers kept running. Default: the number of CPUs (`os.availableParallelism()`). With `maxSize`, the fewest kept. */
   size?: number;
+  /**
+   * Grow up to this many workers while tasks wait for one, like php-fpm's
+   * `pm = dynamic`: a task queued with no idle worker starts one more.
+   * Workers above `size` stop after `idleTtl` ms idle (with `idleTtl` 0 they
+   * stay). Default: `size` (a fixed pool).
+   */
+  maxSize?: number;
   /** Replace a worker after it has served this many tasks. Default 0: never. */
   maxJobs?: number;
   /** Milliseconds a task may wait in the queue for a free worker before it is rejected. Default 60000; 0: forever. */
@@ -105,6 +112,7 @@ export interface PoolStats {
 /** The pool's own options, checked, with their defaults. */
 export interface PoolSettings {
   size: number;
+  maxSize: number;
   maxJobs: number;
   allocateTimeout: number;
   execTimeout: number;
@@ -130,7 +138,7 @@ const MAX_MS = 2 ** 31 - 1;
 export function poolSettings(options: WorkerPoolOptions): { settings: PoolSettings; spawnOptions: SpawnWorkerOptions } {
   // A pool needs at least a script, so undefined is as wrong as null here.
   const opts = optionsObject(options ?? null);
-  const settings: Omit<PoolSettings, 'backoffInitial' | 'backoffMax' | 'preload'> = {
+  const settings: Omit<PoolSettings, 'backoffInitial' | 'backoffMax' | 'preload' | 'maxSize'> = {
     size: optionalInteger(opts, 'size', availableParallelism(), 1, 1024),
     maxJobs: optionalInteger(opts, 'maxJobs', 0, 0),
     allocateTimeout: optionalInteger(opts, 'allocateTimeout', 60_000, 0, MAX_MS),
@@ -142,6 +150,8 @@ export function poolSettings(options: WorkerPoolOptions): { settings: PoolSettin
     maxQueue: optionalInteger(opts, 'maxQueue', 10_000, 0),
     maxFrame: optionalInteger(opts, 'maxFrame', DEFAULT_MAX_FRAME, MIN_MAX_FRAME, MAX_FRAME_LIMIT),
   };
+  const maxSize = optionalInteger(opts, 'maxSize', settings.size, 1, 1024);
+  if (maxSize < settings.size) throw outOfRange('options.maxSize', `an integer >= options.size (${settings.size}) && <= 1024`, maxSize);
   const backoff = optionsObject(opts['backoff'], 'options.backoff');
   const backoffInitial = optionalInteger(backoff, 'initial', 100, 0, MAX_MS, 'options.backoff');
   const backoffMax = optionalInteger(backoff, 'max', 10_000, 0, MAX_MS, 'options.backoff');
@@ -150,7 +160,7 @@ export function poolSettings(options: WorkerPoolOptions): { settings: PoolSettin
     const prototype = optionsObject(opts['prototype'], 'options.prototype');
     preload = validateCString(prototype['preload'], 'options.prototype.preload');
   }
-  const { size, maxJobs, allocateTimeout, execTimeout, idleTtl, maxWorkerMemory, destroyTimeout, readyTimeout, maxQueue, backoff: _b, prototype: _p, ...spawnOptions } =
+  const { size, maxSize: _m, maxJobs, allocateTimeout, execTimeout, idleTtl, maxWorkerMemory, destroyTimeout, readyTimeout, maxQueue, backoff: _b, prototype: _p, ...spawnOptions } =
     options;
-  return { settings: { ...settings, backoffInitial, backoffMax, preload }, spawnOptions: { ...spawnOptions, maxFrame: settings.maxFrame } };
+  return { settings: { ...settings, maxSize, backoffInitial, backoffMax, preload }, spawnOptions: { ...spawnOptions, maxFrame: settings.maxFrame } };
 }

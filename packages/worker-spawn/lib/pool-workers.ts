@@ -22,6 +22,8 @@ export interface PoolHooks {
   dispatch(): void;
   /** Reject a task (a failed task, counted). */
   fail(job: Job, err: Error): void;
+  /** Tasks waiting for a worker. */
+  queued(): number;
 }
 
 export class PoolWorkers {
@@ -65,7 +67,7 @@ export class PoolWorkers {
 
   /**
    * Start workers until `size` of the current generation are alive or
-   * starting. Only the replacements of workers lost in a crash loop wait for
+   * starting, or up to `maxSize` while tasks wait. Only the replacements of workers lost in a crash loop wait for
    * the backoff; any other (a worker that died with its task, one recycled,
    * a reload) starts now, so a crash loop never costs the pool the rest of
    * its capacity.
@@ -73,9 +75,17 @@ export class PoolWorkers {
   ensure(): void {
     if (this.stopping) return;
     let live = 0;
-    for (const slot of this.slots) if (slot.generation === this.generation && slot.state !== 'stopping') live++;
+    let busy = 0;
+    for (const slot of this.slots) {
+      if (slot.generation !== this.generation || slot.state === 'stopping') continue;
+      live++;
+      if (slot.state === 'busy') busy++;
+    }
     for (const g of this.#forking) if (g === this.generation) live++;
-    const missing = this.#settings.size - live;
+    // Between size and maxSize: one worker per task in hand or waiting.
+    const { size, maxSize } = this.#settings;
+    const wanted = Math.min(maxSize, Math.max(size, busy + this.#hooks.queued()));
+    const missing = wanted - live;
     if (missing <= 0) return;
     const held = this.#backoff.held(missing);
     for (let i = held; i < missing; i++) if (!this.#spawnSlot(false)) return;

@@ -32,6 +32,7 @@ const RETRYABLE_TASK_ERRORS = new Set(['ERR_WORKER_TASK', 'ERR_WORKER_FRAME_TOO_
  */
 export class WorkerPool extends EventEmitter {
   readonly size: number;
+  readonly maxSize: number;
   readonly maxJobs: number;
   readonly allocateTimeout: number;
   readonly execTimeout: number;
@@ -52,6 +53,7 @@ export class WorkerPool extends EventEmitter {
     const { settings, spawnOptions } = poolSettings(options);
     ({
       size: this.size,
+      maxSize: this.maxSize,
       maxJobs: this.maxJobs,
       allocateTimeout: this.allocateTimeout,
       execTimeout: this.execTimeout,
@@ -66,6 +68,7 @@ export class WorkerPool extends EventEmitter {
       emit: (event, ...args) => this.emit(event, ...args),
       dispatch: () => this.#dispatch(),
       fail: (job, err) => this.#fail(job, err),
+      queued: () => this.#queue.length,
     });
     this.#workers.start();
   }
@@ -198,6 +201,7 @@ export class WorkerPool extends EventEmitter {
       }, this.allocateTimeout);
     }
     this.#queue.push(job);
+    if (this.maxSize > this.size) this.#workers.ensure();
   }
 
   #dispatch(): void {

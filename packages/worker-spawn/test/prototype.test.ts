@@ -234,3 +234,36 @@ describe('when the supervisor of a prototype pool dies', () => {
     }
   });
 });
+
+describe.each([
+  ['exec\'d workers', {}],
+  ['a prototype', { prototype: { preload: fixture('preload.php') } }],
+])('maxSize, with %s', (_name, extra: Partial<WorkerPoolOptions>) => {
+  it('grows by one worker per waiting task up to maxSize, and shrinks back to size after idleTtl', async () => {
+    const pool = new WorkerPool({ script: fixture('tasks.php'), size: 1, maxSize: 3, idleTtl: 50, ...extra });
+    try {
+      // Four tasks at once: one for the first worker, one more worker per waiting task, three at most.
+      const answers = await Promise.all([1, 2, 3, 4].map(() => pool.run('sleep:50')));
+      expect(answers.map(String)).toEqual(['slept', 'slept', 'slept', 'slept']);
+      expect(pool.stats().spawned).toBe(3);
+      // Idle past idleTtl: the two above size stop and are not replaced. (The
+      // one within size is replaced when idle that long, as in a fixed pool;
+      // its replacement may still be on its way, not yet listed.)
+      const live = await new Promise<number>((resolve) => {
+        let recycled = 0;
+        pool.on('recycle', () => {
+          if (++recycled === 2) resolve(pool.stats().list.filter((w) => w.state !== 'stopping').length);
+        });
+      });
+      expect(live).toBeLessThanOrEqual(1);
+    } finally {
+      await pool.stop();
+    }
+  });
+
+  it('rejects a maxSize below size', () => {
+    expect(() => new WorkerPool({ script: fixture('tasks.php'), size: 2, maxSize: 1, ...extra })).toThrow(
+      expect.objectContaining({ code: 'ERR_OUT_OF_RANGE', message: 'The value of "options.maxSize" is out of range. It must be an integer >= options.size (2) && <= 1024. Received 1' }),
+    );
+  });
+});
