@@ -88,6 +88,21 @@ describe('a prototype pool', () => {
     expect(openFds()).toEqual(before);
   });
 
+  it('a worker that exits the moment it is forked is still tracked: its pidfd opens (the prototype keeps it unreaped until then) and its code is reported', async () => {
+    await withPrototypePool({ script: fixture('exit7.php'), backoff: { initial: 0 } }, async (pool) => {
+      const exits: ExitInfo[] = [];
+      const spawnErrors: Error[] = [];
+      pool.on('spawnError', (err: Error) => spawnErrors.push(err));
+      await new Promise<void>((resolve) =>
+        pool.on('exit', (_info: PoolWorkerInfo, info: ExitInfo) => {
+          if (exits.push(info) === 5) resolve();
+        }),
+      );
+      for (const info of exits) expect(info).toMatchObject({ code: 7, signal: null });
+      expect(spawnErrors).toEqual([]);
+    });
+  });
+
   it('without PIDFD_INFO_EXIT (forced), the status still comes, from the prototype', async () => {
     process.env['FOLK_PROTOTYPE_EXIT_FROM'] = 'prototype';
     try {
