@@ -180,12 +180,17 @@ describe('a prototype pool', () => {
     await withPrototypePool({ size: 2 }, async (pool) => {
       await pool.ready();
       const old = pool.prototypePid!;
+      using oldHandle = PidFd.open(old);
+      const recycled: string[] = [];
+      pool.on('recycle', (_info: PoolWorkerInfo, reason: string) => recycled.push(reason));
       const tasks = Array.from({ length: 40 }, (_, i) => pool.run(i % 4 === 0 ? 'sleep:20' : `echo:${i}`));
       await pool.reload();
       const results = await Promise.allSettled(tasks);
       expect(results.filter((r) => r.status === 'rejected')).toEqual([]);
       expect(pool.prototypePid).not.toBe(old);
-      // The old prototype exits once its workers are reaped.
+      // The old prototype exits once its workers are reaped; that is no crash.
+      await oldHandle.wait();
+      expect(recycled).not.toContain('prototype');
       const pid = Number((await pool.run('pid')).toString());
       expect(parentOf(pid)).toBe(pool.prototypePid);
       expect(pool.stats().failed).toBe(0);
