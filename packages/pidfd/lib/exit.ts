@@ -25,6 +25,13 @@ export function toExitInfo(raw: RawExit): ExitInfo {
   return Object.freeze({ pid: raw.pid, code: null, signal, signalNumber: raw.status, rusage });
 }
 
+/** A wait status as waitpid(2) writes it (WIFEXITED/WTERMSIG), without rusage. */
+export function exitFromStatus(pid: number, status: number): ExitInfo {
+  const termsig = status & 0x7f;
+  if (termsig === 0) return Object.freeze({ pid, code: (status >> 8) & 0xff, signal: null, signalNumber: null });
+  return Object.freeze({ pid, code: null, signal: signalName(termsig), signalNumber: termsig });
+}
+
 export function unknownExit(pid: number): ExitInfo {
   return Object.freeze({ pid, code: null, signal: null, signalNumber: null });
 }

@@ -62,6 +62,12 @@ export interface NativeBinding {
   getfd(pidfd: number, targetFd: number): number;
   /** The pid of a pidfd from fstatfs + ioctl(PIDFD_GET_INFO) (6.13); -1 when that cannot tell. Never throws. */
   pidfdPid(fd: number): number;
+  /**
+   * ioctl(PIDFD_GET_INFO, PIDFD_INFO_EXIT) (Linux 6.15): the wait status of a
+   * process that has exited and been reaped by its parent, whoever that was;
+   * null while it runs or is unreaped, or when the kernel keeps no such record.
+   */
+  exitStatus(pidfd: number): number | null;
   /** close(2), errors ignored. */
   close(fd: number): void;
   /**

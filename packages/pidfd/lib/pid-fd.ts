@@ -10,7 +10,7 @@ import {
   validateInteger,
 } from './internal/args.js';
 import { explain, readFdinfoPid, systemError } from './errors.js';
-import { deliver, settle, toExitInfo, unknownExit, type Outcome, type Waiter } from './exit.js';
+import { deliver, exitFromStatus, settle, toExitInfo, unknownExit, type Outcome, type Waiter } from './exit.js';
 import { native, type NativeHandle, type RawExit } from './native.js';
 import { signalNumber } from './internal/signals.js';
 import type { ExitInfo, PidFdAdoptOptions, PidFdOpenOptions, PidFdWaitOptions } from './types.js';
@@ -255,6 +255,29 @@ export class PidFd {
       }
       throw e;
     }
+  }
+
+  /**
+   * How the process ended, asked of the kernel (PIDFD_GET_INFO with
+   * PIDFD_INFO_EXIT, Linux 6.15) rather than of waitid: this works for a
+   * process that is not our child, once its own parent has reaped it. No
+   * `rusage` (the kernel keeps none here). `null` while the process runs or
+   * is an unreaped zombie, and on kernels that keep no exit information
+   * (before 6.15): the caller then needs the status from the parent.
+   * Never reaps.
+   */
+  exitInfo(): ExitInfo | null {
+    this.#assertOpen('ioctl');
+    let status: number | null;
+    try {
+      status = native.exitStatus(this.#io);
+    } catch (err) {
+      const code = (err as ErrnoException).code;
+      // No PIDFD_GET_INFO at all (before 6.13): nothing to be had here.
+      if (code === 'ENOTTY' || code === 'EINVAL') return null;
+      throw explain(err, `pid ${this.pid}`);
+    }
+    return status === null ? null : exitFromStatus(this.pid, status);
   }
 
   /** Pending waits keep the event loop alive (the default), like a child process. */

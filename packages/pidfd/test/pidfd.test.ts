@@ -203,6 +203,41 @@ describe('wait without reap', () => {
   });
 });
 
+describe('exitInfo(): how a process that is not our child ended (PIDFD_INFO_EXIT)', () => {
+  const exitInfoKernel = (() => {
+    const [major, minor] = release().split('.').map(Number) as [number, number];
+    return major > 6 || (major === 6 && minor >= 15);
+  })();
+
+  it.skipIf(!exitInfoKernel)('null while it runs and while its parent has not reaped it; then its signal, never rusage', async () => {
+    const g = await grandchild();
+    using p = PidFd.open(g.pid);
+    expect(p.exitInfo()).toBeNull();
+    p.kill('SIGTERM');
+    await p.wait();
+    await g.done; // the shell reaped it, then exited
+    expect(p.exitInfo()).toEqual({ pid: g.pid, code: null, signal: 'SIGTERM', signalNumber: 15 });
+  });
+
+  it.skipIf(!exitInfoKernel)('its exit code, as its parent saw it', async () => {
+    // The subshell waits for a line on the shell's stdin (as fd 3: a background job's stdin is /dev/null), then exits 7.
+    const sh = spawn('sh', ['-c', 'exec 3<&0; (read x <&3; exit 7) & echo $!; wait $!'], { stdio: ['pipe', 'pipe', 'ignore'] });
+    const [line] = (await once(sh.stdout!, 'data')) as [Buffer];
+    const pid = Number(line.toString().trim());
+    using p = PidFd.open(pid);
+    const done = once(sh, 'exit');
+    sh.stdin!.end('go\n');
+    await done;
+    expect(p.exitInfo()).toEqual({ pid, code: 7, signal: null, signalNumber: null });
+  });
+
+  it('throws EBADF once closed', () => {
+    const p = PidFd.open(process.pid);
+    p.close();
+    expect(errorOf(() => p.exitInfo())).toMatchObject({ code: 'EBADF' });
+  });
+});
+
 describe.skipIf(!canTraceSiblings())('a child whose exit a tracer holds (strace -f, gdb)', () => {
   // The kernel shows a traced zombie to its tracer first: until the tracer
   // lets go, the pidfd is readable but waitid has nothing for the parent.

@@ -3,7 +3,7 @@
 
 import { EventEmitter } from 'node:events';
 import type { FdSocket } from '@folk/scm-rights';
-import { illegalConstructor, invalidArgType, invalidArgValue, optionsObject, stringOption } from './args.js';
+import { illegalConstructor, invalidArgType, invalidArgValue, optionsObject, validateCString } from './internal/args.js';
 import { CONTROL_MAX } from './protocol.js';
 
 /** What a worker says when it is ready (see PROTOCOL.md). */
@@ -76,7 +76,7 @@ export class ControlChannel extends EventEmitter {
 
   /** @internal */
   constructor(token: typeof CONSTRUCT_CONTROL, socket: FdSocket, wake: () => void, receive: (message: ControlMessage, fds: number[]) => void) {
-    if (token !== CONSTRUCT_CONTROL) throw illegalConstructor('ControlChannel', "a WorkerHandle's `control`");
+    if (token !== CONSTRUCT_CONTROL) throw illegalConstructor("a ControlChannel comes from a WorkerHandle's `control`");
     super();
     this.socket = socket;
     this.#wake = wake;
@@ -115,7 +115,7 @@ export class ControlChannel extends EventEmitter {
     let tag: string;
     try {
       opts = optionsObject(options);
-      tag = stringOption(opts, 'tag', '') as string;
+      tag = opts.tag === undefined ? '' : validateCString(opts.tag, 'options.tag');
     } catch (err) {
       return Promise.reject(err);
     }

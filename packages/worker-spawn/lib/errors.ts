@@ -14,7 +14,8 @@ export type WorkerErrorCode =
   | 'ERR_WORKER_QUEUE_FULL'
   | 'ERR_WORKER_POOL_STOPPED'
   | 'ERR_WORKER_STOPPED'
-  | 'ERR_WORKER_PID_MISMATCH';
+  | 'ERR_WORKER_PID_MISMATCH'
+  | 'ERR_WORKER_PROTOTYPE';
 
 /** An error from a worker or the pool; `code` says which. */
 export class WorkerError extends Error {

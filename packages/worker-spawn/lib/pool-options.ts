@@ -2,13 +2,20 @@
 // here, and the shapes of its reports.
 
 import { availableParallelism } from 'node:os';
-import { intOption, optionsObject } from './args.js';
+import { optionalInteger, optionsObject, outOfRange, validateCString } from './internal/args.js';
 import { DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT, MIN_MAX_FRAME } from './protocol.js';
 import type { SpawnWorkerOptions } from './worker-handle.js';
 
 export interface WorkerPoolOptions extends SpawnWorkerOptions {
-  /** Workers kept running. Default: the number of CPUs (`os.availableParallelism()`). */
+  /** Workers kept running. Default: the number of CPUs (`os.availableParallelism()`). With `maxSize`, the fewest kept. */
   size?: number;
+  /**
+   * Grow up to this many workers while tasks wait for one, like php-fpm's
+   * `pm = dynamic`: a task queued with no idle worker starts one more.
+   * Workers above `size` stop after `idleTtl` ms idle (with `idleTtl` 0 they
+   * stay). Default: `size` (a fixed pool).
+   */
+  maxSize?: number;
   /** Replace a worker after it has served this many tasks. Default 0: never. */
   maxJobs?: number;
   /** Milliseconds a task may wait in the queue for a free worker before it is rejected. Default 60000; 0: forever. */
@@ -33,6 +40,18 @@ export interface WorkerPoolOptions extends SpawnWorkerOptions {
    * hand is replaced at once, and a crash loop holds up no other replacement.
    */
   backoff?: { initial?: number; max?: number };
+  /**
+   * Fork workers from a prototype instead of starting each with `command`:
+   * one PHP process runs `preload` once, then forks a worker on request,
+   * which runs `script` with all `preload` defined already loaded (README,
+   * "Prototype workers"). PHP only (ext-pcntl, ext-posix, ext-sockets).
+   */
+  prototype?: PrototypeOptions;
+}
+
+export interface PrototypeOptions {
+  /** The PHP file the prototype runs once before forking: autoloaders, container, config, warm caches. */
+  preload: string;
 }
 
 /** A worker as the pool reports it in events and stats. */
@@ -52,7 +71,7 @@ export interface PoolWorkerInfo {
  * over maxFrame and not all of it had arrived when its task was rejected, so
  * the next frame could not be trusted to start where the announced length says.
  */
-export type RecycleReason = 'maxJobs' | 'idleTtl' | 'memory' | 'execTimeout' | 'reload' | 'oversize';
+export type RecycleReason = 'maxJobs' | 'idleTtl' | 'memory' | 'execTimeout' | 'reload' | 'oversize' | 'prototype';
 
 export interface ReloadOptions {
   /**
@@ -93,6 +112,7 @@ export interface PoolStats {
 /** The pool's own options, checked, with their defaults. */
 export interface PoolSettings {
   size: number;
+  maxSize: number;
   maxJobs: number;
   allocateTimeout: number;
   execTimeout: number;
@@ -104,6 +124,8 @@ export interface PoolSettings {
   maxFrame: number;
   backoffInitial: number;
   backoffMax: number;
+  /** The prototype's preload, when workers are forked from one. */
+  preload: string | null;
 }
 
 const MAX_MS = 2 ** 31 - 1;
@@ -116,22 +138,29 @@ const MAX_MS = 2 ** 31 - 1;
 export function poolSettings(options: WorkerPoolOptions): { settings: PoolSettings; spawnOptions: SpawnWorkerOptions } {
   // A pool needs at least a script, so undefined is as wrong as null here.
   const opts = optionsObject(options ?? null);
-  const settings: Omit<PoolSettings, 'backoffInitial' | 'backoffMax'> = {
-    size: intOption(opts, 'size', availableParallelism(), 1, 1024),
-    maxJobs: intOption(opts, 'maxJobs', 0, 0),
-    allocateTimeout: intOption(opts, 'allocateTimeout', 60_000, 0, MAX_MS),
-    execTimeout: intOption(opts, 'execTimeout', 0, 0, MAX_MS),
-    idleTtl: intOption(opts, 'idleTtl', 0, 0, MAX_MS),
-    maxWorkerMemory: intOption(opts, 'maxWorkerMemory', 0, 0),
-    destroyTimeout: intOption(opts, 'destroyTimeout', 5000, 0, MAX_MS),
-    readyTimeout: intOption(opts, 'readyTimeout', 30_000, 1, MAX_MS),
-    maxQueue: intOption(opts, 'maxQueue', 10_000, 0),
-    maxFrame: intOption(opts, 'maxFrame', DEFAULT_MAX_FRAME, MIN_MAX_FRAME, MAX_FRAME_LIMIT),
+  const settings: Omit<PoolSettings, 'backoffInitial' | 'backoffMax' | 'preload' | 'maxSize'> = {
+    size: optionalInteger(opts, 'size', availableParallelism(), 1, 1024),
+    maxJobs: optionalInteger(opts, 'maxJobs', 0, 0),
+    allocateTimeout: optionalInteger(opts, 'allocateTimeout', 60_000, 0, MAX_MS),
+    execTimeout: optionalInteger(opts, 'execTimeout', 0, 0, MAX_MS),
+    idleTtl: optionalInteger(opts, 'idleTtl', 0, 0, MAX_MS),
+    maxWorkerMemory: optionalInteger(opts, 'maxWorkerMemory', 0, 0),
+    destroyTimeout: optionalInteger(opts, 'destroyTimeout', 5000, 0, MAX_MS),
+    readyTimeout: optionalInteger(opts, 'readyTimeout', 30_000, 1, MAX_MS),
+    maxQueue: optionalInteger(opts, 'maxQueue', 10_000, 0),
+    maxFrame: optionalInteger(opts, 'maxFrame', DEFAULT_MAX_FRAME, MIN_MAX_FRAME, MAX_FRAME_LIMIT),
   };
+  const maxSize = optionalInteger(opts, 'maxSize', settings.size, 1, 1024);
+  if (maxSize < settings.size) throw outOfRange('options.maxSize', `an integer >= options.size (${settings.size}) && <= 1024`, maxSize);
   const backoff = optionsObject(opts['backoff'], 'options.backoff');
-  const backoffInitial = intOption(backoff, 'initial', 100, 0, MAX_MS, 'options.backoff');
-  const backoffMax = intOption(backoff, 'max', 10_000, 0, MAX_MS, 'options.backoff');
-  const { size, maxJobs, allocateTimeout, execTimeout, idleTtl, maxWorkerMemory, destroyTimeout, readyTimeout, maxQueue, backoff: _b, ...spawnOptions } =
+  const backoffInitial = optionalInteger(backoff, 'initial', 100, 0, MAX_MS, 'options.backoff');
+  const backoffMax = optionalInteger(backoff, 'max', 10_000, 0, MAX_MS, 'options.backoff');
+  let preload: string | null = null;
+  if (opts['prototype'] !== undefined) {
+    const prototype = optionsObject(opts['prototype'], 'options.prototype');
+    preload = validateCString(prototype['preload'], 'options.prototype.preload');
+  }
+  const { size, maxSize: _m, maxJobs, allocateTimeout, execTimeout, idleTtl, maxWorkerMemory, destroyTimeout, readyTimeout, maxQueue, backoff: _b, prototype: _p, ...spawnOptions } =
     options;
-  return { settings: { ...settings, backoffInitial, backoffMax }, spawnOptions: { ...spawnOptions, maxFrame: settings.maxFrame } };
+  return { settings: { ...settings, maxSize, backoffInitial, backoffMax, preload }, spawnOptions: { ...spawnOptions, maxFrame: settings.maxFrame } };
 }

@@ -1,9 +1,17 @@
 // A WorkerPool's record of one of its workers: what the pool knows about
 // it beyond what its WorkerHandle knows, and the timers running for it.
 
-import type { Job } from './job-queue.js';
 import type { PoolWorkerInfo, RecycleReason } from './pool-options.js';
 import type { WorkerHandle } from './worker-handle.js';
+
+/** A task the pool holds, queued or running. */
+export interface Job {
+  payload: Uint8Array;
+  resolve: (value: Buffer) => void;
+  reject: (err: Error) => void;
+  settled: boolean;
+  allocateTimer: NodeJS.Timeout | null;
+}
 
 export interface Slot {
   worker: WorkerHandle;

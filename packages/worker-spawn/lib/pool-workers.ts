@@ -5,10 +5,14 @@
 
 import { CrashBackoff } from './backoff.js';
 import { WorkerError, describeExit } from './errors.js';
-import type { Job } from './job-queue.js';
+import type { Job } from './pool-slot.js';
 import type { PoolSettings, PoolWorkerInfo, RecycleReason } from './pool-options.js';
 import { clearSlotTimers, newSlot, slotInfo, type Slot } from './pool-slot.js';
-import { spawnWorker, type SpawnWorkerOptions, type WorkerExitInfo, type WorkerHandle } from './worker-handle.js';
+import { dirname, join } from 'node:path';
+import { PHP_WORKER_LIBRARY } from './php-library.js';
+import { Prototype } from './prototype.js';
+import { spawnWorker, workerFromProcess, type SpawnWorkerOptions, type WorkerExitInfo, type WorkerHandle } from './worker-handle.js';
+import { processPlan } from './worker-process.js';
 
 /** What PoolWorkers asks of the pool it serves. */
 export interface PoolHooks {
@@ -18,6 +22,8 @@ export interface PoolHooks {
   dispatch(): void;
   /** Reject a task (a failed task, counted). */
   fail(job: Job, err: Error): void;
+  /** Tasks waiting for a worker. */
+  queued(): number;
 }
 
 export class PoolWorkers {
@@ -34,6 +40,12 @@ export class PoolWorkers {
   /** The drainTimeout of the latest reload(), for the workers it replaces. */
   #drainTimeout = 60_000;
   #reloads: Array<{ generation: number; resolve: () => void }> = [];
+  /** With options.prototype: the prototype new workers are forked from (started when first needed). */
+  #prototype: Prototype | null = null;
+  /** Every prototype still running: the current one, and retired ones whose workers are still being reaped. */
+  readonly #prototypes = new Set<Prototype>();
+  /** Forks asked of a prototype and not yet answered, by generation. */
+  #forking: number[] = [];
   #readyWaiters: Array<() => void> = [];
 
   constructor(settings: PoolSettings, spawnOptions: SpawnWorkerOptions, hooks: PoolHooks) {
@@ -55,7 +67,7 @@ export class PoolWorkers {
 
   /**
    * Start workers until `size` of the current generation are alive or
-   * starting. Only the replacements of workers lost in a crash loop wait for
+   * starting, or up to `maxSize` while tasks wait. Only the replacements of workers lost in a crash loop wait for
    * the backoff; any other (a worker that died with its task, one recycled,
    * a reload) starts now, so a crash loop never costs the pool the rest of
    * its capacity.
@@ -63,8 +75,17 @@ export class PoolWorkers {
   ensure(): void {
     if (this.stopping) return;
     let live = 0;
-    for (const slot of this.slots) if (slot.generation === this.generation && slot.state !== 'stopping') live++;
-    const missing = this.#settings.size - live;
+    let busy = 0;
+    for (const slot of this.slots) {
+      if (slot.generation !== this.generation || slot.state === 'stopping') continue;
+      live++;
+      if (slot.state === 'busy') busy++;
+    }
+    for (const g of this.#forking) if (g === this.generation) live++;
+    // Between size and maxSize: one worker per task in hand or waiting.
+    const { size, maxSize } = this.#settings;
+    const wanted = Math.min(maxSize, Math.max(size, busy + this.#hooks.queued()));
+    const missing = wanted - live;
     if (missing <= 0) return;
     const held = this.#backoff.held(missing);
     for (let i = held; i < missing; i++) if (!this.#spawnSlot(false)) return;
@@ -133,6 +154,10 @@ export class PoolWorkers {
   reload(drainTimeout: number): Promise<void> {
     this.#drainTimeout = drainTimeout;
     const generation = ++this.generation;
+    // New code is loaded by a new prototype; the old one forks no more and
+    // exits once the workers it forked have been reaped.
+    this.#prototype?.retire();
+    this.#prototype = null;
     // Old workers still starting serve nobody yet: drop them now.
     for (const slot of this.slots) if (slot.state === 'starting' && slot.generation < generation) this.recycle(slot, 'reload');
     const done = new Promise<void>((resolve) => this.#reloads.push({ generation, resolve }));
@@ -152,10 +177,16 @@ export class PoolWorkers {
       slot.reason = 'stop';
       stops.push(slot.worker.stop({ timeout: this.#settings.destroyTimeout }));
     }
-    return Promise.all(stops).then(() => {
+    return Promise.all(stops).then(async () => {
+      await Promise.all([...this.#prototypes].map((p) => this.#stopPrototype(p)));
       for (const r of this.#reloads.splice(0)) r.resolve();
       for (const w of this.#readyWaiters.splice(0)) w();
     });
+  }
+
+  /** The pid of the prototype new workers are forked from; null without one (not yet started, or between two). */
+  prototypePid(): number | null {
+    return this.#prototype && !this.#prototype.hasExited ? this.#prototype.pid : null;
   }
 
   list(): PoolWorkerInfo[] {
@@ -164,17 +195,96 @@ export class PoolWorkers {
 
   /** Spawn one worker; false (after scheduling a retry) if it could not be started. */
   #spawnSlot(rethrow: boolean): boolean {
+    if (this.#settings.preload !== null) return this.#forkSlot(rethrow);
     let worker: WorkerHandle;
     try {
       worker = spawnWorker(this.#spawnOptions);
     } catch (err) {
       if (rethrow) throw err;
-      this.#hooks.emit('spawnError', err);
-      this.#backoff.crashed();
-      this.#backoff.retryLater(() => this.ensure());
+      this.#spawnFailed(err);
       return false;
     }
-    const slot = newSlot(worker, this.generation);
+    this.#addSlot(worker);
+    return true;
+  }
+
+  #spawnFailed(err: unknown): void {
+    this.#hooks.emit('spawnError', err);
+    this.#backoff.crashed();
+    this.#backoff.retryLater(() => this.ensure());
+  }
+
+  /** The prototype to fork from, started if there is none. Throws what starting it throws. */
+  #currentPrototype(): Prototype {
+    if (this.#prototype && !this.#prototype.hasExited) return this.#prototype;
+    const plan = processPlan(this.#spawnOptions, true);
+    const script = join(dirname(PHP_WORKER_LIBRARY), 'prototype.php');
+    const proto = new Prototype({ ...plan, argv: [script, this.#settings.preload!, ...plan.argv] }, this.#settings.preload!, this.#settings.maxFrame);
+    this.#prototype = proto;
+    this.#prototypes.add(proto);
+    proto.process.stdout.on('data', (chunk: Buffer) => this.#hooks.emit('stdout', chunk, { pid: proto.pid, state: 'prototype' }));
+    proto.process.on('exit', () => this.#prototypeEnded(proto));
+    return proto;
+  }
+
+  /** Ask the prototype for a worker; it joins the pool once its pidfd is held. */
+  #forkSlot(rethrow: boolean): boolean {
+    let proto: Prototype;
+    try {
+      proto = this.#currentPrototype();
+    } catch (err) {
+      if (rethrow) throw err;
+      this.#spawnFailed(err);
+      return false;
+    }
+    const generation = this.generation;
+    this.#forking.push(generation);
+    const done = (): void => {
+      this.#forking.splice(this.#forking.indexOf(generation), 1);
+    };
+    proto.fork().then(
+      (proc) => {
+        done();
+        if (this.stopping) {
+          proc.close();
+          return;
+        }
+        this.#addSlot(workerFromProcess(proc, this.#settings.maxFrame), generation);
+      },
+      (err: unknown) => {
+        done();
+        if (this.stopping) return;
+        this.#spawnFailed(err);
+      },
+    );
+    return true;
+  }
+
+  /**
+   * A prototype ended. Retired (a reload, stop()): expected. Otherwise it
+   * crashed: the workers it forked are stopped (stop on control, SIGTERM,
+   * SIGKILL, through their pidfds) and replaced from a new prototype, which
+   * starts after the crash backoff.
+   */
+  #prototypeEnded(proto: Prototype): void {
+    this.#prototypes.delete(proto);
+    if (this.#prototype === proto) this.#prototype = null;
+    if (this.stopping || proto.retired) return;
+    this.#backoff.crashed();
+    for (const slot of this.slots) if (proto.workers.has(slot.worker.pid)) this.recycle(slot, 'prototype');
+    this.ensure();
+  }
+
+  /** Retire a prototype and wait for it to exit; SIGKILL after destroyTimeout. */
+  async #stopPrototype(proto: Prototype): Promise<void> {
+    proto.retire();
+    const timer = setTimeout(() => proto.kill(), this.#settings.destroyTimeout);
+    await proto.process.exited;
+    clearTimeout(timer);
+  }
+
+  #addSlot(worker: WorkerHandle, generation = this.generation): void {
+    const slot = newSlot(worker, generation);
     this.slots.add(slot);
     this.counts.spawned++;
     this.#watch(slot);
@@ -182,7 +292,6 @@ export class PoolWorkers {
     // (which starts the first worker) sees the first 'spawn' too.
     const info = slotInfo(slot);
     process.nextTick(() => this.#hooks.emit('spawn', info));
-    return true;
   }
 
   /** Follow a new worker: its output, reports, readiness (within readyTimeout), breakage and exit. */

@@ -5,11 +5,11 @@
 // reports are pool-options.ts.
 
 import { EventEmitter } from 'node:events';
-import { intOption, optionsObject } from './args.js';
+import { optionalInteger, optionsObject } from './internal/args.js';
 import { WorkerError } from './errors.js';
-import { JobQueue, type Job } from './job-queue.js';
+import { Queue } from './internal/queue.js';
 import { poolSettings, type PoolStats, type PoolWorkerInfo, type RecycleReason, type ReloadOptions, type WorkerPoolOptions } from './pool-options.js';
-import type { Slot } from './pool-slot.js';
+import type { Job, Slot } from './pool-slot.js';
 import { PoolWorkers } from './pool-workers.js';
 import { taskPayload } from './protocol.js';
 import { readRss } from './rss.js';
@@ -32,6 +32,7 @@ const RETRYABLE_TASK_ERRORS = new Set(['ERR_WORKER_TASK', 'ERR_WORKER_FRAME_TOO_
  */
 export class WorkerPool extends EventEmitter {
   readonly size: number;
+  readonly maxSize: number;
   readonly maxJobs: number;
   readonly allocateTimeout: number;
   readonly execTimeout: number;
@@ -43,7 +44,7 @@ export class WorkerPool extends EventEmitter {
   readonly maxFrame: number;
 
   readonly #workers: PoolWorkers;
-  #queue = new JobQueue();
+  #queue = new Queue<Job>();
   #stopping: Promise<void> | null = null;
   #counts = { completed: 0, failed: 0, timedOut: 0 };
 
@@ -52,6 +53,7 @@ export class WorkerPool extends EventEmitter {
     const { settings, spawnOptions } = poolSettings(options);
     ({
       size: this.size,
+      maxSize: this.maxSize,
       maxJobs: this.maxJobs,
       allocateTimeout: this.allocateTimeout,
       execTimeout: this.execTimeout,
@@ -66,6 +68,7 @@ export class WorkerPool extends EventEmitter {
       emit: (event, ...args) => this.emit(event, ...args),
       dispatch: () => this.#dispatch(),
       fail: (job, err) => this.#fail(job, err),
+      queued: () => this.#queue.length,
     });
     this.#workers.start();
   }
@@ -97,6 +100,11 @@ export class WorkerPool extends EventEmitter {
     });
   }
 
+  /** With `prototype`: the pid of the PHP process workers are forked from (null while none runs). */
+  get prototypePid(): number | null {
+    return this.#workers.prototypePid();
+  }
+
   /** Resolves once `size` workers of the current generation have said ready, or once the pool has stopped. */
   ready(): Promise<void> {
     if (this.#workers.readyCount() >= this.size) return Promise.resolve();
@@ -119,7 +127,7 @@ export class WorkerPool extends EventEmitter {
     if (this.#stopping) return Promise.reject(new WorkerError('ERR_WORKER_POOL_STOPPED', 'the worker pool is stopped; nothing to reload'));
     let drainTimeout: number;
     try {
-      drainTimeout = intOption(optionsObject(options), 'drainTimeout', 60_000, 0, 2 ** 31 - 1);
+      drainTimeout = optionalInteger(optionsObject(options), 'drainTimeout', 60_000, 0, 2 ** 31 - 1);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -187,12 +195,13 @@ export class WorkerPool extends EventEmitter {
     if (this.allocateTimeout > 0) {
       job.allocateTimer = setTimeout(() => {
         job.allocateTimer = null;
-        this.#queue.forget();
+        this.#queue.remove(job);
         const message = `no worker became free within allocateTimeout (${this.allocateTimeout} ms); ${this.#workers.slots.size} workers, ${this.#queue.length} tasks queued`;
         this.#fail(job, new WorkerError('ERR_WORKER_ALLOCATE_TIMEOUT', message));
       }, this.allocateTimeout);
     }
     this.#queue.push(job);
+    if (this.maxSize > this.size) this.#workers.ensure();
   }
 
   #dispatch(): void {

@@ -2,8 +2,19 @@
 // shared by the supervisor (worker-handle.ts, pool.ts) and the Node worker
 // library (serve.ts).
 
-import { detachedError, invalidArgType, isDetached, outOfRange } from './args.js';
+import { detachedError, invalidArgType, outOfRange } from './internal/args.js';
 import { payloadTooLarge } from './errors.js';
+
+/** Whether `buffer` was detached (transferred away): it then throws on nearly every use. */
+function isDetached(buffer: ArrayBufferLike): boolean {
+  if (buffer.byteLength !== 0) return false;
+  try {
+    new Uint8Array(buffer);
+    return false;
+  } catch {
+    return true;
+  }
+}
 
 /** Protocol version carried in every frame header. */
 export const PROTOCOL_VERSION = 1;

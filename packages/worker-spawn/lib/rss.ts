@@ -1,7 +1,7 @@
 // readRss: how much memory a worker holds, for the pool's maxWorkerMemory.
 
 import { readFileSync } from 'node:fs';
-import { invalidArgType, outOfRange } from './args.js';
+import { invalidArgType, outOfRange } from './internal/args.js';
 
 /**
  * Resident set size of a process in bytes (VmRSS from /proc/<pid>/status),

@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { fstatSync } from 'node:fs';
 import * as net from 'node:net';
 import { FdSocket, closeFds } from '@folk/scm-rights';
-import { illegalConstructor, invalidArgType, optionsObject } from './args.js';
+import { illegalConstructor, invalidArgType, optionsObject } from './internal/args.js';
 import { CONTROL_MAX, DEFAULT_MAX_FRAME, FrameDecoder, FrameType, MAX_FRAME_LIMIT, encodeErrorBody, encodeFrame, toPayload } from './protocol.js';
 
 /** What a handler learns about the task besides its payload. */
@@ -62,7 +62,7 @@ export class WorkerConnection extends EventEmitter {
   /** @internal */
   constructor(token: typeof CONSTRUCT, handler: TaskHandler, options: ServeOptions) {
     // By hand it would take over fds 3 and 4 (or exit the process, 78) unasked.
-    if (token !== CONSTRUCT) throw illegalConstructor('WorkerConnection', 'serve()');
+    if (token !== CONSTRUCT) throw illegalConstructor('a WorkerConnection comes from serve()');
     super();
     const taskFd = socketFd(envFd('FOLK_TASK_FD'));
     const controlFd = socketFd(envFd('FOLK_CONTROL_FD'));

@@ -7,7 +7,7 @@ import { EventEmitter } from 'node:events';
 import type * as net from 'node:net';
 import type { ExitInfo, PidFd } from '@folk/pidfd';
 import { closeFds } from '@folk/scm-rights';
-import { illegalConstructor, intOption, optionsObject } from './args.js';
+import { illegalConstructor, optionalInteger, optionsObject } from './internal/args.js';
 import { CONSTRUCT_CONTROL, ControlChannel, type ControlMessage, type ReadyMessage } from './control-channel.js';
 import { WorkerError, describeExit } from './errors.js';
 import { CONTROL_MAX, DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT, MIN_MAX_FRAME, taskPayload } from './protocol.js';
@@ -107,7 +107,7 @@ export class WorkerHandle extends EventEmitter {
 
   /** @internal */
   constructor(token: typeof CONSTRUCT, proc: WorkerProcess, maxFrame: number) {
-    if (token !== CONSTRUCT) throw illegalConstructor('WorkerHandle', 'spawnWorker()');
+    if (token !== CONSTRUCT) throw illegalConstructor('a WorkerHandle comes from spawnWorker()');
     super();
     this.#process = proc;
     this.pid = proc.pid;
@@ -210,8 +210,8 @@ export class WorkerHandle extends EventEmitter {
     let killTimeout: number;
     try {
       const opts = optionsObject(options);
-      timeout = intOption(opts, 'timeout', 5000, 0, 2 ** 31 - 1);
-      killTimeout = intOption(opts, 'killTimeout', 1000, 0, 2 ** 31 - 1);
+      timeout = optionalInteger(opts, 'timeout', 5000, 0, 2 ** 31 - 1);
+      killTimeout = optionalInteger(opts, 'killTimeout', 1000, 0, 2 ** 31 - 1);
     } catch (err) {
       // Like request(): a promise API reports bad arguments by rejecting; nothing was done.
       return Promise.reject(err);
@@ -359,7 +359,12 @@ export class WorkerHandle extends EventEmitter {
  */
 export function spawnWorker(options: SpawnWorkerOptions): WorkerHandle {
   const plan = processPlan(options, true);
-  const maxFrame = intOption(options as unknown as Record<string, unknown>, 'maxFrame', DEFAULT_MAX_FRAME, MIN_MAX_FRAME, MAX_FRAME_LIMIT);
+  const maxFrame = optionalInteger(options as unknown as Record<string, unknown>, 'maxFrame', DEFAULT_MAX_FRAME, MIN_MAX_FRAME, MAX_FRAME_LIMIT);
   const proc = startWorkerProcess(plan, { env: { FOLK_MAX_FRAME: String(maxFrame) }, maxControlMessage: CONTROL_MAX });
+  return new WorkerHandle(CONSTRUCT, proc, maxFrame);
+}
+
+/** A WorkerHandle over a WorkerProcess made elsewhere (a worker a prototype forked). @internal */
+export function workerFromProcess(proc: WorkerProcess, maxFrame: number): WorkerHandle {
   return new WorkerHandle(CONSTRUCT, proc, maxFrame);
 }

@@ -12,7 +12,7 @@ import { socketpair } from '@folk/socketpair';
 import { spawn, type Subprocess } from '@folk/fd-inherit';
 import type { ExitInfo, PidFd } from '@folk/pidfd';
 import { FdSocket, closeFds } from '@folk/scm-rights';
-import { illegalConstructor, invalidArgType, invalidArgValue, optionsObject, stringOption, stringValue } from './args.js';
+import { illegalConstructor, invalidArgType, invalidArgValue, optionsObject, validateCString } from './internal/args.js';
 import { releaseFdSocket, releaseSocket } from './release.js';
 
 /** The child's fd for the task socket. */
@@ -54,6 +54,15 @@ export interface ProcessPlan {
 
 const CONSTRUCT: unique symbol = Symbol('WorkerProcess');
 
+/** What a WorkerProcess is made of besides its sockets: a Subprocess of @folk/fd-inherit, or a worker a prototype forked. @internal */
+export interface ProcessSource {
+  readonly pid: number;
+  readonly pidfd: PidFd;
+  readonly stdout: net.Socket | null;
+  /** How the process ended; the pidfd is the WorkerProcess's to close after. Never rejects. */
+  wait(): Promise<ExitInfo>;
+}
+
 function ignore(): void {}
 
 /**
@@ -88,8 +97,8 @@ export class WorkerProcess extends EventEmitter {
   #exit: ExitInfo | null = null;
 
   /** @internal */
-  constructor(token: typeof CONSTRUCT, sub: Subprocess, task: net.Socket, control: FdSocket) {
-    if (token !== CONSTRUCT) throw illegalConstructor('WorkerProcess', 'spawnWorkerProcess()');
+  constructor(token: typeof CONSTRUCT, sub: ProcessSource, task: net.Socket, control: FdSocket) {
+    if (token !== CONSTRUCT) throw illegalConstructor('a WorkerProcess comes from spawnWorkerProcess()');
     super();
     this.pid = sub.pid;
     // Taken from the Subprocess (reading it does that): it is ours to close once reaped.
@@ -161,14 +170,25 @@ export class WorkerProcess extends EventEmitter {
   }
 }
 
+/** A WorkerProcess over a process and sockets made elsewhere (a prototype's fork). @internal */
+export function wrapWorkerProcess(source: ProcessSource, task: net.Socket, control: FdSocket): WorkerProcess {
+  return new WorkerProcess(CONSTRUCT, source, task, control);
+}
+
+/** `opts[key]` as a string the kernel can take, `fallback` when undefined. */
+function stringOption<T extends string | undefined>(opts: Record<string, unknown>, key: string, fallback: T): string | T {
+  const value = opts[key];
+  return value === undefined ? fallback : validateCString(value, `options.${key}`);
+}
+
 /** Check the options of spawnWorkerProcess (and spawnWorker): what to start. @internal */
 export function processPlan(options: unknown, requireScript: boolean): ProcessPlan {
   if (options === null || typeof options !== 'object' || Array.isArray(options)) {
     throw invalidArgType('options', 'of type object', options);
   }
   const opts = options as Record<string, unknown>;
-  const command = stringOption(opts, 'command', 'php') as string;
-  if (command === '') throw invalidArgValue('options.command', "must not be empty. Received ''");
+  const command = stringOption(opts, 'command', 'php');
+  if (command === '') throw invalidArgValue('options.command', 'must not be empty', '');
   const script = stringOption(opts, 'script', undefined);
   if (script === undefined && requireScript) throw invalidArgType('options.script', 'of type string', undefined);
   const argsValue = opts['args'] === undefined ? [] : opts['args'];
@@ -176,8 +196,8 @@ export function processPlan(options: unknown, requireScript: boolean): ProcessPl
   // Checked here, each by index (holes too), so an error names options.args[i]
   // rather than the spawn's args[i + 1] (the script is its args[0]).
   const argv = script === undefined ? [] : [script];
-  for (let i = 0; i < argsValue.length; i++) argv.push(stringValue(argsValue[i], `options.args[${i}]`));
-  const runtime = stringOption(opts, 'runtime', 'pipe') as string;
+  for (let i = 0; i < argsValue.length; i++) argv.push(validateCString(argsValue[i], `options.args[${i}]`));
+  const runtime = stringOption(opts, 'runtime', 'pipe');
   const cwd = stringOption(opts, 'cwd', undefined);
   const baseEnv = opts['env'] === undefined ? process.env : optionsObject(opts['env'], 'options.env');
   const pdeathsig = opts['pdeathsig'] === undefined ? 'SIGKILL' : opts['pdeathsig'];

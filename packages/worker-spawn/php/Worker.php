@@ -24,6 +24,14 @@ declare(strict_types=1);
 
 namespace Folk;
 
+// Already loaded: a worker forked by a prototype (which loaded this file)
+// runs a script that requires it again. (Not class_exists(): the classes
+// below are bound when the file is compiled, before this line runs.)
+if (\defined('Folk\\WORKER_LIBRARY_LOADED')) {
+    return;
+}
+\define('Folk\\WORKER_LIBRARY_LOADED', true);
+
 /** One request read from the task socket. */
 final class Task
 {
@@ -74,6 +82,9 @@ final class WorkerConnection
     /** @var list<array{tag: string, fds: array, meta: mixed}> fds received with no handler registered */
     private array $pendingFds = [];
 
+    /** @var array{0: \Socket, 1: \Socket}|null set in a worker forked by a prototype (see PrototypeServer) */
+    private static ?array $forked = null;
+
     private function __construct(
         private \Socket $task,
         private \Socket $control,
@@ -92,19 +103,30 @@ final class WorkerConnection
         if (!\extension_loaded('sockets')) {
             self::die('the PHP sockets extension (ext-sockets) is required; install php-cli with it enabled');
         }
+        $maxFrame = self::envInt('FOLK_MAX_FRAME') ?? self::DEFAULT_MAX_FRAME;
+        $runtime = \getenv('FOLK_RUNTIME');
+        $runtime = $runtime === false ? 'pipe' : $runtime;
+        if (self::$forked !== null) {
+            // Forked by a prototype: the sockets came over its control socket.
+            [$task, $control] = self::$forked;
+            self::$forked = null;
+            return new self($task, $control, $maxFrame, $runtime);
+        }
         $taskFd = self::envInt('FOLK_TASK_FD');
         $controlFd = self::envInt('FOLK_CONTROL_FD');
         if ($taskFd === null || $controlFd === null) {
             self::die('FOLK_TASK_FD and FOLK_CONTROL_FD are not set: start this script with @folk/worker-spawn');
         }
-        $maxFrame = self::envInt('FOLK_MAX_FRAME') ?? self::DEFAULT_MAX_FRAME;
-        $runtime = \getenv('FOLK_RUNTIME');
-        return new self(
-            self::importFd($taskFd),
-            self::importFd($controlFd),
-            $maxFrame,
-            $runtime === false ? 'pipe' : $runtime,
-        );
+        return new self(self::importFd($taskFd), self::importFd($controlFd), $maxFrame, $runtime);
+    }
+
+    /**
+     * @internal For PrototypeServer: the task and control sockets a forked
+     * worker received, which the next fromEnv() uses instead of fds 3 and 4.
+     */
+    public static function adoptForked(\Socket $task, \Socket $control): void
+    {
+        self::$forked = [$task, $control];
     }
 
     /**
@@ -488,7 +510,8 @@ final class WorkerConnection
         }
     }
 
-    private static function importFd(int $fd): \Socket
+    /** @internal The socket at $fd (a duplicate of it), or exit 78. */
+    public static function importFd(int $fd): \Socket
     {
         $stream = @\fopen('php://fd/' . $fd, 'r+');
         $socket = $stream === false ? false : @\socket_import_stream($stream);
@@ -498,7 +521,8 @@ final class WorkerConnection
         return $socket;
     }
 
-    private static function envInt(string $name): ?int
+    /** @internal */
+    public static function envInt(string $name): ?int
     {
         $value = \getenv($name);
         if ($value === false || !\ctype_digit($value)) {
@@ -507,7 +531,8 @@ final class WorkerConnection
         return (int) $value;
     }
 
-    private static function die(string $message): never
+    /** @internal */
+    public static function die(string $message): never
     {
         \fwrite(\STDERR, "folk worker: $message\n");
         exit(self::EXIT_CONFIG);

@@ -821,8 +821,8 @@ describe('a worker started outside the pattern', () => {
 describe('spawnWorker with the Node worker library', () => {
   it.each([
     ['serve(42)', 'The "handler" argument must be of type function. Received type number (42)'],
-    ['serve(() => "", { onFds: true })', 'The "options.onFds" argument must be of type function. Received type boolean'],
-    ['serve(() => "", "x")', 'The "options" argument must be of type object. Received type string (x)'],
+    ['serve(() => "", { onFds: true })', 'The "options.onFds" property must be of type function. Received type boolean (true)'],
+    ['serve(() => "", "x")', 'The "options" argument must be of type object. Received type string (\'x\')'],
   ])('%s throws a TypeError naming the argument, before touching fds 3 and 4', (call, message) => {
     // Through the package's export, as a user requires it (the package refers to itself by name).
     const code = `const { serve } = require('@folk/worker-spawn/worker');
