@@ -169,6 +169,8 @@ export function isolationStep(raw: ErrnoException & { fsType?: number }, step: s
       return { what: `detach the old root after pivot_root (${spawnOf})`, namespace: 'mount' };
     case 'cgroup':
       return { what: `cgroup '${iso.cgroup}' (${spawnOf})${hint(cgroupHint(raw, iso.cgroup ?? ''))}` };
+    case 'unshare cgroup':
+      return { what: `unshare a new cgroup namespace in cgroup '${iso.cgroup}' (${spawnOf})`, namespace: 'cgroup' };
     default:
       return null;
   }
@@ -191,17 +193,12 @@ function cloneHint(code: string, iso: IsolationRequest): string | undefined {
       return 'user namespaces are nested too deep';
     case 'EPERM':
       if (user) return 'this system does not let this process create a user namespace (a sysctl, AppArmor or seccomp policy, or a chroot)';
-      return others ? 'new namespaces need CAP_SYS_ADMIN; with namespaces.user they need none' : undefined;
+      if (others) return 'new namespaces need CAP_SYS_ADMIN; with namespaces.user they need none';
+      return iso.cgroup === null ? undefined : cgroupErrnoHint(code, iso.cgroup);
     case 'EINVAL':
       return 'the kernel has no such namespace, or no CLONE_INTO_CGROUP (Linux 5.7), or this is qemu-user';
-    case 'EBUSY':
-      return iso.cgroup === null ? undefined : 'the cgroup has controllers enabled in its cgroup.subtree_control, so it cannot hold processes';
-    case 'EACCES':
-      return iso.cgroup === null ? undefined : 'no permission to move a process into the cgroup (write access to its cgroup.procs and a common ancestor)';
-    case 'EOPNOTSUPP':
-      return iso.cgroup === null ? undefined : 'the cgroup is in an invalid or threaded state for a new process';
     default:
-      return undefined;
+      return iso.cgroup === null ? undefined : cgroupErrnoHint(code, iso.cgroup);
   }
 }
 
@@ -219,13 +216,29 @@ function cgroupHint(raw: ErrnoException & { fsType?: number }, path: string): st
   if (raw.code === 'EINVAL' && raw.fsType !== undefined) {
     const v2 = cgroup2Mount();
     const where = v2 === null ? 'no cgroup v2 hierarchy is mounted' : `cgroup v2 is mounted at ${v2}`;
-    const what = raw.fsType === CGROUP1_MAGIC ? 'a cgroup v1 hierarchy' : 'not a cgroup file system';
-    return `not a cgroup v2 directory (it is in ${what}; ${where})`;
+    const what = raw.fsType === CGROUP1_MAGIC ? 'in a cgroup v1 hierarchy' : 'not in a cgroup file system';
+    return `not a cgroup v2 directory (it is ${what}; ${where})`;
   }
   if (raw.code === 'ENOENT') return `no such directory${cgroup2Mount() === null ? ', and no cgroup v2 hierarchy is mounted' : ''}`;
-  if (raw.code === 'EACCES' || raw.code === 'EPERM') return `no write permission on ${path}/cgroup.procs`;
-  if (raw.code === 'EBUSY') return 'the cgroup has controllers enabled in its cgroup.subtree_control, so it cannot hold processes';
-  return undefined;
+  return cgroupErrnoHint(raw.code ?? '', path);
+}
+
+/** Why the kernel would not put a new process in the cgroup, whether clone3 or the child's own write said so. */
+function cgroupErrnoHint(code: string, path: string): string | undefined {
+  switch (code) {
+    case 'EACCES':
+    case 'EPERM':
+      return `no permission to move a process into it (write access to ${path}/cgroup.procs and to that of a common ancestor)`;
+    case 'EBUSY':
+      return 'it has controllers enabled in its cgroup.subtree_control, so it cannot hold processes';
+    case 'ENOTSUP':
+    case 'EOPNOTSUPP':
+      return "it cannot hold a process in its state (cgroup.type 'domain invalid')";
+    case 'ENODEV':
+      return 'it has been removed';
+    default:
+      return undefined;
+  }
 }
 
 /** Where a cgroup2 file system is mounted in this mount namespace, or null. */

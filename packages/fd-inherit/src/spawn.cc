@@ -409,13 +409,19 @@ void WaitForGo(ChildPlan* p) {
 
 // Where clone3 did not place us (CLONE_INTO_CGROUP), we move ourselves
 // ("0" is the writer), before any other step: whatever the program does
-// from its first instruction is accounted to the cgroup.
-int EnterCgroup(const ChildPlan* p) {
+// from its first instruction is accounted to the cgroup. A new cgroup
+// namespace is made only then, so that its root is that cgroup, as with
+// clone3 (a namespace made by the clone would be rooted in the parent's).
+int EnterCgroup(const ChildPlan* p, int* step) {
   if (p->iso.cgroup_procs_fd < 0 || p->cgroup_by_clone) return 0;
+  *step = kStepCgroup;
   long n = syscall(SYS_write, p->iso.cgroup_procs_fd, "0", 1);
-  if (n == 1) return 0;
-  if (n >= 0) errno = EIO;
-  return -1;
+  if (n != 1) {
+    if (n >= 0) errno = EIO;
+    return -1;
+  }
+  *step = kStepUnshareCgroup;
+  return p->unshare_cgroup ? static_cast<int>(syscall(SYS_unshare, CLONE_NEWCGROUP)) : 0;
 }
 
 long Mount(const char* source, const char* target, const char* type, unsigned long flags) {
@@ -544,8 +550,7 @@ int ChildMain(void* arg) {
 
   if (p->handshake) WaitForGo(p);
 
-  step = kStepCgroup;
-  if (EnterCgroup(p) == -1) goto fail;
+  if (EnterCgroup(p, &step) == -1) goto fail;
 
   step = kStepDup;
   if (MoveOwnFds(p) == -1) goto fail;
@@ -678,6 +683,7 @@ long Clone3Child(ChildPlan* p, char* stack_low, int mode, uint64_t flags, int* p
   args.stack_size = kStackSize;
   size_t size = kCloneArgsSizeVer0;
   p->cgroup_by_clone = p->iso.cgroup_fd >= 0;
+  p->unshare_cgroup = false;
   if (p->cgroup_by_clone) {
     args.flags |= CLONE_INTO_CGROUP;
     args.cgroup = static_cast<uint64_t>(p->iso.cgroup_fd);
@@ -707,6 +713,8 @@ long CloneOnce(ChildPlan* p, char* stack_low, int mode, int* pidfd) {
   }
   p->reset_handlers = true;
   p->cgroup_by_clone = false;
+  p->unshare_cgroup = p->iso.cgroup_fd >= 0 && (flags & CLONE_NEWCGROUP) != 0;
+  if (p->unshare_cgroup) flags &= ~static_cast<uint64_t>(CLONE_NEWCGROUP);
   int cflags = static_cast<int>(flags) | SIGCHLD;
   if (mode == kModeClonePidfd) cflags |= CLONE_PIDFD;
   pid_t pid = clone(ChildMain, stack_low + kStackSize, cflags, p, pidfd, nullptr, const_cast<pid_t*>(&p->child_tid));
@@ -950,6 +958,7 @@ const char* StepName(int step) {
     case kStepPivotRoot: return "pivot_root";
     case kStepDetachOldRoot: return "umount old root";
     case kStepPipe: return "pipe2";
+    case kStepUnshareCgroup: return "unshare cgroup";
     default: return "spawn";
   }
 }

@@ -55,6 +55,7 @@ enum Step : int {
   kStepPivotRoot,         // pivot_root(".", ".")
   kStepDetachOldRoot,     // umount2(".", MNT_DETACH)
   kStepPipe,              // pipe2 for the report pipe (parent, qemu-user)
+  kStepUnshareCgroup,     // unshare(CLONE_NEWCGROUP) once in the cgroup (child, clone(2) paths)
 };
 
 const char* StepName(int step);
@@ -126,6 +127,7 @@ struct ChildPlan {
   uint64_t old_mask;    // the parent's signal mask, restored before execve
   bool handshake;        // no CLONE_VFORK: the child waits for `go` (user namespace maps)
   bool cgroup_by_clone;  // CLONE_INTO_CGROUP placed the child; else it writes cgroup_procs_fd
+  bool unshare_cgroup;   // then CLONE_NEWCGROUP waits until it has: the namespace's root is its cgroup
   // The child's own fds, -1 for none: where it reports a failure when it
   // does not share our memory (qemu-user), and a pidfd of this process for
   // the pdeathsig check inside a new pid namespace (getppid() is 0 there).
