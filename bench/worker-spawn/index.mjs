@@ -2,7 +2,7 @@
 //
 //   WorkerPool, 1 PHP worker        @folk/worker-spawn: pool.run() with 1 task in flight
 //   WorkerPool, 2 PHP workers       the same with 2 (and 8) tasks in flight
-//   Worker.request, 1 PHP worker    spawnWorker() without the pool, 1 in flight
+//   WorkerHandle.request            spawnWorker() without the pool, 1 PHP worker, 1 in flight
 //   child_process + 'pipe' fd 3     hand-rolled: child_process.spawn(php, { stdio:
 //                                   [..., 'pipe'] }) and the same 12-byte framing, the
 //                                   PHP side a minimal fread/fwrite loop on php://fd/3
@@ -58,7 +58,7 @@ writeFileSync(
   folkEcho,
   `<?php
 require ${JSON.stringify(PHP_WORKER_LIBRARY)};
-$w = Folk\\Worker::fromEnv();
+$w = Folk\\WorkerConnection::fromEnv();
 while ($t = $w->receive()) { $w->respond($t, $t->payload); }
 `,
 );
@@ -72,7 +72,7 @@ writeFileSync(
 require ${JSON.stringify(PHP_WORKER_LIBRARY)};
 ini_set('display_errors', '0');
 ini_set('log_errors', '0');
-$w = Folk\\Worker::fromEnv();
+$w = Folk\\WorkerConnection::fromEnv();
 while ($t = $w->receive()) {
   if ($t->payload === 'poison') { ini_set('memory_limit', '16M'); $hog = str_repeat('x', 64 << 20); }
   $w->respond($t, $t->payload);
@@ -273,7 +273,7 @@ const CONTENDERS = [
   ['WorkerPool, 1 PHP worker, 1 in flight', () => folkPool(1, 1)],
   ['WorkerPool, 2 PHP workers, 2 in flight', () => folkPool(2, 2)],
   ['WorkerPool, 2 PHP workers, 8 in flight', () => folkPool(2, 8)],
-  ['Worker.request, 1 PHP worker (no pool)', () => folkWorker()],
+  ['WorkerHandle.request, 1 PHP worker (no pool)', () => folkWorker()],
   ["child_process + 'pipe' fd 3 (hand-rolled)", () => handRolled()],
 ];
 const HAND_ROLLED = 4;
@@ -312,9 +312,9 @@ async function roundTrips() {
     rows.push(['C ping-pong over a socketpair (limit)', haveC ? median(cFigures) : NaN]);
     const base = rows[HAND_ROLLED][1];
     const limit = rows[rows.length - 1][1];
-    console.log(`\npayload ${label}${' '.repeat(36 - label.length)}  round trips/s   vs hand-rolled   vs C`);
+    console.log(`\npayload ${label}${' '.repeat(38 - label.length)}  round trips/s   vs hand-rolled   vs C`);
     for (const [name, value] of rows) {
-      console.log(`  ${name.padEnd(42)} ${fmt(value)}        ${(value / base).toFixed(2)}x        ${(value / limit).toFixed(2)}x`);
+      console.log(`  ${name.padEnd(44)} ${fmt(value)}        ${(value / base).toFixed(2)}x        ${(value / limit).toFixed(2)}x`);
     }
   }
 }

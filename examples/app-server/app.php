@@ -14,7 +14,7 @@ function reply(int $status, string $body, string $type = 'text/plain; charset=ut
     return json_encode(['status' => $status, 'headers' => ['content-type' => $type]]) . "\n" . $body;
 }
 
-Folk\Worker::fromEnv()->serve(function (string $payload) use (&$served): string {
+Folk\WorkerConnection::fromEnv()->serve(function (string $payload) use (&$served): string {
     $served++;
     [$head, $body] = explode("\n", $payload, 2) + [1 => ''];
     $req = json_decode($head, true, 16, JSON_THROW_ON_ERROR);

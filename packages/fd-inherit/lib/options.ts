@@ -17,7 +17,7 @@ import { STDIO_NAMES, fdMapEntries } from './fd-map.js';
 import { parseIsolation, type IsolationRequest } from './isolation.js';
 import { SD_LISTEN_FDS_START, addListenFds, listenEnvironment } from './listen-fds.js';
 import { native } from './native.js';
-import { signalNumber } from './signals.js';
+import { signalNumber } from './internal/signals.js';
 import type { StdioOption } from './types.js';
 
 type ErrnoException = NodeJS.ErrnoException;
@@ -86,7 +86,7 @@ export function parseSpawn(file: unknown, args: unknown, options: unknown): Spaw
     fds,
     stdio,
     listenCount: listenNames?.length ?? 0,
-    pdeathsig: opts['pdeathsig'] === undefined ? 0 : signalNumber(opts['pdeathsig'], 'options.pdeathsig'),
+    pdeathsig: opts['pdeathsig'] === undefined ? 0 : signalNumber(opts['pdeathsig'], 'options.pdeathsig', 1),
     umask: opts['umask'] === undefined ? -1 : validateInteger(opts['umask'], 'options.umask', 0, 0o777),
     rlimits: opts['rlimits'] === undefined ? [] : rlimitTriples(opts['rlimits']),
     groups: parseGroups(opts['groups']),

@@ -3,7 +3,7 @@ import type * as net from 'node:net';
 import type { ExitInfo, PidFd, PidFdWaitOptions } from '@folk/pidfd';
 import { validateAbortSignal, optionsObject } from './internal/args.js';
 import { abortError, systemError } from './errors.js';
-import { signalNumber } from './signals.js';
+import { signalNumber } from './internal/signals.js';
 
 type ErrnoException = NodeJS.ErrnoException;
 

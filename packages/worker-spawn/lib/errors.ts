@@ -1,5 +1,5 @@
-// Errors and argument validation, in Node's shapes: a `code` on every error,
-// TypeError/RangeError naming the argument for bad input.
+// WorkerError: what tasks and calls of this package reject with, a `code`
+// on every one.
 
 /** Codes of the errors this package rejects tasks and calls with. */
 export type WorkerErrorCode =
@@ -40,92 +40,11 @@ export function describeExit(exit: { code: number | null; signal: string | null 
   return exit.signal ? `signal ${exit.signal}` : `exit code ${exit.code}`;
 }
 
-function describe(actual: unknown): string {
-  if (actual === null) return 'null';
-  if (Array.isArray(actual)) return 'an array';
-  if (typeof actual === 'number' || typeof actual === 'string') return `type ${typeof actual} (${String(actual)})`;
-  return `type ${typeof actual}`;
-}
-
-export function invalidArgType(name: string, expected: string, actual: unknown): TypeError {
-  const err = new TypeError(`The "${name}" argument must be ${expected}. Received ${describe(actual)}`);
-  (err as NodeJS.ErrnoException).code = 'ERR_INVALID_ARG_TYPE';
-  return err;
-}
-
-export function outOfRange(name: string, range: string, actual: unknown): RangeError {
-  const err = new RangeError(`The value of "${name}" is out of range. It must be ${range}. Received ${String(actual)}`);
-  (err as NodeJS.ErrnoException).code = 'ERR_OUT_OF_RANGE';
-  return err;
-}
-
-export function optionsObject(options: unknown, name = 'options'): Record<string, unknown> {
-  if (options === undefined) return {};
-  if (options === null || typeof options !== 'object' || Array.isArray(options)) {
-    throw invalidArgType(name, 'of type object', options);
-  }
-  return options as Record<string, unknown>;
-}
-
-/** An integer option within [min, max]; `fallback` when undefined. */
-export function intOption(opts: Record<string, unknown>, key: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER, prefix = 'options'): number {
-  const value = opts[key];
-  if (value === undefined) return fallback;
-  const name = `${prefix}.${key}`;
-  if (typeof value !== 'number') throw invalidArgType(name, 'of type number', value);
-  if (!Number.isInteger(value) || value < min || value > max) {
-    throw outOfRange(name, `an integer >= ${min}${max === Number.MAX_SAFE_INTEGER ? '' : ` and <= ${max}`}`, value);
-  }
-  return value;
-}
-
-export function stringOption(opts: Record<string, unknown>, key: string, fallback: string | undefined, prefix = 'options'): string | undefined {
-  const value = opts[key];
-  if (value === undefined) return fallback;
-  return stringValue(value, `${prefix}.${key}`);
-}
-
-/** `value`, if it is a string the kernel can take (no NUL byte: C strings end there). */
-export function stringValue(value: unknown, name: string): string {
-  if (typeof value !== 'string') throw invalidArgType(name, 'of type string', value);
-  if (value.includes('\0')) {
-    const err = new TypeError(`The "${name}" argument must be a string without null bytes. Received '${value}'`);
-    (err as NodeJS.ErrnoException).code = 'ERR_INVALID_ARG_VALUE';
-    throw err;
-  }
-  return value;
-}
-
-/** Whether `buffer` was detached (transferred away): it then throws on nearly every use. */
-export function isDetached(buffer: ArrayBufferLike): boolean {
-  if (buffer.byteLength !== 0) return false;
-  try {
-    new Uint8Array(buffer);
-    return false;
-  } catch {
-    return true;
-  }
-}
-
-export function detachedError(name: string): TypeError {
-  const err = new TypeError(`The "${name}" argument is a view of a detached ArrayBuffer (it was transferred); it has no bytes to send`);
-  (err as NodeJS.ErrnoException).code = 'ERR_INVALID_ARG_VALUE';
-  return err;
-}
-
-/** Bytes of a task payload: Buffer/TypedArray as is, strings as UTF-8. */
-export function toPayload(payload: unknown, name = 'payload'): Uint8Array {
-  if (typeof payload === 'string') return Buffer.from(payload, 'utf8');
-  if (ArrayBuffer.isView(payload)) {
-    // A detached typed array reads as empty, but copying from it (or asking a
-    // detached DataView its size) throws V8's bare TypeError.
-    if (isDetached(payload.buffer)) throw detachedError(name);
-    if (payload instanceof Uint8Array) return payload;
-    return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
-  }
-  if (payload instanceof ArrayBuffer) {
-    if (isDetached(payload)) throw detachedError(name);
-    return new Uint8Array(payload);
-  }
-  throw invalidArgType(name, 'of type string or an instance of Buffer, TypedArray, DataView or ArrayBuffer', payload);
+/** ERR_WORKER_FRAME_TOO_LARGE for a task payload refused before anything was sent. */
+export function payloadTooLarge(bytes: number, maxFrame: number, pid?: number): WorkerError {
+  return new WorkerError(
+    'ERR_WORKER_FRAME_TOO_LARGE',
+    `task payload of ${bytes} bytes exceeds the maximum frame size of ${maxFrame} bytes; nothing was sent`,
+    pid === undefined ? undefined : { pid },
+  );
 }

@@ -1,7 +1,9 @@
-// The task-channel framing of PROTOCOL.md, shared by the supervisor
-// (index.ts) and the Node worker library (worker.ts).
+// The task-channel framing of PROTOCOL.md and the bytes of a task payload,
+// shared by the supervisor (worker-handle.ts, pool.ts) and the Node worker
+// library (serve.ts).
 
-import { detachedError, invalidArgType, isDetached, outOfRange } from './errors.js';
+import { detachedError, invalidArgType, isDetached, outOfRange } from './args.js';
+import { payloadTooLarge } from './errors.js';
 
 /** Protocol version carried in every frame header. */
 export const PROTOCOL_VERSION = 1;
@@ -214,4 +216,31 @@ export function decodeErrorBody(payload: Buffer): ErrorBody {
   } catch {
     return { code: 'HANDLER_ERROR', message: payload.toString('utf8') };
   }
+}
+
+/** Bytes of a task payload: Buffer/TypedArray as is, strings as UTF-8. */
+export function toPayload(payload: unknown, name = 'payload'): Uint8Array {
+  if (typeof payload === 'string') return Buffer.from(payload, 'utf8');
+  if (ArrayBuffer.isView(payload)) {
+    // A detached typed array reads as empty, but copying from it (or asking a
+    // detached DataView its size) throws V8's bare TypeError.
+    if (isDetached(payload.buffer)) throw detachedError(name);
+    if (payload instanceof Uint8Array) return payload;
+    return new Uint8Array(payload.buffer, payload.byteOffset, payload.byteLength);
+  }
+  if (payload instanceof ArrayBuffer) {
+    if (isDetached(payload)) throw detachedError(name);
+    return new Uint8Array(payload);
+  }
+  throw invalidArgType(name, 'of type string or an instance of Buffer, TypedArray, DataView or ArrayBuffer', payload);
+}
+
+/**
+ * The bytes of one task, within `maxFrame`.
+ * @throws what toPayload throws; WorkerError ERR_WORKER_FRAME_TOO_LARGE (naming `pid` if given) over `maxFrame`
+ */
+export function taskPayload(payload: unknown, maxFrame: number, pid?: number): Uint8Array {
+  const bytes = toPayload(payload);
+  if (bytes.byteLength > maxFrame) throw payloadTooLarge(bytes.byteLength, maxFrame, pid);
+  return bytes;
 }

@@ -4,7 +4,7 @@
 // clear error where it is missing.
 
 import * as net from 'node:net';
-import { invalidArgType } from './errors.js';
+import { invalidArgType } from './args.js';
 
 /**
  * The file descriptor of a listening `net.Server` (TCP or Unix socket), for

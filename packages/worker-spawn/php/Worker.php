@@ -1,18 +1,23 @@
 <?php
 /**
- * The PHP side of the folk worker protocol (see PROTOCOL.md in this package).
+ * The worker's (the child's) side of the folk worker protocol, for PHP (see
+ * PROTOCOL.md in this package): Folk\WorkerConnection, the worker's
+ * connection to its supervisor, as `serve()` of @folk/worker-spawn/worker
+ * is for Node.
  *
  * PHP 8.1+, ext-sockets, no Composer dependencies. A worker is a loop:
  *
  *     require '/path/to/@folk/worker-spawn/php/Worker.php';
- *     $worker = Folk\Worker::fromEnv();
+ *     $worker = Folk\WorkerConnection::fromEnv();
  *     while ($task = $worker->receive()) {
  *         $worker->respond($task, strtoupper($task->payload));
  *     }
  *
  * or, with errors turned into ERROR frames for you:
  *
- *     Folk\Worker::fromEnv()->serve(fn (string $payload) => strtoupper($payload));
+ *     Folk\WorkerConnection::fromEnv()->serve(fn (string $payload) => strtoupper($payload));
+ *
+ * Folk\Worker, its former name, still names the same class (deprecated).
  */
 
 declare(strict_types=1);
@@ -34,7 +39,11 @@ final class WorkerException extends \RuntimeException
 {
 }
 
-final class Worker
+/**
+ * The worker's connection to its supervisor: tasks in on fd 3, answers out,
+ * control messages (and fds) on fd 4.
+ */
+final class WorkerConnection
 {
     public const PROTOCOL = 1;
     public const REQUEST = 1;
@@ -504,3 +513,10 @@ final class Worker
         exit(self::EXIT_CONFIG);
     }
 }
+
+/**
+ * @deprecated Folk\WorkerConnection's former name, kept so that existing
+ * workers go on working: "Worker" read as the supervisor's end (and as
+ * Node's worker_threads), where this is the worker's.
+ */
+\class_alias(WorkerConnection::class, Worker::class);

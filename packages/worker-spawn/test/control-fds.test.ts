@@ -1,12 +1,12 @@
 // Fds a worker sends the supervisor on the control socket: each has exactly
 // one owner at every moment (README, "ControlChannel"): the listeners of
-// worker.control's 'message', else those of the Worker's 'message', else
+// worker.control's 'message', else those of the WorkerHandle's 'message', else
 // nobody, and then it is closed at once.
 import { closeSync, fstatSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { spawnWorker, type ControlMessage, type Worker } from '../lib/index.js';
+import { spawnWorker, type ControlMessage, type WorkerHandle } from '../lib/index.js';
 import { fixture, once, openFds, requirePhp } from './helpers.js';
 
 let dir: string;
@@ -46,14 +46,14 @@ function keep(seen: Seen): (message: ControlMessage, fds: number[]) => void {
 }
 
 /** Ask hostile.php to send its gift, and wait for the report it sends after it (same socket, so the gift came first). */
-async function receiveGift(worker: Worker): Promise<void> {
+async function receiveGift(worker: WorkerHandle): Promise<void> {
   const reported = once<[string]>(worker, 'workerError');
   await worker.request(`gift:${gift}`);
   expect((await reported)[0]).toBe('gift sent');
 }
 
 /** A hostile.php worker, ready, stopped after `body` whatever happens. */
-async function withWorker(body: (worker: Worker) => Promise<void>): Promise<void> {
+async function withWorker(body: (worker: WorkerHandle) => Promise<void>): Promise<void> {
   const worker = spawnWorker({ script: fixture('hostile.php') });
   try {
     await worker.ready;
@@ -75,13 +75,13 @@ describe('fds a worker sends on the control socket', () => {
       const seen: Seen = [];
       worker.control.on('message', keep(seen));
       await receiveGift(worker);
-      // The Worker's own listener closed them first: the listener got EBADF
+      // The WorkerHandle's own listener closed them first: the listener got EBADF
       // numbers (or, had the process opened something meanwhile, a stranger's).
       expect(seen).toEqual(giftThenReport());
     });
   });
 
-  it("with no worker.control listener, go to the Worker's 'message' listeners, open", async () => {
+  it("with no worker.control listener, go to the WorkerHandle's 'message' listeners, open", async () => {
     await withWorker(async (worker) => {
       const seen: Seen = [];
       worker.on('message', keep(seen));
@@ -90,7 +90,7 @@ describe('fds a worker sends on the control socket', () => {
     });
   });
 
-  it("go to worker.control's listeners alone when both events have some: the Worker's 'message' then carries none", async () => {
+  it("go to worker.control's listeners alone when both events have some: the WorkerHandle's 'message' then carries none", async () => {
     await withWorker(async (worker) => {
       const control: Seen = [];
       const own: unknown[] = [];

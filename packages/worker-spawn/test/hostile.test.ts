@@ -3,7 +3,7 @@
 // pool's default execTimeout of 0. Each test's timeout is only a guard that
 // turns such a hang into a failure; what they assert is the outcome.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { WorkerError, WorkerPool, spawnWorker, type PoolWorkerInfo, type RecycleReason } from '../lib/index.js';
+import { WorkerError, WorkerPool, spawnWorker, type PoolWorkerInfo, type RecycleReason, type WorkerExitInfo } from '../lib/index.js';
 import { errorOf, fixture, once, requirePhp, withPool } from './helpers.js';
 
 /** Long enough for any of these on a loaded machine; a hang would be for ever. */
@@ -18,6 +18,9 @@ function withHostilePool(body: (pool: WorkerPool) => Promise<void>): Promise<voi
 }
 
 const pidOf = async (pool: WorkerPool): Promise<number> => Number((await pool.run('pid')).toString());
+
+/** What the supervisor says of a worker that writes text where frames belong (after "worker pid N "). */
+const NOT_FRAMES = 'broke the task protocol: task frame with protocol version 104; expected 1 (the peer does not speak this protocol)';
 
 /** What hostile.php does on each task, and what the supervisor says about it (after "worker pid N "). */
 const BREACHES: Array<[string, string, (id: number) => string]> = [
@@ -36,7 +39,7 @@ const BREACHES: Array<[string, string, (id: number) => string]> = [
 
 beforeAll(() => requirePhp());
 
-describe('a Worker whose process breaks the task protocol', () => {
+describe('a WorkerHandle whose process breaks the task protocol', () => {
   it('answers, then closes its task socket and stays alive: it is killed, and the next request is rejected instead of never settling', async () => {
     const worker = spawnWorker({ script: fixture('hostile.php') });
     try {
@@ -48,7 +51,7 @@ describe('a Worker whose process breaks the task protocol', () => {
         'ERR_WORKER_PROTOCOL',
         `worker pid ${worker.pid} closed its task socket (fd 3) without exiting; it was killed`,
       ]);
-      expect((await worker.exited).signal).toBe('SIGKILL');
+      expect(await worker.exited).toMatchObject({ signal: 'SIGKILL', reason: err });
     } finally {
       await worker.stop({ timeout: 0 });
     }
@@ -59,14 +62,56 @@ describe('a Worker whose process breaks the task protocol', () => {
     try {
       const err = await errorOf(worker.request(task));
       expect([err.code, err.message]).toEqual(['ERR_WORKER_PROTOCOL', `worker pid ${worker.pid} ${message(1)}`]);
-      expect((await worker.exited).signal).toBe('SIGKILL');
+      expect(await worker.exited).toMatchObject({ signal: 'SIGKILL', reason: err });
     } finally {
       await worker.stop({ timeout: 0 });
     }
   }, GUARD);
+
+  it("writes newline-delimited text on fd 3 before saying ready: it is killed, and `ready`, a pending request and the 'exit' info all carry the protocol error, not the SIGKILL", async () => {
+    const worker = spawnWorker({ script: fixture('lines.php') });
+    try {
+      const exit = once<[WorkerExitInfo]>(worker, 'exit');
+      const pending = errorOf(worker.request('hello?'));
+      const err = await errorOf(worker.ready);
+      expect(err).toBeInstanceOf(WorkerError);
+      expect([err.code, err.message]).toEqual(['ERR_WORKER_PROTOCOL', `worker pid ${worker.pid} ${NOT_FRAMES}`]);
+      expect(await pending).toBe(err);
+      const [info] = await exit;
+      expect(info).toMatchObject({ pid: worker.pid, code: null, signal: 'SIGKILL', reason: err });
+      expect(await worker.exited).toBe(info);
+      expect(await worker.stop()).toBe(info);
+    } finally {
+      await worker.stop({ timeout: 0 });
+    }
+  }, GUARD);
+
+  it("exits by itself after closing its task socket: the exit info has no reason, and its own status", async () => {
+    const worker = spawnWorker({ script: fixture('tasks.php') });
+    const err = await errorOf(worker.request('exit:3'));
+    expect(err.code).toBe('ERR_WORKER_EXITED');
+    const info = await worker.exited;
+    expect(info.code).toBe(3);
+    expect(info).not.toHaveProperty('reason');
+  }, GUARD);
 });
 
 describe('a WorkerPool (execTimeout 0) whose worker breaks the task protocol', () => {
+  it("writes newline-delimited text on fd 3 before saying ready: the pool's 'workerError' and 'crash' carry the protocol error", async () => {
+    await withPool({ script: fixture('lines.php'), backoff: { initial: 60_000 } }, async (pool) => {
+      // (Its hello on fd 4, which is no JSON, is reported too, as not fatal.)
+      const reported = new Promise<[PoolWorkerInfo, string]>((resolve) =>
+        pool.on('workerError', (info: PoolWorkerInfo, message: string, fatal: boolean) => fatal && resolve([info, message])),
+      );
+      const crashed = once<[PoolWorkerInfo, WorkerExitInfo, number]>(pool, 'crash');
+      const [info, message] = await reported;
+      expect(message).toBe(`worker pid ${info.pid} ${NOT_FRAMES}`);
+      const [crashInfo, exit] = await crashed;
+      expect(crashInfo.pid).toBe(info.pid);
+      expect(exit).toMatchObject({ signal: 'SIGKILL', reason: { code: 'ERR_WORKER_PROTOCOL', message: `worker pid ${info.pid} ${NOT_FRAMES}` } });
+    });
+  }, GUARD);
+
   it('answers, then closes its task socket and stays alive: the worker is killed and replaced, the next task answered', async () => {
     await withHostilePool(async (pool) => {
       const exited = once<[PoolWorkerInfo, { signal: string | null }]>(pool, 'exit');

@@ -20,6 +20,7 @@ import {
   spawnWorker,
   type ReadyMessage,
   Worker,
+  WorkerHandle,
 } from '../lib/index.js';
 import { O_NONBLOCK, errorOf, fdFlags, fixture, once, openFds, processExists, requirePhp, zombieChildren } from './helpers.js';
 
@@ -32,7 +33,7 @@ interface Report {
   cwd: string;
 }
 
-async function report(worker: Worker): Promise<Report> {
+async function report(worker: WorkerHandle): Promise<Report> {
   return JSON.parse((await worker.request('report')).toString()) as Report;
 }
 
@@ -58,8 +59,8 @@ interface RawFrame {
   payload: Buffer;
 }
 
-/** Every frame the worker writes from now on, decoded beside the Worker's own reader. */
-function rawFrames(worker: Worker): RawFrame[] {
+/** Every frame the worker writes from now on, decoded beside the WorkerHandle's own reader. */
+function rawFrames(worker: WorkerHandle): RawFrame[] {
   const frames: RawFrame[] = [];
   const decoder = new FrameDecoder(worker.maxFrame, {
     frame: (type, id, payload) => frames.push({ type, id, payload: Buffer.from(payload) }),
@@ -73,12 +74,12 @@ function rawFrames(worker: Worker): RawFrame[] {
 }
 
 /**
- * Take the task socket over from the Worker, to test a worker library with
- * frames written by hand: the Worker's own reader is detached (it would take
+ * Take the task socket over from the WorkerHandle, to test a worker library with
+ * frames written by hand: the handle's own reader is detached (it would take
  * an answer to a request it never sent for a protocol breach and kill the
  * worker), and `next(n)` resolves with the next `n` frames the worker writes.
  */
-function byHand(worker: Worker): { write: (...frames: Buffer[]) => void; next: (n: number) => Promise<RawFrame[]> } {
+function byHand(worker: WorkerHandle): { write: (...frames: Buffer[]) => void; next: (n: number) => Promise<RawFrame[]> } {
   worker.task.removeAllListeners('data');
   const frames = rawFrames(worker);
   return {
@@ -154,6 +155,18 @@ describe('spawnWorker with php-cli', () => {
       expect(Object.keys(r.env).sort()).toEqual(['FOLK_CONTROL_FD', 'FOLK_MAX_FRAME', 'FOLK_RUNTIME', 'FOLK_TASK_FD', 'PATH']);
     } finally {
       await worker.stop();
+    }
+  });
+
+  it('serves a worker written against Folk\\Worker, the deprecated name of Folk\\WorkerConnection', async () => {
+    const code = String.raw`require $argv[1];
+      if ((new ReflectionClass('Folk\Worker'))->getName() !== 'Folk\WorkerConnection') exit(9);
+      Folk\Worker::fromEnv()->serve(fn (string $payload) => "old name: $payload");`;
+    const worker = spawnWorker({ script: '-r', args: [code, PHP_WORKER_LIBRARY] });
+    try {
+      expect((await worker.request('hi')).toString()).toBe('old name: hi');
+    } finally {
+      expect((await worker.stop()).code).toBe(0);
     }
   });
 
@@ -526,7 +539,19 @@ describe('spawnWorker with php-cli', () => {
     }
   });
 
+  it('spawnWorker() gives a WorkerHandle, which the deprecated name Worker still names', async () => {
+    const worker = spawnWorker({ script: fixture('echo.php') });
+    try {
+      expect(worker).toBeInstanceOf(WorkerHandle);
+      expect(Worker).toBe(WorkerHandle);
+      expect(worker).toBeInstanceOf(Worker);
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it.each([
+    ['WorkerHandle', () => new (WorkerHandle as unknown as new (...a: unknown[]) => unknown)({}, {}, 1024)],
     ['Worker', () => new (Worker as unknown as new (...a: unknown[]) => unknown)({}, {}, {}, 1024)],
     ['ControlChannel', () => new (ControlChannel as unknown as new (...a: unknown[]) => unknown)({}, () => {})],
   ])('new %s() outside spawnWorker is ERR_ILLEGAL_CONSTRUCTOR', (_name, make) => {
@@ -799,9 +824,10 @@ describe('spawnWorker with the Node worker library', () => {
     ['serve(() => "", { onFds: true })', 'The "options.onFds" argument must be of type function. Received type boolean'],
     ['serve(() => "", "x")', 'The "options" argument must be of type object. Received type string (x)'],
   ])('%s throws a TypeError naming the argument, before touching fds 3 and 4', (call, message) => {
-    const code = `const { serve } = require(${JSON.stringify(join(__dirname, '..', 'dist', 'worker.js'))});
+    // Through the package's export, as a user requires it (the package refers to itself by name).
+    const code = `const { serve } = require('@folk/worker-spawn/worker');
 try { ${call}; } catch (e) { console.log(JSON.stringify([e.name, e.code, e.message])); }`;
-    const r = spawnSync(process.execPath, ['-e', code], { env: { PATH: process.env['PATH'] }, encoding: 'utf8' });
+    const r = spawnSync(process.execPath, ['-e', code], { cwd: join(__dirname, '..'), env: { PATH: process.env['PATH'] }, encoding: 'utf8' });
     expect(r.status).toBe(0);
     expect(JSON.parse(r.stdout)).toEqual(['TypeError', 'ERR_INVALID_ARG_TYPE', message]);
   });

@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PidFd } from '@folk/pidfd';
 import { fixture, requirePhp } from './helpers.js';
@@ -17,45 +17,38 @@ async function startSupervisor(mode: 'pdeathsig' | 'eof', lang: 'php' | 'node' =
   return { child, pids };
 }
 
+/**
+ * SIGKILL the supervisor and wait until every worker has exited. Handles are
+ * opened while the workers run: their exits are seen even though they are not
+ * our children (their parent is the supervisor).
+ */
+async function expectWorkersEndWith(supervisor: ChildProcess, pids: number[]): Promise<void> {
+  const handles = pids.map((pid) => PidFd.open(pid));
+  try {
+    supervisor.kill('SIGKILL');
+    const exits = await Promise.all(handles.map((h) => h.wait()));
+    expect(exits.map((e) => e.pid).sort()).toEqual([...pids].sort());
+  } finally {
+    for (const h of handles) h.close();
+  }
+}
+
 beforeAll(() => requirePhp());
 
 describe('when the supervisor dies', () => {
   it('SIGKILL of the supervisor: every worker exits, the busy one included (PR_SET_PDEATHSIG)', async () => {
     const { child, pids } = await startSupervisor('pdeathsig');
     expect(pids).toHaveLength(2);
-    // Handles opened while the workers run: their exits are seen even though
-    // they are not our children (their parent is the supervisor).
-    const handles = pids.map((pid) => PidFd.open(pid));
-    try {
-      child.kill('SIGKILL');
-      const exits = await Promise.all(handles.map((h) => h.wait()));
-      expect(exits.map((e) => e.pid).sort()).toEqual([...pids].sort());
-    } finally {
-      for (const h of handles) h.close();
-    }
+    await expectWorkersEndWith(child, pids);
   });
 
   it('without pdeathsig, idle workers still exit on their own at EOF of their task and control sockets', async () => {
     const { child, pids } = await startSupervisor('eof');
-    const handles = pids.map((pid) => PidFd.open(pid));
-    try {
-      child.kill('SIGKILL');
-      const exits = await Promise.all(handles.map((h) => h.wait()));
-      expect(exits.map((e) => e.pid).sort()).toEqual([...pids].sort());
-    } finally {
-      for (const h of handles) h.close();
-    }
+    await expectWorkersEndWith(child, pids);
   });
 
   it('without pdeathsig, Node workers (the ./worker library) exit at EOF of their sockets too', async () => {
     const { child, pids } = await startSupervisor('eof', 'node');
-    const handles = pids.map((pid) => PidFd.open(pid));
-    try {
-      child.kill('SIGKILL');
-      const exits = await Promise.all(handles.map((h) => h.wait()));
-      expect(exits.map((e) => e.pid).sort()).toEqual([...pids].sort());
-    } finally {
-      for (const h of handles) h.close();
-    }
+    await expectWorkersEndWith(child, pids);
   });
 });

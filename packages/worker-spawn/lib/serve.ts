@@ -1,5 +1,7 @@
-// The Node side of the worker protocol: what runs inside a worker process
-// started by spawnWorker / WorkerPool with `command: process.execPath`.
+// The child's side of the worker protocol, for Node: what runs inside a
+// worker process started by spawnWorker / WorkerPool with
+// `command: process.execPath`. The package exports it as
+// `@folk/worker-spawn/worker`.
 //
 //   import { serve } from '@folk/worker-spawn/worker';
 //   serve((payload) => payload.toString().toUpperCase());
@@ -8,8 +10,8 @@ import { EventEmitter } from 'node:events';
 import { fstatSync } from 'node:fs';
 import * as net from 'node:net';
 import { FdSocket, closeFds } from '@folk/scm-rights';
-import { invalidArgType, optionsObject, toPayload } from './errors.js';
-import { CONTROL_MAX, DEFAULT_MAX_FRAME, FrameDecoder, FrameType, MAX_FRAME_LIMIT, encodeErrorBody, encodeFrame } from './protocol.js';
+import { illegalConstructor, invalidArgType, optionsObject } from './args.js';
+import { CONTROL_MAX, DEFAULT_MAX_FRAME, FrameDecoder, FrameType, MAX_FRAME_LIMIT, encodeErrorBody, encodeFrame, toPayload } from './protocol.js';
 
 /** What a handler learns about the task besides its payload. */
 export interface TaskInfo {
@@ -59,12 +61,8 @@ export class WorkerConnection extends EventEmitter {
 
   /** @internal */
   constructor(token: typeof CONSTRUCT, handler: TaskHandler, options: ServeOptions) {
-    if (token !== CONSTRUCT) {
-      // By hand it would take over fds 3 and 4 (or exit the process, 78) unasked.
-      const err = new TypeError('Illegal constructor: a WorkerConnection comes from serve()');
-      (err as NodeJS.ErrnoException).code = 'ERR_ILLEGAL_CONSTRUCTOR';
-      throw err;
-    }
+    // By hand it would take over fds 3 and 4 (or exit the process, 78) unasked.
+    if (token !== CONSTRUCT) throw illegalConstructor('WorkerConnection', 'serve()');
     super();
     const taskFd = socketFd(envFd('FOLK_TASK_FD'));
     const controlFd = socketFd(envFd('FOLK_CONTROL_FD'));

@@ -1,0 +1,60 @@
+// A WorkerPool's record of one of its workers: what the pool knows about
+// it beyond what its WorkerHandle knows, and the timers running for it.
+
+import type { Job } from './job-queue.js';
+import type { PoolWorkerInfo, RecycleReason } from './pool-options.js';
+import type { WorkerHandle } from './worker-handle.js';
+
+export interface Slot {
+  worker: WorkerHandle;
+  state: PoolWorkerInfo['state'];
+  jobs: number;
+  generation: number;
+  /** Stop after the current task: a reload replacement for it is ready. */
+  draining: boolean;
+  /** Killed at readyTimeout: a ready message already on its way is ignored. */
+  killed: boolean;
+  /** Set once it has left service unasked (WorkerPool#lose): the delay its replacement waits, in ms. */
+  restartDelay: number | null;
+  /** Why it is stopping, when on purpose. */
+  reason: RecycleReason | 'stop' | null;
+  job: Job | null;
+  startedAt: number;
+  idleTimer: NodeJS.Timeout | null;
+  readyTimer: NodeJS.Timeout | null;
+  execTimer: NodeJS.Timeout | null;
+  /** Ends a reload's wait for the task of a draining worker (ReloadOptions.drainTimeout). */
+  drainTimer: NodeJS.Timeout | null;
+}
+
+/** A slot for a worker just spawned, in `generation`. */
+export function newSlot(worker: WorkerHandle, generation: number): Slot {
+  return {
+    worker,
+    state: 'starting',
+    jobs: 0,
+    generation,
+    draining: false,
+    killed: false,
+    restartDelay: null,
+    reason: null,
+    job: null,
+    startedAt: Date.now(),
+    idleTimer: null,
+    readyTimer: null,
+    execTimer: null,
+    drainTimer: null,
+  };
+}
+
+export function clearSlotTimers(slot: Slot): void {
+  for (const key of ['idleTimer', 'readyTimer', 'execTimer', 'drainTimer'] as const) {
+    const t = slot[key];
+    if (t) clearTimeout(t);
+    slot[key] = null;
+  }
+}
+
+export function slotInfo(slot: Slot): PoolWorkerInfo {
+  return { pid: slot.worker.pid, state: slot.state, jobs: slot.jobs, generation: slot.generation, startedAt: slot.startedAt };
+}

@@ -1,0 +1,324 @@
+// PoolWorkers: the workers of a WorkerPool and their lives. Starting them,
+// telling when they are ready, replacing them (on purpose, after a crash,
+// in a reload), and what their exits mean for the task each had in hand.
+// The pool (pool.ts) hands out tasks; this decides which workers there are.
+
+import { CrashBackoff } from './backoff.js';
+import { WorkerError, describeExit } from './errors.js';
+import type { Job } from './job-queue.js';
+import type { PoolSettings, PoolWorkerInfo, RecycleReason } from './pool-options.js';
+import { clearSlotTimers, newSlot, slotInfo, type Slot } from './pool-slot.js';
+import { spawnWorker, type SpawnWorkerOptions, type WorkerExitInfo, type WorkerHandle } from './worker-handle.js';
+
+/** What PoolWorkers asks of the pool it serves. */
+export interface PoolHooks {
+  /** Emit one of the pool's events. */
+  emit(event: string, ...args: unknown[]): void;
+  /** A worker may have come free, or capacity changed: hand out queued tasks. */
+  dispatch(): void;
+  /** Reject a task (a failed task, counted). */
+  fail(job: Job, err: Error): void;
+}
+
+export class PoolWorkers {
+  readonly slots = new Set<Slot>();
+  /** Incremented by every reload; workers of an older generation are being replaced. */
+  generation = 0;
+  /** stop() was called: nothing is started or replaced any more. */
+  stopping = false;
+  readonly counts = { spawned: 0, crashed: 0, recycled: 0 };
+  readonly #settings: PoolSettings;
+  readonly #spawnOptions: SpawnWorkerOptions;
+  readonly #hooks: PoolHooks;
+  readonly #backoff: CrashBackoff;
+  /** The drainTimeout of the latest reload(), for the workers it replaces. */
+  #drainTimeout = 60_000;
+  #reloads: Array<{ generation: number; resolve: () => void }> = [];
+  #readyWaiters: Array<() => void> = [];
+
+  constructor(settings: PoolSettings, spawnOptions: SpawnWorkerOptions, hooks: PoolHooks) {
+    this.#settings = settings;
+    this.#spawnOptions = spawnOptions;
+    this.#hooks = hooks;
+    this.#backoff = new CrashBackoff(settings.backoffInitial, settings.backoffMax);
+  }
+
+  /**
+   * Start the workers. The first starts in the caller's stack: bad options
+   * or a missing program (ENOENT: no php) throw here instead of becoming a
+   * crash loop.
+   */
+  start(): void {
+    this.#spawnSlot(true);
+    this.ensure();
+  }
+
+  /**
+   * Start workers until `size` of the current generation are alive or
+   * starting. Only the replacements of workers lost in a crash loop wait for
+   * the backoff; any other (a worker that died with its task, one recycled,
+   * a reload) starts now, so a crash loop never costs the pool the rest of
+   * its capacity.
+   */
+  ensure(): void {
+    if (this.stopping) return;
+    let live = 0;
+    for (const slot of this.slots) if (slot.generation === this.generation && slot.state !== 'stopping') live++;
+    const missing = this.#settings.size - live;
+    if (missing <= 0) return;
+    const held = this.#backoff.held(missing);
+    for (let i = held; i < missing; i++) if (!this.#spawnSlot(false)) return;
+    if (held > 0) this.#backoff.retryLater(() => this.ensure());
+  }
+
+  /** An idle worker, preferring the current generation. */
+  idle(): Slot | undefined {
+    let old: Slot | undefined;
+    for (const slot of this.slots) {
+      if (slot.state !== 'idle') continue;
+      if (slot.generation === this.generation) return slot;
+      old ??= slot;
+    }
+    return old;
+  }
+
+  /** Workers of the current generation that have said ready and serve. */
+  readyCount(): number {
+    let n = 0;
+    for (const slot of this.slots) if (slot.generation === this.generation && (slot.state === 'idle' || slot.state === 'busy')) n++;
+    return n;
+  }
+
+  /** Resolves once `size` workers of the current generation are ready, or the pool has stopped. */
+  whenReady(): Promise<void> {
+    if (this.readyCount() >= this.#settings.size) return Promise.resolve();
+    return new Promise((resolve) => this.#readyWaiters.push(resolve));
+  }
+
+  /** A task completed: whatever was failing works again. */
+  taskCompleted(): void {
+    this.#backoff.reset();
+  }
+
+  becomeIdle(slot: Slot): void {
+    slot.state = 'idle';
+    if (this.#settings.idleTtl > 0) {
+      slot.idleTimer = setTimeout(() => {
+        slot.idleTimer = null;
+        if (slot.state === 'idle') this.recycle(slot, 'idleTtl');
+      }, this.#settings.idleTtl);
+    }
+  }
+
+  /** Stop a healthy worker on purpose and start its replacement. */
+  recycle(slot: Slot, reason: RecycleReason): void {
+    if (slot.state === 'stopping') return;
+    clearSlotTimers(slot);
+    slot.state = 'stopping';
+    slot.reason = reason;
+    this.counts.recycled++;
+    this.#hooks.emit('recycle', slotInfo(slot), reason);
+    this.ensure();
+    slot.worker.stop({ timeout: this.#settings.destroyTimeout }).catch(() => {});
+  }
+
+  /** Give up on a busy worker whose task was rejected: forget its answer, replace it, kill it. */
+  abandon(slot: Slot, reason: RecycleReason): void {
+    slot.worker.abandon();
+    this.recycle(slot, reason);
+    slot.worker.kill('SIGKILL');
+  }
+
+  /** Start a new generation; resolves when every worker of an older one has exited. */
+  reload(drainTimeout: number): Promise<void> {
+    this.#drainTimeout = drainTimeout;
+    const generation = ++this.generation;
+    // Old workers still starting serve nobody yet: drop them now.
+    for (const slot of this.slots) if (slot.state === 'starting' && slot.generation < generation) this.recycle(slot, 'reload');
+    const done = new Promise<void>((resolve) => this.#reloads.push({ generation, resolve }));
+    this.ensure();
+    this.#checkReloads();
+    return done;
+  }
+
+  /** Stop every worker (each gets destroyTimeout to finish its task); resolves when all have exited, and settles every wait. */
+  stopAll(): Promise<void> {
+    this.stopping = true;
+    this.#backoff.cancel();
+    const stops: Promise<unknown>[] = [];
+    for (const slot of this.slots) {
+      clearSlotTimers(slot);
+      slot.state = 'stopping';
+      slot.reason = 'stop';
+      stops.push(slot.worker.stop({ timeout: this.#settings.destroyTimeout }));
+    }
+    return Promise.all(stops).then(() => {
+      for (const r of this.#reloads.splice(0)) r.resolve();
+      for (const w of this.#readyWaiters.splice(0)) w();
+    });
+  }
+
+  list(): PoolWorkerInfo[] {
+    return [...this.slots].map((s) => slotInfo(s));
+  }
+
+  /** Spawn one worker; false (after scheduling a retry) if it could not be started. */
+  #spawnSlot(rethrow: boolean): boolean {
+    let worker: WorkerHandle;
+    try {
+      worker = spawnWorker(this.#spawnOptions);
+    } catch (err) {
+      if (rethrow) throw err;
+      this.#hooks.emit('spawnError', err);
+      this.#backoff.crashed();
+      this.#backoff.retryLater(() => this.ensure());
+      return false;
+    }
+    const slot = newSlot(worker, this.generation);
+    this.slots.add(slot);
+    this.counts.spawned++;
+    this.#watch(slot);
+    // On the next tick, so a listener added right after the constructor
+    // (which starts the first worker) sees the first 'spawn' too.
+    const info = slotInfo(slot);
+    process.nextTick(() => this.#hooks.emit('spawn', info));
+    return true;
+  }
+
+  /** Follow a new worker: its output, reports, readiness (within readyTimeout), breakage and exit. */
+  #watch(slot: Slot): void {
+    const { worker } = slot;
+    const emit = this.#hooks.emit;
+    worker.stdout.on('data', (chunk: Buffer) => emit('stdout', chunk, slotInfo(slot)));
+    worker.on('workerError', (message: string, fatal: boolean) => emit('workerError', slotInfo(slot), message, fatal));
+    worker.on('exit', (info: WorkerExitInfo) => this.#onExit(slot, info));
+    worker.on('broken', () => this.#broken(slot));
+    const { readyTimeout } = this.#settings;
+    slot.readyTimer = setTimeout(() => {
+      slot.readyTimer = null;
+      slot.killed = true;
+      emit('workerError', slotInfo(slot), `worker did not say ready within readyTimeout (${readyTimeout} ms); killed`, true);
+      worker.kill('SIGKILL');
+    }, readyTimeout);
+    worker.ready.then(
+      () => this.#onReady(slot),
+      (err: Error) => {
+        // A worker the pool killed (readyTimeout) or stopped on purpose was
+        // reported, or needs no report; any other is news (a script that
+        // exits at once, a pid mismatch).
+        if (slot.killed || slot.reason !== null) return;
+        emit('workerError', slotInfo(slot), err.message, true);
+        worker.kill('SIGKILL');
+      },
+    );
+  }
+
+  #onReady(slot: Slot): void {
+    if (slot.readyTimer) clearTimeout(slot.readyTimer);
+    slot.readyTimer = null;
+    if (slot.state !== 'starting' || slot.killed) return;
+    this.becomeIdle(slot);
+    this.#hooks.emit('ready', slotInfo(slot));
+    if (slot.generation === this.generation) this.#retireOne();
+    if (this.readyCount() >= this.#settings.size) for (const w of this.#readyWaiters.splice(0)) w();
+    this.#hooks.dispatch();
+  }
+
+  /** A new-generation worker is ready: one old worker may go (now if idle, else after its task). */
+  #retireOne(): void {
+    let busy: Slot | undefined;
+    for (const slot of this.slots) {
+      if (slot.generation === this.generation || slot.draining || slot.state === 'stopping') continue;
+      if (slot.state === 'idle') {
+        this.recycle(slot, 'reload');
+        return;
+      }
+      busy ??= slot;
+    }
+    if (!busy) return;
+    busy.draining = true;
+    const job = busy.job;
+    if (this.#drainTimeout > 0 && job) {
+      const timeout = this.#drainTimeout;
+      busy.drainTimer = setTimeout(() => this.#drainTimedOut(busy, job, timeout), timeout);
+    }
+  }
+
+  /** A reload's old worker is still on its task drainTimeout ms after its replacement was ready: give up on the task. */
+  #drainTimedOut(slot: Slot, job: Job, timeout: number): void {
+    slot.drainTimer = null;
+    if (job.settled) return;
+    const { pid } = slot.worker;
+    const message = `the task was still running drainTimeout (${timeout} ms) after reload() replaced its worker; worker pid ${pid} was killed`;
+    this.#hooks.fail(job, new WorkerError('ERR_WORKER_DRAIN_TIMEOUT', message, { pid }));
+    this.abandon(slot, 'reload');
+  }
+
+  /**
+   * A worker left service without being asked to (it exited, or broke the
+   * protocol): decide, once, how long its replacement waits. One that had a
+   * task in hand was ready and serving, and most likely that task killed it
+   * (a fatal error, exit()): it is replaced at once, and the task's failure
+   * is the whole cost. One that died before saying ready, or idle, is a
+   * crash loop: backoff.
+   */
+  #lose(slot: Slot): number {
+    slot.restartDelay ??= slot.job !== null ? 0 : this.#backoff.crashed();
+    return slot.restartDelay;
+  }
+
+  /**
+   * The worker can take no more tasks (WorkerHandle 'broken'): it is being killed.
+   * Out of service now, so no task goes to it and its replacement starts
+   * without waiting for the exit; the exit settles its task and counts the crash.
+   */
+  #broken(slot: Slot): void {
+    if (slot.state === 'stopping') return;
+    this.#lose(slot);
+    clearSlotTimers(slot);
+    slot.state = 'stopping';
+    this.ensure();
+  }
+
+  #onExit(slot: Slot, info: WorkerExitInfo): void {
+    clearSlotTimers(slot);
+    this.slots.delete(slot);
+    const crashed = slot.reason === null && !this.stopping;
+    const restartDelay = crashed ? this.#lose(slot) : 0;
+    const job = slot.job;
+    slot.job = null;
+    slot.state = 'stopping';
+    if (job && !job.settled) this.#hooks.fail(job, this.#exitError(info));
+    const workerInfo = slotInfo(slot);
+    this.#hooks.emit('exit', workerInfo, info);
+    if (crashed) {
+      this.counts.crashed++;
+      this.#hooks.emit('crash', workerInfo, info, restartDelay);
+    }
+    this.ensure();
+    this.#hooks.dispatch();
+    this.#checkReloads();
+  }
+
+  /** What a task that was running on a worker that exited is rejected with. */
+  #exitError(info: WorkerExitInfo): WorkerError {
+    // Killed for breaking the protocol (its task socket ended and it did not
+    // exit): that is the reason, not a crash of its own.
+    if (info.reason) return info.reason;
+    const exit = { code: info.code, signal: info.signal };
+    if (this.stopping) {
+      const message = `the worker pool was stopped while the task ran; worker pid ${info.pid} ended (${describeExit(info)})`;
+      return new WorkerError('ERR_WORKER_POOL_STOPPED', message, { pid: info.pid, exit });
+    }
+    return new WorkerError('ERR_WORKER_CRASHED', `worker pid ${info.pid} crashed (${describeExit(info)}) while running the task`, { pid: info.pid, exit });
+  }
+
+  #checkReloads(): void {
+    if (this.#reloads.length === 0) return;
+    this.#reloads = this.#reloads.filter((r) => {
+      for (const slot of this.slots) if (slot.generation < r.generation) return true;
+      r.resolve();
+      return false;
+    });
+  }
+}
