@@ -2,13 +2,26 @@
 // ({3: a, 4: b}, stdin /dev/null), as the parent's resident memory grows.
 //
 //   @folk/fd-inherit   spawn() + await wait(): a vfork-style clone, no copy of the parent
+//   fd-inherit ns      the same with new user, pid, mount and net namespaces (uid and gid
+//                      maps to our own ids, as unshare --map-root-user writes them, and
+//                      private mount propagation; no new /proc): the clone without
+//                      CLONE_VFORK and the parent writing the maps
 //   child_process      child_process.spawn with the same map (stdioFromFdMap) + 'exit':
 //                      libuv forks, so its page tables are copied
 //   C posix_spawn      glibc posix_spawn (clone(CLONE_VM|CLONE_VFORK)) + waitpid in a
 //                      loop, from a C process holding the same amount of memory: the limit
 //
+// and, for the namespaced spawn, the usual way to get the same namespaces:
+//
+//   unshare(1) from C  the C program above, posix_spawn of
+//                      unshare --user --map-root-user --pid --mount --net --fork /bin/true
+//                      (unshare makes the namespaces, writes the maps, forks, execs);
+//                      this C process holds no memory, so the figure is unshare's own
+//   child_process      child_process.spawn('unshare', the same arguments) + 'exit'
+//     unshare
+//
 // For each size two long-lived processes hold that many GB, touched: a Node
-// process that spawns both ways, and the C program. They spawn in short
+// process that spawns every way, and the C program. They spawn in short
 // batches taken in turn (fd-inherit, C, child_process, fd-inherit, ...), so
 // a burst of load from elsewhere on the machine lands on every contender
 // alike instead of on whichever happened to run then; the ratios are what
@@ -26,6 +39,8 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 
 const GB = 1024 ** 3;
+/** unshare(1) making what fd-inherit ns makes: the program runs in the new pid namespace only through --fork. */
+const UNSHARE_ARGS = ['--user', '--map-root-user', '--pid', '--mount', '--net', '--fork', '/bin/true'];
 const QUICK = process.argv.includes('--quick');
 const WARMUP = 10; // spawns per contender before anything counts
 const BATCH = 25; // spawns per turn for the fast contenders
@@ -58,23 +73,33 @@ async function worker(sizeGb) {
   const fds = { 3: a, 4: b };
   const stdio = stdioFromFdMap(fds, { stdin: 'ignore' });
 
+  const folk = async (options) => {
+    const t0 = performance.now();
+    const child = spawn('/bin/true', [], options);
+    const t1 = performance.now();
+    await child.wait();
+    const t2 = performance.now();
+    child.pidfd.close();
+    return [t2 - t0, t1 - t0];
+  };
+  const cp = async (file, args) => {
+    const t0 = performance.now();
+    const child = childProcess.spawn(file, args, { stdio });
+    const t1 = performance.now();
+    await new Promise((resolve) => child.once('exit', resolve));
+    return [performance.now() - t0, t1 - t0];
+  };
+  const isolated = {
+    namespaces: { user: true, pid: true, mount: true, net: true },
+    uidMap: [{ inside: 0, outside: process.getuid(), count: 1 }],
+    gidMap: [{ inside: 0, outside: process.getgid(), count: 1 }],
+    mountProc: false,
+  };
   const methods = {
-    async folk() {
-      const t0 = performance.now();
-      const child = spawn('/bin/true', [], { fds, stdin: 'ignore' });
-      const t1 = performance.now();
-      await child.wait();
-      const t2 = performance.now();
-      child.pidfd.close();
-      return [t2 - t0, t1 - t0];
-    },
-    async cp() {
-      const t0 = performance.now();
-      const child = childProcess.spawn('/bin/true', [], { stdio });
-      const t1 = performance.now();
-      await new Promise((resolve) => child.once('exit', resolve));
-      return [performance.now() - t0, t1 - t0];
-    },
+    folk: () => folk({ fds, stdin: 'ignore' }),
+    folkNs: () => folk({ fds, stdin: 'ignore', ...isolated }),
+    cp: () => cp('/bin/true', []),
+    cpUnshare: () => cp('unshare', UNSHARE_ARGS),
   };
 
   process.stdout.write(`${JSON.stringify({ rss: process.memoryUsage().rss })}\n`);
@@ -111,7 +136,9 @@ const C_SOURCE = `
 extern char **environ;
 static double now_ms(void) { struct timespec t; clock_gettime(CLOCK_MONOTONIC, &t); return t.tv_sec * 1e3 + t.tv_nsec / 1e6; }
 int main(int argc, char **argv) {
+  (void)argc;
   size_t bytes = strtoull(argv[1], NULL, 10);
+  char **args = argv + 2; /* the program to spawn, and its arguments */
   if (bytes) { char *mem = malloc(bytes); if (!mem) return 2; memset(mem, 1, bytes); }
   int null0 = open("/dev/null", O_RDONLY | O_CLOEXEC);
   int a = open("/dev/null", O_RDONLY | O_CLOEXEC), b = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -121,7 +148,6 @@ int main(int argc, char **argv) {
   posix_spawn_file_actions_adddup2(&fa, a, 3);
   posix_spawn_file_actions_adddup2(&fa, b, 4);
   posix_spawn_file_actions_addclosefrom_np(&fa, 5);
-  char *args[] = {"/bin/true", NULL};
   printf("ready\\n");
   fflush(stdout);
   int rounds;
@@ -129,9 +155,10 @@ int main(int argc, char **argv) {
     for (int i = 0; i < rounds; i++) {
       double t0 = now_ms();
       pid_t pid;
-      if (posix_spawn(&pid, "/bin/true", &fa, NULL, args, environ) != 0) return 3;
+      if (posix_spawnp(&pid, args[0], &fa, NULL, args, environ) != 0) return 3;
       int status;
       waitpid(pid, &status, 0);
+      if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) return 4;
       printf(i ? " %.4f" : "%.4f", now_ms() - t0);
     }
     printf("\\n");
@@ -179,23 +206,26 @@ function lineServer(file, args) {
   };
 }
 
+/** Every contender, in the order they take turns: run by the Node worker, or by a C program (C_RUN). */
+const CONTENDERS = ['folk', 'c', 'cp', 'folkNs', 'cUnshare', 'cpUnshare'];
+const C_RUN = ['c', 'cUnshare'];
+
 async function measureSize(sizeGb, cBin, self) {
   const node = lineServer(process.execPath, [self, '--worker', String(sizeGb)]);
-  const c = cBin ? lineServer(cBin, [String(sizeGb * GB)]) : null;
+  const cPrograms = cBin
+    ? { c: lineServer(cBin, [String(sizeGb * GB), '/bin/true']), cUnshare: lineServer(cBin, ['0', 'unshare', ...UNSHARE_ARGS]) }
+    : {};
   try {
     const { rss } = JSON.parse(await node.next());
-    if (c) await c.next(); // "ready": its memory is touched
+    for (const c of Object.values(cPrograms)) await c.next(); // "ready": its memory is touched
 
-    const contenders = {
-      folk: { total: [], blocked: [], spent: 0, batch: BATCH },
-      cp: { total: [], blocked: [], spent: 0, batch: BATCH },
-      c: { total: [], blocked: [], spent: 0, batch: BATCH },
-    };
     const run = async (name, count) => {
-      if (name === 'c') return { total: (await c.ask(String(count))).split(' ').map(Number), blocked: [] };
+      const c = cPrograms[name];
+      if (c) return { total: (await c.ask(String(count))).split(' ').map(Number), blocked: [] };
       return JSON.parse(await node.ask(`${name} ${count}`));
     };
-    const names = c ? ['folk', 'c', 'cp'] : ['folk', 'cp'];
+    const names = CONTENDERS.filter((n) => !C_RUN.includes(n) || cPrograms[n]);
+    const contenders = Object.fromEntries(names.map((n) => [n, { total: [], blocked: [], spent: 0, batch: BATCH }]));
     for (const name of names) await run(name, WARMUP);
 
     const wanted = (k) => k.total.length < MIN_SAMPLES || (k.total.length < MAX_SAMPLES && k.spent < BUDGET_MS);
@@ -214,11 +244,53 @@ async function measureSize(sizeGb, cBin, self) {
         k.batch = Math.max(1, Math.min(BATCH, Math.round((100 * r.total.length) / took)));
       }
     }
-    const summary = (k) => ({ total: median(k.total), blocked: median(k.blocked), samples: k.total.length });
-    return { sizeGb, rss, folk: summary(contenders.folk), cp: summary(contenders.cp), c: summary(contenders.c) };
+    const row = { sizeGb, rss };
+    for (const name of CONTENDERS) {
+      const k = contenders[name] ?? { total: [], blocked: [] };
+      row[name] = { total: median(k.total), blocked: median(k.blocked), samples: k.total.length };
+    }
+    return row;
   } finally {
-    await Promise.all([node.close(), c?.close()]);
+    await Promise.all([node.close(), ...Object.values(cPrograms).map((c) => c.close())]);
   }
+}
+
+const f = (ms) => (Number.isNaN(ms) ? '   -  ' : ms.toFixed(3).padStart(7));
+const x = (r) => (Number.isFinite(r) ? `${r.toFixed(2)}x`.padStart(8) : '      - ');
+
+/** A table: each column a header and how a row shows it. */
+function table(rows, columns) {
+  console.log(columns.map(([head]) => head).join(' | '));
+  for (const r of rows) console.log(columns.map(([head, cell]) => cell(r).padStart(head.length)).join(' | '));
+}
+
+function report(rows) {
+  const note = QUICK ? ' (--quick: a smoke run, not figures)' : '';
+  console.log(`\nspawn-to-exit of /bin/true with fds {3: a, 4: b}, stdin /dev/null; medians in ms, contenders interleaved${note}\n`);
+  table(rows, [
+    [' RSS GB', (r) => (r.rss / GB).toFixed(1)],
+    ['fd-inherit', (r) => f(r.folk.total)],
+    ['fd-inherit ns', (r) => f(r.folkNs.total)],
+    ['child_process', (r) => f(r.cp.total)],
+    ['C posix_spawn', (r) => f(r.c.total)],
+    ['fd-inherit/C', (r) => x(r.folk.total / r.c.total)],
+    ['child_process/fd-inherit', (r) => x(r.cp.total / r.folk.total)],
+    ['blocked: fd-inherit', (r) => f(r.folk.blocked)],
+    ['fd-inherit ns', (r) => f(r.folkNs.blocked)],
+    ['child_process', (r) => f(r.cp.blocked)],
+  ]);
+  console.log(`\nnew user, pid, mount and net namespaces (maps to our own ids, private propagation), spawn-to-exit of /bin/true; medians in ms${note}\n`);
+  table(rows, [
+    [' RSS GB', (r) => (r.rss / GB).toFixed(1)],
+    ['fd-inherit ns', (r) => f(r.folkNs.total)],
+    ['unshare(1) from C', (r) => f(r.cUnshare.total)],
+    ['child_process unshare', (r) => f(r.cpUnshare.total)],
+    ['fd-inherit ns/plain', (r) => x(r.folkNs.total / r.folk.total)],
+    ['unshare from C/fd-inherit ns', (r) => x(r.cUnshare.total / r.folkNs.total)],
+    ['child_process unshare/fd-inherit ns', (r) => x(r.cpUnshare.total / r.folkNs.total)],
+  ]);
+  console.log('\n"blocked": time inside the synchronous spawn call, i.e. the event loop stopped, per spawn.');
+  console.log('unshare(1) from C: its C program holds no memory; unshare forks once more for the new pid namespace.');
 }
 
 async function main() {
@@ -239,29 +311,13 @@ async function main() {
       try {
         const row = await measureSize(sizeGb, cBin, self);
         rows.push(row);
-        console.error(`  ${sizeGb} GB done (samples: fd-inherit ${row.folk.samples}, C ${row.c.samples}, child_process ${row.cp.samples})`);
+        const samples = CONTENDERS.map((n) => `${n} ${row[n].samples}`).join(', ');
+        console.error(`  ${sizeGb} GB done (samples: ${samples})`);
       } catch (err) {
         console.log(`${sizeGb} GB: failed: ${err.message}`);
       }
     }
-
-    const f = (ms) => (Number.isNaN(ms) ? '   -  ' : ms.toFixed(3).padStart(7));
-    const x = (r) => (Number.isFinite(r) ? `${r.toFixed(2)}x`.padStart(8) : '      - ');
-    console.log(
-      `\nspawn-to-exit of /bin/true with fds {3: a, 4: b}, stdin /dev/null; medians in ms, contenders interleaved` +
-        `${QUICK ? ' (--quick: a smoke run, not figures)' : ''}\n`,
-    );
-    console.log(
-      ' RSS GB | fd-inherit | child_process | C posix_spawn | fd-inherit/C | child_process/fd-inherit | blocked: fd-inherit | child_process',
-    );
-    for (const r of rows) {
-      console.log(
-        `${(r.rss / GB).toFixed(1).padStart(7)} | ${f(r.folk.total).padStart(10)} | ${f(r.cp.total).padStart(13)} | ` +
-          `${f(r.c.total).padStart(13)} | ${x(r.folk.total / r.c.total).padStart(12)} | ${x(r.cp.total / r.folk.total).padStart(24)} | ` +
-          `${f(r.folk.blocked).padStart(19)} | ${f(r.cp.blocked).padStart(13)}`,
-      );
-    }
-    console.log('\n"blocked": time inside the synchronous spawn call, i.e. the event loop stopped, per spawn.');
+    report(rows);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -2,6 +2,7 @@
 // libuv's words, and the renaming that turns what a step of a spawn threw
 // into the error spawn() gives its caller.
 import { constants as osConstants } from 'node:os';
+import { isolationStep } from './isolation.js';
 import type { SpawnRequest } from './options.js';
 
 type ErrnoException = NodeJS.ErrnoException;
@@ -60,7 +61,7 @@ const MIN_KERNEL: Record<string, string> = {
 };
 
 /** What spawn() names in its errors. */
-type Spawned = Pick<SpawnRequest, 'file' | 'args' | 'cwd'>;
+type Spawned = Pick<SpawnRequest, 'file' | 'args' | 'cwd'> & Partial<Pick<SpawnRequest, 'isolation'>>;
 
 /**
  * The public face of a failed spawn: `syscall: 'spawn'`, `path`, `spawnargs`
@@ -71,19 +72,24 @@ type Spawned = Pick<SpawnRequest, 'file' | 'args' | 'cwd'>;
 export function spawnError(raw: ErrnoException, spawned: Spawned, childFd?: number): ErrnoException {
   const { file, cwd } = spawned;
   const step = raw.syscall ?? 'spawn';
+  const isolation = isolationStep(raw, step, spawned.isolation ?? null, `spawn '${file}'`);
   let what = `spawn '${file}'`;
-  if (step === 'chdir') what = `chdir '${cwd}' (spawn '${file}')`;
+  if (isolation !== null) what = isolation.what;
+  else if (step === 'chdir') what = `chdir '${cwd}' (spawn '${file}')`;
   else if (step === 'fcntl' && childFd !== undefined) {
     what = `spawn '${file}' (fd ${(raw as { fd?: number }).fd} for child fd ${childFd} is not open)`;
   } else if (step !== 'execve' && step !== 'spawn') what = `${step} (spawn '${file}')`;
   if (raw.code === 'ENOSYS' && MIN_KERNEL[step]) what += `: needs Linux ${MIN_KERNEL[step]} or later`;
-  const err: ErrnoException & { spawnargs?: string[]; step?: string } = new Error(`${raw.code}: ${errnoText(raw)}, ${what}`);
+  const err: ErrnoException & { spawnargs?: string[]; step?: string; namespace?: string } = new Error(
+    `${raw.code}: ${errnoText(raw)}, ${what}`,
+  );
   err.errno = raw.errno;
   err.code = raw.code;
   err.syscall = 'spawn';
   err.path = file;
   err.spawnargs = spawned.args;
   err.step = step;
+  if (isolation?.namespace !== undefined) err.namespace = isolation.namespace;
   return err;
 }
 

@@ -18,9 +18,12 @@ export { stdioFromFdMap } from './fd-map.js';
 export { listenFds } from './listen-fds.js';
 export { Subprocess } from './subprocess.js';
 export type {
+  IdMapping,
+  IsolationOptions,
   ListenFd,
   ListenFdOption,
   ListenFdsOptions,
+  NamespaceName,
   RlimitName,
   RlimitValue,
   SpawnOptions,

@@ -35,6 +35,28 @@ export interface NativeSpawnPlan {
   dropGroups: boolean;
   /** Signals set to SIG_DFL in the child even though the parent ignores them. */
   defaultSignals: number[];
+  /** Namespaces, maps, mounts and cgroup; null for none (the plain spawn). */
+  isolation: NativeIsolationPlan | null;
+}
+
+/** What src/spawn.h calls the IsolationPlan. The binding refuses a mount step without CLONE_NEWNS, a hostname without CLONE_NEWUTS and maps without CLONE_NEWUSER. */
+export interface NativeIsolationPlan {
+  /** CLONE_NEW* flags, from NAMESPACES. */
+  cloneFlags: number;
+  /** "inside outside count\n" lines, each map written by the parent in one write; null: not written. */
+  uidMap: string | null;
+  gidMap: string | null;
+  /** Write "deny" to /proc/PID/setgroups before gid_map. */
+  denySetgroups: boolean;
+  hostname: string | null;
+  /** Propagation applied to / (recursively) in the new mount namespace; null without one. */
+  propagation: 'private' | 'slave' | null;
+  /** pivot_root into this directory. */
+  root: string | null;
+  /** Mount a new /proc (inside root, when given). */
+  mountProc: boolean;
+  /** A cgroup v2 directory, opened and checked by the binding (EINVAL with `fsType` if it is not one). */
+  cgroup: string | null;
 }
 
 /** A source in NativeSpawnPlan.sources meaning /dev/null. */
@@ -64,6 +86,17 @@ export const CloseMethod = {
 } as const;
 export type CloseMethod = (typeof CloseMethod)[keyof typeof CloseMethod];
 
+/** How a child that fails before execve reports it; see ReportMode in src/spawn.h. */
+export const ReportMode = {
+  /** Not probed yet: the first spawn finds out. */
+  Unknown: -1,
+  /** Through the plan in shared memory (a real kernel). */
+  Memory: 0,
+  /** Through a close-on-exec pipe (qemu-user, where CLONE_VM is a fork). */
+  Pipe: 1,
+} as const;
+export type ReportMode = (typeof ReportMode)[keyof typeof ReportMode];
+
 /**
  * @internal Hooks for this package's own tests, which force each fallback
  * src/spawn.cc chooses between (and the pdeathsig race) so that every path
@@ -78,7 +111,11 @@ export interface NativeTestingHooks {
   getCloseMethod(): CloseMethod;
   /** Start from a fallback for closing fds. */
   setCloseMethod(method: CloseMethod): void;
-  /** Make the child believe its parent's pid was this (0: the real one), as if the parent had died during the spawn. */
+  /** How children report a failure now (Unknown until the first spawn's probe). */
+  getReportMode(): ReportMode;
+  /** Force a way (Unknown: probe again). */
+  setReportMode(mode: ReportMode): void;
+  /** Make the child believe its parent's pid was this (0: the real one), as if the parent had died during the spawn; in a new pid namespace the child watches this pid's pidfd. */
   setAssumedParentPid(pid: number): void;
 }
 
@@ -105,6 +142,8 @@ export interface NativeBinding {
   readonly testing: NativeTestingHooks;
   /** RLIMIT_* numbers by lower-case name without the prefix. */
   readonly RLIMITS: Readonly<Record<string, number>>;
+  /** CLONE_NEW* flags by the names of options.namespaces. */
+  readonly NAMESPACES: Readonly<Record<string, number>>;
 }
 
 export const native = loadNative({

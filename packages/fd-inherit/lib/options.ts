@@ -14,6 +14,7 @@ import {
 } from './internal/args.js';
 import { childEnvironment } from './env.js';
 import { STDIO_NAMES, fdMapEntries } from './fd-map.js';
+import { parseIsolation, type IsolationRequest } from './isolation.js';
 import { SD_LISTEN_FDS_START, addListenFds, listenEnvironment } from './listen-fds.js';
 import { native } from './native.js';
 import { signalNumber } from './internal/signals.js';
@@ -56,6 +57,8 @@ export interface SpawnRequest {
   setsid: boolean;
   noNewPrivs: boolean;
   restoreSignals: boolean;
+  /** Namespaces, maps, mounts, cgroup; null when none was asked for. */
+  isolation: IsolationRequest | null;
 }
 
 /** Read spawn(file, args, options) into a SpawnRequest; throws TypeError/RangeError naming the argument. */
@@ -93,6 +96,7 @@ export function parseSpawn(file: unknown, args: unknown, options: unknown): Spaw
     setsid: optionalBoolean(opts, 'setsid', false),
     noNewPrivs: optionalBoolean(opts, 'noNewPrivs', false),
     restoreSignals: optionalBoolean(opts, 'restoreSignals', true),
+    isolation: parseIsolation(opts),
   };
 }
 

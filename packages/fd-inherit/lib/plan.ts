@@ -1,5 +1,6 @@
 // The plan the binding carries out: everything decided here, so the code
 // between clone and execve only follows it.
+import { nativeIsolation } from './isolation.js';
 import type { NativeSpawnPlan } from './native.js';
 import type { SpawnRequest } from './options.js';
 import { RESTORED_SIGNALS } from './signals.js';
@@ -30,6 +31,7 @@ export function nativePlan(request: SpawnRequest, file: string, setups: readonly
     // A child running as another user keeps none of our supplementary groups.
     dropGroups: groups === null && (uid !== -1 || gid !== -1),
     defaultSignals: request.restoreSignals ? [...RESTORED_SIGNALS] : [],
+    isolation: nativeIsolation(request.isolation),
   };
   for (const s of setups) {
     plan.targets.push(s.target);

@@ -33,10 +33,47 @@ export type RlimitName =
 /** One limit: both soft and hard, or each on its own. `Infinity` means unlimited. */
 export type RlimitValue = number | { soft: number; hard: number };
 
+/** A namespace kind `options.namespaces` can make new for the child. */
+export type NamespaceName = 'user' | 'pid' | 'mount' | 'net' | 'uts' | 'ipc' | 'cgroup';
+
+/** One range of a user namespace's uid or gid map: ids `inside` .. `inside + count - 1` are `outside` .. in this process's namespace. */
+export interface IdMapping {
+  inside: number;
+  outside: number;
+  count: number;
+}
+
+/**
+ * The namespaces, user maps, mounts and cgroup of a child: part of
+ * `SpawnOptions`, and on its own what `@folk/worker-spawn` passes through as
+ * `isolation`. See the README's "Isolation" section for kernels, privileges
+ * and errors.
+ */
+export interface IsolationOptions {
+  /** New namespaces for the child (clone flags): `{ user: true, pid: true, mount: true, net: true }`. */
+  namespaces?: Partial<Record<NamespaceName, boolean>>;
+  /** With `namespaces.user`: the uid map, written by the parent before the child goes on. Default: none (every id is the overflow id, 65534). */
+  uidMap?: IdMapping[];
+  /** With `namespaces.user`: the gid map. */
+  gidMap?: IdMapping[];
+  /** With `namespaces.user`: whether setgroups(2) works in the namespace. `'deny'` (the default) lets an unprivileged parent write a gid map. */
+  setgroups?: 'deny' | 'allow';
+  /** With `namespaces.uts`: the child's hostname (at most 64 bytes). */
+  hostname?: string;
+  /** With `namespaces.mount`: a prepared directory that becomes the child's `/` (pivot_root); `cwd` is then a path inside it. */
+  root?: string;
+  /** With `namespaces.mount`: mount a new `/proc` (inside `root` if given). Default: `true` when `namespaces.pid` is new too. */
+  mountProc?: boolean;
+  /** With `namespaces.mount`: propagation of every mount, applied first. Default `'private'`. */
+  mountPropagation?: 'private' | 'slave';
+  /** A cgroup v2 directory the child is created in (CLONE_INTO_CGROUP, Linux 5.7): it is never in this process's cgroup. */
+  cgroup?: string;
+}
+
 /** An fd handed to a socket-activated child, optionally named (LISTEN_FDNAMES). */
 export type ListenFdOption = number | { fd: number; name?: string };
 
-export interface SpawnOptions {
+export interface SpawnOptions extends IsolationOptions {
   /**
    * Child fd number -> parent fd. Any child number, 0-2 included, below
    * this process's RLIMIT_NOFILE (which the child starts with; a number at

@@ -8,8 +8,11 @@
 #include <algorithm>
 #include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
 #include <string>
+#include <sys/mount.h>
 #include <sys/resource.h>
+#include <sys/vfs.h>
 #include <unistd.h>
 #include <vector>
 
@@ -99,6 +102,19 @@ struct OwnedFd {
   }
 };
 
+// The namespace flags a plan may ask for, by the names lib/ uses.
+constexpr struct {
+  const char* name;
+  int flag;
+} kNamespaces[] = {
+    {"user", CLONE_NEWUSER}, {"pid", CLONE_NEWPID}, {"mount", CLONE_NEWNS},       {"net", CLONE_NEWNET},
+    {"uts", CLONE_NEWUTS},   {"ipc", CLONE_NEWIPC}, {"cgroup", CLONE_NEWCGROUP},
+};
+
+// statfs f_type of a cgroup v2 hierarchy (CGROUP2_SUPER_MAGIC); v1 has
+// CGROUP_SUPER_MAGIC.
+constexpr long kCgroup2Magic = 0x63677270;
+
 // -1 (or anything not a representable count) is unlimited.
 uint64_t RlimitValue(double v) {
   return v >= 0 && v < 18446744073709551615.0 ? static_cast<uint64_t>(v) : RLIM_INFINITY;
@@ -123,6 +139,12 @@ struct SpawnRequest {
   OwnedFd dev_null;  // opened for a kDevNull source; closed once the spawn is over
   std::vector<folk::RlimitSetting> rlimits;
   std::vector<gid_t> groups;
+  std::string uid_map;  // the IsolationPlan's strings, when given
+  std::string gid_map;
+  std::string hostname;
+  std::string root;
+  OwnedFd cgroup;        // the cgroup v2 directory, for CLONE_INTO_CGROUP
+  OwnedFd cgroup_procs;  // its cgroup.procs, for the clone(2) paths
   std::vector<char*> argv_ptrs;
   std::vector<char*> envp_ptrs;
   folk::ChildPlan plan = {};
@@ -275,6 +297,85 @@ void ReadProcess(const Napi::Object& plan, SpawnRequest* r) {
   }
 }
 
+// A string property or null: whether it was a string, copied into *out.
+bool OptionalString(const Napi::Object& o, const char* key, std::string* out) {
+  Napi::Value v = o.Get(key);
+  if (v.IsNull()) return false;
+  if (!v.IsString()) throw Napi::TypeError::New(o.Env(), std::string("spawn plan: ") + key + " must be a string or null");
+  *out = v.As<Napi::String>().Utf8Value();
+  return true;
+}
+
+// options.cgroup, opened and checked here, in the parent: CLONE_INTO_CGROUP
+// takes a directory of a cgroup v2 hierarchy. EINVAL with `fsType` for any
+// other (a cgroup v1 controller's, a tmpfs): lib/ says which it is.
+void OpenCgroup(Napi::Env env, const std::string& path, SpawnRequest* r) {
+  r->cgroup.fd = open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (r->cgroup.fd == -1) throw ErrnoError(env, errno, "cgroup");
+  int moved = folk::MoveAboveStdio(r->cgroup.fd);
+  if (moved == -1) throw ErrnoError(env, errno, "fcntl");
+  r->cgroup.fd = moved;
+  struct statfs fs;
+  if (fstatfs(r->cgroup.fd, &fs) == -1) throw ErrnoError(env, errno, "cgroup");
+  if (static_cast<long>(fs.f_type) != kCgroup2Magic) {
+    Napi::Error e = ErrnoError(env, EINVAL, "cgroup");
+    e.Set("fsType", Napi::Number::New(env, static_cast<double>(static_cast<unsigned long>(fs.f_type))));
+    throw e;
+  }
+  r->cgroup_procs.fd = openat(r->cgroup.fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+  if (r->cgroup_procs.fd == -1) throw ErrnoError(env, errno, "cgroup");
+  moved = folk::MoveAboveStdio(r->cgroup_procs.fd);
+  if (moved == -1) throw ErrnoError(env, errno, "fcntl");
+  r->cgroup_procs.fd = moved;
+}
+
+// Namespaces, user maps, mounts and cgroup (NativeIsolationPlan), or null:
+// one property read for a plain spawn. What would act on this process's
+// own namespaces (a mount step without a new mount namespace, a hostname
+// without a new UTS one) is refused here too, not only in lib/.
+void ReadIsolation(const Napi::Object& plan, SpawnRequest* r) {
+  Napi::Env env = plan.Env();
+  Napi::Value value = plan.Get("isolation");
+  if (value.IsNull()) return;
+  if (!value.IsObject()) throw Napi::TypeError::New(env, "spawn plan: isolation must be an object or null");
+  Napi::Object iso = value.As<Napi::Object>();
+  folk::IsolationPlan& n = r->plan.iso;
+  const int32_t flags = IntProp(iso, "cloneFlags");
+  int32_t known = 0;
+  for (const auto& ns : kNamespaces) known |= ns.flag;
+  if ((flags & ~known) != 0) throw Napi::RangeError::New(env, "spawn plan: cloneFlags holds CLONE_NEW* flags only");
+  n.clone_flags = static_cast<uint32_t>(flags);
+  n.deny_setgroups = BoolProp(iso, "denySetgroups");
+  n.mount_proc = BoolProp(iso, "mountProc");
+  std::string propagation;
+  if (OptionalString(iso, "propagation", &propagation)) {
+    if (propagation != "private" && propagation != "slave") {
+      throw Napi::RangeError::New(env, "spawn plan: propagation must be 'private', 'slave' or null");
+    }
+    n.propagation = propagation == "private" ? MS_PRIVATE : MS_SLAVE;
+  }
+  const bool has_uid_map = OptionalString(iso, "uidMap", &r->uid_map);
+  const bool has_gid_map = OptionalString(iso, "gidMap", &r->gid_map);
+  const bool has_hostname = OptionalString(iso, "hostname", &r->hostname);
+  const bool has_root = OptionalString(iso, "root", &r->root);
+  const bool user = (flags & CLONE_NEWUSER) != 0;
+  const bool mount = (flags & CLONE_NEWNS) != 0;
+  if (!user && (has_uid_map || has_gid_map || n.deny_setgroups)) throw Napi::RangeError::New(env, "spawn plan: maps need CLONE_NEWUSER");
+  if (!mount && (has_root || n.mount_proc || n.propagation != 0)) throw Napi::RangeError::New(env, "spawn plan: mounts need CLONE_NEWNS");
+  if (has_hostname && (flags & CLONE_NEWUTS) == 0) throw Napi::RangeError::New(env, "spawn plan: hostname needs CLONE_NEWUTS");
+  n.uid_map = has_uid_map ? r->uid_map.c_str() : nullptr;
+  n.uid_map_len = r->uid_map.size();
+  n.gid_map = has_gid_map ? r->gid_map.c_str() : nullptr;
+  n.gid_map_len = r->gid_map.size();
+  n.hostname = has_hostname ? r->hostname.c_str() : nullptr;
+  n.hostname_len = r->hostname.size();
+  n.root = has_root ? r->root.c_str() : nullptr;
+  std::string cgroup;
+  if (OptionalString(iso, "cgroup", &cgroup)) OpenCgroup(env, cgroup, r);
+  n.cgroup_fd = r->cgroup.fd;
+  n.cgroup_procs_fd = r->cgroup_procs.fd;
+}
+
 // Points the ChildPlan at the request's copies, once they are complete.
 void Point(SpawnRequest* r) {
   folk::ChildPlan& p = r->plan;
@@ -311,6 +412,7 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
   ReadProgram(plan, &request);
   ReadFds(plan, &request);
   ReadProcess(plan, &request);
+  ReadIsolation(plan, &request);
   Point(&request);
 
   folk::SpawnOutcome out;
@@ -419,6 +521,17 @@ Napi::Value SetCloseMethod(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+Napi::Value GetReportMode(const Napi::CallbackInfo& info) {
+  return Napi::Number::New(info.Env(), folk::GetReportMode());
+}
+
+Napi::Value SetReportMode(const Napi::CallbackInfo& info) {
+  int mode = Int32Arg(info, 0, "setReportMode(mode: number)");
+  if (mode < folk::kReportUnknown || mode > folk::kReportPipe) throw Napi::RangeError::New(info.Env(), "unknown report mode");
+  folk::SetReportMode(mode);
+  return info.Env().Undefined();
+}
+
 Napi::Value SetAssumedParentPid(const Napi::CallbackInfo& info) {
   folk::SetAssumedParentPid(Int32Arg(info, 0, "setAssumedParentPid(pid: number)"));
   return info.Env().Undefined();
@@ -430,6 +543,8 @@ Napi::Object TestingHooks(Napi::Env env) {
   testing.Set("setCloneMode", Napi::Function::New(env, SetCloneMode, "setCloneMode"));
   testing.Set("getCloseMethod", Napi::Function::New(env, GetCloseMethod, "getCloseMethod"));
   testing.Set("setCloseMethod", Napi::Function::New(env, SetCloseMethod, "setCloseMethod"));
+  testing.Set("getReportMode", Napi::Function::New(env, GetReportMode, "getReportMode"));
+  testing.Set("setReportMode", Napi::Function::New(env, SetReportMode, "setReportMode"));
   testing.Set("setAssumedParentPid", Napi::Function::New(env, SetAssumedParentPid, "setAssumedParentPid"));
   return testing;
 }
@@ -462,6 +577,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   rlimits.Set("sigpending", Napi::Number::New(env, RLIMIT_SIGPENDING));
   rlimits.Set("stack", Napi::Number::New(env, RLIMIT_STACK));
   exports.Set("RLIMITS", rlimits);
+
+  Napi::Object namespaces = Napi::Object::New(env);
+  for (const auto& ns : kNamespaces) namespaces.Set(ns.name, Napi::Number::New(env, ns.flag));
+  exports.Set("NAMESPACES", namespaces);
   return exports;
 }
 

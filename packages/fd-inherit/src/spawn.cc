@@ -55,15 +55,45 @@
 //    once the clone returns, since CLONE_VFORK holds the parent until the
 //    child has exec'd or exited) and exits with 127. The parent sees it
 //    synchronously, reaps the child and reports the error; no pipe needed.
+//    Except where CLONE_VM does not share memory at all: qemu-user runs the
+//    clone as a plain fork. A probe finds that out once per process (a
+//    child that only sets a flag), and there the child reports through a
+//    close-on-exec pipe instead (EOF: it exec'd).
+//
+// Namespaces (CLONE_NEW*) ride on the same clone; they add steps, never
+// cost to a spawn that asks for none. The one that changes the shape is a
+// user namespace with maps: /proc/PID/uid_map and gid_map can only be
+// written from outside once the child exists, and only the parent may map
+// more than its own id (root mapping ranges). With CLONE_VFORK the parent
+// would sleep until the very execve that must wait for the maps, so that
+// one spawn goes without it, as a handshake on the plan's memory:
+//  - the child first waits on a futex (`go`), before anything else;
+//  - the parent writes setgroups, gid_map and uid_map, sets `go` and wakes
+//    it, then sleeps until the kernel clears `child_tid`
+//    (CLONE_CHILD_CLEARTID), which it does when the child lets go of our
+//    memory, in execve or in exit: the same moment CLONE_VFORK would wake
+//    us, so the plan, the stack and the error report work as before.
+//  - Both run at once on one errno (one TLS), so each side touches it only
+//    while the other cannot read it: the child's futex wait cannot fail
+//    before `go` is set, and the parent uses raw system calls that cannot
+//    fail while the child runs (signals stay blocked throughout, and a
+//    futex wait on a value that already changed returns only once the
+//    child has left our memory). No glibc wrapper with cancellation
+//    bookkeeping (open, write, read, close) runs on either side then.
+// Everything else the namespaces need (sethostname, mount, pivot_root)
+// happens in the child, as plain system calls, under the rules above.
 #include "spawn.h"
 
 #include <atomic>
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/futex.h>
+#include <poll.h>
 #include <sched.h>
 #include <signal.h>
 #include <stddef.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
 // struct statx and STATX_INO for the raw statx below: glibc's <sys/stat.h>
@@ -80,6 +110,12 @@
 #endif
 #ifndef CLONE_CLEAR_SIGHAND
 #define CLONE_CLEAR_SIGHAND 0x100000000ULL
+#endif
+#ifndef CLONE_INTO_CGROUP
+#define CLONE_INTO_CGROUP 0x200000000ULL
+#endif
+#ifndef CLONE_NEWCGROUP
+#define CLONE_NEWCGROUP 0x02000000
 #endif
 #ifndef SYS_pidfd_open
 #define SYS_pidfd_open 434
@@ -116,8 +152,12 @@ constexpr unsigned int kCloseLoopCap = 1U << 20;
 // statfs f_type of pidfs (PID_FS_MAGIC, Linux 6.9), where pidfds live.
 constexpr long kPidfsMagic = 0x50494446;
 
-// struct clone_args, VER0 (Linux 5.3): declared here so the build does not
-// depend on how new the machine's kernel headers are.
+// Mount flags of the /proc a new pid namespace gets.
+constexpr unsigned long kProcFlags = MS_NOSUID | MS_NODEV | MS_NOEXEC;
+
+// struct clone_args up to VER2 (Linux 5.7, `cgroup`): declared here so the
+// build does not depend on how new the machine's kernel headers are. A
+// spawn without a cgroup passes VER0's size (5.3), as it always did.
 struct CloneArgs {
   uint64_t flags;
   uint64_t pidfd;
@@ -127,7 +167,13 @@ struct CloneArgs {
   uint64_t stack;
   uint64_t stack_size;
   uint64_t tls;
+  uint64_t set_tid;       // VER1 (5.5)
+  uint64_t set_tid_size;
+  uint64_t cgroup;        // VER2 (5.7)
 };
+constexpr size_t kCloneArgsSizeVer0 = 64;
+constexpr size_t kCloneArgsSizeVer2 = 88;
+static_assert(sizeof(CloneArgs) == kCloneArgsSizeVer2, "struct clone_args VER2 is 88 bytes");
 
 #if defined(__x86_64__) && !defined(FOLK_NO_CLONE3)  // FOLK_NO_CLONE3: build as other architectures do
 #define FOLK_HAVE_CLONE3 1
@@ -138,10 +184,10 @@ struct CloneArgs {
 // parent left them, minus rcx/r11) call fn(arg) and exit with its result.
 // fn never returns in practice; it execs or _exits. The stack top is
 // 16-byte aligned, so the call leaves fn with the alignment the ABI expects.
-long Clone3(CloneArgs* args, int (*fn)(void*), void* arg) {
+long Clone3(CloneArgs* args, size_t size, int (*fn)(void*), void* arg) {
   register long rax __asm__("rax") = SYS_clone3;
   register long rdi __asm__("rdi") = reinterpret_cast<long>(args);
-  register long rsi __asm__("rsi") = sizeof(CloneArgs);
+  register long rsi __asm__("rsi") = static_cast<long>(size);
   register long rdx __asm__("rdx") = reinterpret_cast<long>(fn);
   register long r8 __asm__("r8") = reinterpret_cast<long>(arg);
   __asm__ volatile(
@@ -166,6 +212,8 @@ long Clone3(CloneArgs* args, int (*fn)(void*), void* arg) {
 std::atomic<int> g_close_method{kCloseRangeCloexec};
 std::atomic<pid_t> g_assumed_parent_pid{0};
 
+std::atomic<int> g_report{kReportUnknown};
+
 #ifdef FOLK_HAVE_CLONE3
 std::atomic<int> g_mode{kModeClone3ClearSighand};
 #else
@@ -176,6 +224,28 @@ std::atomic<int> g_mode{kModeClonePidfd};
 // Never moves back up, so threads racing here agree.
 void Downgrade(int from, int to) {
   g_mode.compare_exchange_strong(from, to);
+}
+
+// The mode to try after `mode` failed with `err`, or -1 when the error is
+// not about the mode. ENOSYS from clone3: before 5.3, or a seccomp filter
+// (container runtimes answer clone3 with ENOSYS precisely so that callers
+// fall back; some older ones said EPERM). EINVAL with CLEAR_SIGHAND: 5.3 or
+// 5.4; from clone(2) with CLONE_PIDFD: before 5.2. A spawn with namespaces
+// or a cgroup cannot tell those apart from its own errors (EPERM: no right
+// to the namespace; EINVAL: a kernel without CLONE_INTO_CGROUP, 5.3-5.6, or
+// without the namespace), so it goes down the whole chain on any of the
+// three (`isolated`), and never moves g_mode: the next plain spawn decides.
+int NextMode(int mode, int err, bool isolated) {
+  const bool clone3 = mode == kModeClone3ClearSighand || mode == kModeClone3;
+  if (isolated && (err == ENOSYS || err == EPERM || err == EINVAL)) {
+    if (mode == kModeClone3ClearSighand && err == EINVAL) return kModeClone3;
+    if (clone3) return kModeClonePidfd;
+    return mode == kModeClonePidfd ? kModeClonePidfdOpen : -1;
+  }
+  if (clone3 && (err == ENOSYS || err == EPERM)) return kModeClonePidfd;
+  if (err == EINVAL && mode == kModeClone3ClearSighand) return kModeClone3;
+  if (err == EINVAL && mode == kModeClonePidfd) return kModeClonePidfdOpen;
+  return -1;
 }
 
 // ---- The child. Everything from here to ChildMain obeys the rules above. ----
@@ -279,15 +349,133 @@ int CloseRange(const ChildPlan* p, unsigned int lo, unsigned int hi) {
   return 0;
 }
 
+// [lo, hi] except the child's own fds (report pipe, parent pidfd), which
+// it needs until execve closes them. Without any: CloseRange itself.
+int CloseSpan(const ChildPlan* p, unsigned int lo, unsigned int hi) {
+  int own[2] = {p->child_report_fd, p->child_parent_pidfd};
+  if (own[0] > own[1]) {
+    own[0] = p->child_parent_pidfd;
+    own[1] = p->child_report_fd;
+  }
+  for (int fd : own) {
+    if (fd < 0 || static_cast<unsigned int>(fd) < lo || static_cast<unsigned int>(fd) > hi) continue;
+    unsigned int k = static_cast<unsigned int>(fd);
+    if (k > lo && CloseRange(p, lo, k - 1) == -1) return -1;
+    if (k == hi) return 0;
+    lo = k + 1;
+  }
+  return CloseRange(p, lo, hi);
+}
+
 // Everything from 3 up except the kept numbers (sorted by the parent).
 int CloseOthers(ChildPlan* p) {
   unsigned int lo = 3;
   for (int i = 0; i < p->nkeep; ++i) {
     unsigned int k = static_cast<unsigned int>(p->keep[i]);
-    if (k > lo && CloseRange(p, lo, k - 1) == -1) return -1;
+    if (k > lo && CloseSpan(p, lo, k - 1) == -1) return -1;
     lo = k + 1;
   }
-  return CloseRange(p, lo, ~0U);
+  return CloseSpan(p, lo, ~0U);
+}
+
+// The child's own fds out of the way of the fd map: one at a number some
+// move targets would be replaced by PlaceFds' dup2, so it gets a copy where
+// no move goes (DupAside; close-on-exec like the original).
+int MoveOwnFds(ChildPlan* p) {
+  p->child_report_fd = p->report_fd;
+  p->child_parent_pidfd = p->parent_pidfd;
+  if (p->report_fd >= 0 && IsTarget(p, p->report_fd)) {
+    int fd = DupAside(p, p->report_fd);
+    if (fd == -1) return -1;
+    p->child_report_fd = fd;
+  }
+  if (p->parent_pidfd >= 0 && IsTarget(p, p->parent_pidfd)) {
+    int fd = DupAside(p, p->parent_pidfd);
+    if (fd == -1) return -1;
+    p->child_parent_pidfd = fd;
+  }
+  return 0;
+}
+
+// The parent writes the user namespace's maps while we wait here (see the
+// handshake at the top). A raw futex wait, the value read again after each
+// wake; it cannot fail (and touch the errno the parent is using) before
+// `go` is set.
+void WaitForGo(ChildPlan* p) {
+  while (p->go == 0) {
+    syscall(SYS_futex, const_cast<uint32_t*>(&p->go), FUTEX_WAIT_PRIVATE, 0U, nullptr, nullptr, 0);
+  }
+}
+
+// Where clone3 did not place us (CLONE_INTO_CGROUP), we move ourselves
+// ("0" is the writer), before any other step: whatever the program does
+// from its first instruction is accounted to the cgroup. A new cgroup
+// namespace is made only then, so that its root is that cgroup, as with
+// clone3 (a namespace made by the clone would be rooted in the parent's).
+int EnterCgroup(const ChildPlan* p, int* step) {
+  if (p->iso.cgroup_procs_fd < 0 || p->cgroup_by_clone) return 0;
+  *step = kStepCgroup;
+  long n = syscall(SYS_write, p->iso.cgroup_procs_fd, "0", 1);
+  if (n != 1) {
+    if (n >= 0) errno = EIO;
+    return -1;
+  }
+  *step = kStepUnshareCgroup;
+  return p->unshare_cgroup ? static_cast<int>(syscall(SYS_unshare, CLONE_NEWCGROUP)) : 0;
+}
+
+long Mount(const char* source, const char* target, const char* type, unsigned long flags) {
+  return syscall(SYS_mount, source, target, type, flags, nullptr);
+}
+
+// pivot_root into the prepared directory: bind it onto itself (pivot_root
+// wants a mount point), go in, mount /proc there while the old root's is
+// still in view (a user namespace may mount proc only where a full one is
+// visible already), stack the old root on top of the new one and detach it.
+int EnterRoot(const IsolationPlan& n, int* step) {
+  *step = kStepBindRoot;
+  if (Mount(n.root, n.root, nullptr, MS_BIND | MS_REC) == -1) return -1;
+  *step = kStepChdirRoot;
+  if (chdir(n.root) == -1) return -1;
+  *step = kStepMountProc;
+  if (n.mount_proc && Mount("proc", "proc", "proc", kProcFlags) == -1) return -1;
+  *step = kStepPivotRoot;
+  if (syscall(SYS_pivot_root, ".", ".") == -1) return -1;
+  *step = kStepDetachOldRoot;
+  if (syscall(SYS_umount2, ".", MNT_DETACH) == -1) return -1;
+  *step = kStepChdirRoot;
+  return chdir("/");
+}
+
+// Inside the new namespaces (the user namespace mapped by now): hostname,
+// mount propagation, root, /proc. Each only when asked for.
+int SetUpNamespaces(const ChildPlan* p, int* step) {
+  const IsolationPlan& n = p->iso;
+  *step = kStepHostname;
+  if (n.hostname != nullptr && syscall(SYS_sethostname, n.hostname, n.hostname_len) == -1) return -1;
+  *step = kStepMountPropagation;
+  if (n.propagation != 0 && Mount(nullptr, "/", nullptr, MS_REC | n.propagation) == -1) return -1;
+  if (n.root != nullptr) return EnterRoot(n, step);
+  *step = kStepMountProc;
+  if (n.mount_proc && Mount("proc", "/proc", "proc", kProcFlags) == -1) return -1;
+  return 0;
+}
+
+// Whether the process that spawned us died after the clone (see the
+// pdeathsig step): our parent pid changed, or, inside a new pid namespace,
+// where getppid() is 0 whoever the parent is, its pidfd became readable.
+bool ParentGone(const ChildPlan* p) {
+  if (p->child_parent_pidfd < 0) return syscall(SYS_getppid) != p->parent_pid;
+  struct pollfd pfd = {p->child_parent_pidfd, POLLIN, 0};
+  struct timespec now = {0, 0};
+  return syscall(SYS_ppoll, &pfd, 1, &now, nullptr, kSigsetSize) == 1 && (pfd.revents & POLLIN) != 0;
+}
+
+// A failure, for a parent that does not share our memory (report pipe).
+void Report(const ChildPlan* p, int err, int step) {
+  if (p->child_report_fd < 0) return;
+  int report[2] = {err, step};
+  syscall(SYS_write, p->child_report_fd, report, sizeof report);
 }
 
 // Decimal digits of v into out (which has room for 21 bytes: 20 digits and
@@ -360,9 +548,19 @@ int ChildMain(void* arg) {
   ChildPlan* p = static_cast<ChildPlan*>(arg);
   int step = kStepNone;
 
+  if (p->handshake) WaitForGo(p);
+
+  if (EnterCgroup(p, &step) == -1) goto fail;
+
+  step = kStepDup;
+  if (MoveOwnFds(p) == -1) goto fail;
+
   // First, while every fd number is still free to use and no rlimit applies.
   SetListenPidfdid(p);
   ResetSignals(p);
+
+  // Before chdir: with a new root, cwd is a path inside it.
+  if (SetUpNamespaces(p, &step) == -1) goto fail;
 
   step = kStepSetsid;
   if (p->setsid && setsid() == -1) goto fail;
@@ -392,14 +590,19 @@ int ChildMain(void* arg) {
   // armed only for a parent alive at this moment; if the parent process
   // died after the clone (another thread called exit, or it was killed
   // while we slept in vfork), we were reparented before the prctl and would
-  // never get the signal. getppid() then differs from the pid the parent
-  // recorded before the clone, so send the signal ourselves. Signals are
-  // still blocked: it is delivered once the mask is restored below, with
-  // the default action since the handlers are reset by now.
+  // never get the signal. ParentGone() tells, so send the signal ourselves.
+  // Signals are still blocked: it is delivered once the mask is restored
+  // below, with the default action since the handlers are reset by now.
+  // Inside a new pid namespace we are its init, which the kernel spares any
+  // signal it has no handler for, even SIGKILL from itself: there we end
+  // with the status a shell gives a process killed by it, 128 + the signal.
   step = kStepPdeathsig;
   if (p->pdeathsig != 0) {
     if (prctl(PR_SET_PDEATHSIG, static_cast<unsigned long>(p->pdeathsig), 0UL, 0UL, 0UL) == -1) goto fail;
-    if (syscall(SYS_getppid) != p->parent_pid) syscall(SYS_kill, syscall(SYS_getpid), p->pdeathsig);
+    if (ParentGone(p)) {
+      if (p->child_parent_pidfd >= 0) _exit(128 + p->pdeathsig);
+      syscall(SYS_kill, syscall(SYS_getpid), p->pdeathsig);
+    }
   }
 
   step = kStepNoNewPrivs;
@@ -415,8 +618,10 @@ int ChildMain(void* arg) {
   execve(p->path, p->argv, p->envp);
 
 fail:
-  p->err = errno;
+  const int err = errno;
+  p->err = err;
   p->step = step;
+  Report(p, err, step);
   _exit(127);
 }
 
@@ -465,65 +670,247 @@ void ReapFailedChild(pid_t pid, int pidfd) {
 }
 
 #ifdef FOLK_HAVE_CLONE3
-// clone3 with CLONE_PIDFD, and CLONE_CLEAR_SIGHAND in that mode: the pid,
-// or -errno.
-long Clone3Child(ChildPlan* p, char* stack_low, int mode, int* pidfd) {
+// clone3 with CLONE_PIDFD, CLONE_CLEAR_SIGHAND in that mode, and
+// CLONE_INTO_CGROUP for a cgroup: the pid, or -errno.
+long Clone3Child(ChildPlan* p, char* stack_low, int mode, uint64_t flags, int* pidfd) {
   CloneArgs args = {};
-  args.flags = CLONE_VM | CLONE_VFORK | CLONE_PIDFD;
+  args.flags = flags | CLONE_PIDFD;
   if (mode == kModeClone3ClearSighand) args.flags |= CLONE_CLEAR_SIGHAND;
   args.pidfd = reinterpret_cast<uint64_t>(pidfd);
+  if (p->handshake) args.child_tid = reinterpret_cast<uint64_t>(&p->child_tid);
   args.exit_signal = SIGCHLD;
   args.stack = reinterpret_cast<uint64_t>(stack_low);
   args.stack_size = kStackSize;
+  size_t size = kCloneArgsSizeVer0;
+  p->cgroup_by_clone = p->iso.cgroup_fd >= 0;
+  p->unshare_cgroup = false;
+  if (p->cgroup_by_clone) {
+    args.flags |= CLONE_INTO_CGROUP;
+    args.cgroup = static_cast<uint64_t>(p->iso.cgroup_fd);
+    size = kCloneArgsSizeVer2;
+  }
   p->reset_handlers = mode != kModeClone3ClearSighand;
-  return Clone3(&args, ChildMain, p);
+  return Clone3(&args, size, ChildMain, p);
 }
 #endif
 
-// Creates the child the first way this kernel accepts, starting from the
-// mode last known to work and moving down the chain (see CloneMode) when
-// the kernel refuses one: the pid, or -1 with *err. *pidfd is the child's
-// pidfd, or -1 when the clone made none. Signals are blocked.
-pid_t CloneChild(ChildPlan* p, char* stack_low, int* pidfd, int* err) {
-  for (;;) {
-    const int mode = g_mode.load();
-    p->err = 0;
-    p->step = kStepNone;
-    *pidfd = -1;
-    if (mode == kModeClone3ClearSighand || mode == kModeClone3) {
+// One attempt at creating the child in `mode`: the pid, or -errno. *pidfd
+// is the child's pidfd, or -1 when the clone made none.
+long CloneOnce(ChildPlan* p, char* stack_low, int mode, int* pidfd) {
+  p->err = 0;
+  p->step = kStepNone;
+  p->go = 0;
+  p->child_tid = -1;
+  *pidfd = -1;
+  // The handshake replaces CLONE_VFORK's wait with its own (see the top).
+  uint64_t flags = CLONE_VM | p->iso.clone_flags | (p->handshake ? CLONE_CHILD_CLEARTID : CLONE_VFORK);
+  if (mode == kModeClone3ClearSighand || mode == kModeClone3) {
 #ifdef FOLK_HAVE_CLONE3
-      long r = Clone3Child(p, stack_low, mode, pidfd);
-      if (r > 0) return static_cast<pid_t>(r);
-      *err = static_cast<int>(-r);
-      // ENOSYS: before 5.3, or a seccomp filter (container runtimes answer
-      // clone3 with ENOSYS precisely so that callers fall back; some older
-      // ones said EPERM). EINVAL with CLEAR_SIGHAND: 5.3 or 5.4.
-      if (*err == ENOSYS || *err == EPERM) {
-        Downgrade(mode, kModeClonePidfd);
-        continue;
-      }
-      if (*err == EINVAL && mode == kModeClone3ClearSighand) {
-        Downgrade(mode, kModeClone3);
-        continue;
-      }
-      return -1;
+    return Clone3Child(p, stack_low, mode, flags, pidfd);
 #else
-      Downgrade(mode, kModeClonePidfd);
-      continue;
+    return -ENOSYS;
 #endif
+  }
+  p->reset_handlers = true;
+  p->cgroup_by_clone = false;
+  p->unshare_cgroup = p->iso.cgroup_fd >= 0 && (flags & CLONE_NEWCGROUP) != 0;
+  if (p->unshare_cgroup) flags &= ~static_cast<uint64_t>(CLONE_NEWCGROUP);
+  int cflags = static_cast<int>(flags) | SIGCHLD;
+  if (mode == kModeClonePidfd) cflags |= CLONE_PIDFD;
+  pid_t pid = clone(ChildMain, stack_low + kStackSize, cflags, p, pidfd, nullptr, const_cast<pid_t*>(&p->child_tid));
+  return pid != -1 ? pid : -errno;
+}
+
+// Creates the child the first way this kernel accepts, starting from the
+// mode last known to work and moving down the chain (see CloneMode and
+// NextMode) when the kernel refuses one: the pid, or -1 with *err. *pidfd
+// is the child's pidfd, or -1 when the clone made none. Signals are blocked.
+pid_t CloneChild(ChildPlan* p, char* stack_low, int* pidfd, int* err) {
+  const bool isolated = p->iso.clone_flags != 0 || p->iso.cgroup_fd >= 0;
+  int mode = g_mode.load();
+  for (;;) {
+    long r = CloneOnce(p, stack_low, mode, pidfd);
+    if (r > 0) return static_cast<pid_t>(r);
+    *err = static_cast<int>(-r);
+    const int next = NextMode(mode, *err, isolated);
+    if (next < 0) return -1;
+    if (isolated) {
+      mode = next;
+    } else {
+      Downgrade(mode, next);
+      mode = g_mode.load();
     }
-    p->reset_handlers = true;
-    int flags = CLONE_VM | CLONE_VFORK | SIGCHLD;
-    if (mode == kModeClonePidfd) flags |= CLONE_PIDFD;
-    pid_t pid = clone(ChildMain, stack_low + kStackSize, flags, p, pidfd);
-    if (pid != -1) return pid;
+  }
+}
+
+int ProbeChild(void* flag) {
+  *static_cast<volatile int*>(flag) = 1;
+  syscall(SYS_exit, 0);
+  return 0;
+}
+
+// Whether a CLONE_VM child really writes our memory, which decides how a
+// child reports a failure (ReportMode). Always on a real kernel; qemu-user
+// runs the clone as a fork. Asked once, of a child that sets a flag and
+// exits; a probe that cannot be made is asked again next time, and the
+// pipe, which works either way, serves meanwhile. Signals are blocked.
+int ProbeReportMode(char* stack_low) {
+  volatile int flag = 0;
+  pid_t pid = clone(ProbeChild, stack_low + kStackSize, CLONE_VM | CLONE_VFORK | SIGCHLD, const_cast<int*>(&flag));
+  if (pid == -1) return kReportPipe;
+  while (waitpid(pid, nullptr, 0) == -1 && errno == EINTR) {
+  }
+  const int mode = flag != 0 ? kReportMemory : kReportPipe;
+  int unknown = kReportUnknown;
+  g_report.compare_exchange_strong(unknown, mode);
+  return mode;
+}
+
+// The parent's ends of what ChildMain may need besides the plan: the
+// report pipe (qemu-user) and a pidfd of this process (pdeathsig in a new
+// pid namespace). Closed by SpawnChild once the child has exec'd or failed.
+struct OwnFds {
+  int report_read = -1;
+  int report_write = -1;
+  int parent_pidfd = -1;
+  void Close() {
+    int* fds[] = {&report_read, &report_write, &parent_pidfd};
+    for (int* fd : fds) {
+      if (*fd != -1) close(*fd);
+      *fd = -1;
+    }
+  }
+};
+
+// Opens them as the plan needs, at 3 or above, and points the plan at the
+// child's ends. -1 with errno and *step, nothing left open.
+int OpenOwnFds(ChildPlan* p, char* stack_low, OwnFds* own, int* step) {
+  int mode = g_report.load();
+  if (mode == kReportUnknown) mode = ProbeReportMode(stack_low);
+  if (mode == kReportPipe) {
+    int ends[2];
+    *step = kStepPipe;
+    if (pipe2(ends, O_CLOEXEC) == -1) return -1;
+    own->report_read = ends[0];
+    own->report_write = ends[1];
+  }
+  if (p->pdeathsig != 0 && (p->iso.clone_flags & CLONE_NEWPID) != 0) {
+    *step = kStepPidfdOpen;
+    pid_t assumed = g_assumed_parent_pid.load();
+    own->parent_pidfd = static_cast<int>(syscall(SYS_pidfd_open, assumed != 0 ? assumed : getpid(), 0));
+    if (own->parent_pidfd == -1) {
+      own->Close();
+      return -1;
+    }
+  }
+  *step = kStepPidfdMove;
+  int* fds[] = {&own->report_read, &own->report_write, &own->parent_pidfd};
+  for (int* fd : fds) {
+    if (*fd == -1) continue;
+    int moved = MoveAboveStdio(*fd);
+    if (moved == -1) {
+      int err = errno;
+      own->Close();
+      errno = err;
+      return -1;
+    }
+    *fd = moved;
+  }
+  p->report_fd = own->report_write;
+  p->parent_pidfd = own->parent_pidfd;
+  return 0;
+}
+
+// Writes `data` to /proc/<pid>/<file> in one write(2), as the kernel wants
+// a map written. Raw system calls only: the child runs now (see the top).
+int WriteProcFile(pid_t pid, const char* file, const char* data, size_t len) {
+  char path[64] = "/proc/";
+  char* end = path + 6;
+  FormatDecimal(end, static_cast<uint64_t>(pid));
+  while (*end != '\0') ++end;
+  *end++ = '/';
+  for (const char* c = file; *c != '\0' && end < path + sizeof path - 1; ++c) *end++ = *c;
+  *end = '\0';
+  long fd = syscall(SYS_openat, AT_FDCWD, path, O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return -1;
+  long n = syscall(SYS_write, fd, data, len);
+  int err = n < 0 ? errno : EIO;
+  syscall(SYS_close, fd);
+  if (n == static_cast<long>(len)) return 0;
+  errno = err;
+  return -1;
+}
+
+// The user namespace's maps, while the child waits in WaitForGo. setgroups
+// first: the kernel refuses "deny" once gid_map is written. -1 with errno
+// and *step.
+int WriteIdMaps(const IsolationPlan& n, pid_t pid, int* step) {
+  *step = kStepSetgroupsDeny;
+  if (n.deny_setgroups && WriteProcFile(pid, "setgroups", "deny", 4) == -1) return -1;
+  *step = kStepGidMap;
+  if (n.gid_map != nullptr && WriteProcFile(pid, "gid_map", n.gid_map, n.gid_map_len) == -1) return -1;
+  *step = kStepUidMap;
+  if (n.uid_map != nullptr && WriteProcFile(pid, "uid_map", n.uid_map, n.uid_map_len) == -1) return -1;
+  return 0;
+}
+
+// Lets the child go on, then sleeps until it has left our memory (execve or
+// exit), when the kernel clears child_tid and wakes us: CLONE_VFORK's wait,
+// by hand. Neither futex call can fail while the child runs (see the top).
+void ReleaseAndWait(ChildPlan* p) {
+  p->go = 1;
+  syscall(SYS_futex, const_cast<uint32_t*>(&p->go), FUTEX_WAKE_PRIVATE, 1, nullptr, nullptr, 0);
+  for (;;) {
+    const pid_t tid = p->child_tid;
+    if (tid == 0) return;
+    syscall(SYS_futex, const_cast<pid_t*>(&p->child_tid), FUTEX_WAIT, tid, nullptr, nullptr, 0);
+  }
+}
+
+// Everything done with signals blocked: the parent's own fds, the clone,
+// and for a user namespace the maps and the wait. The pid, or -1 with *err
+// and *step; a child whose maps were refused is killed (SpawnChild reaps
+// it) and its pid returned in *killed.
+pid_t StartChild(ChildPlan* p, char* stack_low, OwnFds* own, int* pidfd, int* err, int* step, pid_t* killed) {
+  if (OpenOwnFds(p, stack_low, own, step) == -1) {
     *err = errno;
-    if (*err == EINVAL && mode == kModeClonePidfd) {
-      Downgrade(mode, kModeClonePidfdOpen);
-      continue;
-    }
     return -1;
   }
+  *step = kStepClone;
+  pid_t pid = CloneChild(p, stack_low, pidfd, err);
+  if (own->report_write != -1) {
+    close(own->report_write);  // the child has its own copy
+    own->report_write = -1;
+  }
+  if (pid == -1 || !p->handshake) return pid;
+  if (WriteIdMaps(p->iso, pid, step) == -1) {
+    *err = errno;
+    kill(pid, SIGKILL);  // waiting in WaitForGo, never ran anything of its own
+    *killed = pid;
+    return -1;
+  }
+  ReleaseAndWait(p);
+  return pid;
+}
+
+// What the child failed at, if it did: 0, or its errno with *step. From the
+// plan, or from the report pipe where memory is not shared (EOF: it exec'd).
+int ChildFailure(const ChildPlan* p, const OwnFds& own, int* step) {
+  if (own.report_read == -1) {
+    *step = p->step;
+    return p->err;
+  }
+  int report[2];
+  size_t got = 0;
+  while (got < sizeof report) {
+    ssize_t n = read(own.report_read, reinterpret_cast<char*>(report) + got, sizeof report - got);
+    if (n == -1 && errno == EINTR) continue;
+    if (n <= 0) break;
+    got += static_cast<size_t>(n);
+  }
+  if (got < sizeof report) return 0;
+  *step = report[1];
+  return report[0];
 }
 
 // The pidfd of a child cloned without CLONE_PIDFD (or by a kernel that
@@ -559,6 +946,19 @@ const char* StepName(int step) {
     case kStepPdeathsig: return "prctl";
     case kStepNoNewPrivs: return "prctl";
     case kStepExecve: return "execve";
+    case kStepUidMap: return "write uid_map";
+    case kStepGidMap: return "write gid_map";
+    case kStepSetgroupsDeny: return "write setgroups";
+    case kStepCgroup: return "cgroup";
+    case kStepHostname: return "sethostname";
+    case kStepMountPropagation: return "mount propagation";
+    case kStepBindRoot: return "mount root";
+    case kStepChdirRoot: return "chdir root";
+    case kStepMountProc: return "mount /proc";
+    case kStepPivotRoot: return "pivot_root";
+    case kStepDetachOldRoot: return "umount old root";
+    case kStepPipe: return "pipe2";
+    case kStepUnshareCgroup: return "unshare cgroup";
     default: return "spawn";
   }
 }
@@ -600,6 +1000,10 @@ int GetCloneMode() { return g_mode.load(); }
 
 void SetCloneMode(int mode) { g_mode.store(mode); }
 
+int GetReportMode() { return g_report.load(); }
+
+void SetReportMode(int mode) { g_report.store(mode); }
+
 int SpawnChild(ChildPlan* p, SpawnOutcome* out) {
   out->pid = -1;
   out->pidfd = -1;
@@ -616,32 +1020,42 @@ int SpawnChild(ChildPlan* p, SpawnOutcome* out) {
   p->parent_pid = getpid();
   if (pid_t assumed = g_assumed_parent_pid.load()) p->parent_pid = assumed;
   p->close_method = g_close_method.load();
+  const IsolationPlan& n = p->iso;
+  p->handshake = (n.clone_flags & CLONE_NEWUSER) != 0 && (n.uid_map != nullptr || n.gid_map != nullptr || n.deny_setgroups);
 
   uint64_t all = ~uint64_t{0};
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &all, &p->old_mask, kSigsetSize);
+  OwnFds own;
   int pidfd = -1;
   int err = 0;
-  pid_t pid = CloneChild(p, stack_low, &pidfd, &err);
+  int step = kStepNone;
+  pid_t killed = -1;
+  pid_t pid = StartChild(p, stack_low, &own, &pidfd, &err, &step, &killed);
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &p->old_mask, nullptr, kSigsetSize);
 
   if (pid == -1) {
+    if (killed != -1) KillAndReap(killed, pidfd);
+    own.Close();
     out->err = err;
-    out->step = kStepClone;
+    out->step = step;
     return -1;
   }
   if (pidfd < 0) {
     pidfd = PidfdOpenAfterClone(p, pid, &err);
     if (pidfd < 0) {
+      own.Close();
       out->err = err;
       out->step = kStepPidfdOpen;
       return -1;
     }
   }
-  if (p->err != 0) {
+  err = ChildFailure(p, own, &step);
+  own.Close();
+  if (err != 0) {
     ReapFailedChild(pid, pidfd);
     close(pidfd);
-    out->err = p->err;
-    out->step = p->step;
+    out->err = err;
+    out->step = step;
     return -1;
   }
 

@@ -41,9 +41,44 @@ enum Step : int {
   kStepPdeathsig,
   kStepNoNewPrivs,
   kStepExecve,
+  // Namespaces and cgroup (IsolationPlan). The parent writes the maps; the
+  // child does the rest.
+  kStepUidMap,            // write /proc/PID/uid_map (parent)
+  kStepGidMap,            // write /proc/PID/gid_map (parent)
+  kStepSetgroupsDeny,     // write "deny" to /proc/PID/setgroups (parent)
+  kStepCgroup,            // write "0" to cgroup.procs (child, clone(2) paths)
+  kStepHostname,          // sethostname
+  kStepMountPropagation,  // mount(NULL, "/", NULL, MS_REC | MS_PRIVATE or MS_SLAVE)
+  kStepBindRoot,          // mount(root, root, MS_BIND | MS_REC)
+  kStepChdirRoot,         // chdir(root), then chdir("/") once it is the root
+  kStepMountProc,         // mount("proc", "/proc", "proc")
+  kStepPivotRoot,         // pivot_root(".", ".")
+  kStepDetachOldRoot,     // umount2(".", MNT_DETACH)
+  kStepPipe,              // pipe2 for the report pipe (parent, qemu-user)
+  kStepUnshareCgroup,     // unshare(CLONE_NEWCGROUP) once in the cgroup (child, clone(2) paths)
 };
 
 const char* StepName(int step);
+
+// The namespaces, user mappings and cgroup of a child. As initialised
+// here: the plain spawn, with no step and no cost of its own.
+struct IsolationPlan {
+  uint64_t clone_flags = 0;  // CLONE_NEW* bits
+  // Lines "inside outside count\n", each map written by the parent in one
+  // write(2) while the child waits; nullptr: not written.
+  const char* uid_map = nullptr;
+  size_t uid_map_len = 0;
+  const char* gid_map = nullptr;
+  size_t gid_map_len = 0;
+  bool deny_setgroups = false;   // write "deny" to /proc/PID/setgroups before gid_map
+  const char* hostname = nullptr;  // nullptr: keep (needs CLONE_NEWUTS)
+  size_t hostname_len = 0;
+  unsigned long propagation = 0;  // with CLONE_NEWNS: MS_PRIVATE or MS_SLAVE, applied to / with MS_REC
+  const char* root = nullptr;     // nullptr: keep; else pivot_root into it (needs CLONE_NEWNS)
+  bool mount_proc = false;        // a new /proc (inside `root` when given)
+  int cgroup_fd = -1;             // -1: none; a cgroup v2 directory for CLONE_INTO_CGROUP
+  int cgroup_procs_fd = -1;       // its cgroup.procs, written by the child where clone3 is not used
+};
 
 // Everything the child does, decided and allocated by the parent before the
 // clone. The child only reads this (and writes `temp`, `listen_pid`,
@@ -78,6 +113,8 @@ struct ChildPlan {
 
   uint64_t default_signals;  // bit n-1: set signal n to SIG_DFL even if the parent ignores it
 
+  IsolationPlan iso;
+
   char* listen_pid;     // nullptr, or 21 bytes inside an envp string to hold the child's pid
   // nullptr, or 21 bytes inside the last envp string for the child's pidfd
   // inode id (LISTEN_PIDFDID); when the kernel cannot tell, the child ends
@@ -88,6 +125,24 @@ struct ChildPlan {
   // Filled in by SpawnChild for the child.
   bool reset_handlers;  // false when the kernel already did it (CLONE_CLEAR_SIGHAND)
   uint64_t old_mask;    // the parent's signal mask, restored before execve
+  bool handshake;        // no CLONE_VFORK: the child waits for `go` (user namespace maps)
+  bool cgroup_by_clone;  // CLONE_INTO_CGROUP placed the child; else it writes cgroup_procs_fd
+  bool unshare_cgroup;   // then CLONE_NEWCGROUP waits until it has: the namespace's root is its cgroup
+  // The child's own fds, -1 for none: where it reports a failure when it
+  // does not share our memory (qemu-user), and a pidfd of this process for
+  // the pdeathsig check inside a new pid namespace (getppid() is 0 there).
+  // Close-on-exec; the child keeps them out of the fd map and of the fds it
+  // closes, and stores the numbers it moved them to in child_*.
+  int report_fd = -1;
+  int parent_pidfd = -1;
+  int child_report_fd = -1;
+  int child_parent_pidfd = -1;
+
+  // The handshake without CLONE_VFORK: the parent sets `go` (a futex) once
+  // the maps are written; the kernel clears `child_tid` (CLONE_CHILD_CLEARTID)
+  // and wakes the parent when the child releases our memory at execve or exit.
+  volatile uint32_t go;
+  volatile pid_t child_tid;
 
   // Written by the child on failure, read by the parent after the clone
   // returns: CLONE_VM means the child writes straight into this struct.
@@ -153,8 +208,22 @@ int GetCloseMethod();
 void SetCloseMethod(int method);
 
 // For tests of the pdeathsig race: when non-zero, the child compares
-// getppid() with this instead of the real parent's pid, as if the parent had
-// died between the clone and the prctl.
+// getppid() with this instead of the real parent's pid (inside a new pid
+// namespace: watches this process's pidfd instead of ours), as if the
+// parent had died between the clone and the prctl.
 void SetAssumedParentPid(pid_t pid);
+
+// How a child that fails before execve reports it. Shared memory (the plan)
+// is the way on a real kernel, where CLONE_VM shares it; qemu-user runs the
+// clone as a fork, so a pipe it is there. Found out once per process by a
+// probe (kReportUnknown until then); tests force each.
+enum ReportMode : int {
+  kReportUnknown = -1,
+  kReportMemory = 0,
+  kReportPipe = 1,
+};
+
+int GetReportMode();
+void SetReportMode(int mode);
 
 }  // namespace folk

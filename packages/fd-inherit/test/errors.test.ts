@@ -2,11 +2,11 @@
 // zombie nor an fd behind; bad arguments throw Node-style TypeError/RangeError.
 import { chmodSync, closeSync, openSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { PidFd } from '@folk/pidfd';
 import { Subprocess, spawn, stdioFromFdMap } from '../lib/index.js';
 import { SURVIVED, terminateMidCall } from '@folk/test-support';
-import { DIST, children, errorOf, fdLimit, openFds, outputOf, requireDist, withTempDir, zombieChildren } from './helpers.js';
+import { DIST, children, errorOf, expectNothingLeftByEachTest, fdLimit, outputOf, requireDist, withTempDir } from './helpers.js';
 
 const INT32_MAX = 2 ** 31 - 1;
 
@@ -18,14 +18,7 @@ function detached(): Uint8Array {
   return view;
 }
 
-let before: string[];
-beforeEach(() => {
-  before = openFds();
-});
-afterEach(() => {
-  expect(zombieChildren()).toEqual([]);
-  expect(openFds()).toEqual(before);
-});
+expectNothingLeftByEachTest();
 
 describe('a program that cannot start', () => {
   it('ENOENT for a missing path', () => {

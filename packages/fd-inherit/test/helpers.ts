@@ -8,9 +8,24 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Readable } from 'node:stream';
+import { afterEach, beforeEach, expect } from 'vitest';
 import type { Subprocess } from '../lib/index.js';
 
+import { openFds, zombieChildren } from '@folk/test-support';
+
 export { children, openFds, zombieChildren } from '@folk/test-support';
+
+/** Every test of the calling file must end with this process's fds as they were and no zombie child. */
+export function expectNothingLeftByEachTest(): void {
+  let before: string[];
+  beforeEach(() => {
+    before = openFds();
+  });
+  afterEach(() => {
+    expect(zombieChildren()).toEqual([]);
+    expect(openFds()).toEqual(before);
+  });
+}
 
 /** fd number -> link target, for a process other than ourselves. */
 export function fdTable(pid: number): Map<number, string> {

@@ -1,6 +1,6 @@
 // pdeathsig: a child dies with the process (or thread) that spawned it.
 import * as childProcess from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { once } from 'node:events';
@@ -34,6 +34,29 @@ function lines(stream: Readable): AsyncIterator<string> {
   };
 }
 
+/** The pid of a child of `pid` that has exited and was not reaped, once there is one. */
+async function exitedChildOf(pid: number): Promise<number> {
+  for (;;) {
+    const kids = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(' ').filter(Boolean);
+    for (const kid of kids) {
+      const stat = readFileSync(`/proc/${kid}/stat`, 'utf8');
+      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) return Number(kid);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}
+
+/** A child that must not outlive the test, should the check under test be broken. */
+function killWhenTestEnds(child: Subprocess): void {
+  onTestFinished(() => {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      // ESRCH: it has exited, as it should have.
+    }
+  });
+}
+
 describe('pdeathsig', () => {
   it('a child whose parent died during the spawn signals itself (the getppid check after the prctl)', async () => {
     // The race cannot be produced on demand: the parent would have to die
@@ -49,24 +72,50 @@ describe('pdeathsig', () => {
       native.testing.setAssumedParentPid(0);
     }
     // Should the check be broken, the sleeper must not outlive the failed test.
-    onTestFinished(() => {
-      try {
-        child.kill('SIGKILL');
-      } catch {
-        // ESRCH: it has exited, as it should have.
-      }
-    });
+    killWhenTestEnds(child!);
     expect((await child.wait()).signal).toBe('SIGTERM');
     expect((await unaffected.wait()).code).toBe(3);
     const normal = spawn('/bin/sh', ['-c', 'exit 4'], { pdeathsig: 'SIGTERM' });
     expect((await normal.wait()).code).toBe(4);
   });
 
-  it('the child gets the signal when the spawning process is SIGKILLed', async () => {
+  it('in a new pid namespace, where getppid() is 0, a child whose parent lives runs; one whose parent died ends itself', async () => {
+    // The parent is outside the namespace: getppid() cannot tell, a pidfd of the parent can.
+    const alive = spawn('/bin/sh', ['-c', 'echo $$; exit 5'], { namespaces: { pid: true }, pdeathsig: 'SIGTERM', stdout: 'pipe' });
+    let out = '';
+    for await (const chunk of alive.stdout!) out += chunk;
+    expect(await alive.wait()).toMatchObject({ code: 5, signal: null });
+    expect(out).toBe('1\n');
+
+    // As if the parent had died during the spawn: the child watches the
+    // pidfd of a process that has exited (a zombie nobody reaps: the
+    // background `true` of a shell that exec'd sleep). As the init of its
+    // namespace it cannot signal itself (the kernel spares an init any
+    // signal it has no handler for), so it exits 128 + SIGTERM instead.
+    const holder = childProcess.spawn('/bin/sh', ['-c', 'true & exec sleep 1000'], { stdio: 'ignore' });
+    onTestFinished(() => {
+      holder.kill('SIGKILL');
+    });
+    const zombie = await exitedChildOf(holder.pid!);
+    native.testing.setAssumedParentPid(zombie);
+    let child: Subprocess;
+    try {
+      child = spawn('/bin/sleep', ['1000'], { namespaces: { pid: true }, pdeathsig: 'SIGTERM' });
+    } finally {
+      native.testing.setAssumedParentPid(0);
+    }
+    killWhenTestEnds(child!);
+    expect(await child.wait()).toMatchObject({ code: 128 + 15, signal: null });
+  });
+
+  it.each([
+    ['', {}],
+    [' (in a new pid namespace)', { namespaces: { pid: true } }],
+  ])('the child gets the signal when the spawning process is SIGKILLed%s', async (_name, extra) => {
     requireDist();
     // The helper gets a socket at fd 3 and hands it to its child, so the
     // child can tell us what it received even after the helper is gone.
-    const helper = childProcess.spawn(process.execPath, [fixture('pdeathsig-parent.cjs'), DIST], {
+    const helper = childProcess.spawn(process.execPath, [fixture('pdeathsig-parent.cjs'), DIST, JSON.stringify(extra)], {
       stdio: ['ignore', 'pipe', 'inherit', 'pipe'],
     });
     let grandchild = 0;

@@ -38,6 +38,7 @@ describe('parseSpawn', () => {
       setsid: false,
       noNewPrivs: false,
       restoreSignals: true,
+      isolation: null,
     });
   });
 
@@ -173,6 +174,7 @@ describe('nativePlan', () => {
       groups: null,
       dropGroups: false,
       defaultSignals: [SIGPIPE, SIGXFSZ],
+      isolation: null,
     });
   });
 
@@ -182,6 +184,90 @@ describe('nativePlan', () => {
     expect(plan({ gid: 1000 }).dropGroups).toBe(true);
     expect(plan({ uid: 1000, groups: [] }).dropGroups).toBe(false);
     expect(plan({ restoreSignals: false }).defaultSignals).toEqual([]);
+  });
+});
+
+describe('isolation options', () => {
+  const plan = (options: object) => nativePlan(parseSpawn('/bin/true', [], { env: {}, ...options }), '/bin/true', []).isolation;
+  const { NAMESPACES } = native;
+
+  it('asks for nothing unless an isolation option is given; namespaces: {} is an (empty) isolation', () => {
+    expect(plan({})).toBeNull();
+    expect(plan({ namespaces: undefined, cgroup: undefined })).toBeNull();
+    expect(plan({ namespaces: {} })).toEqual({
+      cloneFlags: 0,
+      uidMap: null,
+      gidMap: null,
+      denySetgroups: false,
+      hostname: null,
+      propagation: null,
+      root: null,
+      mountProc: false,
+      cgroup: null,
+    });
+  });
+
+  it('turns namespaces into clone flags, maps into the lines /proc takes, and fills in the defaults', () => {
+    const all = { user: true, pid: true, mount: true, net: true, uts: true, ipc: true, cgroup: true };
+    expect(plan({ namespaces: all, uidMap: [{ inside: 0, outside: 1000, count: 1 }, { inside: 1, outside: 100000, count: 65536 }] })).toEqual({
+      cloneFlags: Object.values(NAMESPACES).reduce((a, b) => a | b, 0),
+      uidMap: '0 1000 1\n1 100000 65536\n',
+      gidMap: null,
+      // setgroups 'deny' by default, so an unprivileged parent can write a gid map.
+      denySetgroups: true,
+      hostname: null,
+      propagation: 'private',
+      root: null,
+      // A new pid and mount namespace get their own /proc.
+      mountProc: true,
+      cgroup: null,
+    });
+    expect(plan({ namespaces: { user: true, net: false }, setgroups: 'allow' })).toMatchObject({ cloneFlags: NAMESPACES['user'], denySetgroups: false });
+    expect(plan({ namespaces: { mount: true } })).toMatchObject({ cloneFlags: NAMESPACES['mount'], mountProc: false, propagation: 'private' });
+    expect(plan({ namespaces: { pid: true, mount: true }, mountProc: false, mountPropagation: 'slave', root: '/srv/root' })).toMatchObject({
+      mountProc: false,
+      propagation: 'slave',
+      root: '/srv/root',
+    });
+    expect(plan({ namespaces: { uts: true }, hostname: 'box' })).toMatchObject({ cloneFlags: NAMESPACES['uts'], hostname: 'box' });
+    expect(plan({ cgroup: '/sys/fs/cgroup/unified/x' })).toMatchObject({ cloneFlags: 0, cgroup: '/sys/fs/cgroup/unified/x' });
+  });
+
+  it('refuses what a namespace not asked for would need, unknown names and bad maps, naming the option', () => {
+    const bad = (options: object) => errorOf(() => parseSpawn('/bin/true', [], options));
+    expect(bad({ namespaces: { time: true } })).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining("unknown namespace 'time'") });
+    expect(bad({ namespaces: { pid: 1 } })).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('"options.namespaces.pid"') });
+    expect(bad({ namespaces: [] })).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE' });
+    for (const [option, value, ns] of [
+      ['uidMap', [], 'user'],
+      ['gidMap', [], 'user'],
+      ['setgroups', 'deny', 'user'],
+      ['hostname', 'x', 'uts'],
+      ['root', '/x', 'mount'],
+      ['mountPropagation', 'slave', 'mount'],
+      ['mountProc', true, 'mount'],
+    ] as const) {
+      expect(bad({ namespaces: { net: true }, [option]: value })).toMatchObject({
+        code: 'ERR_INVALID_ARG_VALUE',
+        message: expect.stringContaining(`"options.${option}" property needs options.namespaces.${ns}`),
+      });
+    }
+    const user = { namespaces: { user: true } };
+    expect(bad({ ...user, uidMap: {} })).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('"options.uidMap"') });
+    expect(bad({ ...user, uidMap: [null] })).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('"options.uidMap[0]"') });
+    expect(bad({ ...user, gidMap: [{ inside: 0, outside: -1, count: 1 }] })).toMatchObject({
+      code: 'ERR_OUT_OF_RANGE',
+      message: expect.stringContaining('"options.gidMap[0].outside"'),
+    });
+    expect(bad({ ...user, uidMap: [{ inside: 0, outside: 0, count: 0 }] })).toMatchObject({ code: 'ERR_OUT_OF_RANGE' });
+    expect(bad({ ...user, uidMap: [{ inside: 2 ** 32 - 2, outside: 0, count: 2 }] })).toMatchObject({
+      code: 'ERR_OUT_OF_RANGE',
+      message: expect.stringContaining('"options.uidMap[0].count"'),
+    });
+    expect(bad({ ...user, setgroups: 'yes' })).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+    expect(bad({ namespaces: { uts: true }, hostname: 'h'.repeat(65) })).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE', message: expect.stringContaining('64 bytes') });
+    expect(bad({ namespaces: { mount: true }, mountPropagation: 'shared' })).toMatchObject({ code: 'ERR_INVALID_ARG_VALUE' });
+    expect(bad({ cgroup: 5 })).toMatchObject({ code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('"options.cgroup"') });
   });
 });
 

@@ -15,6 +15,7 @@ export { serverFd } from './server-fd.js';
 export { PHP_WORKER_LIBRARY } from './php-library.js';
 export { DEFAULT_MAX_FRAME, HEADER_SIZE, PROTOCOL_VERSION, FrameType, FrameDecoder, encodeFrame, type FrameSink } from './protocol.js';
 export type { ExitInfo } from '@folk/pidfd';
+export type { IdMapping, IsolationOptions, NamespaceName } from '@folk/fd-inherit';
 
 /**
  * @deprecated Renamed `WorkerHandle`: `Worker` is also the name of

@@ -105,12 +105,16 @@ export class WorkerHandle extends EventEmitter {
   /** Settles `ready`, until it is settled. */
   #readySettle: { resolve: (m: ReadyMessage) => void; reject: (e: Error) => void } | null = null;
 
+  /** The pid the worker's ready message must give: its own, or 1 as the first process of a new pid namespace. */
+  readonly #readyPid: number;
+
   /** @internal */
-  constructor(token: typeof CONSTRUCT, proc: WorkerProcess, maxFrame: number) {
+  constructor(token: typeof CONSTRUCT, proc: WorkerProcess, maxFrame: number, newPidNamespace = false) {
     if (token !== CONSTRUCT) throw illegalConstructor('a WorkerHandle comes from spawnWorker()');
     super();
     this.#process = proc;
     this.pid = proc.pid;
+    this.#readyPid = newPidNamespace ? 1 : proc.pid;
     this.pidfd = proc.pidfd;
     this.task = proc.task;
     this.stdout = proc.stdout;
@@ -282,8 +286,9 @@ export class WorkerHandle extends EventEmitter {
     const settle = this.#readySettle;
     if (settle === null) return;
     this.#readySettle = null;
-    if (ready.pid !== this.pid) {
-      const message = `worker ready message says pid ${ready.pid}, but the spawned process is pid ${this.pid} (a wrapper that forks instead of exec'ing?)`;
+    if (ready.pid !== this.#readyPid) {
+      const inside = this.#readyPid === this.pid ? '' : `, ${this.#readyPid} in its pid namespace`;
+      const message = `worker ready message says pid ${ready.pid}, but the spawned process is pid ${this.pid}${inside} (a wrapper that forks instead of exec'ing?)`;
       settle.reject(new WorkerError('ERR_WORKER_PID_MISMATCH', message, { pid: this.pid }));
       return;
     }
@@ -361,7 +366,7 @@ export function spawnWorker(options: SpawnWorkerOptions): WorkerHandle {
   const plan = processPlan(options, true);
   const maxFrame = optionalInteger(options as unknown as Record<string, unknown>, 'maxFrame', DEFAULT_MAX_FRAME, MIN_MAX_FRAME, MAX_FRAME_LIMIT);
   const proc = startWorkerProcess(plan, { env: { FOLK_MAX_FRAME: String(maxFrame) }, maxControlMessage: CONTROL_MAX });
-  return new WorkerHandle(CONSTRUCT, proc, maxFrame);
+  return new WorkerHandle(CONSTRUCT, proc, maxFrame, plan.isolation?.namespaces?.pid === true);
 }
 
 /** A WorkerHandle over a WorkerProcess made elsewhere (a worker a prototype forked). @internal */

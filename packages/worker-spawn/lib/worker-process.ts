@@ -9,7 +9,7 @@
 import { EventEmitter } from 'node:events';
 import * as net from 'node:net';
 import { socketpair } from '@folk/socketpair';
-import { spawn, type Subprocess } from '@folk/fd-inherit';
+import { spawn, type IsolationOptions, type Subprocess } from '@folk/fd-inherit';
 import type { ExitInfo, PidFd } from '@folk/pidfd';
 import { FdSocket, closeFds } from '@folk/scm-rights';
 import { illegalConstructor, invalidArgType, invalidArgValue, optionsObject, validateCString } from './internal/args.js';
@@ -41,6 +41,13 @@ export interface WorkerProcessOptions {
    * worker stuck inside a handler goes too. Default `'SIGKILL'`; `null` for none.
    */
   pdeathsig?: NodeJS.Signals | null;
+  /**
+   * New namespaces, user maps, mounts and cgroup for the worker, passed to
+   * `@folk/fd-inherit`'s spawn as they are (see its README, "Isolation").
+   * Fds 3 and 4 work in any of them: a worker with a new net namespace has
+   * no network, and still accepts on a listening socket sent to it.
+   */
+  isolation?: IsolationOptions;
 }
 
 /** What to start, checked. @internal */
@@ -50,6 +57,7 @@ export interface ProcessPlan {
   env: Record<string, string | undefined>;
   cwd: string | undefined;
   pdeathsig: NodeJS.Signals | null;
+  isolation: IsolationOptions | undefined;
 }
 
 const CONSTRUCT: unique symbol = Symbol('WorkerProcess');
@@ -210,7 +218,38 @@ export function processPlan(options: unknown, requireScript: boolean): ProcessPl
     FOLK_TASK_FD: String(TASK_FD),
     FOLK_CONTROL_FD: String(CONTROL_FD),
   };
-  return { command, argv, env, cwd, pdeathsig: pdeathsig as NodeJS.Signals | null };
+  return { command, argv, env, cwd, pdeathsig: pdeathsig as NodeJS.Signals | null, isolation: parseIsolation(opts['isolation']) };
+}
+
+/** What options.isolation may hold: fd-inherit's IsolationOptions, no more (the type check keeps the two lists one). */
+const ISOLATION_KEYS = Object.keys({
+  namespaces: true,
+  uidMap: true,
+  gidMap: true,
+  setgroups: true,
+  hostname: true,
+  root: true,
+  mountProc: true,
+  mountPropagation: true,
+  cgroup: true,
+} satisfies Record<keyof IsolationOptions, true>);
+const ISOLATION_NAME = new RegExp(`\\boptions\\.(${ISOLATION_KEYS.join('|')})\\b`, 'g');
+
+function parseIsolation(value: unknown): IsolationOptions | undefined {
+  if (value === undefined) return undefined;
+  const isolation = optionsObject(value, 'options.isolation');
+  for (const key of Object.keys(isolation)) {
+    if (!ISOLATION_KEYS.includes(key)) throw invalidArgValue('options.isolation', `has an unknown option '${key}' (known: ${ISOLATION_KEYS.join(', ')})`);
+  }
+  return isolation as IsolationOptions;
+}
+
+/** fd-inherit checks the isolation options and names them options.<key>: here they are options.isolation.<key>. */
+function isolationError(err: unknown, isolation: IsolationOptions | undefined): unknown {
+  const e = err as Error & { code?: unknown };
+  if (isolation === undefined || !(e instanceof TypeError || e instanceof RangeError) || typeof e.code !== 'string') return err;
+  e.message = e.message.replace(ISOLATION_NAME, 'options.isolation.$1');
+  return err;
 }
 
 /** What a protocol layer adds to the plumbing. @internal */
@@ -240,10 +279,11 @@ export function startWorkerProcess(plan: ProcessPlan, needs: ProtocolNeeds = {})
       env: { ...plan.env, ...needs.env },
       ...(plan.cwd === undefined ? {} : { cwd: plan.cwd }),
       ...(plan.pdeathsig === null ? {} : { pdeathsig: plan.pdeathsig }),
+      ...plan.isolation,
     });
   } catch (err) {
     closeFds(opened);
-    throw err;
+    throw isolationError(err, plan.isolation);
   }
   const [taskParent, taskChild, controlParent, controlChild] = opened as [number, number, number, number];
   closeFds([taskChild, controlChild]);

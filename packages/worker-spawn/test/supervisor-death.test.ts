@@ -1,10 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process';
+import { readlinkSync } from 'node:fs';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { PidFd } from '@folk/pidfd';
 import { fixture, requirePhp } from './helpers.js';
 
 /** Start fixtures/supervisor.mjs, read the worker pids it prints, and return both. */
-async function startSupervisor(mode: 'pdeathsig' | 'eof', lang: 'php' | 'node' = 'php') {
+async function startSupervisor(mode: 'pdeathsig' | 'eof' | 'isolated', lang: 'php' | 'node' = 'php') {
   const child = spawn(process.execPath, [fixture('supervisor.mjs'), mode, lang], { stdio: ['ignore', 'pipe', 'inherit'] });
   const pids = await new Promise<number[]>((resolve, reject) => {
     let out = '';
@@ -39,6 +40,13 @@ describe('when the supervisor dies', () => {
   it('SIGKILL of the supervisor: every worker exits, the busy one included (PR_SET_PDEATHSIG)', async () => {
     const { child, pids } = await startSupervisor('pdeathsig');
     expect(pids).toHaveLength(2);
+    await expectWorkersEndWith(child, pids);
+  });
+
+  it('SIGKILL of the supervisor: isolated workers, each the init of its own pid namespace, exit too (SIGKILL from outside reaches an init)', async () => {
+    const { child, pids } = await startSupervisor('isolated');
+    expect(pids).toHaveLength(2);
+    for (const pid of pids) expect(readlinkSync(`/proc/${pid}/ns/pid`)).not.toBe(readlinkSync('/proc/self/ns/pid'));
     await expectWorkersEndWith(child, pids);
   });
 
