@@ -82,7 +82,7 @@ final class PrototypeServer
                 if ($err === \SOCKET_EINTR) {
                     continue; // SIGCHLD: reaped in the handler
                 }
-                return null;
+                $this->killAllAndExit(); // the supervisor cannot be reached: as at EOF below
             }
             $fds = [];
             foreach ($msg['control'] ?? [] as $cmsg) {
@@ -92,7 +92,11 @@ final class PrototypeServer
             }
             $body = $msg['iov'][0] ?? '';
             if ($n === 0 && $body === '' && $fds === []) {
-                return null; // EOF: the supervisor is gone; its pdeathsig SIGTERM is on its way
+                // EOF: the supervisor is gone. Its pdeathsig SIGTERM is on its
+                // way, but the kernel closes a dying process's files before it
+                // signals, so this may come first: the workers go either way
+                // (a busy one would not notice its own sockets' EOF).
+                $this->killAllAndExit();
             }
             $message = \json_decode($body, true);
             $type = \is_array($message) ? ($message['type'] ?? null) : null;
