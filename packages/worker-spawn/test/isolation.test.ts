@@ -132,7 +132,11 @@ describe('spawnWorker({ isolation })', () => {
 describe('new WorkerPool({ isolation })', () => {
   it('starts every worker isolated, each in namespaces of its own, all in the pool cgroup', async () => {
     const cgroup = existsSync(`${UNIFIED}/cgroup.procs`) ? `${UNIFIED}/folk-worker-spawn-${process.pid}` : undefined;
-    if (cgroup) mkdirSync(cgroup);
+    if (cgroup) {
+      mkdirSync(cgroup);
+      // Also when the test fails midway; by then the pool's stop() has reaped its workers.
+      onTestFinished(() => rmdirSync(cgroup));
+    }
     const pool = new WorkerPool({ script: fixture('echo.php'), size: 2, isolation: { ...sandbox, ...(cgroup ? { cgroup } : {}) } });
     try {
       await pool.ready();
@@ -152,7 +156,6 @@ describe('new WorkerPool({ isolation })', () => {
       }
     } finally {
       await pool.stop();
-      if (cgroup) rmdirSync(cgroup);
     }
   });
 });
