@@ -4,6 +4,6 @@ import { defineConfig } from 'vitest/config';
 // and the end-to-end suite, which installs the packed tarballs.
 export default defineConfig({
   test: {
-    projects: ['packages/*', 'internal', 'test-e2e', 'test-docs'],
+    projects: ['packages/*', 'internal', 'test-e2e', 'test-docs', 'examples/app-server'],
   },
 });
