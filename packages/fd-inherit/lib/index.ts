@@ -16,11 +16,14 @@ export { PidFd } from '@folk/pidfd';
 export { isInheritable, setInheritable } from './cloexec.js';
 export { stdioFromFdMap } from './fd-map.js';
 export { listenFds } from './listen-fds.js';
+export { notify } from './notify.js';
 export { Subprocess } from './subprocess.js';
 export type {
   ListenFd,
   ListenFdOption,
   ListenFdsOptions,
+  NotifyOptions,
+  NotifyState,
   RlimitName,
   RlimitValue,
   SpawnOptions,

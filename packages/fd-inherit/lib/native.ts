@@ -91,6 +91,12 @@ export interface NativeBinding {
   getCloseMethod(): CloseMethod;
   /** For tests: start from a fallback for closing fds. */
   setCloseMethod(method: CloseMethod): void;
+  /**
+   * One datagram to an AF_UNIX address (sun_path's bytes: a path, or a NUL
+   * byte and an abstract name) from a new socket closed at once: bytes sent.
+   * Throws an errno Error with syscall 'socket' or 'sendto'.
+   */
+  notifySend(address: Buffer, message: Buffer): number;
   /** RLIMIT_* numbers by lower-case name without the prefix. */
   readonly RLIMITS: Readonly<Record<string, number>>;
 }
