@@ -1,13 +1,23 @@
 #!/usr/bin/env node
-// An application server for ordinary PHP scripts: Node's HTTP server in
-// front, long-lived php-cli workers behind it (fd 3/4, @folk/worker-spawn).
+// An application server for ordinary PHP scripts: HTTP fronts on every core
+// sharing one listening socket, each with long-lived php-cli workers behind
+// it (fd 3/4, @folk/worker-spawn). Signals and systemd as php-fpm users
+// expect; see README.md.
 //
 //   node examples/app-server/index.mjs                      # serve public/ on 127.0.0.1:8080
 //   node examples/app-server/index.mjs --self-test          # start, send a few requests, print, exit 0
 //   node examples/app-server/index.mjs --help               # every setting
-import { Front, workerSpec } from './lib/front.mjs';
-import { parseArgs, parseListen, usage } from './lib/config.mjs';
+import { frontCount, parseArgs, usage } from './lib/config.mjs';
+import { workerSpec } from './lib/front.mjs';
 import { selfTest } from './lib/self-test.mjs';
+import { Supervisor } from './lib/supervisor.mjs';
+
+function where(address) {
+  if (address === null) return 'no socket';
+  if (typeof address === 'string') return `http+unix://${address}`;
+  const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return `http://${host}:${address.port}/`;
+}
 
 async function main() {
   const { config, selfTest: testing, help } = parseArgs(process.argv.slice(2));
@@ -17,36 +27,67 @@ async function main() {
   }
   const spec = workerSpec(config);
   for (const note of spec.notes) console.error(note);
-  const front = new Front(config, spec, { workers: config.workers });
-  await front.ready();
-  const server = await front.listen(testing ? { host: '127.0.0.1', port: 0 } : parseListen(config.listen));
-  const { port } = server.address();
-  const pids = () => front.pool.stats().list.map((w) => w.pid);
-  console.log(`app server on http://127.0.0.1:${port}/ with ${front.pool.size} ${spec.label} workers (pids ${pids().join(', ')})`);
+  const supervisor = new Supervisor(config, spec);
+  process.on('uncaughtException', (err) => {
+    console.error(err);
+    supervisor.kill();
+    process.exit(1);
+  });
+  try {
+    await supervisor.start(testing ? { host: '127.0.0.1', port: 0 } : undefined);
+  } catch (err) {
+    supervisor.kill();
+    throw err;
+  }
+  const fronts = supervisor.fronts;
+  console.log(
+    `app server on ${where(supervisor.address)} with ${fronts.length} front${fronts.length === 1 ? '' : 's'} and ` +
+      `${supervisor.workerPids.length} ${spec.label} workers (pid ${process.pid}; fronts ${fronts.map((f) => f.pid).join(', ')}; ` +
+      `workers ${supervisor.workerPids.join(', ')}${supervisor.activated ? '; socket from systemd' : ''})`,
+  );
   if (testing) {
     try {
       await selfTest({
-        port,
+        port: supervisor.address.port,
         label: spec.label,
         maxBody: config['max-body'],
         reload: async () => {
-          const before = pids();
-          await front.reload();
-          return { before, after: pids() };
+          const before = supervisor.workerPids;
+          await supervisor.reload();
+          return { before, after: supervisor.workerPids };
         },
       });
     } finally {
-      await front.stop({ grace: 1000 });
+      await supervisor.stop({ grace: 1000, delay: 0 });
     }
     console.log('self-test ok');
     return;
   }
-  for (const signal of ['SIGINT', 'SIGTERM']) {
-    process.once(signal, () => {
-      console.log(`\n${signal}: stopping`);
-      front.stop().then(() => process.exit(0));
+
+  // php-fpm's and nginx's signals, plus what systemd and Kubernetes send.
+  let stopping = false;
+  const stop = (signal) => {
+    if (stopping) {
+      if (signal === 'SIGINT') {
+        console.log('\nSIGINT again: exiting now');
+        supervisor.kill();
+        process.exit(130);
+      }
+      return;
+    }
+    stopping = true;
+    console.log(`${signal}: stopping (requests in flight have ${config.grace} ms)`);
+    supervisor.stop().then(() => process.exit(0));
+  };
+  for (const signal of ['SIGTERM', 'SIGQUIT', 'SIGINT']) process.on(signal, () => stop(signal));
+  for (const signal of ['SIGHUP', 'SIGUSR2']) {
+    process.on(signal, () => {
+      console.log(`${signal}: reloading the workers`);
+      supervisor.reload().then(() => console.log(`reloaded: workers ${supervisor.workerPids.join(', ')}`));
     });
   }
+  process.on('SIGUSR1', () => supervisor.reopenLogs());
+  if (frontCount(config) < config.fronts) console.error(`${config.fronts} fronts asked for but only ${config.workers} workers: running ${frontCount(config)} fronts`);
 }
 
 main().catch((err) => {

@@ -153,7 +153,8 @@ export class Front extends EventEmitter {
     this.#servers.push(server);
     return new Promise((resolve, reject) => {
       server.once('error', reject);
-      server.listen({ ...where, backlog: this.#config.backlog }, () => {
+      // The backlog as an argument: Node 20 ignores options.backlog beside an fd.
+      server.listen(where, this.#config.backlog, () => {
         server.off('error', reject);
         resolve(server);
       });

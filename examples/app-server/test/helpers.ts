@@ -2,6 +2,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { join } from 'node:path';
+import { processState } from '@folk/test-support';
 // @ts-expect-error: plain JavaScript, no types
 import { findPhp } from '../lib/front.mjs';
 
@@ -23,8 +24,8 @@ export interface Server {
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   /** Send a signal and wait for the exit. */
   stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
-  /** Resolves once stdout has a line matching `re`. */
-  waitFor(re: RegExp, timeout?: number): Promise<RegExpMatchArray>;
+  /** Resolves once stdout (or stderr) matches `re`. */
+  waitFor(re: RegExp, options?: { timeout?: number; stream?: 'stdout' | 'stderr' }): Promise<RegExpMatchArray>;
 }
 
 /** Start the app server (node index.mjs ...args) and wait until it says where it listens. */
@@ -38,21 +39,24 @@ export async function startServer(args: string[], options: { env?: NodeJS.Proces
     out += d.toString();
     for (const w of watchers) w();
   });
-  child.stderr!.on('data', (d: Buffer) => (err += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+    for (const w of watchers) w();
+  });
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
     child.on('exit', (code, signal) => {
       for (const w of watchers) w();
       resolve({ code, signal });
     }),
   );
-  const waitFor = (re: RegExp, timeout = 20_000) =>
+  const waitFor = (re: RegExp, { timeout = 20_000, stream = 'stdout' }: { timeout?: number; stream?: 'stdout' | 'stderr' } = {}) =>
     new Promise<RegExpMatchArray>((resolve, reject) => {
       const timer = setTimeout(() => {
         watchers.delete(check);
         reject(new Error(`no line matching ${re} within ${timeout} ms; stdout:\n${out}\nstderr:\n${err}`));
       }, timeout);
       const check = () => {
-        const m = re.exec(out);
+        const m = re.exec(stream === 'stdout' ? out : err);
         if (m) {
           clearTimeout(timer);
           watchers.delete(check);
@@ -115,6 +119,12 @@ export function rawExchange(port: number, text: Buffer | string): Promise<Buffer
     socket.on('error', reject);
     socket.write(text);
   });
+}
+
+/** Whether a process is running: it exists and is not a zombie waiting for its parent (or init) to reap it. */
+export function alive(pid: number): boolean {
+  const state = processState(pid);
+  return state !== null && state !== 'Z';
 }
 
 /** The listen backlog of the TCP socket listening on `port`, as ss reports it (Send-Q of a listening socket). */
