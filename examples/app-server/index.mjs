@@ -7,6 +7,7 @@
 //   node examples/app-server/index.mjs                      # serve public/ on 127.0.0.1:8080
 //   node examples/app-server/index.mjs --self-test          # start, send a few requests, print, exit 0
 //   node examples/app-server/index.mjs --help               # every setting
+import { statSync } from 'node:fs';
 import { frontCount, parseArgs, usage } from './lib/config.mjs';
 import { workerSpec } from './lib/front.mjs';
 import { selfTest } from './lib/self-test.mjs';
@@ -25,6 +26,7 @@ async function main() {
     console.log(usage());
     return;
   }
+  if (!statSync(config.root, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`root ${config.root} is not a directory`);
   const spec = workerSpec(config);
   for (const note of spec.notes) console.error(note);
   const supervisor = new Supervisor(config, spec);
@@ -33,8 +35,12 @@ async function main() {
     supervisor.kill();
     process.exit(1);
   });
+  // Signals are handled from the start; what they ask for waits until the
+  // server is up (a reload asked for while starting happens after).
+  const starting = supervisor.start(testing ? { host: '127.0.0.1', port: 0 } : undefined);
+  if (!testing) handleSignals(supervisor, config, starting);
   try {
-    await supervisor.start(testing ? { host: '127.0.0.1', port: 0 } : undefined);
+    await starting;
   } catch (err) {
     supervisor.kill();
     throw err;
@@ -45,6 +51,7 @@ async function main() {
       `${supervisor.workerPids.length} ${spec.label} workers (pid ${process.pid}; fronts ${fronts.map((f) => f.pid).join(', ')}; ` +
       `workers ${supervisor.workerPids.join(', ')}${supervisor.activated ? '; socket from systemd' : ''})`,
   );
+  if (frontCount(config) < config.fronts) console.error(`${config.fronts} fronts asked for but only ${config.workers} workers: running ${frontCount(config)} fronts`);
   if (testing) {
     try {
       await selfTest({
@@ -61,10 +68,12 @@ async function main() {
       await supervisor.stop({ grace: 1000, delay: 0 });
     }
     console.log('self-test ok');
-    return;
   }
+}
 
-  // php-fpm's and nginx's signals, plus what systemd and Kubernetes send.
+/** php-fpm's and nginx's signals, plus what systemd and Kubernetes send. */
+function handleSignals(supervisor, config, starting) {
+  const started = starting.catch(() => {});
   let stopping = false;
   const stop = (signal) => {
     if (stopping) {
@@ -77,17 +86,18 @@ async function main() {
     }
     stopping = true;
     console.log(`${signal}: stopping (requests in flight have ${config.grace} ms)`);
-    supervisor.stop().then(() => process.exit(0));
+    started.then(() => supervisor.stop()).then(() => process.exit(0));
   };
   for (const signal of ['SIGTERM', 'SIGQUIT', 'SIGINT']) process.on(signal, () => stop(signal));
   for (const signal of ['SIGHUP', 'SIGUSR2']) {
     process.on(signal, () => {
       console.log(`${signal}: reloading the workers`);
-      supervisor.reload().then(() => console.log(`reloaded: workers ${supervisor.workerPids.join(', ')}`));
+      started
+        .then(() => supervisor.reload())
+        .then(() => console.log(`reloaded: workers ${supervisor.workerPids.join(', ')}`));
     });
   }
-  process.on('SIGUSR1', () => supervisor.reopenLogs());
-  if (frontCount(config) < config.fronts) console.error(`${config.fronts} fronts asked for but only ${config.workers} workers: running ${frontCount(config)} fronts`);
+  process.on('SIGUSR1', () => started.then(() => supervisor.reopenLogs()));
 }
 
 main().catch((err) => {

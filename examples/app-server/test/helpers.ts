@@ -30,7 +30,15 @@ export interface Server {
 
 /** Start the app server (node index.mjs ...args) and wait until it says where it listens. */
 export async function startServer(args: string[], options: { env?: NodeJS.ProcessEnv; command?: string[] } = {}): Promise<Server> {
-  const argv = options.command ?? [process.execPath, INDEX];
+  const server = spawnServer(args, options);
+  const m = await server.waitFor(/app server on http:\/\/[^:]+:(\d+)\//);
+  server.port = Number(m[1]);
+  return server;
+}
+
+/** Start the app server, or `command` followed by node index.mjs ...args; `port` is 0 until known. */
+export function spawnServer(args: string[], options: { env?: NodeJS.ProcessEnv; command?: string[] } = {}): Server {
+  const argv = [...(options.command ?? []), process.execPath, INDEX];
   const child = spawn(argv[0]!, [...argv.slice(1), ...args], { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
@@ -70,10 +78,9 @@ export async function startServer(args: string[], options: { env?: NodeJS.Proces
       watchers.add(check);
       check();
     });
-  const m = await waitFor(/app server on http:\/\/[^:]+:(\d+)\//);
   return {
     child,
-    port: Number(m[1]),
+    port: 0,
     stdout: () => out,
     stderr: () => err,
     exited,

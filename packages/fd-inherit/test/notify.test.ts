@@ -12,6 +12,8 @@ const RECEIVER = join(__dirname, 'fixtures', 'notify-receiver.py');
 interface Received {
   message: string;
   pid: number | null;
+  /** When it arrived, CLOCK_MONOTONIC in microseconds. */
+  usec: number;
 }
 
 /** A receiver bound at `address`; next() is its next datagram. */
@@ -56,10 +58,14 @@ describe('notify()', () => {
       const r = await receiver(path);
       const before = openFds();
       expect(notify('READY=1', { socket: path })).toBe(true);
-      expect(await r.next()).toEqual({ message: 'READY=1', pid: process.pid });
+      expect(await r.next()).toMatchObject({ message: 'READY=1', pid: process.pid });
       const usec = process.hrtime.bigint() / 1000n;
       expect(notify({ RELOADING: 1, MONOTONIC_USEC: usec, STATUS: 'Reloading: tüst' }, { socket: path })).toBe(true);
-      expect(await r.next()).toEqual({ message: `RELOADING=1\nMONOTONIC_USEC=${usec}\nSTATUS=Reloading: tüst`, pid: process.pid });
+      const reloading = await r.next();
+      expect(reloading).toMatchObject({ message: `RELOADING=1\nMONOTONIC_USEC=${usec}\nSTATUS=Reloading: tüst`, pid: process.pid });
+      // process.hrtime is the clock systemd compares MONOTONIC_USEC with.
+      expect(reloading.usec - Number(usec)).toBeGreaterThanOrEqual(0);
+      expect(reloading.usec - Number(usec)).toBeLessThan(5_000_000);
       expect(notify({ STOPPING: true }, { socket: path })).toBe(true);
       expect((await r.next()).message).toBe('STOPPING=1');
       expect(openFds()).toEqual(before); // the socket of each send is closed
@@ -73,7 +79,7 @@ describe('notify()', () => {
     try {
       process.env.NOTIFY_SOCKET = name;
       expect(notify('STATUS=one')).toBe(true);
-      expect(await r.next()).toEqual({ message: 'STATUS=one', pid: process.pid });
+      expect(await r.next()).toMatchObject({ message: 'STATUS=one', pid: process.pid });
       expect(process.env.NOTIFY_SOCKET).toBe(name);
       expect(notify('READY=1', { unsetEnvironment: true })).toBe(true);
       expect((await r.next()).message).toBe('READY=1');
