@@ -14,7 +14,7 @@ import { selfTest } from './lib/self-test.mjs';
 import { Supervisor } from './lib/supervisor.mjs';
 
 function where(address) {
-  if (address === null) return 'no socket';
+  if (address === null) return 'the socket systemd passed';
   if (typeof address === 'string') return `http+unix://${address}`;
   const host = address.family === 'IPv6' ? `[${address.address}]` : address.address;
   return `http://${host}:${address.port}/`;

@@ -14,10 +14,12 @@ const MiB = 1024 * KiB;
 
 /** Every setting: its kind, default and what it is, as `--help` prints it. */
 export const SETTINGS = {
-  listen: { kind: 'address', default: '127.0.0.1:8080', help: 'HOST:PORT, PORT or a UNIX socket path (ignored under socket activation)' },
+  listen: { kind: 'address', default: '127.0.0.1:8080', help: 'HOST:PORT, PORT (every address) or a UNIX socket path; ignored under socket activation. --port N is 127.0.0.1:N' },
   backlog: { kind: 'count', default: 511, help: "the listen queue (nginx's default; the kernel caps it at net.core.somaxconn)" },
   fronts: { kind: 'count', default: cores, min: 1, help: 'HTTP front processes sharing the listening socket (default: the CPU count)' },
-  workers: { kind: 'count', default: cores, min: 1, help: 'PHP workers in all (pm.max_children), shared out among the fronts' },
+  // Two per front by default: each front has a pool of its own, and a slow
+  // request holds up only its own worker, not everything sent to its front.
+  workers: { kind: 'count', default: 2 * cores, min: 1, help: 'PHP workers in all (pm.max_children), shared out among the fronts (default: twice the CPU count)' },
   'max-jobs': { kind: 'count', default: 0, help: 'replace a worker after this many requests (pm.max_requests); 0: never' },
   'max-worker-memory': { kind: 'bytes', default: 0, help: "replace a worker whose RSS passes this after a request (read from /proc each time); 0: off" },
   'memory-limit': { kind: 'string', default: '128M', help: "PHP's memory_limit for each request (php-cli's own default is unlimited)" },
@@ -120,7 +122,8 @@ export function parseArgs(argv) {
         continue;
       }
       if (name === 'port') {
-        flags.push(['listen', value ?? argv[++i], '--port', process.cwd()]);
+        // --port N: 127.0.0.1:N, as the example always served.
+        flags.push(['listen', `127.0.0.1:${value ?? argv[++i]}`, '--port', process.cwd()]);
         continue;
       }
       if (!(name in SETTINGS)) throw new Error(`unknown option ${arg} (--help lists them)`);
@@ -159,7 +162,7 @@ export function parseListen(listen) {
   if (!m) throw new Error(`listen: expected HOST:PORT, PORT or a socket path, got ${JSON.stringify(listen)}`);
   const port = Number(m[3]);
   if (port > 65535) throw new Error(`listen: port ${port} is out of range`);
-  return { host: m[1] ?? (m[2] || '0.0.0.0'), port };
+  return { host: m[1] || m[2] || '0.0.0.0', port };
 }
 
 /** How many workers front `i` of `fronts` runs, out of `workers` in all. */

@@ -153,6 +153,7 @@ export class Supervisor {
     if (where.path) {
       renameSync(bound.path, where.path);
       this.#socketPath = where.path;
+      this.address = where.path;
     }
     const self = PidFd.open(process.pid);
     let fd;
@@ -170,7 +171,8 @@ export class Supervisor {
     const [ours, theirs] = socketpair('stream');
     let child;
     try {
-      child = spawn(process.execPath, [FRONT_MAIN], {
+      // Node flags given to this process (--max-old-space-size, --cpu-prof ...) apply to the fronts too.
+      child = spawn(process.execPath, [...process.execArgv, FRONT_MAIN], {
         listenFds: this.#sockets.map(({ fd, name }) => ({ fd, name })),
         fds: { [controlFd]: theirs },
         env: {

@@ -7,7 +7,7 @@ import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WWW, alive, request, requirePhp, startServer, type Server } from './helpers.js';
+import { WWW, alive, request, requirePhp, spawnServer, startServer, type Server } from './helpers.js';
 
 /** Closed-loop clients on keep-alive connections until stop(); counts answers by status and errors. */
 function load(port: number, clients: number, path = '/plain.php') {
@@ -139,6 +139,23 @@ describe('signals', () => {
     expect(await slow).toBeInstanceOf(Error); // cut: its connection died with its front
     await sleep(200);
     expect(everyone.filter(alive)).toEqual([]);
+  });
+
+  it('listens on a UNIX socket path, and removes it on the way out', async () => {
+    const path = join(dir, 'app.sock');
+    const server = spawnServer(['--listen', path, '--root', WWW, '--fronts', '2', '--workers', '2']);
+    await server.waitFor(new RegExp(`app server on http\\+unix://${path.replaceAll('.', '\\.')} with 2 fronts`));
+    const r = await new Promise<number>((resolve, reject) => {
+      http
+        .get({ socketPath: path, path: '/plain.php', agent: false }, (res) => {
+          res.resume();
+          resolve(res.statusCode!);
+        })
+        .on('error', reject);
+    });
+    expect(r).toBe(201);
+    expect(await server.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(existsSync(path)).toBe(false);
   });
 
   it('a front that dies is replaced, and the others serve meanwhile', async () => {
