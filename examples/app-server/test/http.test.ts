@@ -1,6 +1,9 @@
 // HTTP as php-fpm behind nginx gives it: header bytes unchanged, $_SERVER
 // and the other superglobals, the body limit on the body alone, responses
 // with their own limit, and errors that tell the client nothing internal.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WWW, bytes, listenBacklog, rawExchange, request, requirePhp, startServer, type Server } from './helpers.js';
 
@@ -173,6 +176,39 @@ describe('an ordinary PHP script', () => {
 
   it('listens with the backlog it was given', () => {
     expect(listenBacklog(server.port)).toBe(1000);
+  });
+});
+
+describe('settings', () => {
+  it('reads a config file of "key = value" lines, flags winning over it, and writes a combined access log', async () => {
+    requirePhp();
+    const dir = mkdtempSync(join(tmpdir(), 'app-server-config-'));
+    try {
+      const log = join(dir, 'access.log');
+      const config = join(dir, 'app.conf');
+      writeFileSync(
+        config,
+        ['; php-fpm style comments', '# and shell style', `root = ${WWW}`, 'workers = 3', 'fronts = 1', 'max_body = 1K', 'max-jobs = 5', `access-log = ${log}`, 'define = max_input_vars=7', ''].join('\n'),
+      );
+      const server = await startServer(['--config', config, '--listen', '127.0.0.1:0', '--workers', '2']);
+      try {
+        expect(server.stdout()).toMatch(/with 1 front and 2 PHP workers/); // the flag's 2, not the file's 3
+        expect((await request(server.port, 'POST', '/plain.php', { body: Buffer.alloc(1024) })).status).toBe(201);
+        expect((await request(server.port, 'POST', '/plain.php', { body: Buffer.alloc(1025) })).status).toBe(413);
+        // define: an ini setting on the workers' command line (parse_str keeps 7 variables).
+        const many = Array.from({ length: 20 }, (_, i) => `v${i}=1`).join('&');
+        expect(Object.keys(JSON.parse((await request(server.port, 'GET', `/plain.php?${many}`)).body.toString()).get)).toHaveLength(7);
+        await request(server.port, 'GET', '/plain.php?x="y"', { headers: { Referer: 'http://ref/', 'User-Agent': bytes('tüst "agent"') } });
+      } finally {
+        expect(await server.stop()).toEqual({ code: 0, signal: null });
+      }
+      const lines = readFileSync(log, 'latin1').trimEnd().split('\n');
+      expect(lines).toHaveLength(4);
+      expect(lines[1]).toMatch(/^127\.0\.0\.1 - - \[\d\d\/\w{3}\/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "POST \/plain\.php HTTP\/1\.1" 413 22 "-" "-"$/);
+      expect(lines[3]).toMatch(/"GET \/plain\.php\?x=\\x22y\\x22 HTTP\/1\.1" 201 \d+ "http:\/\/ref\/" "t\\xC3\\xBCst \\x22agent\\x22"$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 
