@@ -34,6 +34,7 @@ export const SETTINGS = {
   root: { kind: 'path', default: resolve(here, '..', 'public'), help: 'document root: /x.php runs <root>/x.php' },
   index: { kind: 'string', default: 'index.php', help: "front controller for paths that name no script ('' for none: 404)" },
   'server-name': { kind: 'string', default: '', help: "SERVER_NAME ('' : the request's Host)" },
+  https: { kind: 'bool', default: false, help: "behind a TLS-terminating proxy: HTTPS=on and REQUEST_SCHEME=https for every request (nginx's fastcgi_param HTTPS on)" },
   php: { kind: 'string', default: 'php', help: 'the php-cli binary' },
   'php-ini': { kind: 'string', default: '', help: "a php.ini for the workers (php -c); '' : php-cli's own" },
   define: { kind: 'list', default: [], help: 'NAME=VALUE: an ini setting for the workers (php -d); repeatable' },

@@ -108,7 +108,7 @@ export class Front extends EventEmitter {
     this.#readyPath = config['ready-path'] || null;
     this.#maxBody = config['max-body'];
     this.#maxResponse = config['max-response'];
-    this.#cgi = { https: false, serverName: config['server-name'] };
+    this.#cgi = { https: config.https, serverName: config['server-name'] };
     this.#accessLog = config['access-log'] ? new AccessLog(config['access-log']) : null;
     this.label = spec.label;
     this.pool = new WorkerPool({

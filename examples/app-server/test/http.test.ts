@@ -188,7 +188,7 @@ describe('settings', () => {
       const config = join(dir, 'app.conf');
       writeFileSync(
         config,
-        ['; php-fpm style comments', '# and shell style', `root = ${WWW}`, 'workers = 3', 'fronts = 1', 'max_body = 1K', 'max-jobs = 5', `access-log = ${log}`, 'define = max_input_vars=7', ''].join('\n'),
+        ['; php-fpm style comments', '# and shell style', `root = ${WWW}`, 'workers = 3', 'fronts = 1', 'max_body = 1K', 'max-jobs = 5', `access-log = ${log}`, 'define = max_input_vars=7', 'https = on', ''].join('\n'),
       );
       const server = await startServer(['--config', config, '--listen', '127.0.0.1:0', '--workers', '2']);
       try {
@@ -197,7 +197,9 @@ describe('settings', () => {
         expect((await request(server.port, 'POST', '/plain.php', { body: Buffer.alloc(1025) })).status).toBe(413);
         // define: an ini setting on the workers' command line (parse_str keeps 7 variables).
         const many = Array.from({ length: 20 }, (_, i) => `v${i}=1`).join('&');
-        expect(Object.keys(JSON.parse((await request(server.port, 'GET', `/plain.php?${many}`)).body.toString()).get)).toHaveLength(7);
+        const json = JSON.parse((await request(server.port, 'GET', `/plain.php?${many}`)).body.toString());
+        expect(Object.keys(json.get)).toHaveLength(7);
+        expect(json.server).toMatchObject({ HTTPS: 'on', REQUEST_SCHEME: 'https' }); // https = on: behind a TLS proxy
         await request(server.port, 'GET', '/plain.php?x="y"', { headers: { Referer: 'http://ref/', 'User-Agent': bytes('tüst "agent"') } });
       } finally {
         expect(await server.stop()).toEqual({ code: 0, signal: null });
