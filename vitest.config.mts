@@ -5,6 +5,6 @@ import { defineConfig } from 'vitest/config';
 // tarballs, and the README code blocks.
 export default defineConfig({
   test: {
-    projects: ['packages/*', 'internal', 'test-e2e', 'test-docs'],
+    projects: ['packages/*', 'internal', 'test-e2e', 'test-docs', 'examples/app-server'],
   },
 });

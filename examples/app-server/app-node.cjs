@@ -1,35 +1,49 @@
-// The same application as app.php, for machines without php: a Node worker
-// speaking the same protocol through @folk/worker-spawn/worker.
+// The routes of public/index.php for machines without php: a Node worker
+// speaking the same task format as php/runtime.php (CGI variables, then the
+// body; the answer is status, header lines, an empty line, the body) through
+// @folk/worker-spawn/worker.
 const { serve } = require('@folk/worker-spawn/worker');
 
-let served = 0;
-
 function reply(status, body, type = 'text/plain; charset=utf-8') {
-  return Buffer.concat([Buffer.from(JSON.stringify({ status, headers: { 'content-type': type } }) + '\n'), Buffer.from(body)]);
+  return Buffer.concat([Buffer.from(`${status}\nContent-Type: ${type}\n\n`), Buffer.from(body)]);
 }
 
-serve((payload) => {
-  served++;
-  const nl = payload.indexOf(0x0a);
-  const req = JSON.parse(payload.subarray(0, nl).toString());
-  const body = payload.subarray(nl + 1);
-  const url = new URL(req.url, 'http://worker');
-  switch (`${req.method} ${url.pathname}`) {
+function parse(task) {
+  const nl = task.indexOf(0x0a);
+  const length = Number(task.latin1Slice(0, nl));
+  const parts = task.latin1Slice(nl + 1, nl + 1 + length).split('\0');
+  const server = {};
+  for (let i = 0; i + 1 < parts.length; i += 2) server[parts[i]] = parts[i + 1];
+  return { server, body: task.subarray(nl + 1 + length) };
+}
+
+serve((task) => {
+  const { server, body } = parse(task);
+  const url = new URL(server.REQUEST_URI, 'http://worker');
+  switch (`${server.REQUEST_METHOD} ${url.pathname}`) {
     case 'GET /':
-      return reply(200, `Hello from Node ${process.version} (fallback worker), worker pid ${process.pid} (request ${served} of this worker)\n`);
-    case 'GET /json':
-      return reply(
-        200,
-        JSON.stringify({ node: process.version, pid: process.pid, served, method: req.method, url: req.url, query: Object.fromEntries(url.searchParams), user_agent: req.headers['user-agent'] ?? null }, null, 4) + '\n',
-        'application/json',
-      );
+      return reply(200, `Hello from Node ${process.version} (fallback worker), worker pid ${process.pid}\n`);
+    case 'GET /json': {
+      const query = Object.fromEntries(url.searchParams);
+      const json = { node: process.version, pid: process.pid, method: server.REQUEST_METHOD, uri: server.REQUEST_URI, query, user_agent: server.HTTP_USER_AGENT ?? null };
+      return reply(200, `${JSON.stringify(json, null, 4)}\n`, 'application/json');
+    }
+    case 'GET /data': {
+      const items = Array.from({ length: 54 }, (_, j) => {
+        const i = j + 1;
+        return { id: i, name: `item ${i}`, price: i * 1.25, tags: ['red', 'green', 'blue'], stock: (i * 7) % 13, active: i % 3 !== 0 };
+      });
+      return reply(200, JSON.stringify({ count: items.length, items }), 'application/json');
+    }
     case 'POST /echo':
-      return reply(200, body, req.headers['content-type'] ?? 'application/octet-stream');
+      return reply(200, body, server.CONTENT_TYPE || 'application/octet-stream');
     case 'GET /slow':
       return new Promise((resolve) => setTimeout(() => resolve(reply(200, 'slept\n')), Math.min(10000, Number(url.searchParams.get('ms') ?? 100))));
     case 'GET /error':
-      throw new Error('this route always fails');
+      // As an uncaught exception in PHP: logged, and a 500.
+      process.stderr.write('Error: this route always fails\n');
+      return reply(500, '');
     default:
-      return reply(404, `no route for ${req.method} ${url.pathname}\n`);
+      return reply(404, `no route for ${server.REQUEST_METHOD} ${url.pathname}\n`);
   }
 });

@@ -12,8 +12,10 @@ const ERRNO = osConstants.errno as Record<string, number>;
 // libuv's wording for the errors we raise ourselves rather than get from a syscall.
 const MESSAGES: Record<string, string> = {
   EACCES: 'permission denied',
+  EAFNOSUPPORT: 'address family not supported',
   EBADF: 'bad file descriptor',
   EINVAL: 'invalid argument',
+  ENAMETOOLONG: 'name too long',
   ENOENT: 'no such file or directory',
   ERANGE: 'result too large',
   ESRCH: 'no such process',

@@ -16,6 +16,7 @@ export { PidFd } from '@folk/pidfd';
 export { isInheritable, setInheritable } from './cloexec.js';
 export { stdioFromFdMap } from './fd-map.js';
 export { listenFds } from './listen-fds.js';
+export { notify } from './notify.js';
 export { Subprocess } from './subprocess.js';
 export type {
   IdMapping,
@@ -24,6 +25,8 @@ export type {
   ListenFdOption,
   ListenFdsOptions,
   NamespaceName,
+  NotifyOptions,
+  NotifyState,
   RlimitName,
   RlimitValue,
   SpawnOptions,

@@ -140,6 +140,12 @@ export interface NativeBinding {
   setCloexec(fd: number, on: boolean): void;
   /** @internal For this package's tests only; no part of any API. */
   readonly testing: NativeTestingHooks;
+  /**
+   * One datagram to an AF_UNIX address (sun_path's bytes: a path, or a NUL
+   * byte and an abstract name) from a new socket closed at once: bytes sent.
+   * Throws an errno Error with syscall 'socket' or 'sendto'.
+   */
+  notifySend(address: Buffer, message: Buffer): number;
   /** RLIMIT_* numbers by lower-case name without the prefix. */
   readonly RLIMITS: Readonly<Record<string, number>>;
   /** CLONE_NEW* flags by the names of options.namespaces. */

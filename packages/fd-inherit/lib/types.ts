@@ -151,6 +151,16 @@ export interface ListenFdsOptions {
   unsetEnvironment?: boolean;
 }
 
+/** What notify() sends: a string of "NAME=value" lines as sd_notify takes it, or the assignments as an object. */
+export type NotifyState = string | Readonly<Record<string, string | number | bigint | boolean>>;
+
+export interface NotifyOptions {
+  /** The socket to send to: an absolute path or `@name` (abstract). Default `process.env.NOTIFY_SOCKET`. */
+  socket?: string;
+  /** Remove NOTIFY_SOCKET from `process.env` afterwards, sent or not. Default `false`. */
+  unsetEnvironment?: boolean;
+}
+
 export interface StdioFromFdMapOptions {
   /** For a missing `fds[0]`. Default `'inherit'`. */
   stdin?: 'inherit' | 'ignore' | 'pipe';

@@ -6,6 +6,8 @@
 #include <uv.h>
 
 #include <algorithm>
+#include <cstddef>
+#include <cstring>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -13,6 +15,8 @@
 #include <sys/mount.h>
 #include <sys/resource.h>
 #include <sys/vfs.h>
+#include <sys/socket.h>
+#include <sys/un.h>
 #include <unistd.h>
 #include <vector>
 
@@ -491,6 +495,38 @@ Napi::Value KillAndReap(const Napi::CallbackInfo& info) {
   return info.Env().Undefined();
 }
 
+// notifySend(address, message): bytes sent. One datagram to an AF_UNIX
+// address, from a new SOCK_DGRAM socket closed right after, as libsystemd's
+// sd_notify sends to $NOTIFY_SOCKET. `address` is sun_path's bytes: a path,
+// or an abstract name starting with a NUL byte (lib/notify.ts reads the
+// variable and builds the message). The socket is blocking, as libsystemd's:
+// with the receiver's queue full, the call waits for room.
+Napi::Value NotifySend(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsBuffer() || !info[1].IsBuffer()) {
+    throw Napi::TypeError::New(env, "notifySend(address: Buffer, message: Buffer)");
+  }
+  Napi::Buffer<char> address = info[0].As<Napi::Buffer<char>>();
+  Napi::Buffer<char> message = info[1].As<Napi::Buffer<char>>();
+  sockaddr_un sa{};
+  sa.sun_family = AF_UNIX;
+  if (address.Length() == 0 || address.Length() > sizeof(sa.sun_path)) {
+    throw Napi::RangeError::New(env, "notifySend: the address must be 1 to 108 bytes");
+  }
+  memcpy(sa.sun_path, address.Data(), address.Length());
+  socklen_t length = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address.Length());
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd == -1) throw ErrnoError(env, errno, "socket");
+  ssize_t sent;
+  do {
+    sent = sendto(fd, message.Data(), message.Length(), MSG_NOSIGNAL, reinterpret_cast<sockaddr*>(&sa), length);
+  } while (sent == -1 && errno == EINTR);
+  int err = errno;
+  close(fd);
+  if (sent == -1) throw ErrnoError(env, err, "sendto");
+  return Napi::Number::New(env, static_cast<double>(sent));
+}
+
 // Hooks for this package's own tests, exported as `testing` (lib/native.ts
 // declares it @internal): they force each fallback spawn.cc chooses
 // between, and the pdeathsig race, so that every path runs on a kernel that
@@ -558,6 +594,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("killAndReap", Napi::Function::New(env, KillAndReap, "killAndReap"));
   exports.Set("selfPidfdInodeId", Napi::Function::New(env, SelfPidfdInodeIdValue, "selfPidfdInodeId"));
   exports.Set("testing", TestingHooks(env));
+  exports.Set("notifySend", Napi::Function::New(env, NotifySend, "notifySend"));
 
   Napi::Object rlimits = Napi::Object::New(env);
   rlimits.Set("as", Napi::Number::New(env, RLIMIT_AS));

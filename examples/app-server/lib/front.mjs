@@ -1,0 +1,307 @@
+// One HTTP front: Node's HTTP server on a listening socket, handing each
+// request to its own pool of PHP workers (fd 3/4, @folk/worker-spawn) and
+// each answer back to the client. The supervisor (supervisor.mjs) runs one
+// front per core on one shared socket; front-main.mjs is a front's process.
+import { execFileSync } from 'node:child_process';
+import { EventEmitter } from 'node:events';
+import * as http from 'node:http';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { PHP_WORKER_LIBRARY, WorkerPool } from '@folk/worker-spawn';
+import { AccessLog } from './access-log.mjs';
+import { cgiVariables, decodeAnswer, encodeTask } from './cgi.mjs';
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const RUNTIME_PHP = join(here, '..', 'php', 'runtime.php');
+export const APP_NODE = join(here, '..', 'app-node.cjs');
+
+/** Room for the CGI variables beside the body in one task frame. */
+const HEAD_ROOM = 256 * 1024;
+
+/** Which status a failed task becomes (the detail goes to the log, never to the client). */
+const STATUS_FOR = {
+  ERR_WORKER_EXEC_TIMEOUT: 504,
+  ERR_WORKER_ALLOCATE_TIMEOUT: 503,
+  ERR_WORKER_QUEUE_FULL: 503,
+  ERR_WORKER_POOL_STOPPED: 503,
+};
+
+/** php-cli with ext-sockets (and whether it has opcache), or the reason there is none. */
+export function findPhp(php) {
+  let modules;
+  try {
+    modules = execFileSync(php, ['-m'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  } catch {
+    return { ok: false, why: `${php} was not found on PATH` };
+  }
+  if (!/^sockets$/m.test(modules)) return { ok: false, why: `${php} is installed but has no sockets extension (ext-sockets)` };
+  return { ok: true, opcache: /^Zend OPcache$/m.test(modules), ffi: /^FFI$/m.test(modules) };
+}
+
+/**
+ * How the workers are started: { label, command, script, args, notes }. PHP
+ * when it is there (php-cli with ini settings on its command line), else the
+ * Node worker of app-node.cjs, saying how to install php-cli.
+ */
+export function workerSpec(config) {
+  const notes = [];
+  if (!config.node) {
+    const php = findPhp(config.php);
+    if (php.ok) {
+      const ini = [];
+      if (config['php-ini']) ini.push('-c', config['php-ini']);
+      if (config.opcache) {
+        if (php.opcache) ini.push('-d', 'opcache.enable_cli=1');
+        else notes.push(`${config.php} has no opcache (Debian: apt-get install php-opcache); the workers run without it`);
+      }
+      if (!php.ffi) notes.push(`${config.php} has no FFI extension: header() calls in scripts are lost (php-cli drops them)`);
+      // php-fpm's production settings: errors to the log (the server's stderr), not into pages.
+      ini.push('-d', `memory_limit=${config['memory-limit']}`, '-d', 'display_errors=0', '-d', 'log_errors=1');
+      for (const define of config.define) ini.push('-d', define);
+      // The pool runs `command script ...args`; php takes its options before
+      // the script, so the first of them goes where the script would.
+      const argv = [...ini, RUNTIME_PHP, PHP_WORKER_LIBRARY];
+      return { label: 'PHP', command: config.php, script: argv[0], args: argv.slice(1), notes };
+    }
+    notes.push(
+      `${php.why}. To run the PHP workers, install php-cli:\n` +
+        '  Debian/Ubuntu: sudo apt-get install -y php-cli\n' +
+        '  Fedora:        sudo dnf install -y php-cli\n' +
+        '  Alpine:        apk add php83 php83-sockets php83-ffi\n' +
+        'Falling back to the Node worker (same protocol, same routes).',
+    );
+  }
+  return { label: 'Node', command: process.execPath, script: APP_NODE, args: [], notes };
+}
+
+/** The environment of a worker: ours, without what belongs to the supervisor. */
+function workerEnv(config) {
+  const env = { ...process.env, FOLK_APP_ROOT: config.root, FOLK_APP_INDEX: config.index };
+  for (const name of ['NOTIFY_SOCKET', 'LISTEN_PID', 'LISTEN_PIDFDID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'FOLK_APP_FRONT', 'WATCHDOG_USEC', 'WATCHDOG_PID']) delete env[name];
+  return env;
+}
+
+export class Front extends EventEmitter {
+  /** Requests received and not yet answered. */
+  inflight = 0;
+  draining = false;
+  #config;
+  #log;
+  #accessLog;
+  #readyPath;
+  #maxBody;
+  #maxResponse;
+  #cgi;
+  #drained = null;
+  #servers = [];
+  /** Workers whose last answer said they are ending (exit(), a fatal error): a task sent to one after it was never read. */
+  #ending = new Set();
+
+  /**
+   * config: the settings (config.mjs); spec: workerSpec(config); workers:
+   * how many this front runs; log(line): where details of failures go.
+   */
+  constructor(config, spec, { workers, log = (line) => process.stderr.write(`${line}\n`) }) {
+    super();
+    this.#config = config;
+    this.#log = log;
+    this.#readyPath = config['ready-path'] || null;
+    this.#maxBody = config['max-body'];
+    this.#maxResponse = config['max-response'];
+    this.#cgi = { https: config.https, serverName: config['server-name'] };
+    this.#accessLog = config['access-log'] ? new AccessLog(config['access-log']) : null;
+    this.label = spec.label;
+    this.pool = new WorkerPool({
+      command: spec.command,
+      script: spec.script,
+      args: spec.args,
+      env: workerEnv(config),
+      cwd: config.root,
+      size: workers,
+      maxJobs: config['max-jobs'],
+      maxWorkerMemory: config['max-worker-memory'],
+      execTimeout: config['exec-timeout'],
+      allocateTimeout: config['queue-timeout'],
+      maxQueue: config['max-queue'],
+      // One frame carries a request (head and body) or a response.
+      maxFrame: Math.min(2 ** 32 - 1, Math.max(config['max-response'] + HEAD_ROOM, config['max-body'] + HEAD_ROOM)),
+      destroyTimeout: 1000,
+    });
+    this.pool.on('crash', (info, exit, delay) => log(`worker ${info.pid} exited (${exit.signal ?? `exit ${exit.code}`}); replacing it${delay ? ` in ${delay} ms` : ''}`));
+    this.pool.on('workerError', (info, message) => log(`worker ${info.pid}: ${message}`));
+    this.pool.on('spawnError', (err) => log(`starting a worker failed: ${err.message}`));
+    this.pool.on('stdout', (chunk) => process.stdout.write(chunk));
+    this.pool.on('exit', (info) => setTimeout(() => this.#ending.delete(info.pid), 1000).unref());
+    this.handle = this.handle.bind(this);
+  }
+
+  /** Resolves once every worker said ready. */
+  ready() {
+    return this.pool.ready();
+  }
+
+  /** Serve on a listening socket: { fd } (inherited) or { host, port } / { path } (opened here), with the backlog. */
+  listen(where) {
+    const server = http.createServer(
+      { keepAliveTimeout: this.#config['keepalive-timeout'], headersTimeout: this.#config['header-timeout'], noDelay: true },
+      this.handle,
+    );
+    server.on('clientError', (err, socket) => {
+      if (socket.writable && !socket.destroyed) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      else socket.destroy();
+    });
+    this.#servers.push(server);
+    return new Promise((resolve, reject) => {
+      server.once('error', reject);
+      // The backlog as an argument: Node 20 ignores options.backlog beside an fd.
+      server.listen(where, this.#config.backlog, () => {
+        server.off('error', reject);
+        resolve(server);
+      });
+    });
+  }
+
+  /** New workers for every old one, without failing a request (new PHP code, new opcache). */
+  reload() {
+    return this.pool.reload({ drainTimeout: this.#config['reload-timeout'] });
+  }
+
+  /**
+   * Stop: after `delay` ms (readiness says 503 meanwhile), stop accepting,
+   * close idle connections, let requests in flight finish for up to `grace`
+   * ms, then stop the workers (a request still running is cut: 503).
+   */
+  async stop({ grace = this.#config.grace, delay = 0 } = {}) {
+    this.draining = true;
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+    for (const server of this.#servers) {
+      server.close();
+      server.closeIdleConnections();
+    }
+    if (this.inflight > 0) {
+      let timer;
+      await Promise.race([
+        new Promise((resolve) => (this.#drained = resolve)),
+        new Promise((resolve) => (timer = setTimeout(resolve, grace))),
+      ]);
+      clearTimeout(timer);
+      if (this.inflight > 0) this.#log(`stopping with ${this.inflight} requests still running after the ${grace} ms grace period`);
+    }
+    await this.pool.stop();
+    for (const server of this.#servers) server.closeAllConnections();
+    this.#accessLog?.close();
+  }
+
+  reopenLog() {
+    this.#accessLog?.reopen();
+  }
+
+  /** The request handler. */
+  handle(req, res) {
+    this.inflight++;
+    if (this.#readyPath !== null && req.url === this.#readyPath) {
+      const ready = !this.draining && this.pool.stats().idle + this.pool.stats().busy > 0;
+      this.#send(req, res, ready ? 200 : 503, ['Content-Type', 'text/plain; charset=utf-8'], Buffer.from(ready ? 'ready\n' : 'not ready\n'));
+      return;
+    }
+    const { head, contentLength, chunked } = cgiVariables(req, this.#cgi);
+    if (contentLength <= 0 && !chunked) {
+      this.#run(req, res, encodeTask(head, [], 0, contentLength === 0));
+      return;
+    }
+    if (contentLength > this.#maxBody) {
+      this.#refuseBody(req, res, contentLength);
+      return;
+    }
+    const chunks = [];
+    let size = 0;
+    let refused = false;
+    req.on('data', (chunk) => {
+      if (refused) return;
+      size += chunk.length;
+      if (size > this.#maxBody) {
+        refused = true;
+        chunks.length = 0;
+        this.#refuseBody(req, res, size);
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      if (!refused) this.#run(req, res, encodeTask(head, chunks, size, contentLength >= 0));
+    });
+  }
+
+  /** 413, before the body is read whole; the rest of it is read and dropped so the client sees the answer, then the connection closes. */
+  #refuseBody(req, res, size) {
+    this.#fail(req, res, 413, `request body of ${size}${size > this.#maxBody ? '+' : ''} bytes is over --max-body ${this.#maxBody}`, true);
+    req.resume();
+  }
+
+  async #run(req, res, task) {
+    let answer;
+    try {
+      for (;;) {
+        try {
+          answer = await this.pool.run(task);
+          break;
+        } catch (err) {
+          // Sent to a worker that had said, in its last answer, that it was
+          // ending: it never read this task, so running it elsewhere is safe.
+          // (Each ending worker is forgiven once, so this ends.)
+          if (!this.#ending.delete(err.pid) || (err.code !== 'ERR_WORKER_CRASHED' && err.code !== 'ERR_WORKER_PROTOCOL')) throw err;
+        }
+      }
+    } catch (err) {
+      const status = STATUS_FOR[err.code] ?? 502;
+      const detail = err.workerCode === 'FRAME_TOO_LARGE' ? `the response is over the frame limit (--max-response ${this.#maxResponse})` : `${err.code ?? err.name}: ${err.message}`;
+      this.#fail(req, res, status, detail);
+      return;
+    }
+    let decoded;
+    try {
+      decoded = decodeAnswer(answer);
+    } catch (err) {
+      this.#fail(req, res, 502, `the worker's answer is unreadable: ${err.message}`);
+      return;
+    }
+    if (decoded.endingPid !== 0) this.#ending.add(decoded.endingPid);
+    if (decoded.body.length > this.#maxResponse) {
+      this.#fail(req, res, 502, `response body of ${decoded.body.length} bytes is over --max-response ${this.#maxResponse}`);
+      return;
+    }
+    this.#send(req, res, decoded.status, decoded.headers, decoded.body);
+  }
+
+  #send(req, res, status, headers, body, close = false) {
+    if (status >= 200 && status !== 204 && status !== 304) headers.push('Content-Length', String(body.length));
+    if (this.draining || close) headers.push('Connection', 'close');
+    try {
+      res.writeHead(status, headers);
+    } catch (err) {
+      // A header name or value Node will not send (a worker's mistake).
+      this.#fail(req, res, 502, `the worker's response headers are not valid HTTP: ${err.message}`);
+      return;
+    }
+    res.end(body);
+    this.#accessLog?.add(req, status, status === 204 || status === 304 || req.method === 'HEAD' ? 0 : body.length);
+    this.#done();
+  }
+
+  /** A generic answer for the client; the detail goes to the log. */
+  #fail(req, res, status, detail, close = false) {
+    this.#log(`${status} ${req.method} ${req.url}: ${detail}`);
+    if (res.headersSent) {
+      res.destroy();
+      this.#done();
+      return;
+    }
+    const text = `${status} ${http.STATUS_CODES[status]}\n`;
+    this.#send(req, res, status, ['Content-Type', 'text/plain; charset=utf-8'], Buffer.from(text), close);
+  }
+
+  #done() {
+    this.inflight--;
+    if (this.inflight === 0 && this.#drained !== null) this.#drained();
+  }
+}

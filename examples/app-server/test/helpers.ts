@@ -1,0 +1,142 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { join } from 'node:path';
+import { processState } from '@folk/test-support';
+// @ts-expect-error: plain JavaScript, no types
+import { findPhp } from '../lib/front.mjs';
+
+export const EXAMPLE = join(__dirname, '..');
+export const INDEX = join(EXAMPLE, 'index.mjs');
+export const WWW = join(__dirname, 'www');
+
+/** The tests need php-cli with ext-sockets (what the server itself checks for); they never skip. */
+export function requirePhp(): void {
+  const php = findPhp('php');
+  if (!php.ok) throw new Error(`${php.why}: these tests need php-cli 8.1+ with it (Debian/Ubuntu: apt-get install -y php-cli)`);
+}
+
+export interface Server {
+  child: ChildProcess;
+  port: number;
+  stdout(): string;
+  stderr(): string;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Send a signal and wait for the exit. */
+  stop(signal?: NodeJS.Signals): Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
+  /** Resolves once stdout (or stderr) matches `re`. */
+  waitFor(re: RegExp, options?: { timeout?: number; stream?: 'stdout' | 'stderr' }): Promise<RegExpMatchArray>;
+}
+
+/** Start the app server (node index.mjs ...args) and wait until it says where it listens. */
+export async function startServer(args: string[], options: { env?: NodeJS.ProcessEnv; command?: string[] } = {}): Promise<Server> {
+  const server = spawnServer(args, options);
+  const m = await server.waitFor(/app server on http:\/\/[^:]+:(\d+)\//);
+  server.port = Number(m[1]);
+  return server;
+}
+
+/** Start the app server, or `command` followed by node index.mjs ...args; `port` is 0 until known. */
+export function spawnServer(args: string[], options: { env?: NodeJS.ProcessEnv; command?: string[] } = {}): Server {
+  const argv = [...(options.command ?? []), process.execPath, INDEX];
+  const child = spawn(argv[0]!, [...argv.slice(1), ...args], { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  const watchers = new Set<() => void>();
+  child.stdout!.on('data', (d: Buffer) => {
+    out += d.toString();
+    for (const w of watchers) w();
+  });
+  child.stderr!.on('data', (d: Buffer) => {
+    err += d.toString();
+    for (const w of watchers) w();
+  });
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.on('exit', (code, signal) => {
+      for (const w of watchers) w();
+      resolve({ code, signal });
+    }),
+  );
+  const waitFor = (re: RegExp, { timeout = 20_000, stream = 'stdout' }: { timeout?: number; stream?: 'stdout' | 'stderr' } = {}) =>
+    new Promise<RegExpMatchArray>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        watchers.delete(check);
+        reject(new Error(`no line matching ${re} within ${timeout} ms; stdout:\n${out}\nstderr:\n${err}`));
+      }, timeout);
+      const check = () => {
+        const m = re.exec(stream === 'stdout' ? out : err);
+        if (m) {
+          clearTimeout(timer);
+          watchers.delete(check);
+          resolve(m);
+        } else if (child.exitCode !== null || child.signalCode !== null) {
+          clearTimeout(timer);
+          watchers.delete(check);
+          reject(new Error(`the server exited (${child.exitCode ?? child.signalCode}) before ${re}; stdout:\n${out}\nstderr:\n${err}`));
+        }
+      };
+      watchers.add(check);
+      check();
+    });
+  return {
+    child,
+    port: 0,
+    stdout: () => out,
+    stderr: () => err,
+    exited,
+    waitFor,
+    stop: (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
+  };
+}
+
+export interface Reply {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  rawHeaders: string[];
+  body: Buffer;
+}
+
+/** One request on a new connection (no keep-alive), headers given as latin1 strings of the bytes to send. */
+export function request(port: number, method: string, path: string, options: { headers?: Record<string, string | string[]>; body?: Buffer | string; agent?: http.Agent } = {}): Promise<Reply> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: '127.0.0.1', port, method, path, headers: options.headers, agent: options.agent ?? false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, rawHeaders: res.rawHeaders, body: Buffer.concat(chunks) }));
+      res.on('error', reject);
+    });
+    req.on('error', reject);
+    req.end(options.body);
+  });
+}
+
+/** Bytes as the latin1 string Node sends them from (one char per byte). */
+export const bytes = (text: string): string => Buffer.from(text, 'utf8').toString('latin1');
+
+/** A raw HTTP exchange: write `text`, read until the server closes. */
+export function rawExchange(port: number, text: Buffer | string): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    socket.on('data', (c) => chunks.push(c));
+    socket.on('end', () => resolve(Buffer.concat(chunks)));
+    socket.on('error', reject);
+    socket.write(text);
+  });
+}
+
+/** Whether a process is running: it exists and is not a zombie waiting for its parent (or init) to reap it. */
+export function alive(pid: number): boolean {
+  const state = processState(pid);
+  return state !== null && state !== 'Z';
+}
+
+/** The listen backlog of the TCP socket listening on `port`, as ss reports it (Send-Q of a listening socket). */
+export function listenBacklog(port: number): number {
+  const out = execFileSync('ss', ['-Hltn', `sport = :${port}`], { encoding: 'utf8' });
+  const fields = out.trim().split(/\s+/);
+  return Number(fields[2]);
+}

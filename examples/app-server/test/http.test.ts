@@ -1,0 +1,227 @@
+// HTTP as php-fpm behind nginx gives it: header bytes unchanged, $_SERVER
+// and the other superglobals, the body limit on the body alone, responses
+// with their own limit, and errors that tell the client nothing internal.
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WWW, bytes, listenBacklog, rawExchange, request, requirePhp, startServer, type Server } from './helpers.js';
+
+const MiB = 1024 * 1024;
+
+describe('an ordinary PHP script', () => {
+  let server: Server;
+  beforeAll(async () => {
+    requirePhp();
+    // One worker, so consecutive requests reach the same PHP process.
+    server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1', '--max-response', '24M', '--backlog', '1000', '--exec-timeout', '1500']);
+  });
+  afterAll(() => server?.stop());
+
+  it('gets the bytes of a UTF-8 request header unchanged, and its response header reaches the client unchanged', async () => {
+    const r = await request(server.port, 'GET', '/plain.php', { headers: { 'X-Test': bytes('tüst') } });
+    const json = JSON.parse(r.body.toString());
+    expect(json.x_test_hex).toBe(Buffer.from('tüst').toString('hex')); // 74c3bc7374, not the double-encoded c383c2bc
+    expect(json.server.HTTP_X_TEST).toBe('tüst');
+    expect(Buffer.from(r.headers['x-header-seen'] as string, 'latin1').toString('utf8')).toBe('tüst');
+  });
+
+  it("sees $_SERVER, $_GET, $_POST, $_COOKIE, $_REQUEST and php://input as php-fpm gives them, and sets status and headers", async () => {
+    const body = 'p=1&q[]=2&q[]=3&name=a+b';
+    const agent = new (await import('node:http')).Agent({ keepAlive: true, maxSockets: 1 });
+    try {
+      const r = await request(server.port, 'POST', '/plain.php/extra/path?x=1&y[k]=v&status=202', {
+        agent,
+        headers: { 'Content-Type': 'application/x-www-form-urlencoded', Cookie: 'c=1; d=%41', 'X-Two': ['a', 'b'], Host: 'example.test:8080' },
+        body,
+      });
+      expect(r.status).toBe(202);
+      expect(r.rawHeaders.filter((_, i) => i % 2 === 0 && r.rawHeaders[i]!.toLowerCase() === 'set-cookie').length).toBe(2);
+      expect(r.headers['set-cookie']).toEqual(['a=1', 'b=2']);
+      expect(r.headers['content-type']).toBe('application/json');
+      const json = JSON.parse(r.body.toString());
+      const s = json.server;
+      expect(s).toMatchObject({
+        REQUEST_METHOD: 'POST',
+        REQUEST_URI: '/plain.php/extra/path?x=1&y[k]=v&status=202',
+        QUERY_STRING: 'x=1&y[k]=v&status=202',
+        CONTENT_TYPE: 'application/x-www-form-urlencoded',
+        CONTENT_LENGTH: String(body.length),
+        SERVER_PROTOCOL: 'HTTP/1.1',
+        REQUEST_SCHEME: 'http',
+        GATEWAY_INTERFACE: 'CGI/1.1',
+        SERVER_NAME: 'example.test',
+        SERVER_ADDR: '127.0.0.1',
+        SERVER_PORT: String(server.port),
+        REMOTE_ADDR: '127.0.0.1',
+        HTTP_HOST: 'example.test:8080',
+        HTTP_COOKIE: 'c=1; d=%41',
+        HTTP_X_TWO: 'a, b',
+        SCRIPT_NAME: '/plain.php',
+        SCRIPT_FILENAME: `${WWW}/plain.php`,
+        PATH_INFO: '/extra/path',
+        PHP_SELF: '/plain.php/extra/path',
+        DOCUMENT_ROOT: WWW,
+        REDIRECT_STATUS: '200',
+      });
+      expect(Number(s.REMOTE_PORT)).toBeGreaterThan(0);
+      expect(s.HTTPS).toBeUndefined();
+      expect(typeof s.REQUEST_TIME).toBe('number');
+      expect(json.get).toEqual({ x: '1', y: { k: 'v' }, status: '202' });
+      expect(json.post).toEqual({ p: '1', q: ['2', '3'], name: 'a b' });
+      expect(json.cookie).toEqual({ c: '1', d: 'A' });
+      expect(json.request).toEqual({ ...json.get, ...json.post });
+      expect(Buffer.from(json.input, 'base64').toString()).toBe(body);
+      expect(json.cwd).toBe(WWW); // a script runs in its own directory
+      expect(json.leftover).toBe(false);
+
+      // The same worker again: nothing of the last request is left.
+      const again = JSON.parse((await request(server.port, 'GET', '/plain.php', { agent })).body.toString());
+      expect(again.server.REQUEST_METHOD).toBe('GET');
+      expect(again.leftover).toBe(false); // the global the script set last time is gone
+      expect(again.get).toEqual([]); // PHP's json_encode of an empty array
+      expect(again.post).toEqual([]);
+      expect(again.cookie).toEqual([]);
+      expect(again.input).toBe('');
+      expect(again.server.CONTENT_LENGTH).toBe('');
+      expect(again.server.PATH_INFO).toBe('');
+    } finally {
+      agent.destroy();
+    }
+  });
+
+  it('gets a chunked body with CONTENT_LENGTH set, and multipart fields and files', async () => {
+    const chunked = await rawExchange(
+      server.port,
+      'POST /plain.php HTTP/1.1\r\nHost: x\r\nContent-Type: text/plain\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n',
+    );
+    const json = JSON.parse(chunked.subarray(chunked.indexOf('\r\n\r\n') + 4).toString());
+    expect(Buffer.from(json.input, 'base64').toString()).toBe('hello world');
+    expect(json.server.CONTENT_LENGTH).toBe('11');
+
+    const boundary = 'XyZ';
+    const form = [
+      `--${boundary}\r\nContent-Disposition: form-data; name="field"\r\n\r\nvalue 1\r\n`,
+      `--${boundary}\r\nContent-Disposition: form-data; name="list[]"\r\n\r\nv2\r\n`,
+      `--${boundary}\r\nContent-Disposition: form-data; name="upload"; filename="a.txt"\r\nContent-Type: text/plain\r\n\r\nfile body\r\n`,
+      `--${boundary}--\r\n`,
+    ].join('');
+    const r = await request(server.port, 'POST', '/plain.php', { headers: { 'Content-Type': `multipart/form-data; boundary=${boundary}` }, body: form });
+    const m = JSON.parse(r.body.toString());
+    expect(m.post).toEqual({ field: 'value 1', list: ['v2'] });
+    expect(m.files.upload).toMatchObject({ name: 'a.txt', type: 'text/plain', error: 0, size: 9 });
+  });
+
+  it('applies --max-body to the body alone: 1 MiB - 100 bytes and exactly 1 MiB pass, 1 MiB + 1 is 413 (with or without Content-Length)', async () => {
+    expect((await request(server.port, 'POST', '/plain.php', { body: Buffer.alloc(MiB - 100, 'a') })).status).toBe(201);
+    expect((await request(server.port, 'POST', '/plain.php', { body: Buffer.alloc(MiB, 'a') })).status).toBe(201);
+    const over = await request(server.port, 'POST', '/plain.php', { body: Buffer.alloc(MiB + 1, 'a') });
+    expect(over.status).toBe(413);
+    expect(over.body.toString()).toBe('413 Payload Too Large\n');
+    // Chunked, so only counting the bytes can tell.
+    const chunk = Buffer.alloc(256 * 1024, 'a');
+    const raw = await rawExchange(
+      server.port,
+      Buffer.concat([
+        Buffer.from('POST /plain.php HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n'),
+        ...Array.from({ length: 5 }, () => Buffer.concat([Buffer.from(`${chunk.length.toString(16)}\r\n`), chunk, Buffer.from('\r\n')])),
+        Buffer.from('0\r\n\r\n'),
+      ]),
+    );
+    expect(raw.toString('latin1', 0, 30)).toMatch(/^HTTP\/1\.1 413 /);
+  });
+
+  it('sends a 20 MB response whole, and a response over --max-response is a generic 502 with the detail in the log', async () => {
+    const big = await request(server.port, 'GET', '/big.php?bytes=20000000');
+    expect(big.status).toBe(200);
+    expect(big.body.length).toBe(20_000_000);
+    const tooBig = await request(server.port, 'GET', '/big.php?bytes=26000000');
+    expect(tooBig.status).toBe(502);
+    expect(tooBig.body.toString()).toBe('502 Bad Gateway\n');
+    expect(server.stderr()).toMatch(/502 GET \/big\.php\?bytes=26000000: .*--max-response/);
+  });
+
+  it('tells the client only "502 Bad Gateway" when a worker dies, and "504 Gateway Timeout" past --exec-timeout', async () => {
+    const crash = await request(server.port, 'GET', '/crash.php');
+    expect(crash.status).toBe(502);
+    expect(crash.body.toString()).toBe('502 Bad Gateway\n');
+    expect(server.stderr()).toMatch(/502 GET \/crash\.php: ERR_WORKER_CRASHED/);
+    const slow = await request(server.port, 'GET', '/sleep.php?ms=5000');
+    expect(slow.status).toBe(504);
+    expect(slow.body.toString()).toBe('504 Gateway Timeout\n');
+    // And the server goes on.
+    expect((await request(server.port, 'GET', '/plain.php')).status).toBe(201);
+  });
+
+  it('sends what a script produced before exit() (and its headers), and a 500 for a fatal error, as php-fpm does', async () => {
+    const exit = await request(server.port, 'GET', '/exit.php');
+    expect(exit.status).toBe(302);
+    expect(exit.headers.location).toBe('/elsewhere');
+    expect(exit.body.toString()).toBe('going');
+    // exit() ends the worker after its answer; requests the server had
+    // meanwhile handed to it (never read) run on its replacement.
+    const many = await Promise.all(Array.from({ length: 6 }, () => request(server.port, 'GET', '/exit.php')));
+    expect(many.map((r) => r.status)).toEqual(Array(6).fill(302));
+    const fatal = await request(server.port, 'GET', '/fatal.php');
+    expect(fatal.status).toBe(500);
+    expect(fatal.body.toString()).toBe('before ');
+    expect(server.stderr()).toContain('PHP Fatal error:  Uncaught Error: Call to undefined function undefined_function()');
+  });
+
+  it('picks scripts as nginx does: a .php file, a directory index, else the front controller', async () => {
+    expect((await request(server.port, 'GET', '/dir/')).body.toString()).toBe(`dir index /dir/index.php  ${WWW}/dir`);
+    expect((await request(server.port, 'GET', '/no/such/page?a=1')).body.toString()).toBe('front controller /index.php for /no/such/page?a=1');
+    expect((await request(server.port, 'GET', '/../../etc/passwd')).body.toString()).toMatch(/^File not found|^front controller/);
+  });
+
+  it('listens with the backlog it was given', () => {
+    expect(listenBacklog(server.port)).toBe(1000);
+  });
+});
+
+describe('settings', () => {
+  it('reads a config file of "key = value" lines, flags winning over it, and writes a combined access log', async () => {
+    requirePhp();
+    const dir = mkdtempSync(join(tmpdir(), 'app-server-config-'));
+    try {
+      const log = join(dir, 'access.log');
+      const config = join(dir, 'app.conf');
+      writeFileSync(
+        config,
+        ['; php-fpm style comments', '# and shell style', `root = ${WWW}`, 'workers = 3', 'fronts = 1', 'max_body = 1K', 'max-jobs = 5', `access-log = ${log}`, 'define = max_input_vars=7', 'https = on', ''].join('\n'),
+      );
+      const server = await startServer(['--config', config, '--listen', '127.0.0.1:0', '--workers', '2']);
+      try {
+        expect(server.stdout()).toMatch(/with 1 front and 2 PHP workers/); // the flag's 2, not the file's 3
+        expect((await request(server.port, 'POST', '/plain.php', { body: Buffer.alloc(1024) })).status).toBe(201);
+        expect((await request(server.port, 'POST', '/plain.php', { body: Buffer.alloc(1025) })).status).toBe(413);
+        // define: an ini setting on the workers' command line (parse_str keeps 7 variables).
+        const many = Array.from({ length: 20 }, (_, i) => `v${i}=1`).join('&');
+        const json = JSON.parse((await request(server.port, 'GET', `/plain.php?${many}`)).body.toString());
+        expect(Object.keys(json.get)).toHaveLength(7);
+        expect(json.server).toMatchObject({ HTTPS: 'on', REQUEST_SCHEME: 'https' }); // https = on: behind a TLS proxy
+        await request(server.port, 'GET', '/plain.php?x="y"', { headers: { Referer: 'http://ref/', 'User-Agent': bytes('tüst "agent"') } });
+      } finally {
+        expect(await server.stop()).toEqual({ code: 0, signal: null });
+      }
+      const lines = readFileSync(log, 'latin1').trimEnd().split('\n');
+      expect(lines).toHaveLength(4);
+      expect(lines[1]).toMatch(/^127\.0\.0\.1 - - \[\d\d\/\w{3}\/\d{4}:\d\d:\d\d:\d\d [+-]\d{4}\] "POST \/plain\.php HTTP\/1\.1" 413 22 "-" "-"$/);
+      expect(lines[3]).toMatch(/"GET \/plain\.php\?x=\\x22y\\x22 HTTP\/1\.1" 201 \d+ "http:\/\/ref\/" "t\\xC3\\xBCst \\x22agent\\x22"$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('defaults', () => {
+  it('listens with a backlog of 511, as nginx does', async () => {
+    requirePhp();
+    const server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1']);
+    try {
+      expect(listenBacklog(server.port)).toBe(511);
+    } finally {
+      await server.stop();
+    }
+  });
+});

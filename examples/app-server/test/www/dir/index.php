@@ -1,0 +1,2 @@
+<?php
+echo 'dir index ', $_SERVER['SCRIPT_NAME'], ' ', $_SERVER['PATH_INFO'], ' ', getcwd();
