@@ -4,10 +4,12 @@
 // "STOPPING=1", "STATUS=..." as newline-separated assignments. Node's dgram
 // speaks UDP only, so the datagram goes out through the binding (one
 // socket, one sendto, close), as libsystemd does it.
-import { invalidArgType, invalidArgValue, optionalBoolean, optionsObject, type ErrnoException } from './args.js';
+import { invalidArgType, invalidArgValue, optionalBoolean, optionsObject } from './internal/args.js';
 import { systemError } from './errors.js';
 import { native } from './native.js';
 import type { NotifyOptions, NotifyState } from './types.js';
+
+type ErrnoException = NodeJS.ErrnoException;
 
 /** sizeof(sockaddr_un.sun_path) on Linux. */
 const SUN_PATH_MAX = 108;
