@@ -3,28 +3,7 @@
 // (behind FdSocket) are built from what is here. See errors.h for how this
 // directory reaches each package.
 //
-// What such an object owns
-// ------------------------
-// The number it was handed is public (PidFd's and FdSocket's `fd`), and a
-// user may close it with fs.closeSync whatever the README says. Had libuv
-// watched that number, closing it under a pending poll would make libuv's
-// next epoll_ctl fail with EBADF, and libuv abort()s the process there. So
-// the object takes a private close-on-exec duplicate nobody else knows the
-// number of (DupPrivate), and every syscall and the poll go through it: a
-// public number closed by hand (even reused by another file) neither
-// crashes the process nor redirects a call to a stranger.
-//
-// The public number is closed later only while it still refers to the file
-// it did when the object took it (PublicFd, by device and inode): after a
-// close by hand the kernel hands the number to the next open, and closing it
-// from close() or from the garbage collector at a time nobody chose would
-// close that stranger.
-//
-// Every private duplicate is listed process-wide, since worker threads share
-// the fd table. Such a number is nobody's to hand to a new object: that one
-// would close it at close(), under the object whose poll watches it, and
-// libuv aborts the process at that poll's next epoll_ctl (or its calls hit
-// EBADF, or a stranger that reused the number). DupPrivate refuses it.
+// What such an object owns, and how: fds.h.
 //
 // How one ends: one teardown design for both packages
 // ---------------------------------------------------
@@ -51,9 +30,11 @@
 //     handles on it.
 //  3. What an object owns is given up in OnTeardown, not left to its
 //     finalizer: the private duplicate, the public number (while it is the
-//     same file), and whatever else it holds for JavaScript, which no
-//     JavaScript will ever close now. The finalizers that may still run find
-//     nothing left to do.
+//     same file) and its place in the list, all three held by an OwnedFd
+//     that close(), the finalizer and OnTeardown each end with
+//     (OwnedFd::Release); and whatever else it holds for JavaScript, which
+//     no JavaScript will ever close now. The finalizers that may still run
+//     find nothing left to do.
 //  4. EnvResources lives until the environment is gone (its instance-data
 //     finalizer) and no object or libuv handle refers to it, whichever comes
 //     last: Node-API does not order an environment's finalizers.
@@ -65,10 +46,10 @@
 //    environment ends is not simply closed: nothing else in the process
 //    knows that child, and it would be a zombie from its exit until the
 //    process ends. Its private duplicate goes to a small thread that sleeps
-//    in waitid until then (pidfd.cc, ReapLater). That thread runs the
+//    in waitid until then (reaper.cc, ReapLater). That thread runs the
 //    addon's code after the environment that loaded it is gone, so pidfd,
 //    and only pidfd, keeps itself loaded for the life of the process
-//    (pidfd.cc, StayLoaded). Nothing of scm-rights outlives its environment,
+//    (reaper.cc, StayLoaded). Nothing of scm-rights outlives its environment,
 //    so it is unloaded with its last worker like any addon, and nothing here
 //    is left allocated when that happens (the list of private duplicates
 //    exists only while it has members).
@@ -78,137 +59,15 @@
 #pragma once
 
 #include "errors.h"
-
-#include <fcntl.h>
-#include <pthread.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include "fds.h"
 
 #include <set>
-#include <string>
 #include <vector>
 
+// In a named namespace at hidden visibility, as fds.h says why.
+#pragma GCC visibility push(hidden)
+
 namespace folk {
-namespace {
-
-// Which file an fd refers to (device and inode). With glibc statx rather
-// than fstat: glibc 2.33 gave fstat a new symbol version, and a prebuild
-// linked against that would not load on glibc 2.28 to 2.32 (RHEL 8, Debian
-// 11, Ubuntu 20.04), which Node 20 supports. musl has no symbol versions,
-// and its statx wrapper only came in 1.2.5; macOS has none.
-struct FileId {
-  uint64_t dev = 0;
-  uint64_t ino = 0;
-  bool operator==(const FileId& o) const { return dev == o.dev && ino == o.ino; }
-};
-
-inline bool IdentifyFile(int fd, FileId* id) {
-#ifdef __GLIBC__
-  struct statx sx;
-  if (statx(fd, "", AT_EMPTY_PATH, STATX_INO, &sx) != 0) return false;
-  id->dev = (uint64_t{sx.stx_dev_major} << 32) | sx.stx_dev_minor;
-  id->ino = sx.stx_ino;
-#else
-  struct stat st;
-  if (fstat(fd, &st) != 0) return false;
-  id->dev = static_cast<uint64_t>(st.st_dev);
-  id->ino = static_cast<uint64_t>(st.st_ino);
-#endif
-  return true;
-}
-
-// The number an object was handed, closed only while it still refers to
-// the same file (see the top). Where the file cannot be identified, it is
-// trusted. For a pidfd before Linux 6.9 that tells little (every pidfd, and
-// eventfd, epoll fd..., shares one anonymous inode); on pidfs the inode
-// names the process.
-class PublicFd {
- public:
-  void Take(int fd) {
-    fd_ = fd;
-    identified_ = IdentifyFile(fd, &file_);
-  }
-
-  // close(2) it if it is still the same file; forget it either way. Idempotent.
-  void Close() {
-    if (fd_ < 0) return;
-    FileId now;
-    if (!identified_ || (IdentifyFile(fd_, &now) && now == file_)) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-  FileId file_;
-  bool identified_ = false;
-};
-
-// The list of private duplicates and its lock. A pthread mutex, statically
-// initialised and never destroyed: pidfd's reaper threads close theirs at
-// any moment, process exit included, when a C++ mutex's destructor could
-// already have run. The set exists only while it has members.
-inline pthread_mutex_t* PrivateLock() {
-  static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
-  return &lock;
-}
-
-inline std::set<int>*& PrivateFds() {
-  static std::set<int>* fds = nullptr;
-  return fds;
-}
-
-class PrivateGuard {
- public:
-  PrivateGuard() { pthread_mutex_lock(PrivateLock()); }
-  ~PrivateGuard() { pthread_mutex_unlock(PrivateLock()); }
-  PrivateGuard(const PrivateGuard&) = delete;
-  PrivateGuard& operator=(const PrivateGuard&) = delete;
-};
-
-// The private duplicate of `fd` for a new object of kind `owner` ("PidFd"),
-// listed. Throws with `fd` still the caller's: an errno Error (EMFILE...),
-// or a TypeError ERR_INVALID_ARG_VALUE when `fd` is itself an open object's
-// private duplicate, in any thread; `expected` says what `fd` should have
-// been ("a pidfd").
-inline int DupPrivate(Napi::Env env, int fd, const char* owner, const char* expected) {
-  PrivateGuard guard;
-  std::set<int>*& fds = PrivateFds();
-  if (fds != nullptr && fds->count(fd) != 0) {
-    Napi::TypeError e = Napi::TypeError::New(env, "The \"fd\" argument is invalid: fd " + std::to_string(fd) +
-                                                      " is the private duplicate an open " + owner +
-                                                      " works through, not " + expected + " of yours");
-    e.Set("code", Napi::String::New(env, "ERR_INVALID_ARG_VALUE"));
-    throw e;
-  }
-  // At 3 or above: a process that closed 0-2 would otherwise find the
-  // duplicate there, where Node takes whatever it finds for its lazy
-  // process.stdin/stdout/stderr (a pidfd or socket at fd 2 breaks
-  // console.error).
-  int io = fcntl(fd, F_DUPFD_CLOEXEC, 3);
-  if (io == -1) throw ErrnoError(env, errno, "fcntl");
-  try {
-    if (fds == nullptr) fds = new std::set<int>;
-    fds->insert(io);
-  } catch (...) {
-    ::close(io);
-    throw;
-  }
-  return io;
-}
-
-// Closed and unlisted under the one lock, so a new object meanwhile sees
-// either a duplicate still in use or a free number. From any thread.
-inline void ClosePrivate(int io) {
-  PrivateGuard guard;
-  ::close(io);
-  std::set<int>*& fds = PrivateFds();
-  if (fds == nullptr) return;
-  fds->erase(io);
-  if (fds->empty()) {
-    delete fds;
-    fds = nullptr;
-  }
-}
 
 class EnvResources;
 
@@ -342,6 +201,66 @@ inline void LoopHandles::OnClosed(uv_handle_t* handle) {
   env->HandleClosed();
 }
 
+// What such an object owns besides its libuv handles: the number it was
+// handed, the private duplicate, and its place in its environment's list.
+// Taken in two steps, so that a constructor with more to do in between
+// (scm-rights' poll) leaves the number the caller's if it throws.
+class OwnedFd {
+ public:
+  // The private duplicate of `fd` (DupPrivate: see there for what it
+  // throws, and what `kind` and `expected` say), and `owner` joins its
+  // environment's list. Throws with nothing taken.
+  void Open(Napi::Env env, LoopResource* owner, int fd, const char* kind, const char* expected) {
+    EnvResources* resources = EnvResources::Of(env);
+    int io = DupPrivate(env, fd, kind, expected);
+    try {
+      resources->Join(owner);
+    } catch (...) {
+      ClosePrivate(io);
+      throw;
+    }
+    resources_ = resources;
+    owner_ = owner;
+    io_ = io;
+  }
+
+  // The caller's number is the object's too from now on, closed by Release.
+  void Own(int fd) { public_.Take(fd); }
+
+  // Gives up the private duplicate, the caller's number (once Own()ed, and
+  // while it is the same file) and the place in the list, once the object's
+  // libuv handles are closed. Idempotent; safe from a finalizer. The
+  // EnvResources may be freed here.
+  void Release() {
+    if (io_ >= 0) {
+      ClosePrivate(io_);
+      io_ = -1;
+    }
+    public_.Close();
+    if (resources_ != nullptr) {
+      resources_->Leave(owner_);
+      resources_ = nullptr;
+    }
+  }
+
+  // The private duplicate, no longer closed by Release: the caller's to
+  // ClosePrivate (pidfd's ReapLater).
+  int HandOver() {
+    int io = io_;
+    io_ = -1;
+    return io;
+  }
+
+  int io() const { return io_; }  // -1 once released or handed over
+  EnvResources* resources() const { return resources_; }  // null once released
+
+ private:
+  PublicFd public_;
+  int io_ = -1;
+  EnvResources* resources_ = nullptr;
+  LoopResource* owner_ = nullptr;
+};
+
 // The exception pending in env, cleared; nullptr if none.
 inline napi_value TakeException(napi_env env) {
   bool pending = false;
@@ -374,5 +293,6 @@ inline void CallFromLoop(napi_env env, napi_async_context context, napi_ref recv
   if (err != nullptr) napi_fatal_exception(env, err);
 }
 
-}  // namespace
 }  // namespace folk
+
+#pragma GCC visibility pop
