@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "scm_rights",
-      "sources": ["scm_rights.cc", "poller.cc"],
+      "sources": ["scm_rights.cc", "poller.cc", "receive.cc", "held_fds.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS", "NODE_ADDON_API_CPP_EXCEPTIONS_ALL", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],

@@ -1,7 +1,7 @@
 // What the sync calls and the Poller share: the limits, the control-message
 // room, and the helpers that read a send's arguments and build and take
-// apart a msghdr. Inline in an unnamed namespace, as internal/*.h are: each
-// file compiles its own copy.
+// apart a msghdr. Inline in an unnamed namespace, as internal/errors.h is:
+// each file compiles its own copy.
 #pragma once
 
 #include <napi.h>

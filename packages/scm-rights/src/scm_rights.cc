@@ -1,6 +1,7 @@
 // SCM_RIGHTS for Node: sendmsg/recvmsg carrying file descriptors and peer
 // credentials (this file), and a libuv poll handle that drains a socket in
-// batches (poller.cc); message.h holds what both share.
+// batches (the Poller: poller.h, and the three files it names); message.h
+// holds what both share.
 //
 // Thin on purpose. This code validates just enough that nothing a caller
 // passes can crash the process, makes the syscalls, and reports errno the way
