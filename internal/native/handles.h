@@ -64,7 +64,7 @@
 #include <set>
 #include <vector>
 
-// In a named namespace at hidden visibility, as fds.h says why.
+// In a named namespace at hidden visibility, for the reason fds.h gives.
 #pragma GCC visibility push(hidden)
 
 namespace folk {
