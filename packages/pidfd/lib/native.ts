@@ -1,5 +1,6 @@
-// The one seam between TypeScript and C++: the shape of src/pidfd.cc's
-// exports, declared once so lib/index.ts is type-checked against it.
+// The one seam between TypeScript and C++: the shape of the addon's exports
+// (src/pidfd.cc's Init, with the Handle of src/handle.cc), declared once so
+// lib/index.ts is type-checked against it.
 import { loadNative } from './internal/native-loader.js';
 
 /** struct rusage as waitid(2) fills it; times in microseconds. */
