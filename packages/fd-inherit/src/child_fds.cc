@@ -1,7 +1,7 @@
 // The fd map, carried out in the child (see child.h for the rules this code
 // keeps): the parent's fds moved to the numbers the plan asks for, and every
 // other fd from 3 up closed when the plan says so. The parent decided and
-// checked the map (binding.cc reads it from JavaScript); nothing here
+// checked the map (spawn_request.cc reads it from JavaScript); nothing here
 // allocates.
 #include <errno.h>
 #include <fcntl.h>

@@ -1,5 +1,5 @@
 // The process-creation core of @folk/fd-inherit, free of N-API so it reads
-// as plain systems code. binding.cc converts JavaScript values into a
+// as plain systems code. spawn_request.cc converts JavaScript values into a
 // ChildPlan; SpawnChild (spawn.cc) runs it. See spawn.cc for why it is
 // built this way and which file holds which part.
 #pragma once
