@@ -1,7 +1,8 @@
 // How the child is created (see clone.h): the clone3 entry in assembly, the
-// chain of fallbacks down to clone(2) and pidfd_open, the child's stack, and
-// the probe for qemu-user. The process-wide choices live here, each moved
-// only by the kernel's answers (or by the tests, through spawn.h's hooks).
+// chain of fallbacks down to a plain clone(2) (whose pidfd spawn.cc then
+// opens), the child's stack, and the probe for qemu-user. The clone mode
+// and the report mode are process-wide choices kept here, each moved only
+// by the kernel's answers (or by the tests, through spawn.h's hooks).
 #include <errno.h>
 #include <signal.h>
 #include <sys/mman.h>
