@@ -2,7 +2,10 @@
   "targets": [
     {
       "target_name": "fd_inherit",
-      "sources": ["binding.cc", "spawn.cc"],
+      "sources": [
+        "binding.cc", "spawn_request.cc", "fd_calls.cc", "notify.cc",
+        "spawn.cc", "clone.cc", "child.cc", "child_fds.cc", "isolation.cc"
+      ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
       "cflags!": ["-fno-exceptions"],

@@ -1,6 +1,7 @@
 // The process-creation core of @folk/fd-inherit, free of N-API so it reads
-// as plain systems code. binding.cc converts JavaScript values into a
-// ChildPlan; spawn.cc runs it. See spawn.cc for why it is built this way.
+// as plain systems code. spawn_request.cc converts JavaScript values into a
+// ChildPlan; SpawnChild (spawn.cc) runs it. See spawn.cc for why it is
+// built this way and which file holds which part.
 #pragma once
 
 #include <stdint.h>
@@ -9,8 +10,8 @@
 namespace folk {
 
 // One "child fd `target` is the parent's fd `source`" entry. `temp` is
-// scratch space the child fills in (see PlaceFds in spawn.cc); it lives here
-// so the child never needs memory of its own.
+// scratch space the child fills in (see PlaceFds in child_fds.cc); it lives
+// here so the child never needs memory of its own.
 struct FdMove {
   int target;
   int source;
