@@ -255,7 +255,7 @@ export interface ListenEnvironment {
 /**
  * Socket activation as systemd sets it up: stale LISTEN_* variables never
  * reach the child; with fds, LISTEN_PID and LISTEN_PIDFDID are filled in by
- * the child itself (see ChildMain in src/spawn.cc). Without fds, none is
+ * the child itself (see ChildMain in src/child.cc). Without fds, none is
  * set: libsystemd takes LISTEN_FDS=0 for an error. `envp` is not changed.
  */
 export function listenEnvironment(envp: string[] | null, names: string[] | null): ListenEnvironment {

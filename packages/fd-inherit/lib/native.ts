@@ -99,7 +99,7 @@ export type ReportMode = (typeof ReportMode)[keyof typeof ReportMode];
 
 /**
  * @internal Hooks for this package's own tests, which force each fallback
- * src/spawn.cc chooses between (and the pdeathsig race) so that every path
+ * src/clone.cc and src/spawn.cc choose between (and the pdeathsig race) so that every path
  * runs on this kernel. Process-wide, like the choices they force.
  */
 export interface NativeTestingHooks {

@@ -13,9 +13,10 @@
 //  - Only async-signal-safe calls, all plain system calls. Credentials go
 //    through syscall(2) directly: glibc's setuid() in a multithreaded
 //    process would signal every thread of the parent to change theirs too.
-//  - The addon is linked with -z now (binding.gyp) so no call here goes
-//    through the lazy PLT resolver: not one into libc, nor one from a file
-//    of ours to another (those go through the PLT too).
+//  - The addon is linked with -z now (binding.gyp) so no call into libc
+//    here goes through the lazy PLT resolver; our own functions are built
+//    with hidden visibility, so a call from one file of ours to another is
+//    a direct call, not a PLT one.
 //  - errno is the parent thread's errno (same TLS, same memory), which is
 //    harmless while the parent sleeps.
 //  - A failure reaches the parent through the plan itself: the child stores
