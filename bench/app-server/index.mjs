@@ -23,13 +23,14 @@
 // only here (CI never runs this). nginx runs with worker_processes auto,
 // access_log off, keepalive_requests 1000000; php-fpm with pm = static and
 // opcache (its default); ours with nothing but --listen and --workers.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { aptInstall, findFpm, have, startFpm } from '../php-fpm.mjs';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const APP = join(repo, 'examples', 'app-server');
@@ -64,32 +65,16 @@ const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 // ---------------------------------------------------------------------------
 // Tools
 
-function have(command) {
-  return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
-}
-
-function findFpm() {
-  for (const name of ['php-fpm', 'php-fpm8.4', 'php-fpm8.3', 'php-fpm8.2', 'php-fpm8.1']) if (have(name)) return name;
-  const sbin = ['/usr/sbin/php-fpm8.2', '/usr/sbin/php-fpm8.3', '/usr/sbin/php-fpm'].find(existsSync);
-  return sbin ?? null;
-}
-
 function install() {
   const missing = [];
   if (!have('nginx') && !existsSync('/usr/sbin/nginx')) missing.push('nginx');
   if (findFpm() === null) missing.push('php-fpm');
   if (!have('wrk')) missing.push('wrk');
-  if (missing.length === 0) return;
-  if (process.getuid?.() !== 0) {
-    console.error(`missing: ${missing.join(', ')}. Install them (Debian/Ubuntu: sudo apt-get install -y ${missing.join(' ')}) or run this as root`);
+  const refused = aptInstall(missing);
+  if (refused !== null) {
+    console.error(refused);
     process.exit(1);
   }
-  console.log(`> apt-get install ${missing.join(' ')}`);
-  execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
-  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], {
-    stdio: 'inherit',
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  });
 }
 
 function freePort() {
@@ -150,26 +135,8 @@ async function waitUp(port, what) {
 
 async function startFpmNginx(dir) {
   const port = await freePort();
-  const fpm = findFpm();
   const socket = join(dir, 'fpm.sock');
-  writeFileSync(
-    join(dir, 'php-fpm.conf'),
-    `[global]
-pid = ${join(dir, 'php-fpm.pid')}
-error_log = ${join(dir, 'php-fpm.log')}
-daemonize = no
-
-[www]
-listen = ${socket}
-listen.mode = 0666
-listen.backlog = 511
-pm = static
-pm.max_children = ${WORKERS}
-pm.max_requests = 0
-clear_env = yes
-catch_workers_output = yes
-`,
-  );
+  const php = await startFpm(dir, socket, ['pm = static', `pm.max_children = ${WORKERS}`, 'pm.max_requests = 0']);
   writeFileSync(
     join(dir, 'nginx.conf'),
     `user root;
@@ -203,7 +170,6 @@ http {
 `,
   );
   // Their logs go to files (php-fpm's notices about children, nginx's 502s), shown if they do not come up.
-  const php = spawn(fpm, ['-F', '-R', '-y', join(dir, 'php-fpm.conf')], { stdio: 'ignore' });
   const web = spawn(existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: 'ignore' });
   try {
     await waitUp(port, 'nginx + php-fpm');

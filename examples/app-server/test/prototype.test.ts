@@ -155,6 +155,30 @@ describe('--prototype operations', () => {
     }
   });
 
+  it('a reload whose preload fails keeps the old workers serving, and completes once the preload is fixed', async () => {
+    const preload = join(dir, 'flaky.php');
+    writePreload(preload, 'good');
+    const server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '2', '--prototype', '--preload', preload]);
+    try {
+      const { workers } = startupPids(server);
+      writeFileSync(preload, '<?php\nthrow new RuntimeException("half-deployed");\n');
+      server.child.kill('SIGHUP');
+      await server.waitFor(/starting a worker failed: prototype pid \d+ ended \(exit code 255\) before its preload/, { stream: 'stderr' });
+      expect(server.stderr()).toMatch(/Uncaught RuntimeException: half-deployed/);
+      for (let i = 0; i < 6; i++) {
+        const seen = await json(server.port, '/forked.php');
+        expect(seen.version).toBe('good');
+        expect(workers).toContain(seen.pid);
+      }
+      writePreload(preload, 'fixed');
+      // The pool retries the prototype (crash backoff: 100 ms, doubling) and the reload completes.
+      await server.waitFor(/reloaded: workers [\d, ]+\n/);
+      expect((await json(server.port, '/forked.php')).version).toBe('fixed');
+    } finally {
+      await server.stop();
+    }
+  });
+
   it('SIGTERM leaves no prototype and no worker behind', async () => {
     const server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '2', '--workers', '2', '--prototype']);
     const { fronts, workers } = startupPids(server);
