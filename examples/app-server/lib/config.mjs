@@ -16,7 +16,12 @@ const MiB = 1024 * KiB;
 export const SETTINGS = {
   listen: { kind: 'address', default: '127.0.0.1:8080', help: 'HOST:PORT, PORT (every address) or a UNIX socket path; ignored under socket activation. --port N is 127.0.0.1:N' },
   backlog: { kind: 'count', default: 511, help: "the listen queue (nginx's default; the kernel caps it at net.core.somaxconn)" },
-  fronts: { kind: 'count', default: cores, min: 1, help: 'HTTP front processes sharing the listening socket (default: the CPU count)' },
+  // One front per two cores: a front spends more CPU on a request than a
+  // small PHP script does (about 40 us against 25 on the development
+  // machine), and each front splits the workers into a pool of its own. On
+  // 2 cores, one front with all 4 workers had a p99 near php-fpm's where two
+  // fronts had 2 to 30 times it, at about the same req/s (README, Performance).
+  fronts: { kind: 'count', default: Math.max(1, Math.floor(cores / 2)), min: 1, help: 'HTTP front processes sharing the listening socket (default: half the CPU count, at least 1)' },
   // Two per front by default: each front has a pool of its own, and a slow
   // request holds up only its own worker, not everything sent to its front.
   workers: { kind: 'count', default: 2 * cores, min: 1, help: 'PHP workers in all (pm.max_children), shared out among the fronts (default: twice the CPU count)' },
