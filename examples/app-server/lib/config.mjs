@@ -19,10 +19,11 @@ export const SETTINGS = {
   // One front per two cores: a front spends more CPU on a request than a
   // small PHP script does (about 40 us against 25 on the development
   // machine), and each front splits the workers into a pool of its own. On
-  // 2 cores, one front with all 4 workers had a p99 near php-fpm's where two
-  // fronts had 2 to 30 times it, at about the same req/s (README, Performance).
+  // 2 cores, one front with all 4 workers had a lower p99 than two fronts in
+  // 31 of 36 benchmark cells (two fronts: 25 to 210 ms in 16 of them), at
+  // about the same req/s (README, Performance).
   fronts: { kind: 'count', default: Math.max(1, Math.floor(cores / 2)), min: 1, help: 'HTTP front processes sharing the listening socket (default: half the CPU count, at least 1)' },
-  // Two per front by default: each front has a pool of its own, and a slow
+  // Four per front by default: each front has a pool of its own, and a slow
   // request holds up only its own worker, not everything sent to its front.
   workers: { kind: 'count', default: 2 * cores, min: 1, help: 'PHP workers in all (pm.max_children), shared out among the fronts (default: twice the CPU count)' },
   'max-jobs': { kind: 'count', default: 0, help: 'replace a worker after this many requests (pm.max_requests); 0: never' },
