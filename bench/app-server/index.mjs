@@ -10,7 +10,7 @@
 //   failures      requests that failed while a PHP worker was SIGKILLed under
 //                 load, and while the server reloaded (SIGHUP to ours, SIGUSR2
 //                 to php-fpm), several times each
-//   fronts        ours with --fronts 1 and with the default, hello at 64
+//   fronts        ours with one front and with one per CPU, hello at 64
 //                 connections, and the CPU each kind of process used: is the
 //                 front still the bottleneck?
 //
@@ -18,18 +18,20 @@
 //   node bench/app-server/index.mjs --quick         one short round: checks that it runs, figures mean nothing
 //   node bench/app-server/index.mjs --duration 5 --rounds 3 --workers 2
 //   node bench/app-server/index.mjs --routes /,/data --connections 64 --table-only --ours "--fronts 1"
+//   node bench/app-server/index.mjs --table-only --variant "two fronts=--fronts 2" --variant "before=/tmp/base/index.mjs"
 //
 // nginx, php-fpm and wrk are installed with apt-get when missing, here and
 // only here (CI never runs this). nginx runs with worker_processes auto,
 // access_log off, keepalive_requests 1000000; php-fpm with pm = static and
 // opcache (its default); ours with nothing but --listen and --workers.
-import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { aptInstall, findFpm, have, startFpm } from '../php-fpm.mjs';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const APP = join(repo, 'examples', 'app-server');
@@ -58,38 +60,33 @@ const ROUTES = ALL_ROUTES.filter((r) => !list('routes') || list('routes').includ
 const ONLY_TABLE = args.includes('--table-only');
 /** More options for ours in the main table, e.g. --ours "--fronts 1". */
 const OURS = args.includes('--ours') ? args[args.indexOf('--ours') + 1].split(' ').filter(Boolean) : [];
+/**
+ * More contenders in the same interleaved rounds (main table only), each
+ * --variant "NAME=OPTIONS", OPTIONS optionally starting with another copy's
+ * index.mjs (before/after a change): --variant "base=/tmp/base/index.mjs".
+ */
+const VARIANTS = args.flatMap((a, i) => (a === '--variant' ? [args[i + 1]] : [])).map((text) => {
+  const eq = text.indexOf('=');
+  const words = text.slice(eq + 1).split(' ').filter(Boolean);
+  const app = words[0]?.endsWith('.mjs') ? words.shift() : join(APP, 'index.mjs');
+  return { name: text.slice(0, eq), app, extra: words };
+});
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
 // ---------------------------------------------------------------------------
 // Tools
 
-function have(command) {
-  return spawnSync('sh', ['-c', `command -v ${command}`], { stdio: 'ignore' }).status === 0;
-}
-
-function findFpm() {
-  for (const name of ['php-fpm', 'php-fpm8.4', 'php-fpm8.3', 'php-fpm8.2', 'php-fpm8.1']) if (have(name)) return name;
-  const sbin = ['/usr/sbin/php-fpm8.2', '/usr/sbin/php-fpm8.3', '/usr/sbin/php-fpm'].find(existsSync);
-  return sbin ?? null;
-}
-
 function install() {
   const missing = [];
   if (!have('nginx') && !existsSync('/usr/sbin/nginx')) missing.push('nginx');
   if (findFpm() === null) missing.push('php-fpm');
   if (!have('wrk')) missing.push('wrk');
-  if (missing.length === 0) return;
-  if (process.getuid?.() !== 0) {
-    console.error(`missing: ${missing.join(', ')}. Install them (Debian/Ubuntu: sudo apt-get install -y ${missing.join(' ')}) or run this as root`);
+  const refused = aptInstall(missing);
+  if (refused !== null) {
+    console.error(refused);
     process.exit(1);
   }
-  console.log(`> apt-get install ${missing.join(' ')}`);
-  execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit' });
-  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], {
-    stdio: 'inherit',
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  });
 }
 
 function freePort() {
@@ -150,26 +147,8 @@ async function waitUp(port, what) {
 
 async function startFpmNginx(dir) {
   const port = await freePort();
-  const fpm = findFpm();
   const socket = join(dir, 'fpm.sock');
-  writeFileSync(
-    join(dir, 'php-fpm.conf'),
-    `[global]
-pid = ${join(dir, 'php-fpm.pid')}
-error_log = ${join(dir, 'php-fpm.log')}
-daemonize = no
-
-[www]
-listen = ${socket}
-listen.mode = 0666
-listen.backlog = 511
-pm = static
-pm.max_children = ${WORKERS}
-pm.max_requests = 0
-clear_env = yes
-catch_workers_output = yes
-`,
-  );
+  const php = await startFpm(dir, socket, ['pm = static', `pm.max_children = ${WORKERS}`, 'pm.max_requests = 0']);
   writeFileSync(
     join(dir, 'nginx.conf'),
     `user root;
@@ -203,7 +182,6 @@ http {
 `,
   );
   // Their logs go to files (php-fpm's notices about children, nginx's 502s), shown if they do not come up.
-  const php = spawn(fpm, ['-F', '-R', '-y', join(dir, 'php-fpm.conf')], { stdio: 'ignore' });
   const web = spawn(existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: 'ignore' });
   try {
     await waitUp(port, 'nginx + php-fpm');
@@ -231,9 +209,9 @@ http {
   };
 }
 
-async function startOurs(extra = []) {
+async function startOurs(extra = [], app = join(APP, 'index.mjs'), name = null) {
   const port = await freePort();
-  const child = spawn(process.execPath, [join(APP, 'index.mjs'), '--listen', `127.0.0.1:${port}`, '--workers', String(WORKERS), ...extra], {
+  const child = spawn(process.execPath, [app, '--listen', `127.0.0.1:${port}`, '--workers', String(WORKERS), ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
@@ -242,7 +220,7 @@ async function startOurs(extra = []) {
   await waitUp(port, 'examples/app-server');
   const fronts = () => childrenOf(child.pid);
   return {
-    name: extra.length ? `ours ${extra.join(' ')}` : 'ours',
+    name: name ?? (extra.length ? `ours ${extra.join(' ')}` : 'ours'),
     port,
     workerPids: () => fronts().flatMap(childrenOf),
     frontPids: fronts,
@@ -299,10 +277,12 @@ const dir = mkdtempSync(join(tmpdir(), 'folk-bench-app-server-'));
 const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '-');
 let fpm;
 let ours;
+const variants = [];
 try {
   fpm = await startFpmNginx(dir);
   ours = await startOurs(OURS);
-  const contenders = [ours, fpm];
+  for (const v of VARIANTS) variants.push(await startOurs(v.extra, v.app, v.name));
+  const contenders = [ours, fpm, ...variants];
 
   // The same code answers the same on both.
   for (const route of ROUTES) {
@@ -315,17 +295,19 @@ try {
 
   console.log(`${WORKERS} PHP workers each; ours: ${ours.frontPids().length} fronts; nginx: ${fpm.frontPids().length} worker processes; ` +
     `${availableParallelism()} CPUs; wrk -t1, ${DURATION} s per run, ${ROUNDS} round(s), contenders alternating`);
-  const results = new Map(); // key -> { ours: [], fpm: [] }
+  const results = new Map(); // key -> { ours: [], fpm: [], <variant name>: [] }
   for (let round = 0; round < ROUNDS; round++) {
     for (const route of ROUTES) {
       for (const c of CONCURRENCY) {
         const key = `${route.name}|${c}`;
-        if (!results.has(key)) results.set(key, { ours: [], fpm: [] });
-        const order = (round + ROUTES.indexOf(route) + c) % 2 === 0 ? contenders : [...contenders].reverse();
+        if (!results.has(key)) results.set(key, Object.fromEntries([['ours', []], ['fpm', []], ...variants.map((v) => [v.name, []])]));
+        // Who goes first turns over from one run to the next.
+        const turn = (round + ROUTES.indexOf(route) + c) % contenders.length;
+        const order = [...contenders.slice(turn), ...contenders.slice(0, turn)];
         for (const contender of order) {
           await wrk(contender.port, route, c, 1, dir); // warm the connections and opcache
           const r = await wrk(contender.port, route, c, DURATION, dir);
-          results.get(key)[contender === ours ? 'ours' : 'fpm'].push(r);
+          results.get(key)[contender === ours ? 'ours' : contender === fpm ? 'fpm' : contender.name].push(r);
           process.stdout.write('.');
         }
       }
@@ -341,6 +323,22 @@ try {
     const p99 = [median(o.map((r) => r.p99)), median(f.map((r) => r.p99))];
     const errors = [o.reduce((a, r) => a + r.errors, 0), f.reduce((a, r) => a + r.errors, 0)];
     console.log(`| ${route} | ${c} | ${fmt(rps[0])} | ${fmt(rps[1])} | ${fmt(rps[0] / rps[1], 2)}x | ${fmt(p50[0], 2)} | ${fmt(p50[1], 2)} | ${fmt(p99[0], 2)} | ${fmt(p99[1], 2)} | ${errors[0]} / ${errors[1]} |`);
+  }
+  if (variants.length > 0) {
+    console.log('\nEvery contender against php-fpm in the same rounds:');
+    console.log('| route | conns | contender | req/s | ratio | p50 ms | p99 ms | p99 / php-fpm | errors |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- | --- | --- |');
+    for (const [key, runs] of results) {
+      const [route, c] = key.split('|');
+      const fpmRps = median(runs.fpm.map((r) => r.rps));
+      const fpmP99 = median(runs.fpm.map((r) => r.p99));
+      for (const [name, rs] of Object.entries(runs)) {
+        const rps = median(rs.map((r) => r.rps));
+        const p99 = median(rs.map((r) => r.p99));
+        const label = name === 'fpm' ? 'nginx+php-fpm' : name === 'ours' ? ours.name : name;
+        console.log(`| ${route} | ${c} | ${label} | ${fmt(rps)} | ${fmt(rps / fpmRps, 2)}x | ${fmt(median(rs.map((r) => r.p50)), 2)} | ${fmt(p99, 2)} | ${fmt(p99 / fpmP99, 2)} | ${rs.reduce((a, r) => a + r.errors, 0)} |`);
+      }
+    }
   }
 
   // Failures: a worker SIGKILLed, and reloads, under load (hello, 16 connections).
@@ -382,7 +380,7 @@ try {
     console.log(`\nFronts, GET / at 64 connections (${DURATION} s, ${ROUNDS} round(s); CPU in % of one core over the run, median):`);
     console.log('| fronts | req/s | p99 ms | CPU per front | CPU of all PHP workers |');
     console.log('| --- | --- | --- | --- | --- |');
-    for (const extra of [['--fronts', '1'], []]) {
+    for (const extra of [['--fronts', '1'], ['--fronts', String(availableParallelism())]]) {
       const server = await startOurs(extra);
       try {
         const runs = [];
@@ -409,5 +407,6 @@ try {
 } finally {
   await fpm?.stop().catch(() => {});
   await ours?.stop().catch(() => {});
+  for (const v of variants) await v.stop().catch(() => {});
   rmSync(dir, { recursive: true, force: true });
 }

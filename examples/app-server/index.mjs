@@ -27,6 +27,7 @@ async function main() {
     return;
   }
   if (!statSync(config.root, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`root ${config.root} is not a directory`);
+  if (config.preload && !statSync(config.preload, { throwIfNoEntry: false })?.isFile()) throw new Error(`preload ${config.preload} is not a file`);
   const spec = workerSpec(config);
   for (const note of spec.notes) console.error(note);
   const supervisor = new Supervisor(config, spec);

@@ -16,8 +16,14 @@ const MiB = 1024 * KiB;
 export const SETTINGS = {
   listen: { kind: 'address', default: '127.0.0.1:8080', help: 'HOST:PORT, PORT (every address) or a UNIX socket path; ignored under socket activation. --port N is 127.0.0.1:N' },
   backlog: { kind: 'count', default: 511, help: "the listen queue (nginx's default; the kernel caps it at net.core.somaxconn)" },
-  fronts: { kind: 'count', default: cores, min: 1, help: 'HTTP front processes sharing the listening socket (default: the CPU count)' },
-  // Two per front by default: each front has a pool of its own, and a slow
+  // One front per two cores: a front spends more CPU on a request than a
+  // small PHP script does (about 40 us against 25 on the development
+  // machine), and each front splits the workers into a pool of its own. On
+  // 2 cores, one front with all 4 workers had a lower p99 than two fronts in
+  // 31 of 36 benchmark cells (two fronts: 25 to 210 ms in 16 of them), at
+  // about the same req/s (README, Performance).
+  fronts: { kind: 'count', default: Math.max(1, Math.floor(cores / 2)), min: 1, help: 'HTTP front processes sharing the listening socket (default: half the CPU count, at least 1)' },
+  // Four per front by default: each front has a pool of its own, and a slow
   // request holds up only its own worker, not everything sent to its front.
   workers: { kind: 'count', default: 2 * cores, min: 1, help: 'PHP workers in all (pm.max_children), shared out among the fronts (default: twice the CPU count)' },
   'max-jobs': { kind: 'count', default: 0, help: 'replace a worker after this many requests (pm.max_requests); 0: never' },
@@ -36,9 +42,11 @@ export const SETTINGS = {
   'server-name': { kind: 'string', default: '', help: "SERVER_NAME ('' : the request's Host)" },
   https: { kind: 'bool', default: false, help: "behind a TLS-terminating proxy: HTTPS=on and REQUEST_SCHEME=https for every request (nginx's fastcgi_param HTTPS on)" },
   php: { kind: 'string', default: 'php', help: 'the php-cli binary' },
-  'php-ini': { kind: 'string', default: '', help: "a php.ini for the workers (php -c); '' : php-cli's own" },
+  'php-ini': { kind: 'path', default: '', help: "a php.ini for the workers (php -c; in a config file, relative to its directory); '' : php-cli's own" },
   define: { kind: 'list', default: [], help: 'NAME=VALUE: an ini setting for the workers (php -d); repeatable' },
   opcache: { kind: 'bool', default: true, help: 'opcache for the workers (opcache.enable_cli=1)' },
+  prototype: { kind: 'bool', default: false, help: 'fork the PHP workers from a prototype process that ran --preload once: workers start in a few ms and share its memory and opcache (needs ext-pcntl and ext-posix; README: when to use it)' },
+  preload: { kind: 'path', default: '', help: "with --prototype: a PHP file the prototype runs once before forking (autoloader, container, config); '' : none" },
   grace: { kind: 'ms', default: 25_000, help: 'SIGTERM: how long in-flight requests may take before workers are killed' },
   'shutdown-delay': { kind: 'ms', default: 0, help: 'SIGTERM: keep accepting this long first, readiness saying 503 (for Kubernetes endpoints to catch up)' },
   'ready-path': { kind: 'string', default: '', help: "a readiness route answered by the front itself, e.g. /readyz ('' : none)" },

@@ -61,6 +61,8 @@ try {
   const address = servers[0]?.address() ?? null;
   send({ type: 'ready', pid: process.pid, workers: workerPids(), label: front.label, address });
 } catch (err) {
-  log(`front ${process.pid}: could not start: ${err.stack ?? err}`);
+  // The prototype's failure is the application's (PHP said why above): its message, not our stack.
+  log(`front ${process.pid}: could not start: ${err.code === 'ERR_WORKER_PROTOTYPE' ? err.message : (err.stack ?? err)}`);
+  await front.pool.stop();
   process.exit(1);
 }

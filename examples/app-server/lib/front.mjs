@@ -14,6 +14,9 @@ import { cgiVariables, decodeAnswer, encodeTask } from './cgi.mjs';
 const here = dirname(fileURLToPath(import.meta.url));
 export const RUNTIME_PHP = join(here, '..', 'php', 'runtime.php');
 export const APP_NODE = join(here, '..', 'app-node.cjs');
+/** --prototype: starts php with the workers' ini options (php-options.sh says why), and the preload when there is none. */
+const PHP_OPTIONS = join(here, '..', 'php', 'php-options.sh');
+const NO_PRELOAD = join(here, '..', 'php', 'no-preload.php');
 
 /** Room for the CGI variables beside the body in one task frame. */
 const HEAD_ROOM = 256 * 1024;
@@ -35,18 +38,27 @@ export function findPhp(php) {
     return { ok: false, why: `${php} was not found on PATH` };
   }
   if (!/^sockets$/m.test(modules)) return { ok: false, why: `${php} is installed but has no sockets extension (ext-sockets)` };
-  return { ok: true, opcache: /^Zend OPcache$/m.test(modules), ffi: /^FFI$/m.test(modules) };
+  return { ok: true, opcache: /^Zend OPcache$/m.test(modules), ffi: /^FFI$/m.test(modules), pcntl: /^pcntl$/m.test(modules), posix: /^posix$/m.test(modules) };
 }
 
 /**
- * How the workers are started: { label, command, script, args, notes }. PHP
- * when it is there (php-cli with ini settings on its command line), else the
- * Node worker of app-node.cjs, saying how to install php-cli.
+ * How the workers are started: { label, command, script, args, env,
+ * prototype, notes }. PHP when it is there (php-cli with ini settings on its
+ * command line), else the Node worker of app-node.cjs, saying how to install
+ * php-cli. With --prototype, the pool's prototype option: php-cli started
+ * through php-options.sh (the ini settings in env), forking the workers.
+ * Throws for settings that cannot work (--preload without --prototype, a
+ * prototype without PHP or without pcntl).
  */
 export function workerSpec(config) {
   const notes = [];
+  if (config.preload && !config.prototype) throw new Error(`preload ${config.preload} is run by the prototype: add --prototype (or prototype = on)`);
+  if (config.prototype && config.node) throw new Error('--prototype forks PHP workers; the Node workers (--node) cannot fork');
   if (!config.node) {
     const php = findPhp(config.php);
+    if (config.prototype && php.ok && !(php.pcntl && php.posix)) {
+      throw new Error(`--prototype needs ext-pcntl and ext-posix, which ${config.php} lacks (Debian's php-cli has both); run without --prototype`);
+    }
     if (php.ok) {
       const ini = [];
       if (config['php-ini']) ini.push('-c', config['php-ini']);
@@ -61,8 +73,17 @@ export function workerSpec(config) {
       // The pool runs `command script ...args`; php takes its options before
       // the script, so the first of them goes where the script would.
       const argv = [...ini, RUNTIME_PHP, PHP_WORKER_LIBRARY];
-      return { label: 'PHP', command: config.php, script: argv[0], args: argv.slice(1), notes };
+      if (config.prototype) {
+        // The prototype runs `php-options.sh prototype.php PRELOAD runtime.php
+        // Worker.php`; php-options.sh puts the ini options before prototype.php.
+        const env = { FOLK_APP_PHP: config.php, FOLK_APP_PHP_ARGC: String(ini.length) };
+        ini.forEach((arg, i) => (env[`FOLK_APP_PHP_ARG_${i + 1}`] = arg));
+        const preload = config.preload || NO_PRELOAD;
+        return { label: 'PHP', command: PHP_OPTIONS, script: RUNTIME_PHP, args: [PHP_WORKER_LIBRARY], env, prototype: { preload }, notes };
+      }
+      return { label: 'PHP', command: config.php, script: argv[0], args: argv.slice(1), env: {}, prototype: null, notes };
     }
+    if (config.prototype) throw new Error(`--prototype needs php-cli: ${php.why}`);
     notes.push(
       `${php.why}. To run the PHP workers, install php-cli:\n` +
         '  Debian/Ubuntu: sudo apt-get install -y php-cli\n' +
@@ -71,12 +92,12 @@ export function workerSpec(config) {
         'Falling back to the Node worker (same protocol, same routes).',
     );
   }
-  return { label: 'Node', command: process.execPath, script: APP_NODE, args: [], notes };
+  return { label: 'Node', command: process.execPath, script: APP_NODE, args: [], env: {}, prototype: null, notes };
 }
 
 /** The environment of a worker: ours, without what belongs to the supervisor. */
-function workerEnv(config) {
-  const env = { ...process.env, FOLK_APP_ROOT: config.root, FOLK_APP_INDEX: config.index };
+function workerEnv(config, spec) {
+  const env = { ...process.env, FOLK_APP_ROOT: config.root, FOLK_APP_INDEX: config.index, ...spec.env };
   for (const name of ['NOTIFY_SOCKET', 'LISTEN_PID', 'LISTEN_PIDFDID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'FOLK_APP_FRONT', 'WATCHDOG_USEC', 'WATCHDOG_PID']) delete env[name];
   return env;
 }
@@ -96,6 +117,9 @@ export class Front extends EventEmitter {
   #servers = [];
   /** Workers whose last answer said they are ending (exit(), a fatal error): a task sent to one after it was never read. */
   #ending = new Set();
+  /** Rejects when the prototype's preload fails before the first workers are ready (see ready()). */
+  #startFailed;
+  #started = false;
 
   /**
    * config: the settings (config.mjs); spec: workerSpec(config); workers:
@@ -115,9 +139,10 @@ export class Front extends EventEmitter {
       command: spec.command,
       script: spec.script,
       args: spec.args,
-      env: workerEnv(config),
+      env: workerEnv(config, spec),
       cwd: config.root,
       size: workers,
+      ...(spec.prototype ? { prototype: spec.prototype } : {}),
       maxJobs: config['max-jobs'],
       maxWorkerMemory: config['max-worker-memory'],
       execTimeout: config['exec-timeout'],
@@ -129,15 +154,25 @@ export class Front extends EventEmitter {
     });
     this.pool.on('crash', (info, exit, delay) => log(`worker ${info.pid} exited (${exit.signal ?? `exit ${exit.code}`}); replacing it${delay ? ` in ${delay} ms` : ''}`));
     this.pool.on('workerError', (info, message) => log(`worker ${info.pid}: ${message}`));
-    this.pool.on('spawnError', (err) => log(`starting a worker failed: ${err.message}`));
+    let failStart;
+    this.#startFailed = new Promise((_, reject) => (failStart = reject));
+    this.#startFailed.catch(() => {});
+    this.pool.on('spawnError', (err) => {
+      // A preload that throws or exits at start-up is the application's
+      // error, not bad luck: say so and stop, rather than retry for ever.
+      if (!this.#started && err.code === 'ERR_WORKER_PROTOTYPE') failStart(err);
+      else log(`starting a worker failed: ${err.message}`);
+    });
     this.pool.on('stdout', (chunk) => process.stdout.write(chunk));
     this.pool.on('exit', (info) => setTimeout(() => this.#ending.delete(info.pid), 1000).unref());
     this.handle = this.handle.bind(this);
   }
 
-  /** Resolves once every worker said ready. */
+  /** Resolves once every worker said ready; rejects if the prototype's preload failed first. */
   ready() {
-    return this.pool.ready();
+    return Promise.race([this.pool.ready(), this.#startFailed]).then(() => {
+      this.#started = true;
+    });
   }
 
   /** Serve on a listening socket: { fd } (inherited) or { host, port } / { path } (opened here), with the backlog. */

@@ -35,6 +35,7 @@ export class Supervisor {
   #reloadId = 0;
   #stopping = null;
   #restartDelay = 100;
+  #started = false;
 
   constructor(config, spec, { log = (line) => process.stderr.write(`${line}\n`) } = {}) {
     this.#config = config;
@@ -49,6 +50,7 @@ export class Supervisor {
     if (this.#config['pid-file']) writeFileSync(this.#config['pid-file'], `${process.pid}\n`);
     const n = frontCount(this.#config);
     await Promise.all(Array.from({ length: n }, (_, i) => this.#startFront(i)));
+    this.#started = true;
     this.#notify({ READY: 1, STATUS: this.#status() });
   }
 
@@ -215,6 +217,12 @@ export class Supervisor {
       front.exited.then((exit) => {
         if (this.#stopping) return;
         const how = exit.signal ?? `exit ${exit.code}`;
+        // Before the server is up, a front that cannot start fails start()
+        // (its log said why); starting it again would only repeat that.
+        if (!this.#started) {
+          reject(new Error(`the server could not start: front ${front.pid} ended (${how}) before it was ready`));
+          return;
+        }
         this.#log(`front ${front.pid} ended (${how}); starting another in ${this.#restartDelay} ms`);
         reject(new Error(`front ${front.pid} ended (${how}) before it was ready`));
         const delay = this.#restartDelay;

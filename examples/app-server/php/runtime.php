@@ -543,10 +543,13 @@ namespace Folk\AppServer {
 }
 
 namespace {
-    require $argv[1] ?? __DIR__ . '/../../../packages/worker-spawn/php/Worker.php';
+    require_once $argv[1] ?? __DIR__ . '/../../../packages/worker-spawn/php/Worker.php';
 
     // The loop runs in the global scope, so a script's top-level variables
     // are globals, as under php-fpm ("global $db" in its functions finds them).
+    // Forked by a prototype (--prototype), the prototype's own variable is
+    // not the application's: scripts see the same globals either way.
+    unset($__folkScript);
     $__folk_worker = Folk\Worker::fromEnv();
     $__folk = new Folk\AppServer\Runtime($__folk_worker);
     $__folk->keepGlobals = array_fill_keys(array_keys($GLOBALS), true);

@@ -1,4 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { join } from 'node:path';
@@ -139,4 +140,49 @@ export function listenBacklog(port: number): number {
   const out = execFileSync('ss', ['-Hltn', `sport = :${port}`], { encoding: 'utf8' });
   const fields = out.trim().split(/\s+/);
   return Number(fields[2]);
+}
+
+/** Closed-loop clients on keep-alive connections until stop(); counts answers by status and errors. */
+export function load(port: number, clients: number, path = '/plain.php') {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
+  const statuses = new Map<number, number>();
+  const errors: string[] = [];
+  let running = true;
+  const loop = async () => {
+    while (running) {
+      try {
+        const r = await request(port, 'GET', path, { agent });
+        statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
+      } catch (err) {
+        errors.push((err as Error).message);
+      }
+    }
+  };
+  const loops = Array.from({ length: clients }, loop);
+  return {
+    statuses,
+    errors,
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      agent.destroy();
+      return { statuses: Object.fromEntries(statuses), errors };
+    },
+  };
+}
+
+export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The pids in /proc whose parent is `pid`. */
+export function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** `pid` and everything under it. */
+export function tree(pid: number): number[] {
+  return [pid, ...childrenOf(pid).flatMap(tree)];
 }

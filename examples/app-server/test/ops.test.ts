@@ -7,53 +7,7 @@ import * as http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WWW, alive, request, requirePhp, spawnServer, startServer, type Server } from './helpers.js';
-
-/** Closed-loop clients on keep-alive connections until stop(); counts answers by status and errors. */
-function load(port: number, clients: number, path = '/plain.php') {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: clients });
-  const statuses = new Map<number, number>();
-  const errors: string[] = [];
-  let running = true;
-  const loop = async () => {
-    while (running) {
-      try {
-        const r = await request(port, 'GET', path, { agent });
-        statuses.set(r.status, (statuses.get(r.status) ?? 0) + 1);
-      } catch (err) {
-        errors.push((err as Error).message);
-      }
-    }
-  };
-  const loops = Array.from({ length: clients }, loop);
-  return {
-    statuses,
-    errors,
-    async stop() {
-      running = false;
-      await Promise.all(loops);
-      agent.destroy();
-      return { statuses: Object.fromEntries(statuses), errors };
-    },
-  };
-}
-
-const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** The pids in /proc whose parent is `pid`. */
-function childrenOf(pid: number): number[] {
-  try {
-    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
-}
-
-/** `pid` and everything under it. */
-function tree(pid: number): number[] {
-  return [pid, ...childrenOf(pid).flatMap(tree)];
-}
-
+import { WWW, alive, childrenOf, load, request, requirePhp, sleep, spawnServer, startServer, tree, type Server } from './helpers.js';
 
 describe('signals', () => {
   let dir: string;
