@@ -14,8 +14,7 @@ import { cgiVariables, decodeAnswer, encodeTask } from './cgi.mjs';
 const here = dirname(fileURLToPath(import.meta.url));
 export const RUNTIME_PHP = join(here, '..', 'php', 'runtime.php');
 export const APP_NODE = join(here, '..', 'app-node.cjs');
-/** --prototype: starts php with the workers' ini options (php-options.sh says why), and the preload when there is none. */
-const PHP_OPTIONS = join(here, '..', 'php', 'php-options.sh');
+/** --prototype without --preload: the preload the prototype runs. */
 const NO_PRELOAD = join(here, '..', 'php', 'no-preload.php');
 
 /** Room for the CGI variables beside the body in one task frame. */
@@ -42,11 +41,11 @@ export function findPhp(php) {
 }
 
 /**
- * How the workers are started: { label, command, script, args, env,
+ * How the workers are started: { label, command, execArgv, script, args,
  * prototype, notes }. PHP when it is there (php-cli with ini settings on its
  * command line), else the Node worker of app-node.cjs, saying how to install
- * php-cli. With --prototype, the pool's prototype option: php-cli started
- * through php-options.sh (the ini settings in env), forking the workers.
+ * php-cli. With --prototype, the pool's prototype option: php-cli with the
+ * same ini settings, forking the workers.
  * Throws for settings that cannot work (--preload without --prototype, a
  * prototype without PHP or without pcntl).
  */
@@ -70,18 +69,10 @@ export function workerSpec(config) {
       // php-fpm's production settings: errors to the log (the server's stderr), not into pages.
       ini.push('-d', `memory_limit=${config['memory-limit']}`, '-d', 'display_errors=0', '-d', 'log_errors=1');
       for (const define of config.define) ini.push('-d', define);
-      // The pool runs `command script ...args`; php takes its options before
-      // the script, so the first of them goes where the script would.
-      const argv = [...ini, RUNTIME_PHP, PHP_WORKER_LIBRARY];
-      if (config.prototype) {
-        // The prototype runs `php-options.sh prototype.php PRELOAD runtime.php
-        // Worker.php`; php-options.sh puts the ini options before prototype.php.
-        const env = { FOLK_APP_PHP: config.php, FOLK_APP_PHP_ARGC: String(ini.length) };
-        ini.forEach((arg, i) => (env[`FOLK_APP_PHP_ARG_${i + 1}`] = arg));
-        const preload = config.preload || NO_PRELOAD;
-        return { label: 'PHP', command: PHP_OPTIONS, script: RUNTIME_PHP, args: [PHP_WORKER_LIBRARY], env, prototype: { preload }, notes };
-      }
-      return { label: 'PHP', command: config.php, script: argv[0], args: argv.slice(1), env: {}, prototype: null, notes };
+      // The pool runs `command ...execArgv script ...args`, and a prototype
+      // `command ...execArgv prototype.php PRELOAD script ...args`.
+      const prototype = config.prototype ? { preload: config.preload || NO_PRELOAD } : null;
+      return { label: 'PHP', command: config.php, execArgv: ini, script: RUNTIME_PHP, args: [PHP_WORKER_LIBRARY], prototype, notes };
     }
     if (config.prototype) throw new Error(`--prototype needs php-cli: ${php.why}`);
     notes.push(
@@ -92,12 +83,12 @@ export function workerSpec(config) {
         'Falling back to the Node worker (same protocol, same routes).',
     );
   }
-  return { label: 'Node', command: process.execPath, script: APP_NODE, args: [], env: {}, prototype: null, notes };
+  return { label: 'Node', command: process.execPath, execArgv: [], script: APP_NODE, args: [], prototype: null, notes };
 }
 
 /** The environment of a worker: ours, without what belongs to the supervisor. */
-function workerEnv(config, spec) {
-  const env = { ...process.env, FOLK_APP_ROOT: config.root, FOLK_APP_INDEX: config.index, ...spec.env };
+function workerEnv(config) {
+  const env = { ...process.env, FOLK_APP_ROOT: config.root, FOLK_APP_INDEX: config.index };
   for (const name of ['NOTIFY_SOCKET', 'LISTEN_PID', 'LISTEN_PIDFDID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'FOLK_APP_FRONT', 'WATCHDOG_USEC', 'WATCHDOG_PID']) delete env[name];
   return env;
 }
@@ -137,9 +128,10 @@ export class Front extends EventEmitter {
     this.label = spec.label;
     this.pool = new WorkerPool({
       command: spec.command,
+      execArgv: spec.execArgv,
       script: spec.script,
       args: spec.args,
-      env: workerEnv(config, spec),
+      env: workerEnv(config),
       cwd: config.root,
       size: workers,
       ...(spec.prototype ? { prototype: spec.prototype } : {}),

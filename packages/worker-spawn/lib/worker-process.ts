@@ -23,6 +23,13 @@ export const CONTROL_FD = 4;
 export interface WorkerProcessOptions {
   /** The program to run. Default `'php'` (looked up in the child's PATH). */
   command?: string;
+  /**
+   * Arguments for `command` itself, before the script: php's own options
+   * (`['-c', 'php.ini', '-d', 'opcache.enable_cli=1']`), as `execArgv` is
+   * for `child_process.fork`. A prototype (WorkerPool's `prototype`) gets
+   * them too, before its own script.
+   */
+  execArgv?: string[];
   /** The worker script, passed as the first argument (none if not given). */
   script?: string;
   /** More arguments after the script. */
@@ -53,6 +60,9 @@ export interface WorkerProcessOptions {
 /** What to start, checked. @internal */
 export interface ProcessPlan {
   command: string;
+  /** options.execArgv, checked: the command's own options, before the script. */
+  execArgv: string[];
+  /** The script and options.args. */
   argv: string[];
   env: Record<string, string | undefined>;
   cwd: string | undefined;
@@ -199,12 +209,8 @@ export function processPlan(options: unknown, requireScript: boolean): ProcessPl
   if (command === '') throw invalidArgValue('options.command', 'must not be empty', '');
   const script = stringOption(opts, 'script', undefined);
   if (script === undefined && requireScript) throw invalidArgType('options.script', 'of type string', undefined);
-  const argsValue = opts['args'] === undefined ? [] : opts['args'];
-  if (!Array.isArray(argsValue)) throw invalidArgType('options.args', 'an array of strings', argsValue);
-  // Checked here, each by index (holes too), so an error names options.args[i]
-  // rather than the spawn's args[i + 1] (the script is its args[0]).
-  const argv = script === undefined ? [] : [script];
-  for (let i = 0; i < argsValue.length; i++) argv.push(validateCString(argsValue[i], `options.args[${i}]`));
+  const execArgv = stringArray(opts, 'execArgv');
+  const argv = [...(script === undefined ? [] : [script]), ...stringArray(opts, 'args')];
   const runtime = stringOption(opts, 'runtime', 'pipe');
   const cwd = stringOption(opts, 'cwd', undefined);
   const baseEnv = opts['env'] === undefined ? process.env : optionsObject(opts['env'], 'options.env');
@@ -218,7 +224,20 @@ export function processPlan(options: unknown, requireScript: boolean): ProcessPl
     FOLK_TASK_FD: String(TASK_FD),
     FOLK_CONTROL_FD: String(CONTROL_FD),
   };
-  return { command, argv, env, cwd, pdeathsig: pdeathsig as NodeJS.Signals | null, isolation: parseIsolation(opts['isolation']) };
+  return { command, execArgv, argv, env, cwd, pdeathsig: pdeathsig as NodeJS.Signals | null, isolation: parseIsolation(opts['isolation']) };
+}
+
+/**
+ * options[name], an array of strings or undefined (none). Checked here, each
+ * by index (holes too), so an error names options.args[i] rather than the
+ * spawn's args[i + 1].
+ */
+function stringArray(opts: Record<string, unknown>, name: string): string[] {
+  const value = opts[name] === undefined ? [] : opts[name];
+  if (!Array.isArray(value)) throw invalidArgType(`options.${name}`, 'an array of strings', value);
+  const strings: string[] = [];
+  for (let i = 0; i < value.length; i++) strings.push(validateCString(value[i], `options.${name}[${i}]`));
+  return strings;
 }
 
 /** What options.isolation may hold: fd-inherit's IsolationOptions, no more (the type check keeps the two lists one). */
@@ -271,7 +290,7 @@ export function startWorkerProcess(plan: ProcessPlan, needs: ProtocolNeeds = {})
     opened.push(taskParent, taskChild);
     const [controlParent, controlChild] = socketpair('seqpacket');
     opened.push(controlParent, controlChild);
-    sub = spawn(plan.command, plan.argv, {
+    sub = spawn(plan.command, [...plan.execArgv, ...plan.argv], {
       fds: { [TASK_FD]: taskChild, [CONTROL_FD]: controlChild },
       stdin: 'ignore',
       stdout: 'pipe',

@@ -72,6 +72,12 @@ describe('a prototype pool', () => {
     });
   });
 
+  it("gives execArgv (php's own options) to the prototype, so its forked workers have them", async () => {
+    await withPrototypePool({ execArgv: ['-d', 'precision=9'] }, async (pool) => {
+      expect((await pool.run('ini:precision')).toString()).toBe('9');
+    });
+  });
+
   it('SIGKILL of a worker: reported as SIGKILL, replaced by a new fork; no process and no fd of it is left', async () => {
     const before = openFds();
     let killed = 0;

@@ -30,6 +30,7 @@ interface Report {
   types: Record<string, number>;
   env: Record<string, string>;
   argv: string[];
+  ini: Record<string, string>;
   cwd: string;
 }
 
@@ -178,6 +179,17 @@ describe('spawnWorker with php-cli', () => {
       expect(r.env['EXTRA']).toBe('yes');
       expect(r.argv).toEqual([fixture('inspect.php'), 'x']);
       expect(r.cwd).toBe('/tmp');
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it("gives execArgv to the command before the script: php's own options", async () => {
+    const worker = spawnWorker({ script: fixture('inspect.php'), execArgv: ['-d', 'precision=9'], args: ['x'] });
+    try {
+      const r = await report(worker);
+      expect(r.ini).toEqual({ precision: '9' });
+      expect(r.argv).toEqual([fixture('inspect.php'), 'x']);
     } finally {
       await worker.stop();
     }

@@ -143,6 +143,8 @@ describe('spawnWorkerProcess', () => {
       [{ script: 'x\0y' }, 'ERR_INVALID_ARG_VALUE', '"options.script"'],
       [{ args: 'x' }, 'ERR_INVALID_ARG_TYPE', '"options.args"'],
       [{ args: ['a', 2] }, 'ERR_INVALID_ARG_TYPE', '"options.args[1]"'],
+      [{ execArgv: '-n' }, 'ERR_INVALID_ARG_TYPE', '"options.execArgv"'],
+      [{ execArgv: ['-n', null] }, 'ERR_INVALID_ARG_TYPE', '"options.execArgv[1]"'],
       [{ env: 'x' }, 'ERR_INVALID_ARG_TYPE', '"options.env"'],
       [{ runtime: 1 }, 'ERR_INVALID_ARG_TYPE', '"options.runtime"'],
       [{ cwd: 1 }, 'ERR_INVALID_ARG_TYPE', '"options.cwd"'],
