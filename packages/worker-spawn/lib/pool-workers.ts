@@ -8,11 +8,9 @@ import { WorkerError, describeExit } from './errors.js';
 import type { Job } from './pool-slot.js';
 import type { PoolSettings, PoolWorkerInfo, RecycleReason } from './pool-options.js';
 import { clearSlotTimers, newSlot, slotInfo, type Slot } from './pool-slot.js';
-import { dirname, join } from 'node:path';
-import { PHP_WORKER_LIBRARY } from './php-library.js';
-import { Prototype } from './prototype.js';
+import { PoolPrototypes } from './pool-prototypes.js';
+import type { Prototype } from './prototype.js';
 import { spawnWorker, workerFromProcess, type SpawnWorkerOptions, type WorkerExitInfo, type WorkerHandle } from './worker-handle.js';
-import { processPlan } from './worker-process.js';
 
 /** What PoolWorkers asks of the pool it serves. */
 export interface PoolHooks {
@@ -40,12 +38,8 @@ export class PoolWorkers {
   /** The drainTimeout of the latest reload(), for the workers it replaces. */
   #drainTimeout = 60_000;
   #reloads: Array<{ generation: number; resolve: () => void }> = [];
-  /** With options.prototype: the prototype new workers are forked from (started when first needed). */
-  #prototype: Prototype | null = null;
-  /** Every prototype still running: the current one, and retired ones whose workers are still being reaped. */
-  readonly #prototypes = new Set<Prototype>();
-  /** Forks asked of a prototype and not yet answered, by generation. */
-  #forking: number[] = [];
+  /** With options.prototype: the prototypes workers are forked from. */
+  readonly #prototypes: PoolPrototypes | null;
   #readyWaiters: Array<() => void> = [];
 
   constructor(settings: PoolSettings, spawnOptions: SpawnWorkerOptions, hooks: PoolHooks) {
@@ -53,6 +47,13 @@ export class PoolWorkers {
     this.#spawnOptions = spawnOptions;
     this.#hooks = hooks;
     this.#backoff = new CrashBackoff(settings.backoffInitial, settings.backoffMax);
+    this.#prototypes =
+      settings.preload === null
+        ? null
+        : new PoolPrototypes(spawnOptions, settings.preload, settings.maxFrame, {
+            stdout: (chunk, pid) => hooks.emit('stdout', chunk, { pid, state: 'prototype' }),
+            ended: (proto) => this.#prototypeEnded(proto),
+          });
   }
 
   /**
@@ -81,7 +82,7 @@ export class PoolWorkers {
       live++;
       if (slot.state === 'busy') busy++;
     }
-    for (const g of this.#forking) if (g === this.generation) live++;
+    live += this.#prototypes?.forkingFor(this.generation) ?? 0;
     // Between size and maxSize: one worker per task in hand or waiting.
     const { size, maxSize } = this.#settings;
     const wanted = Math.min(maxSize, Math.max(size, busy + this.#hooks.queued()));
@@ -156,8 +157,7 @@ export class PoolWorkers {
     const generation = ++this.generation;
     // New code is loaded by a new prototype; the old one forks no more and
     // exits once the workers it forked have been reaped.
-    this.#prototype?.retire();
-    this.#prototype = null;
+    this.#prototypes?.retireCurrent();
     // Old workers still starting serve nobody yet: drop them now.
     for (const slot of this.slots) if (slot.state === 'starting' && slot.generation < generation) this.recycle(slot, 'reload');
     const done = new Promise<void>((resolve) => this.#reloads.push({ generation, resolve }));
@@ -178,7 +178,7 @@ export class PoolWorkers {
       stops.push(slot.worker.stop({ timeout: this.#settings.destroyTimeout }));
     }
     return Promise.all(stops).then(async () => {
-      await Promise.all([...this.#prototypes].map((p) => this.#stopPrototype(p)));
+      await this.#prototypes?.stopAll(this.#settings.destroyTimeout);
       for (const r of this.#reloads.splice(0)) r.resolve();
       for (const w of this.#readyWaiters.splice(0)) w();
     });
@@ -186,7 +186,7 @@ export class PoolWorkers {
 
   /** The pid of the prototype new workers are forked from; null without one (not yet started, or between two). */
   prototypePid(): number | null {
-    return this.#prototype && !this.#prototype.hasExited ? this.#prototype.pid : null;
+    return this.#prototypes?.pid() ?? null;
   }
 
   list(): PoolWorkerInfo[] {
@@ -195,7 +195,7 @@ export class PoolWorkers {
 
   /** Spawn one worker; false (after scheduling a retry) if it could not be started. */
   #spawnSlot(rethrow: boolean): boolean {
-    if (this.#settings.preload !== null) return this.#forkSlot(rethrow);
+    if (this.#prototypes) return this.#forkSlot(this.#prototypes, rethrow);
     let worker: WorkerHandle;
     try {
       worker = spawnWorker(this.#spawnOptions);
@@ -214,49 +214,25 @@ export class PoolWorkers {
     this.#backoff.retryLater(() => this.ensure());
   }
 
-  /** The prototype to fork from, started if there is none. Throws what starting it throws. */
-  #currentPrototype(): Prototype {
-    if (this.#prototype && !this.#prototype.hasExited) return this.#prototype;
-    const plan = processPlan(this.#spawnOptions, true);
-    const script = join(dirname(PHP_WORKER_LIBRARY), 'prototype.php');
-    const proto = new Prototype({ ...plan, argv: [script, this.#settings.preload!, ...plan.argv] }, this.#settings.preload!, this.#settings.maxFrame);
-    this.#prototype = proto;
-    this.#prototypes.add(proto);
-    proto.process.stdout.on('data', (chunk: Buffer) => this.#hooks.emit('stdout', chunk, { pid: proto.pid, state: 'prototype' }));
-    proto.process.on('exit', () => this.#prototypeEnded(proto));
-    return proto;
-  }
-
   /** Ask the prototype for a worker; it joins the pool once its pidfd is held. */
-  #forkSlot(rethrow: boolean): boolean {
-    let proto: Prototype;
+  #forkSlot(prototypes: PoolPrototypes, rethrow: boolean): boolean {
+    const generation = this.generation;
     try {
-      proto = this.#currentPrototype();
+      prototypes.fork(
+        generation,
+        (proc) => {
+          if (this.stopping) proc.close();
+          else this.#addSlot(workerFromProcess(proc, this.#settings.maxFrame), generation);
+        },
+        (err) => {
+          if (!this.stopping) this.#spawnFailed(err);
+        },
+      );
     } catch (err) {
       if (rethrow) throw err;
       this.#spawnFailed(err);
       return false;
     }
-    const generation = this.generation;
-    this.#forking.push(generation);
-    const done = (): void => {
-      this.#forking.splice(this.#forking.indexOf(generation), 1);
-    };
-    proto.fork().then(
-      (proc) => {
-        done();
-        if (this.stopping) {
-          proc.close();
-          return;
-        }
-        this.#addSlot(workerFromProcess(proc, this.#settings.maxFrame), generation);
-      },
-      (err: unknown) => {
-        done();
-        if (this.stopping) return;
-        this.#spawnFailed(err);
-      },
-    );
     return true;
   }
 
@@ -267,20 +243,10 @@ export class PoolWorkers {
    * starts after the crash backoff.
    */
   #prototypeEnded(proto: Prototype): void {
-    this.#prototypes.delete(proto);
-    if (this.#prototype === proto) this.#prototype = null;
     if (this.stopping || proto.retired) return;
     this.#backoff.crashed();
     for (const slot of this.slots) if (proto.workers.has(slot.worker.pid)) this.recycle(slot, 'prototype');
     this.ensure();
-  }
-
-  /** Retire a prototype and wait for it to exit; SIGKILL after destroyTimeout. */
-  async #stopPrototype(proto: Prototype): Promise<void> {
-    proto.retire();
-    const timer = setTimeout(() => proto.kill(), this.#settings.destroyTimeout);
-    await proto.process.exited;
-    clearTimeout(timer);
   }
 
   #addSlot(worker: WorkerHandle, generation = this.generation): void {
