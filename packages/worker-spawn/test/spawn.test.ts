@@ -218,6 +218,19 @@ describe('spawnWorker with php-cli', () => {
     }
   });
 
+  it('a PHP worker waits for its next task longer than default_socket_timeout', async () => {
+    const worker = spawnWorker({ script: fixture('idle-timeout.php') });
+    try {
+      await worker.ready;
+      expect((await worker.request('first')).toString()).toBe('first');
+      await new Promise((resolve) => setTimeout(resolve, 2500)); // idle past its 1 s timeout
+      expect((await worker.request('after a long wait')).toString()).toBe('after a long wait');
+      expect(worker.hasExited).toBe(false);
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it('carries every byte value and an 8 MiB payload unchanged, both ways', async () => {
     const worker = spawnWorker({ script: fixture('echo.php') });
     try {
