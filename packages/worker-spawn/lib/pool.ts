@@ -222,18 +222,22 @@ export class WorkerPool extends EventEmitter {
     if (slot.idleTimer) clearTimeout(slot.idleTimer);
     slot.idleTimer = null;
     if (this.execTimeout > 0) slot.execTimer = setTimeout(() => this.#execTimedOut(slot, job), this.execTimeout);
-    slot.worker.request(job.payload).then(
-      (response) => {
-        if (job.settled) return;
-        job.settled = true;
-        this.#counts.completed++;
-        this.#workers.taskCompleted();
-        slot.jobs++;
-        job.resolve(response);
-        this.#afterJob(slot);
-      },
-      (err: Error) => this.#taskFailed(slot, job, err),
-    );
+    // The worker settles these as it reads the answer: the caller's promise
+    // (run()'s) is the only one a task makes.
+    slot.worker.send(job.payload, {
+      resolve: (response) => this.#completed(slot, job, response),
+      reject: (err) => this.#taskFailed(slot, job, err),
+    });
+  }
+
+  #completed(slot: Slot, job: Job, response: Buffer): void {
+    if (job.settled) return;
+    job.settled = true;
+    this.#counts.completed++;
+    this.#workers.taskCompleted();
+    slot.jobs++;
+    job.resolve(response);
+    this.#afterJob(slot);
   }
 
   #taskFailed(slot: Slot, job: Job, err: Error): void {
