@@ -100,6 +100,9 @@ export class FrameDecoder {
   private header = Buffer.alloc(HEADER_SIZE);
   private headerFill = 0;
   private parts: Buffer[] = [];
+  /** The payload being read, copied into as it comes: while pushBorrowed() feeds the decoder. */
+  private body: Buffer | null = null;
+  private borrowed = false;
   private remaining = 0;
   private mode: DecoderMode = 'header';
   private type = 0;
@@ -154,7 +157,10 @@ export class FrameDecoder {
         continue;
       }
       const take = Math.min(this.remaining, chunk.length - offset);
-      if (this.mode === 'body') this.parts.push(chunk.subarray(offset, offset + take));
+      if (this.mode === 'body') {
+        if (this.borrowed || this.body !== null) this.copyBody(chunk, offset, take);
+        else this.parts.push(chunk.subarray(offset, offset + take));
+      }
       offset += take;
       this.remaining -= take;
       if (this.remaining === 0) {
@@ -162,6 +168,31 @@ export class FrameDecoder {
         else this.mode = 'header';
       }
     }
+  }
+
+  /**
+   * push() for a chunk whose memory is reused once the call returns (a
+   * socket's onread buffer): what the decoder keeps or delivers of it is
+   * copied out, each payload into one buffer of its own length. @internal
+   */
+  pushBorrowed(chunk: Buffer): void {
+    this.borrowed = true;
+    try {
+      this.push(chunk);
+    } finally {
+      this.borrowed = false;
+    }
+  }
+
+  /** Copy `take` payload bytes at `offset` into the frame's own buffer (made on the first, with what push() kept so far). */
+  private copyBody(chunk: Buffer, offset: number, take: number): void {
+    if (this.body === null) {
+      this.body = Buffer.allocUnsafe(this.length);
+      let at = 0;
+      for (const part of this.parts) at += part.copy(this.body, at);
+      this.parts = [];
+    }
+    chunk.copy(this.body, this.length - this.remaining, offset, offset + take);
   }
 
   private startFrame(buf: Buffer, at: number): boolean {
@@ -188,9 +219,12 @@ export class FrameDecoder {
 
   private finishFrame(): void {
     const parts = this.parts;
+    const body = this.body;
     this.parts = [];
+    this.body = null;
     this.mode = 'header';
-    const payload = parts.length === 1 ? parts[0]! : parts.length === 0 ? Buffer.alloc(0) : Buffer.concat(parts, this.length);
+    const payload =
+      body !== null ? body : parts.length === 1 ? parts[0]! : parts.length === 0 ? Buffer.alloc(0) : Buffer.concat(parts, this.length);
     this.sink.frame(this.type, this.id, payload);
   }
 }

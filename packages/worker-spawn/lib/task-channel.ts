@@ -4,7 +4,7 @@
 // the WorkerHandle owning the channel deals with.
 
 import { writeSync, writevSync } from 'node:fs';
-import type * as net from 'node:net';
+import * as net from 'node:net';
 import { WorkerError } from './errors.js';
 import { Queue } from './internal/queue.js';
 import { FrameDecoder, FrameType, decodeErrorBody, encodeFrame } from './protocol.js';
@@ -27,6 +27,39 @@ export interface TaskChannelEvents {
   breach(what: string): void;
   /** The task socket ended (EOF) or failed: nothing more can be asked or answered. */
   lost(what: string): void;
+}
+
+/** Largest read from a task socket: the size of the one buffer every read of it goes into. */
+const READ_BUFFER_SIZE = 64 * 1024;
+
+/** Where a socket made by taskSocket() hands what it reads: its TaskChannel's reader, once there is one. */
+interface ReadHook {
+  deliver: ((view: Buffer) => void) | null;
+}
+const readHooks = new WeakMap<net.Socket, ReadHook>();
+
+/**
+ * A net.Socket over the supervisor's end `fd` of a task socket that reads
+ * with `onread`: libuv reads into one buffer, reused for every read, and
+ * none of the Readable's per-chunk work is done. The TaskChannel made on
+ * it decodes straight from that buffer; 'data' listeners (the channel's own
+ * stands for it) get each chunk as a copy, as from any socket. @internal
+ */
+export function taskSocket(fd: number): net.Socket {
+  const hook: ReadHook = { deliver: null };
+  const onread: net.OnReadOpts = {
+    buffer: Buffer.allocUnsafe(READ_BUFFER_SIZE),
+    callback: (nread, buf) => {
+      const view = Buffer.from(buf.buffer, buf.byteOffset, nread);
+      if (hook.deliver !== null) hook.deliver(view);
+      else socket.emit('data', Buffer.from(view));
+      return true; // go on reading
+    },
+  };
+  // new net.Socket() takes `onread` as connect() does (Node >= 12.2), though @types/node lists it for connect() only.
+  const socket: net.Socket = new net.Socket({ fd, readable: true, writable: true, onread } as net.SocketConstructorOpts);
+  readHooks.set(socket, hook);
+  return socket;
 }
 
 /** The doorbell that follows every control message on the task socket. */
@@ -59,7 +92,22 @@ export class TaskChannel {
       corrupt: (err) => events.breach(`broke the task protocol: ${err.message}`),
     });
     this.#decoder = decoder;
-    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    const onData = (chunk: Buffer): void => decoder.push(chunk);
+    socket.on('data', onData);
+    const hook = readHooks.get(socket);
+    if (hook) {
+      // A taskSocket(): decode from its read buffer while onData is the only
+      // 'data' listener; with others (or without onData: removed by someone
+      // who reads the frames by hand), every listener gets a copy as 'data'.
+      let listening = true;
+      socket.on('removeListener', (event: string | symbol, listener: unknown) => {
+        if (event === 'data' && listener === onData) listening = false;
+      });
+      hook.deliver = (view) => {
+        if (listening && socket.listenerCount('data') === 1) decoder.pushBorrowed(view);
+        else socket.emit('data', Buffer.from(view));
+      };
+    }
     // The task socket lives as long as the worker (PROTOCOL.md, "Lifetime"):
     // EOF or an error on it while the worker runs, unasked, ends the worker.
     socket.on('end', () => events.lost('closed its task socket (fd 3)'));

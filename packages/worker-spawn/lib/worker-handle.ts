@@ -11,7 +11,7 @@ import { illegalConstructor, optionalInteger, optionsObject } from './internal/a
 import { CONSTRUCT_CONTROL, ControlChannel, type ControlMessage, type ReadyMessage } from './control-channel.js';
 import { WorkerError, describeExit } from './errors.js';
 import { CONTROL_MAX, DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT, MIN_MAX_FRAME, taskPayload } from './protocol.js';
-import { TaskChannel, type Pending } from './task-channel.js';
+import { TaskChannel, taskSocket, type Pending } from './task-channel.js';
 import { processPlan, startWorkerProcess, type WorkerProcess, type WorkerProcessOptions } from './worker-process.js';
 
 export interface SpawnWorkerOptions extends WorkerProcessOptions {
@@ -385,7 +385,7 @@ export class WorkerHandle extends EventEmitter {
 export function spawnWorker(options: SpawnWorkerOptions): WorkerHandle {
   const plan = processPlan(options, true);
   const maxFrame = optionalInteger(options as unknown as Record<string, unknown>, 'maxFrame', DEFAULT_MAX_FRAME, MIN_MAX_FRAME, MAX_FRAME_LIMIT);
-  const proc = startWorkerProcess(plan, { env: { FOLK_MAX_FRAME: String(maxFrame) }, maxControlMessage: CONTROL_MAX });
+  const proc = startWorkerProcess(plan, { env: { FOLK_MAX_FRAME: String(maxFrame) }, maxControlMessage: CONTROL_MAX, taskSocket });
   return new WorkerHandle(CONSTRUCT, proc, maxFrame, plan.isolation?.namespaces?.pid === true);
 }
 

@@ -218,6 +218,21 @@ describe('spawnWorker with php-cli', () => {
     }
   });
 
+  it('answers kept by the caller stay as they came while later answers are read', async () => {
+    const worker = spawnWorker({ script: fixture('echo.php') });
+    try {
+      const kept: Buffer[] = [];
+      for (let i = 0; i < 50; i++) kept.push(await worker.request(`answer ${i} `.repeat(i + 1)));
+      kept.push(...(await Promise.all(Array.from({ length: 50 }, (_, i) => worker.request(Buffer.alloc(1000 * (i + 1), i))))));
+      kept.forEach((b, i) => {
+        const expected = i < 50 ? Buffer.from(`answer ${i} `.repeat(i + 1)) : Buffer.alloc(1000 * (i - 49), i - 50);
+        if (!b.equals(expected)) throw new Error(`answer ${i} changed after it was delivered`);
+      });
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it('a PHP worker waits for its next task longer than default_socket_timeout', async () => {
     const worker = spawnWorker({ script: fixture('idle-timeout.php') });
     try {
