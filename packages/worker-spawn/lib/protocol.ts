@@ -72,11 +72,20 @@ export function encodeFrame(type: number, id: number, payload: Uint8Array): Buff
 }
 
 function writeHeader(out: Buffer, type: number, id: number, length: number): void {
-  out.writeUInt8(PROTOCOL_VERSION, 0);
-  out.writeUInt8(type, 1);
-  out.writeUInt16BE(0, 2);
-  out.writeUInt32BE(id >>> 0, 4);
-  out.writeUInt32BE(length, 8);
+  // Byte by byte (a Uint8Array keeps the low 8 bits of each): type, id and
+  // length were range-checked already, and Buffer#writeUInt32BE checks again.
+  out[0] = PROTOCOL_VERSION;
+  out[1] = type;
+  out[2] = 0;
+  out[3] = 0;
+  out[4] = id >>> 24;
+  out[5] = id >>> 16;
+  out[6] = id >>> 8;
+  out[7] = id;
+  out[8] = length >>> 24;
+  out[9] = length >>> 16;
+  out[10] = length >>> 8;
+  out[11] = length;
 }
 
 /** Where a FrameDecoder delivers what it reads, in stream order. */
@@ -90,6 +99,9 @@ export interface FrameSink {
 }
 
 type DecoderMode = 'header' | 'body' | 'skip' | 'dead';
+
+/** Up to this many bytes a loop copies faster than Buffer#copy, which makes a view of its source first. */
+const SMALL_COPY = 64;
 
 /**
  * Incremental decoder for the task stream. Feed it chunks as they arrive;
@@ -136,15 +148,34 @@ export class FrameDecoder {
   /** Feed the next bytes of the stream. @throws TypeError unless `chunk` is a Buffer. */
   push(chunk: Buffer): void {
     if (!Buffer.isBuffer(chunk)) throw invalidArgType('chunk', 'an instance of Buffer', chunk);
+    this.pushBytes(chunk, chunk.length);
+  }
+
+  /**
+   * push() for the first `end` bytes of `buffer`, whose memory is reused
+   * once the call returns (a socket's onread buffer): what the decoder
+   * keeps or delivers of it is copied out, each payload into one buffer of
+   * its own length. @internal
+   */
+  pushBorrowed(buffer: Buffer, end: number): void {
+    this.borrowed = true;
+    try {
+      this.pushBytes(buffer, end);
+    } finally {
+      this.borrowed = false;
+    }
+  }
+
+  private pushBytes(chunk: Buffer, end: number): void {
     let offset = 0;
-    while (offset < chunk.length && this.mode !== 'dead') {
+    while (offset < end && this.mode !== 'dead') {
       if (this.mode === 'header') {
         // Fast path: a whole header (and often the whole frame) inside this chunk.
-        if (this.headerFill === 0 && chunk.length - offset >= HEADER_SIZE) {
+        if (this.headerFill === 0 && end - offset >= HEADER_SIZE) {
           if (!this.startFrame(chunk, offset)) return;
           offset += HEADER_SIZE;
         } else {
-          const take = Math.min(HEADER_SIZE - this.headerFill, chunk.length - offset);
+          const take = Math.min(HEADER_SIZE - this.headerFill, end - offset);
           chunk.copy(this.header, this.headerFill, offset, offset + take);
           this.headerFill += take;
           offset += take;
@@ -156,7 +187,7 @@ export class FrameDecoder {
         if ((this.mode as DecoderMode) === 'body' && this.remaining === 0) this.finishFrame();
         continue;
       }
-      const take = Math.min(this.remaining, chunk.length - offset);
+      const take = Math.min(this.remaining, end - offset);
       if (this.mode === 'body') {
         if (this.borrowed || this.body !== null) this.copyBody(chunk, offset, take);
         else this.parts.push(chunk.subarray(offset, offset + take));
@@ -170,20 +201,6 @@ export class FrameDecoder {
     }
   }
 
-  /**
-   * push() for a chunk whose memory is reused once the call returns (a
-   * socket's onread buffer): what the decoder keeps or delivers of it is
-   * copied out, each payload into one buffer of its own length. @internal
-   */
-  pushBorrowed(chunk: Buffer): void {
-    this.borrowed = true;
-    try {
-      this.push(chunk);
-    } finally {
-      this.borrowed = false;
-    }
-  }
-
   /** Copy `take` payload bytes at `offset` into the frame's own buffer (made on the first, with what push() kept so far). */
   private copyBody(chunk: Buffer, offset: number, take: number): void {
     if (this.body === null) {
@@ -192,7 +209,9 @@ export class FrameDecoder {
       for (const part of this.parts) at += part.copy(this.body, at);
       this.parts = [];
     }
-    chunk.copy(this.body, this.length - this.remaining, offset, offset + take);
+    const at = this.length - this.remaining;
+    if (take > SMALL_COPY) chunk.copy(this.body, at, offset, offset + take);
+    else for (let i = 0; i < take; i++) this.body[at + i] = chunk[offset + i]!;
   }
 
   private startFrame(buf: Buffer, at: number): boolean {

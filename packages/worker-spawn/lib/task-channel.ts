@@ -34,7 +34,9 @@ const READ_BUFFER_SIZE = 64 * 1024;
 
 /** Where a socket made by taskSocket() hands what it reads: its TaskChannel's reader, once there is one. */
 interface ReadHook {
-  deliver: ((view: Buffer) => void) | null;
+  deliver: ((buffer: Buffer, nread: number) => void) | null;
+  /** Chunks read before there was a reader (copies), for the channel to take first. */
+  early: Buffer[];
 }
 const readHooks = new WeakMap<net.Socket, ReadHook>();
 
@@ -43,16 +45,18 @@ const readHooks = new WeakMap<net.Socket, ReadHook>();
  * with `onread`: libuv reads into one buffer, reused for every read, and
  * none of the Readable's per-chunk work is done. The TaskChannel made on
  * it decodes straight from that buffer; 'data' listeners (the channel's own
- * stands for it) get each chunk as a copy, as from any socket. @internal
+ * stands for it) get each chunk as a copy, as from any socket, and what is
+ * read before there is either is kept for the channel. @internal
  */
 export function taskSocket(fd: number): net.Socket {
-  const hook: ReadHook = { deliver: null };
+  const hook: ReadHook = { deliver: null, early: [] };
   const onread: net.OnReadOpts = {
     buffer: Buffer.allocUnsafe(READ_BUFFER_SIZE),
     callback: (nread, buf) => {
-      const view = Buffer.from(buf.buffer, buf.byteOffset, nread);
-      if (hook.deliver !== null) hook.deliver(view);
-      else socket.emit('data', Buffer.from(view));
+      // `buf` is the buffer above, with this read's bytes at its start.
+      if (hook.deliver !== null) hook.deliver(buf as Buffer, nread);
+      else if (socket.listenerCount('data') > 0) socket.emit('data', Buffer.from(buf.subarray(0, nread)));
+      else hook.early.push(Buffer.from(buf.subarray(0, nread)));
       return true; // go on reading
     },
   };
@@ -103,10 +107,11 @@ export class TaskChannel {
       socket.on('removeListener', (event: string | symbol, listener: unknown) => {
         if (event === 'data' && listener === onData) listening = false;
       });
-      hook.deliver = (view) => {
-        if (listening && socket.listenerCount('data') === 1) decoder.pushBorrowed(view);
-        else socket.emit('data', Buffer.from(view));
+      hook.deliver = (buffer, nread) => {
+        if (listening && socket.listenerCount('data') === 1) decoder.pushBorrowed(buffer, nread);
+        else socket.emit('data', Buffer.from(buffer.subarray(0, nread)));
       };
+      for (const chunk of hook.early.splice(0)) socket.emit('data', chunk);
     }
     // The task socket lives as long as the worker (PROTOCOL.md, "Lifetime"):
     // EOF or an error on it while the worker runs, unasked, ends the worker.
