@@ -54,13 +54,22 @@ function checkUint(name: string, value: unknown, max: number): void {
  * (or is one over a detached ArrayBuffer).
  */
 export function encodeFrame(type: number, id: number, payload: Uint8Array): Buffer[] {
+  return encodeFrameParts(type, id, payload, COALESCE_LIMIT);
+}
+
+/**
+ * encodeFrame, copying a payload of at most `coalesceLimit` bytes next to
+ * its header and leaving a larger one as a buffer of its own (for a writer
+ * that sends both with one writev(2)). @internal
+ */
+export function encodeFrameParts(type: number, id: number, payload: Uint8Array, coalesceLimit: number): Buffer[] {
   checkUint('type', type, 0xff);
   checkUint('id', id, MAX_FRAME_LIMIT);
   if (!(payload instanceof Uint8Array)) throw invalidArgType('payload', 'an instance of Uint8Array', payload);
   if (isDetached(payload.buffer)) throw detachedError('payload');
   const length = payload.byteLength;
   if (length > MAX_FRAME_LIMIT) throw outOfRange('payload.byteLength', `<= ${MAX_FRAME_LIMIT}`, length);
-  if (length <= COALESCE_LIMIT) {
+  if (length <= coalesceLimit) {
     const out = Buffer.allocUnsafe(HEADER_SIZE + length);
     writeHeader(out, type, id, length);
     out.set(payload, HEADER_SIZE);

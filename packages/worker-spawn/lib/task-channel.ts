@@ -7,7 +7,7 @@ import { writeSync, writevSync } from 'node:fs';
 import * as net from 'node:net';
 import { WorkerError } from './errors.js';
 import { Queue } from './internal/queue.js';
-import { FrameDecoder, FrameType, decodeErrorBody, encodeFrame } from './protocol.js';
+import { FrameDecoder, FrameType, decodeErrorBody, encodeFrame, encodeFrameParts } from './protocol.js';
 
 /** Who waits for the answer to one request: settled once, synchronously, as the answer is read. */
 export interface Pending {
@@ -28,6 +28,15 @@ export interface TaskChannelEvents {
   /** The task socket ended (EOF) or failed: nothing more can be asked or answered. */
   lost(what: string): void;
 }
+
+/**
+ * Payloads up to this size are copied next to their header (a slice of
+ * Buffer's pool); a larger one goes out as is, with its header, in one
+ * writev(2): no copy, and no allocation of a frame-sized buffer per task
+ * (which, at 64 KiB, could set glibc trimming and growing its heap with brk
+ * on every task).
+ */
+const WRITEV_ABOVE = 4096;
 
 /** Largest read from a task socket: the size of the one buffer every read of it goes into. */
 const READ_BUFFER_SIZE = 64 * 1024;
@@ -142,7 +151,7 @@ export class TaskChannel {
     const id = this.#nextId;
     let frame: Buffer[];
     try {
-      frame = encodeFrame(FrameType.REQUEST, id, bytes);
+      frame = encodeFrameParts(FrameType.REQUEST, id, bytes, WRITEV_ABOVE);
     } catch (err) {
       // Nothing pending, nothing sent. On a later turn, as a promise would:
       // a pool whose queued tasks are all refused so does not recurse.
