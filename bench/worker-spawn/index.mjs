@@ -10,7 +10,9 @@
 //
 // Each figure is the median of TRIP_ROUNDS runs of TASKS round trips (16-byte
 // and 64 KiB payloads). The contenders run round-robin, each round starting
-// one further along, so load from elsewhere on the machine hits each alike;
+// one further along and with worker processes of its own (two running the
+// same code have differed by up to 2x), so load from elsewhere on the
+// machine and the luck of a process's placement hit each alike;
 // a ratio is the median of the ratios within each round (against the
 // hand-rolled run, or the C run, of the same round), which a burst of load
 // in one round cannot tilt. 2 shared cores: noisy; read the ratios, not the
@@ -43,7 +45,7 @@ const ROUNDS = QUICK ? 1 : 5;
 const POISON_MS = QUICK ? 300 : 3000;
 const TRIP_ROUNDS = QUICK ? 1 : 11;
 const TASKS = QUICK ? 400 : 10_000;
-const WARMUP = QUICK ? 100 : 2000;
+const WARMUP = QUICK ? 100 : 500;
 const SMALL = Buffer.alloc(16, 0x61);
 const LARGE = Buffer.alloc(64 * 1024, 0x62);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -301,22 +303,26 @@ async function roundTrips() {
     ['64 KiB', LARGE],
   ]) {
     const tasks = payload === LARGE ? TASKS / 4 : TASKS;
-    const started = [];
-    for (const [, start] of CONTENDERS) started.push(await start());
-    for (const c of started) await closedLoop(c.run, payload, c.concurrency, WARMUP); // warm up
     // Round-robin, so load from elsewhere on the machine hits every contender
     // alike, and each round starts one contender further on (the C run too).
+    // Every round starts its contenders afresh: on this machine two worker
+    // processes running the same code have differed by up to 2x for their
+    // whole life (where the scheduler puts them, how deep the other CPU
+    // sleeps), so each contender gets a new draw per round.
     const figures = CONTENDERS.map(() => []);
     const cFigures = [];
-    const order = [...started.keys(), ...(haveC ? ['C'] : [])];
+    const order = [...CONTENDERS.keys(), ...(haveC ? ['C'] : [])];
     for (let r = 0; r < TRIP_ROUNDS; r++) {
+      const started = [];
+      for (const [, start] of CONTENDERS) started.push(await start());
+      for (const c of started) await closedLoop(c.run, payload, c.concurrency, WARMUP); // warm up
       for (let k = 0; k < order.length; k++) {
         const i = order[(r + k) % order.length];
         if (i === 'C') cFigures.push(cPingPong(payload, tasks));
         else figures[i].push(await closedLoop(started[i].run, payload, started[i].concurrency, tasks));
       }
+      for (const c of started) await c.stop();
     }
-    for (const c of started) await c.stop();
     // Ratios within each round, then their median.
     const within = (xs, base) => (base.length === xs.length ? median(xs.map((x, r) => x / base[r])) : NaN);
     const rows = CONTENDERS.map(([name], i) => [name, figures[i]]);
