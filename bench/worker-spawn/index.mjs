@@ -8,10 +8,15 @@
 //                                   PHP side a minimal fread/fwrite loop on php://fd/3
 //   C ping-pong over a socketpair   two C processes echoing the same frames: the limit
 //
-// Each figure is the median of ROUNDS runs of TASKS round trips (16-byte and
-// 64 KiB payloads); the contenders run round-robin, so load from elsewhere on
-// the machine hits each alike. 2 shared cores: noisy; read the
-// ratios, not the last digit. Prints a table; asserts nothing.
+// Each figure is the median of TRIP_ROUNDS runs of TASKS round trips (16-byte
+// and 64 KiB payloads). The contenders run round-robin, each round starting
+// one further along and with worker processes of its own (two running the
+// same code have differed by up to 2x), so load from elsewhere on the
+// machine and the luck of a process's placement hit each alike;
+// a ratio is the median of the ratios within each round (against the
+// hand-rolled run, or the C run, of the same round), which a burst of load
+// in one round cannot tilt. 2 shared cores: noisy; read the ratios, not the
+// last digit. Prints a table; asserts nothing.
 //
 // Then crash isolation: healthy tasks per second through a pool of 2 PHP
 // workers from 8 closed-loop clients, alone and beside 4 clients whose task
@@ -22,6 +27,7 @@
 //   node bench/worker-spawn/index.mjs --quick   one short round: checks that every
 //                                               contender runs; its figures mean nothing
 //   node bench/worker-spawn/index.mjs --poison  the crash-isolation figures only
+//   node bench/worker-spawn/index.mjs --round-trips  the round-trip figures only
 import { execFileSync, spawn as cpSpawn } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -34,10 +40,12 @@ const { WorkerPool, spawnWorker, FrameDecoder, FrameType, encodeFrame, PHP_WORKE
 
 const QUICK = process.argv.includes('--quick');
 const POISON_ONLY = process.argv.includes('--poison');
+const ROUND_TRIPS_ONLY = process.argv.includes('--round-trips');
 const ROUNDS = QUICK ? 1 : 5;
 const POISON_MS = QUICK ? 300 : 3000;
-const TASKS = QUICK ? 400 : 20_000;
-const WARMUP = QUICK ? 100 : 2000;
+const TRIP_ROUNDS = QUICK ? 1 : 11;
+const TASKS = QUICK ? 400 : 10_000;
+const WARMUP = QUICK ? 100 : 500;
 const SMALL = Buffer.alloc(16, 0x61);
 const LARGE = Buffer.alloc(64 * 1024, 0x62);
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
@@ -280,14 +288,14 @@ const HAND_ROLLED = 4;
 
 try {
   if (!POISON_ONLY) await roundTrips();
-  await crashIsolation();
+  if (!ROUND_TRIPS_ONLY) await crashIsolation();
 } finally {
   rmSync(dir, { recursive: true, force: true });
 }
 
 async function roundTrips() {
   console.log(
-    `worker-spawn: task round trips/s, median of ${ROUNDS} interleaved runs${QUICK ? ' (--quick: a smoke run, not figures)' : ''} ` +
+    `worker-spawn: task round trips/s, median of ${TRIP_ROUNDS} interleaved rounds, each ratio the median of the ratios within a round${QUICK ? ' (--quick: a smoke run, not figures)' : ''} ` +
       `(${availableParallelism()} CPUs, php ${execFileSync('php', ['-r', 'echo PHP_VERSION;'], { encoding: 'utf8' })})`,
   );
   for (const [label, payload] of [
@@ -295,26 +303,35 @@ async function roundTrips() {
     ['64 KiB', LARGE],
   ]) {
     const tasks = payload === LARGE ? TASKS / 4 : TASKS;
-    const started = [];
-    for (const [, start] of CONTENDERS) started.push(await start());
-    for (const c of started) await closedLoop(c.run, payload, c.concurrency, WARMUP); // warm up
-    // Round-robin, so load from elsewhere on the machine hits every contender alike.
+    // Round-robin, so load from elsewhere on the machine hits every contender
+    // alike, and each round starts one contender further on (the C run too).
+    // Every round starts its contenders afresh: on this machine two worker
+    // processes running the same code have differed by up to 2x for their
+    // whole life (where the scheduler puts them, how deep the other CPU
+    // sleeps), so each contender gets a new draw per round.
     const figures = CONTENDERS.map(() => []);
     const cFigures = [];
-    for (let r = 0; r < ROUNDS; r++) {
-      for (let i = 0; i < started.length; i++) {
-        figures[i].push(await closedLoop(started[i].run, payload, started[i].concurrency, tasks));
+    const order = [...CONTENDERS.keys(), ...(haveC ? ['C'] : [])];
+    for (let r = 0; r < TRIP_ROUNDS; r++) {
+      const started = [];
+      for (const [, start] of CONTENDERS) started.push(await start());
+      for (const c of started) await closedLoop(c.run, payload, c.concurrency, WARMUP); // warm up
+      for (let k = 0; k < order.length; k++) {
+        const i = order[(r + k) % order.length];
+        if (i === 'C') cFigures.push(cPingPong(payload, tasks));
+        else figures[i].push(await closedLoop(started[i].run, payload, started[i].concurrency, tasks));
       }
-      if (haveC) cFigures.push(cPingPong(payload, tasks));
+      for (const c of started) await c.stop();
     }
-    for (const c of started) await c.stop();
-    const rows = CONTENDERS.map(([name], i) => [name, median(figures[i])]);
-    rows.push(['C ping-pong over a socketpair (limit)', haveC ? median(cFigures) : NaN]);
-    const base = rows[HAND_ROLLED][1];
-    const limit = rows[rows.length - 1][1];
+    // Ratios within each round, then their median.
+    const within = (xs, base) => (base.length === xs.length ? median(xs.map((x, r) => x / base[r])) : NaN);
+    const rows = CONTENDERS.map(([name], i) => [name, figures[i]]);
+    rows.push(['C ping-pong over a socketpair (limit)', haveC ? cFigures : []]);
+    const base = figures[HAND_ROLLED];
     console.log(`\npayload ${label}${' '.repeat(38 - label.length)}  round trips/s   vs hand-rolled   vs C`);
-    for (const [name, value] of rows) {
-      console.log(`  ${name.padEnd(44)} ${fmt(value)}        ${(value / base).toFixed(2)}x        ${(value / limit).toFixed(2)}x`);
+    for (const [name, xs] of rows) {
+      const value = xs.length ? median(xs) : NaN;
+      console.log(`  ${name.padEnd(44)} ${fmt(value)}        ${within(xs, base).toFixed(2)}x        ${within(xs, cFigures).toFixed(2)}x`);
     }
   }
 }

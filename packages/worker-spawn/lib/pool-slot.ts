@@ -2,6 +2,7 @@
 // it beyond what its WorkerHandle knows, and the timers running for it.
 
 import type { PoolWorkerInfo, RecycleReason } from './pool-options.js';
+import type { Pending } from './task-channel.js';
 import type { WorkerHandle } from './worker-handle.js';
 
 /** A task the pool holds, queued or running. */
@@ -27,6 +28,8 @@ export interface Slot {
   /** Why it is stopping, when on purpose. */
   reason: RecycleReason | 'stop' | null;
   job: Job | null;
+  /** Settles `job` from the worker's answer: made once per slot (WorkerPool#assign), not per task. */
+  answer: Pending | null;
   startedAt: number;
   idleTimer: NodeJS.Timeout | null;
   readyTimer: NodeJS.Timeout | null;
@@ -47,6 +50,7 @@ export function newSlot(worker: WorkerHandle, generation: number): Slot {
     restartDelay: null,
     reason: null,
     job: null,
+    answer: null,
     startedAt: Date.now(),
     idleTimer: null,
     readyTimer: null,

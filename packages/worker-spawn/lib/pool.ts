@@ -13,6 +13,7 @@ import type { Job, Slot } from './pool-slot.js';
 import { PoolWorkers } from './pool-workers.js';
 import { taskPayload } from './protocol.js';
 import { readRss } from './rss.js';
+import type { Pending } from './task-channel.js';
 
 export type { PoolStats, PoolWorkerInfo, RecycleReason, ReloadOptions, WorkerPoolOptions } from './pool-options.js';
 
@@ -222,18 +223,37 @@ export class WorkerPool extends EventEmitter {
     if (slot.idleTimer) clearTimeout(slot.idleTimer);
     slot.idleTimer = null;
     if (this.execTimeout > 0) slot.execTimer = setTimeout(() => this.#execTimedOut(slot, job), this.execTimeout);
-    slot.worker.request(job.payload).then(
-      (response) => {
-        if (job.settled) return;
-        job.settled = true;
-        this.#counts.completed++;
-        this.#workers.taskCompleted();
-        slot.jobs++;
-        job.resolve(response);
-        this.#afterJob(slot);
+    // The worker settles slot.answer as it reads the answer: the caller's
+    // promise (run()'s) is the only one a task makes.
+    slot.worker.send(job.payload, (slot.answer ??= this.#answerFor(slot)));
+  }
+
+  /**
+   * What settles the task of `slot` in hand. A slot has one request
+   * written at a time, and the answer to it is for `slot.job`: a task that
+   * ended otherwise (execTimeout, a reload's drainTimeout) had its answer
+   * abandon()ed, and the exit that ends a worker clears `slot.job` only
+   * after the worker failed its requests.
+   */
+  #answerFor(slot: Slot): Pending {
+    return {
+      resolve: (response) => {
+        if (slot.job) this.#completed(slot, slot.job, response);
       },
-      (err: Error) => this.#taskFailed(slot, job, err),
-    );
+      reject: (err) => {
+        if (slot.job) this.#taskFailed(slot, slot.job, err);
+      },
+    };
+  }
+
+  #completed(slot: Slot, job: Job, response: Buffer): void {
+    if (job.settled) return;
+    job.settled = true;
+    this.#counts.completed++;
+    this.#workers.taskCompleted();
+    slot.jobs++;
+    job.resolve(response);
+    this.#afterJob(slot);
   }
 
   #taskFailed(slot: Slot, job: Job, err: Error): void {

@@ -54,13 +54,22 @@ function checkUint(name: string, value: unknown, max: number): void {
  * (or is one over a detached ArrayBuffer).
  */
 export function encodeFrame(type: number, id: number, payload: Uint8Array): Buffer[] {
+  return encodeFrameParts(type, id, payload, COALESCE_LIMIT);
+}
+
+/**
+ * encodeFrame, copying a payload of at most `coalesceLimit` bytes next to
+ * its header and leaving a larger one as a buffer of its own (for a writer
+ * that sends both with one writev(2)). @internal
+ */
+export function encodeFrameParts(type: number, id: number, payload: Uint8Array, coalesceLimit: number): Buffer[] {
   checkUint('type', type, 0xff);
   checkUint('id', id, MAX_FRAME_LIMIT);
   if (!(payload instanceof Uint8Array)) throw invalidArgType('payload', 'an instance of Uint8Array', payload);
   if (isDetached(payload.buffer)) throw detachedError('payload');
   const length = payload.byteLength;
   if (length > MAX_FRAME_LIMIT) throw outOfRange('payload.byteLength', `<= ${MAX_FRAME_LIMIT}`, length);
-  if (length <= COALESCE_LIMIT) {
+  if (length <= coalesceLimit) {
     const out = Buffer.allocUnsafe(HEADER_SIZE + length);
     writeHeader(out, type, id, length);
     out.set(payload, HEADER_SIZE);
@@ -72,11 +81,20 @@ export function encodeFrame(type: number, id: number, payload: Uint8Array): Buff
 }
 
 function writeHeader(out: Buffer, type: number, id: number, length: number): void {
-  out.writeUInt8(PROTOCOL_VERSION, 0);
-  out.writeUInt8(type, 1);
-  out.writeUInt16BE(0, 2);
-  out.writeUInt32BE(id >>> 0, 4);
-  out.writeUInt32BE(length, 8);
+  // Byte by byte (a Uint8Array keeps the low 8 bits of each): type, id and
+  // length were range-checked already, and Buffer#writeUInt32BE checks again.
+  out[0] = PROTOCOL_VERSION;
+  out[1] = type;
+  out[2] = 0;
+  out[3] = 0;
+  out[4] = id >>> 24;
+  out[5] = id >>> 16;
+  out[6] = id >>> 8;
+  out[7] = id;
+  out[8] = length >>> 24;
+  out[9] = length >>> 16;
+  out[10] = length >>> 8;
+  out[11] = length;
 }
 
 /** Where a FrameDecoder delivers what it reads, in stream order. */
@@ -91,6 +109,9 @@ export interface FrameSink {
 
 type DecoderMode = 'header' | 'body' | 'skip' | 'dead';
 
+/** Up to this many bytes a loop copies faster than Buffer#copy, which makes a view of its source first. */
+const SMALL_COPY = 64;
+
 /**
  * Incremental decoder for the task stream. Feed it chunks as they arrive;
  * it never buffers more than one frame, and skips oversize payloads so the
@@ -100,6 +121,9 @@ export class FrameDecoder {
   private header = Buffer.alloc(HEADER_SIZE);
   private headerFill = 0;
   private parts: Buffer[] = [];
+  /** The payload being read, copied into as it comes: while pushBorrowed() feeds the decoder. */
+  private body: Buffer | null = null;
+  private borrowed = false;
   private remaining = 0;
   private mode: DecoderMode = 'header';
   private type = 0;
@@ -133,15 +157,34 @@ export class FrameDecoder {
   /** Feed the next bytes of the stream. @throws TypeError unless `chunk` is a Buffer. */
   push(chunk: Buffer): void {
     if (!Buffer.isBuffer(chunk)) throw invalidArgType('chunk', 'an instance of Buffer', chunk);
+    this.pushBytes(chunk, chunk.length);
+  }
+
+  /**
+   * push() for the first `end` bytes of `buffer`, whose memory is reused
+   * once the call returns (a socket's onread buffer): what the decoder
+   * keeps or delivers of it is copied out, each payload into one buffer of
+   * its own length. @internal
+   */
+  pushBorrowed(buffer: Buffer, end: number): void {
+    this.borrowed = true;
+    try {
+      this.pushBytes(buffer, end);
+    } finally {
+      this.borrowed = false;
+    }
+  }
+
+  private pushBytes(chunk: Buffer, end: number): void {
     let offset = 0;
-    while (offset < chunk.length && this.mode !== 'dead') {
+    while (offset < end && this.mode !== 'dead') {
       if (this.mode === 'header') {
         // Fast path: a whole header (and often the whole frame) inside this chunk.
-        if (this.headerFill === 0 && chunk.length - offset >= HEADER_SIZE) {
+        if (this.headerFill === 0 && end - offset >= HEADER_SIZE) {
           if (!this.startFrame(chunk, offset)) return;
           offset += HEADER_SIZE;
         } else {
-          const take = Math.min(HEADER_SIZE - this.headerFill, chunk.length - offset);
+          const take = Math.min(HEADER_SIZE - this.headerFill, end - offset);
           chunk.copy(this.header, this.headerFill, offset, offset + take);
           this.headerFill += take;
           offset += take;
@@ -153,8 +196,11 @@ export class FrameDecoder {
         if ((this.mode as DecoderMode) === 'body' && this.remaining === 0) this.finishFrame();
         continue;
       }
-      const take = Math.min(this.remaining, chunk.length - offset);
-      if (this.mode === 'body') this.parts.push(chunk.subarray(offset, offset + take));
+      const take = Math.min(this.remaining, end - offset);
+      if (this.mode === 'body') {
+        if (this.borrowed || this.body !== null) this.copyBody(chunk, offset, take);
+        else this.parts.push(chunk.subarray(offset, offset + take));
+      }
       offset += take;
       this.remaining -= take;
       if (this.remaining === 0) {
@@ -162,6 +208,19 @@ export class FrameDecoder {
         else this.mode = 'header';
       }
     }
+  }
+
+  /** Copy `take` payload bytes at `offset` into the frame's own buffer (made on the first, with what push() kept so far). */
+  private copyBody(chunk: Buffer, offset: number, take: number): void {
+    if (this.body === null) {
+      this.body = Buffer.allocUnsafe(this.length);
+      let at = 0;
+      for (const part of this.parts) at += part.copy(this.body, at);
+      this.parts = [];
+    }
+    const at = this.length - this.remaining;
+    if (take > SMALL_COPY) chunk.copy(this.body, at, offset, offset + take);
+    else for (let i = 0; i < take; i++) this.body[at + i] = chunk[offset + i]!;
   }
 
   private startFrame(buf: Buffer, at: number): boolean {
@@ -188,9 +247,12 @@ export class FrameDecoder {
 
   private finishFrame(): void {
     const parts = this.parts;
+    const body = this.body;
     this.parts = [];
+    this.body = null;
     this.mode = 'header';
-    const payload = parts.length === 1 ? parts[0]! : parts.length === 0 ? Buffer.alloc(0) : Buffer.concat(parts, this.length);
+    const payload =
+      body !== null ? body : parts.length === 1 ? parts[0]! : parts.length === 0 ? Buffer.alloc(0) : Buffer.concat(parts, this.length);
     this.sink.frame(this.type, this.id, payload);
   }
 }

@@ -16,6 +16,7 @@ import { socketpair } from '@folk/socketpair';
 import { WorkerError, describeExit } from './errors.js';
 import { signalName } from './internal/signals.js';
 import { CONTROL_MAX } from './protocol.js';
+import { taskSocket } from './task-channel.js';
 import { startWorkerProcess, wrapWorkerProcess, type ProcessPlan, type WorkerProcess } from './worker-process.js';
 
 /** What the prototype reported when it reaped a worker. */
@@ -152,7 +153,7 @@ export class Prototype {
       throw err;
     }
     this.#send({ type: 'held', pid });
-    const task = new net.Socket({ fd: taskParent, readable: true, writable: true });
+    const task = taskSocket(taskParent);
     const control = new FdSocket(controlParent, { maxMessageBytes: CONTROL_MAX });
     const proc = wrapWorkerProcess({ pid, pidfd, stdout: endedStdout(), wait: () => this.#exitOf(pid, pidfd) }, task, control);
     this.workers.add(pid);

@@ -3,13 +3,22 @@
 // settle them; whatever else comes back is a break of the protocol, which
 // the WorkerHandle owning the channel deals with.
 
-import type * as net from 'node:net';
+import { writeSync, writevSync } from 'node:fs';
+import * as net from 'node:net';
 import { WorkerError } from './errors.js';
-import { FrameDecoder, FrameType, decodeErrorBody, encodeFrame } from './protocol.js';
+import { Queue } from './internal/queue.js';
+import { FrameDecoder, FrameType, decodeErrorBody, encodeFrame, encodeFrameParts } from './protocol.js';
 
-interface Pending {
-  resolve: (payload: Buffer) => void;
-  reject: (err: Error) => void;
+/** Who waits for the answer to one request: settled once, synchronously, as the answer is read. */
+export interface Pending {
+  resolve(payload: Buffer): void;
+  reject(err: Error): void;
+}
+
+/** A request written and not yet answered; `pending` null once abandon()ed (its answer is dropped). */
+interface Sent {
+  id: number;
+  pending: Pending | null;
 }
 
 /** What the channel tells its owner; each `what` follows "worker pid N ". */
@@ -18,6 +27,52 @@ export interface TaskChannelEvents {
   breach(what: string): void;
   /** The task socket ended (EOF) or failed: nothing more can be asked or answered. */
   lost(what: string): void;
+}
+
+/**
+ * Payloads up to this size are copied next to their header (a slice of
+ * Buffer's pool); a larger one goes out as is, with its header, in one
+ * writev(2): no copy, and no allocation of a frame-sized buffer per task
+ * (which, at 64 KiB, could set glibc trimming and growing its heap with brk
+ * on every task).
+ */
+const WRITEV_ABOVE = 4096;
+
+/** Largest read from a task socket: the size of the one buffer every read of it goes into. */
+const READ_BUFFER_SIZE = 64 * 1024;
+
+/** Where a socket made by taskSocket() hands what it reads: its TaskChannel's reader, once there is one. */
+interface ReadHook {
+  deliver: ((buffer: Buffer, nread: number) => void) | null;
+  /** Chunks read before there was a reader (copies), for the channel to take first. */
+  early: Buffer[];
+}
+const readHooks = new WeakMap<net.Socket, ReadHook>();
+
+/**
+ * A net.Socket over the supervisor's end `fd` of a task socket that reads
+ * with `onread`: libuv reads into one buffer, reused for every read, and
+ * none of the Readable's per-chunk work is done. The TaskChannel made on
+ * it decodes straight from that buffer; 'data' listeners (the channel's own
+ * stands for it) get each chunk as a copy, as from any socket, and what is
+ * read before there is either is kept for the channel. @internal
+ */
+export function taskSocket(fd: number): net.Socket {
+  const hook: ReadHook = { deliver: null, early: [] };
+  const onread: net.OnReadOpts = {
+    buffer: Buffer.allocUnsafe(READ_BUFFER_SIZE),
+    callback: (nread, buf) => {
+      // `buf` is the buffer above, with this read's bytes at its start.
+      if (hook.deliver !== null) hook.deliver(buf as Buffer, nread);
+      else if (socket.listenerCount('data') > 0) socket.emit('data', Buffer.from(buf.subarray(0, nread)));
+      else hook.early.push(Buffer.from(buf.subarray(0, nread)));
+      return true; // go on reading
+    },
+  };
+  // new net.Socket() takes `onread` as connect() does (Node >= 12.2), though @types/node lists it for connect() only.
+  const socket: net.Socket = new net.Socket({ fd, readable: true, writable: true, onread } as net.SocketConstructorOpts);
+  readHooks.set(socket, hook);
+  return socket;
 }
 
 /** The doorbell that follows every control message on the task socket. */
@@ -29,25 +84,44 @@ export class TaskChannel {
   readonly #maxFrame: number;
   readonly #events: TaskChannelEvents;
   readonly #decoder: FrameDecoder;
-  /**
-   * Requests written and not yet answered, oldest first (the order answers
-   * must come in); null for one abandon()ed, whose answer is dropped.
-   */
-  #pending = new Map<number, Pending | null>();
+  /** Requests written and not yet answered, oldest first: the order answers must come in. */
+  #sent = new Queue<Sent>();
+  /** How many of #sent still have someone waiting (not abandon()ed). */
+  #waiting = 0;
   #nextId = 1;
+  /** The socket's fd, written directly while nothing is queued on the socket (see #write); -1 if unknown. */
+  readonly #fd: number;
 
   constructor(socket: net.Socket, pid: number, maxFrame: number, events: TaskChannelEvents) {
     this.#socket = socket;
     this.#pid = pid;
     this.#maxFrame = maxFrame;
     this.#events = events;
+    const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+    this.#fd = typeof fd === 'number' && fd >= 0 ? fd : -1;
     const decoder = new FrameDecoder(maxFrame, {
       frame: (type, id, payload) => this.#settle(type, id, payload),
       oversize: (type, id, length) => this.#oversize(type, id, length),
       corrupt: (err) => events.breach(`broke the task protocol: ${err.message}`),
     });
     this.#decoder = decoder;
-    socket.on('data', (chunk: Buffer) => decoder.push(chunk));
+    const onData = (chunk: Buffer): void => decoder.push(chunk);
+    socket.on('data', onData);
+    const hook = readHooks.get(socket);
+    if (hook) {
+      // A taskSocket(): decode from its read buffer while onData is the only
+      // 'data' listener; with others (or without onData: removed by someone
+      // who reads the frames by hand), every listener gets a copy as 'data'.
+      let listening = true;
+      socket.on('removeListener', (event: string | symbol, listener: unknown) => {
+        if (event === 'data' && listener === onData) listening = false;
+      });
+      hook.deliver = (buffer, nread) => {
+        if (listening && socket.listenerCount('data') === 1) decoder.pushBorrowed(buffer, nread);
+        else socket.emit('data', Buffer.from(buffer.subarray(0, nread)));
+      };
+      for (const chunk of hook.early.splice(0)) socket.emit('data', chunk);
+    }
     // The task socket lives as long as the worker (PROTOCOL.md, "Lifetime"):
     // EOF or an error on it while the worker runs, unasked, ends the worker.
     socket.on('end', () => events.lost('closed its task socket (fd 3)'));
@@ -64,36 +138,81 @@ export class TaskChannel {
    * encodeFrame refuses.
    */
   request(bytes: Uint8Array): Promise<Buffer> {
+    return new Promise<Buffer>((resolve, reject) => this.send(bytes, { resolve, reject }));
+  }
+
+  /**
+   * request() for a caller with its own `pending` (the pool's task): no
+   * promise of its own. `pending` is settled synchronously when the answer
+   * is read, or (rejected, nothing sent) in a microtask for bytes
+   * encodeFrame refuses.
+   */
+  send(bytes: Uint8Array, pending: Pending): void {
     const id = this.#nextId;
     let frame: Buffer[];
     try {
-      frame = encodeFrame(FrameType.REQUEST, id, bytes);
+      frame = encodeFrameParts(FrameType.REQUEST, id, bytes, WRITEV_ABOVE);
     } catch (err) {
-      return Promise.reject(err); // nothing pending, nothing sent
+      // Nothing pending, nothing sent. On a later turn, as a promise would:
+      // a pool whose queued tasks are all refused so does not recurse.
+      queueMicrotask(() => pending.reject(err as Error));
+      return;
     }
     this.#nextId = id >= 0xffff_ffff ? 1 : id + 1;
-    return new Promise<Buffer>((resolve, reject) => {
-      this.#pending.set(id, { resolve, reject });
-      if (this.#socket.destroyed) return;
-      for (const buf of frame) this.#socket.write(buf);
-    });
+    this.#sent.push({ id, pending });
+    this.#waiting++;
+    if (!this.#socket.destroyed) this.#write(frame);
   }
 
   /** Ring the doorbell: a control message is waiting on fd 4. */
   wake(): void {
-    if (!this.#socket.destroyed && this.#socket.writable) this.#socket.write(WAKE_FRAME);
+    if (!this.#socket.destroyed && this.#socket.writable) this.#write([WAKE_FRAME]);
+  }
+
+  /**
+   * Write a frame: straight to the fd (one write(2) or writev(2), none of
+   * the stream's bookkeeping) while nothing waits in the socket's own
+   * queue, which takes whatever that write leaves (EAGAIN, a partial
+   * write) so the bytes stay in order. An error on the direct write ends
+   * the socket as one on socket.write() would.
+   */
+  #write(frame: Buffer[]): void {
+    const socket = this.#socket;
+    if (this.#fd < 0 || socket.writableLength > 0 || !socket.writable) {
+      for (const buf of frame) socket.write(buf);
+      return;
+    }
+    let written: number;
+    try {
+      written = frame.length === 1 ? writeSync(this.#fd, frame[0]!) : writevSync(this.#fd, frame);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') {
+        socket.destroy(err as Error);
+        return;
+      }
+      written = 0;
+    }
+    for (const buf of frame) {
+      if (written >= buf.length) {
+        written -= buf.length;
+        continue;
+      }
+      socket.write(written === 0 ? buf : buf.subarray(written));
+      written = 0;
+    }
   }
 
   /** Forget the requests written so far (their answers, if they come, are dropped). */
   abandon(): void {
-    for (const id of this.#pending.keys()) this.#pending.set(id, null);
+    for (const sent of this.#sent.drain()) this.#sent.push({ id: sent.id, pending: null });
+    this.#waiting = 0;
   }
 
   /** Reject every request waiting for an answer with `err`. */
   failAll(err: Error): void {
-    const pending = [...this.#pending.values()];
-    this.#pending.clear();
-    for (const p of pending) p?.reject(err);
+    const sent = this.#sent.drain();
+    this.#waiting = 0;
+    for (const s of sent) s.pending?.reject(err);
   }
 
   /** Stop reading and writing: the socket is closed. */
@@ -103,9 +222,7 @@ export class TaskChannel {
 
   /** Requests written and not yet answered. */
   get pendingRequests(): number {
-    let n = 0;
-    for (const p of this.#pending.values()) if (p !== null) n++;
-    return n;
+    return this.#waiting;
   }
 
   /** False while the payload of an oversize answer is being discarded (see WorkerHandle#inSync). */
@@ -131,14 +248,14 @@ export class TaskChannel {
    * Null for an abandon()ed request: drop the answer.
    */
   #answer(id: number): Pending | null | undefined {
-    const oldest = this.#pending.keys().next();
-    if (oldest.done || oldest.value !== id) {
-      this.#events.breach(`answered request ${id}, which is not the one waiting for an answer${oldest.done ? ' (none is)' : ` (${oldest.value})`}`);
+    const oldest = this.#sent.peek();
+    if (oldest === undefined || oldest.id !== id) {
+      this.#events.breach(`answered request ${id}, which is not the one waiting for an answer${oldest === undefined ? ' (none is)' : ` (${oldest.id})`}`);
       return undefined;
     }
-    const p = this.#pending.get(id)!;
-    this.#pending.delete(id);
-    return p;
+    this.#sent.shift();
+    if (oldest.pending !== null) this.#waiting--;
+    return oldest.pending;
   }
 
   #settle(type: number, id: number, payload: Buffer): void {
@@ -161,12 +278,15 @@ export class TaskChannel {
    */
   #oversize(type: number, id: number, length: number): void {
     if (!this.#isAnswer(type, id)) return;
-    this.#answer(id)?.reject(
-      new WorkerError(
-        'ERR_WORKER_FRAME_TOO_LARGE',
-        `worker pid ${this.#pid} answered with ${length} bytes, over the maximum frame size of ${this.#maxFrame} bytes; the response was discarded`,
-        { pid: this.#pid },
-      ),
+    const pending = this.#answer(id);
+    if (!pending) return;
+    // After the rest of this chunk has been pushed: an answer whose bytes
+    // have all arrived leaves the decoder back in step (inSync) by then.
+    const err = new WorkerError(
+      'ERR_WORKER_FRAME_TOO_LARGE',
+      `worker pid ${this.#pid} answered with ${length} bytes, over the maximum frame size of ${this.#maxFrame} bytes; the response was discarded`,
+      { pid: this.#pid },
     );
+    queueMicrotask(() => pending.reject(err));
   }
 }

@@ -11,7 +11,7 @@ import { illegalConstructor, optionalInteger, optionsObject } from './internal/a
 import { CONSTRUCT_CONTROL, ControlChannel, type ControlMessage, type ReadyMessage } from './control-channel.js';
 import { WorkerError, describeExit } from './errors.js';
 import { CONTROL_MAX, DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT, MIN_MAX_FRAME, taskPayload } from './protocol.js';
-import { TaskChannel } from './task-channel.js';
+import { TaskChannel, taskSocket, type Pending } from './task-channel.js';
 import { processPlan, startWorkerProcess, type WorkerProcess, type WorkerProcessOptions } from './worker-process.js';
 
 export interface SpawnWorkerOptions extends WorkerProcessOptions {
@@ -174,18 +174,38 @@ export class WorkerHandle extends EventEmitter {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (this.#broken !== null && !this.#taskLost) return Promise.reject(this.#broken);
+    const refused = this.#refusal();
+    if (refused) return Promise.reject(refused);
+    return this.#tasks.request(bytes);
+  }
+
+  /**
+   * request() for the pool: `bytes` already checked against maxFrame, the
+   * answer (or the refusal) given to `pending`, with no promise between.
+   * @internal
+   */
+  send(bytes: Uint8Array, pending: Pending): void {
+    const refused = this.#refusal();
+    if (refused) pending.reject(refused);
+    else this.#tasks.send(bytes, pending);
+  }
+
+  /**
+   * Why a request cannot be sent now, or null. One made after the task
+   * socket ended (the worker is being killed) is not refused: it is not
+   * written, and the exit says how the worker ended (see #onExit).
+   */
+  #refusal(): WorkerError | null {
+    if (this.#broken !== null && !this.#taskLost) return this.#broken;
     if (this.#stopRequested) {
       const message = `worker pid ${this.pid} is stopped (stop() or close() was called); nothing was sent`;
-      return Promise.reject(new WorkerError('ERR_WORKER_STOPPED', message, { pid: this.pid }));
+      return new WorkerError('ERR_WORKER_STOPPED', message, { pid: this.pid });
     }
     if (this.#exit !== null) {
       const exit = { code: this.#exit.code, signal: this.#exit.signal };
-      return Promise.reject(new WorkerError('ERR_WORKER_EXITED', `worker pid ${this.pid} has exited (${describeExit(exit)})`, { pid: this.pid, exit }));
+      return new WorkerError('ERR_WORKER_EXITED', `worker pid ${this.pid} has exited (${describeExit(exit)})`, { pid: this.pid, exit });
     }
-    // Its task socket has ended and it is being killed: the request is not
-    // written, and the exit says how it ended (see #onExit).
-    return this.#tasks.request(bytes);
+    return null;
   }
 
   /** Forget the requests written so far (their answers, if they come, are dropped). Used by the pool's execTimeout. @internal */
@@ -365,7 +385,7 @@ export class WorkerHandle extends EventEmitter {
 export function spawnWorker(options: SpawnWorkerOptions): WorkerHandle {
   const plan = processPlan(options, true);
   const maxFrame = optionalInteger(options as unknown as Record<string, unknown>, 'maxFrame', DEFAULT_MAX_FRAME, MIN_MAX_FRAME, MAX_FRAME_LIMIT);
-  const proc = startWorkerProcess(plan, { env: { FOLK_MAX_FRAME: String(maxFrame) }, maxControlMessage: CONTROL_MAX });
+  const proc = startWorkerProcess(plan, { env: { FOLK_MAX_FRAME: String(maxFrame) }, maxControlMessage: CONTROL_MAX, taskSocket });
   return new WorkerHandle(CONSTRUCT, proc, maxFrame, plan.isolation?.namespaces?.pid === true);
 }
 

@@ -277,6 +277,8 @@ export interface ProtocolNeeds {
   env?: Record<string, string>;
   /** The control socket's largest datagram; FdSocket's default if not given. */
   maxControlMessage?: number;
+  /** Makes the net.Socket over the supervisor's end of the task socket; a plain one if not given. */
+  taskSocket?: (fd: number) => net.Socket;
 }
 
 /** Start the worker `plan` describes, with what a protocol layer asks for. @internal */
@@ -309,7 +311,7 @@ export function startWorkerProcess(plan: ProcessPlan, needs: ProtocolNeeds = {})
   let task: net.Socket | undefined;
   let control: FdSocket;
   try {
-    task = new net.Socket({ fd: taskParent, readable: true, writable: true });
+    task = needs.taskSocket ? needs.taskSocket(taskParent) : new net.Socket({ fd: taskParent, readable: true, writable: true });
     control = new FdSocket(controlParent, needs.maxControlMessage === undefined ? {} : { maxMessageBytes: needs.maxControlMessage });
   } catch (err) {
     if (task) task.destroy();

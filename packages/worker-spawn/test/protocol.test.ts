@@ -53,6 +53,37 @@ describe('frame codec', () => {
     }
   });
 
+  it('pushBorrowed: fed through one reused buffer, split anywhere, it delivers payloads of their own that later chunks do not overwrite', () => {
+    const stream = wire(
+      encodeFrame(FrameType.RESPONSE, 1, Buffer.from('first answer')),
+      encodeFrame(FrameType.RESPONSE, 2, Buffer.alloc(0)),
+      encodeFrame(FrameType.RESPONSE, 3, Buffer.alloc(3000, 0x33)),
+      encodeFrame(FrameType.ERROR, 4, Buffer.from('{"code":"X","message":"m"}')),
+    );
+    for (const step of [1, 5, 12, 13, 40, 1000, stream.length]) {
+      const payloads: Buffer[] = [];
+      const decoder = new FrameDecoder(4096, {
+        frame: (_type, _id, payload) => payloads.push(payload), // kept as given, not copied
+        oversize: () => {},
+        corrupt: (err) => {
+          throw err;
+        },
+      });
+      const reused = Buffer.alloc(step);
+      for (let i = 0; i < stream.length; i += step) {
+        const n = stream.copy(reused, 0, i, i + step);
+        decoder.pushBorrowed(reused, n);
+        reused.fill(0xee); // what the next read does to it
+      }
+      expect(payloads.map((p) => p.toString('latin1'))).toEqual([
+        'first answer',
+        '',
+        '3'.repeat(3000),
+        '{"code":"X","message":"m"}',
+      ]);
+    }
+  });
+
   it('skips an oversize frame without buffering it and stays in sync for the next', () => {
     const stream = wire(
       encodeFrame(FrameType.REQUEST, 1, Buffer.alloc(5000, 1)),

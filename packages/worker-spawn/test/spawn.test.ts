@@ -230,6 +230,34 @@ describe('spawnWorker with php-cli', () => {
     }
   });
 
+  it('answers kept by the caller stay as they came while later answers are read', async () => {
+    const worker = spawnWorker({ script: fixture('echo.php') });
+    try {
+      const kept: Buffer[] = [];
+      for (let i = 0; i < 50; i++) kept.push(await worker.request(`answer ${i} `.repeat(i + 1)));
+      kept.push(...(await Promise.all(Array.from({ length: 50 }, (_, i) => worker.request(Buffer.alloc(1000 * (i + 1), i))))));
+      kept.forEach((b, i) => {
+        const expected = i < 50 ? Buffer.from(`answer ${i} `.repeat(i + 1)) : Buffer.alloc(1000 * (i - 49), i - 50);
+        if (!b.equals(expected)) throw new Error(`answer ${i} changed after it was delivered`);
+      });
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('a PHP worker waits for its next task longer than default_socket_timeout', async () => {
+    const worker = spawnWorker({ script: fixture('idle-timeout.php') });
+    try {
+      await worker.ready;
+      expect((await worker.request('first')).toString()).toBe('first');
+      await new Promise((resolve) => setTimeout(resolve, 2500)); // idle past its 1 s timeout
+      expect((await worker.request('after a long wait')).toString()).toBe('after a long wait');
+      expect(worker.hasExited).toBe(false);
+    } finally {
+      await worker.stop();
+    }
+  });
+
   it('carries every byte value and an 8 MiB payload unchanged, both ways', async () => {
     const worker = spawnWorker({ script: fixture('echo.php') });
     try {
