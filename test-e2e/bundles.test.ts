@@ -3,7 +3,7 @@
 // and ES module output) and with ncc as their READMEs' "Bundling" sections
 // say, then moved to a fresh directory with no node_modules and run there.
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { copyFileSync, cpSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -55,10 +55,9 @@ function start(dir: string, entry: string, extra: NodeJS.ProcessEnv = {}) {
   return run(process.execPath, [entry, ...(hasPhp ? ['--php'] : [])], dir, extra);
 }
 
-/** The PHP library, copied as the README says: a php/ folder beside the bundle. */
-function copyPhpLibrary(out: string): void {
-  mkdirSync(join(out, 'php'));
-  copyFileSync(join(project, 'node_modules', '@folk', 'worker-spawn', 'php', 'Worker.php'), join(out, 'php', 'Worker.php'));
+/** The PHP library, copied as the README says: the package's whole php/ folder, to `dir`. */
+function copyPhpLibrary(dir: string): void {
+  cpSync(join(project, 'node_modules', '@folk', 'worker-spawn', 'php'), dir, { recursive: true });
 }
 
 /** Node would look for packages in these: none may exist above a bundle. */
@@ -88,7 +87,7 @@ describe('esbuild', () => {
     for (const name of ['socketpair', 'pidfd', 'fd-inherit', 'scm-rights']) {
       expect(binaries.some((f) => f.startsWith(`@folk+${name}.glibc-`))).toBe(true);
     }
-    copyPhpLibrary(out);
+    copyPhpLibrary(join(out, 'php'));
     const r = start(out, 'app.js');
     expect(r.stderr).toBe('');
     expect(r.stdout.trim().split('\n').pop()).toBe('ok');
@@ -107,9 +106,9 @@ describe('esbuild', () => {
       `--banner:js=${ESM_BANNER}`,
     ]);
     noNodeModulesAbove(out);
-    const library = join(temp('folk-php-'), 'Worker.php');
-    copyFileSync(join(project, 'node_modules', '@folk', 'worker-spawn', 'php', 'Worker.php'), library);
-    const r = start(out, 'app.mjs', { FOLK_PHP_WORKER_LIBRARY: library });
+    const folder = join(temp('folk-php-'), 'php');
+    copyPhpLibrary(folder);
+    const r = start(out, 'app.mjs', { FOLK_PHP_WORKER_LIBRARY: join(folder, 'Worker.php') });
     expect(r.stderr).toBe('');
     expect(r.stdout.trim().split('\n').pop()).toBe('ok');
     if (hasPhp) expect(r.stdout).toContain('worker-spawn PHP worker: yes');
@@ -121,7 +120,7 @@ describe('ncc', () => {
     const out = bundle(ncc, ['build', 'app.mjs', '-o', 'out', '--quiet']);
     noNodeModulesAbove(out);
     const entry = readdirSync(out).find((f) => /^index\.(c|m)?js$/.test(f))!;
-    copyPhpLibrary(out);
+    copyPhpLibrary(join(out, 'php'));
     const r = start(out, entry);
     expect(r.stderr).toBe('');
     expect(r.stdout.trim().split('\n').pop()).toBe('ok');

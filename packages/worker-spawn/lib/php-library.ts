@@ -1,13 +1,17 @@
-// Where the PHP worker library (php/Worker.php) is, installed or bundled.
+// Where the PHP worker library (php/Worker.php, which loads the rest of the
+// php/ folder from beside it) is, installed or bundled.
 
 import { existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 
 /**
  * Absolute path of the PHP worker library (`php/Worker.php`): `require` it
- * from a PHP worker script, or copy it. `FOLK_PHP_WORKER_LIBRARY` in the
- * environment overrides it; otherwise it is the package's own file, or, in a
- * bundle, `php/Worker.php` beside the bundle when copied there.
+ * from a PHP worker script. It loads the rest of the library from its own
+ * folder, and a pool's prototype runs `prototype.php` from there, so copy
+ * the whole `php/` folder, never Worker.php alone. `FOLK_PHP_WORKER_LIBRARY`
+ * in the environment overrides it (the Worker.php of such a copy); otherwise
+ * it is the package's own file, or, in a bundle, `php/Worker.php` beside the
+ * bundle when the folder is copied there.
  */
 export const PHP_WORKER_LIBRARY: string = phpWorkerLibrary();
 

@@ -18,11 +18,18 @@
  *     Folk\WorkerConnection::fromEnv()->serve(fn (string $payload) => strtoupper($payload));
  *
  * Folk\Worker, its former name, still names the same class (deprecated).
+ *
+ * This file is the one to require; it loads the rest of the library from
+ * beside it (Internal/: the task socket's framing, the control socket), so
+ * copy the whole php/ folder, not this file alone.
  */
 
 declare(strict_types=1);
 
 namespace Folk;
+
+use Folk\Internal\ControlChannel;
+use Folk\Internal\TaskStream;
 
 // Already loaded: a worker forked by a prototype (which loaded this file)
 // runs a script that requires it again. (Not class_exists(): the classes
@@ -31,6 +38,9 @@ if (\defined('Folk\\WORKER_LIBRARY_LOADED')) {
     return;
 }
 \define('Folk\\WORKER_LIBRARY_LOADED', true);
+
+require_once __DIR__ . '/Internal/ControlChannel.php';
+require_once __DIR__ . '/Internal/TaskStream.php';
 
 /** One request read from the task socket. */
 final class Task
@@ -50,6 +60,10 @@ final class WorkerException extends \RuntimeException
 /**
  * The worker's connection to its supervisor: tasks in on fd 3, answers out,
  * control messages (and fds) on fd 4.
+ *
+ * The usual request and response are read and written here, in as few PHP
+ * operations as they take; everything else about fd 3 is
+ * Internal\TaskStream's, fd 4 is Internal\ControlChannel's.
  */
 final class WorkerConnection
 {
@@ -66,44 +80,26 @@ final class WorkerConnection
     /** EX_PROTOCOL from sysexits.h: the supervisor sent something that is not the protocol. */
     public const EXIT_PROTOCOL = 76;
 
-    private const CONTROL_MAX = 65536;
-    private const MAX_FDS_PER_MESSAGE = 64;
-    /** Longest error report sent whole; see reportError(). */
-    private const REPORT_MAX = 8192;
-    /** Large payloads are read in slices so a discard never allocates the whole thing. */
-    private const READ_SLICE = 1048576;
-
-    /** @var resource $task as a stream, for fill() and respond() */
+    private TaskStream $tasks;
+    private ControlChannel $control;
+    /** @var resource the task socket as a stream (TaskStream's), for receive() and respond() */
     private $taskStream;
     /** Bytes read from the task socket but not yet parsed into a frame. */
     private string $buffer = '';
-    private bool $stopping = false;
     private bool $readySent = false;
-    /** @var list<callable(array, string, mixed): void> */
-    private array $fdHandlers = [];
-    /** @var list<array{tag: string, fds: array, meta: mixed}> fds received with no handler registered */
-    private array $pendingFds = [];
 
     /** @var array{0: \Socket, 1: \Socket}|null set in a worker forked by a prototype (see PrototypeServer) */
     private static ?array $forked = null;
 
     private function __construct(
-        private \Socket $task,
-        private \Socket $control,
+        \Socket $task,
+        \Socket $control,
         public readonly int $maxFrame,
         public readonly string $runtime,
     ) {
-        // The same socket as a stream, unbuffered both ways (so reading it
-        // and $task can be mixed) and without default_socket_timeout: a
-        // worker may wait for its next task as long as it takes.
-        $stream = \socket_export_stream($task);
-        if ($stream === false) {
-            self::die('the task socket cannot be used as a stream');
-        }
-        \stream_set_read_buffer($stream, 0);
-        \stream_set_write_buffer($stream, 0);
-        \stream_set_timeout($stream, -1);
-        $this->taskStream = $stream;
+        $this->control = new ControlChannel($control);
+        $this->tasks = new TaskStream($task, $maxFrame, $this->control);
+        $this->taskStream = $this->tasks->stream;
     }
 
     /**
@@ -153,7 +149,7 @@ final class WorkerConnection
             return;
         }
         $this->readySent = true;
-        $this->sendControl([
+        $this->control->send([
             'type' => 'ready',
             'pid' => \getmypid(),
             'protocol' => self::PROTOCOL,
@@ -195,18 +191,29 @@ final class WorkerConnection
                     }
                     return new Task($h['id'], $payload);
                 }
-                $task = $this->readFrame();
+                [$task, $this->buffer, $wake] = $this->tasks->readFrame($this->buffer);
                 if ($task !== null) {
                     return $task;
                 }
+                if ($wake) {
+                    $this->control->drain();
+                }
                 continue; // a WAKE, or an oversize or unexpected frame that was answered
             }
-            if ($this->stopping) {
+            if ($this->control->stopping) {
                 return null;
             }
-            if (!$this->fill()) {
+            // fread on the stream, not socket_recv: it waits in poll(2) and then
+            // reads, which costs a syscall more and yet makes the round trip
+            // quicker than a recv(2) that blocks (bench/worker-spawn measures it).
+            $data = @\fread($this->taskStream, 65536);
+            if ($data === false || $data === '') {
+                if ($this->tasks->readFailed($data)) {
+                    continue; // a signal interrupted it
+                }
                 return null; // EOF on the task socket
             }
+            $this->buffer .= $data;
         }
     }
 
@@ -215,7 +222,7 @@ final class WorkerConnection
     {
         $id = $task instanceof Task ? $task->id : $task;
         if (\strlen($payload) > $this->maxFrame) {
-            $this->fail($id, \sprintf(
+            $this->tasks->fail($id, \sprintf(
                 'response of %d bytes exceeds the maximum frame size of %d bytes (FOLK_MAX_FRAME)',
                 \strlen($payload),
                 $this->maxFrame,
@@ -227,15 +234,14 @@ final class WorkerConnection
         // of a partial one (or all of a failed one: it retries, or says why).
         $n = @\fwrite($this->taskStream, $frame);
         if ($n !== \strlen($frame)) {
-            $this->writeAll($frame, $n === false ? 0 : $n);
+            $this->tasks->writeAll($frame, $n === false ? 0 : $n);
         }
     }
 
     /** Answer $task with an error the supervisor rejects the task with. */
     public function fail(Task|int $task, string $message, string $code = 'HANDLER_ERROR'): void
     {
-        $id = $task instanceof Task ? $task->id : $task;
-        $this->writeFrame(self::ERROR, $id, $this->errorBody($code, $message));
+        $this->tasks->fail($task instanceof Task ? $task->id : $task, $message, $code);
     }
 
     /**
@@ -269,12 +275,7 @@ final class WorkerConnection
      */
     public function onFds(callable $handler): void
     {
-        $this->fdHandlers[] = $handler;
-        $pending = $this->pendingFds;
-        $this->pendingFds = [];
-        foreach ($pending as $entry) {
-            $handler($entry['fds'], $entry['tag'], $entry['meta']);
-        }
+        $this->control->onFds($handler);
     }
 
     /**
@@ -285,269 +286,19 @@ final class WorkerConnection
     public function waitFds(string $tag): ?array
     {
         $this->ready();
-        while (true) {
-            foreach ($this->pendingFds as $i => $entry) {
-                if ($entry['tag'] === $tag) {
-                    \array_splice($this->pendingFds, $i, 1);
-                    return $entry['fds'];
-                }
-            }
-            if ($this->stopping) {
-                return null;
-            }
-            $this->readControl();
-        }
+        return $this->control->waitFds($tag);
     }
 
     /** Send an error report to the supervisor (it surfaces it as an event). */
     public function reportError(string $message, bool $fatal = false): void
     {
-        // A control datagram is at most 64 KiB (PROTOCOL.md) and the supervisor
-        // drops the control socket on a larger one. 8 KiB of message stays
-        // under that even if JSON escapes every byte (6 bytes each).
-        if (\strlen($message) > self::REPORT_MAX) {
-            $message = \substr($message, 0, self::REPORT_MAX) . \sprintf('... (%d bytes cut)', \strlen($message) - self::REPORT_MAX);
-        }
-        $this->sendControl(['type' => 'error', 'message' => $message, 'fatal' => $fatal]);
+        $this->control->reportError($message, $fatal);
     }
 
     /** True once the supervisor asked this worker to stop or went away. */
     public function isStopping(): bool
     {
-        return $this->stopping;
-    }
-
-    // ---- internals -------------------------------------------------------
-
-    /** Parse one frame from the buffer (reading the rest of it). Null when it was answered here. */
-    private function readFrame(): ?Task
-    {
-        $h = \unpack('Cversion/Ctype/nflags/Nid/Nlength', $this->buffer);
-        if ($h['version'] !== self::PROTOCOL) {
-            // The stream cannot be resynchronised (PROTOCOL.md): tell the
-            // supervisor (a fatal report), say it on stderr, and leave with
-            // EX_PROTOCOL, as the Node library does.
-            $message = \sprintf('task frame with protocol version %d; this library speaks %d', $h['version'], self::PROTOCOL);
-            $this->reportError($message, true);
-            \fwrite(\STDERR, "folk worker: $message\n");
-            exit(self::EXIT_PROTOCOL);
-        }
-        $this->buffer = (string) \substr($this->buffer, self::HEADER_SIZE);
-        $id = $h['id'];
-        $length = $h['length'];
-        if ($length > $this->maxFrame) {
-            $this->discard($length);
-            $this->fail($id, \sprintf(
-                'request of %d bytes exceeds the maximum frame size of %d bytes (FOLK_MAX_FRAME)',
-                $length,
-                $this->maxFrame,
-            ), 'FRAME_TOO_LARGE');
-            return null;
-        }
-        $payload = $this->readExact($length);
-        if ($h['type'] === self::WAKE) {
-            $this->drainControl();
-            return null;
-        }
-        if ($h['type'] !== self::REQUEST) {
-            $this->fail($id, \sprintf('a worker accepts only REQUEST frames (type 1), got type %d', $h['type']), 'BAD_FRAME');
-            return null;
-        }
-        return new Task($id, $payload);
-    }
-
-    /** Read more bytes from the task socket into the buffer. False on EOF. */
-    private function fill(): bool
-    {
-        // fread on the stream, not socket_recv: it waits in poll(2) and then
-        // reads, which costs a syscall more and yet makes the round trip
-        // quicker than a recv(2) that blocks (bench/worker-spawn measures it).
-        $data = @\fread($this->taskStream, 65536);
-        if ($data === false) {
-            // A stream says its errno only in the warning it raised.
-            $why = \error_get_last()['message'] ?? 'unknown error';
-            if (\str_contains($why, 'errno=' . \SOCKET_EINTR . ' ')) {
-                return true;
-            }
-            if (\str_contains($why, 'errno=' . \SOCKET_ECONNRESET . ' ')) {
-                $this->stopping = true;
-                return false;
-            }
-            throw new WorkerException('reading the task socket failed: ' . $why);
-        }
-        if ($data === '') {
-            $this->stopping = true;
-            return false;
-        }
-        $this->buffer .= $data;
-        return true;
-    }
-
-    private function readExact(int $length): string
-    {
-        if (\strlen($this->buffer) >= $length) {
-            $out = \substr($this->buffer, 0, $length);
-            $this->buffer = (string) \substr($this->buffer, $length);
-            return $out;
-        }
-        // Collect slices and join once: appending megabytes a chunk at a time is quadratic.
-        $parts = [$this->buffer];
-        $have = \strlen($this->buffer);
-        $this->buffer = '';
-        while ($have < $length) {
-            $data = '';
-            $n = @\socket_recv($this->task, $data, \min(self::READ_SLICE, $length - $have), \MSG_WAITALL);
-            if ($n === false && \socket_last_error($this->task) === \SOCKET_EINTR) {
-                continue;
-            }
-            if ($n === false || $n === 0 || $data === null) {
-                $this->stopping = true;
-                throw new WorkerException('the task socket closed in the middle of a frame');
-            }
-            $parts[] = $data;
-            $have += $n;
-        }
-        return \implode('', $parts);
-    }
-
-    private function discard(int $length): void
-    {
-        $take = \min($length, \strlen($this->buffer));
-        $this->buffer = (string) \substr($this->buffer, $take);
-        $length -= $take;
-        while ($length > 0) {
-            $data = '';
-            $n = @\socket_recv($this->task, $data, \min(self::READ_SLICE, $length), 0);
-            if ($n === false && \socket_last_error($this->task) === \SOCKET_EINTR) {
-                continue;
-            }
-            if ($n === false || $n === 0) {
-                $this->stopping = true;
-                throw new WorkerException('the task socket closed in the middle of a frame');
-            }
-            $length -= $n;
-        }
-    }
-
-    private function writeFrame(int $type, int $id, string $payload): void
-    {
-        $this->writeAll(\pack('CCnNN', self::PROTOCOL, $type, 0, $id, \strlen($payload)) . $payload);
-    }
-
-    /** Write $bytes from $offset on. */
-    private function writeAll(string $bytes, int $offset = 0): void
-    {
-        $total = \strlen($bytes);
-        while ($offset < $total) {
-            $chunk = $offset === 0 ? $bytes : \substr($bytes, $offset);
-            $n = @\socket_write($this->task, $chunk, $total - $offset);
-            if ($n === false) {
-                $err = \socket_last_error($this->task);
-                if ($err === \SOCKET_EINTR || $err === \SOCKET_EAGAIN) {
-                    continue;
-                }
-                $this->stopping = true;
-                throw new WorkerException('writing the task socket failed: ' . \socket_strerror($err));
-            }
-            $offset += $n;
-        }
-    }
-
-    /**
-     * The JSON of an ERROR frame, within FOLK_MAX_FRAME: a message too long
-     * for it is cut (halved until it fits; JSON may escape a byte into six),
-     * never the JSON itself, so the supervisor still reads the code.
-     */
-    private function errorBody(string $code, string $message): string
-    {
-        $flags = \JSON_INVALID_UTF8_SUBSTITUTE | \JSON_UNESCAPED_SLASHES;
-        $body = (string) \json_encode(['code' => $code, 'message' => $message], $flags);
-        while (\strlen($body) > $this->maxFrame && $message !== '') {
-            $message = \substr($message, 0, \intdiv(\strlen($message), 2));
-            $body = (string) \json_encode(['code' => $code, 'message' => $message . '... (cut to fit the maximum frame size)'], $flags);
-        }
-        return $body;
-    }
-
-    /** Handle every control message already waiting, without blocking. */
-    private function drainControl(): void
-    {
-        while (!$this->stopping && $this->readControl(\MSG_DONTWAIT)) {
-        }
-    }
-
-    /** Read and handle one control message; false when none was waiting (or the socket is done). */
-    private function readControl(int $flags = 0): bool
-    {
-        $msg = [
-            'name' => [],
-            'buffer_size' => self::CONTROL_MAX,
-            'controllen' => \socket_cmsg_space(\SOL_SOCKET, \SCM_RIGHTS, self::MAX_FDS_PER_MESSAGE),
-        ];
-        // MSG_CMSG_CLOEXEC: descriptors handed to us must not leak into programs this worker runs.
-        $n = @\socket_recvmsg($this->control, $msg, \MSG_CMSG_CLOEXEC | $flags);
-        if ($n === false) {
-            // socket_recvmsg records its errno only in the global last error, not the socket's.
-            $err = \socket_last_error();
-            \socket_clear_error();
-            if ($err === \SOCKET_EINTR) {
-                return true;
-            }
-            if ($err === \SOCKET_EAGAIN) {
-                return false;
-            }
-            $this->stopping = true; // the supervisor is unreachable; finish up
-            return false;
-        }
-        $body = $msg['iov'][0] ?? '';
-        if ($n === 0 && $body === '' && empty($msg['control'])) {
-            $this->stopping = true; // EOF: the supervisor closed the control socket or died
-            return false;
-        }
-        $fds = [];
-        foreach ($msg['control'] ?? [] as $cmsg) {
-            if ($cmsg['level'] === \SOL_SOCKET && $cmsg['type'] === \SCM_RIGHTS) {
-                foreach ($cmsg['data'] as $fd) {
-                    $fds[] = $fd;
-                }
-            }
-        }
-        $message = \json_decode($body, true);
-        if (!\is_array($message) || !isset($message['type'])) {
-            $this->reportError('unreadable control message: ' . \substr($body, 0, 200));
-            return true;
-        }
-        switch ($message['type']) {
-            case 'stop':
-                $this->stopping = true;
-                break;
-            case 'fds':
-                if (($msg['flags'] & \MSG_CTRUNC) !== 0) {
-                    $this->reportError('control message carried more descriptors than fit; some were dropped');
-                }
-                $tag = (string) ($message['tag'] ?? '');
-                $meta = $message['meta'] ?? null;
-                if ($this->fdHandlers === []) {
-                    $this->pendingFds[] = ['tag' => $tag, 'fds' => $fds, 'meta' => $meta];
-                } else {
-                    foreach ($this->fdHandlers as $handler) {
-                        $handler($fds, $tag, $meta);
-                    }
-                }
-                break;
-            default:
-                break; // unknown types are ignored so the protocol can grow
-        }
-        return true;
-    }
-
-    private function sendControl(array $message): void
-    {
-        $body = \json_encode($message, \JSON_INVALID_UTF8_SUBSTITUTE | \JSON_UNESCAPED_SLASHES);
-        if (@\socket_send($this->control, (string) $body, \strlen((string) $body), 0) === false) {
-            // EPIPE: the supervisor is gone. Nothing to report to; wind down.
-            $this->stopping = true;
-        }
+        return $this->control->stopping;
     }
 
     /** @internal The socket at $fd (a duplicate of it), or exit 78. */
