@@ -61,16 +61,28 @@ final class TaskStream
             $this->control->stopping = true;
             return false;
         }
-        // A stream says its errno only in the warning it raised.
-        $why = \error_get_last()['message'] ?? 'unknown error';
-        if (\str_contains($why, 'errno=' . \SOCKET_EINTR . ' ')) {
-            return true;
-        }
-        if (\str_contains($why, 'errno=' . \SOCKET_ECONNRESET . ' ')) {
+        // fread() says false and nothing else (PHP 8.2 raises no warning on
+        // a socket stream), so ask the socket itself, without taking data.
+        // A reset (the supervisor closed its end with our answer unread) is
+        // reported by one read only: the peek then sees the end of the stream.
+        $peeked = @\socket_recv($this->task, $byte, 1, \MSG_PEEK | \MSG_DONTWAIT);
+        if ($peeked === 0) {
             $this->control->stopping = true;
             return false;
         }
-        throw new WorkerException('reading the task socket failed: ' . $why);
+        if ($peeked !== false) {
+            return true; // data after all (an interrupted read): read again
+        }
+        $errno = \socket_last_error($this->task);
+        \socket_clear_error($this->task);
+        if ($errno === \SOCKET_EAGAIN || $errno === \SOCKET_EINTR) {
+            return true;
+        }
+        if ($errno === \SOCKET_ECONNRESET || $errno === \SOCKET_EPIPE) {
+            $this->control->stopping = true;
+            return false;
+        }
+        throw new WorkerException('reading the task socket failed: ' . \socket_strerror($errno));
     }
 
     /**
