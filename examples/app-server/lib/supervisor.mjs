@@ -69,7 +69,7 @@ export class Supervisor {
   async #reloadAll() {
     if (this.#stopping) return;
     this.#notify({ RELOADING: 1, MONOTONIC_USEC: process.hrtime.bigint() / 1000n, STATUS: 'Reloading the PHP workers' });
-    this.#log(`reloading the workers of ${this.fronts.length} front${this.fronts.length === 1 ? "" : "s"}`);
+    this.#log(`reloading the workers of ${this.fronts.length} front${this.fronts.length === 1 ? '' : 's'}`);
     const id = ++this.#reloadId;
     await Promise.all(
       this.fronts.map(
