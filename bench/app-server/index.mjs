@@ -10,6 +10,8 @@
 //   failures      requests that failed while a PHP worker was SIGKILLed under
 //                 load, and while the server reloaded (SIGHUP to ours, SIGUSR2
 //                 to php-fpm), several times each
+//   cpu           microseconds of CPU per request, HTTP side and PHP side,
+//                 for both contenders
 //   fronts        ours with one front and with one per CPU, hello at 64
 //                 connections, and the CPU each kind of process used: is the
 //                 front still the bottleneck?
@@ -270,6 +272,21 @@ function wrk(port, route, connections, seconds, dir) {
   });
 }
 
+/** CPU microseconds per request of the contender's HTTP processes and PHP processes (16 connections, medians over ROUNDS runs). */
+async function cpuPerRequest(contender, route) {
+  const runs = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    await wrk(contender.port, route, 16, 1, dir);
+    const pids = [contender.frontPids(), contender.workerPids()];
+    const before = pids.map((list) => list.map(cpuTicks));
+    const r = await wrk(contender.port, route, 16, DURATION, dir);
+    // A tick is 10 ms: ticks * 10,000 us / requests.
+    const used = pids.map((list, k) => list.reduce((a, pid, i) => a + cpuTicks(pid) - before[k][i], 0));
+    runs.push(used.map((ticks) => (ticks * 10_000) / r.requests));
+  }
+  return { front: median(runs.map((r) => r[0])), php: median(runs.map((r) => r[1])) };
+}
+
 // ---------------------------------------------------------------------------
 
 install();
@@ -370,6 +387,17 @@ try {
     await sleep(1000);
     const reloaded = [await disrupt(ours, (c) => c.reload(), RELOADS), await disrupt(fpm, (c) => c.reload(), RELOADS)];
     console.log(`| ${RELOADS} reloads (SIGHUP to ours, SIGUSR2 to php-fpm) | ${reloaded[0].errors} of ${reloaded[0].requests} | ${reloaded[1].errors} of ${reloaded[1].requests} |`);
+
+    // Where the CPU goes: microseconds of CPU per request for each kind of
+    // process (the HTTP side: our fronts or nginx's workers; the PHP side:
+    // our workers or php-fpm's children), at 16 connections.
+    console.log(`\nCPU per request at 16 connections (us, median of ${ROUNDS} run(s); utime + stime from /proc):`);
+    console.log('| route | ours: fronts | ours: PHP workers | ours: total | nginx | php-fpm | nginx+php-fpm: total |');
+    console.log('| --- | --- | --- | --- | --- | --- | --- |');
+    for (const route of ROUTES) {
+      const [o, f] = [await cpuPerRequest(ours, route), await cpuPerRequest(fpm, route)];
+      console.log(`| ${route.name} | ${fmt(o.front, 1)} | ${fmt(o.php, 1)} | ${fmt(o.front + o.php, 1)} | ${fmt(f.front, 1)} | ${fmt(f.php, 1)} | ${fmt(f.front + f.php, 1)} |`);
+    }
 
     // Is the front the bottleneck? One front against the default, hello at 64
     // connections, with the CPU time each kind of process used during the run.
