@@ -1,0 +1,385 @@
+<?php
+// Runs ordinary PHP scripts one request at a time, the way php-fpm runs
+// them: $_SERVER, $_GET, $_POST, $_COOKIE, $_FILES and $_REQUEST filled in,
+// php://input giving the body, header() and http_response_code() deciding the
+// response, echo writing its body. Where requests come from and where their
+// responses go is a request source's business (TaskSource.php: tasks from
+// the Node front; ConnectionSource.php: HTTP connections the front hands
+// over); runtime.php runs the loop.
+
+declare(strict_types=1);
+
+namespace Folk\AppServer;
+
+use Folk\Worker;
+
+final class Runtime
+{
+    /** The script to include for the current request (read by the loop at the end of this file). */
+    public string $script = '';
+    /** Globals that exist between requests; everything else a script creates is removed after it. */
+    public array $keepGlobals = [];
+
+    private Worker $worker;
+    /** Sends the response of the request being served; null between requests. */
+    private $answer = null;
+    /** Output a script flushed through our buffer (ob_flush, flush of its own buffers). */
+    private string $flushed = '';
+    /** Temporary files of $_FILES, removed after the request. */
+    private array $uploads = [];
+    private array $base;
+    private string $root;
+    private ?string $index;
+    private string $cwd;
+    private bool $headersWork;
+    /** The process is ending (exit, a fatal error): the answer says so, see finish(). */
+    private bool $ending = false;
+
+    public function __construct(Worker $worker)
+    {
+        $this->worker = $worker;
+        $root = \getenv('FOLK_APP_ROOT') ?: \getcwd();
+        $real = \realpath($root);
+        if ($real === false || !\is_dir($real)) {
+            $worker->reportError("document root $root is not a directory", true);
+            \fwrite(\STDERR, "app server: document root $root is not a directory\n");
+            exit(78);
+        }
+        $this->root = $real;
+        $index = (string) \getenv('FOLK_APP_INDEX');
+        $this->index = $index === '' ? null : '/' . \ltrim($index, '/');
+        $this->cwd = (string) \getcwd();
+        // What php-fpm behind nginx puts in every request's $_SERVER (with
+        // clear_env, its default, the environment is only USER and HOME).
+        $this->base = \array_filter([
+            'USER' => \getenv('USER') ?: null,
+            'HOME' => \getenv('HOME') ?: null,
+            'GATEWAY_INTERFACE' => 'CGI/1.1',
+            'SERVER_SOFTWARE' => 'folk-app-server',
+            'DOCUMENT_ROOT' => $this->root,
+            'REDIRECT_STATUS' => '200',
+        ], fn ($v) => $v !== null);
+        $this->headersWork = self::keepHeaders();
+        if (!$this->headersWork) {
+            $worker->reportError('FFI is not available, so header() calls are lost (php-cli drops them): enable ffi (ffi.enable=preload, the default) or install php-ffi');
+        }
+        PhpStream::install();
+        // The buffer every request writes into. Not removable, so a script
+        // that ends all buffers (ob_end_clean in a loop) cannot send its
+        // output past it to the worker's stdout.
+        \ob_start([$this, 'collect'], 0, \PHP_OUTPUT_HANDLER_CLEANABLE | \PHP_OUTPUT_HANDLER_FLUSHABLE);
+        \register_shutdown_function([$this, 'shutdown']);
+    }
+
+    /**
+     * php-cli's SAPI keeps no header() calls (its header handler says
+     * "do not add"). With no handler at all, PHP keeps them in the list
+     * headers_list() reads, as every web SAPI does.
+     */
+    private static function keepHeaders(): bool
+    {
+        if (!\extension_loaded('ffi')) {
+            return false;
+        }
+        try {
+            $ffi = \FFI::cdef('typedef struct { const char *name; const char *pretty_name;'
+                . ' void *startup; void *shutdown; void *activate; void *deactivate; void *ub_write; void *flush;'
+                . ' void *get_stat; void *getenv; void *sapi_error; void *header_handler; } sapi_module_struct;'
+                . ' extern sapi_module_struct sapi_module;');
+            if (\FFI::string($ffi->sapi_module->name) !== 'cli') {
+                return false; // another SAPI: its handler is its own business
+            }
+            $ffi->sapi_module->header_handler = null;
+            return true;
+        } catch (\Throwable) {
+            return false;
+        }
+    }
+
+    /** The output buffer's handler: keep what a script flushes, drop what it cleans. */
+    public function collect(string $buffer, int $phase): string
+    {
+        if (($phase & \PHP_OUTPUT_HANDLER_CLEAN) === 0) {
+            $this->flushed .= $buffer;
+            if (($phase & \PHP_OUTPUT_HANDLER_FINAL) !== 0 && $this->answer !== null) {
+                // The process is ending inside a request (exit in a
+                // shutdown function, a fatal error there): answer it now.
+                $this->ending = true;
+                $this->finish();
+            }
+        }
+        return '';
+    }
+
+    /**
+     * Set up PHP's request state for a request: $vars are its CGI
+     * variables (what nginx's fastcgi_params give), $answer($status,
+     * $headerLines, $body, $ending) sends the response. False when it was
+     * answered here (no script to run: a 404).
+     */
+    public function begin(array $vars, string $body, callable $answer): bool
+    {
+        $this->answer = $answer;
+        $server = \array_replace($this->base, $vars);
+
+        \header_remove();
+        \http_response_code(200);
+        $this->flushed = '';
+        if (\ini_get('expose_php')) {
+            \header('X-Powered-By: PHP/' . \PHP_VERSION);
+        }
+
+        $found = $this->resolve($server['REQUEST_URI'] ?? '/');
+        if ($found === null) {
+            \http_response_code(404);
+            \header('Content-Type: text/plain; charset=UTF-8');
+            echo "File not found.\n";
+            return false;
+        }
+        [$scriptName, $pathInfo] = $found;
+        $server['SCRIPT_NAME'] = $scriptName;
+        $server['SCRIPT_FILENAME'] = $this->root . $scriptName;
+        $server['DOCUMENT_URI'] = $scriptName;
+        $server['PATH_INFO'] = $pathInfo;
+        if ($pathInfo !== '') {
+            $server['PATH_TRANSLATED'] = $this->root . $pathInfo;
+        }
+        $server['PHP_SELF'] = $scriptName . $pathInfo;
+        $now = \microtime(true);
+        $server['REQUEST_TIME_FLOAT'] = $now;
+        $server['REQUEST_TIME'] = (int) $now;
+        $this->script = $server['SCRIPT_FILENAME'];
+
+        $_SERVER = $server;
+        $_GET = [];
+        \parse_str($server['QUERY_STRING'] ?? '', $_GET);
+        $_COOKIE = isset($server['HTTP_COOKIE']) ? self::cookies($server['HTTP_COOKIE']) : [];
+        $_POST = [];
+        $_FILES = [];
+        if (($server['REQUEST_METHOD'] ?? '') === 'POST' && $body !== '') {
+            $type = \strtolower($server['CONTENT_TYPE'] ?? '');
+            if (\str_starts_with($type, 'application/x-www-form-urlencoded')) {
+                \parse_str($body, $_POST);
+            } elseif (\str_starts_with($type, 'multipart/form-data')
+                && \preg_match('/boundary=(?:"([^"]+)"|([^\s;]+))/i', $server['CONTENT_TYPE'], $m)) {
+                $this->multipart($body, $m[1] !== '' ? $m[1] : $m[2]);
+            }
+        }
+        $_REQUEST = \array_merge($_GET, $_POST);
+        PhpStream::$input = $body;
+
+        // php-fpm runs a script in its own directory.
+        $dir = \dirname($this->script);
+        if ($dir !== $this->cwd && @\chdir($dir)) {
+            $this->cwd = $dir;
+        }
+        return true;
+    }
+
+    /** An exception nothing caught: logged as PHP logs it, and a 500 unless the script chose a status. */
+    public function uncaught(\Throwable $e): void
+    {
+        \error_log('PHP Fatal error:  Uncaught ' . $e . "\n  thrown in " . $e->getFile() . ' on line ' . $e->getLine());
+        if (\http_response_code() === 200) {
+            \http_response_code(500);
+        }
+    }
+
+    /** Send the response of the current request and forget the request. */
+    public function finish(): void
+    {
+        $answer = $this->answer;
+        if ($answer === null) {
+            return;
+        }
+        $this->answer = null;
+        // Buffers the script left open pass their output down to ours.
+        $level = \ob_get_level();
+        while ($level > 1 && @\ob_end_flush()) {
+            $level--;
+        }
+        $body = $this->flushed . (string) \ob_get_contents();
+        $this->flushed = '';
+        if (\ob_get_level() >= 1) {
+            \ob_clean();
+        }
+        if (\session_status() === \PHP_SESSION_ACTIVE) {
+            \session_write_close();
+        }
+        $status = \http_response_code();
+        $lines = \headers_list();
+        $typed = false;
+        foreach ($lines as $line) {
+            $typed = $typed || \strncasecmp($line, 'content-type:', 13) === 0;
+        }
+        $mime = (string) \ini_get('default_mimetype');
+        if (!$typed && $mime !== '') {
+            $charset = (string) \ini_get('default_charset');
+            $lines[] = 'Content-Type: ' . $mime . ($charset !== '' && \strncasecmp($mime, 'text/', 5) === 0 ? "; charset=$charset" : '');
+        }
+        \header_remove();
+        $answer($status === false ? 200 : $status, $lines, $body, $this->ending);
+        foreach ($this->uploads as $file) {
+            @\unlink($file);
+        }
+        $this->uploads = [];
+        PhpStream::$input = '';
+    }
+
+    /** Remove the globals the last script created (php-fpm starts every request without them). */
+    public function forgetGlobals(): void
+    {
+        foreach (\array_keys($GLOBALS) as $name) {
+            if (!isset($this->keepGlobals[$name])) {
+                unset($GLOBALS[$name]);
+            }
+        }
+    }
+
+    /** exit() or a fatal error inside a script: answer the request before the process ends. */
+    public function shutdown(): void
+    {
+        if ($this->answer === null) {
+            return;
+        }
+        $error = \error_get_last();
+        if ($error !== null && ($error['type'] & (\E_ERROR | \E_PARSE | \E_CORE_ERROR | \E_COMPILE_ERROR | \E_USER_ERROR)) !== 0
+            && \http_response_code() === 200) {
+            \http_response_code(500);
+        }
+        $this->ending = true;
+        $this->finish();
+    }
+
+    /**
+     * The script for a request path, as nginx's usual PHP setup picks it
+     * (try_files $uri $uri/ /index.php, fastcgi_split_path_info): a .php
+     * file under the root, with the rest of the path as PATH_INFO; a
+     * directory's index.php; else the front controller. Null: 404.
+     *
+     * @return array{string, string}|null [SCRIPT_NAME, PATH_INFO]
+     */
+    private function resolve(string $uri): ?array
+    {
+        $q = \strpos($uri, '?');
+        $path = self::normalize(\rawurldecode($q === false ? $uri : \substr($uri, 0, $q)));
+        if ($path === null) {
+            return null;
+        }
+        $at = \stripos($path, '.php/');
+        if ($at !== false) {
+            $script = \substr($path, 0, $at + 4);
+            if (\is_file($this->root . $script)) {
+                return [$script, \substr($path, $at + 4)];
+            }
+        } elseif (\str_ends_with(\strtolower($path), '.php') && \is_file($this->root . $path)) {
+            return [$path, ''];
+        }
+        if (\str_ends_with($path, '/') && \is_file($this->root . $path . 'index.php')) {
+            return [$path . 'index.php', ''];
+        }
+        if ($this->index !== null && \is_file($this->root . $this->index)) {
+            return [$this->index, ''];
+        }
+        return null;
+    }
+
+    /** A decoded path without . and .. segments or repeated slashes; null if it is not one (NUL, or above the root). */
+    private static function normalize(string $path): ?string
+    {
+        if ($path === '' || $path[0] !== '/' || \str_contains($path, "\0")) {
+            return null;
+        }
+        if (!\str_contains($path, '/.') && !\str_contains($path, '//')) {
+            return $path;
+        }
+        $out = [];
+        foreach (\explode('/', $path) as $segment) {
+            if ($segment === '' || $segment === '.') {
+                continue;
+            }
+            if ($segment === '..') {
+                if ($out === []) {
+                    return null;
+                }
+                \array_pop($out);
+                continue;
+            }
+            $out[] = $segment;
+        }
+        $trail = \str_ends_with($path, '/') || \str_ends_with($path, '/.') || \str_ends_with($path, '/..');
+        return '/' . \implode('/', $out) . ($trail && $out !== [] ? '/' : '');
+    }
+
+    /** $_COOKIE as PHP builds it: pairs split at ';', values URL-decoded, the first of a name wins. */
+    private static function cookies(string $header): array
+    {
+        $cookies = [];
+        foreach (\explode(';', $header) as $pair) {
+            $pair = \ltrim($pair, " \t");
+            if ($pair === '') {
+                continue;
+            }
+            [$name, $value] = \explode('=', $pair, 2) + [1 => ''];
+            if (\str_contains($name, '[')) {
+                $parsed = [];
+                \parse_str(\rawurlencode($name) . '=' . \rawurlencode(\urldecode($value)), $parsed);
+                $cookies += $parsed;
+            } elseif ($name !== '' && !\array_key_exists($name = \strtr($name, ' .', '__'), $cookies)) {
+                $cookies[$name] = \urldecode($value);
+            }
+        }
+        return $cookies;
+    }
+
+    /** multipart/form-data into $_POST and $_FILES (files in temporary files removed after the request). */
+    private function multipart(string $body, string $boundary): void
+    {
+        $fields = [];
+        $files = [];
+        foreach (\explode("--$boundary", $body) as $part) {
+            if (!\str_starts_with($part, "\r\n")) {
+                continue; // the preamble, and "--" after the last boundary
+            }
+            $split = \strpos($part, "\r\n\r\n");
+            if ($split === false) {
+                continue;
+            }
+            $headers = \substr($part, 2, $split - 2);
+            $content = (string) \substr($part, $split + 4, -2);
+            if (!\preg_match('/^content-disposition:\s*form-data\s*;(.*)$/mi', $headers, $d)
+                || !\preg_match('/\bname="([^"]*)"/i', $d[1], $n)) {
+                continue;
+            }
+            $name = $n[1];
+            if (!\preg_match('/\bfilename="([^"]*)"/i', $d[1], $f)) {
+                $fields[] = \rawurlencode($name) . '=' . \rawurlencode($content);
+                continue;
+            }
+            $type = \preg_match('/^content-type:\s*(.+?)\s*$/mi', $headers, $t) ? $t[1] : '';
+            $tmp = '';
+            $error = \UPLOAD_ERR_NO_FILE;
+            if ($f[1] !== '') {
+                $tmp = (string) \tempnam(\sys_get_temp_dir(), 'php');
+                $error = \file_put_contents($tmp, $content) === false ? \UPLOAD_ERR_CANT_WRITE : \UPLOAD_ERR_OK;
+                $this->uploads[] = $tmp;
+            }
+            // $_FILES['a']['name']['b'] for a field named a[b], as PHP lays it out.
+            $open = \strpos($name, '[');
+            $base = $open === false ? $name : \substr($name, 0, $open);
+            $rest = $open === false ? '' : \substr($name, $open);
+            $info = ['name' => \basename($f[1]), 'full_path' => $f[1], 'type' => $type, 'tmp_name' => $tmp,
+                'error' => $error, 'size' => $error === \UPLOAD_ERR_OK ? \strlen($content) : 0];
+            foreach ($info as $key => $value) {
+                $files[] = \rawurlencode("{$base}[{$key}]{$rest}") . '=' . \rawurlencode((string) $value);
+            }
+        }
+        \parse_str(\implode('&', $fields), $_POST);
+        \parse_str(\implode('&', $files), $_FILES);
+        \array_walk_recursive($_FILES, function (&$value, $key): void {
+            if ($key === 'error' || $key === 'size') {
+                $value = (int) $value;
+            }
+        });
+    }
+}

@@ -1,0 +1,51 @@
+<?php
+// Requests as tasks from the Node front (lib/front.mjs, lib/cgi.mjs): a
+// decimal length and "\n", that many bytes of CGI variables
+// ("NAME\0value\0NAME\0value"), then the body. The answer is the status (and
+// " ending PID" when the process ends after it) and "\n", each header line
+// and "\n", an empty line, then the body.
+
+declare(strict_types=1);
+
+namespace Folk\AppServer;
+
+use Folk\Worker;
+
+final class TaskSource
+{
+    public function __construct(private Worker $worker)
+    {
+    }
+
+    /**
+     * The next request as [$vars, $body, $answer] for Runtime::begin(), or
+     * null when the worker should end (stopped, or the front went away).
+     */
+    public function next(): ?array
+    {
+        $task = $this->worker->receive();
+        if ($task === null) {
+            return null;
+        }
+        $payload = $task->payload;
+        $nl = (int) \strpos($payload, "\n");
+        $length = (int) \substr($payload, 0, $nl);
+        $vars = [];
+        $list = \explode("\0", \substr($payload, $nl + 1, $length));
+        for ($i = 0, $n = \count($list) - 1; $i < $n; $i += 2) {
+            $vars[$list[$i]] = $list[$i + 1];
+        }
+        $worker = $this->worker;
+        $answer = static function (int $status, array $lines, string $body, bool $ending) use ($worker, $task): void {
+            // "302 ending 1234": this worker reads no task after this answer.
+            // The front may already have written it the next one; knowing
+            // the worker never read it, the front runs that task again.
+            $head = $status . ($ending ? ' ending ' . \getmypid() : '') . "\n";
+            foreach ($lines as $line) {
+                $head .= $line . "\n";
+            }
+            $worker->respond($task, $head . "\n" . $body);
+        };
+        return [$vars, (string) \substr($payload, $nl + 1 + $length), $answer];
+    }
+}
