@@ -91,7 +91,8 @@ final class RequestReader
     private const TOKEN = '[!#$%&\'*+\-.^_`|~0-9A-Za-z]';
     /** A whole head: request line, header lines, each with its CRLF (the final empty line not included). */
     private const HEAD_RE = '/\A(' . self::TOKEN . '++) ([\x21-\x7e]++) HTTP\/1\.([01])\r\n(?:' . self::TOKEN . '++:[\t\x20-\x7e\x80-\xff]*+\r\n)*+\z/';
-    private const REQUEST_LINE_505 = '/\A' . self::TOKEN . '++ [\x21-\x7e]++ HTTP\/\d\.\d\r\n/';
+    /** A well-formed request line of another HTTP version. */
+    private const REQUEST_LINE_505 = '/\A' . self::TOKEN . '++ [\x21-\x7e]++ HTTP\/(?!1\.[01]\r\n)\d\.\d\r\n/';
     private const FIELD_RE = '/\A' . self::TOKEN . '++:[\t\x20-\x7e\x80-\xff]*+\z/';
     private const BAD_EXTENSION = '/[^\t\x20-\x7e\x80-\xff]/';
 
@@ -258,6 +259,18 @@ final class RequestReader
             // The head is at least one byte longer than what is here.
             if ($length >= $this->maxHead) {
                 throw new HttpError(431, "request head over $this->maxHead bytes");
+            }
+            // A bare LF or CR can be refused now (llhttp does) rather than
+            // when the head runs into maxHead: look at the new bytes only.
+            for ($at = $start + \max(0, $this->scanned - 1); ($at = \strpos($buf, "\n", $at)) !== false; $at++) {
+                if ($at === $start || $buf[$at - 1] !== "\r") {
+                    throw new HttpError(400, 'bare LF in the request head');
+                }
+            }
+            for ($at = $start + \max(0, $this->scanned - 1); ($at = \strpos($buf, "\r", $at)) !== false; $at++) {
+                if ($at + 1 < \strlen($buf) && $buf[$at + 1] !== "\n") {
+                    throw new HttpError(400, 'bare CR in the request head');
+                }
             }
             $this->scanned = $length;
             return false;
