@@ -70,10 +70,13 @@ async function sayAndExit(pool: WorkerPool, events: string[], task: (i: number) 
   return expected;
 }
 
-describe('what a pool worker says just before it exits', () => {
+describe.each([
+  ['spawned', {}],
+  ['forked from a prototype', { prototype: { preload: fixture('preload.php') } }],
+])('what a pool worker (%s) says just before it exits', (_how, options) => {
   it("reaches the pool before its 'exit' and 'crash': 270 error reports, 20 times in a row", async () => {
     // 270: more than one read of the control socket takes (256 datagrams), fewer than its buffer holds.
-    await withPool({ script: messages }, async (pool) => {
+    await withPool({ script: messages, ...options }, async (pool) => {
       const events: string[] = [];
       pool.on('workerError', (info: PoolWorkerInfo, message: string) => events.push(`${info.pid} ${message}`));
       const said = (pid: number): string[] => Array.from({ length: 270 }, (_, n) => `${pid} leaving ${n + 1}`);
@@ -83,7 +86,7 @@ describe('what a pool worker says just before it exits', () => {
   });
 
   it("reaches the pool before its 'exit' and 'crash': a message sent with send(), 20 times in a row", async () => {
-    await withPool({ script: messages }, async (pool) => {
+    await withPool({ script: messages, ...options }, async (pool) => {
       const events: string[] = [];
       pool.on('message', (info: PoolWorkerInfo, message: ControlMessage) => events.push(`${info.pid} ${message.type} ${message['n']}`));
       const expected = await sayAndExit(pool, events, (i) => `say-exit:${i}`, (pid, i) => [`${pid} bye ${i}`]);
