@@ -38,20 +38,36 @@ final class ControlChannel
     {
     }
 
-    /** One of the library's own messages (ready, error reports); dropped if the supervisor is gone. */
+    /** One of the library's own messages (ready, error reports); dropped if it cannot be sent (the supervisor is gone: the worker winds down). */
     public function send(array $message): void
     {
         $body = \json_encode($message, \JSON_INVALID_UTF8_SUBSTITUTE | \JSON_UNESCAPED_SLASHES);
-        $this->sendBody((string) $body);
+        if ($this->transmit((string) $body, []) !== 0) {
+            $this->stopping = true;
+        }
     }
 
     /**
-     * Send one datagram, with $fds (\Socket objects and stream resources)
-     * attached. False when the supervisor is gone (EPIPE, ECONNRESET: the
-     * worker is stopping, and there is nobody to tell); throws for any other
-     * failure.
+     * Send one datagram of the caller's, with $fds (\Socket objects and
+     * stream resources) attached. False when the supervisor is gone (EPIPE,
+     * ECONNRESET: the worker is stopping, and there is nobody to tell);
+     * throws for any other failure.
      */
-    public function sendBody(string $body, array $fds = []): bool
+    public function sendBody(string $body, array $fds): bool
+    {
+        $err = $this->transmit($body, $fds);
+        if ($err === 0) {
+            return true;
+        }
+        if ($err === \SOCKET_EPIPE || $err === \SOCKET_ECONNRESET || $err === \SOCKET_ENOTCONN) {
+            $this->stopping = true;
+            return false;
+        }
+        throw new WorkerException('sending a control message failed: ' . \socket_strerror($err));
+    }
+
+    /** sendmsg(2) $body with $fds attached, again if a signal interrupts it: 0, or the errno it failed with. */
+    private function transmit(string $body, array $fds): int
     {
         while (true) {
             if ($fds === []) {
@@ -63,21 +79,15 @@ final class ControlChannel
                 ], 0);
             }
             if ($sent !== false) {
-                return true;
+                return 0;
             }
             // socket_sendmsg records its errno only in the global last error, socket_send in both.
             $err = \socket_last_error();
             \socket_clear_error();
             \socket_clear_error($this->control);
-            if ($err === \SOCKET_EINTR) {
-                continue;
+            if ($err !== \SOCKET_EINTR) {
+                return $err === 0 ? \SOCKET_EPIPE : $err;
             }
-            if ($err === \SOCKET_EPIPE || $err === \SOCKET_ECONNRESET || $err === \SOCKET_ENOTCONN) {
-                // The supervisor is gone. Nothing to report to; wind down.
-                $this->stopping = true;
-                return false;
-            }
-            throw new WorkerException('sending a control message failed: ' . \socket_strerror($err));
         }
     }
 
