@@ -23,6 +23,14 @@ export interface ControlMessage {
   [key: string]: unknown;
 }
 
+/**
+ * Control message types the library sends and handles itself (PROTOCOL.md):
+ * `ready` and `error` from a worker, `stop` and `fds` to one. A pool's
+ * `send()` refuses them, its `'message'` event never carries them, and the
+ * PHP library's `send()` and `onMessage()` treat them the same way.
+ */
+export const RESERVED_CONTROL_TYPES: readonly string[] = Object.freeze(['ready', 'error', 'stop', 'fds']);
+
 /** Only a WorkerHandle constructs its ControlChannel. @internal */
 export const CONSTRUCT_CONTROL: unique symbol = Symbol('ControlChannel');
 

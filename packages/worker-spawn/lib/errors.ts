@@ -15,6 +15,7 @@ export type WorkerErrorCode =
   | 'ERR_WORKER_POOL_STOPPED'
   | 'ERR_WORKER_STOPPED'
   | 'ERR_WORKER_PID_MISMATCH'
+  | 'ERR_WORKER_NOT_FOUND'
   | 'ERR_WORKER_PROTOTYPE';
 
 /** An error from a worker or the pool; `code` says which. */

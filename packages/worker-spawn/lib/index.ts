@@ -7,7 +7,7 @@ import { WorkerHandle } from './worker-handle.js';
 
 export { TASK_FD, CONTROL_FD, spawnWorkerProcess, WorkerProcess, type WorkerProcessOptions } from './worker-process.js';
 export { spawnWorker, WorkerHandle, type SpawnWorkerOptions, type StopOptions, type WorkerExitInfo } from './worker-handle.js';
-export { ControlChannel, type ReadyMessage, type ControlMessage } from './control-channel.js';
+export { ControlChannel, RESERVED_CONTROL_TYPES, type ReadyMessage, type ControlMessage } from './control-channel.js';
 export { WorkerPool, type WorkerPoolOptions, type PoolStats, type PoolWorkerInfo, type RecycleReason, type ReloadOptions } from './pool.js';
 export { WorkerError, type WorkerErrorCode } from './errors.js';
 export { readRss } from './rss.js';

@@ -4,6 +4,7 @@
 // The pool (pool.ts) hands out tasks; this decides which workers there are.
 
 import { CrashBackoff } from './backoff.js';
+import type { ControlMessage } from './control-channel.js';
 import { WorkerError, describeExit } from './errors.js';
 import type { Job } from './pool-slot.js';
 import type { PoolSettings, PoolWorkerInfo, RecycleReason } from './pool-options.js';
@@ -22,6 +23,8 @@ export interface PoolHooks {
   fail(job: Job, err: Error): void;
   /** Tasks waiting for a worker. */
   queued(): number;
+  /** A control message from a worker, other than ready; `fds` are the pool's (to pass on, or close). */
+  message(info: PoolWorkerInfo, message: ControlMessage, fds: number[]): void;
 }
 
 export class PoolWorkers {
@@ -189,6 +192,12 @@ export class PoolWorkers {
     return this.#prototypes?.pid() ?? null;
   }
 
+  /** The slot of the worker with this pid that has not exited, if any. */
+  find(pid: number): Slot | undefined {
+    for (const slot of this.slots) if (slot.worker.pid === pid && !slot.worker.hasExited) return slot;
+    return undefined;
+  }
+
   list(): PoolWorkerInfo[] {
     return [...this.slots].map((s) => slotInfo(s));
   }
@@ -266,6 +275,8 @@ export class PoolWorkers {
     const emit = this.#hooks.emit;
     worker.stdout.on('data', (chunk: Buffer) => emit('stdout', chunk, slotInfo(slot)));
     worker.on('workerError', (message: string, fatal: boolean) => emit('workerError', slotInfo(slot), message, fatal));
+    // Every control message but ready, with its fds: this listener is their owner (WorkerHandle#receive).
+    worker.on('message', (message: ControlMessage, fds: number[]) => this.#hooks.message(slotInfo(slot), message, fds));
     worker.on('exit', (info: WorkerExitInfo) => this.#onExit(slot, info));
     worker.on('broken', () => this.#broken(slot));
     const { readyTimeout } = this.#settings;

@@ -5,7 +5,9 @@
 // reports are pool-options.ts.
 
 import { EventEmitter } from 'node:events';
-import { optionalInteger, optionsObject } from './internal/args.js';
+import { closeFds } from '@folk/scm-rights';
+import { invalidArgType, invalidArgValue, optionalInteger, optionsObject, validateInteger } from './internal/args.js';
+import { RESERVED_CONTROL_TYPES, type ControlMessage } from './control-channel.js';
 import { WorkerError } from './errors.js';
 import { Queue } from './internal/queue.js';
 import { poolSettings, type PoolStats, type PoolWorkerInfo, type RecycleReason, type ReloadOptions, type WorkerPoolOptions } from './pool-options.js';
@@ -29,7 +31,10 @@ const RETRYABLE_TASK_ERRORS = new Set(['ERR_WORKER_TASK', 'ERR_WORKER_FRAME_TOO_
  * (info, reason), `'workerError'` (info, message, fatal) for a worker's own
  * error reports and the pool's about a worker that never got ready, `'spawnError'`
  * (error) when a worker cannot be started, `'stdout'` (chunk, info) for
- * what workers print.
+ * what workers print, `'message'` (info, message, fds) for control messages
+ * of the workers' own types (not ready, error, stop or fds), whose fds the
+ * listeners own (with none, the pool closes them). A worker's messages all
+ * come before its `'exit'` (and `'crash'`).
  */
 export class WorkerPool extends EventEmitter {
   readonly size: number;
@@ -70,6 +75,7 @@ export class WorkerPool extends EventEmitter {
       dispatch: () => this.#dispatch(),
       fail: (job, err) => this.#fail(job, err),
       queued: () => this.#queue.length,
+      message: (info, message, fds) => this.#message(info, message, fds),
     });
     this.#workers.start();
   }
@@ -99,6 +105,34 @@ export class WorkerPool extends EventEmitter {
       if (slot && this.#queue.length === 0) this.#assign(slot, job);
       else this.#enqueue(job);
     });
+  }
+
+  /**
+   * Send a control message of your own to the worker with this pid (the PHP
+   * library's `onMessage()` gets it), with `fds` attached by SCM_RIGHTS: the
+   * worker gets its own copies, yours stay open. Resolves once the message
+   * is in the worker's socket buffer and the worker has been woken to read
+   * it. Rejects with WorkerError `ERR_WORKER_NOT_FOUND` when no worker of
+   * this pool with that pid is alive, and, with nothing sent, with
+   * `ERR_INVALID_ARG_VALUE` for a type the library uses itself
+   * (RESERVED_CONTROL_TYPES) and the errors of ControlChannel.send() for
+   * other bad arguments (`ERR_OUT_OF_RANGE` over 64 KiB of JSON).
+   */
+  send(pid: number, message: ControlMessage, fds: number[] = []): Promise<void> {
+    try {
+      validateInteger(pid, 'pid', 1);
+      if (message === null || typeof message !== 'object' || typeof message.type !== 'string') {
+        throw invalidArgType('message', 'an object with a string "type"', message);
+      }
+      if (RESERVED_CONTROL_TYPES.includes(message.type)) {
+        throw invalidArgValue('message.type', `must not be one of the library's own types (${RESERVED_CONTROL_TYPES.join(', ')})`, message.type);
+      }
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    const slot = this.#workers.find(pid);
+    if (!slot) return Promise.reject(new WorkerError('ERR_WORKER_NOT_FOUND', `no live worker of this pool has pid ${pid}; nothing was sent`, { pid }));
+    return slot.worker.control.send(message, fds);
   }
 
   /** With `prototype`: the pid of the PHP process workers are forked from (null while none runs). */
@@ -173,6 +207,15 @@ export class WorkerPool extends EventEmitter {
   }
 
   // ---- scheduling ------------------------------------------------------
+
+  /** A worker's control message: the workers' own types go to 'message' listeners, with their fds; fds nobody takes are closed. */
+  #message(info: PoolWorkerInfo, message: ControlMessage, fds: number[]): void {
+    if (RESERVED_CONTROL_TYPES.includes(message.type) || this.listenerCount('message') === 0) {
+      if (fds.length > 0) closeFds(fds);
+      return;
+    }
+    this.emit('message', info, message, fds);
+  }
 
   #reject(err: Error): Promise<never> {
     this.#counts.failed++;

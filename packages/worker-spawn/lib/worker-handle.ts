@@ -133,7 +133,18 @@ export class WorkerHandle extends EventEmitter {
       this.#readySettle = { resolve, reject };
     });
     this.ready.catch(() => {}); // observed through 'exit' if nobody awaits it
-    proc.on('exit', (info: ExitInfo) => this.#onExit(info));
+    // The exit is seen through the pidfd, what the worker said through the
+    // control socket, each when the event loop gets to it: messages sent
+    // just before the exit may still be waiting in the socket when the
+    // pidfd says it ended. Its 'exit' waits for them, that is until the
+    // control socket closes: at its end of file (at once when the worker
+    // held the last copy of its end), or when WorkerProcess gives up waiting
+    // for more (release.ts: a process the worker started may hold a copy).
+    proc.on('exit', (info: ExitInfo) => {
+      const control = proc.control;
+      if (control.closed) this.#onExit(info);
+      else control.once('close', () => this.#onExit(info));
+    });
     this.exited = proc.exited.then(() => this.#exit!);
   }
 
@@ -275,7 +286,7 @@ export class WorkerHandle extends EventEmitter {
   }
 
   #exitWithin(ms: number): Promise<boolean> {
-    if (this.#exit !== null) return Promise.resolve(true);
+    if (this.#process.hasExited) return Promise.resolve(true);
     return new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), ms);
       this.#process.once('exit', () => {
@@ -343,7 +354,7 @@ export class WorkerHandle extends EventEmitter {
    * (#onExit), with its own status, or with this reason if we killed it.
    */
   #loseTask(what: string): void {
-    if (this.#exit !== null || this.#broken !== null || this.#stopRequested) return;
+    if (this.#process.hasExited || this.#broken !== null || this.#stopRequested) return;
     this.#broken = new WorkerError('ERR_WORKER_PROTOCOL', `worker pid ${this.pid} ${what} without exiting; it was killed`, { pid: this.pid });
     this.#taskLost = true;
     this.#tasks.destroy();

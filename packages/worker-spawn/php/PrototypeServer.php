@@ -107,7 +107,7 @@ final class PrototypeServer
                 }
                 continue;
             }
-            self::closeAll($fds);
+            Internal\ControlChannel::closeAll($fds);
             $pid = \is_array($message) ? (int) ($message['pid'] ?? 0) : 0;
             if ($type === 'held' && isset($this->children[$pid])) {
                 $this->children[$pid] = true;
@@ -133,13 +133,13 @@ final class PrototypeServer
     private function fork(int $id, array $fds): ?array
     {
         if ($this->retiring || \count($fds) !== self::FDS_PER_FORK || !($fds[0] instanceof \Socket) || !($fds[1] instanceof \Socket)) {
-            self::closeAll($fds);
+            Internal\ControlChannel::closeAll($fds);
             $this->send(['type' => 'forkError', 'id' => $id, 'message' => $this->retiring ? 'the prototype is retiring' : 'a fork request carries a task and a control socket']);
             return null;
         }
         $pid = \pcntl_fork();
         if ($pid === -1) {
-            self::closeAll($fds);
+            Internal\ControlChannel::closeAll($fds);
             $this->send(['type' => 'forkError', 'id' => $id, 'message' => 'fork failed: ' . \pcntl_strerror(\pcntl_get_last_error())]);
             return null;
         }
@@ -148,7 +148,7 @@ final class PrototypeServer
             return [$fds[0], $fds[1]];
         }
         $this->children[$pid] = false;
-        self::closeAll($fds);
+        Internal\ControlChannel::closeAll($fds);
         $this->send(['type' => 'forked', 'id' => $id, 'pid' => $pid]);
         return null;
     }
@@ -206,17 +206,5 @@ final class PrototypeServer
     {
         $body = (string) \json_encode($message, \JSON_UNESCAPED_SLASHES);
         @\socket_send($this->control, $body, \strlen($body), 0);
-    }
-
-    /** @param list<mixed> $fds */
-    private static function closeAll(array $fds): void
-    {
-        foreach ($fds as $fd) {
-            if ($fd instanceof \Socket) {
-                \socket_close($fd);
-            } elseif (\is_resource($fd)) {
-                \fclose($fd);
-            }
-        }
     }
 }

@@ -79,6 +79,12 @@ final class WorkerConnection
     public const EXIT_CONFIG = 78;
     /** EX_PROTOCOL from sysexits.h: the supervisor sent something that is not the protocol. */
     public const EXIT_PROTOCOL = 76;
+    /** Control message types the library sends and handles itself: send() refuses them, onMessage() never sees them. */
+    public const RESERVED_TYPES = ['ready', 'error', 'stop', 'fds'];
+    /** The largest control message, as JSON (PROTOCOL.md). */
+    public const CONTROL_MAX = 65536;
+    /** The most descriptors one control message may carry (the kernel's SCM_MAX_FD). */
+    public const MAX_FDS = 253;
 
     private TaskStream $tasks;
     private ControlChannel $control;
@@ -170,35 +176,53 @@ final class WorkerConnection
      */
     public function receive(): ?Task
     {
+        return $this->next(true);
+    }
+
+    /**
+     * For a worker that runs its own event loop: the socket to watch for
+     * reading (socket_select()) besides its own. It is readable whenever the
+     * supervisor has sent something: a task, or the WAKE frame that follows
+     * every control message. Then call poll(), until it returns null.
+     */
+    public function pollSocket(): \Socket
+    {
+        return $this->tasks->task;
+    }
+
+    /**
+     * receive() that never waits: read what the task socket holds now,
+     * handle the control messages it announces (descriptors go to the
+     * onFds() handlers, messages of your own types to the onMessage() ones,
+     * a stop makes isStopping() true), and return the next task if a whole
+     * one has arrived, else null. Call it until it returns null before you
+     * wait on pollSocket() again: what it has read already, the socket no
+     * longer shows. May be mixed with receive(). (A frame the supervisor
+     * announces as longer than FOLK_MAX_FRAME, which it never sends, is
+     * skipped as receive() skips it: by waiting for all its bytes.)
+     */
+    public function poll(): ?Task
+    {
+        return $this->next(false);
+    }
+
+    /** receive() ($wait) and poll(): the next task, or null (stopping; without $wait, also: none has come whole yet). */
+    private function next(bool $wait): ?Task
+    {
         if (!$this->readySent) {
             $this->ready();
         }
         while (true) {
-            $buffered = \strlen($this->buffer);
-            if ($buffered >= self::HEADER_SIZE) {
-                // The usual case, in as few PHP operations as it takes: a
-                // whole REQUEST (version 1, type 1) within maxFrame is already
-                // buffered. Anything else goes the long way (readFrame).
-                $h = \unpack('Nhead/Nid/Nlength', $this->buffer);
-                $end = self::HEADER_SIZE + $h['length'];
-                if (($h['head'] >> 16) === 0x0101 && $h['length'] <= $this->maxFrame && $buffered >= $end) {
-                    if ($buffered === $end) {
-                        $payload = (string) \substr($this->buffer, self::HEADER_SIZE);
-                        $this->buffer = '';
-                    } else {
-                        $payload = \substr($this->buffer, self::HEADER_SIZE, $h['length']);
-                        $this->buffer = \substr($this->buffer, $end);
-                    }
-                    return new Task($h['id'], $payload);
+            if (\strlen($this->buffer) >= self::HEADER_SIZE && ($task = $this->takeFrames($wait)) !== null) {
+                return $task;
+            }
+            if (!$wait) {
+                $data = $this->tasks->readNow();
+                if ($data === null || $data === '') {
+                    return null; // nothing more now, or the supervisor is gone (isStopping())
                 }
-                [$task, $this->buffer, $wake] = $this->tasks->readFrame($this->buffer);
-                if ($task !== null) {
-                    return $task;
-                }
-                if ($wake) {
-                    $this->control->drain();
-                }
-                continue; // a WAKE, or an oversize or unexpected frame that was answered
+                $this->buffer .= $data;
+                continue;
             }
             if ($this->control->stopping) {
                 return null;
@@ -215,6 +239,47 @@ final class WorkerConnection
             }
             $this->buffer .= $data;
         }
+    }
+
+    /**
+     * The frames at the start of the buffer, up to the first task: WAKE
+     * frames handle the control messages waiting, frames a worker does not
+     * accept are answered (TaskStream::readFrame). Returns the task, or null
+     * when the buffer holds no whole frame any more. With $wait, the rest of
+     * a frame whose header is buffered is read from the socket, waiting for
+     * it (receive()); without, it is left for later (poll()).
+     */
+    private function takeFrames(bool $wait): ?Task
+    {
+        while (($buffered = \strlen($this->buffer)) >= self::HEADER_SIZE) {
+            // The usual case, in as few PHP operations as it takes: a
+            // whole REQUEST (version 1, type 1) within maxFrame is already
+            // buffered. Anything else goes the long way (readFrame).
+            $h = \unpack('Nhead/Nid/Nlength', $this->buffer);
+            $end = self::HEADER_SIZE + $h['length'];
+            if (($h['head'] >> 16) === 0x0101 && $h['length'] <= $this->maxFrame && $buffered >= $end) {
+                if ($buffered === $end) {
+                    $payload = (string) \substr($this->buffer, self::HEADER_SIZE);
+                    $this->buffer = '';
+                } else {
+                    $payload = \substr($this->buffer, self::HEADER_SIZE, $h['length']);
+                    $this->buffer = \substr($this->buffer, $end);
+                }
+                return new Task($h['id'], $payload);
+            }
+            if (!$wait && $buffered < $end && $h['length'] <= $this->maxFrame) {
+                return null; // the rest of this frame is still on its way
+            }
+            [$task, $this->buffer, $wake] = $this->tasks->readFrame($this->buffer);
+            if ($task !== null) {
+                return $task;
+            }
+            if ($wake) {
+                $this->control->drain();
+            }
+            // a WAKE, or an oversize or unexpected frame that was answered
+        }
+        return null;
     }
 
     /** Answer $task with $payload (any bytes). */
@@ -276,6 +341,97 @@ final class WorkerConnection
     public function onFds(callable $handler): void
     {
         $this->control->onFds($handler);
+    }
+
+    /**
+     * Register $handler(array $message, array $fds) for control messages
+     * the supervisor sends of types this library does not handle itself
+     * (WorkerPool's send(), ControlChannel's send()): every type but stop,
+     * fds, ready and error. $fds are the descriptors that came with the
+     * message, yours from then on (\Socket objects, or stream resources for
+     * other descriptors; as for onFds(), a socket Node created is
+     * non-blocking). Messages that arrived before any handler was registered
+     * are delivered now. Handlers run inside receive(), poll() and waitFds().
+     */
+    public function onMessage(callable $handler): void
+    {
+        $this->control->onMessage($handler);
+    }
+
+    /**
+     * Send a control message of your own to the supervisor (WorkerPool's
+     * 'message' event), with $fds attached (SCM_RIGHTS): \Socket objects,
+     * stream resources or fd numbers, at most 253; the supervisor gets its
+     * own copies, yours stay open. $message must have a string 'type' that
+     * is not one of the library's (RESERVED_TYPES), and be at most 64 KiB
+     * as JSON. Works after isStopping() turned true (a last word before
+     * exiting). If the supervisor is gone, the message is dropped and
+     * isStopping() is true.
+     *
+     * @throws \ValueError for a message that cannot be sent (no 'type',
+     *   a reserved type, not JSON-encodable, too long, too many fds, an fd
+     *   number that is not open)
+     * @throws \TypeError for an fd that is none of the three
+     * @throws WorkerException when the control socket fails otherwise
+     */
+    public function send(array $message, array $fds = []): void
+    {
+        $type = $message['type'] ?? null;
+        if (!\is_string($type) || $type === '') {
+            throw new \ValueError(__METHOD__ . '(): Argument #1 ($message) must have a non-empty string "type"');
+        }
+        if (\in_array($type, self::RESERVED_TYPES, true)) {
+            throw new \ValueError(\sprintf(
+                '%s(): Argument #1 ($message) has type "%s", which the library uses itself (reserved: %s)',
+                __METHOD__,
+                $type,
+                \implode(', ', self::RESERVED_TYPES),
+            ));
+        }
+        $body = \json_encode($message, \JSON_UNESCAPED_SLASHES);
+        if ($body === false) {
+            throw new \ValueError(__METHOD__ . '(): Argument #1 ($message) cannot be sent as JSON: ' . \json_last_error_msg());
+        }
+        if (\strlen($body) > self::CONTROL_MAX) {
+            throw new \ValueError(\sprintf(
+                '%s(): Argument #1 ($message) must be at most %d bytes as JSON (one control datagram); this one is %d',
+                __METHOD__,
+                self::CONTROL_MAX,
+                \strlen($body),
+            ));
+        }
+        if (\count($fds) > self::MAX_FDS) {
+            throw new \ValueError(\sprintf('%s(): Argument #2 ($fds) must hold at most %d descriptors, not %d', __METHOD__, self::MAX_FDS, \count($fds)));
+        }
+        $attach = [];
+        $opened = [];
+        try {
+            foreach (\array_values($fds) as $i => $fd) {
+                if ($fd instanceof \Socket || (\is_resource($fd) && \get_resource_type($fd) === 'stream')) {
+                    $attach[] = $fd;
+                } elseif (\is_int($fd)) {
+                    // sendmsg takes \Socket objects and streams: a stream on a duplicate of it.
+                    $stream = $fd < 0 ? false : @\fopen('php://fd/' . $fd, 'r');
+                    if ($stream === false) {
+                        throw new \ValueError(\sprintf('%s(): Argument #2 ($fds) holds fd %d, which is not open', __METHOD__, $fd));
+                    }
+                    $opened[] = $stream;
+                    $attach[] = $stream;
+                } else {
+                    throw new \TypeError(\sprintf(
+                        '%s(): Argument #2 ($fds) must hold \Socket objects, stream resources or fd numbers; [%d] is %s',
+                        __METHOD__,
+                        $i,
+                        \get_debug_type($fd),
+                    ));
+                }
+            }
+            $this->control->sendBody($body, $attach);
+        } finally {
+            foreach ($opened as $stream) {
+                \fclose($stream);
+            }
+        }
     }
 
     /**

@@ -8,6 +8,8 @@ declare(strict_types=1);
 
 namespace Folk\Internal;
 
+use Folk\WorkerException;
+
 /**
  * @internal The control socket (fd 4, SOCK_SEQPACKET): JSON datagrams both
  * ways, descriptors in with SCM_RIGHTS (PROTOCOL.md). Keeps whether the
@@ -27,17 +29,65 @@ final class ControlChannel
     private array $fdHandlers = [];
     /** @var list<array{tag: string, fds: array, meta: mixed}> fds received with no handler registered */
     private array $pendingFds = [];
+    /** @var list<callable(array, array): void> */
+    private array $messageHandlers = [];
+    /** @var list<array{0: array, 1: array}> messages of the caller's own types received with no handler registered */
+    private array $pendingMessages = [];
 
     public function __construct(private \Socket $control)
     {
     }
 
+    /** One of the library's own messages (ready, error reports); dropped if it cannot be sent (the supervisor is gone: the worker winds down). */
     public function send(array $message): void
     {
         $body = \json_encode($message, \JSON_INVALID_UTF8_SUBSTITUTE | \JSON_UNESCAPED_SLASHES);
-        if (@\socket_send($this->control, (string) $body, \strlen((string) $body), 0) === false) {
-            // EPIPE: the supervisor is gone. Nothing to report to; wind down.
+        if ($this->transmit((string) $body, []) !== 0) {
             $this->stopping = true;
+        }
+    }
+
+    /**
+     * Send one datagram of the caller's, with $fds (\Socket objects and
+     * stream resources) attached. False when the supervisor is gone (EPIPE,
+     * ECONNRESET: the worker is stopping, and there is nobody to tell);
+     * throws for any other failure.
+     */
+    public function sendBody(string $body, array $fds): bool
+    {
+        $err = $this->transmit($body, $fds);
+        if ($err === 0) {
+            return true;
+        }
+        if ($err === \SOCKET_EPIPE || $err === \SOCKET_ECONNRESET || $err === \SOCKET_ENOTCONN) {
+            $this->stopping = true;
+            return false;
+        }
+        throw new WorkerException('sending a control message failed: ' . \socket_strerror($err));
+    }
+
+    /** sendmsg(2) $body with $fds attached, again if a signal interrupts it: 0, or the errno it failed with. */
+    private function transmit(string $body, array $fds): int
+    {
+        while (true) {
+            if ($fds === []) {
+                $sent = @\socket_send($this->control, $body, \strlen($body), 0);
+            } else {
+                $sent = @\socket_sendmsg($this->control, [
+                    'iov' => [$body],
+                    'control' => [['level' => \SOL_SOCKET, 'type' => \SCM_RIGHTS, 'data' => $fds]],
+                ], 0);
+            }
+            if ($sent !== false) {
+                return 0;
+            }
+            // socket_sendmsg records its errno only in the global last error, socket_send in both.
+            $err = \socket_last_error();
+            \socket_clear_error();
+            \socket_clear_error($this->control);
+            if ($err !== \SOCKET_EINTR) {
+                return $err === 0 ? \SOCKET_EPIPE : $err;
+            }
         }
     }
 
@@ -63,6 +113,17 @@ final class ControlChannel
         }
     }
 
+    /** Add a handler for messages of the caller's own types, and give it those that came before any. */
+    public function onMessage(callable $handler): void
+    {
+        $this->messageHandlers[] = $handler;
+        $pending = $this->pendingMessages;
+        $this->pendingMessages = [];
+        foreach ($pending as [$message, $fds]) {
+            $handler($message, $fds);
+        }
+    }
+
     /** Block until descriptors tagged $tag arrive; null if the worker stops first. */
     public function waitFds(string $tag): ?array
     {
@@ -80,10 +141,14 @@ final class ControlChannel
         }
     }
 
-    /** Handle every control message already waiting, without blocking. */
+    /**
+     * Handle every control message already waiting, without blocking: those
+     * after a stop too (a message the supervisor sent is not left unread
+     * because a stop came first; read() says false at the end of the socket).
+     */
     public function drain(): void
     {
-        while (!$this->stopping && $this->read(\MSG_DONTWAIT)) {
+        while ($this->read(\MSG_DONTWAIT)) {
         }
     }
 
@@ -132,6 +197,7 @@ final class ControlChannel
     {
         $message = \json_decode($body, true);
         if (!\is_array($message) || !isset($message['type'])) {
+            self::closeAll($fds);
             $this->reportError('unreadable control message: ' . \substr($body, 0, 200), false);
             return;
         }
@@ -153,8 +219,39 @@ final class ControlChannel
                     }
                 }
                 break;
+            case 'ready':
+            case 'error':
+                self::closeAll($fds); // the worker's own types: no supervisor sends them
+                break;
             default:
-                break; // unknown types are ignored so the protocol can grow
+                // The caller's own types (WorkerConnection::onMessage).
+                if ($truncated) {
+                    $this->reportError('control message carried more descriptors than fit; some were dropped', false);
+                }
+                if ($this->messageHandlers === []) {
+                    $this->pendingMessages[] = [$message, $fds];
+                } else {
+                    foreach ($this->messageHandlers as $handler) {
+                        $handler($message, $fds);
+                    }
+                }
+                break;
+        }
+    }
+
+    /**
+     * Close descriptors nobody will take (\Socket objects and streams, as received).
+     *
+     * @param list<mixed> $fds
+     */
+    public static function closeAll(array $fds): void
+    {
+        foreach ($fds as $fd) {
+            if ($fd instanceof \Socket) {
+                \socket_close($fd);
+            } elseif (\is_resource($fd)) {
+                \fclose($fd);
+            }
         }
     }
 }

@@ -33,7 +33,8 @@ final class TaskStream
     public readonly mixed $stream;
 
     public function __construct(
-        private \Socket $task,
+        /** The task socket, which poll() reads and an event loop waits on (WorkerConnection::pollSocket()). */
+        public readonly \Socket $task,
         private int $maxFrame,
         private ControlChannel $control,
     ) {
@@ -75,7 +76,42 @@ final class TaskStream
         }
         $errno = \socket_last_error($this->task);
         \socket_clear_error($this->task);
-        if ($errno === \SOCKET_EAGAIN || $errno === \SOCKET_EINTR) {
+        return $errno === \SOCKET_EAGAIN || $this->recvFailed($errno);
+    }
+
+    /**
+     * What the task socket holds now, without waiting (WorkerConnection::poll()):
+     * the bytes, '' at EOF or a reset (the worker is stopping), null when
+     * nothing is waiting. The socket stays blocking (MSG_DONTWAIT), for
+     * receive() and respond().
+     */
+    public function readNow(): ?string
+    {
+        while (true) {
+            $data = '';
+            $n = @\socket_recv($this->task, $data, 65536, \MSG_DONTWAIT);
+            if ($n === 0) {
+                $this->control->stopping = true;
+                return '';
+            }
+            if ($n !== false) {
+                return (string) $data;
+            }
+            $errno = \socket_last_error($this->task);
+            \socket_clear_error($this->task);
+            if ($errno === \SOCKET_EAGAIN) {
+                return null;
+            }
+            if (!$this->recvFailed($errno)) {
+                return '';
+            }
+        }
+    }
+
+    /** A read of the task socket failed with $errno: true to read again (EINTR), false at a reset (stopping); throws for the rest. */
+    private function recvFailed(int $errno): bool
+    {
+        if ($errno === \SOCKET_EINTR) {
             return true;
         }
         if ($errno === \SOCKET_ECONNRESET || $errno === \SOCKET_EPIPE) {
