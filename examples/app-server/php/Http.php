@@ -43,10 +43,13 @@ declare(strict_types=1);
 
 namespace Folk\AppServer\Http;
 
-/** A request the reader refuses; $status is what to answer before closing the connection. */
+/**
+ * A request the reader refuses; $status is what to answer before closing
+ * the connection. $request: its head, when it was read whole (for the log).
+ */
 final class HttpError extends \Exception
 {
-    public function __construct(public readonly int $status, string $message)
+    public function __construct(public readonly int $status, string $message, public readonly ?Request $request = null)
     {
         parent::__construct($message);
     }
@@ -363,7 +366,7 @@ final class RequestReader
             $r->chunked = true;
         }
         if ($r->contentLength > $this->maxBody) {
-            throw new HttpError(413, "request body of $r->contentLength bytes is over $this->maxBody");
+            throw new HttpError(413, "request body of $r->contentLength bytes is over $this->maxBody", $r);
         }
         $r->keepAlive = $http11 ? !$close : $keepAlive && !$close;
         $this->request = $r;
@@ -413,7 +416,7 @@ final class RequestReader
         }
         $r = $this->request;
         if (\strlen($r->body) + $size > $this->maxBody) {
-            throw new HttpError(413, 'chunked request body over ' . $this->maxBody . ' bytes');
+            throw new HttpError(413, 'chunked request body over ' . $this->maxBody . ' bytes', $r);
         }
         $this->chunkLeft = $size;
         $this->state = self::CHUNK_DATA;
