@@ -5,6 +5,24 @@ import { defineConfig } from 'vitest/config';
 // tarballs, and the README code blocks.
 export default defineConfig({
   test: {
-    projects: ['packages/*', 'internal', 'test-e2e', 'test-docs', 'examples/app-server'],
+    projects: [
+      'packages/*',
+      'internal',
+      'test-e2e',
+      'test-docs',
+      'examples/app-server',
+      // The app server's HTTP, operations and systemd tests once more, with
+      // --direct: the PHP workers read and answer the connections themselves.
+      {
+        extends: './examples/app-server/vitest.config.mts',
+        root: './examples/app-server',
+        test: {
+          name: '@folk/example-app-server --direct',
+          // (extends joins lists: these leave out what has no --direct form.)
+          exclude: ['test/prototype.test.ts', 'test/self-test.test.ts', 'test/direct.test.ts', 'test/http-php.test.ts'],
+          env: { FOLK_APP_TEST_DIRECT: '1' },
+        },
+      },
+    ],
   },
 });

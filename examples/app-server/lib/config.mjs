@@ -53,6 +53,7 @@ export const SETTINGS = {
   'reload-timeout': { kind: 'ms', default: 60_000, help: 'reload: an old worker still busy this long after its replacement is ready is killed' },
   'pid-file': { kind: 'path', default: '', help: 'write the main pid here (removed on exit)' },
   node: { kind: 'bool', default: false, help: 'run the Node workers of app-node.cjs, not PHP' },
+  direct: { kind: 'bool', default: false, help: 'the PHP workers read requests and write responses on the connections themselves, the front only accepts and hands each connection over (README: Direct mode)' },
 };
 
 const BYTES = /^(\d+)\s*([kmg]i?b?|b)?$/i;

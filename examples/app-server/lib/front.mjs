@@ -3,13 +3,17 @@
 // each answer back to the client. The supervisor (supervisor.mjs) runs one
 // front per core on one shared socket; front-main.mjs is a front's process.
 import { execFileSync } from 'node:child_process';
+import { existsSync, mkdtempSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import * as http from 'node:http';
+import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PHP_WORKER_LIBRARY, WorkerPool } from '@folk/worker-spawn';
+import * as net from 'node:net';
 import { AccessLog } from './access-log.mjs';
 import { cgiVariables, decodeAnswer, encodeTask } from './cgi.mjs';
+import { ConnectionBroker } from './direct.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const RUNTIME_PHP = join(here, '..', 'php', 'runtime.php');
@@ -53,6 +57,10 @@ export function workerSpec(config) {
   const notes = [];
   if (config.preload && !config.prototype) throw new Error(`preload ${config.preload} is run by the prototype: add --prototype (or prototype = on)`);
   if (config.prototype && config.node) throw new Error('--prototype forks PHP workers; the Node workers (--node) cannot fork');
+  if (config.direct) {
+    if (config.node) throw new Error('--direct is for PHP workers: the Node workers (--node) read tasks, not connections');
+    if (config.prototype) throw new Error('--direct and --prototype do not go together yet: drop one of them');
+  }
   if (!config.node) {
     const php = findPhp(config.php);
     if (config.prototype && php.ok && !(php.pcntl && php.posix)) {
@@ -75,6 +83,7 @@ export function workerSpec(config) {
       return { label: 'PHP', command: config.php, execArgv: ini, script: RUNTIME_PHP, args: [PHP_WORKER_LIBRARY], prototype, notes };
     }
     if (config.prototype) throw new Error(`--prototype needs php-cli: ${php.why}`);
+    if (config.direct) throw new Error(`--direct needs php-cli: ${php.why}`);
     notes.push(
       `${php.why}. To run the PHP workers, install php-cli:\n` +
         '  Debian/Ubuntu: sudo apt-get install -y php-cli\n' +
@@ -87,9 +96,23 @@ export function workerSpec(config) {
 }
 
 /** The environment of a worker: ours, without what belongs to the supervisor. */
-function workerEnv(config) {
+function workerEnv(config, scoreboard) {
   const env = { ...process.env, FOLK_APP_ROOT: config.root, FOLK_APP_INDEX: config.index };
-  for (const name of ['NOTIFY_SOCKET', 'LISTEN_PID', 'LISTEN_PIDFDID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'FOLK_APP_FRONT', 'WATCHDOG_USEC', 'WATCHDOG_PID']) delete env[name];
+  for (const name of ['NOTIFY_SOCKET', 'LISTEN_PID', 'LISTEN_PIDFDID', 'LISTEN_FDS', 'LISTEN_FDNAMES', 'FOLK_APP_FRONT', 'WATCHDOG_USEC', 'WATCHDOG_PID', 'FOLK_APP_DIRECT']) delete env[name];
+  if (config.direct) {
+    // php/ConnectionSource.php's settings.
+    env.FOLK_APP_DIRECT = JSON.stringify({
+      maxBody: config['max-body'],
+      maxResponse: config['max-response'],
+      idleTimeout: config['keepalive-timeout'] / 1000,
+      headerTimeout: config['header-timeout'] / 1000,
+      readyPath: config['ready-path'] || '',
+      https: config.https,
+      serverName: config['server-name'],
+      accessLog: config['access-log'],
+      scoreboard,
+    });
+  }
   return env;
 }
 
@@ -110,6 +133,7 @@ export class Front extends EventEmitter {
   #ending = new Set();
   /** Rejects when the prototype's preload fails before the first workers are ready (see ready()). */
   #startFailed;
+  #scoreboard;
   #started = false;
 
   /**
@@ -126,12 +150,14 @@ export class Front extends EventEmitter {
     this.#cgi = { https: config.https, serverName: config['server-name'] };
     this.#accessLog = config['access-log'] ? new AccessLog(config['access-log']) : null;
     this.label = spec.label;
+    // --direct: where the workers say which request they serve (lib/direct.mjs), in memory where there is a tmpfs.
+    this.#scoreboard = config.direct ? mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'folk-app-scoreboard-')) : null;
     this.pool = new WorkerPool({
       command: spec.command,
       execArgv: spec.execArgv,
       script: spec.script,
       args: spec.args,
-      env: workerEnv(config),
+      env: workerEnv(config, this.#scoreboard),
       cwd: config.root,
       size: workers,
       ...(spec.prototype ? { prototype: spec.prototype } : {}),
@@ -142,8 +168,11 @@ export class Front extends EventEmitter {
       maxQueue: config['max-queue'],
       // One frame carries a request (head and body) or a response.
       maxFrame: Math.min(2 ** 32 - 1, Math.max(config['max-response'] + HEAD_ROOM, config['max-body'] + HEAD_ROOM)),
-      destroyTimeout: 1000,
+      // --direct: the pool sees no tasks, so a worker asked to stop may be
+      // in the middle of a request; it stops when that is answered.
+      destroyTimeout: config.direct ? config['reload-timeout'] : 1000,
     });
+    this.broker = config.direct ? new ConnectionBroker(this.pool, log, { scoreboard: this.#scoreboard, execTimeout: config['exec-timeout'] }) : null;
     this.pool.on('crash', (info, exit, delay) => log(`worker ${info.pid} exited (${exit.signal ?? `exit ${exit.code}`}); replacing it${delay ? ` in ${delay} ms` : ''}`));
     this.pool.on('workerError', (info, message) => log(`worker ${info.pid}: ${message}`));
     let failStart;
@@ -169,14 +198,7 @@ export class Front extends EventEmitter {
 
   /** Serve on a listening socket: { fd } (inherited) or { host, port } / { path } (opened here), with the backlog. */
   listen(where) {
-    const server = http.createServer(
-      { keepAliveTimeout: this.#config['keepalive-timeout'], headersTimeout: this.#config['header-timeout'], noDelay: true },
-      this.handle,
-    );
-    server.on('clientError', (err, socket) => {
-      if (socket.writable && !socket.destroyed) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
-      else socket.destroy();
-    });
+    const server = this.broker !== null ? net.createServer({ pauseOnConnect: true }, (socket) => this.broker.adopt(socket)) : this.#httpServer();
     this.#servers.push(server);
     return new Promise((resolve, reject) => {
       server.once('error', reject);
@@ -186,6 +208,18 @@ export class Front extends EventEmitter {
         resolve(server);
       });
     });
+  }
+
+  #httpServer() {
+    const server = http.createServer(
+      { keepAliveTimeout: this.#config['keepalive-timeout'], headersTimeout: this.#config['header-timeout'], noDelay: true },
+      this.handle,
+    );
+    server.on('clientError', (err, socket) => {
+      if (socket.writable && !socket.destroyed) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+      else socket.destroy();
+    });
+    return server;
   }
 
   /** New workers for every old one, without failing a request (new PHP code, new opcache). */
@@ -200,6 +234,7 @@ export class Front extends EventEmitter {
    */
   async stop({ grace = this.#config.grace, delay = 0 } = {}) {
     this.draining = true;
+    if (this.broker !== null) return this.#stopDirect(grace, delay);
     if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
     for (const server of this.#servers) {
       server.close();
@@ -217,6 +252,20 @@ export class Front extends EventEmitter {
     await this.pool.stop();
     for (const server of this.#servers) server.closeAllConnections();
     this.#accessLog?.close();
+  }
+
+  /** stop() of --direct: the workers hold the connections, so they are told to drain them. */
+  async #stopDirect(grace, delay) {
+    this.broker.unready();
+    if (delay > 0) await new Promise((resolve) => setTimeout(resolve, delay));
+    for (const server of this.#servers) server.close();
+    if (!(await this.broker.drain(grace))) {
+      const running = this.broker.running();
+      if (running > 0) this.#log(`stopping with ${running} requests still running after the ${grace} ms grace period`);
+      this.broker.cut();
+    }
+    await this.pool.stop();
+    this.broker.closeAll();
   }
 
   reopenLog() {

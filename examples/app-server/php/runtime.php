@@ -6,8 +6,10 @@
 //   php runtime.php /path/to/Worker.php      (the server starts it; see ../lib/front.mjs)
 //
 // Configuration comes from the environment the server sets:
-// FOLK_APP_ROOT (the document root) and FOLK_APP_INDEX (the front controller,
-// a path under the root, '' for none).
+// FOLK_APP_ROOT (the document root), FOLK_APP_INDEX (the front controller,
+// a path under the root, '' for none) and, with --direct, FOLK_APP_DIRECT
+// (JSON settings of ConnectionSource: this worker serves HTTP connections
+// itself rather than tasks from the front).
 //
 // What differs from php-fpm, because the process lives on: globals the script
 // creates are removed after each request, but static variables, defined
@@ -32,7 +34,14 @@ require_once __DIR__ . '/TaskSource.php';
 unset($__folkScript);
 $__folk_worker = Folk\Worker::fromEnv();
 $__folk = new Folk\AppServer\Runtime($__folk_worker);
-$__folk_source = new Folk\AppServer\TaskSource($__folk_worker);
+if (getenv('FOLK_APP_DIRECT')) {
+    require_once __DIR__ . '/Http.php';
+    require_once __DIR__ . '/AccessLog.php';
+    require_once __DIR__ . '/ConnectionSource.php';
+    $__folk_source = new Folk\AppServer\ConnectionSource($__folk_worker, json_decode(getenv('FOLK_APP_DIRECT'), true));
+} else {
+    $__folk_source = new Folk\AppServer\TaskSource($__folk_worker);
+}
 $__folk->keepGlobals = array_fill_keys(array_keys($GLOBALS), true);
 while ($__folk_request = $__folk_source->next()) {
     if ($__folk->begin(...$__folk_request)) {

@@ -1,0 +1,282 @@
+// --direct: the PHP workers speak HTTP themselves. The front accepts each
+// connection and hands its descriptor to the worker holding the fewest
+// connections (over the worker's control socket, SCM_RIGHTS: @folk/worker-spawn's
+// pool.send); that worker reads every request of the connection and writes
+// every response (php/ConnectionSource.php), so no request passes through
+// Node. The front keeps its own copy of each connection, paused (Node never
+// reads it), so a connection outlives its worker: one given back (a reload,
+// exit() in a script) goes on to another worker with the bytes already read
+// of its next request, and so does one whose worker died. Each worker
+// writes into a scoreboard file which connection's request it is serving
+// and since when: the front answers that one with a 502 if the worker dies
+// (504 if the front killed it past --exec-timeout, 503 when stopping).
+
+import { closeSync, readFileSync, rmSync } from 'node:fs';
+import * as http from 'node:http';
+
+/** The base64 of no bytes. */
+const NOTHING = '';
+
+export class ConnectionBroker {
+  /** id -> { socket, pid, meta } */
+  #conns = new Map();
+  /** pid -> Set of ids */
+  #byWorker = new Map();
+  /** Connections waiting for a worker (none ready yet): [conn, buffered] */
+  #waiting = [];
+  #nextId = 1;
+  #pool;
+  #log;
+  #emptied = null;
+  #scoreboard;
+  /** Workers killed for running a request past execTimeout (their request gets 504). */
+  #timedOut = new Set();
+  #stopping = false;
+  #timer = null;
+  /** Workers that exited lately: never picked, whatever the pool's list still says. */
+  #gone = new Set();
+
+  /** scoreboard: the directory the workers write their lines in; execTimeout: ms, 0 for none. */
+  constructor(pool, log, { scoreboard, execTimeout }) {
+    this.#pool = pool;
+    this.#log = log;
+    this.#scoreboard = scoreboard;
+    pool.on('message', (info, message, fds) => this.#message(info.pid, message, fds));
+    pool.on('ready', () => this.#flushWaiting());
+    // A worker gone without giving its connections back (it died): the one
+    // it was serving gets an answer here, the others go to other workers.
+    pool.on('exit', (info, exit) => this.#workerGone(info.pid, exit));
+    if (execTimeout > 0) {
+      this.#timer = setInterval(() => this.#killOverdue(execTimeout), Math.min(1000, Math.ceil(execTimeout / 4)));
+      this.#timer.unref();
+    }
+  }
+
+  /** Connections open (held by a worker or waiting for one). */
+  get size() {
+    return this.#conns.size;
+  }
+
+  /** A connection the server accepted (paused: pauseOnConnect). */
+  adopt(socket) {
+    const fd = socket._handle?.fd;
+    if (typeof fd !== 'number' || fd < 0) {
+      socket.destroy();
+      return;
+    }
+    // Node never reads this copy; errors on it are the worker's to see.
+    socket.on('error', () => {});
+    const plain = (addr) => (addr?.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : (addr ?? ''));
+    const conn = {
+      id: this.#nextId++,
+      socket,
+      fd,
+      pid: 0,
+      meta: { remoteAddr: plain(socket.remoteAddress), remotePort: socket.remotePort ?? '', serverAddr: plain(socket.localAddress), serverPort: socket.localPort ?? '' },
+    };
+    this.#conns.set(conn.id, conn);
+    this.#assign(conn, NOTHING);
+  }
+
+  /** Stopping soon: the ready path says 503 from now on (the workers answer it). */
+  unready() {
+    this.#tellAll({ type: 'unready' });
+  }
+
+  /** Tell every worker to answer with "Connection: close" and close idle connections; resolves true once none is open, false after `grace` ms. */
+  drain(grace) {
+    this.#tellAll({ type: 'drain' });
+    if (this.#conns.size === 0) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), grace);
+      this.#emptied = () => {
+        clearTimeout(timer);
+        resolve(true);
+      };
+    });
+  }
+
+  /** Kill the workers still serving a request (past the grace period): those requests get 503. */
+  cut() {
+    this.#stopping = true;
+    for (const w of this.#pool.stats().list) {
+      if (this.#serving(w.pid) !== null) this.#kill(w.pid);
+    }
+  }
+
+  /** Close the front's copies of every connection (after the workers stopped), and the scoreboard. */
+  closeAll() {
+    clearInterval(this.#timer);
+    for (const conn of this.#conns.values()) conn.socket.destroy();
+    this.#conns.clear();
+    this.#byWorker.clear();
+    rmSync(this.#scoreboard, { recursive: true, force: true });
+  }
+
+  #tellAll(message) {
+    for (const w of this.#pool.stats().list) this.#pool.send(w.pid, message).catch(() => {});
+  }
+
+  /** The worker of the newest generation with the fewest connections, or null if none is ready. */
+  #pick() {
+    const list = this.#pool.stats().list.filter((w) => (w.state === 'idle' || w.state === 'busy') && !this.#gone.has(w.pid));
+    const newest = Math.max(...list.map((w) => w.generation));
+    let best = null;
+    for (const w of list) {
+      if (w.generation !== newest) continue;
+      const load = this.#byWorker.get(w.pid)?.size ?? 0;
+      if (best === null || load < best.load) best = { pid: w.pid, load };
+    }
+    return best?.pid ?? null;
+  }
+
+  #assign(conn, buffered) {
+    const pid = this.#pick();
+    if (pid === null) {
+      this.#waiting.push([conn, buffered]);
+      return;
+    }
+    conn.pid = pid;
+    conn.handedBytes = buffered !== NOTHING;
+    let set = this.#byWorker.get(pid);
+    if (set === undefined) this.#byWorker.set(pid, (set = new Set()));
+    set.add(conn.id);
+    this.#pool.send(pid, { type: 'conn', id: conn.id, ...conn.meta, buffered }, [conn.fd]).catch(() => {
+      // The worker is gone (its exit may have been handled already): another one.
+      if (this.#conns.get(conn.id) !== conn || conn.pid !== pid) return;
+      this.#byWorker.get(pid)?.delete(conn.id);
+      this.#leaving(pid);
+      this.#assign(conn, buffered);
+    });
+  }
+
+  #flushWaiting() {
+    const waiting = this.#waiting;
+    this.#waiting = [];
+    for (const [conn, buffered] of waiting) {
+      if (this.#conns.has(conn.id)) this.#assign(conn, buffered);
+    }
+  }
+
+  #message(pid, message, fds) {
+    for (const fd of fds) this.#closeFd(fd);
+    if (message.type === 'closed' && Array.isArray(message.ids)) {
+      for (const id of message.ids) this.#forget(id, pid);
+    } else if (message.type === 'release' && Array.isArray(message.connections)) {
+      this.#leaving(pid); // it gives its connections back because it ends: none for it any more
+      for (const [id, buffered] of message.connections) {
+        const conn = this.#conns.get(id);
+        if (conn === undefined || conn.pid !== pid) continue;
+        this.#byWorker.get(pid)?.delete(id);
+        this.#assign(conn, String(buffered ?? NOTHING));
+      }
+    }
+  }
+
+  /** The scoreboard's line of a worker ("ID MS METHOD TARGET"): { id, since, request } of the request it serves, or null. */
+  #serving(pid) {
+    let line;
+    try {
+      line = readFileSync(`${this.#scoreboard}/${pid}`, 'latin1').trimEnd();
+    } catch {
+      return null;
+    }
+    const [id, since] = line.split(' ', 2).map(Number);
+    return id > 0 ? { id, since, request: line.split(' ').slice(2).join(' ') } : null;
+  }
+
+  /** Requests being served now (what stopping cuts short). */
+  running() {
+    return this.#pool.stats().list.filter((w) => this.#serving(w.pid) !== null).length;
+  }
+
+  #killOverdue(execTimeout) {
+    const now = Date.now();
+    for (const w of this.#pool.stats().list) {
+      const serving = this.#serving(w.pid);
+      if (serving !== null && now - serving.since > execTimeout && !this.#timedOut.has(w.pid)) {
+        this.#timedOut.add(w.pid);
+        this.#log(`worker ${w.pid} has run one request for over --exec-timeout ${execTimeout} ms: killed`);
+        this.#kill(w.pid);
+      }
+    }
+  }
+
+  #kill(pid) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // gone already
+    }
+  }
+
+  /** A worker that is ending: never picked again (the pool's list may still show it for a while). */
+  #leaving(pid) {
+    if (this.#gone.has(pid)) return;
+    this.#gone.add(pid);
+    setTimeout(() => this.#gone.delete(pid), 10_000).unref();
+  }
+
+  #workerGone(pid, exit) {
+    this.#leaving(pid);
+    const serving = this.#serving(pid);
+    rmSync(`${this.#scoreboard}/${pid}`, { force: true });
+    const timedOut = this.#timedOut.delete(pid);
+    const ids = this.#byWorker.get(pid) ?? new Set();
+    this.#byWorker.delete(pid);
+    if (serving !== null && ids.has(serving.id)) {
+      ids.delete(serving.id);
+      // The codes of the errors the pool's run() gives without --direct, so the log reads the same.
+      const [status, code] = timedOut ? [504, 'ERR_WORKER_EXEC_TIMEOUT'] : this.#stopping ? [503, 'ERR_WORKER_POOL_STOPPED'] : [502, 'ERR_WORKER_CRASHED'];
+      const how = exit?.signal ?? `exit ${exit?.code}`;
+      this.#fail(serving.id, status, `${serving.request}: ${code}: worker ${pid} ended (${how}) while serving this request`);
+    }
+    for (const id of ids) {
+      const conn = this.#conns.get(id);
+      if (conn === undefined) continue;
+      if (conn.handedBytes) {
+        // It was given bytes of a request another worker had read, and
+        // may have answered it already: giving them to a third worker could
+        // run the request twice. Closed (the client sees the connection end).
+        this.#log(`worker ${pid} ended holding a connection handed over with a request's first bytes: closed`);
+        conn.pid = 0;
+        this.#forget(id, 0);
+      } else {
+        this.#assign(conn, NOTHING);
+      }
+    }
+  }
+
+  /** A generic answer for the client, then the connection closes; the detail ("METHOD TARGET: why") goes to the log. */
+  #fail(id, status, detail) {
+    const conn = this.#conns.get(id);
+    if (conn === undefined) return;
+    this.#log(`${status} ${detail}`);
+    const text = `${status} ${http.STATUS_CODES[status]}\n`;
+    conn.socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`);
+    conn.pid = 0;
+    this.#forget(id, 0);
+  }
+
+  #forget(id, pid) {
+    const conn = this.#conns.get(id);
+    if (conn === undefined || conn.pid !== pid) return;
+    this.#conns.delete(id);
+    this.#byWorker.get(pid)?.delete(id);
+    if (conn.socket.writableEnded) conn.socket.once('finish', () => conn.socket.destroy());
+    else conn.socket.destroy();
+    if (this.#conns.size === 0 && this.#emptied !== null) {
+      const emptied = this.#emptied;
+      this.#emptied = null;
+      emptied();
+    }
+  }
+
+  #closeFd(fd) {
+    try {
+      closeSync(fd); // not expected: workers send the front no descriptors
+    } catch {
+      // already closed
+    }
+  }
+}

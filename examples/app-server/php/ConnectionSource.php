@@ -1,0 +1,368 @@
+<?php
+// Requests read from HTTP connections the Node front hands this worker
+// (--direct; lib/direct.mjs): the front accepts, passes each connection's
+// descriptor over the control socket (SCM_RIGHTS, tag "conn"), and this
+// worker reads its requests and writes its responses itself, keep-alive and
+// all, so no request passes through the front. A connection arrives as a
+// "conn" message (id, addresses, bytes already read, base64) with its
+// descriptor. The front keeps its own
+// copy of every connection: when this worker stops (a reload, exit() in a
+// script) it hands back the ones it holds, with any bytes of a request it
+// had read, and the front gives them to another worker.
+//
+// Messages to the front: {"type":"closed","ids":[...]} for connections this
+// worker closed, {"type":"release","connections":[[id, base64 bytes], ...]}
+// for the ones it gives back. From the front: {"type":"unready"} (the ready
+// path says 503) and {"type":"drain"} (that, and "Connection: close" on
+// every answer from now on, idle connections closed).
+
+declare(strict_types=1);
+
+namespace Folk\AppServer;
+
+use Folk\AppServer\Http\HttpError;
+use Folk\AppServer\Http\Request;
+use Folk\AppServer\Http\RequestReader;
+use Folk\Worker;
+
+use function Folk\AppServer\Http\cgiVariables;
+use function Folk\AppServer\Http\responseHead;
+
+final class ConnectionSource
+{
+    /** Wait at most this long in select(), to close idle connections in time (seconds). */
+    private const TICK = 1;
+    /** Bytes of a scoreboard line. */
+    private const BOARD_LINE = 512;
+    /** After refusing a request, read and drop what the client still sends for this long (seconds), so it sees the answer: nginx's lingering_timeout. */
+    private const LINGER = 5;
+
+    /** @var array<int, array{socket: \Socket, reader: RequestReader, meta: array, seen: float}> by the front's id */
+    private array $conns = [];
+    /** @var array<int, int> socket object id => connection id */
+    private array $ids = [];
+    /** @var list<int> connections with bytes of a request buffered, served in turn */
+    private array $ready = [];
+    /** @var list<int> closed since the front was last told */
+    private array $closed = [];
+    /** Answer with "Connection: close" and close idle connections (the server is stopping). */
+    private bool $draining = false;
+    /** The ready path says 503 (stopping soon). */
+    private bool $unready = false;
+    private \Socket $wake;
+    /** @var resource this worker's line of the scoreboard: the connection whose request it serves, and since when */
+    private $board;
+    private ?AccessLog $log = null;
+
+    /**
+     * $settings: maxBody (413 above it), maxResponse (502 above it),
+     * idleTimeout (seconds a keep-alive connection may wait for its next
+     * request), headerTimeout (seconds a request head may take), readyPath
+     * ('' for none), https, serverName (for the CGI variables), scoreboard
+     * (a directory), accessLog ('' for none, '-' for stdout).
+     */
+    public function __construct(private Worker $worker, private array $settings)
+    {
+        $this->wake = $worker->pollSocket();
+        // php-fpm keeps a scoreboard of what each child does; ours has one
+        // thing: the connection whose request a worker is serving, which
+        // the front answers with a 502 (504 past --exec-timeout) if this
+        // process dies before it does.
+        $board = \fopen($settings['scoreboard'] . '/' . \getmypid(), 'c');
+        if ($board === false) {
+            Worker::die("cannot write the scoreboard in {$settings['scoreboard']}");
+        }
+        $this->board = $board;
+        if ($settings['accessLog'] !== '') {
+            $this->log = new AccessLog($settings['accessLog']);
+        }
+        $worker->onMessage(function (array $message, array $fds): void {
+            $type = $message['type'] ?? '';
+            if ($type === 'conn' && \count($fds) === 1 && $fds[0] instanceof \Socket) {
+                $this->adopt($fds[0], $message);
+                return;
+            }
+            foreach ($fds as $fd) {
+                $fd instanceof \Socket ? \socket_close($fd) : @\fclose($fd);
+            }
+            if ($type === 'drain') {
+                $this->draining = $this->unready = true;
+            } elseif ($type === 'unready') {
+                $this->unready = true;
+            } elseif ($type === 'reopen') {
+                $this->log?->reopen();
+            }
+        });
+        $worker->ready(); // the front sends connections from now on
+    }
+
+    /** The next request as [$vars, $body, $answer] for Runtime::begin(), or null when the worker should end. */
+    public function next(): ?array
+    {
+        while (true) {
+            while ($this->ready !== []) {
+                $id = \array_shift($this->ready);
+                $request = isset($this->conns[$id]) ? $this->take($id) : null;
+                if ($request !== null) {
+                    return $request;
+                }
+            }
+            if ($this->worker->isStopping()) {
+                $this->releaseAll();
+                return null;
+            }
+            $this->wait();
+        }
+    }
+
+    /** A connection from the front, maybe with the first bytes of a request another worker had read. */
+    private function adopt(\Socket $socket, array $meta): void
+    {
+        $id = (int) $meta['id'];
+        $reader = new RequestReader($this->settings['maxBody']);
+        $buffered = \base64_decode((string) ($meta['buffered'] ?? ''), true);
+        if ($buffered !== false && $buffered !== '') {
+            $reader->feed($buffered);
+        }
+        $now = \microtime(true);
+        $this->conns[$id] = ['socket' => $socket, 'reader' => $reader, 'meta' => $meta, 'seen' => $now, 'begun' => $now];
+        $this->ids[\spl_object_id($socket)] = $id;
+        if (!$reader->idle()) {
+            $this->ready[] = $id;
+        }
+    }
+
+    /** Wait for bytes on any connection or a message from the front, and read what came. */
+    private function wait(): void
+    {
+        $this->tellClosed();
+        $read = [$this->wake];
+        foreach ($this->conns as $conn) {
+            $read[] = $conn['socket'];
+        }
+        $write = $except = null;
+        $n = @\socket_select($read, $write, $except, self::TICK);
+        if ($n === false) {
+            \socket_clear_error();
+            return; // EINTR: a signal; go round again
+        }
+        foreach ($read as $socket) {
+            if ($socket === $this->wake) {
+                $task = $this->worker->poll();
+                if ($task !== null) {
+                    $this->worker->fail($task, 'this worker serves HTTP connections (--direct), not tasks', 'NOT_A_TASK_WORKER');
+                }
+                continue;
+            }
+            $this->readFrom($this->ids[\spl_object_id($socket)]);
+        }
+        $this->closeIdle();
+    }
+
+    private function readFrom(int $id): void
+    {
+        $conn = &$this->conns[$id];
+        $data = '';
+        $n = @\socket_recv($conn['socket'], $data, 65536, \MSG_DONTWAIT);
+        if ($n === false && \socket_last_error($conn['socket']) === \SOCKET_EAGAIN) {
+            \socket_clear_error($conn['socket']);
+            return;
+        }
+        if ($n === false || $n === 0) {
+            $this->close($id); // the client closed (or reset) it
+            return;
+        }
+        $conn['seen'] = \microtime(true);
+        if (isset($conn['lingering'])) {
+            return; // bytes of a refused request: dropped
+        }
+        if ($conn['reader']->idle()) {
+            $conn['begun'] = $conn['seen']; // a request starts
+        }
+        $conn['reader']->feed($data);
+        $this->ready[] = $id;
+    }
+
+    /** The next whole request of a connection as [$vars, $body, $answer], or null (not all here yet, or answered here). */
+    private function take(int $id): ?array
+    {
+        $conn = $this->conns[$id];
+        try {
+            $request = $conn['reader']->next();
+        } catch (HttpError $e) {
+            $this->refuse($id, $e);
+            return null;
+        }
+        if ($request === null) {
+            if ($conn['reader']->wantsContinue()) {
+                $this->write($id, "HTTP/1.1 100 Continue\r\n\r\n");
+            }
+            return null;
+        }
+        if ($this->settings['readyPath'] !== '' && $request->target === $this->settings['readyPath']) {
+            $ready = !$this->unready && !$this->worker->isStopping();
+            $this->send($id, $request, $ready ? 200 : 503, ['Content-Type: text/plain; charset=utf-8'], $ready ? "ready\n" : "not ready\n");
+            return null;
+        }
+        $vars = cgiVariables($request, $conn['meta'], $this->settings);
+        $this->mark($id, $request);
+        $answer = function (int $status, array $lines, string $body, bool $ending) use ($id, $request): void {
+            if (\strlen($body) > $this->settings['maxResponse']) {
+                \error_log("502 {$request->method} {$request->target}: response body of " . \strlen($body) . " bytes is over --max-response {$this->settings['maxResponse']}");
+                [$status, $lines, $body] = [502, ['Content-Type: text/plain; charset=utf-8'], "502 Bad Gateway\n"];
+            }
+            $this->send($id, $request, $status, $lines, $body);
+            $this->mark(0);
+            if ($ending) {
+                $this->releaseAll(); // exit() or a fatal error: this process ends after the answer
+            }
+        };
+        return [$vars, $request->body, $answer];
+    }
+
+    /** Write a response; keep the connection for the next request, or close it. */
+    private function send(int $id, Request $request, int $status, array $lines, string $body): void
+    {
+        // A worker that stops or ends (exit()) keeps the connection open:
+        // it goes back to the front with the others, and on to another worker.
+        $keepAlive = $request->keepAlive && !$this->draining;
+        $bodyless = $request->method === 'HEAD';
+        foreach ($lines as $i => $line) {
+            // header('Status: 404') sets the status, as under php-fpm (php-cli keeps it as a header).
+            if (\strncasecmp($line, 'status:', 7) === 0) {
+                $status = (int) \trim(\substr($line, 7));
+                unset($lines[$i]);
+            }
+        }
+        try {
+            $head = responseHead($status, $lines, \strlen($body), $keepAlive, $bodyless);
+        } catch (\InvalidArgumentException $e) {
+            // A header PHP let through that is not valid HTTP: the script's mistake, said in the log.
+            \error_log("502 {$request->method} {$request->target}: the worker's response headers are not valid HTTP: {$e->getMessage()}");
+            $body = "502 Bad Gateway\n";
+            $head = responseHead(502, ['Content-Type: text/plain; charset=utf-8'], \strlen($body), $keepAlive, $bodyless);
+        }
+        $this->log?->add($this->conns[$id]['meta']['remoteAddr'], $request, $status, $bodyless || $status === 204 || $status === 304 ? 0 : \strlen($body));
+        if (!$this->write($id, $bodyless ? $head : $head . $body) || !$keepAlive) {
+            $this->close($id);
+            return;
+        }
+        if (!$this->conns[$id]['reader']->idle()) {
+            $this->ready[] = $id; // the next request (pipelined) is already here
+        }
+    }
+
+    /**
+     * A request that cannot be served (HttpError): a short answer, then the
+     * connection closes, once the client has stopped sending (or LINGER
+     * seconds went by without a byte): closing with its bytes unread would
+     * reset the connection, and the client might never read the answer.
+     */
+    private function refuse(int $id, HttpError $e): void
+    {
+        $text = "{$e->status} " . (Http\REASONS[$e->status] ?? 'Error') . "\n";
+        $conn = &$this->conns[$id];
+        if ($e->request !== null) {
+            $this->log?->add($conn['meta']['remoteAddr'], $e->request, $e->status, \strlen($text));
+            \error_log("{$e->status} {$e->request->method} {$e->request->target}: {$e->getMessage()}");
+        }
+        if (!$this->write($id, responseHead($e->status, ['Content-Type: text/plain; charset=utf-8'], \strlen($text), false, false) . $text)) {
+            $this->close($id);
+            return;
+        }
+        @\socket_shutdown($conn['socket'], 1);
+        $conn['lingering'] = true;
+        $conn['seen'] = \microtime(true);
+    }
+
+    /** Write all of $data, waiting while the client's window is full; false if the connection failed. */
+    private function write(int $id, string $data): bool
+    {
+        $socket = $this->conns[$id]['socket'];
+        while ($data !== '') {
+            $n = @\socket_write($socket, $data);
+            if ($n === false) {
+                if (\socket_last_error($socket) !== \SOCKET_EAGAIN) {
+                    return false;
+                }
+                \socket_clear_error($socket);
+                $read = $except = null;
+                $write = [$socket];
+                if (@\socket_select($read, $write, $except, (int) $this->settings['idleTimeout']) === 0) {
+                    return false; // the client stopped reading
+                }
+                continue;
+            }
+            $data = (string) \substr($data, $n);
+        }
+        return true;
+    }
+
+    /**
+     * The scoreboard: serving $request of connection $id since now (0: none),
+     * as "ID MS METHOD TARGET", in a line of fixed length. One lseek, one write.
+     */
+    private function mark(int $id, ?Request $request = null): void
+    {
+        $line = $id === 0 ? '0' : \substr($id . ' ' . (int) (\microtime(true) * 1000) . " {$request->method} {$request->target}", 0, self::BOARD_LINE - 1);
+        \fseek($this->board, 0);
+        \fwrite($this->board, \str_pad($line, self::BOARD_LINE - 1) . "\n");
+    }
+
+    private function close(int $id): void
+    {
+        $conn = $this->conns[$id];
+        unset($this->conns[$id], $this->ids[\spl_object_id($conn['socket'])]);
+        // The front still holds a copy of the connection: shutdown ends it
+        // for the client now, not when the front closes that copy.
+        @\socket_shutdown($conn['socket'], 2);
+        \socket_close($conn['socket']);
+        $this->closed[] = $id;
+    }
+
+    /**
+     * Close connections idle past idleTimeout (at once when draining), and
+     * those whose request head has not come whole within headerTimeout.
+     */
+    private function closeIdle(): void
+    {
+        $now = \microtime(true);
+        $idle = $now - ($this->draining ? 0 : $this->settings['idleTimeout']);
+        foreach ($this->conns as $id => $conn) {
+            if (isset($conn['lingering'])) {
+                $over = $conn['seen'] < $now - self::LINGER;
+            } elseif ($conn['reader']->idle()) {
+                $over = $conn['seen'] < $idle;
+            } else {
+                $over = $conn['begun'] < $now - $this->settings['headerTimeout'];
+            }
+            if ($over) {
+                $this->close($id);
+            }
+        }
+    }
+
+    private function tellClosed(): void
+    {
+        if ($this->closed !== []) {
+            $this->worker->send(['type' => 'closed', 'ids' => $this->closed]);
+            $this->closed = [];
+        }
+    }
+
+    /** Give every connection back to the front, with the bytes of any request read from it. */
+    private function releaseAll(): void
+    {
+        $this->tellClosed();
+        if ($this->conns === []) {
+            return;
+        }
+        $list = [];
+        foreach ($this->conns as $id => $conn) {
+            $list[] = [$id, \base64_encode($conn['reader']->buffered())];
+            \socket_close($conn['socket']);
+        }
+        $this->conns = $this->ids = $this->ready = [];
+        $this->worker->send(['type' => 'release', 'connections' => $list]);
+    }
+}

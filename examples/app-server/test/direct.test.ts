@@ -1,0 +1,164 @@
+// --direct: the front accepts and hands each connection to a PHP worker,
+// which reads and answers it itself. What that changes, and must not break:
+// a connection outlives its worker (a crash, a reload, exit() in a script),
+// the request a dying worker was serving still gets an answer (502, 504
+// past --exec-timeout), pipelined requests are answered in order, and the
+// front holds no descriptor after its connections close.
+import { readdirSync } from 'node:fs';
+import * as http from 'node:http';
+import * as net from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { WWW, childrenOf, request, requirePhp, sleep, startServer, type Server } from './helpers.js';
+
+/** One keep-alive connection that sends requests one after the other and reads each answer whole. */
+function connection(port: number) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const sockets = new Set<net.Socket>();
+  agent.on('free', (socket: net.Socket) => sockets.add(socket));
+  return {
+    get: (path: string) => request(port, 'GET', path, { agent }),
+    /** How many distinct TCP connections the agent has used. */
+    sockets: () => sockets.size,
+    close: () => agent.destroy(),
+  };
+}
+
+const pidOf = (body: Buffer) => Number(/"pid":(\d+)/.exec(body.toString())?.[1] ?? JSON.parse(body.toString()).server?.pid);
+
+describe('--direct', () => {
+  let server: Server;
+  beforeAll(async () => {
+    requirePhp();
+    server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '2', '--exec-timeout', '1500', '--direct']);
+  });
+  afterAll(() => server?.stop());
+
+  const front = () => childrenOf(server.child.pid!)[0]!;
+  const workers = () => childrenOf(front()).filter((pid) => pid > 0);
+
+  it('serves a connection from one PHP worker, keep-alive, and answers pipelined requests in order', async () => {
+    const c = connection(server.port);
+    try {
+      const first = await c.get('/forked.php');
+      const second = await c.get('/forked.php');
+      expect(first.status).toBe(200);
+      expect(second.body.toString()).toBe(first.body.toString()); // the same worker (forked.php prints its pid)
+      expect(c.sockets()).toBe(1);
+    } finally {
+      c.close();
+    }
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = net.connect(server.port, '127.0.0.1');
+      let text = '';
+      socket.on('data', (d) => (text += d.toString('latin1')));
+      socket.on('end', () => resolve(text));
+      socket.on('error', reject);
+      socket.write('GET /plain.php?status=201 HTTP/1.1\r\nHost: x\r\n\r\nGET /plain.php?status=202 HTTP/1.1\r\nHost: x\r\n\r\nGET /plain.php?status=203 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n');
+    });
+    expect([...raw.matchAll(/HTTP\/1\.1 (\d{3}) [A-Z]/g)].map((m) => m[1])).toEqual(['201', '202', '203']);
+  });
+
+  /** Four keep-alive connections, and a worker that holds at least two of them (two workers: one must). */
+  async function shared() {
+    const conns = await Promise.all(
+      Array.from({ length: 4 }, async () => {
+        const c = connection(server.port);
+        return { c, pid: pidOf((await c.get('/forked.php')).body) };
+      }),
+    );
+    const counts = new Map<number, number>();
+    for (const { pid } of conns) counts.set(pid, (counts.get(pid) ?? 0) + 1);
+    const pid = [...counts].find(([, n]) => n >= 2)![0];
+    const [victim, ...rest] = conns.filter((x) => x.pid === pid);
+    return { victim: victim!.c, others: rest.map((x) => x.c), all: conns.map((x) => x.c), pid };
+  }
+
+  /** Each connection still works, on the same TCP connection, served by a worker other than `pid`. */
+  async function carryOn(conns: ReturnType<typeof connection>[], pid: number) {
+    for (const c of conns) {
+      const r = await c.get('/forked.php');
+      expect(r.status).toBe(200);
+      expect(pidOf(r.body)).not.toBe(pid);
+      expect(c.sockets()).toBe(1);
+    }
+  }
+
+  it('a worker killed mid-request: that request gets a generic 502, the other connections it held go on with another worker', async () => {
+    const { victim, others, all, pid } = await shared();
+    try {
+      const crash = await victim.get('/crash.php'); // crash.php SIGKILLs its worker
+      expect(crash.status).toBe(502);
+      expect(crash.body.toString()).toBe('502 Bad Gateway\n');
+      expect(server.stderr()).toContain(`502 GET /crash.php: ERR_WORKER_CRASHED: worker ${pid} ended (SIGKILL) while serving this request`);
+      // Its other connections were not closed: the same TCP connection, another worker.
+      await carryOn(others, pid);
+    } finally {
+      for (const c of all) c.close();
+    }
+  });
+
+  it('a request past --exec-timeout: its worker is killed and the client gets a generic 504', async () => {
+    const started = Date.now();
+    const r = await request(server.port, 'GET', '/sleep.php?ms=20000');
+    expect(r.status).toBe(504);
+    expect(r.body.toString()).toBe('504 Gateway Timeout\n');
+    expect(Date.now() - started).toBeLessThan(5000);
+    expect(server.stderr()).toMatch(/has run one request for over --exec-timeout 1500 ms: killed/);
+  });
+
+  it('exit() in a script answers its request, and the worker hands its connections back: they go on with another worker', async () => {
+    const { victim, others, all, pid } = await shared();
+    try {
+      const exited = await victim.get('/exit.php');
+      expect(exited.status).toBe(302);
+      expect(exited.body.toString()).toBe('going');
+      // Its connection stays open too, given back with the others.
+      expect(exited.headers.connection).toBe('keep-alive');
+      await carryOn([victim, ...others], pid);
+    } finally {
+      for (const c of all) c.close();
+    }
+  });
+
+  it('SIGHUP under load moves the open connections to the new workers: no failed request, no connection closed', async () => {
+    const clients = Array.from({ length: 6 }, () => connection(server.port));
+    const statuses: number[] = [];
+    let running = true;
+    const loops = clients.map(async (c) => {
+      while (running) statuses.push((await c.get('/plain.php')).status);
+    });
+    try {
+      await sleep(300);
+      const old = workers();
+      server.child.kill('SIGHUP');
+      await server.waitFor(/reloaded: workers ([\d, ]+)\n/);
+      await sleep(300);
+      running = false;
+      await Promise.all(loops);
+      expect(new Set(statuses)).toEqual(new Set([201]));
+      expect(statuses.length).toBeGreaterThan(50);
+      expect(workers().filter((pid) => old.includes(pid))).toEqual([]);
+      // Each client used one TCP connection throughout: the reload closed none.
+      expect(clients.map((c) => c.sockets())).toEqual(Array(6).fill(1));
+    } finally {
+      running = false;
+      for (const c of clients) c.close();
+    }
+  });
+
+  it('the front holds no descriptor of a connection once the client closed it', async () => {
+    const fds = () => readdirSync(`/proc/${front()}/fd`).length;
+    await sleep(200);
+    const baseline = fds();
+    const clients = Array.from({ length: 20 }, () => connection(server.port));
+    await Promise.all(clients.map((c) => c.get('/forked.php')));
+    expect(fds()).toBeGreaterThanOrEqual(baseline + 20);
+    for (const c of clients) c.close();
+    let now = fds();
+    for (let i = 0; i < 50 && now > baseline; i++) {
+      await sleep(100);
+      now = fds();
+    }
+    expect(now).toBe(baseline);
+  });
+});
