@@ -19,7 +19,7 @@ export default defineConfig({
         test: {
           name: '@folk/example-app-server --direct',
           // (extends joins lists: these leave out what has no --direct form.)
-          exclude: ['test/prototype.test.ts', 'test/self-test.test.ts', 'test/direct.test.ts', 'test/http-php.test.ts'],
+          exclude: ['test/self-test.test.ts', 'test/direct.test.ts', 'test/http-php.test.ts'],
           env: { FOLK_APP_TEST_DIRECT: '1' },
         },
       },

@@ -59,7 +59,6 @@ export function workerSpec(config) {
   if (config.prototype && config.node) throw new Error('--prototype forks PHP workers; the Node workers (--node) cannot fork');
   if (config.direct) {
     if (config.node) throw new Error('--direct is for PHP workers: the Node workers (--node) read tasks, not connections');
-    if (config.prototype) throw new Error('--direct and --prototype do not go together yet: drop one of them');
   }
   if (!config.node) {
     const php = findPhp(config.php);
@@ -104,6 +103,8 @@ function workerEnv(config, scoreboard) {
     env.FOLK_APP_DIRECT = JSON.stringify({
       maxBody: config['max-body'],
       maxResponse: config['max-response'],
+      maxJobs: config['max-jobs'],
+      maxMemory: config['max-worker-memory'],
       idleTimeout: config['keepalive-timeout'] / 1000,
       headerTimeout: config['header-timeout'] / 1000,
       readyPath: config['ready-path'] || '',
@@ -161,8 +162,9 @@ export class Front extends EventEmitter {
       cwd: config.root,
       size: workers,
       ...(spec.prototype ? { prototype: spec.prototype } : {}),
-      maxJobs: config['max-jobs'],
-      maxWorkerMemory: config['max-worker-memory'],
+      // --direct: the workers count their requests and watch their memory themselves.
+      maxJobs: config.direct ? 0 : config['max-jobs'],
+      maxWorkerMemory: config.direct ? 0 : config['max-worker-memory'],
       execTimeout: config['exec-timeout'],
       allocateTimeout: config['queue-timeout'],
       maxQueue: config['max-queue'],

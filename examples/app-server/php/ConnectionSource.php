@@ -49,6 +49,10 @@ final class ConnectionSource
     private bool $draining = false;
     /** The ready path says 503 (stopping soon). */
     private bool $unready = false;
+    /** Requests answered, against maxJobs. */
+    private int $jobs = 0;
+    /** Past maxJobs or maxMemory: give the connections back and end (the front starts a replacement). */
+    private bool $retiring = false;
     private \Socket $wake;
     /** @var resource this worker's line of the scoreboard: the connection whose request it serves, and since when */
     private $board;
@@ -56,6 +60,8 @@ final class ConnectionSource
 
     /**
      * $settings: maxBody (413 above it), maxResponse (502 above it),
+     * maxJobs and maxMemory (bytes of RSS; 0: no limit; past either, the
+     * worker ends after the request and the front replaces it),
      * idleTimeout (seconds a keep-alive connection may wait for its next
      * request), headerTimeout (seconds a request head may take), readyPath
      * ('' for none), https, serverName (for the CGI variables), scoreboard
@@ -107,7 +113,7 @@ final class ConnectionSource
                     return $request;
                 }
             }
-            if ($this->worker->isStopping()) {
+            if ($this->retiring || $this->worker->isStopping()) {
                 $this->releaseAll();
                 return null;
             }
@@ -213,6 +219,7 @@ final class ConnectionSource
             }
             $this->send($id, $request, $status, $lines, $body);
             $this->mark(0);
+            $this->retiring = $this->spent();
             if ($ending) {
                 $this->releaseAll(); // exit() or a fatal error: this process ends after the answer
             }
@@ -296,6 +303,20 @@ final class ConnectionSource
             $data = (string) \substr($data, $n);
         }
         return true;
+    }
+
+    /** Whether this worker has served its maxJobs requests, or its RSS is over maxMemory (php-fpm's pm.max_requests; RoadRunner's max_worker_memory). */
+    private function spent(): bool
+    {
+        if ($this->settings['maxJobs'] > 0 && ++$this->jobs >= $this->settings['maxJobs']) {
+            return true;
+        }
+        if ($this->settings['maxMemory'] > 0) {
+            // VmRSS in kB, whatever the page size (arm64 kernels may use 64 KiB pages).
+            $status = (string) @\file_get_contents('/proc/self/status');
+            return \preg_match('/^VmRSS:\s+(\d+) kB/m', $status, $m) === 1 && (int) $m[1] * 1024 > $this->settings['maxMemory'];
+        }
+        return false;
     }
 
     /**

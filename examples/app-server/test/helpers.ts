@@ -41,7 +41,7 @@ export async function startServer(args: string[], options: { env?: NodeJS.Proces
 export function spawnServer(args: string[], options: { env?: NodeJS.ProcessEnv; command?: string[] } = {}): Server {
   const argv = [...(options.command ?? []), process.execPath, INDEX];
   // The --direct project of the root vitest.config.mts runs the same tests with the PHP workers serving the connections.
-  if (process.env.FOLK_APP_TEST_DIRECT === '1' && !args.includes('--node') && !args.includes('--prototype')) args = [...args, '--direct'];
+  if (process.env.FOLK_APP_TEST_DIRECT === '1' && !args.includes('--node')) args = [...args, '--direct'];
   const child = spawn(argv[0]!, [...argv.slice(1), ...args], { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
