@@ -286,17 +286,18 @@ export class PoolWorkers {
       emit('workerError', slotInfo(slot), `worker did not say ready within readyTimeout (${readyTimeout} ms); killed`, true);
       worker.kill('SIGKILL');
     }, readyTimeout);
-    worker.ready.then(
-      () => this.#onReady(slot),
-      (err: Error) => {
-        // A worker the pool killed (readyTimeout) or stopped on purpose was
-        // reported, or needs no report; any other is news (a script that
-        // exits at once, a pid mismatch).
-        if (slot.killed || slot.reason !== null) return;
-        emit('workerError', slotInfo(slot), err.message, true);
-        worker.kill('SIGKILL');
-      },
-    );
+    // Ready as the worker's ready message is read (the handle's 'ready'),
+    // not a microtask later: a message it sent right after, read in the same
+    // turn, then comes from a worker the pool calls idle, after its 'ready'.
+    worker.once('ready', () => this.#onReady(slot));
+    worker.ready.catch((err: Error) => {
+      // A worker the pool killed (readyTimeout) or stopped on purpose was
+      // reported, or needs no report; any other is news (a script that
+      // exits at once, a pid mismatch).
+      if (slot.killed || slot.reason !== null) return;
+      emit('workerError', slotInfo(slot), err.message, true);
+      worker.kill('SIGKILL');
+    });
   }
 
   #onReady(slot: Slot): void {
