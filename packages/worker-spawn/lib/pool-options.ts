@@ -69,9 +69,11 @@ export interface PoolWorkerInfo {
 /**
  * Why the pool replaced a worker on purpose. `'oversize'`: its answer was
  * over maxFrame and not all of it had arrived when its task was rejected, so
- * the next frame could not be trusted to start where the announced length says.
+ * the next frame could not be trusted to start where the announced length
+ * says. `'prototype'`: the prototype it was forked from died. `'retired'`:
+ * WorkerPool.retire() said it was leaving.
  */
-export type RecycleReason = 'maxJobs' | 'idleTtl' | 'memory' | 'execTimeout' | 'reload' | 'oversize' | 'prototype';
+export type RecycleReason = 'maxJobs' | 'idleTtl' | 'memory' | 'execTimeout' | 'reload' | 'oversize' | 'prototype' | 'retired';
 
 export interface ReloadOptions {
   /**
@@ -101,7 +103,7 @@ export interface PoolStats {
   spawned: number;
   /** Workers that exited without being asked to. */
   crashed: number;
-  /** Workers replaced on purpose (maxJobs, idleTtl, memory, execTimeout, reload). */
+  /** Workers replaced on purpose (a RecycleReason: maxJobs, idleTtl, memory, execTimeout, reload, retire()...). */
   recycled: number;
   /** Tasks that hit execTimeout. */
   timedOut: number;

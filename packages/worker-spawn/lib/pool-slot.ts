@@ -23,8 +23,6 @@ export interface Slot {
   draining: boolean;
   /** Killed at readyTimeout: a ready message already on its way is ignored. */
   killed: boolean;
-  /** Set once it has left service unasked (WorkerPool#lose): the delay its replacement waits, in ms. */
-  restartDelay: number | null;
   /** Why it is stopping, when on purpose. */
   reason: RecycleReason | 'stop' | null;
   job: Job | null;
@@ -47,7 +45,6 @@ export function newSlot(worker: WorkerHandle, generation: number): Slot {
     generation,
     draining: false,
     killed: false,
-    restartDelay: null,
     reason: null,
     job: null,
     answer: null,
