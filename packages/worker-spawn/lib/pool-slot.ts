@@ -29,6 +29,8 @@ export interface Slot {
   /** Settles `job` from the worker's answer: made once per slot (WorkerPool#assign), not per task. */
   answer: Pending | null;
   startedAt: number;
+  /** When the pool saw it ready (Date.now()); null before. */
+  readyAt: number | null;
   idleTimer: NodeJS.Timeout | null;
   readyTimer: NodeJS.Timeout | null;
   execTimer: NodeJS.Timeout | null;
@@ -49,6 +51,7 @@ export function newSlot(worker: WorkerHandle, generation: number): Slot {
     job: null,
     answer: null,
     startedAt: Date.now(),
+    readyAt: null,
     idleTimer: null,
     readyTimer: null,
     execTimer: null,

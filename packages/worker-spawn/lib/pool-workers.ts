@@ -326,6 +326,7 @@ export class PoolWorkers {
     if (slot.readyTimer) clearTimeout(slot.readyTimer);
     slot.readyTimer = null;
     if (slot.state !== 'starting' || slot.killed) return;
+    slot.readyAt = Date.now();
     this.becomeIdle(slot);
     this.#hooks.emit('ready', slotInfo(slot));
     if (slot.generation === this.generation) this.#retireOne();
@@ -365,12 +366,22 @@ export class PoolWorkers {
 
   /**
    * A worker exited without being asked to: how long its replacement waits.
-   * One that had a task in hand was ready and serving, and most likely that
-   * task killed it (a fatal error, exit()): it is replaced at once, and the
-   * task's failure is the whole cost. One that died before saying ready, or
-   * idle, is a crash loop: backoff.
+   * One that had been ready for backoffResetAfter ms was serving (a worker
+   * with its own event loop takes no tasks, so no completed task says so):
+   * whatever killed it (SIGKILL, the OOM killer, an exit() in the code it
+   * ran) is no crash loop; it is replaced at once, and the streak starts
+   * over, as after a completed task. One that had a task in hand was ready
+   * and serving, and most likely that task killed it (a fatal error,
+   * exit()): it is replaced at once, and the task's failure is the whole
+   * cost. One that died before saying ready, or idle soon after, is a crash
+   * loop: backoff.
    */
   #lose(slot: Slot): number {
+    const { backoffResetAfter } = this.#settings;
+    if (backoffResetAfter > 0 && slot.readyAt !== null && Date.now() - slot.readyAt >= backoffResetAfter) {
+      this.#backoff.reset();
+      return 0;
+    }
     return slot.job !== null ? 0 : this.#backoff.crashed();
   }
 

@@ -1,7 +1,7 @@
 // Workers that take no tasks (their own event loop): leaving on purpose
 // (pool.retire()), and what their deaths mean for the crash backoff.
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { PoolWorkerInfo, RecycleReason, WorkerExitInfo, WorkerPool } from '../lib/index.js';
+import { WorkerPool, type PoolWorkerInfo, type RecycleReason, type WorkerExitInfo } from '../lib/index.js';
 import { fixture, once, requirePhp, withPool } from './helpers.js';
 
 const leave = fixture('leave.php');
@@ -128,5 +128,88 @@ describe('pool.retire(pid): a worker leaving on purpose', () => {
       for (const bad of ['1', null, undefined]) expect(() => pool.retire(bad as unknown as number)).toThrow(TypeError);
       expect(pool.stats()).toMatchObject({ recycled: 1, crashed: 0 });
     });
+  });
+});
+
+/**
+ * Each worker's 'crash' (its pid and the delay it announced), and the time
+ * from its 'exit' to its replacement's 'spawn'. `kill(info)`: what to do
+ * once a worker is ready (resolve when done, after which it is expected to
+ * crash); `n` crashes.
+ */
+async function crashes(pool: WorkerPool, n: number, kill: (info: PoolWorkerInfo) => Promise<void>) {
+  const result: Array<{ pid: number; delay: number; waited: number }> = [];
+  let exitedAt = 0;
+  pool.on('exit', () => (exitedAt = Date.now()));
+  pool.on('crash', (info: PoolWorkerInfo, _exit: WorkerExitInfo, delay: number) => result.push({ pid: info.pid, delay, waited: -1 }));
+  pool.on('spawn', () => {
+    const last = result.at(-1);
+    if (last && last.waited === -1) last.waited = Date.now() - exitedAt;
+  });
+  for (let i = 0; i < n; i++) {
+    const [info] = await once<[PoolWorkerInfo]>(pool, 'ready');
+    await kill(info);
+    await once(pool, 'spawn');
+  }
+  return result;
+}
+
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+describe('the crash backoff, for workers that take no tasks (backoff.resetAfter)', () => {
+  it('an event-loop worker SIGKILLed after resetAfter ms of readiness was serving: replaced at once, 5 times in a row', async () => {
+    // A long initial backoff: had it applied, the 'crash' delays and the waits would say so.
+    await withPool({ script: fixture('eventloop.php'), backoff: { initial: 1000, resetAfter: 200 } }, async (pool) => {
+      const lost = await crashes(pool, 5, async (info) => {
+        await sleep(300);
+        process.kill(info.pid, 'SIGKILL');
+      });
+      expect(lost.map((c) => c.delay)).toEqual([0, 0, 0, 0, 0]);
+      for (const c of lost) expect(c.waited).toBeLessThan(50);
+      await pool.ready();
+      expect(pool.stats()).toMatchObject({ workers: 1, crashed: 5, spawned: 6 });
+    });
+  });
+
+  it('with the default resetAfter (1000 ms): dying right after ready backs off, doubling; one that served 1 s is replaced at once and resets the streak', async () => {
+    await withPool({ script: fixture('eventloop.php') }, async (pool) => {
+      const delays: number[] = [];
+      pool.on('crash', (_info: PoolWorkerInfo, _exit: WorkerExitInfo, delay: number) => delays.push(delay));
+      const plan = [0, 0, 1100, 0, 0];
+      let i = 0;
+      await crashes(pool, plan.length, async (info) => {
+        const after = plan[i++]!;
+        if (after > 0) await sleep(after);
+        process.kill(info.pid, 'SIGKILL');
+      });
+      expect(delays).toEqual([100, 200, 0, 100, 200]);
+    });
+  });
+
+  it('a worker that exits by itself right after ready still backs off, doubling (no retire())', async () => {
+    await withPool({ script: leave }, async (pool) => {
+      const lost = await crashes(pool, 4, async () => {});
+      expect(lost.map((c) => c.delay)).toEqual([100, 200, 400, 800]);
+      for (const c of lost) expect(c.waited).toBeGreaterThanOrEqual(c.delay - 5);
+    });
+  });
+
+  it('resetAfter 0: readiness proves nothing, as before it existed; a worker that dies idle long after ready backs off', async () => {
+    await withPool({ script: fixture('eventloop.php'), backoff: { initial: 50, resetAfter: 0 } }, async (pool) => {
+      const lost = await crashes(pool, 3, async (info) => {
+        await sleep(300);
+        process.kill(info.pid, 'SIGKILL');
+      });
+      expect(lost.map((c) => c.delay)).toEqual([50, 100, 200]);
+    });
+  });
+
+  it('refuses a resetAfter that is no number of milliseconds', () => {
+    expect(() => new WorkerPool({ script: leave, backoff: { resetAfter: -1 } })).toThrow(
+      expect.objectContaining({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE', message: expect.stringContaining('"options.backoff.resetAfter"') }),
+    );
+    expect(() => new WorkerPool({ script: leave, backoff: { resetAfter: '1000' as unknown as number } })).toThrow(
+      expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE' }),
+    );
   });
 });
