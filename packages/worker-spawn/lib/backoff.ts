@@ -4,7 +4,7 @@
 export class CrashBackoff {
   readonly #initial: number;
   readonly #max: number;
-  /** Consecutive workers lost in a crash loop; a completed task resets it. */
+  /** Consecutive workers lost in a crash loop; a completed task, or a worker that served for a while, resets it. */
   #streak = 0;
   #until = 0;
   /** Replacements that wait for #until: one per worker lost in a crash loop since it last passed. */
@@ -26,7 +26,7 @@ export class CrashBackoff {
     return delay;
   }
 
-  /** A task completed: whatever was failing works again. */
+  /** A task completed, or a worker served for a while: whatever was failing works again. */
   reset(): void {
     this.#streak = 0;
   }

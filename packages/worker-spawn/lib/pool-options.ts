@@ -34,12 +34,15 @@ export interface WorkerPoolOptions extends SpawnWorkerOptions {
   maxQueue?: number;
   /**
    * Delay before replacing a worker lost in a crash loop (one that died
-   * before saying ready, or while idle, or could not be started): `initial`
-   * ms, doubling per consecutive such loss up to `max` ms, reset by a
-   * completed task. Default 100 / 10000. A worker that dies with a task in
-   * hand is replaced at once, and a crash loop holds up no other replacement.
+   * before saying ready, or idle within `resetAfter` ms of saying it, or
+   * could not be started): `initial` ms, doubling per consecutive such loss
+   * up to `max` ms, reset by a completed task. Default 100 / 10000. A worker
+   * that dies with a task in hand is replaced at once, and so is one that had
+   * been ready for `resetAfter` ms (default 1000; 0: never, only a task
+   * shows a worker was serving), which also resets the streak. A crash loop
+   * holds up no other replacement.
    */
-  backoff?: { initial?: number; max?: number };
+  backoff?: { initial?: number; max?: number; resetAfter?: number };
   /**
    * Fork workers from a prototype instead of starting each with `command`:
    * one PHP process runs `preload` once, then forks a worker on request,
@@ -69,9 +72,11 @@ export interface PoolWorkerInfo {
 /**
  * Why the pool replaced a worker on purpose. `'oversize'`: its answer was
  * over maxFrame and not all of it had arrived when its task was rejected, so
- * the next frame could not be trusted to start where the announced length says.
+ * the next frame could not be trusted to start where the announced length
+ * says. `'prototype'`: the prototype it was forked from died. `'retired'`:
+ * WorkerPool.retire() said it was leaving.
  */
-export type RecycleReason = 'maxJobs' | 'idleTtl' | 'memory' | 'execTimeout' | 'reload' | 'oversize' | 'prototype';
+export type RecycleReason = 'maxJobs' | 'idleTtl' | 'memory' | 'execTimeout' | 'reload' | 'oversize' | 'prototype' | 'retired';
 
 export interface ReloadOptions {
   /**
@@ -101,7 +106,7 @@ export interface PoolStats {
   spawned: number;
   /** Workers that exited without being asked to. */
   crashed: number;
-  /** Workers replaced on purpose (maxJobs, idleTtl, memory, execTimeout, reload). */
+  /** Workers replaced on purpose (a RecycleReason: maxJobs, idleTtl, memory, execTimeout, reload, retire()...). */
   recycled: number;
   /** Tasks that hit execTimeout. */
   timedOut: number;
@@ -124,6 +129,8 @@ export interface PoolSettings {
   maxFrame: number;
   backoffInitial: number;
   backoffMax: number;
+  /** A worker ready this long (ms) before it died was serving, not crash looping; 0: no time is enough. */
+  backoffResetAfter: number;
   /** The prototype's preload, when workers are forked from one. */
   preload: string | null;
 }
@@ -138,7 +145,7 @@ const MAX_MS = 2 ** 31 - 1;
 export function poolSettings(options: WorkerPoolOptions): { settings: PoolSettings; spawnOptions: SpawnWorkerOptions } {
   // A pool needs at least a script, so undefined is as wrong as null here.
   const opts = optionsObject(options ?? null);
-  const settings: Omit<PoolSettings, 'backoffInitial' | 'backoffMax' | 'preload' | 'maxSize'> = {
+  const settings: Omit<PoolSettings, 'backoffInitial' | 'backoffMax' | 'backoffResetAfter' | 'preload' | 'maxSize'> = {
     size: optionalInteger(opts, 'size', availableParallelism(), 1, 1024),
     maxJobs: optionalInteger(opts, 'maxJobs', 0, 0),
     allocateTimeout: optionalInteger(opts, 'allocateTimeout', 60_000, 0, MAX_MS),
@@ -155,6 +162,7 @@ export function poolSettings(options: WorkerPoolOptions): { settings: PoolSettin
   const backoff = optionsObject(opts['backoff'], 'options.backoff');
   const backoffInitial = optionalInteger(backoff, 'initial', 100, 0, MAX_MS, 'options.backoff');
   const backoffMax = optionalInteger(backoff, 'max', 10_000, 0, MAX_MS, 'options.backoff');
+  const backoffResetAfter = optionalInteger(backoff, 'resetAfter', 1000, 0, MAX_MS, 'options.backoff');
   let preload: string | null = null;
   if (opts['prototype'] !== undefined) {
     const prototype = optionsObject(opts['prototype'], 'options.prototype');
@@ -162,5 +170,5 @@ export function poolSettings(options: WorkerPoolOptions): { settings: PoolSettin
   }
   const { size, maxSize: _m, maxJobs, allocateTimeout, execTimeout, idleTtl, maxWorkerMemory, destroyTimeout, readyTimeout, maxQueue, backoff: _b, prototype: _p, ...spawnOptions } =
     options;
-  return { settings: { ...settings, maxSize, backoffInitial, backoffMax, preload }, spawnOptions: { ...spawnOptions, maxFrame: settings.maxFrame } };
+  return { settings: { ...settings, maxSize, backoffInitial, backoffMax, backoffResetAfter, preload }, spawnOptions: { ...spawnOptions, maxFrame: settings.maxFrame } };
 }

@@ -23,14 +23,14 @@ export interface Slot {
   draining: boolean;
   /** Killed at readyTimeout: a ready message already on its way is ignored. */
   killed: boolean;
-  /** Set once it has left service unasked (WorkerPool#lose): the delay its replacement waits, in ms. */
-  restartDelay: number | null;
   /** Why it is stopping, when on purpose. */
   reason: RecycleReason | 'stop' | null;
   job: Job | null;
   /** Settles `job` from the worker's answer: made once per slot (WorkerPool#assign), not per task. */
   answer: Pending | null;
   startedAt: number;
+  /** When the pool saw it ready (Date.now()); null before. */
+  readyAt: number | null;
   idleTimer: NodeJS.Timeout | null;
   readyTimer: NodeJS.Timeout | null;
   execTimer: NodeJS.Timeout | null;
@@ -47,11 +47,11 @@ export function newSlot(worker: WorkerHandle, generation: number): Slot {
     generation,
     draining: false,
     killed: false,
-    restartDelay: null,
     reason: null,
     job: null,
     answer: null,
     startedAt: Date.now(),
+    readyAt: null,
     idleTimer: null,
     readyTimer: null,
     execTimer: null,

@@ -81,7 +81,8 @@ export class PoolWorkers {
     let live = 0;
     let busy = 0;
     for (const slot of this.slots) {
-      if (slot.generation !== this.generation || slot.state === 'stopping') continue;
+      // One out of service unasked (#broken) holds its place until its exit says whether it crashed.
+      if (slot.generation !== this.generation || (slot.state === 'stopping' && slot.reason !== null)) continue;
       live++;
       if (slot.state === 'busy') busy++;
     }
@@ -138,13 +139,34 @@ export class PoolWorkers {
   /** Stop a healthy worker on purpose and start its replacement. */
   recycle(slot: Slot, reason: RecycleReason): void {
     if (slot.state === 'stopping') return;
+    this.#letGo(slot, reason);
+    slot.worker.stop({ timeout: this.#settings.destroyTimeout }).catch(() => {});
+  }
+
+  /**
+   * The worker with this pid is leaving on purpose (WorkerPool.retire): one
+   * in service or starting is recycled (asked to stop, not interrupted); one
+   * already out of service unasked (#broken: its task socket ended, as when
+   * it exits) is let go, its exit no crash. One stopping on purpose, or
+   * killed at readyTimeout, is left alone. False: no live worker has that pid.
+   */
+  retire(pid: number): boolean {
+    const slot = this.find(pid);
+    if (!slot) return false;
+    if (slot.reason !== null || slot.killed || this.stopping) return true;
+    if (slot.state === 'stopping') this.#letGo(slot, 'retired');
+    else this.recycle(slot, 'retired');
+    return true;
+  }
+
+  /** Out of service on purpose, for `reason`: reported, and replaced now. */
+  #letGo(slot: Slot, reason: RecycleReason): void {
     clearSlotTimers(slot);
     slot.state = 'stopping';
     slot.reason = reason;
     this.counts.recycled++;
     this.#hooks.emit('recycle', slotInfo(slot), reason);
     this.ensure();
-    slot.worker.stop({ timeout: this.#settings.destroyTimeout }).catch(() => {});
   }
 
   /** Give up on a busy worker whose task was rejected: forget its answer, replace it, kill it. */
@@ -286,23 +308,25 @@ export class PoolWorkers {
       emit('workerError', slotInfo(slot), `worker did not say ready within readyTimeout (${readyTimeout} ms); killed`, true);
       worker.kill('SIGKILL');
     }, readyTimeout);
-    worker.ready.then(
-      () => this.#onReady(slot),
-      (err: Error) => {
-        // A worker the pool killed (readyTimeout) or stopped on purpose was
-        // reported, or needs no report; any other is news (a script that
-        // exits at once, a pid mismatch).
-        if (slot.killed || slot.reason !== null) return;
-        emit('workerError', slotInfo(slot), err.message, true);
-        worker.kill('SIGKILL');
-      },
-    );
+    // Ready as the worker's ready message is read (the handle's 'ready'),
+    // not a microtask later: a message it sent right after, read in the same
+    // turn, then comes from a worker the pool calls idle, after its 'ready'.
+    worker.once('ready', () => this.#onReady(slot));
+    worker.ready.catch((err: Error) => {
+      // A worker the pool killed (readyTimeout) or stopped on purpose was
+      // reported, or needs no report; any other is news (a script that
+      // exits at once, a pid mismatch).
+      if (slot.killed || slot.reason !== null) return;
+      emit('workerError', slotInfo(slot), err.message, true);
+      worker.kill('SIGKILL');
+    });
   }
 
   #onReady(slot: Slot): void {
     if (slot.readyTimer) clearTimeout(slot.readyTimer);
     slot.readyTimer = null;
     if (slot.state !== 'starting' || slot.killed) return;
+    slot.readyAt = Date.now();
     this.becomeIdle(slot);
     this.#hooks.emit('ready', slotInfo(slot));
     if (slot.generation === this.generation) this.#retireOne();
@@ -341,29 +365,39 @@ export class PoolWorkers {
   }
 
   /**
-   * A worker left service without being asked to (it exited, or broke the
-   * protocol): decide, once, how long its replacement waits. One that had a
-   * task in hand was ready and serving, and most likely that task killed it
-   * (a fatal error, exit()): it is replaced at once, and the task's failure
-   * is the whole cost. One that died before saying ready, or idle, is a
-   * crash loop: backoff.
+   * A worker exited without being asked to: how long its replacement waits.
+   * One that had been ready for backoffResetAfter ms was serving (a worker
+   * with its own event loop takes no tasks, so no completed task says so):
+   * whatever killed it (SIGKILL, the OOM killer, an exit() in the code it
+   * ran) is no crash loop; it is replaced at once, and the streak starts
+   * over, as after a completed task. One that had a task in hand was ready
+   * and serving, and most likely that task killed it (a fatal error,
+   * exit()): it is replaced at once, and the task's failure is the whole
+   * cost. One that died before saying ready, or idle soon after, is a crash
+   * loop: backoff.
    */
   #lose(slot: Slot): number {
-    slot.restartDelay ??= slot.job !== null ? 0 : this.#backoff.crashed();
-    return slot.restartDelay;
+    const { backoffResetAfter } = this.#settings;
+    if (backoffResetAfter > 0 && slot.readyAt !== null && Date.now() - slot.readyAt >= backoffResetAfter) {
+      this.#backoff.reset();
+      return 0;
+    }
+    return slot.job !== null ? 0 : this.#backoff.crashed();
   }
 
   /**
-   * The worker can take no more tasks (WorkerHandle 'broken'): it is being killed.
-   * Out of service now, so no task goes to it and its replacement starts
-   * without waiting for the exit; the exit settles its task and counts the crash.
+   * The worker can take no more tasks (WorkerHandle 'broken'): it broke the
+   * protocol and is being killed, or its task socket ended, as it does when
+   * the worker exits. Out of service now, so no task goes to it; its
+   * replacement waits for the exit (the pidfd says so at once, or the kill
+   * that follows), which settles its task and says whether it crashed: a
+   * worker that said it was leaving, in a message read before that exit
+   * (retire()), did not.
    */
   #broken(slot: Slot): void {
     if (slot.state === 'stopping') return;
-    this.#lose(slot);
     clearSlotTimers(slot);
     slot.state = 'stopping';
-    this.ensure();
   }
 
   #onExit(slot: Slot, info: WorkerExitInfo): void {

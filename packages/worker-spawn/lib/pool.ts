@@ -28,7 +28,7 @@ const RETRYABLE_TASK_ERRORS = new Set(['ERR_WORKER_TASK', 'ERR_WORKER_FRAME_TOO_
  * Events: `'spawn'` (info, on the next tick), `'ready'` (info), `'exit'`
  * (info, ExitInfo), `'crash'` (info, ExitInfo, restartInMs: 0 for a worker
  * that died with a task in hand, the backoff for a crash loop), `'recycle'`
- * (info, reason), `'workerError'` (info, message, fatal) for a worker's own
+ * (info, reason: a RecycleReason, `'retired'` after retire()), `'workerError'` (info, message, fatal) for a worker's own
  * error reports and the pool's about a worker that never got ready, `'spawnError'`
  * (error) when a worker cannot be started, `'stdout'` (chunk, info) for
  * what workers print, `'message'` (info, message, fds) for control messages
@@ -133,6 +133,23 @@ export class WorkerPool extends EventEmitter {
     const slot = this.#workers.find(pid);
     if (!slot) return Promise.reject(new WorkerError('ERR_WORKER_NOT_FOUND', `no live worker of this pool has pid ${pid}; nothing was sent`, { pid }));
     return slot.worker.control.send(message, fds);
+  }
+
+  /**
+   * Say that the worker with this pid is leaving on purpose: a worker with
+   * its own event loop that ends after its own count of requests, or after
+   * an exit() in the code it runs. It takes no more tasks, its replacement
+   * starts now (never after the crash backoff), and its exit is no crash:
+   * `'recycle'` with reason `'retired'`. It is not interrupted: it is asked
+   * to stop as a recycled worker is (a control `stop`, SIGTERM only
+   * destroyTimeout ms later), and one already exiting is simply let go. A
+   * worker already stopping (recycled, reloaded, the pool stopping) is left
+   * alone. Returns false when no worker of this pool with that pid is alive.
+   * @throws TypeError/RangeError for a pid that is not a positive integer
+   */
+  retire(pid: number): boolean {
+    validateInteger(pid, 'pid', 1);
+    return this.#workers.retire(pid);
   }
 
   /** With `prototype`: the pid of the PHP process workers are forked from (null while none runs). */

@@ -93,6 +93,26 @@ describe.each([
       expect(events).toEqual(expected);
     });
   });
+
+  it("a message sent right after ready never finds the worker 'starting', nor before its 'ready': 10 workers in a row", async () => {
+    // leave.php says ready, sends a message and exits at once: its ready, its
+    // message and its end of file are all waiting together.
+    await withPool({ script: fixture('leave.php'), backoff: { initial: 0 }, ...options }, async (pool) => {
+      const events = new Map<number, string[]>();
+      const note = (info: PoolWorkerInfo, what: string) => events.set(info.pid, [...(events.get(info.pid) ?? []), what]);
+      pool.on('ready', (info: PoolWorkerInfo) => note(info, 'ready'));
+      pool.on('message', (info: PoolWorkerInfo, message: ControlMessage) => note(info, `${message.type} (${info.state})`));
+      const pids: number[] = [];
+      await new Promise<void>((resolve) =>
+        pool.on('crash', (info: PoolWorkerInfo) => {
+          if (pids.push(info.pid) === 10) resolve();
+        }),
+      );
+      // Ready and idle; or, when its task socket's end was read before its
+      // ready, out of service already ('stopping'), never ready in the pool.
+      for (const pid of pids) expect([['ready', 'leaving (idle)'], ['leaving (stopping)']]).toContainEqual(events.get(pid));
+    });
+  });
 });
 
 describe("a worker's send(): the pool's 'message' event", () => {

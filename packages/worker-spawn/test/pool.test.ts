@@ -118,7 +118,8 @@ describe('WorkerPool with php-cli', () => {
     writeFileSync(flag, '');
     const env = { ...process.env, FLAKY_FLAG: flag };
     try {
-      await withPool({ script: fixture('flaky.php'), env, backoff: { initial: 20, max: 1000 } }, async (pool) => {
+      // resetAfter far longer than the test: the worker that dies idle below has not served long, however slow the machine.
+      await withPool({ script: fixture('flaky.php'), env, backoff: { initial: 20, max: 1000, resetAfter: 60_000 } }, async (pool) => {
         const delays: number[] = [];
         const waiting: Array<[number, () => void]> = [];
         pool.on('crash', (_info, _exit, delay: number) => {
