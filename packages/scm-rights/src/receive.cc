@@ -60,13 +60,21 @@ int Batch::Read(int io, HeldFds* held, size_t* chunks_out, size_t* used_out) {
     ssize_t n = recvmsg(io, &msg, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
     if (n == -1) {
       if (errno == EINTR) continue;
+      // The peer closed with messages of ours unread. On a seqpacket
+      // socket the kernel says so once, before what the peer sent before
+      // leaving, which is still queued: read that first, report the reset
+      // at its end.
+      if (errno == ECONNRESET && !reset_) {
+        reset_ = true;
+        continue;
+      }
       if (errno != EAGAIN && errno != EWOULDBLOCK) status = -errno;
       break;
     }
     int got = TakeFds(&msg, fds_ + nfds, kMaxFds);
     for (int i = 0; i < got; i++) held->Hold(fds_[nfds + i]);
     if (n == 0 && got == 0 && AtEof(io)) {
-      status = 1;
+      status = reset_ ? -ECONNRESET : 1;
       break;
     }
     meta_[3 * chunks] = static_cast<int32_t>(n);

@@ -36,6 +36,8 @@ class Batch {
  private:
   static bool AtEof(int io);
 
+  // recvmsg said ECONNRESET, and reading went on for what was queued behind it.
+  bool reset_ = false;
   size_t chunk_ = 0;
   std::unique_ptr<char[]> scratch_;
   size_t scratchSize_ = 0;

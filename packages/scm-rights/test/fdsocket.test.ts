@@ -505,6 +505,28 @@ describe.each(KINDS)('FdSocket on %s', (type) => {
   });
 });
 
+describe('FdSocket on seqpacket, a peer that leaves', () => {
+  it('a peer that sends and leaves with our messages unread: what it sent arrives first, then ECONNRESET', async () => {
+    // The kernel reports the reset before the queued messages (on a stream
+    // socket it comes after the bytes): they must still arrive.
+    const before = openFds();
+    const [x, y] = socketpair('seqpacket');
+    const a = new FdSocket(x);
+    await a.send(Buffer.from('never read'));
+    sendFds(y, Buffer.from('one'), []);
+    sendFds(y, Buffer.from('two'), []);
+    closeSync(y);
+    const got: string[] = [];
+    a.on('message', (m: FdMessage) => got.push(m.data.toString()));
+    const [err] = (await once(a, 'error')) as [NodeJS.ErrnoException];
+    expect(got).toEqual(['one', 'two']);
+    expect(err.code).toBe('ECONNRESET');
+    await new Promise((resolve) => setImmediate(resolve));
+    expect(a.closed).toBe(true);
+    expect(openFds()).toEqual(before);
+  });
+});
+
 describe('stream framing', () => {
   /** Write raw bytes with sendFds, as a peer in another language would. */
   function raw(): { fd: number; s: FdSocket } {
