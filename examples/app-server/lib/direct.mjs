@@ -163,7 +163,10 @@ export class ConnectionBroker {
     if (message.type === 'closed' && Array.isArray(message.ids)) {
       for (const id of message.ids) this.#forget(id, pid);
     } else if (message.type === 'release' && Array.isArray(message.connections)) {
-      this.#leaving(pid); // it gives its connections back because it ends: none for it any more
+      // It gives its connections back because it ends (exit() in a script,
+      // --max-jobs, a stop): none for it any more, and its replacement now.
+      this.#leaving(pid);
+      this.#pool.retire(pid);
       for (const [id, buffered] of message.connections) {
         const conn = this.#conns.get(id);
         if (conn === undefined || conn.pid !== pid) continue;

@@ -371,13 +371,14 @@ final class ConnectionSource
         }
     }
 
-    /** Give every connection back to the front, with the bytes of any request read from it. */
+    /**
+     * Give every connection back to the front, with the bytes of any request
+     * read from it: this worker ends. Sent even with none to give, as the
+     * front's sign that the end is planned (it starts the replacement now).
+     */
     private function releaseAll(): void
     {
         $this->tellClosed();
-        if ($this->conns === []) {
-            return;
-        }
         $list = [];
         foreach ($this->conns as $id => $conn) {
             $list[] = [$id, \base64_encode($conn['reader']->buffered())];

@@ -120,6 +120,15 @@ describe('--direct', () => {
     }
   });
 
+  it('a worker that ends on purpose (exit(), --max-jobs) is replaced at once, however often it happens', async () => {
+    // Not as a crash loop, whose replacements wait 100 ms, then 200, 400, ...
+    const logged = server.stderr().length;
+    const started = Date.now();
+    for (let i = 0; i < 10; i++) expect((await request(server.port, 'GET', '/exit.php')).status).toBe(302);
+    expect(Date.now() - started).toBeLessThan(4000);
+    expect(server.stderr().slice(logged)).not.toMatch(/exited \(exit 0\); replacing it/); // the pool's word for a crash
+  });
+
   it('SIGHUP under load moves the open connections to the new workers: no failed request, no connection closed', async () => {
     const clients = Array.from({ length: 6 }, () => connection(server.port));
     const statuses: number[] = [];
