@@ -122,9 +122,19 @@ final class RequestReader
     /** Bytes read from the connection. */
     public function feed(string $bytes): void
     {
-        if ($this->error === null && $this->state !== self::CLOSED) {
-            $this->buf .= $bytes;
+        if ($this->error !== null || $this->state === self::CLOSED) {
+            return;
         }
+        if ($this->start > 0) {
+            // Drop what earlier requests used (next() does it too, but only
+            // when it gives null: a server that takes one request per read
+            // would keep every byte the connection ever brought).
+            $this->buf = \substr($this->buf, $this->start) . $bytes;
+            $this->pos -= $this->start;
+            $this->start = 0;
+            return;
+        }
+        $this->buf .= $bytes;
     }
 
     /**

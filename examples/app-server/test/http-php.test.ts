@@ -329,6 +329,13 @@ describe('RequestReader', () => {
     expect([early, http10, bodyless, plain].map((r) => r!.continues)).toEqual([[], [], [], []]);
   });
 
+  it('holds no more memory after 2,000 requests of 4 KB on one keep-alive connection, each taken with one next() as a server does', () => {
+    const raw = `POST /echo HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n${'a'.repeat(4096)}`;
+    const [result] = php([{ type: 'keepalive', raw, times: 2000 }]) as [{ growth: number; idle: boolean }];
+    expect(result.idle).toBe(true);
+    expect(result.growth).toBeLessThan(64 * 1024); // 8 MB if the consumed bytes are kept
+  });
+
   it('says when it is idle, and gives the bytes of a request not yet whole (from its first byte) to hand the connection on', () => {
     const head = post('Content-Length: 5\r\n', '');
     const [fresh, partHead, partBody, between] = read([

@@ -93,6 +93,21 @@ foreach (json_decode((string) stream_get_contents(STDIN), true, 512, JSON_THROW_
                 $out[] = ['invalid' => $e->getMessage()];
             }
             break;
+        case 'keepalive':
+            // One keep-alive connection as a server reads it: feed a request,
+            // take it with one next(), again and again. What the reader holds
+            // must not grow with the bytes it has given out.
+            $reader = new RequestReader();
+            $raw = bytes($case['raw']);
+            $reader->feed($raw);
+            $reader->next();
+            $before = memory_get_usage();
+            for ($i = 0; $i < $case['times']; $i++) {
+                $reader->feed($raw);
+                $reader->next();
+            }
+            $out[] = ['growth' => memory_get_usage() - $before, 'idle' => $reader->idle()];
+            break;
         default:
             throw new RuntimeException("unknown case type {$case['type']}");
     }
