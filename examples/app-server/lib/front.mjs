@@ -200,7 +200,7 @@ export class Front extends EventEmitter {
 
   /** Serve on a listening socket: { fd } (inherited) or { host, port } / { path } (opened here), with the backlog. */
   listen(where) {
-    const server = this.broker !== null ? net.createServer({ pauseOnConnect: true }, (socket) => this.broker.adopt(socket)) : this.#httpServer();
+    const server = this.broker !== null ? net.createServer({ pauseOnConnect: true, noDelay: true }, (socket) => this.broker.adopt(socket)) : this.#httpServer();
     this.#servers.push(server);
     return new Promise((resolve, reject) => {
       server.once('error', reject);
