@@ -9,13 +9,22 @@
 // of its next request, and so does one whose worker died. Each worker
 // writes into a scoreboard file which connection's request it is serving
 // and since when: the front answers that one with a 502 if the worker dies
-// (504 if the front killed it past --exec-timeout, 503 when stopping).
+// (504 if the front killed it past --exec-timeout, 503 when stopping), and
+// moves the idle connections of a worker busy with a slow request to the
+// others, so that one slow request holds up only its own connection.
 
 import { closeSync, readFileSync, rmSync } from 'node:fs';
 import * as http from 'node:http';
 
 /** The base64 of no bytes. */
 const NOTHING = '';
+/**
+ * A worker serving one request this long (ms) is busy: its other
+ * connections, those it has read nothing of, go to other workers, so a slow
+ * request holds up only its own connection. Checked every TICK ms.
+ */
+const BUSY_AFTER = 100;
+const TICK = 50;
 
 export class ConnectionBroker {
   /** id -> { socket, pid, meta } */
@@ -35,6 +44,8 @@ export class ConnectionBroker {
   #timer = null;
   /** Workers that exited lately: never picked, whatever the pool's list still says. */
   #gone = new Set();
+  /** Workers serving one request for over BUSY_AFTER ms: picked last. */
+  #busy = new Set();
 
   /** scoreboard: the directory the workers write their lines in; execTimeout: ms, 0 for none. */
   constructor(pool, log, { scoreboard, execTimeout }) {
@@ -46,10 +57,8 @@ export class ConnectionBroker {
     // A worker gone without giving its connections back (it died): the one
     // it was serving gets an answer here, the others go to other workers.
     pool.on('exit', (info, exit) => this.#workerGone(info.pid, exit));
-    if (execTimeout > 0) {
-      this.#timer = setInterval(() => this.#killOverdue(execTimeout), Math.min(1000, Math.ceil(execTimeout / 4)));
-      this.#timer.unref();
-    }
+    this.#timer = setInterval(() => this.#watch(execTimeout), TICK);
+    this.#timer.unref();
   }
 
   /** Connections open (held by a worker or waiting for one). */
@@ -117,21 +126,22 @@ export class ConnectionBroker {
     for (const w of this.#pool.stats().list) this.#pool.send(w.pid, message).catch(() => {});
   }
 
-  /** The worker of the newest generation with the fewest connections, or null if none is ready. */
-  #pick() {
+  /** The worker of the newest generation with the fewest connections (never `avoid`), or null if none is ready. */
+  #pick(avoid = 0) {
     const list = this.#pool.stats().list.filter((w) => (w.state === 'idle' || w.state === 'busy') && !this.#gone.has(w.pid));
     const newest = Math.max(...list.map((w) => w.generation));
     let best = null;
     for (const w of list) {
-      if (w.generation !== newest) continue;
-      const load = this.#byWorker.get(w.pid)?.size ?? 0;
+      if (w.generation !== newest || w.pid === avoid) continue;
+      // A busy worker only when every one is busy.
+      const load = (this.#busy.has(w.pid) ? 1e9 : 0) + (this.#byWorker.get(w.pid)?.size ?? 0);
       if (best === null || load < best.load) best = { pid: w.pid, load };
     }
     return best?.pid ?? null;
   }
 
-  #assign(conn, buffered) {
-    const pid = this.#pick();
+  #assign(conn, buffered, avoid = 0) {
+    const pid = this.#pick(avoid);
     if (pid === null) {
       this.#waiting.push([conn, buffered]);
       return;
@@ -162,6 +172,13 @@ export class ConnectionBroker {
     for (const fd of fds) this.#closeFd(fd);
     if (message.type === 'closed' && Array.isArray(message.ids)) {
       for (const id of message.ids) this.#forget(id, pid);
+    } else if (message.type === 'dropped' && Array.isArray(message.ids)) {
+      this.#moved(pid, message.ids);
+      // Those it kept (it had read bytes of them by then) stay with it.
+      for (const id of this.#byWorker.get(pid) ?? []) {
+        const conn = this.#conns.get(id);
+        if (conn !== undefined) conn.dropping = false;
+      }
     } else if (message.type === 'release' && Array.isArray(message.connections)) {
       // It gives its connections back because it ends (exit() in a script,
       // --max-jobs, a stop): none for it any more, and its replacement now.
@@ -176,7 +193,11 @@ export class ConnectionBroker {
     }
   }
 
-  /** The scoreboard's line of a worker ("ID MS METHOD TARGET"): { id, since, request } of the request it serves, or null. */
+  /**
+   * The scoreboard's line of a worker ("ID MS HOLDING METHOD TARGET"): {
+   * id, since, holding (ids of connections it has read bytes of), request }
+   * of the request it serves, or null.
+   */
   #serving(pid) {
     let line;
     try {
@@ -184,8 +205,9 @@ export class ConnectionBroker {
     } catch {
       return null;
     }
-    const [id, since] = line.split(' ', 2).map(Number);
-    return id > 0 ? { id, since, request: line.split(' ').slice(2).join(' ') } : null;
+    const [id, since, holding, ...request] = line.split(' ');
+    if (!(Number(id) > 0)) return null;
+    return { id: Number(id), since: Number(since), holding: holding === '-' ? [] : holding.split(',').map(Number), request: request.join(' ') };
   }
 
   /** Requests being served now (what stopping cuts short). */
@@ -193,15 +215,59 @@ export class ConnectionBroker {
     return this.#pool.stats().list.filter((w) => this.#serving(w.pid) !== null).length;
   }
 
-  #killOverdue(execTimeout) {
+  /** Every TICK ms: kill a worker past execTimeout; move the idle connections of one busy past BUSY_AFTER. */
+  #watch(execTimeout) {
     const now = Date.now();
     for (const w of this.#pool.stats().list) {
       const serving = this.#serving(w.pid);
-      if (serving !== null && now - serving.since > execTimeout && !this.#timedOut.has(w.pid)) {
+      const age = serving === null ? 0 : now - serving.since;
+      if (execTimeout > 0 && age > execTimeout && !this.#timedOut.has(w.pid)) {
         this.#timedOut.add(w.pid);
         this.#log(`worker ${w.pid} has run one request for over --exec-timeout ${execTimeout} ms: killed`);
         this.#kill(w.pid);
+      } else if (age > BUSY_AFTER) {
+        this.#busy.add(w.pid);
+        this.#moveIdle(w.pid, serving);
+      } else {
+        this.#busy.delete(w.pid);
       }
+    }
+  }
+
+  /**
+   * A worker busy with one slow request: its connections it has read
+   * nothing of go to other workers. It is told first ("drop"); it reads a
+   * connection only after handling such messages, so if its scoreboard
+   * line is still the same after the telling, it has not read them and
+   * cannot before it learns: they move now. If the line changed (it just
+   * finished), they move when it says which it let go ("dropped").
+   */
+  #moveIdle(pid, serving) {
+    const ids = [...(this.#byWorker.get(pid) ?? [])].filter((id) => id !== serving.id && !serving.holding.includes(id) && !this.#conns.get(id)?.dropping);
+    if (ids.length === 0 || this.#pick(pid) === null) return;
+    for (const id of ids) this.#conns.get(id).dropping = true;
+    this.#pool.send(pid, { type: 'drop', ids }).then(
+      () => {
+        const now = this.#serving(pid);
+        if (now !== null && now.id === serving.id && now.since === serving.since) this.#moved(pid, ids, pid);
+      },
+      () => {}, // gone: its exit hands them on
+    );
+  }
+
+  /**
+   * Connections a worker let go, or will before it reads them: to other
+   * workers (never to `avoid`, the busy one that still holds a copy; with
+   * no other ready, they wait for its "dropped").
+   */
+  #moved(pid, ids, avoid = 0) {
+    for (const id of ids) {
+      const conn = this.#conns.get(id);
+      if (conn === undefined || conn.pid !== pid || !conn.dropping) continue;
+      if (avoid !== 0 && this.#pick(avoid) === null) return;
+      conn.dropping = false;
+      this.#byWorker.get(pid)?.delete(id);
+      this.#assign(conn, NOTHING, avoid);
     }
   }
 

@@ -12,9 +12,12 @@
 //
 // Messages to the front: {"type":"closed","ids":[...]} for connections this
 // worker closed, {"type":"release","connections":[[id, base64 bytes], ...]}
-// for the ones it gives back. From the front: {"type":"unready"} (the ready
-// path says 503) and {"type":"drain"} (that, and "Connection: close" on
-// every answer from now on, idle connections closed).
+// for the ones it gives back, {"type":"dropped","ids":[...]} for the ones it
+// let go when asked. From the front: {"type":"drop","ids":[...]} (a slow
+// request keeps this worker busy: let these go, the front hands them to
+// other workers), {"type":"unready"} (the ready path says 503) and
+// {"type":"drain"} (that, and "Connection: close" on every answer from
+// now on, idle connections closed).
 
 declare(strict_types=1);
 
@@ -45,6 +48,14 @@ final class ConnectionSource
     private array $ready = [];
     /** @var list<int> closed since the front was last told */
     private array $closed = [];
+    /**
+     * @var array<int, true> connections this worker has read bytes of that
+     * it has not answered yet (or is refusing): it keeps those. The front
+     * may move any other while this worker is busy (the scoreboard lists
+     * these), which is why bytes are read from a connection only here in
+     * wait(), after the front's messages.
+     */
+    private array $holding = [];
     /** Answer with "Connection: close" and close idle connections (the server is stopping). */
     private bool $draining = false;
     /** The ready path says 503 (stopping soon). */
@@ -91,7 +102,9 @@ final class ConnectionSource
             foreach ($fds as $fd) {
                 $fd instanceof \Socket ? \socket_close($fd) : @\fclose($fd);
             }
-            if ($type === 'drain') {
+            if ($type === 'drop') {
+                $this->drop((array) ($message['ids'] ?? []));
+            } elseif ($type === 'drain') {
                 $this->draining = $this->unready = true;
             } elseif ($type === 'unready') {
                 $this->unready = true;
@@ -134,6 +147,7 @@ final class ConnectionSource
         $this->conns[$id] = ['socket' => $socket, 'reader' => $reader, 'meta' => $meta, 'seen' => $now, 'begun' => $now];
         $this->ids[\spl_object_id($socket)] = $id;
         if (!$reader->idle()) {
+            $this->holding[$id] = true;
             $this->ready[] = $id;
         }
     }
@@ -160,7 +174,10 @@ final class ConnectionSource
                 }
                 continue;
             }
-            $this->readFrom($this->ids[\spl_object_id($socket)]);
+            $id = $this->ids[\spl_object_id($socket)] ?? null;
+            if ($id !== null) { // not dropped by a message read just now
+                $this->readFrom($id);
+            }
         }
         $this->closeIdle();
     }
@@ -186,7 +203,27 @@ final class ConnectionSource
             $conn['begun'] = $conn['seen']; // a request starts
         }
         $conn['reader']->feed($data);
+        $this->holding[$id] = true;
         $this->ready[] = $id;
+    }
+
+    /**
+     * The front moves connections away from this worker while it is busy
+     * with a slow request: close our copies of those we hold nothing of,
+     * and say which (the front hands them on).
+     */
+    private function drop(array $ids): void
+    {
+        $dropped = [];
+        foreach ($ids as $id) {
+            if (isset($this->conns[$id]) && !isset($this->holding[$id])) {
+                $socket = $this->conns[$id]['socket'];
+                unset($this->conns[$id], $this->ids[\spl_object_id($socket)]);
+                \socket_close($socket); // no shutdown: the connection lives on elsewhere
+                $dropped[] = $id;
+            }
+        }
+        $this->worker->send(['type' => 'dropped', 'ids' => $dropped]);
     }
 
     /** The next whole request of a connection as [$vars, $body, $answer], or null (not all here yet, or answered here). */
@@ -256,6 +293,8 @@ final class ConnectionSource
         }
         if (!$this->conns[$id]['reader']->idle()) {
             $this->ready[] = $id; // the next request (pipelined) is already here
+        } else {
+            unset($this->holding[$id]);
         }
     }
 
@@ -279,6 +318,7 @@ final class ConnectionSource
         }
         @\socket_shutdown($conn['socket'], 1);
         $conn['lingering'] = true;
+        $this->holding[$id] = true;
         $conn['seen'] = \microtime(true);
     }
 
@@ -321,11 +361,14 @@ final class ConnectionSource
 
     /**
      * The scoreboard: serving $request of connection $id since now (0: none),
-     * as "ID MS METHOD TARGET", in a line of fixed length. One lseek, one write.
+     * and the connections it holds bytes of, as "ID MS HOLDING METHOD
+     * TARGET" (HOLDING: ids with commas, or -), in a line of fixed length.
+     * One lseek, one write.
      */
     private function mark(int $id, ?Request $request = null): void
     {
-        $line = $id === 0 ? '0' : \substr($id . ' ' . (int) (\microtime(true) * 1000) . " {$request->method} {$request->target}", 0, self::BOARD_LINE - 1);
+        $holding = $this->holding === [] ? '-' : \implode(',', \array_keys($this->holding));
+        $line = $id === 0 ? '0' : \substr("$id " . (int) (\microtime(true) * 1000) . " $holding {$request->method} {$request->target}", 0, self::BOARD_LINE - 1);
         \fseek($this->board, 0);
         \fwrite($this->board, \str_pad($line, self::BOARD_LINE - 1) . "\n");
     }
@@ -333,7 +376,7 @@ final class ConnectionSource
     private function close(int $id): void
     {
         $conn = $this->conns[$id];
-        unset($this->conns[$id], $this->ids[\spl_object_id($conn['socket'])]);
+        unset($this->conns[$id], $this->ids[\spl_object_id($conn['socket'])], $this->holding[$id]);
         // The front still holds a copy of the connection: shutdown ends it
         // for the client now, not when the front closes that copy.
         @\socket_shutdown($conn['socket'], 2);
@@ -384,7 +427,7 @@ final class ConnectionSource
             $list[] = [$id, \base64_encode($conn['reader']->buffered())];
             \socket_close($conn['socket']);
         }
-        $this->conns = $this->ids = $this->ready = [];
+        $this->conns = $this->ids = $this->ready = $this->holding = [];
         $this->worker->send(['type' => 'release', 'connections' => $list]);
     }
 }

@@ -97,6 +97,20 @@ describe('--direct', () => {
     }
   });
 
+  it('a slow request holds up only its own connection: the other connections of its worker move to another', async () => {
+    const { victim, others, all, pid } = await shared();
+    try {
+      const slow = victim.get('/sleep.php?ms=1200');
+      await sleep(50); // the slow request has begun
+      const started = Date.now();
+      await carryOn(others, pid); // answered by another worker, on the same TCP connections
+      expect(Date.now() - started).toBeLessThan(800);
+      expect((await slow).status).toBe(200);
+    } finally {
+      for (const c of all) c.close();
+    }
+  });
+
   it('a request past --exec-timeout: its worker is killed and the client gets a generic 504', async () => {
     const started = Date.now();
     const r = await request(server.port, 'GET', '/sleep.php?ms=20000');
