@@ -243,7 +243,10 @@ export class ConnectionBroker {
    * finished), they move when it says which it let go ("dropped").
    */
   #moveIdle(pid, serving) {
-    const ids = [...(this.#byWorker.get(pid) ?? [])].filter((id) => id !== serving.id && !serving.holding.includes(id) && !this.#conns.get(id)?.dropping);
+    // Not one handed over with bytes of a request: the worker may not have
+    // taken it yet, and would then hold those bytes (and keep it).
+    const movable = (id) => id !== serving.id && !serving.holding.includes(id) && !this.#conns.get(id)?.dropping && !this.#conns.get(id)?.handedBytes;
+    const ids = [...(this.#byWorker.get(pid) ?? [])].filter(movable);
     if (ids.length === 0 || this.#pick(pid) === null) return;
     for (const id of ids) this.#conns.get(id).dropping = true;
     this.#pool.send(pid, { type: 'drop', ids }).then(
