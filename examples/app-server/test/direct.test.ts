@@ -8,7 +8,7 @@ import { readdirSync } from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WWW, childrenOf, request, requirePhp, sleep, startServer, type Server } from './helpers.js';
+import { WWW, childrenOf, request, requirePhp, sleep, spawnServer, startServer, type Server } from './helpers.js';
 
 /** One keep-alive connection that sends requests one after the other and reads each answer whole. */
 function connection(port: number) {
@@ -183,5 +183,11 @@ describe('--direct', () => {
       now = fds();
     }
     expect(now).toBe(baseline);
+  });
+
+  it('is refused with the Node workers (they read tasks, not connections), before anything starts', async () => {
+    const refused = spawnServer(['--listen', '127.0.0.1:0', '--direct', '--node']);
+    expect(await refused.exited).toEqual({ code: 1, signal: null });
+    expect(refused.stderr()).toMatch(/--direct is for PHP workers: the Node workers \(--node\) read tasks, not connections/);
   });
 });
