@@ -35,8 +35,6 @@ final class ConnectionSource
 {
     /** Wait at most this long in select(), to close idle connections in time (seconds). */
     private const TICK = 1;
-    /** Bytes of a scoreboard line. */
-    private const BOARD_LINE = 512;
     /** After refusing a request, read and drop what the client still sends for this long (seconds), so it sees the answer: nginx's lingering_timeout. */
     private const LINGER = 5;
 
@@ -65,8 +63,7 @@ final class ConnectionSource
     /** Past maxJobs or maxMemory: give the connections back and end (the front starts a replacement). */
     private bool $retiring = false;
     private \Socket $wake;
-    /** @var resource this worker's line of the scoreboard: the connection whose request it serves, and since when */
-    private $board;
+    private Scoreboard $board;
     private ?AccessLog $log = null;
 
     /**
@@ -81,15 +78,7 @@ final class ConnectionSource
     public function __construct(private Worker $worker, private array $settings)
     {
         $this->wake = $worker->pollSocket();
-        // php-fpm keeps a scoreboard of what each child does; ours has one
-        // thing: the connection whose request a worker is serving, which
-        // the front answers with a 502 (504 past --exec-timeout) if this
-        // process dies before it does.
-        $board = \fopen($settings['scoreboard'] . '/' . \getmypid(), 'c');
-        if ($board === false) {
-            Worker::die("cannot write the scoreboard in {$settings['scoreboard']}");
-        }
-        $this->board = $board;
+        $this->board = new Scoreboard($settings['scoreboard']);
         if ($settings['accessLog'] !== '') {
             $this->log = new AccessLog($settings['accessLog']);
         }
@@ -248,14 +237,14 @@ final class ConnectionSource
             return null;
         }
         $vars = cgiVariables($request, $conn['meta'], $this->settings);
-        $this->mark($id, $request);
+        $this->board->serving($id, $request, \array_keys($this->holding));
         $answer = function (int $status, array $lines, string $body, bool $ending) use ($id, $request): void {
             if (\strlen($body) > $this->settings['maxResponse']) {
                 \error_log("502 {$request->method} {$request->target}: response body of " . \strlen($body) . " bytes is over --max-response {$this->settings['maxResponse']}");
                 [$status, $lines, $body] = [502, ['Content-Type: text/plain; charset=utf-8'], "502 Bad Gateway\n"];
             }
             $this->send($id, $request, $status, $lines, $body);
-            $this->mark(0);
+            $this->board->idle();
             $this->retiring = $this->spent();
             if ($ending) {
                 $this->releaseAll(); // exit() or a fatal error: this process ends after the answer
@@ -357,20 +346,6 @@ final class ConnectionSource
             return \preg_match('/^VmRSS:\s+(\d+) kB/m', $status, $m) === 1 && (int) $m[1] * 1024 > $this->settings['maxMemory'];
         }
         return false;
-    }
-
-    /**
-     * The scoreboard: serving $request of connection $id since now (0: none),
-     * and the connections it holds bytes of, as "ID MS HOLDING METHOD
-     * TARGET" (HOLDING: ids with commas, or -), in a line of fixed length.
-     * One lseek, one write.
-     */
-    private function mark(int $id, ?Request $request = null): void
-    {
-        $holding = $this->holding === [] ? '-' : \implode(',', \array_keys($this->holding));
-        $line = $id === 0 ? '0' : \substr("$id " . (int) (\microtime(true) * 1000) . " $holding {$request->method} {$request->target}", 0, self::BOARD_LINE - 1);
-        \fseek($this->board, 0);
-        \fwrite($this->board, \str_pad($line, self::BOARD_LINE - 1) . "\n");
     }
 
     private function close(int $id): void

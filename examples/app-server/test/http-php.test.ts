@@ -1,4 +1,4 @@
-// php/Http.php, the HTTP/1.1 a PHP worker speaks on a connection of its own:
+// php/RequestReader.php and php/Http.php, the HTTP/1.1 a PHP worker speaks on a connection of its own:
 // every case is a real php-cli run (test/php/http-harness.php, many cases per
 // run). Byte strings go to PHP and back as latin1 strings, one char a byte.
 import { execFileSync } from 'node:child_process';

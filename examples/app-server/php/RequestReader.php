@@ -1,0 +1,474 @@
+<?php
+// HTTP/1.1 requests read from the bytes of a client connection, for a PHP
+// worker that owns the connection (--direct; Http.php has the rest: the
+// response head and the CGI variables). No I/O here: the caller feeds what
+// it read and takes requests out.
+//
+// What the parser accepts is what Node 20's HTTP parser (llhttp, in its
+// default strict mode) accepts, where the two differ from nginx the choice
+// is said at the rule, and every refusal is an HttpError with the status
+// to answer before closing the connection:
+// - Lines end with CRLF. llhttp refuses a bare LF anywhere in the head
+//   ("Missing expected CR"), and so does this: 400.
+// - Request line: method SP request-target SP HTTP/1.0 or HTTP/1.1. The
+//   method is any token (llhttp knows a fixed list; nginx takes any
+//   letters); the target is visible ASCII only (llhttp refuses bytes over
+//   0x7E and controls in it); one space each (llhttp takes two, nginx
+//   too; RFC 9112 says one). HTTP/x.y of another version: 505.
+// - Header lines: a token, a colon, a value of HTAB, visible ASCII and
+//   bytes 0x80-0xFF (llhttp refuses every other control byte, NUL and a
+//   bare CR among them). No space before the colon, no obs-fold. The value
+//   is trimmed of spaces and tabs at both ends, as Node's rawHeaders are.
+// - Empty lines (CRLF) before a request line are skipped (RFC 9112 2.2;
+//   Node does the same).
+// - An HTTP/1.1 request without Host: 400 (Node's requireHostHeader,
+//   nginx). Two Host headers: 400 (nginx; Node would join them, and
+//   SERVER_NAME would come from a value the client chose twice).
+// - Content-Length: digits only; a second Content-Length header is 400
+//   even with the same value (llhttp and nginx both refuse it); more than
+//   18 significant digits is 400 (overflow); over maxBody is 413 as soon as
+//   the head is read.
+// - Transfer-Encoding with Content-Length: 400. Transfer-Encoding twice, or
+//   in an HTTP/1.0 request: 400 (nginx). A value other than "chunked"
+//   (any case): 501, as nginx answers; this includes "gzip, chunked",
+//   which llhttp would take, handing the still-compressed body on.
+// - Chunked bodies: hex sizes (at most 15 significant digits), an optional
+//   ";extension" after the size with no space before it (llhttp refuses
+//   "1 ;a"), each chunk's data followed by CRLF; trailer fields are read,
+//   checked as header lines and dropped. A chunk over maxBody in total is
+//   413 as soon as its size line is read.
+
+declare(strict_types=1);
+
+namespace Folk\AppServer\Http;
+
+/**
+ * A request the reader refuses; $status is what to answer before closing
+ * the connection. $request: its head, when it was read whole (for the log).
+ */
+final class HttpError extends \Exception
+{
+    public function __construct(public readonly int $status, string $message, public readonly ?Request $request = null)
+    {
+        parent::__construct($message);
+    }
+}
+
+final class Request
+{
+    public string $method = '';
+    /** The request-target as sent ("/path?query", "*", "http://host/path"). */
+    public string $target = '';
+    /** 'HTTP/1.1' or 'HTTP/1.0'. */
+    public string $protocol = '';
+    /** @var list<array{string,string}> name/value pairs, bytes as received (values trimmed of spaces and tabs), in order */
+    public array $headers = [];
+    /** The body, de-chunked. */
+    public string $body = '';
+    /** HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with "Connection: keep-alive". */
+    public bool $keepAlive = true;
+    public bool $chunked = false;
+    /** The Content-Length header's value; -1 when the request had none. */
+    public int $contentLength = -1;
+}
+
+/**
+ * Requests out of the bytes of one connection. feed() what was read, then
+ * call next() until it gives null; pipelined requests come out one by one,
+ * and where the reads split the bytes makes no difference. After an
+ * HttpError every next() throws it again: answer it and close.
+ */
+final class RequestReader
+{
+    private const HEAD = 0;
+    private const BODY = 1;        // Content-Length bytes of body
+    private const CHUNK_SIZE = 2;  // a chunk-size line
+    private const CHUNK_DATA = 3;  // the data of a chunk, then its CRLF
+    private const TRAILER = 4;     // trailer lines up to the empty line
+    private const CLOSED = 5;      // a request said Connection: close (or an HTTP/1.0 one did not keep alive)
+
+    /** A chunk-size line (with its extensions) longer than this is refused. */
+    private const MAX_CHUNK_LINE = 4096;
+
+    private const TOKEN = '[!#$%&\'*+\-.^_`|~0-9A-Za-z]';
+    /** A whole head: request line, header lines, each with its CRLF (the final empty line not included). */
+    private const HEAD_RE = '/\A(' . self::TOKEN . '++) ([\x21-\x7e]++) HTTP\/1\.([01])\r\n(?:' . self::TOKEN . '++:[\t\x20-\x7e\x80-\xff]*+\r\n)*+\z/';
+    /** A well-formed request line of another HTTP version. */
+    private const REQUEST_LINE_505 = '/\A' . self::TOKEN . '++ [\x21-\x7e]++ HTTP\/(?!1\.[01]\r\n)\d\.\d\r\n/';
+    private const FIELD_RE = '/\A' . self::TOKEN . '++:[\t\x20-\x7e\x80-\xff]*+\z/';
+    private const BAD_EXTENSION = '/[^\t\x20-\x7e\x80-\xff]/';
+
+    private string $buf = '';
+    /** Where the request being read starts in $buf (what buffered() gives from). */
+    private int $start = 0;
+    /** Where parsing goes on in $buf. */
+    private int $pos = 0;
+    /** Bytes after $start already searched for the end of the head. */
+    private int $scanned = 0;
+    private int $state = self::HEAD;
+    private ?HttpError $error = null;
+    private ?Request $request = null;
+    /** Bytes of the current chunk still to come. */
+    private int $chunkLeft = 0;
+    /** Bytes of trailer fields read so far (against maxHead). */
+    private int $trailerBytes = 0;
+    private bool $expectContinue = false;
+
+    public function __construct(private readonly int $maxBody = 1048576, private readonly int $maxHead = 16384)
+    {
+    }
+
+    /** Bytes read from the connection. */
+    public function feed(string $bytes): void
+    {
+        if ($this->error !== null || $this->state === self::CLOSED) {
+            return;
+        }
+        if ($this->start > 0) {
+            // Drop what earlier requests used (next() does it too, but only
+            // when it gives null: a server that takes one request per read
+            // would keep every byte the connection ever brought).
+            $this->buf = \substr($this->buf, $this->start) . $bytes;
+            $this->pos -= $this->start;
+            $this->start = 0;
+            return;
+        }
+        $this->buf .= $bytes;
+    }
+
+    /**
+     * The next whole request, or null until more bytes come (or for ever,
+     * after a request that does not keep the connection alive).
+     *
+     * @throws HttpError the request is refused; the reader is done
+     */
+    public function next(): ?Request
+    {
+        if ($this->error !== null) {
+            throw $this->error;
+        }
+        try {
+            $request = $this->parse();
+        } catch (HttpError $e) {
+            $this->error = $e;
+            $this->request = null;
+            throw $e;
+        }
+        if ($request === null && $this->start > 0) {
+            // Drop what earlier requests used; appends then grow $buf in place.
+            $this->buf = (string) \substr($this->buf, $this->start);
+            $this->pos -= $this->start;
+            $this->start = 0;
+        }
+        return $request;
+    }
+
+    /**
+     * True once per request, when its head is read (by next(), which gave
+     * null), it has "Expect: 100-continue" (HTTP/1.1), it has a body and no
+     * byte of that body has come yet: write "HTTP/1.1 100 Continue\r\n\r\n".
+     */
+    public function wantsContinue(): bool
+    {
+        if (!$this->expectContinue || $this->error !== null || $this->pos !== \strlen($this->buf)) {
+            return false;
+        }
+        if ($this->state === self::BODY || ($this->state === self::CHUNK_SIZE && $this->request?->body === '')) {
+            $this->expectContinue = false;
+            return true;
+        }
+        return false;
+    }
+
+    /** Nothing buffered and no request begun: between requests. */
+    public function idle(): bool
+    {
+        return $this->state === self::HEAD && $this->error === null && $this->start === \strlen($this->buf);
+    }
+
+    /** The bytes received and not yet given out as a request (from the start of a request partly read). */
+    public function buffered(): string
+    {
+        return (string) \substr($this->buf, $this->start);
+    }
+
+    private function parse(): ?Request
+    {
+        for (;;) {
+            switch ($this->state) {
+                case self::HEAD:
+                    if (!$this->head()) {
+                        return null;
+                    }
+                    break;
+                case self::BODY:
+                    $r = $this->request;
+                    if (\strlen($this->buf) - $this->pos < $r->contentLength) {
+                        return null;
+                    }
+                    $r->body = (string) \substr($this->buf, $this->pos, $r->contentLength);
+                    $this->pos += $r->contentLength;
+                    return $this->done();
+                case self::CHUNK_SIZE:
+                    if (!$this->chunkSize()) {
+                        return null;
+                    }
+                    break;
+                case self::CHUNK_DATA:
+                    $available = \strlen($this->buf) - $this->pos;
+                    if ($this->chunkLeft > 0) {
+                        if ($available === 0) {
+                            return null;
+                        }
+                        $take = \min($available, $this->chunkLeft);
+                        $this->request->body .= \substr($this->buf, $this->pos, $take);
+                        $this->pos += $take;
+                        $this->chunkLeft -= $take;
+                        $available -= $take;
+                        if ($this->chunkLeft > 0) {
+                            return null;
+                        }
+                    }
+                    // The CRLF after the data; a wrong first byte is refused at once.
+                    if ($available >= 1 && $this->buf[$this->pos] !== "\r"
+                        || $available >= 2 && $this->buf[$this->pos + 1] !== "\n") {
+                        throw new HttpError(400, 'chunk data not followed by CRLF');
+                    }
+                    if ($available < 2) {
+                        return null;
+                    }
+                    $this->pos += 2;
+                    $this->state = self::CHUNK_SIZE;
+                    break;
+                case self::TRAILER:
+                    if (!$this->trailer()) {
+                        return null;
+                    }
+                    return $this->done();
+                default: // CLOSED
+                    return null;
+            }
+        }
+    }
+
+    /** Parse a head when it is all here; false until then. */
+    private function head(): bool
+    {
+        $buf = $this->buf;
+        $start = $this->start;
+        // Empty lines before a request line are skipped.
+        while (\substr_compare($buf, "\r\n", $start, 2) === 0) {
+            $start += 2;
+            $this->start = $this->pos = $start;
+            $this->scanned = 0;
+        }
+        $length = \strlen($buf) - $start;
+        if ($length === 0) {
+            return false;
+        }
+        $end = \strpos($buf, "\r\n\r\n", $start + \max(0, $this->scanned - 3));
+        if ($end === false) {
+            // The head is at least one byte longer than what is here.
+            if ($length >= $this->maxHead) {
+                throw new HttpError(431, "request head over $this->maxHead bytes");
+            }
+            // A bare LF or CR can be refused now (llhttp does) rather than
+            // when the head runs into maxHead: look at the new bytes only.
+            for ($at = $start + \max(0, $this->scanned - 1); ($at = \strpos($buf, "\n", $at)) !== false; $at++) {
+                if ($at === $start || $buf[$at - 1] !== "\r") {
+                    throw new HttpError(400, 'bare LF in the request head');
+                }
+            }
+            for ($at = $start + \max(0, $this->scanned - 1); ($at = \strpos($buf, "\r", $at)) !== false; $at++) {
+                if ($at + 1 < \strlen($buf) && $buf[$at + 1] !== "\n") {
+                    throw new HttpError(400, 'bare CR in the request head');
+                }
+            }
+            $this->scanned = $length;
+            return false;
+        }
+        $this->scanned = 0;
+        if ($end + 4 - $start > $this->maxHead) {
+            throw new HttpError(431, "request head over $this->maxHead bytes");
+        }
+        $head = \substr($buf, $start, $end + 2 - $start);
+        if (\preg_match(self::HEAD_RE, $head, $m) !== 1) {
+            if (\preg_match(self::REQUEST_LINE_505, $head) === 1) {
+                throw new HttpError(505, 'HTTP version not supported');
+            }
+            throw new HttpError(400, 'malformed request head');
+        }
+        $r = new Request();
+        $r->method = $m[1];
+        $r->target = $m[2];
+        $http11 = $m[3] === '1';
+        $r->protocol = $http11 ? 'HTTP/1.1' : 'HTTP/1.0';
+        $lineEnd = \strpos($head, "\r\n");
+        $close = false;
+        $keepAlive = false;
+        $hosts = 0;
+        $te = null;
+        $expect = false;
+        if ($lineEnd + 2 < \strlen($head)) {
+            foreach (\explode("\r\n", \substr($head, $lineEnd + 2, -2)) as $line) {
+                $colon = \strpos($line, ':');
+                $name = \substr($line, 0, $colon);
+                $value = \trim(\substr($line, $colon + 1), " \t");
+                $r->headers[] = [$name, $value];
+                switch (\strtolower($name)) {
+                    case 'content-length':
+                        if ($r->contentLength >= 0) {
+                            throw new HttpError(400, 'more than one Content-Length header');
+                        }
+                        if (!\ctype_digit($value)) {
+                            throw new HttpError(400, 'Content-Length is not a number');
+                        }
+                        if (\strlen(\ltrim($value, '0')) > 18) {
+                            throw new HttpError(400, 'Content-Length overflow');
+                        }
+                        $r->contentLength = (int) $value;
+                        break;
+                    case 'transfer-encoding':
+                        if ($te !== null) {
+                            throw new HttpError(400, 'more than one Transfer-Encoding header');
+                        }
+                        $te = $value;
+                        break;
+                    case 'connection':
+                        if (\strcasecmp($value, 'close') === 0) {
+                            $close = true;
+                        } elseif (\strcasecmp($value, 'keep-alive') === 0) {
+                            $keepAlive = true;
+                        } else {
+                            foreach (\explode(',', $value) as $option) {
+                                $option = \strtolower(\trim($option, " \t"));
+                                $close = $close || $option === 'close';
+                                $keepAlive = $keepAlive || $option === 'keep-alive';
+                            }
+                        }
+                        break;
+                    case 'host':
+                        $hosts++;
+                        break;
+                    case 'expect':
+                        $expect = \strcasecmp($value, '100-continue') === 0;
+                        break;
+                }
+            }
+        }
+        if ($hosts > 1) {
+            throw new HttpError(400, 'more than one Host header');
+        }
+        if ($hosts === 0 && $http11) {
+            throw new HttpError(400, 'HTTP/1.1 request without Host');
+        }
+        if ($te !== null) {
+            if ($r->contentLength >= 0) {
+                throw new HttpError(400, 'Content-Length and Transfer-Encoding together');
+            }
+            if (!$http11) {
+                throw new HttpError(400, 'HTTP/1.0 request with Transfer-Encoding');
+            }
+            if (\strcasecmp($te, 'chunked') !== 0) {
+                throw new HttpError(501, 'Transfer-Encoding other than chunked');
+            }
+            $r->chunked = true;
+        }
+        if ($r->contentLength > $this->maxBody) {
+            throw new HttpError(413, "request body of $r->contentLength bytes is over $this->maxBody", $r);
+        }
+        $r->keepAlive = $http11 ? !$close : $keepAlive && !$close;
+        $this->request = $r;
+        $this->pos = $end + 4;
+        $this->expectContinue = $expect && $http11 && ($r->chunked || $r->contentLength > 0);
+        $this->state = $r->chunked ? self::CHUNK_SIZE : ($r->contentLength > 0 ? self::BODY : self::HEAD);
+        if ($this->state === self::HEAD) {
+            // No body: the request is whole. done() resets the state.
+            $this->state = self::TRAILER;
+            $this->trailerBytes = -1;
+        }
+        return true;
+    }
+
+    /** Read a chunk-size line; false until it is all here. */
+    private function chunkSize(): bool
+    {
+        $eol = \strpos($this->buf, "\r\n", $this->pos);
+        if ($eol === false) {
+            if (\strlen($this->buf) - $this->pos > self::MAX_CHUNK_LINE) {
+                throw new HttpError(400, 'chunk-size line too long');
+            }
+            return false;
+        }
+        if ($eol - $this->pos > self::MAX_CHUNK_LINE) {
+            throw new HttpError(400, 'chunk-size line too long');
+        }
+        $line = \substr($this->buf, $this->pos, $eol - $this->pos);
+        $semi = \strpos($line, ';');
+        $hex = $semi === false ? $line : \substr($line, 0, $semi);
+        if (!\ctype_xdigit($hex)) {
+            throw new HttpError(400, 'invalid chunk size');
+        }
+        if ($semi !== false && \preg_match(self::BAD_EXTENSION, $line, $unused, 0, $semi) === 1) {
+            throw new HttpError(400, 'invalid chunk extension');
+        }
+        $hex = \ltrim($hex, '0');
+        if (\strlen($hex) > 15) {
+            throw new HttpError(400, 'chunk size overflow');
+        }
+        $size = $hex === '' ? 0 : (int) \hexdec($hex);
+        $this->pos = $eol + 2;
+        if ($size === 0) {
+            $this->state = self::TRAILER;
+            $this->trailerBytes = 0;
+            return true;
+        }
+        $r = $this->request;
+        if (\strlen($r->body) + $size > $this->maxBody) {
+            throw new HttpError(413, 'chunked request body over ' . $this->maxBody . ' bytes', $r);
+        }
+        $this->chunkLeft = $size;
+        $this->state = self::CHUNK_DATA;
+        return true;
+    }
+
+    /** Read (and drop) trailer fields up to the empty line; false until it is here. */
+    private function trailer(): bool
+    {
+        if ($this->trailerBytes < 0) {
+            return true; // a request without a body
+        }
+        for (;;) {
+            $eol = \strpos($this->buf, "\r\n", $this->pos);
+            if ($eol === false) {
+                if ($this->trailerBytes + \strlen($this->buf) - $this->pos >= $this->maxHead) {
+                    throw new HttpError(431, "request trailer over $this->maxHead bytes");
+                }
+                return false;
+            }
+            $this->trailerBytes += $eol + 2 - $this->pos;
+            if ($this->trailerBytes > $this->maxHead) {
+                throw new HttpError(431, "request trailer over $this->maxHead bytes");
+            }
+            if ($eol === $this->pos) {
+                $this->pos += 2;
+                return true;
+            }
+            if (\preg_match(self::FIELD_RE, \substr($this->buf, $this->pos, $eol - $this->pos)) !== 1) {
+                throw new HttpError(400, 'malformed trailer field');
+            }
+            $this->pos = $eol + 2;
+        }
+    }
+
+    /** The request now whole: give it out and get ready for the next one. */
+    private function done(): Request
+    {
+        $r = $this->request;
+        $this->request = null;
+        $this->start = $this->pos;
+        $this->expectContinue = false;
+        $this->state = $r->keepAlive ? self::HEAD : self::CLOSED;
+        return $r;
+    }
+}

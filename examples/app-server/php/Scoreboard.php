@@ -1,0 +1,54 @@
+<?php
+// A worker's line of the --direct scoreboard (lib/direct.mjs reads it).
+// php-fpm keeps a scoreboard of what each child does; this one says which
+// connection's request a worker is serving and since when, and which
+// connections it holds bytes of: the front answers that request with a
+// 502 (504 past --exec-timeout) if the worker dies first, and moves the
+// connections it holds nothing of when it is busy for long.
+//
+// One file per worker, named by its pid, holding one line of fixed length:
+// "ID MS HOLDING METHOD TARGET" (HOLDING: ids with commas, or -), or "0"
+// between requests. Each change is one lseek and one write.
+
+declare(strict_types=1);
+
+namespace Folk\AppServer;
+
+use Folk\AppServer\Http\Request;
+use Folk\Worker;
+
+final class Scoreboard
+{
+    private const LINE = 512;
+
+    /** @var resource */
+    private $file;
+
+    public function __construct(string $dir)
+    {
+        $file = \fopen($dir . '/' . \getmypid(), 'c');
+        if ($file === false) {
+            Worker::die("cannot write the scoreboard in $dir");
+        }
+        $this->file = $file;
+    }
+
+    /** Serving $request of connection $id from now, holding bytes of the connections $holding. */
+    public function serving(int $id, Request $request, array $holding): void
+    {
+        $held = $holding === [] ? '-' : \implode(',', $holding);
+        $this->write("$id " . (int) (\microtime(true) * 1000) . " $held {$request->method} {$request->target}");
+    }
+
+    /** Between requests. */
+    public function idle(): void
+    {
+        $this->write('0');
+    }
+
+    private function write(string $line): void
+    {
+        \fseek($this->file, 0);
+        \fwrite($this->file, \str_pad(\substr($line, 0, self::LINE - 1), self::LINE - 1) . "\n");
+    }
+}
