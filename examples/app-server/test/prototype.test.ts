@@ -98,10 +98,15 @@ describe('--prototype', () => {
   it("shares the prototype's opcache: a script one worker compiled is cached for both", async () => {
     // One worker compiles dir/index.php (no request ran it before) ...
     expect((await request(server.port, 'GET', '/dir/')).status).toBe(200);
-    // ... and both, asked at once (so each answers one), find it in the opcache.
-    const both = await Promise.all([json(server.port, '/forked.php?ms=300&cached=dir/index.php'), json(server.port, '/forked.php?ms=300&cached=dir/index.php')]);
-    expect(new Set(both.map((seen) => seen.pid))).toEqual(new Set(startupPids(server).workers));
-    expect(both.map((seen) => seen.cached)).toEqual([true, true]);
+    // ... and both find it in the opcache. Asked two at a time until each
+    // has answered (with --direct, two new connections may land on one).
+    const seen = new Map<number, boolean>();
+    for (let i = 0; i < 10 && seen.size < 2; i++) {
+      const pair = await Promise.all([json(server.port, '/forked.php?ms=300&cached=dir/index.php'), json(server.port, '/forked.php?ms=300&cached=dir/index.php')]);
+      for (const answer of pair) seen.set(answer.pid, answer.cached);
+    }
+    expect(new Set(seen.keys())).toEqual(new Set(startupPids(server).workers));
+    expect([...seen.values()]).toEqual([true, true]);
   });
 
   it('an exit() in a forked worker still answers, and the worker is replaced by another fork', async () => {
