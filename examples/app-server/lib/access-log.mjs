@@ -4,6 +4,7 @@
 // (O_APPEND), so several fronts can share one file. reopen() is for
 // logrotate (SIGUSR1, as nginx and php-fpm do).
 import { closeSync, openSync, write, writeSync } from 'node:fs';
+import { plainAddress } from './cgi.mjs';
 
 const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec'];
 
@@ -38,9 +39,8 @@ export class AccessLog {
   /** One request; `bytes` is the body length sent. */
   add(req, status, bytes) {
     const h = req.headers;
-    const remote = req.socket.remoteAddress ?? '-';
     this.#lines.push(
-      `${remote.startsWith('::ffff:') && remote.includes('.') ? remote.slice(7) : remote} - - [${this.#time()}] "${escape(`${req.method} ${req.url} HTTP/${req.httpVersion}`)}" ${status} ${bytes} "${escape(h.referer)}" "${escape(h['user-agent'])}"\n`,
+      `${plainAddress(req.socket.remoteAddress) || '-'} - - [${this.#time()}] "${escape(`${req.method} ${req.url} HTTP/${req.httpVersion}`)}" ${status} ${bytes} "${escape(h.referer)}" "${escape(h['user-agent'])}"\n`,
     );
     if (!this.#scheduled) {
       this.#scheduled = true;

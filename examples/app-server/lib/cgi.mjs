@@ -21,13 +21,17 @@ function cgiName(name) {
 
 const CONNECTION = Symbol('cgi connection variables');
 
+/** An address as nginx gives it: an IPv4 client of a dual-stack socket without its "::ffff:". */
+export function plainAddress(addr) {
+  return addr?.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : (addr ?? '');
+}
+
 /** REMOTE_ADDR/PORT and SERVER_ADDR/PORT of a connection, once per connection. */
 function connectionVars(socket) {
   let vars = socket[CONNECTION];
   if (vars === undefined) {
-    const plain = (addr) => (addr?.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : (addr ?? ''));
-    const remote = plain(socket.remoteAddress);
-    const local = plain(socket.localAddress);
+    const remote = plainAddress(socket.remoteAddress);
+    const local = plainAddress(socket.localAddress);
     vars = {
       text: `\0REMOTE_ADDR\0${remote}\0REMOTE_PORT\0${socket.remotePort ?? ''}\0SERVER_ADDR\0${local}\0SERVER_PORT\0${socket.localPort ?? ''}`,
       serverAddr: local,

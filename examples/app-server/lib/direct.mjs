@@ -15,6 +15,7 @@
 
 import { closeSync, readFileSync, rmSync } from 'node:fs';
 import * as http from 'node:http';
+import { plainAddress } from './cgi.mjs';
 
 /** The base64 of no bytes. */
 const NOTHING = '';
@@ -27,7 +28,7 @@ const BUSY_AFTER = 100;
 const TICK = 50;
 
 export class ConnectionBroker {
-  /** id -> { socket, pid, meta } */
+  /** id -> { id, socket (the front's paused copy), fd, pid (its worker), meta, handedBytes, dropping } */
   #conns = new Map();
   /** pid -> Set of ids */
   #byWorker = new Map();
@@ -75,13 +76,16 @@ export class ConnectionBroker {
     }
     // Node never reads this copy; errors on it are the worker's to see.
     socket.on('error', () => {});
-    const plain = (addr) => (addr?.startsWith('::ffff:') && addr.includes('.') ? addr.slice(7) : (addr ?? ''));
     const conn = {
       id: this.#nextId++,
       socket,
       fd,
       pid: 0,
-      meta: { remoteAddr: plain(socket.remoteAddress), remotePort: socket.remotePort ?? '', serverAddr: plain(socket.localAddress), serverPort: socket.localPort ?? '' },
+      meta: { remoteAddr: plainAddress(socket.remoteAddress), remotePort: socket.remotePort ?? '', serverAddr: plainAddress(socket.localAddress), serverPort: socket.localPort ?? '' },
+      /** Last handed over with bytes of a request another worker had read. */
+      handedBytes: false,
+      /** Its worker was told to let go of it (a slow request), not yet done. */
+      dropping: false,
     };
     this.#conns.set(conn.id, conn);
     this.#assign(conn, NOTHING);
