@@ -42,7 +42,7 @@ final class ConnectionSource
     private array $conns = [];
     /** @var array<int, int> socket object id => connection id */
     private array $ids = [];
-    /** @var list<int> connections with bytes of a request buffered, served in turn */
+    /** @var array<int, true> connections with bytes of a request buffered, served in turn (each once, however many reads brought them) */
     private array $ready = [];
     /** @var list<int> closed since the front was last told */
     private array $closed = [];
@@ -109,7 +109,8 @@ final class ConnectionSource
     {
         while (true) {
             while ($this->ready !== []) {
-                $id = \array_shift($this->ready);
+                $id = \array_key_first($this->ready);
+                unset($this->ready[$id]);
                 $request = isset($this->conns[$id]) ? $this->take($id) : null;
                 if ($request !== null) {
                     return $request;
@@ -137,7 +138,7 @@ final class ConnectionSource
         $this->ids[\spl_object_id($socket)] = $id;
         if (!$reader->idle()) {
             $this->holding[$id] = true;
-            $this->ready[] = $id;
+            $this->ready[$id] = true;
         }
     }
 
@@ -193,7 +194,7 @@ final class ConnectionSource
         }
         $conn['reader']->feed($data);
         $this->holding[$id] = true;
-        $this->ready[] = $id;
+        $this->ready[$id] = true;
     }
 
     /**
@@ -281,7 +282,7 @@ final class ConnectionSource
             return;
         }
         if (!$this->conns[$id]['reader']->idle()) {
-            $this->ready[] = $id; // the next request (pipelined) is already here
+            $this->ready[$id] = true; // the next request (pipelined) is already here
         } else {
             unset($this->holding[$id]);
         }
