@@ -11,16 +11,17 @@ export default defineConfig({
       'test-e2e',
       'test-docs',
       'examples/app-server',
-      // The app server's HTTP, operations and systemd tests once more, with
-      // --direct: the PHP workers read and answer the connections themselves.
+      // The app server's HTTP, operations, systemd and prototype tests once
+      // more with --direct off: requests pass through the front, as tasks to
+      // the PHP workers (by default the workers serve the connections).
       {
         extends: './examples/app-server/vitest.config.mts',
         root: './examples/app-server',
         test: {
-          name: '@folk/example-app-server --direct',
-          // (extends joins lists: these leave out what has no --direct form.)
+          name: '@folk/example-app-server --direct off',
+          // (extends joins lists: these leave out what is about one mode.)
           exclude: ['test/self-test.test.ts', 'test/direct.test.ts', 'test/http-php.test.ts'],
-          env: { FOLK_APP_TEST_DIRECT: '1' },
+          env: { FOLK_APP_TEST_TASKS: '1' },
         },
       },
     ],

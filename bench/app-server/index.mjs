@@ -47,7 +47,8 @@ const option = (name, fallback) => {
 const QUICK = args.includes('--quick');
 const DURATION = option('duration', QUICK ? 1 : 4);
 const ROUNDS = option('rounds', QUICK ? 1 : 3);
-const WORKERS = option('workers', 2 * availableParallelism()); // ours' default
+// Ours' default (workers = auto: one per CPU, the PHP workers serving the connections); php-fpm gets as many.
+const WORKERS = option('workers', availableParallelism());
 const list = (name) => {
   const i = args.indexOf(`--${name}`);
   return i >= 0 ? args[i + 1].split(',') : null;

@@ -8,7 +8,7 @@
 //   node examples/app-server/index.mjs --self-test          # start, send a few requests, print, exit 0
 //   node examples/app-server/index.mjs --help               # every setting
 import { statSync } from 'node:fs';
-import { frontCount, parseArgs, usage } from './lib/config.mjs';
+import { frontCount, parseArgs, settle, usage } from './lib/config.mjs';
 import { workerSpec } from './lib/front.mjs';
 import { selfTest } from './lib/self-test.mjs';
 import { Supervisor } from './lib/supervisor.mjs';
@@ -21,14 +21,15 @@ function where(address) {
 }
 
 async function main() {
-  const { config, selfTest: testing, help } = parseArgs(process.argv.slice(2));
+  const { config: given, selfTest: testing, help } = parseArgs(process.argv.slice(2));
   if (help) {
     console.log(usage());
     return;
   }
-  if (!statSync(config.root, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`root ${config.root} is not a directory`);
-  if (config.preload && !statSync(config.preload, { throwIfNoEntry: false })?.isFile()) throw new Error(`preload ${config.preload} is not a file`);
-  const spec = workerSpec(config);
+  if (!statSync(given.root, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`root ${given.root} is not a directory`);
+  if (given.preload && !statSync(given.preload, { throwIfNoEntry: false })?.isFile()) throw new Error(`preload ${given.preload} is not a file`);
+  const spec = workerSpec(given);
+  const config = settle(given, spec); // 'auto' settings decided
   for (const note of spec.notes) console.error(note);
   const supervisor = new Supervisor(config, spec);
   process.on('uncaughtException', (err) => {
@@ -49,7 +50,7 @@ async function main() {
   const fronts = supervisor.fronts;
   console.log(
     `app server on ${where(supervisor.address)} with ${fronts.length} front${fronts.length === 1 ? '' : 's'} and ` +
-      `${supervisor.workerPids.length} ${spec.label} workers (pid ${process.pid}; fronts ${fronts.map((f) => f.pid).join(', ')}; ` +
+      `${supervisor.workerPids.length} ${spec.label} workers${spec.direct ? ' serving the connections' : ''} (pid ${process.pid}; fronts ${fronts.map((f) => f.pid).join(', ')}; ` +
       `workers ${supervisor.workerPids.join(', ')}${supervisor.activated ? '; socket from systemd' : ''})`,
   );
   if (frontCount(config) < config.fronts) console.error(`${config.fronts} fronts asked for but only ${config.workers} workers: running ${frontCount(config)} fronts`);

@@ -23,9 +23,12 @@ export const SETTINGS = {
   // 31 of 36 benchmark cells (two fronts: 25 to 210 ms in 16 of them), at
   // about the same req/s (README, Performance).
   fronts: { kind: 'count', default: Math.max(1, Math.floor(cores / 2)), min: 1, help: 'HTTP front processes sharing the listening socket (default: half the CPU count, at least 1)' },
-  // Four per front by default: each front has a pool of its own, and a slow
+  // 'auto': one per core when the workers serve the connections (direct):
+  // with more workers than cores, a worker the scheduler puts off holds up
+  // every connection it has, and the p99 grew (README, Performance). Twice
+  // the cores otherwise: each front has a pool of its own, and a slow
   // request holds up only its own worker, not everything sent to its front.
-  workers: { kind: 'count', default: 2 * cores, min: 1, help: 'PHP workers in all (pm.max_children), shared out among the fronts (default: twice the CPU count)' },
+  workers: { kind: 'count', default: 'auto', min: 1, help: 'PHP workers in all (pm.max_children), shared out among the fronts; auto: the CPU count with direct on, twice it with direct off (raise it for scripts that wait on databases or remote APIs)' },
   'max-jobs': { kind: 'count', default: 0, help: 'replace a worker after this many requests (pm.max_requests); 0: never' },
   'max-worker-memory': { kind: 'bytes', default: 0, help: "replace a worker whose RSS passes this after a request (read from /proc each time); 0: off" },
   'memory-limit': { kind: 'string', default: '128M', help: "PHP's memory_limit for each request (php-cli's own default is unlimited)" },
@@ -53,7 +56,7 @@ export const SETTINGS = {
   'reload-timeout': { kind: 'ms', default: 60_000, help: 'reload: an old worker still busy this long after its replacement is ready is killed' },
   'pid-file': { kind: 'path', default: '', help: 'write the main pid here (removed on exit)' },
   node: { kind: 'bool', default: false, help: 'run the Node workers of app-node.cjs, not PHP' },
-  direct: { kind: 'bool', default: false, help: 'the PHP workers read requests and write responses on the connections themselves, the front only accepts and hands each connection over (README: Direct mode)' },
+  direct: { kind: 'bool', default: 'auto', help: 'the PHP workers read requests and write responses on the connections themselves, the front only accepts and hands each connection over (README: Direct mode); auto: on, off for the Node workers (--node, or no php-cli)' },
 };
 
 const BYTES = /^(\d+)\s*([kmg]i?b?|b)?$/i;
@@ -64,11 +67,14 @@ function parseValue(name, raw, where) {
   const fail = (what) => {
     throw new Error(`${where}: ${name} ${what}, got ${JSON.stringify(raw)}`);
   };
+  // A setting whose default is 'auto' may be set back to it (settle() decides).
+  const orAuto = setting.default === 'auto' ? ', auto' : '';
+  if (orAuto && String(raw).toLowerCase() === 'auto') return 'auto';
   switch (setting.kind) {
     case 'count':
     case 'ms': {
       const n = Number(raw);
-      if (raw === '' || !Number.isSafeInteger(n) || n < (setting.min ?? 0)) fail(`needs a whole number of at least ${setting.min ?? 0}`);
+      if (raw === '' || !Number.isSafeInteger(n) || n < (setting.min ?? 0)) fail(`needs a whole number of at least ${setting.min ?? 0}${orAuto && ' or auto'}`);
       return n;
     }
     case 'bytes': {
@@ -79,7 +85,7 @@ function parseValue(name, raw, where) {
     case 'bool':
       if (['1', 'true', 'on', 'yes', ''].includes(String(raw).toLowerCase())) return true;
       if (['0', 'false', 'off', 'no'].includes(String(raw).toLowerCase())) return false;
-      return fail('needs on or off');
+      return fail(`needs on${orAuto} or off`);
     case 'address':
     case 'string':
     case 'path':
@@ -137,7 +143,7 @@ export function parseArgs(argv) {
         continue;
       }
       if (!(name in SETTINGS)) throw new Error(`unknown option ${arg} (--help lists them)`);
-      if (value === undefined) value = SETTINGS[name].kind === 'bool' && !/^(on|off|true|false|yes|no|0|1)$/.test(argv[i + 1] ?? '') ? '' : argv[++i];
+      if (value === undefined) value = SETTINGS[name].kind === 'bool' && !/^(on|off|auto|true|false|yes|no|0|1)$/.test(argv[i + 1] ?? '') ? '' : argv[++i];
       if (value === undefined) throw new Error(`${arg} needs a value`);
       flags.push([name, value, arg, process.cwd()]);
     } else throw new Error(`unexpected argument ${arg} (--help lists the options)`);
@@ -173,6 +179,15 @@ export function parseListen(listen) {
   const port = Number(m[3]);
   if (port > 65535) throw new Error(`listen: port ${port} is out of range`);
   return { host: m[1] || m[2] || '0.0.0.0', port };
+}
+
+/**
+ * The settings left to 'auto', decided once workerSpec() knows what the
+ * workers are (spec.direct: PHP workers serving connections).
+ */
+export function settle(config, spec) {
+  const workers = config.workers === 'auto' ? (spec.direct ? cores : 2 * cores) : config.workers;
+  return { ...config, direct: spec.direct, workers };
 }
 
 /** How many workers front `i` of `fronts` runs, out of `workers` in all. */

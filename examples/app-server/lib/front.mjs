@@ -46,7 +46,8 @@ export function findPhp(php) {
 
 /**
  * How the workers are started: { label, command, execArgv, script, args,
- * prototype, notes }. PHP when it is there (php-cli with ini settings on its
+ * prototype, direct, notes } (direct: the workers serve the connections
+ * themselves; config.direct 'auto' means yes for PHP workers). PHP when it is there (php-cli with ini settings on its
  * command line), else the Node worker of app-node.cjs, saying how to install
  * php-cli. With --prototype, the pool's prototype option: php-cli with the
  * same ini settings, forking the workers.
@@ -57,9 +58,7 @@ export function workerSpec(config) {
   const notes = [];
   if (config.preload && !config.prototype) throw new Error(`preload ${config.preload} is run by the prototype: add --prototype (or prototype = on)`);
   if (config.prototype && config.node) throw new Error('--prototype forks PHP workers; the Node workers (--node) cannot fork');
-  if (config.direct) {
-    if (config.node) throw new Error('--direct is for PHP workers: the Node workers (--node) read tasks, not connections');
-  }
+  if (config.direct === true && config.node) throw new Error('--direct is for PHP workers: the Node workers (--node) read tasks, not connections');
   if (!config.node) {
     const php = findPhp(config.php);
     if (config.prototype && php.ok && !(php.pcntl && php.posix)) {
@@ -79,10 +78,11 @@ export function workerSpec(config) {
       // The pool runs `command ...execArgv script ...args`, and a prototype
       // `command ...execArgv prototype.php PRELOAD script ...args`.
       const prototype = config.prototype ? { preload: config.preload || NO_PRELOAD } : null;
-      return { label: 'PHP', command: config.php, execArgv: ini, script: RUNTIME_PHP, args: [PHP_WORKER_LIBRARY], prototype, notes };
+      const direct = config.direct !== false;
+      return { label: 'PHP', command: config.php, execArgv: ini, script: RUNTIME_PHP, args: [PHP_WORKER_LIBRARY], prototype, direct, notes };
     }
     if (config.prototype) throw new Error(`--prototype needs php-cli: ${php.why}`);
-    if (config.direct) throw new Error(`--direct needs php-cli: ${php.why}`);
+    if (config.direct === true) throw new Error(`--direct needs php-cli: ${php.why}`);
     notes.push(
       `${php.why}. To run the PHP workers, install php-cli:\n` +
         '  Debian/Ubuntu: sudo apt-get install -y php-cli\n' +
@@ -91,7 +91,7 @@ export function workerSpec(config) {
         'Falling back to the Node worker (same protocol, same routes).',
     );
   }
-  return { label: 'Node', command: process.execPath, execArgv: [], script: APP_NODE, args: [], prototype: null, notes };
+  return { label: 'Node', command: process.execPath, execArgv: [], script: APP_NODE, args: [], prototype: null, direct: false, notes };
 }
 
 /** The environment of a worker: ours, without what belongs to the supervisor. */

@@ -375,7 +375,7 @@ final class RequestReader
             $r->chunked = true;
         }
         if ($r->contentLength > $this->maxBody) {
-            throw new HttpError(413, "request body of $r->contentLength bytes is over $this->maxBody", $r);
+            throw new HttpError(413, "request body of $r->contentLength bytes is over --max-body $this->maxBody", $r);
         }
         $r->keepAlive = $http11 ? !$close : $keepAlive && !$close;
         $this->request = $r;
@@ -425,7 +425,7 @@ final class RequestReader
         }
         $r = $this->request;
         if (\strlen($r->body) + $size > $this->maxBody) {
-            throw new HttpError(413, 'chunked request body over ' . $this->maxBody . ' bytes', $r);
+            throw new HttpError(413, "chunked request body over --max-body $this->maxBody", $r);
         }
         $this->chunkLeft = $size;
         $this->state = self::CHUNK_DATA;

@@ -5,6 +5,7 @@
 // past --exec-timeout), pipelined requests are answered in order, and the
 // front holds no descriptor after its connections close.
 import { readdirSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -189,5 +190,46 @@ describe('--direct', () => {
     const refused = spawnServer(['--listen', '127.0.0.1:0', '--direct', '--node']);
     expect(await refused.exited).toEqual({ code: 1, signal: null });
     expect(refused.stderr()).toMatch(/--direct is for PHP workers: the Node workers \(--node\) read tasks, not connections/);
+  });
+});
+
+describe('the mode a server runs in (direct = auto, the default)', () => {
+  beforeAll(() => requirePhp());
+  const cores = availableParallelism();
+  const started = (server: Server) => /with \d+ fronts? and (\d+) (PHP|Node) workers( serving the connections)? \(/.exec(server.stdout())!;
+
+  it('serves the connections from the PHP workers, one per CPU, by default', async () => {
+    const server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW]);
+    try {
+      const [, workers, label, direct] = started(server);
+      expect([Number(workers), label, direct]).toEqual([cores, 'PHP', ' serving the connections']);
+      expect((await request(server.port, 'GET', '/plain.php')).status).toBe(201);
+    } finally {
+      await server.stop();
+    }
+  });
+
+  it('passes requests through the front with --direct off, twice as many workers as CPUs unless told', async () => {
+    for (const [args, count] of [[['--direct', 'off'], 2 * cores], [['--direct', 'off', '--workers', '3'], 3], [['--node', '--workers', 'auto'], 2 * cores]] as const) {
+      const server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', ...args]);
+      try {
+        const [, workers, label, direct] = started(server);
+        expect([Number(workers), label, direct]).toEqual([count, args.includes('--node') ? 'Node' : 'PHP', undefined]);
+        expect((await request(server.port, 'GET', '/')).status).toBe(200);
+      } finally {
+        await server.stop();
+      }
+    }
+  });
+
+  it('refuses a value that is not on, off or auto, naming the setting', async () => {
+    for (const [args, message] of [
+      [['--direct=sometimes'], /--direct: direct needs on, auto or off, got "sometimes"/],
+      [['--workers', 'many'], /--workers: workers needs a whole number of at least 1 or auto, got "many"/],
+    ] as const) {
+      const refused = spawnServer(['--listen', '127.0.0.1:0', ...args]);
+      expect(await refused.exited).toEqual({ code: 1, signal: null });
+      expect(refused.stderr()).toMatch(message);
+    }
   });
 });

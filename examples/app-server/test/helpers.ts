@@ -40,8 +40,9 @@ export async function startServer(args: string[], options: { env?: NodeJS.Proces
 /** Start the app server, or `command` followed by node index.mjs ...args; `port` is 0 until known. */
 export function spawnServer(args: string[], options: { env?: NodeJS.ProcessEnv; command?: string[] } = {}): Server {
   const argv = [...(options.command ?? []), process.execPath, INDEX];
-  // The --direct project of the root vitest.config.mts runs the same tests with the PHP workers serving the connections.
-  if (process.env.FOLK_APP_TEST_DIRECT === '1' && !args.includes('--node')) args = [...args, '--direct'];
+  // The "--direct off" project of the root vitest.config.mts runs the same
+  // tests with requests passing through the front (tasks to the workers).
+  if (process.env.FOLK_APP_TEST_TASKS === '1' && !args.includes('--node') && !args.includes('--direct')) args = [...args, '--direct', 'off'];
   const child = spawn(argv[0]!, [...argv.slice(1), ...args], { env: options.env ?? process.env, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   let err = '';

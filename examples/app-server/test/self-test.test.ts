@@ -25,8 +25,9 @@ function expectServed(r: { code: number | null; stdout: string; stderr: string }
   expect(r.stdout).toMatch(new RegExp(`^app server on http://127\\.0\\.0\\.1:\\d+/ with \\d+ fronts? and \\d+ ${label} workers`, 'm'));
   expect(r.stdout).toMatch(/50 concurrent requests with a reload in the middle -> 50 x 200, 0 failed/);
   expect(r.stdout.trimEnd().split('\n').at(-1)).toBe('self-test ok');
-  // The log has the details the clients were not shown: the 413's reason.
-  expect(r.stderr).toMatch(/413 POST \/echo: request body of 1048577\+ bytes is over --max-body 1048576/);
+  // The log has the details the clients were not shown: the 413's reason
+  // (the PHP workers read the Content-Length; the front counts up to the limit).
+  expect(r.stderr).toMatch(label === 'PHP' ? /413 POST \/echo: request body of 1048577 bytes is over --max-body 1048576/ : /413 POST \/echo: request body of 1048577\+ bytes is over --max-body 1048576/);
   expect(r.code).toBe(0);
 }
 
