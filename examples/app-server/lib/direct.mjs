@@ -27,6 +27,28 @@ const NOTHING = '';
 const BUSY_AFTER = 100;
 const TICK = 50;
 
+/**
+ * A whole scoreboard line (php/Scoreboard.php): the connection id, the
+ * start in ms since the epoch (13 digits), the ids of the connections the
+ * worker holds bytes of ("-": none), the method and the target; spaces pad
+ * it to a fixed length.
+ */
+const SERVING = /^([1-9]\d*) (\d{13}) (-|\d+(?:,\d+)*) ([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) *\n?$/;
+
+/**
+ * { id, since, holding, request } of the request a scoreboard line says a
+ * worker is serving, or null: idle ("0"), empty, or torn. The worker
+ * rewrites its line in place while the front may read it, so a read can
+ * catch the new line's first bytes and the old one's last; such a line
+ * reads as nothing (the next tick reads it whole), never as a wrong start
+ * time or list of held connections.
+ */
+export function parseScoreboardLine(text) {
+  const m = SERVING.exec(text);
+  if (m === null) return null;
+  return { id: Number(m[1]), since: Number(m[2]), holding: m[3] === '-' ? [] : m[3].split(',').map(Number), request: `${m[4]} ${m[5]}` };
+}
+
 export class ConnectionBroker {
   /** id -> { id, socket (the front's paused copy), fd, pid (its worker), meta, handedBytes, dropping } */
   #conns = new Map();
@@ -197,21 +219,13 @@ export class ConnectionBroker {
     }
   }
 
-  /**
-   * The scoreboard's line of a worker ("ID MS HOLDING METHOD TARGET"): {
-   * id, since, holding (ids of connections it has read bytes of), request }
-   * of the request it serves, or null.
-   */
+  /** The request a worker is serving, from its scoreboard line (parseScoreboardLine()), or null. */
   #serving(pid) {
-    let line;
     try {
-      line = readFileSync(`${this.#scoreboard}/${pid}`, 'latin1').trimEnd();
+      return parseScoreboardLine(readFileSync(`${this.#scoreboard}/${pid}`, 'latin1'));
     } catch {
-      return null;
+      return null; // no line yet, or the worker's is removed
     }
-    const [id, since, holding, ...request] = line.split(' ');
-    if (!(Number(id) > 0)) return null;
-    return { id: Number(id), since: Number(since), holding: holding === '-' ? [] : holding.split(',').map(Number), request: request.join(' ') };
   }
 
   /** Requests being served now (what stopping cuts short). */

@@ -233,3 +233,38 @@ describe('the mode a server runs in (direct = auto, the default)', () => {
     }
   });
 });
+
+describe('a scoreboard line as the front reads it', () => {
+  // A worker rewrites its line in place (one write() over the old one) while
+  // the front may read it: a read can catch the new line's first bytes
+  // followed by the old line's last. Such a line must read as nothing known,
+  // never as a request with a wrong start time (which would look past
+  // --exec-timeout and get a healthy worker killed) or a wrong list of held
+  // connections, and never throw (it once took the front down).
+  const line = (text: string) => text.padEnd(511) + '\n';
+  let parse: (text: string) => unknown;
+  beforeAll(async () => {
+    // @ts-expect-error: plain JavaScript, no types
+    ({ parseScoreboardLine: parse } = await import('../lib/direct.mjs'));
+  });
+
+  it('reads a whole line: the connection, since when, the connections held, the request', () => {
+    expect(parse(line('5 1764930000123 3,4 GET /data?x=1'))).toEqual({ id: 5, since: 1764930000123, holding: [3, 4], request: 'GET /data?x=1' });
+    expect(parse(line('17 1764930000123 - POST /echo'))).toEqual({ id: 17, since: 1764930000123, holding: [], request: 'POST /echo' });
+  });
+
+  it('reads an idle worker, a missing file and every torn line as null', () => {
+    const serving = '5 1764930000123 3,4 GET /data';
+    const idle = line('0');
+    expect(parse(idle)).toBeNull();
+    expect(parse('')).toBeNull();
+    for (let cut = 1; cut < serving.length; cut++) {
+      // The serving line written over the idle one, caught at `cut` bytes...
+      const torn = parse(serving.slice(0, cut) + idle.slice(cut));
+      if (torn !== null) expect(torn).toMatchObject({ id: 5, since: 1764930000123, holding: [3, 4] }); // only the request's text may be short
+      // ...and the idle line written over the serving one.
+      expect(parse('0' + line(serving).slice(1))).toBeNull();
+      expect(parse(idle.slice(0, cut) + line(serving).slice(cut))).toBeNull();
+    }
+  });
+});
