@@ -129,3 +129,12 @@ describe('systemd', () => {
     }
   });
 });
+
+describe('the sample files in systemd/', () => {
+  it('app-server.conf holds only settings the server knows, with values it takes', async () => {
+    // @ts-expect-error: plain JavaScript, no types
+    const { parseArgs } = await import('../lib/config.mjs');
+    const { config } = parseArgs(['--config', join(__dirname, '..', 'systemd', 'app-server.conf')]);
+    expect(config).toMatchObject({ root: '/srv/www', workers: 'auto', listen: '0.0.0.0:8080', 'max-body': 8 * 1024 * 1024 });
+  });
+});
