@@ -213,8 +213,17 @@ export class Front extends EventEmitter {
   }
 
   #httpServer() {
+    const headersTimeout = this.#config['header-timeout'];
     const server = http.createServer(
-      { keepAliveTimeout: this.#config['keepalive-timeout'], headersTimeout: this.#config['header-timeout'], noDelay: true },
+      {
+        keepAliveTimeout: this.#config['keepalive-timeout'],
+        headersTimeout,
+        // Node checks headersTimeout only this often (30 s by default, which
+        // made a 60 s timeout up to 90): once a second, or four times per
+        // timeout when it is shorter.
+        ...(headersTimeout > 0 ? { connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(headersTimeout / 4))) } : {}),
+        noDelay: true,
+      },
       this.handle,
     );
     server.on('clientError', (err, socket) => {

@@ -3,6 +3,7 @@
 // with their own limit, and errors that tell the client nothing internal.
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
+import * as net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WWW, bytes, listenBacklog, rawExchange, request, requirePhp, startServer, type Server } from './helpers.js';
@@ -222,6 +223,54 @@ describe('defaults', () => {
       expect(listenBacklog(server.port)).toBe(511);
     } finally {
       await server.stop();
+    }
+  });
+});
+
+describe('timeouts on a connection, as nginx has them', () => {
+  let server: Server;
+  beforeAll(async () => {
+    requirePhp();
+    server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1', '--keepalive-timeout', '800', '--header-timeout', '800']);
+  });
+  afterAll(() => server?.stop());
+
+  /** A raw connection: resolves with the ms from `since` to its close, and what came on it. */
+  function open(): { socket: net.Socket; closed: Promise<{ after: number; data: string }>; since: () => void } {
+    const socket = net.connect(server.port, '127.0.0.1');
+    let start = Date.now();
+    let data = '';
+    socket.on('data', (d) => (data += d.toString('latin1')));
+    socket.on('error', () => {}); // a reset counts as closed too
+    const closed = new Promise<{ after: number; data: string }>((resolve) => socket.on('close', () => resolve({ after: Date.now() - start, data })));
+    return { socket, closed, since: () => (start = Date.now()) };
+  }
+
+  it('closes a keep-alive connection left idle past --keepalive-timeout (keepalive_timeout), not before', async () => {
+    const c = open();
+    c.socket.write('GET /plain.php HTTP/1.1\r\nHost: t\r\n\r\n');
+    await new Promise((resolve) => c.socket.once('data', resolve));
+    c.since();
+    const { after, data } = await c.closed;
+    expect(data).toMatch(/^HTTP\/1\.1 201 /);
+    expect(after).toBeGreaterThanOrEqual(700);
+    expect(after).toBeLessThan(3000);
+  });
+
+  it('closes a connection whose request head does not come whole within --header-timeout (a slowloris)', async () => {
+    const c = open();
+    await new Promise((resolve) => c.socket.once('connect', resolve));
+    c.since();
+    c.socket.write('GET /plain.php HTTP/1.1\r\nHost: t\r\n');
+    // A header line every 200 ms keeps the connection busy but never ends the head.
+    const drip = setInterval(() => c.socket.writable && c.socket.write('X-Drip: 1\r\n'), 200);
+    try {
+      const { after, data } = await c.closed;
+      expect(after).toBeGreaterThanOrEqual(700);
+      expect(after).toBeLessThan(3000);
+      expect(data).not.toMatch(/^HTTP\/1\.1 2/); // no script ran for it
+    } finally {
+      clearInterval(drip);
     }
   });
 });
