@@ -8,7 +8,7 @@
 //   node examples/app-server/index.mjs --self-test          # start, send a few requests, print, exit 0
 //   node examples/app-server/index.mjs --help               # every setting
 import { statSync } from 'node:fs';
-import { frontCount, parseArgs, settle, usage } from './lib/config.mjs';
+import { frontCount, parseArgs, settle, unused, usage } from './lib/config.mjs';
 import { workerSpec } from './lib/front.mjs';
 import { selfTest } from './lib/self-test.mjs';
 import { Supervisor } from './lib/supervisor.mjs';
@@ -30,7 +30,7 @@ async function main() {
   if (given.preload && !statSync(given.preload, { throwIfNoEntry: false })?.isFile()) throw new Error(`preload ${given.preload} is not a file`);
   const spec = workerSpec(given);
   const config = settle(given, spec); // 'auto' settings decided
-  for (const note of spec.notes) console.error(note);
+  for (const note of [...spec.notes, ...unused(config)]) console.error(note);
   const supervisor = new Supervisor(config, spec);
   process.on('uncaughtException', (err) => {
     console.error(err);

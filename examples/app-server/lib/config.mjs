@@ -33,8 +33,8 @@ export const SETTINGS = {
   'max-worker-memory': { kind: 'bytes', default: 0, help: "replace a worker whose RSS passes this after a request (read from /proc each time); 0: off" },
   'memory-limit': { kind: 'string', default: '128M', help: "PHP's memory_limit for each request (php-cli's own default is unlimited)" },
   'exec-timeout': { kind: 'ms', default: 60_000, help: 'a request running this long has its worker killed: 504 (request_terminate_timeout); 0: none' },
-  'queue-timeout': { kind: 'ms', default: 30_000, help: 'a request waiting this long for a free worker gets 503; 0: wait for ever' },
-  'max-queue': { kind: 'count', default: 10_000, help: 'requests that may wait for a worker per front; more get 503' },
+  'queue-timeout': { kind: 'ms', default: 30_000, help: 'with --direct off: a request waiting this long for a free worker gets 503; 0: wait for ever' },
+  'max-queue': { kind: 'count', default: 10_000, help: 'with --direct off: requests that may wait for a worker per front; more get 503' },
   'max-body': { kind: 'bytes', default: 1 * MiB, help: 'largest request body (client_max_body_size): 413 above it' },
   'max-response': { kind: 'bytes', default: 64 * MiB, help: 'largest response body a script may produce: 502 above it' },
   'keepalive-timeout': { kind: 'ms', default: 75_000, help: 'an idle keep-alive connection is closed after this long' },
@@ -188,6 +188,15 @@ export function parseListen(listen) {
 export function settle(config, spec) {
   const workers = config.workers === 'auto' ? (spec.direct ? cores : 2 * cores) : config.workers;
   return { ...config, direct: spec.direct, workers };
+}
+
+/** Settings that were changed but do nothing in the mode `config` settled on: a line to print for each. */
+export function unused(config) {
+  const changed = (name) => config[name] !== SETTINGS[name].default;
+  if (!config.direct) return [];
+  return ['queue-timeout', 'max-queue']
+    .filter(changed)
+    .map((name) => `--${name} does nothing in direct mode (requests wait in the kernel and in the workers, not in a queue of the front's): it applies with --direct off`);
 }
 
 /** How many workers front `i` of `fronts` runs, out of `workers` in all. */

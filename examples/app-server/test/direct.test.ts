@@ -268,3 +268,19 @@ describe('a scoreboard line as the front reads it', () => {
     }
   });
 });
+
+describe('settings of the other mode', () => {
+  beforeAll(() => requirePhp());
+
+  it('says that --queue-timeout and --max-queue do nothing in direct mode, and nothing with --direct off', async () => {
+    const direct = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1', '--queue-timeout', '100', '--max-queue', '5']);
+    const tasks = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1', '--queue-timeout', '100', '--direct', 'off']);
+    try {
+      expect(direct.stderr()).toMatch(/--queue-timeout does nothing in direct mode .* it applies with --direct off/);
+      expect(direct.stderr()).toMatch(/--max-queue does nothing in direct mode/);
+      expect(tasks.stderr()).not.toMatch(/does nothing/);
+    } finally {
+      await Promise.all([direct.stop(), tasks.stop()]);
+    }
+  });
+});
