@@ -1,7 +1,9 @@
 // Shared by every package's tests: what the kernel says about this process
 // and its children, read from /proc. Tests assert on these, never on mocks.
 import { spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync, readlinkSync } from 'node:fs';
+import { chmodSync, cpSync, existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 export const O_NONBLOCK = 0o4000;
 export const O_CLOEXEC = 0o2000000;
@@ -112,4 +114,40 @@ export function terminateMidCall(
     })();`;
   const run = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', cwd, timeout: 120_000 });
   return { status: run.status, signal: run.signal, stderr: run.stderr, stdout: run.stdout };
+}
+
+/** What a built package needs at run time: copied by readableBy(). */
+const PACKAGE_PARTS = ['package.json', 'dist', 'prebuilds', 'src/build/Release'];
+
+/**
+ * Built packages (name -> package root) where another user can read them,
+ * for tests that run a process as nobody: the roots themselves when that
+ * user can read them (and `extra`, files inside a root the test also runs,
+ * such as a fixture), else copies in a temporary directory readable by all,
+ * each under node_modules/<name> with its extra files at the same place
+ * inside, so that relative imports and imports of each other resolve there
+ * as well. A checkout under a directory of mode 0700 (what mktemp -d makes)
+ * is one nobody cannot read. remove() deletes the copies, if any.
+ */
+export function readableBy(
+  user: { uid: number; gid: number },
+  packages: Record<string, string>,
+  extra: Record<string, string[]> = {},
+): { roots: Record<string, string>; remove: () => void } {
+  const needed = Object.entries(packages).flatMap(([name, root]) => [join(root, 'package.json'), ...(extra[name] ?? []).map((file) => join(root, file))]);
+  const probe = spawnSync(process.execPath, ['-e', `for (const p of ${JSON.stringify(needed)}) require('fs').accessSync(p, require('fs').constants.R_OK)`], {
+    ...user,
+    cwd: '/',
+  });
+  if (probe.status === 0) return { roots: { ...packages }, remove: () => {} };
+  const dir = mkdtempSync(join(tmpdir(), 'folk-readable-'));
+  chmodSync(dir, 0o755);
+  const roots: Record<string, string> = {};
+  for (const [name, root] of Object.entries(packages)) {
+    roots[name] = join(dir, 'node_modules', name);
+    for (const part of [...PACKAGE_PARTS, ...(extra[name] ?? [])]) {
+      if (existsSync(join(root, part))) cpSync(join(root, part), join(roots[name]!, part), { recursive: true });
+    }
+  }
+  return { roots, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }

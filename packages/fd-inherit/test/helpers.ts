@@ -3,7 +3,7 @@
 import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { O_CLOEXEC, errorOf as errorOfAny, fdFlags } from '@folk/test-support';
+import { O_CLOEXEC, errorOf as errorOfAny, fdFlags, readableBy } from '@folk/test-support';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -95,6 +95,20 @@ export const DIST = fileURLToPath(new URL('../dist/index.js', import.meta.url));
 
 export function requireDist(): void {
   if (!existsSync(DIST)) throw new Error(`${DIST} is missing: run "pnpm run build" in packages/fd-inherit first`);
+}
+
+/**
+ * DIST where `user` (nobody) can read it, with @folk/pidfd beside it as npm
+ * puts it, and `extra` files of this package (fixtures, relative to its
+ * root) under `root` (readableBy() of @folk/test-support: copies when the
+ * checkout is not readable by everyone). remove() when done.
+ */
+export function readableDist(user: { uid: number; gid: number }, extra: string[] = []): { dist: string; root: string; remove: () => void } {
+  requireDist();
+  const pidfd = join(createRequire(import.meta.url).resolve('@folk/pidfd/package.json'), '..');
+  const { roots, remove } = readableBy(user, { '@folk/fd-inherit': join(DIST, '..', '..'), '@folk/pidfd': pidfd }, { '@folk/fd-inherit': extra });
+  const root = roots['@folk/fd-inherit']!;
+  return { dist: join(root, 'dist', 'index.js'), root, remove };
 }
 
 /**

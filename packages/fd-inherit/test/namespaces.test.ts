@@ -3,9 +3,8 @@
 // this process is what was asked for, and nothing else. This process is
 // root; the unprivileged cases run a Node process as nobody.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { hostname, tmpdir } from 'node:os';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it, onTestFinished } from 'vitest';
@@ -13,7 +12,7 @@ import { spawn, type SpawnOptions } from '../lib/index.js';
 import { native } from '../lib/native.js';
 import { parseSpawn } from '../lib/options.js';
 import { nativePlan } from '../lib/plan.js';
-import { DIST, children, errorOf, expectNothingLeftByEachTest, outputOf, requireDist, withTempDir } from './helpers.js';
+import { DIST, children, errorOf, expectNothingLeftByEachTest, outputOf, readableDist, requireDist, withTempDir } from './helpers.js';
 
 const FIXTURE = fileURLToPath(new URL('./fixtures/isolated-spawn.cjs', import.meta.url));
 
@@ -37,32 +36,15 @@ async function sh(script: string, options: SpawnOptions): Promise<{ out: string;
 
 const NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
 
-/**
- * The built package and the fixture where `prefix` (nobody) can read them:
- * in place when the checkout is readable by everyone, else copies in a
- * temporary directory, with @folk/pidfd beside the package as npm would put it.
- */
-function readableFor(prefix: string[]): { dist: string; fixture: string } {
-  const probe = spawnSync(prefix[0]!, [...prefix.slice(1), process.execPath, '-e', `require(${JSON.stringify(DIST)}); require('fs').readFileSync(${JSON.stringify(FIXTURE)})`]);
-  if (probe.status === 0) return { dist: DIST, fixture: FIXTURE };
-  const dir = mkdtempSync(join(tmpdir(), 'fd-inherit-nobody-'));
-  chmodSync(dir, 0o755);
-  onTestFinished(() => rmSync(dir, { recursive: true, force: true }));
-  const require = createRequire(import.meta.url);
-  const roots = { 'fd-inherit': join(dirname(DIST), '..'), pidfd: dirname(require.resolve('@folk/pidfd/package.json')) };
-  for (const [name, root] of Object.entries(roots)) {
-    for (const part of ['package.json', 'dist', 'prebuilds', 'src/build/Release']) {
-      if (existsSync(join(root, part))) cpSync(join(root, part), join(dir, 'node_modules', '@folk', name, part), { recursive: true });
-    }
-  }
-  copyFileSync(FIXTURE, join(dir, 'isolated-spawn.cjs'));
-  return { dist: join(dir, 'node_modules', '@folk', 'fd-inherit'), fixture: join(dir, 'isolated-spawn.cjs') };
-}
-
 /** Runs the fixture in its own Node process, `prefix` in front (setpriv, unshare), and returns its JSON line. */
 function fixture(prefix: string[], options: object, script: string): { code?: number; out?: string; error?: Record<string, string> } {
   requireDist();
-  const { dist, fixture: file } = prefix === NOBODY ? readableFor(prefix) : { dist: DIST, fixture: FIXTURE };
+  let [dist, file] = [DIST, FIXTURE];
+  if (prefix === NOBODY) {
+    const readable = readableDist({ uid: 65534, gid: 65534 }, ['test/fixtures/isolated-spawn.cjs']);
+    onTestFinished(readable.remove);
+    [dist, file] = [readable.dist, join(readable.root, 'test/fixtures/isolated-spawn.cjs')];
+  }
   const r = spawnSync(prefix[0]!, [...prefix.slice(1), process.execPath, file, dist, JSON.stringify(options), script], {
     encoding: 'utf8',
     cwd: '/',

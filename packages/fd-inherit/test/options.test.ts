@@ -6,9 +6,9 @@ import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { once } from 'node:events';
 import { Worker } from 'node:worker_threads';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { spawn, type SpawnOptions, type Subprocess } from '../lib/index.js';
-import { DIST, openFds, outputOf, requireDist, statField, withTempDir, zombieChildren } from './helpers.js';
+import { DIST, openFds, outputOf, readableDist, requireDist, statField, withTempDir, zombieChildren } from './helpers.js';
 
 async function run(file: string, args: string[], options: SpawnOptions = {}): Promise<string> {
   const { out, code } = await outputOf(spawn(file, args, { ...options, stdout: 'pipe' }));
@@ -137,11 +137,12 @@ describe('session, umask, limits, privileges', () => {
   });
 
   it.skipIf(!isRoot)('uid or gid without groups drops the supplementary groups, as child_process does', async () => {
-    requireDist();
     // A parent (itself started by us) holding groups 0, 4 and 27 reports its
-    // children's groups.
+    // children's groups; it runs as nobody below, so the package must be where nobody reads it.
+    const { dist, remove } = readableDist({ uid: 65534, gid: 65534 });
+    onTestFinished(remove);
     const script = `
-      const { spawn } = require(${JSON.stringify(DIST)});
+      const { spawn } = require(${JSON.stringify(dist)});
       const groupsOf = async (options) => {
         const child = spawn('/bin/grep', ['^Groups:', '/proc/self/status'], { ...options, stdout: 'pipe' });
         let out = '';
@@ -173,9 +174,10 @@ describe('session, umask, limits, privileges', () => {
   });
 
   it.skipIf(!isRoot)('an unprivileged parent asking for uid 0 gets EPERM from setuid, synchronously', async () => {
-    requireDist();
+    const { dist, remove } = readableDist({ uid: 65534, gid: 65534 });
+    onTestFinished(remove);
     const script = `
-      const { spawn } = require(${JSON.stringify(DIST)});
+      const { spawn } = require(${JSON.stringify(dist)});
       try { spawn('/bin/true', [], { uid: 0 }); console.log('started'); }
       catch (e) { console.log(JSON.stringify({ code: e.code, syscall: e.syscall, step: e.step })); }`;
     const out = await run(process.execPath, ['-e', script], { uid: 65534, gid: 65534, groups: [] });

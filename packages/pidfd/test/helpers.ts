@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { once } from 'node:events';
+import { isAbsolute } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PidFd } from '../lib/index.js';
 
@@ -97,13 +98,13 @@ export interface NodeRun {
   stderr: string;
 }
 
-/** Run a fixture script with the built package in a fresh Node process. */
+/** Run a fixture script (a name under fixtures/, or a whole path) with the built package in a fresh Node process. */
 export async function runNode(
   script: string,
   args: string[] = [],
   options: { env?: NodeJS.ProcessEnv; nodeArgs?: string[]; uid?: number; gid?: number; onStdout?: (text: string, child: ChildProcess) => void } = {},
 ): Promise<NodeRun> {
-  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), fixture(script), ...args], {
+  const child = spawn(process.execPath, [...(options.nodeArgs ?? []), isAbsolute(script) ? script : fixture(script), ...args], {
     env: options.env ?? process.env,
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(options.uid !== undefined ? { uid: options.uid, gid: options.gid } : {}),

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { SURVIVED, terminateMidCall } from '@folk/test-support';
+import { SURVIVED, readableBy, terminateMidCall } from '@folk/test-support';
 import { PidFd } from '../lib/index.js';
 import { canTraceSiblings, fixture, runNode, spawnUnreaped } from './helpers.js';
 
@@ -200,7 +200,10 @@ describe('lifetimes', () => {
 
 describe('permissions and kernels', () => {
   it.skipIf(process.getuid?.() !== 0)('another user gets EPERM from getFd (the message says why) and from kill', async () => {
-    const run = await runNode('getfd.mjs', [String(process.pid)], { uid: 65534, gid: 65534 });
+    const nobody = { uid: 65534, gid: 65534 };
+    // The fixture and the package where nobody can read them (a checkout under a 0700 directory is not).
+    const { roots, remove } = readableBy(nobody, { '@folk/pidfd': fileURLToPath(new URL('..', import.meta.url)) }, { '@folk/pidfd': ['test/fixtures/getfd.mjs'] });
+    const run = await runNode(join(roots['@folk/pidfd']!, 'test/fixtures/getfd.mjs'), [String(process.pid)], nobody).finally(remove);
     expect(run.stderr).toBe('');
     const out = json(run.stdout) as Record<string, { code: string; syscall: string; message: string }>;
     expect(out['getFd']).toMatchObject({ code: 'EPERM', syscall: 'pidfd_getfd' });
