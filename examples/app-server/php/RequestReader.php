@@ -42,35 +42,7 @@ declare(strict_types=1);
 
 namespace Folk\AppServer\Http;
 
-/**
- * A request the reader refuses; $status is what to answer before closing
- * the connection. $request: its head, when it was read whole (for the log).
- */
-final class HttpError extends \Exception
-{
-    public function __construct(public readonly int $status, string $message, public readonly ?Request $request = null)
-    {
-        parent::__construct($message);
-    }
-}
-
-final class Request
-{
-    public string $method = '';
-    /** The request-target as sent ("/path?query", "*", "http://host/path"). */
-    public string $target = '';
-    /** 'HTTP/1.1' or 'HTTP/1.0'. */
-    public string $protocol = '';
-    /** @var list<array{string,string}> name/value pairs, bytes as received (values trimmed of spaces and tabs), in order */
-    public array $headers = [];
-    /** The body, de-chunked. */
-    public string $body = '';
-    /** HTTP/1.1 unless "Connection: close"; HTTP/1.0 only with "Connection: keep-alive". */
-    public bool $keepAlive = true;
-    public bool $chunked = false;
-    /** The Content-Length header's value; -1 when the request had none. */
-    public int $contentLength = -1;
-}
+require_once __DIR__ . '/Request.php';
 
 /**
  * Requests out of the bytes of one connection. feed() what was read, then
@@ -97,6 +69,8 @@ final class RequestReader
     private const REQUEST_LINE_505 = '/\A' . self::TOKEN . '++ [\x21-\x7e]++ HTTP\/(?!1\.[01]\r\n)\d\.\d\r\n/';
     private const FIELD_RE = '/\A' . self::TOKEN . '++:[\t\x20-\x7e\x80-\xff]*+\z/';
     private const BAD_EXTENSION = '/[^\t\x20-\x7e\x80-\xff]/';
+    /** What fields() notes, before any header line. */
+    private const NOTHING_SEEN = ['close' => false, 'keepAlive' => false, 'hosts' => 0, 'te' => null, 'expect' => false];
 
     private string $buf = '';
     /** Where the request being read starts in $buf (what buffered() gives from). */
@@ -215,30 +189,9 @@ final class RequestReader
                     }
                     break;
                 case self::CHUNK_DATA:
-                    $available = \strlen($this->buf) - $this->pos;
-                    if ($this->chunkLeft > 0) {
-                        if ($available === 0) {
-                            return null;
-                        }
-                        $take = \min($available, $this->chunkLeft);
-                        $this->request->body .= \substr($this->buf, $this->pos, $take);
-                        $this->pos += $take;
-                        $this->chunkLeft -= $take;
-                        $available -= $take;
-                        if ($this->chunkLeft > 0) {
-                            return null;
-                        }
-                    }
-                    // The CRLF after the data; a wrong first byte is refused at once.
-                    if ($available >= 1 && $this->buf[$this->pos] !== "\r"
-                        || $available >= 2 && $this->buf[$this->pos + 1] !== "\n") {
-                        throw new HttpError(400, 'chunk data not followed by CRLF');
-                    }
-                    if ($available < 2) {
+                    if (!$this->chunkData()) {
                         return null;
                     }
-                    $this->pos += 2;
-                    $this->state = self::CHUNK_SIZE;
                     break;
                 case self::TRAILER:
                     if (!$this->trailer()) {
@@ -254,9 +207,31 @@ final class RequestReader
     /** Parse a head when it is all here; false until then. */
     private function head(): bool
     {
+        $end = $this->headEnd();
+        if ($end === null) {
+            return false;
+        }
+        $r = $this->request = $this->requestOf(\substr($this->buf, $this->start, $end + 2 - $this->start));
+        $this->pos = $end + 4;
+        $this->state = $r->chunked ? self::CHUNK_SIZE : ($r->contentLength > 0 ? self::BODY : self::HEAD);
+        if ($this->state === self::HEAD) {
+            // No body: the request is whole. done() resets the state.
+            $this->state = self::TRAILER;
+            $this->trailerBytes = -1;
+        }
+        return true;
+    }
+
+    /**
+     * Where the CRLF CRLF that ends the head starts, once it is here (empty
+     * lines before the request line skipped); null until then. A head over
+     * maxHead is refused (431), and so is a bare LF or CR as soon as it
+     * comes (400, as llhttp does), not only when the head runs into maxHead.
+     */
+    private function headEnd(): ?int
+    {
         $buf = $this->buf;
         $start = $this->start;
-        // Empty lines before a request line are skipped.
         while (\substr_compare($buf, "\r\n", $start, 2) === 0) {
             $start += 2;
             $this->start = $this->pos = $start;
@@ -264,16 +239,14 @@ final class RequestReader
         }
         $length = \strlen($buf) - $start;
         if ($length === 0) {
-            return false;
+            return null;
         }
         $end = \strpos($buf, "\r\n\r\n", $start + \max(0, $this->scanned - 3));
         if ($end === false) {
-            // The head is at least one byte longer than what is here.
             if ($length >= $this->maxHead) {
                 throw new HttpError(431, "request head over $this->maxHead bytes");
             }
-            // A bare LF or CR can be refused now (llhttp does) rather than
-            // when the head runs into maxHead: look at the new bytes only.
+            // The new bytes only.
             for ($at = $start + \max(0, $this->scanned - 1); ($at = \strpos($buf, "\n", $at)) !== false; $at++) {
                 if ($at === $start || $buf[$at - 1] !== "\r") {
                     throw new HttpError(400, 'bare LF in the request head');
@@ -285,13 +258,18 @@ final class RequestReader
                 }
             }
             $this->scanned = $length;
-            return false;
+            return null;
         }
         $this->scanned = 0;
         if ($end + 4 - $start > $this->maxHead) {
             throw new HttpError(431, "request head over $this->maxHead bytes");
         }
-        $head = \substr($buf, $start, $end + 2 - $start);
+        return $end;
+    }
+
+    /** The request of a whole head (request line and header lines, each with its CRLF), or the HttpError that refuses it. */
+    private function requestOf(string $head): Request
+    {
         if (\preg_match(self::HEAD_RE, $head, $m) !== 1) {
             if (\preg_match(self::REQUEST_LINE_505, $head) === 1) {
                 throw new HttpError(505, 'HTTP version not supported');
@@ -301,75 +279,88 @@ final class RequestReader
         $r = new Request();
         $r->method = $m[1];
         $r->target = $m[2];
-        $http11 = $m[3] === '1';
-        $r->protocol = $http11 ? 'HTTP/1.1' : 'HTTP/1.0';
+        $r->protocol = $m[3] === '1' ? 'HTTP/1.1' : 'HTTP/1.0';
         $lineEnd = \strpos($head, "\r\n");
-        $close = false;
-        $keepAlive = false;
-        $hosts = 0;
-        $te = null;
-        $expect = false;
-        if ($lineEnd + 2 < \strlen($head)) {
-            foreach (\explode("\r\n", \substr($head, $lineEnd + 2, -2)) as $line) {
-                $colon = \strpos($line, ':');
-                $name = \substr($line, 0, $colon);
-                $value = \trim(\substr($line, $colon + 1), " \t");
-                $r->headers[] = [$name, $value];
-                switch (\strtolower($name)) {
-                    case 'content-length':
-                        if ($r->contentLength >= 0) {
-                            throw new HttpError(400, 'more than one Content-Length header');
-                        }
-                        if (!\ctype_digit($value)) {
-                            throw new HttpError(400, 'Content-Length is not a number');
-                        }
-                        if (\strlen(\ltrim($value, '0')) > 18) {
-                            throw new HttpError(400, 'Content-Length overflow');
-                        }
-                        $r->contentLength = (int) $value;
-                        break;
-                    case 'transfer-encoding':
-                        if ($te !== null) {
-                            throw new HttpError(400, 'more than one Transfer-Encoding header');
-                        }
-                        $te = $value;
-                        break;
-                    case 'connection':
-                        if (\strcasecmp($value, 'close') === 0) {
-                            $close = true;
-                        } elseif (\strcasecmp($value, 'keep-alive') === 0) {
-                            $keepAlive = true;
-                        } else {
-                            foreach (\explode(',', $value) as $option) {
-                                $option = \strtolower(\trim($option, " \t"));
-                                $close = $close || $option === 'close';
-                                $keepAlive = $keepAlive || $option === 'keep-alive';
-                            }
-                        }
-                        break;
-                    case 'host':
-                        $hosts++;
-                        break;
-                    case 'expect':
-                        $expect = \strcasecmp($value, '100-continue') === 0;
-                        break;
-                }
+        $seen = $lineEnd + 2 < \strlen($head) ? $this->fields($r, \substr($head, $lineEnd + 2, -2)) : self::NOTHING_SEEN;
+        $this->frame($r, $seen);
+        return $r;
+    }
+
+    /**
+     * The header lines (CRLF between them) into $r->headers, Content-Length
+     * into $r->contentLength; returns what else the framing rules need:
+     * Connection's close and keep-alive, how many Host headers, the
+     * Transfer-Encoding, Expect: 100-continue.
+     */
+    private function fields(Request $r, string $lines): array
+    {
+        $seen = self::NOTHING_SEEN;
+        foreach (\explode("\r\n", $lines) as $line) {
+            $colon = \strpos($line, ':');
+            $name = \substr($line, 0, $colon);
+            $value = \trim(\substr($line, $colon + 1), " \t");
+            $r->headers[] = [$name, $value];
+            switch (\strtolower($name)) {
+                case 'content-length':
+                    $r->contentLength = self::contentLength($r->contentLength, $value);
+                    break;
+                case 'transfer-encoding':
+                    if ($seen['te'] !== null) {
+                        throw new HttpError(400, 'more than one Transfer-Encoding header');
+                    }
+                    $seen['te'] = $value;
+                    break;
+                case 'connection':
+                    foreach (\explode(',', $value) as $option) {
+                        $option = \strtolower(\trim($option, " \t"));
+                        $seen['close'] = $seen['close'] || $option === 'close';
+                        $seen['keepAlive'] = $seen['keepAlive'] || $option === 'keep-alive';
+                    }
+                    break;
+                case 'host':
+                    $seen['hosts']++;
+                    break;
+                case 'expect':
+                    $seen['expect'] = \strcasecmp($value, '100-continue') === 0;
+                    break;
             }
         }
-        if ($hosts > 1) {
+        return $seen;
+    }
+
+    /** A Content-Length value, the request having had $current (-1: none) before it. */
+    private static function contentLength(int $current, string $value): int
+    {
+        if ($current >= 0) {
+            throw new HttpError(400, 'more than one Content-Length header');
+        }
+        if (!\ctype_digit($value)) {
+            throw new HttpError(400, 'Content-Length is not a number');
+        }
+        if (\strlen(\ltrim($value, '0')) > 18) {
+            throw new HttpError(400, 'Content-Length overflow');
+        }
+        return (int) $value;
+    }
+
+    /** How the body comes and whether the connection stays open, from what fields() saw; refusals of the framing rules (see the top of this file). */
+    private function frame(Request $r, array $seen): void
+    {
+        $http11 = $r->protocol === 'HTTP/1.1';
+        if ($seen['hosts'] > 1) {
             throw new HttpError(400, 'more than one Host header');
         }
-        if ($hosts === 0 && $http11) {
+        if ($seen['hosts'] === 0 && $http11) {
             throw new HttpError(400, 'HTTP/1.1 request without Host');
         }
-        if ($te !== null) {
+        if ($seen['te'] !== null) {
             if ($r->contentLength >= 0) {
                 throw new HttpError(400, 'Content-Length and Transfer-Encoding together');
             }
             if (!$http11) {
                 throw new HttpError(400, 'HTTP/1.0 request with Transfer-Encoding');
             }
-            if (\strcasecmp($te, 'chunked') !== 0) {
+            if (\strcasecmp($seen['te'], 'chunked') !== 0) {
                 throw new HttpError(501, 'Transfer-Encoding other than chunked');
             }
             $r->chunked = true;
@@ -377,16 +368,37 @@ final class RequestReader
         if ($r->contentLength > $this->maxBody) {
             throw new HttpError(413, "request body of $r->contentLength bytes is over --max-body $this->maxBody", $r);
         }
-        $r->keepAlive = $http11 ? !$close : $keepAlive && !$close;
-        $this->request = $r;
-        $this->pos = $end + 4;
-        $this->expectContinue = $expect && $http11 && ($r->chunked || $r->contentLength > 0);
-        $this->state = $r->chunked ? self::CHUNK_SIZE : ($r->contentLength > 0 ? self::BODY : self::HEAD);
-        if ($this->state === self::HEAD) {
-            // No body: the request is whole. done() resets the state.
-            $this->state = self::TRAILER;
-            $this->trailerBytes = -1;
+        $r->keepAlive = $http11 ? !$seen['close'] : $seen['keepAlive'] && !$seen['close'];
+        $this->expectContinue = $seen['expect'] && $http11 && ($r->chunked || $r->contentLength > 0);
+    }
+
+    /** Take the data of a chunk and the CRLF after it; false until they are here. */
+    private function chunkData(): bool
+    {
+        $available = \strlen($this->buf) - $this->pos;
+        if ($this->chunkLeft > 0) {
+            if ($available === 0) {
+                return false;
+            }
+            $take = \min($available, $this->chunkLeft);
+            $this->request->body .= \substr($this->buf, $this->pos, $take);
+            $this->pos += $take;
+            $this->chunkLeft -= $take;
+            $available -= $take;
+            if ($this->chunkLeft > 0) {
+                return false;
+            }
         }
+        // The CRLF after the data; a wrong first byte is refused at once.
+        if ($available >= 1 && $this->buf[$this->pos] !== "\r"
+            || $available >= 2 && $this->buf[$this->pos + 1] !== "\n") {
+            throw new HttpError(400, 'chunk data not followed by CRLF');
+        }
+        if ($available < 2) {
+            return false;
+        }
+        $this->pos += 2;
+        $this->state = self::CHUNK_SIZE;
         return true;
     }
 
