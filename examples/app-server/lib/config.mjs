@@ -29,6 +29,8 @@ export const SETTINGS = {
   // the cores otherwise: each front has a pool of its own, and a slow
   // request holds up only its own worker, not everything sent to its front.
   workers: { kind: 'count', default: 'auto', min: 1, help: 'PHP workers in all (pm.max_children), shared out among the fronts; auto: the CPU count with direct on, twice it with direct off (raise it for scripts that wait on databases or remote APIs)' },
+  // PHP's socket_select() watches no descriptor past 1023 (FD_SETSIZE).
+  'worker-connections': { kind: 'count', default: 512, min: 1, max: 1000, help: "direct mode: connections one PHP worker holds at most (nginx's worker_connections); more wait in the front while idle keep-alive connections are closed to make room" },
   'max-jobs': { kind: 'count', default: 0, help: 'replace a worker after this many requests (pm.max_requests); 0: never' },
   'max-worker-memory': { kind: 'bytes', default: 0, help: "replace a worker whose RSS passes this after a request (read from /proc each time); 0: off" },
   'memory-limit': { kind: 'string', default: '128M', help: "PHP's memory_limit for each request (php-cli's own default is unlimited)" },
@@ -74,7 +76,8 @@ function parseValue(name, raw, where) {
     case 'count':
     case 'ms': {
       const n = Number(raw);
-      if (raw === '' || !Number.isSafeInteger(n) || n < (setting.min ?? 0)) fail(`needs a whole number of at least ${setting.min ?? 0}${orAuto && ' or auto'}`);
+      const [min, max] = [setting.min ?? 0, setting.max ?? Infinity];
+      if (raw === '' || !Number.isSafeInteger(n) || n < min || n > max) fail(max < Infinity ? `needs a whole number from ${min} to ${max}` : `needs a whole number of at least ${min}${orAuto && ' or auto'}`);
       return n;
     }
     case 'bytes': {

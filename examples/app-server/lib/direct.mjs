@@ -69,10 +69,19 @@ export class ConnectionBroker {
   #gone = new Set();
   /** Workers serving one request for over BUSY_AFTER ms: picked last. */
   #busy = new Set();
+  /** Connections one worker may hold (worker-connections). */
+  #perWorker;
+  /** A makeRoom() pass is due. */
+  #roomAsked = false;
 
-  /** scoreboard: the directory the workers write their lines in; execTimeout: ms, 0 for none. */
-  constructor(pool, log, { scoreboard, execTimeout }) {
+  /**
+   * scoreboard: the directory the workers write their lines in;
+   * execTimeout: ms, 0 for none; perWorker: the most connections one worker
+   * holds (PHP's select() watches no descriptor past 1023).
+   */
+  constructor(pool, log, { scoreboard, execTimeout, perWorker = 512 }) {
     this.#pool = pool;
+    this.#perWorker = perWorker;
     this.#log = log;
     this.#scoreboard = scoreboard;
     pool.on('message', (info, message, fds) => this.#message(info.pid, message, fds));
@@ -152,16 +161,26 @@ export class ConnectionBroker {
     for (const w of this.#pool.stats().list) this.#pool.send(w.pid, message).catch(() => {});
   }
 
-  /** The worker of the newest generation with the fewest connections (never `avoid`), or null if none is ready. */
-  #pick(avoid = 0) {
+  /** The ready workers of the newest generation (those new connections go to). */
+  #current() {
     const list = this.#pool.stats().list.filter((w) => (w.state === 'idle' || w.state === 'busy') && !this.#gone.has(w.pid));
     const newest = Math.max(...list.map((w) => w.generation));
+    return list.filter((w) => w.generation === newest).map((w) => w.pid);
+  }
+
+  /** Connections a worker holds. */
+  #held(pid) {
+    return this.#byWorker.get(pid)?.size ?? 0;
+  }
+
+  /** The current worker with the fewest connections and room for one more (never `avoid`), or null. */
+  #pick(avoid = 0) {
     let best = null;
-    for (const w of list) {
-      if (w.generation !== newest || w.pid === avoid) continue;
+    for (const pid of this.#current()) {
+      if (pid === avoid || this.#held(pid) >= this.#perWorker) continue;
       // A busy worker only when every one is busy.
-      const load = (this.#busy.has(w.pid) ? 1e9 : 0) + (this.#byWorker.get(w.pid)?.size ?? 0);
-      if (best === null || load < best.load) best = { pid: w.pid, load };
+      const load = (this.#busy.has(pid) ? 1e9 : 0) + this.#held(pid);
+      if (best === null || load < best.load) best = { pid, load };
     }
     return best?.pid ?? null;
   }
@@ -170,6 +189,7 @@ export class ConnectionBroker {
     const pid = this.#pick(avoid);
     if (pid === null) {
       this.#waiting.push([conn, buffered]);
+      this.#makeRoom();
       return;
     }
     conn.pid = pid;
@@ -186,6 +206,25 @@ export class ConnectionBroker {
     });
   }
 
+  /**
+   * Connections wait because every worker holds worker-connections: ask the
+   * full workers to close idle keep-alive connections (the longest idle
+   * first), as nginx reuses idle connections when it runs out; each one
+   * closed lets a waiting one in ("closed" -> flushWaiting). Once per turn
+   * of the event loop, however many connections came in it.
+   */
+  #makeRoom() {
+    if (this.#roomAsked) return;
+    this.#roomAsked = true;
+    setImmediate(() => {
+      this.#roomAsked = false;
+      const full = this.#current().filter((pid) => this.#held(pid) >= this.#perWorker);
+      if (this.#waiting.length === 0 || full.length === 0) return;
+      const count = Math.ceil(this.#waiting.length / full.length);
+      for (const pid of full) this.#pool.send(pid, { type: 'trim', count }).catch(() => {});
+    });
+  }
+
   #flushWaiting() {
     const waiting = this.#waiting;
     this.#waiting = [];
@@ -198,6 +237,7 @@ export class ConnectionBroker {
     for (const fd of fds) this.#closeFd(fd);
     if (message.type === 'closed' && Array.isArray(message.ids)) {
       for (const id of message.ids) this.#forget(id, pid);
+      if (this.#waiting.length > 0) this.#flushWaiting(); // room for them now
     } else if (message.type === 'dropped' && Array.isArray(message.ids)) {
       this.#moved(pid, message.ids);
       // Those it kept (it had read bytes of them by then) stay with it.

@@ -174,7 +174,7 @@ export class Front extends EventEmitter {
       // in the middle of a request; it stops when that is answered.
       destroyTimeout: config.direct ? config['reload-timeout'] : 1000,
     });
-    this.broker = config.direct ? new ConnectionBroker(this.pool, log, { scoreboard: this.#scoreboard, execTimeout: config['exec-timeout'] }) : null;
+    this.broker = config.direct ? new ConnectionBroker(this.pool, log, { scoreboard: this.#scoreboard, execTimeout: config['exec-timeout'], perWorker: config['worker-connections'] }) : null;
     this.pool.on('crash', (info, exit, delay) => log(`worker ${info.pid} exited (${exit.signal ?? `exit ${exit.code}`}); replacing it${delay ? ` in ${delay} ms` : ''}`));
     this.pool.on('workerError', (info, message) => log(`worker ${info.pid}: ${message}`));
     let failStart;

@@ -15,7 +15,8 @@
 // for the ones it gives back, {"type":"dropped","ids":[...]} for the ones it
 // let go when asked. From the front: {"type":"drop","ids":[...]} (a slow
 // request keeps this worker busy: let these go, the front hands them to
-// other workers), {"type":"unready"} (the ready path says 503) and
+// other workers), {"type":"trim","count":N} (connections wait for room:
+// close N idle ones), {"type":"unready"} (the ready path says 503) and
 // {"type":"drain"} (that, and "Connection: close" on every answer from
 // now on, idle connections closed).
 
@@ -38,7 +39,7 @@ final class ConnectionSource
     /** After refusing a request, read and drop what the client still sends for this long (seconds), so it sees the answer: nginx's lingering_timeout. */
     private const LINGER = 5;
 
-    /** @var array<int, array{socket: \Socket, reader: RequestReader, meta: array, seen: float}> by the front's id */
+    /** @var array<int, array{socket: \Socket, reader: RequestReader, meta: array, seen: float, begun: float, answered?: true, lingering?: true}> by the front's id */
     private array $conns = [];
     /** @var array<int, int> socket object id => connection id */
     private array $ids = [];
@@ -99,6 +100,8 @@ final class ConnectionSource
                 $this->unready = true;
             } elseif ($type === 'reopen') {
                 $this->log?->reopen();
+            } elseif ($type === 'trim') {
+                $this->trim((int) ($message['count'] ?? 0));
             }
         });
         $worker->ready(); // the front sends connections from now on
@@ -216,6 +219,35 @@ final class ConnectionSource
         $this->worker->send(['type' => 'dropped', 'ids' => $dropped]);
     }
 
+    /**
+     * The front has connections waiting because this worker holds its
+     * worker-connections: close up to $count idle keep-alive connections,
+     * the longest idle first (as nginx reuses idle connections when it runs
+     * out). Only connections between two requests: answered at least once,
+     * nothing of a next request read or waiting in the kernel.
+     */
+    private function trim(int $count): void
+    {
+        $idle = [];
+        foreach ($this->conns as $id => $conn) {
+            if (isset($conn['answered']) && !isset($this->holding[$id]) && $conn['reader']->idle()) {
+                $idle[$id] = $conn['seen'];
+            }
+        }
+        \asort($idle);
+        foreach (\array_keys($idle) as $id) {
+            if ($count <= 0) {
+                break;
+            }
+            $peek = '';
+            if (@\socket_recv($this->conns[$id]['socket'], $peek, 1, \MSG_PEEK | \MSG_DONTWAIT) === false) {
+                \socket_clear_error($this->conns[$id]['socket']);
+                $this->close($id);
+                $count--;
+            } // else a request (or the client's close) came: it is read as usual
+        }
+    }
+
     /** The next whole request of a connection as [$vars, $body, $answer], or null (not all here yet, or answered here). */
     private function take(int $id): ?array
     {
@@ -281,6 +313,7 @@ final class ConnectionSource
             $this->close($id);
             return;
         }
+        $this->conns[$id]['answered'] = true;
         if (!$this->conns[$id]['reader']->idle()) {
             $this->ready[$id] = true; // the next request (pipelined) is already here
         } else {

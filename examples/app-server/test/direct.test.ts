@@ -284,3 +284,47 @@ describe('settings of the other mode', () => {
     }
   });
 });
+
+describe('many connections to a worker', () => {
+  beforeAll(() => requirePhp());
+
+  /** Opens `n` connections at once, one GET / on each, and keeps them open (idle keep-alive); resolves with how many were answered. */
+  async function openMany(port: number, n: number, opened: net.Socket[]): Promise<number> {
+    const answered = await Promise.all(
+      Array.from({ length: n }, () => new Promise<boolean>((resolve) => {
+        const socket = net.connect(port, '127.0.0.1');
+        opened.push(socket);
+        let data = '';
+        socket.on('data', (d) => {
+          data += d.toString('latin1');
+          if (/\r\n\r\n/.test(data)) resolve(data.startsWith('HTTP/1.1 200 '));
+        });
+        socket.on('error', () => resolve(false));
+        socket.on('close', () => resolve(false));
+        socket.write('GET / HTTP/1.1\r\nHost: t\r\n\r\n');
+      })),
+    );
+    return answered.filter(Boolean).length;
+  }
+
+  it('answers 1,100 connections opened at once with one worker (PHP select() watches no descriptor past 1023), closing idle ones to make room', async () => {
+    const server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1', '--worker-connections', '300', '--backlog', '2048']);
+    const opened: net.Socket[] = [];
+    try {
+      const worker = childrenOf(childrenOf(server.child.pid!)[0]!)[0]!;
+      expect(await openMany(server.port, 1100, opened)).toBe(1100);
+      // The worker held no more than its 300 (plus its own few descriptors).
+      expect(readdirSync(`/proc/${worker}/fd`).length).toBeLessThan(300 + 20);
+      expect((await request(server.port, 'GET', '/plain.php')).status).toBe(201); // and it still serves
+    } finally {
+      for (const socket of opened) socket.destroy();
+      await server.stop();
+    }
+  }, 60_000);
+
+  it('refuses more connections per worker than select() can watch', async () => {
+    const refused = spawnServer(['--listen', '127.0.0.1:0', '--worker-connections', '1001']);
+    expect(await refused.exited).toEqual({ code: 1, signal: null });
+    expect(refused.stderr()).toMatch(/worker-connections needs a whole number from 1 to 1000/);
+  });
+});
