@@ -28,16 +28,18 @@ const BUSY_AFTER = 100;
 const TICK = 50;
 
 /**
- * A whole scoreboard line (php/Scoreboard.php): the connection id, the
- * start in ms since the epoch (13 digits), the ids of the connections the
- * worker holds bytes of ("-": none), the method and the target; spaces pad
- * it to a fixed length.
+ * A whole scoreboard line (php/Scoreboard.php): the connection id (0: none,
+ * the worker is between requests), the start in ms since the epoch (13
+ * digits), the ids of the connections the worker holds bytes of or still
+ * writes an answer to ("-": none), the method and the target ("- -"
+ * between requests); spaces pad it to a fixed length.
  */
-const SERVING = /^([1-9]\d*) (\d{13}) (-|\d+(?:,\d+)*) ([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) *\n?$/;
+const SERVING = /^(0|[1-9]\d*) (\d{13}) (-|\d+(?:,\d+)*) ([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) *\n?$/;
 
 /**
  * { id, since, holding, request } of the request a scoreboard line says a
- * worker is serving, or null: idle ("0"), empty, or torn. The worker
+ * worker is serving (id 0: none, but it still writes to the connections
+ * `holding`), or null: idle ("0"), empty, or torn. The worker
  * rewrites its line in place while the front may read it, so a read can
  * catch the new line's first bytes and the old one's last; such a line
  * reads as nothing (the next tick reads it whole), never as a wrong start
@@ -45,7 +47,9 @@ const SERVING = /^([1-9]\d*) (\d{13}) (-|\d+(?:,\d+)*) ([!#$%&'*+.^_`|~0-9A-Za-z
  */
 export function parseScoreboardLine(text) {
   const m = SERVING.exec(text);
-  if (m === null) return null;
+  // "- -" is what a line between requests has, and only such a line (a
+  // torn one can mix the two kinds).
+  if (m === null || (m[1] === '0') !== (m[4] === '-' && m[5] === '-')) return null;
   return { id: Number(m[1]), since: Number(m[2]), holding: m[3] === '-' ? [] : m[3].split(',').map(Number), request: `${m[4]} ${m[5]}` };
 }
 
@@ -144,7 +148,7 @@ export class ConnectionBroker {
   cut() {
     this.#stopping = true;
     for (const w of this.#pool.stats().list) {
-      if (this.#serving(w.pid) !== null) this.#kill(w.pid);
+      if ((this.#serving(w.pid)?.id ?? 0) > 0) this.#kill(w.pid);
     }
   }
 
@@ -270,7 +274,7 @@ export class ConnectionBroker {
 
   /** Requests being served now (what stopping cuts short). */
   running() {
-    return this.#pool.stats().list.filter((w) => this.#serving(w.pid) !== null).length;
+    return this.#pool.stats().list.filter((w) => (this.#serving(w.pid)?.id ?? 0) > 0).length;
   }
 
   /** Every TICK ms: kill a worker past execTimeout; move the idle connections of one busy past BUSY_AFTER. */
@@ -278,7 +282,7 @@ export class ConnectionBroker {
     const now = Date.now();
     for (const w of this.#pool.stats().list) {
       const serving = this.#serving(w.pid);
-      const age = serving === null ? 0 : now - serving.since;
+      const age = serving === null || serving.id === 0 ? 0 : now - serving.since;
       if (execTimeout > 0 && age > execTimeout && !this.#timedOut.has(w.pid)) {
         this.#timedOut.add(w.pid);
         this.#log(`worker ${w.pid} has run one request for over --exec-timeout ${execTimeout} ms: killed`);
@@ -354,21 +358,25 @@ export class ConnectionBroker {
     const timedOut = this.#timedOut.delete(pid);
     const ids = this.#byWorker.get(pid) ?? new Set();
     this.#byWorker.delete(pid);
-    if (serving !== null && ids.has(serving.id)) {
+    if (serving !== null && serving.id > 0 && ids.has(serving.id)) {
       ids.delete(serving.id);
       // The codes of the errors the pool's run() gives without --direct, so the log reads the same.
       const [status, code] = timedOut ? [504, 'ERR_WORKER_EXEC_TIMEOUT'] : this.#stopping ? [503, 'ERR_WORKER_POOL_STOPPED'] : [502, 'ERR_WORKER_CRASHED'];
       const how = exit?.signal ?? `exit ${exit?.code}`;
       this.#fail(serving.id, status, `${serving.request}: ${code}: worker ${pid} ended (${how}) while serving this request`);
     }
+    // Connections it had read bytes of, or was still writing an answer to:
+    // another worker would wait for a request the client already sent, or
+    // send a second answer after part of one. Closed (the client sees the
+    // connection end and may retry).
+    const held = new Set(serving?.holding ?? []);
     for (const id of ids) {
       const conn = this.#conns.get(id);
       if (conn === undefined) continue;
-      if (conn.handedBytes) {
-        // It was given bytes of a request another worker had read, and
-        // may have answered it already: giving them to a third worker could
-        // run the request twice. Closed (the client sees the connection end).
-        this.#log(`worker ${pid} ended holding a connection handed over with a request's first bytes: closed`);
+      if (held.has(id) || conn.handedBytes) {
+        // (One handed over with bytes of a request another worker had read
+        // may have been answered already: a third worker could run it twice.)
+        this.#log(`worker ${pid} ended holding a connection ${held.has(id) ? 'it had read or was writing to' : "handed over with a request's first bytes"}: closed`);
         conn.pid = 0;
         this.#forget(id, 0);
       } else {

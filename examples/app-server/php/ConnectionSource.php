@@ -38,6 +38,10 @@ final class ConnectionSource
     private const TICK = 1;
     /** After refusing a request, read and drop what the client still sends for this long (seconds), so it sees the answer: nginx's lingering_timeout. */
     private const LINGER = 5;
+    /** An answer's rest that the client has not taken is kept in memory up to this size, in a temporary file past it (nginx's proxy buffers and temp files). */
+    private const SPOOL_OVER = 1048576;
+    /** Bytes read back from such a file at a time. */
+    private const CHUNK = 262144;
 
     /** @var array<int, array{socket: \Socket, reader: RequestReader, meta: array, seen: float, begun: float, answered?: true, lingering?: true}> by the front's id */
     private array $conns = [];
@@ -55,6 +59,12 @@ final class ConnectionSource
      * wait(), after the front's messages.
      */
     private array $holding = [];
+    /**
+     * @var array<int, true> connections whose answer the client has not
+     * taken whole yet: the rest is written as it reads (flush()), the next
+     * request waits, and this worker serves the others meanwhile.
+     */
+    private array $writing = [];
     /** Answer with "Connection: close" and close idle connections (the server is stopping). */
     private bool $draining = false;
     /** The ready path says 503 (stopping soon). */
@@ -120,6 +130,7 @@ final class ConnectionSource
                 }
             }
             if ($this->retiring || $this->worker->isStopping()) {
+                $this->finishWriting();
                 $this->releaseAll();
                 return null;
             }
@@ -150,14 +161,22 @@ final class ConnectionSource
     {
         $this->tellClosed();
         $read = [$this->wake];
-        foreach ($this->conns as $conn) {
-            $read[] = $conn['socket'];
+        $write = [];
+        foreach ($this->conns as $id => $conn) {
+            // A connection still being written to is read only after: its next request waits.
+            isset($this->writing[$id]) ? $write[] = $conn['socket'] : $read[] = $conn['socket'];
         }
-        $write = $except = null;
+        $except = null;
         $n = @\socket_select($read, $write, $except, self::TICK);
         if ($n === false) {
             \socket_clear_error();
             return; // EINTR: a signal; go round again
+        }
+        foreach ($write as $socket) {
+            $id = $this->ids[\spl_object_id($socket)] ?? null;
+            if ($id !== null) {
+                $this->flush($id);
+            }
         }
         foreach ($read as $socket) {
             if ($socket === $this->wake) {
@@ -209,7 +228,7 @@ final class ConnectionSource
     {
         $dropped = [];
         foreach ($ids as $id) {
-            if (isset($this->conns[$id]) && !isset($this->holding[$id])) {
+            if (isset($this->conns[$id]) && !$this->keeps($id)) {
                 $socket = $this->conns[$id]['socket'];
                 unset($this->conns[$id], $this->ids[\spl_object_id($socket)]);
                 \socket_close($socket); // no shutdown: the connection lives on elsewhere
@@ -230,7 +249,7 @@ final class ConnectionSource
     {
         $idle = [];
         foreach ($this->conns as $id => $conn) {
-            if (isset($conn['answered']) && !isset($this->holding[$id]) && $conn['reader']->idle()) {
+            if (isset($conn['answered']) && !$this->keeps($id) && $conn['reader']->idle()) {
                 $idle[$id] = $conn['seen'];
             }
         }
@@ -270,17 +289,19 @@ final class ConnectionSource
             return null;
         }
         $vars = cgiVariables($request, $conn['meta'], $this->settings);
-        $this->board->serving($id, $request, \array_keys($this->holding));
+        $this->board->serving($id, $request, $this->kept());
         $answer = function (int $status, array $lines, string $body, bool $ending) use ($id, $request): void {
             if (\strlen($body) > $this->settings['maxResponse']) {
                 \error_log("502 {$request->method} {$request->target}: response body of " . \strlen($body) . " bytes is over --max-response {$this->settings['maxResponse']}");
                 [$status, $lines, $body] = [502, ['Content-Type: text/plain; charset=utf-8'], "502 Bad Gateway\n"];
             }
             $this->send($id, $request, $status, $lines, $body);
-            $this->board->idle();
+            $this->board->idle(\array_keys($this->writing));
             $this->retiring = $this->spent();
             if ($ending) {
-                $this->releaseAll(); // exit() or a fatal error: this process ends after the answer
+                // exit() or a fatal error: this process ends after the answer.
+                $this->finishWriting();
+                $this->releaseAll();
             }
         };
         return [$vars, $request->body, $answer];
@@ -309,15 +330,95 @@ final class ConnectionSource
             $head = responseHead(502, ['Content-Type: text/plain; charset=utf-8'], \strlen($body), $keepAlive, $bodyless);
         }
         $this->log?->add($this->conns[$id]['meta']['remoteAddr'], $request, $status, $bodyless || $status === 204 || $status === 304 ? 0 : \strlen($body));
-        if (!$this->write($id, $bodyless ? $head : $head . $body) || !$keepAlive) {
-            $this->close($id);
-            return;
-        }
         $this->conns[$id]['answered'] = true;
-        if (!$this->conns[$id]['reader']->idle()) {
+        $this->conns[$id]['closeAfter'] = !$keepAlive;
+        $this->conns[$id]['out'] = $bodyless ? $head : $head . $body;
+        $this->flush($id);
+        if (isset($this->writing[$id]) && isset($this->conns[$id]['out']) && \strlen($this->conns[$id]['out']) > self::SPOOL_OVER) {
+            $this->spool($id);
+        }
+    }
+
+    /**
+     * Write what the client takes now of a connection's answer; once all is
+     * written, close the connection or go on with its next request. The
+     * rest waits for the connection to be writable (wait()), so a client
+     * that reads slowly holds up no other connection of this worker.
+     */
+    private function flush(int $id): void
+    {
+        $conn = &$this->conns[$id];
+        for (;;) {
+            if ($conn['out'] === '' && isset($conn['spool'])) {
+                $conn['out'] = (string) \fread($conn['spool'], self::CHUNK);
+                if ($conn['out'] === '') {
+                    \fclose($conn['spool']);
+                    unset($conn['spool']);
+                }
+            }
+            if ($conn['out'] === '') {
+                break;
+            }
+            $n = @\socket_write($conn['socket'], $conn['out']);
+            if ($n === false) {
+                if (\socket_last_error($conn['socket']) !== \SOCKET_EAGAIN) {
+                    $this->close($id); // the client went away
+                    return;
+                }
+                \socket_clear_error($conn['socket']);
+                if (!isset($this->writing[$id])) {
+                    $this->writing[$id] = true;
+                    $this->board->idle(\array_keys($this->writing));
+                }
+                return;
+            }
+            $conn['out'] = (string) \substr($conn['out'], $n);
+            $conn['seen'] = \microtime(true);
+        }
+        unset($conn['out']);
+        if (isset($this->writing[$id])) {
+            unset($this->writing[$id]);
+            $this->board->idle(\array_keys($this->writing));
+        }
+        if ($conn['closeAfter']) {
+            $this->close($id);
+        } elseif (!$conn['reader']->idle()) {
             $this->ready[$id] = true; // the next request (pipelined) is already here
         } else {
             unset($this->holding[$id]);
+        }
+    }
+
+    /** A large answer's rest goes to a temporary file (past SPOOL_OVER bytes), so it does not hold this worker's memory while a slow client reads it. */
+    private function spool(int $id): void
+    {
+        $spool = \fopen('php://temp/maxmemory:' . self::SPOOL_OVER, 'w+b');
+        if ($spool === false || \fwrite($spool, $this->conns[$id]['out']) === false || !\rewind($spool)) {
+            return; // kept in memory then
+        }
+        $this->conns[$id]['out'] = '';
+        $this->conns[$id]['spool'] = $spool;
+    }
+
+    /** Before this worker ends: write the answers still waiting, each as long as its client keeps reading (closed after idleTimeout without progress). */
+    private function finishWriting(): void
+    {
+        while ($this->writing !== []) {
+            $read = $except = null;
+            $write = [];
+            foreach (\array_keys($this->writing) as $id) {
+                $write[] = $this->conns[$id]['socket'];
+            }
+            if (@\socket_select($read, $write, $except, self::TICK) === false) {
+                \socket_clear_error();
+            }
+            foreach ($write as $socket) {
+                $id = $this->ids[\spl_object_id($socket)] ?? null;
+                if ($id !== null) {
+                    $this->flush($id);
+                }
+            }
+            $this->closeIdle();
         }
     }
 
@@ -343,6 +444,22 @@ final class ConnectionSource
         $conn['lingering'] = true;
         $this->holding[$id] = true;
         $conn['seen'] = \microtime(true);
+    }
+
+    /**
+     * Whether this worker must keep a connection: it has read bytes of a
+     * request on it, or is still writing an answer to it. The front moves
+     * or trims only the others.
+     */
+    private function keeps(int $id): bool
+    {
+        return isset($this->holding[$id]) || isset($this->writing[$id]);
+    }
+
+    /** @return list<int> the connections this worker keeps (keeps()), for the scoreboard */
+    private function kept(): array
+    {
+        return \array_keys($this->holding + $this->writing);
     }
 
     /** Write all of $data, waiting while the client's window is full; false if the connection failed. */
@@ -386,6 +503,13 @@ final class ConnectionSource
     {
         $conn = $this->conns[$id];
         unset($this->conns[$id], $this->ids[\spl_object_id($conn['socket'])], $this->holding[$id]);
+        if (isset($this->writing[$id])) {
+            unset($this->writing[$id]);
+            $this->board->idle(\array_keys($this->writing));
+        }
+        if (isset($conn['spool'])) {
+            \fclose($conn['spool']);
+        }
         // The front still holds a copy of the connection: shutdown ends it
         // for the client now, not when the front closes that copy.
         @\socket_shutdown($conn['socket'], 2);
@@ -404,6 +528,8 @@ final class ConnectionSource
         foreach ($this->conns as $id => $conn) {
             if (isset($conn['lingering'])) {
                 $over = $conn['seen'] < $now - self::LINGER;
+            } elseif (isset($this->writing[$id])) {
+                $over = $conn['seen'] < $now - $this->settings['idleTimeout']; // no progress: the client stopped reading
             } elseif ($conn['reader']->idle()) {
                 $over = $conn['seen'] < $idle;
             } else {

@@ -7,8 +7,10 @@
 // connections it holds nothing of when it is busy for long.
 //
 // One file per worker, named by its pid, holding one line of fixed length:
-// "ID MS HOLDING METHOD TARGET" (HOLDING: ids with commas, or -), or "0"
-// between requests. Each change is one lseek and one write.
+// "ID MS HOLDING METHOD TARGET" (HOLDING: ids with commas, or -), and
+// between requests "0", or "0 MS HOLDING - -" while responses are still
+// being written to slow clients (those connections cannot go to another
+// worker). Each change is one lseek and one write.
 
 declare(strict_types=1);
 
@@ -40,10 +42,10 @@ final class Scoreboard
         $this->write("$id " . (int) (\microtime(true) * 1000) . " $held {$request->method} {$request->target}");
     }
 
-    /** Between requests. */
-    public function idle(): void
+    /** Between requests, still writing the responses of the connections $writing. */
+    public function idle(array $writing = []): void
     {
-        $this->write('0');
+        $this->write($writing === [] ? '0' : '0 ' . (int) (\microtime(true) * 1000) . ' ' . \implode(',', $writing) . ' - -');
     }
 
     private function write(string $line): void

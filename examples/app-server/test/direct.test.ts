@@ -253,6 +253,10 @@ describe('a scoreboard line as the front reads it', () => {
     expect(parse(line('17 1764930000123 - POST /echo'))).toEqual({ id: 17, since: 1764930000123, holding: [], request: 'POST /echo' });
   });
 
+  it('reads an idle worker still writing answers to slow clients: id 0 and the connections it writes to', () => {
+    expect(parse(line('0 1764930000123 7,9 - -'))).toEqual({ id: 0, since: 1764930000123, holding: [7, 9], request: '- -' });
+  });
+
   it('reads an idle worker, a missing file and every torn line as null', () => {
     const serving = '5 1764930000123 3,4 GET /data';
     const idle = line('0');
@@ -265,6 +269,11 @@ describe('a scoreboard line as the front reads it', () => {
       // ...and the idle line written over the serving one.
       expect(parse('0' + line(serving).slice(1))).toBeNull();
       expect(parse(idle.slice(0, cut) + line(serving).slice(cut))).toBeNull();
+      // A serving line written over one of a worker still writing answers:
+      // never the old list of connections with the new request.
+      const writing = line('0 1764930000001 7,9 - -');
+      const mixed = parse(serving.slice(0, cut) + writing.slice(cut));
+      if (mixed !== null) expect(mixed).toMatchObject({ id: 5, since: 1764930000123, holding: [3, 4] });
     }
   });
 });
@@ -326,5 +335,69 @@ describe('many connections to a worker', () => {
     const refused = spawnServer(['--listen', '127.0.0.1:0', '--worker-connections', '1001']);
     expect(await refused.exited).toEqual({ code: 1, signal: null });
     expect(refused.stderr()).toMatch(/worker-connections needs a whole number from 1 to 1000/);
+  });
+});
+
+describe('a client that reads its answer slowly', () => {
+  let server: Server;
+  beforeAll(async () => {
+    requirePhp();
+    server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1', '--max-response', '64M']);
+  });
+  afterAll(() => server?.stop());
+  const worker = () => childrenOf(childrenOf(server.child.pid!)[0]!)[0]!;
+
+  /** A connection that asks for `bytes` of answer and reads none of it until told. */
+  function stalled(bytes: number) {
+    const socket = net.connect(server.port, '127.0.0.1');
+    socket.pause();
+    socket.write(`GET /big.php?bytes=${bytes} HTTP/1.1\r\nHost: t\r\n\r\n`);
+    const closed = new Promise<void>((resolve) => socket.on('close', () => resolve()));
+    socket.on('error', () => {});
+    return {
+      socket,
+      closed,
+      /** Read everything: resolves with the body's length once the answer is whole. */
+      readAll: () =>
+        new Promise<number>((resolve) => {
+          const chunks: Buffer[] = [];
+          socket.on('data', (d: Buffer) => {
+            chunks.push(d);
+            const all = Buffer.concat(chunks);
+            const end = all.indexOf('\r\n\r\n');
+            if (end > 0 && all.length - end - 4 >= bytes) resolve(all.length - end - 4);
+          });
+          socket.resume();
+        }),
+    };
+  }
+
+  it('holds up no other connection of its worker, and still gets every byte', async () => {
+    const slow = stalled(20_000_000);
+    await sleep(300); // the worker has written what the socket takes, and keeps the rest
+    const started = Date.now();
+    expect((await request(server.port, 'GET', '/plain.php')).status).toBe(201);
+    expect(Date.now() - started).toBeLessThan(2000); // (it waited for the slow client, about a minute, before)
+    expect(await slow.readAll()).toBe(20_000_000);
+    slow.socket.destroy();
+  });
+
+  it('is closed, not handed to another worker, when its worker dies before the answer is written', async () => {
+    const slow = stalled(20_000_000);
+    await sleep(300);
+    process.kill(worker(), 'SIGKILL');
+    await sleep(300);
+    // It reads what was sent, then the connection ends (it waited for ever on a connection another worker took, before).
+    const chunks: Buffer[] = [];
+    slow.socket.on('data', (d: Buffer) => chunks.push(d));
+    slow.socket.resume();
+    await slow.closed;
+    const got = Buffer.concat(chunks);
+    expect(got.length).toBeGreaterThan(0);
+    expect(got.length).toBeLessThan(20_000_000);
+    // One answer, cut short: no 502 written after part of a 200 (the front
+    // answers a request whose worker died only when nothing was sent yet).
+    expect(got.toString('latin1').match(/HTTP\/1\.1 /g)).toEqual(['HTTP/1.1 ']);
+    expect((await request(server.port, 'GET', '/plain.php')).status).toBe(201);
   });
 });
