@@ -13,8 +13,10 @@
 // moves the idle connections of a worker busy with a slow request to the
 // others, so that one slow request holds up only its own connection.
 
-import { closeSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import * as http from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { plainAddress } from './cgi.mjs';
 
 /** The base64 of no bytes. */
@@ -26,6 +28,32 @@ const NOTHING = '';
  */
 const BUSY_AFTER = 100;
 const TICK = 50;
+
+const SCOREBOARD_PREFIX = 'folk-app-scoreboard-';
+
+/**
+ * A new directory for the scoreboard of this front's workers, in memory
+ * where there is a tmpfs (/dev/shm). Named after this process, so that the
+ * directories of fronts that were killed before they could remove theirs
+ * (SIGKILL, a crash of the machine's Node) are found and removed here.
+ */
+export function scoreboardDir() {
+  const parent = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
+  for (const name of readdirSync(parent)) {
+    const pid = name.startsWith(SCOREBOARD_PREFIX) ? Number.parseInt(name.slice(SCOREBOARD_PREFIX.length), 10) : 0;
+    if (pid > 0 && !alive(pid)) rmSync(join(parent, name), { recursive: true, force: true });
+  }
+  return mkdtempSync(join(parent, `${SCOREBOARD_PREFIX}${process.pid}-`));
+}
+
+function alive(pid) {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return err.code === 'EPERM'; // someone else's
+  }
+}
 
 /**
  * A whole scoreboard line (php/Scoreboard.php): the connection id (0: none,

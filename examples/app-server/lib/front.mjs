@@ -3,17 +3,15 @@
 // each answer back to the client. The supervisor (supervisor.mjs) runs one
 // front per core on one shared socket; front-main.mjs is a front's process.
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdtempSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import * as http from 'node:http';
-import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PHP_WORKER_LIBRARY, WorkerPool } from '@folk/worker-spawn';
 import * as net from 'node:net';
 import { AccessLog } from './access-log.mjs';
 import { cgiVariables, decodeAnswer, encodeTask } from './cgi.mjs';
-import { ConnectionBroker } from './direct.mjs';
+import { ConnectionBroker, scoreboardDir } from './direct.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const RUNTIME_PHP = join(here, '..', 'php', 'runtime.php');
@@ -151,8 +149,8 @@ export class Front extends EventEmitter {
     this.#cgi = { https: config.https, serverName: config['server-name'] };
     this.#accessLog = config['access-log'] ? new AccessLog(config['access-log']) : null;
     this.label = spec.label;
-    // --direct: where the workers say which request they serve (lib/direct.mjs), in memory where there is a tmpfs.
-    this.#scoreboard = config.direct ? mkdtempSync(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'folk-app-scoreboard-')) : null;
+    // Direct mode: where the workers say which request they serve (lib/direct.mjs).
+    this.#scoreboard = config.direct ? scoreboardDir() : null;
     this.pool = new WorkerPool({
       command: spec.command,
       execArgv: spec.execArgv,

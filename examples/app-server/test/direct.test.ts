@@ -4,7 +4,8 @@
 // the request a dying worker was serving still gets an answer (502, 504
 // past --exec-timeout), pipelined requests are answered in order, and the
 // front holds no descriptor after its connections close.
-import { readdirSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import * as http from 'node:http';
 import * as net from 'node:net';
@@ -399,5 +400,28 @@ describe('a client that reads its answer slowly', () => {
     // answers a request whose worker died only when nothing was sent yet).
     expect(got.toString('latin1').match(/HTTP\/1\.1 /g)).toEqual(['HTTP/1.1 ']);
     expect((await request(server.port, 'GET', '/plain.php')).status).toBe(201);
+  });
+});
+
+describe('the scoreboard directory', () => {
+  beforeAll(() => requirePhp());
+
+  it("removes those of fronts that died without removing theirs, and keeps a live front's", async () => {
+    const dead = spawnSync('true').pid!; // a pid that has ended
+    const stale = `/dev/shm/folk-app-scoreboard-${dead}-test`;
+    const live = `/dev/shm/folk-app-scoreboard-${process.pid}-test`;
+    for (const dir of [stale, live]) mkdirSync(dir, { recursive: true });
+    const server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1']);
+    try {
+      expect([existsSync(stale), existsSync(live)]).toEqual([false, true]);
+      // Its own is named after its front, and goes when it stops.
+      const front = childrenOf(server.child.pid!)[0]!;
+      expect(readdirSync('/dev/shm').filter((d) => d.startsWith(`folk-app-scoreboard-${front}-`))).toHaveLength(1);
+      await server.stop();
+      expect(readdirSync('/dev/shm').filter((d) => d.startsWith(`folk-app-scoreboard-${front}-`))).toHaveLength(0);
+    } finally {
+      rmSync(live, { recursive: true, force: true });
+      await server.stop();
+    }
   });
 });
