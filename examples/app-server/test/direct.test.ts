@@ -211,7 +211,8 @@ describe('the mode a server runs in (direct = auto, the default)', () => {
   });
 
   it('passes requests through the front with --direct off, twice as many workers as CPUs unless told', async () => {
-    for (const [args, count] of [[['--direct', 'off'], 2 * cores], [['--direct', 'off', '--workers', '3'], 3], [['--node', '--workers', 'auto'], 2 * cores]] as const) {
+    const cases: [string[], number][] = [[['--direct', 'off'], 2 * cores], [['--direct', 'off', '--workers', '3'], 3], [['--node', '--workers', 'auto'], 2 * cores]];
+    for (const [args, count] of cases) {
       const server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', ...args]);
       try {
         const [, workers, label, direct] = started(server);
