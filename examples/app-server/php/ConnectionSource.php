@@ -18,7 +18,8 @@
 // other workers), {"type":"trim","count":N} (connections wait for room:
 // close N idle ones), {"type":"unready"} (the ready path says 503) and
 // {"type":"drain"} (that, and "Connection: close" on every answer from
-// now on, idle connections closed).
+// now on, idle connections closed). Connection.php is one connection: its
+// reads, and its answer written as the client takes it.
 
 declare(strict_types=1);
 
@@ -26,7 +27,6 @@ namespace Folk\AppServer;
 
 use Folk\AppServer\Http\HttpError;
 use Folk\AppServer\Http\Request;
-use Folk\AppServer\Http\RequestReader;
 use Folk\Worker;
 
 use function Folk\AppServer\Http\cgiVariables;
@@ -38,12 +38,8 @@ final class ConnectionSource
     private const TICK = 1;
     /** After refusing a request, read and drop what the client still sends for this long (seconds), so it sees the answer: nginx's lingering_timeout. */
     private const LINGER = 5;
-    /** An answer's rest that the client has not taken is kept in memory up to this size, in a temporary file past it (nginx's proxy buffers and temp files). */
-    private const SPOOL_OVER = 1048576;
-    /** Bytes read back from such a file at a time. */
-    private const CHUNK = 262144;
 
-    /** @var array<int, array{socket: \Socket, reader: RequestReader, meta: array, seen: float, begun: float, answered?: true, lingering?: true}> by the front's id */
+    /** @var array<int, Connection> by the front's id */
     private array $conns = [];
     /** @var array<int, int> socket object id => connection id */
     private array $ids = [];
@@ -93,28 +89,29 @@ final class ConnectionSource
         if ($settings['accessLog'] !== '') {
             $this->log = new AccessLog($settings['accessLog']);
         }
-        $worker->onMessage(function (array $message, array $fds): void {
-            $type = $message['type'] ?? '';
-            if ($type === 'conn' && \count($fds) === 1 && $fds[0] instanceof \Socket) {
-                $this->adopt($fds[0], $message);
-                return;
-            }
-            foreach ($fds as $fd) {
-                $fd instanceof \Socket ? \socket_close($fd) : @\fclose($fd);
-            }
-            if ($type === 'drop') {
-                $this->drop((array) ($message['ids'] ?? []));
-            } elseif ($type === 'drain') {
-                $this->draining = $this->unready = true;
-            } elseif ($type === 'unready') {
-                $this->unready = true;
-            } elseif ($type === 'reopen') {
-                $this->log?->reopen();
-            } elseif ($type === 'trim') {
-                $this->trim((int) ($message['count'] ?? 0));
-            }
-        });
+        $worker->onMessage($this->message(...));
         $worker->ready(); // the front sends connections from now on
+    }
+
+    /** A message from the front (see the top of this file). */
+    private function message(array $message, array $fds): void
+    {
+        $type = $message['type'] ?? '';
+        if ($type === 'conn' && \count($fds) === 1 && $fds[0] instanceof \Socket) {
+            $this->adopt($fds[0], $message);
+            return;
+        }
+        foreach ($fds as $fd) {
+            $fd instanceof \Socket ? \socket_close($fd) : @\fclose($fd);
+        }
+        match ($type) {
+            'drop' => $this->drop((array) ($message['ids'] ?? [])),
+            'trim' => $this->trim((int) ($message['count'] ?? 0)),
+            'drain' => $this->draining = $this->unready = true,
+            'unready' => $this->unready = true,
+            'reopen' => $this->log?->reopen(),
+            default => null,
+        };
     }
 
     /** The next request as [$vars, $body, $answer] for Runtime::begin(), or null when the worker should end. */
@@ -142,15 +139,10 @@ final class ConnectionSource
     private function adopt(\Socket $socket, array $meta): void
     {
         $id = (int) $meta['id'];
-        $reader = new RequestReader($this->settings['maxBody']);
         $buffered = \base64_decode((string) ($meta['buffered'] ?? ''), true);
-        if ($buffered !== false && $buffered !== '') {
-            $reader->feed($buffered);
-        }
-        $now = \microtime(true);
-        $this->conns[$id] = ['socket' => $socket, 'reader' => $reader, 'meta' => $meta, 'seen' => $now, 'begun' => $now];
+        $conn = $this->conns[$id] = new Connection($id, $socket, $meta, $this->settings['maxBody'], (string) $buffered);
         $this->ids[\spl_object_id($socket)] = $id;
-        if (!$reader->idle()) {
+        if (!$conn->reader->idle()) {
             $this->holding[$id] = true;
             $this->ready[$id] = true;
         }
@@ -164,7 +156,7 @@ final class ConnectionSource
         $write = [];
         foreach ($this->conns as $id => $conn) {
             // A connection still being written to is read only after: its next request waits.
-            isset($this->writing[$id]) ? $write[] = $conn['socket'] : $read[] = $conn['socket'];
+            isset($this->writing[$id]) ? $write[] = $conn->socket : $read[] = $conn->socket;
         }
         $except = null;
         $n = @\socket_select($read, $write, $except, self::TICK);
@@ -196,27 +188,13 @@ final class ConnectionSource
 
     private function readFrom(int $id): void
     {
-        $conn = &$this->conns[$id];
-        $data = '';
-        $n = @\socket_recv($conn['socket'], $data, 65536, \MSG_DONTWAIT);
-        if ($n === false && \socket_last_error($conn['socket']) === \SOCKET_EAGAIN) {
-            \socket_clear_error($conn['socket']);
-            return;
-        }
-        if ($n === false || $n === 0) {
+        $conn = $this->conns[$id];
+        if (!$conn->read()) {
             $this->close($id); // the client closed (or reset) it
-            return;
+        } elseif (!$conn->lingering && !$conn->reader->idle()) {
+            $this->holding[$id] = true;
+            $this->ready[$id] = true;
         }
-        $conn['seen'] = \microtime(true);
-        if (isset($conn['lingering'])) {
-            return; // bytes of a refused request: dropped
-        }
-        if ($conn['reader']->idle()) {
-            $conn['begun'] = $conn['seen']; // a request starts
-        }
-        $conn['reader']->feed($data);
-        $this->holding[$id] = true;
-        $this->ready[$id] = true;
     }
 
     /**
@@ -229,9 +207,9 @@ final class ConnectionSource
         $dropped = [];
         foreach ($ids as $id) {
             if (isset($this->conns[$id]) && !$this->keeps($id)) {
-                $socket = $this->conns[$id]['socket'];
-                unset($this->conns[$id], $this->ids[\spl_object_id($socket)]);
-                \socket_close($socket); // no shutdown: the connection lives on elsewhere
+                $conn = $this->conns[$id];
+                unset($this->conns[$id], $this->ids[\spl_object_id($conn->socket)]);
+                $conn->close(false); // the connection lives on elsewhere
                 $dropped[] = $id;
             }
         }
@@ -249,8 +227,8 @@ final class ConnectionSource
     {
         $idle = [];
         foreach ($this->conns as $id => $conn) {
-            if (isset($conn['answered']) && !$this->keeps($id) && $conn['reader']->idle()) {
-                $idle[$id] = $conn['seen'];
+            if ($conn->answered && !$this->keeps($id) && $conn->reader->idle()) {
+                $idle[$id] = $conn->seen;
             }
         }
         \asort($idle);
@@ -258,12 +236,10 @@ final class ConnectionSource
             if ($count <= 0) {
                 break;
             }
-            $peek = '';
-            if (@\socket_recv($this->conns[$id]['socket'], $peek, 1, \MSG_PEEK | \MSG_DONTWAIT) === false) {
-                \socket_clear_error($this->conns[$id]['socket']);
+            if (!$this->conns[$id]->hasInput()) { // else a request (or the client's close) came: it is read as usual
                 $this->close($id);
                 $count--;
-            } // else a request (or the client's close) came: it is read as usual
+            }
         }
     }
 
@@ -272,14 +248,14 @@ final class ConnectionSource
     {
         $conn = $this->conns[$id];
         try {
-            $request = $conn['reader']->next();
+            $request = $conn->reader->next();
         } catch (HttpError $e) {
             $this->refuse($id, $e);
             return null;
         }
         if ($request === null) {
-            if ($conn['reader']->wantsContinue()) {
-                $this->write($id, "HTTP/1.1 100 Continue\r\n\r\n");
+            if ($conn->reader->wantsContinue()) {
+                $conn->writeAll("HTTP/1.1 100 Continue\r\n\r\n", (int) $this->settings['idleTimeout']);
             }
             return null;
         }
@@ -288,7 +264,7 @@ final class ConnectionSource
             $this->send($id, $request, $ready ? 200 : 503, ['Content-Type: text/plain; charset=utf-8'], $ready ? "ready\n" : "not ready\n");
             return null;
         }
-        $vars = cgiVariables($request, $conn['meta'], $this->settings);
+        $vars = cgiVariables($request, $conn->meta, $this->settings);
         $this->board->serving($id, $request, $this->kept());
         $answer = function (int $status, array $lines, string $body, bool $ending) use ($id, $request): void {
             if (\strlen($body) > $this->settings['maxResponse']) {
@@ -329,75 +305,44 @@ final class ConnectionSource
             $body = "502 Bad Gateway\n";
             $head = responseHead(502, ['Content-Type: text/plain; charset=utf-8'], \strlen($body), $keepAlive, $bodyless);
         }
-        $this->log?->add($this->conns[$id]['meta']['remoteAddr'], $request, $status, $bodyless || $status === 204 || $status === 304 ? 0 : \strlen($body));
-        $this->conns[$id]['answered'] = true;
-        $this->conns[$id]['closeAfter'] = !$keepAlive;
-        $this->conns[$id]['out'] = $bodyless ? $head : $head . $body;
-        $this->flush($id);
-        if (isset($this->writing[$id]) && isset($this->conns[$id]['out']) && \strlen($this->conns[$id]['out']) > self::SPOOL_OVER) {
-            $this->spool($id);
-        }
+        $this->log?->add($this->conns[$id]->meta['remoteAddr'], $request, $status, $bodyless || $status === 204 || $status === 304 ? 0 : \strlen($body));
+        $this->written($id, $this->conns[$id]->answer($bodyless ? $head : $head . $body, !$keepAlive));
+    }
+
+    /** A connection became writable while its answer waits for the client: write more. */
+    private function flush(int $id): void
+    {
+        $this->written($id, $this->conns[$id]->flush());
     }
 
     /**
-     * Write what the client takes now of a connection's answer; once all is
-     * written, close the connection or go on with its next request. The
-     * rest waits for the connection to be writable (wait()), so a client
-     * that reads slowly holds up no other connection of this worker.
+     * After writing (Connection::answer() or flush(), which said $done):
+     * all out, the connection closes or goes on with its next request; some
+     * left, wait() writes more when the socket is writable, so a client that
+     * reads slowly holds up no other connection of this worker; null, the
+     * client went away.
      */
-    private function flush(int $id): void
+    private function written(int $id, ?bool $done): void
     {
-        $conn = &$this->conns[$id];
-        for (;;) {
-            if ($conn['out'] === '' && isset($conn['spool'])) {
-                $conn['out'] = (string) \fread($conn['spool'], self::CHUNK);
-                if ($conn['out'] === '') {
-                    \fclose($conn['spool']);
-                    unset($conn['spool']);
-                }
+        $conn = $this->conns[$id];
+        if ($done === false) {
+            if (!isset($this->writing[$id])) {
+                $this->writing[$id] = true;
+                $this->board->idle(\array_keys($this->writing));
             }
-            if ($conn['out'] === '') {
-                break;
-            }
-            $n = @\socket_write($conn['socket'], $conn['out']);
-            if ($n === false) {
-                if (\socket_last_error($conn['socket']) !== \SOCKET_EAGAIN) {
-                    $this->close($id); // the client went away
-                    return;
-                }
-                \socket_clear_error($conn['socket']);
-                if (!isset($this->writing[$id])) {
-                    $this->writing[$id] = true;
-                    $this->board->idle(\array_keys($this->writing));
-                }
-                return;
-            }
-            $conn['out'] = (string) \substr($conn['out'], $n);
-            $conn['seen'] = \microtime(true);
+            return;
         }
-        unset($conn['out']);
         if (isset($this->writing[$id])) {
             unset($this->writing[$id]);
             $this->board->idle(\array_keys($this->writing));
         }
-        if ($conn['closeAfter']) {
+        if ($done === null || $conn->closesAfter()) {
             $this->close($id);
-        } elseif (!$conn['reader']->idle()) {
+        } elseif (!$conn->reader->idle()) {
             $this->ready[$id] = true; // the next request (pipelined) is already here
         } else {
             unset($this->holding[$id]);
         }
-    }
-
-    /** A large answer's rest goes to a temporary file (past SPOOL_OVER bytes), so it does not hold this worker's memory while a slow client reads it. */
-    private function spool(int $id): void
-    {
-        $spool = \fopen('php://temp/maxmemory:' . self::SPOOL_OVER, 'w+b');
-        if ($spool === false || \fwrite($spool, $this->conns[$id]['out']) === false || !\rewind($spool)) {
-            return; // kept in memory then
-        }
-        $this->conns[$id]['out'] = '';
-        $this->conns[$id]['spool'] = $spool;
     }
 
     /** Before this worker ends: write the answers still waiting, each as long as its client keeps reading (closed after idleTimeout without progress). */
@@ -407,7 +352,7 @@ final class ConnectionSource
             $read = $except = null;
             $write = [];
             foreach (\array_keys($this->writing) as $id) {
-                $write[] = $this->conns[$id]['socket'];
+                $write[] = $this->conns[$id]->socket;
             }
             if (@\socket_select($read, $write, $except, self::TICK) === false) {
                 \socket_clear_error();
@@ -431,19 +376,18 @@ final class ConnectionSource
     private function refuse(int $id, HttpError $e): void
     {
         $text = "{$e->status} " . (Http\REASONS[$e->status] ?? 'Error') . "\n";
-        $conn = &$this->conns[$id];
+        $conn = $this->conns[$id];
         if ($e->request !== null) {
-            $this->log?->add($conn['meta']['remoteAddr'], $e->request, $e->status, \strlen($text));
+            $this->log?->add($conn->meta['remoteAddr'], $e->request, $e->status, \strlen($text));
             \error_log("{$e->status} {$e->request->method} {$e->request->target}: {$e->getMessage()}");
         }
-        if (!$this->write($id, responseHead($e->status, ['Content-Type: text/plain; charset=utf-8'], \strlen($text), false, false) . $text)) {
+        $head = responseHead($e->status, ['Content-Type: text/plain; charset=utf-8'], \strlen($text), false, false);
+        if (!$conn->writeAll($head . $text, (int) $this->settings['idleTimeout'])) {
             $this->close($id);
             return;
         }
-        @\socket_shutdown($conn['socket'], 1);
-        $conn['lingering'] = true;
+        $conn->linger();
         $this->holding[$id] = true;
-        $conn['seen'] = \microtime(true);
     }
 
     /**
@@ -460,29 +404,6 @@ final class ConnectionSource
     private function kept(): array
     {
         return \array_keys($this->holding + $this->writing);
-    }
-
-    /** Write all of $data, waiting while the client's window is full; false if the connection failed. */
-    private function write(int $id, string $data): bool
-    {
-        $socket = $this->conns[$id]['socket'];
-        while ($data !== '') {
-            $n = @\socket_write($socket, $data);
-            if ($n === false) {
-                if (\socket_last_error($socket) !== \SOCKET_EAGAIN) {
-                    return false;
-                }
-                \socket_clear_error($socket);
-                $read = $except = null;
-                $write = [$socket];
-                if (@\socket_select($read, $write, $except, (int) $this->settings['idleTimeout']) === 0) {
-                    return false; // the client stopped reading
-                }
-                continue;
-            }
-            $data = (string) \substr($data, $n);
-        }
-        return true;
     }
 
     /** Whether this worker has served its maxJobs requests, or its RSS is over maxMemory (php-fpm's pm.max_requests; RoadRunner's max_worker_memory). */
@@ -502,18 +423,14 @@ final class ConnectionSource
     private function close(int $id): void
     {
         $conn = $this->conns[$id];
-        unset($this->conns[$id], $this->ids[\spl_object_id($conn['socket'])], $this->holding[$id]);
+        unset($this->conns[$id], $this->ids[\spl_object_id($conn->socket)], $this->holding[$id]);
         if (isset($this->writing[$id])) {
             unset($this->writing[$id]);
             $this->board->idle(\array_keys($this->writing));
         }
-        if (isset($conn['spool'])) {
-            \fclose($conn['spool']);
-        }
         // The front still holds a copy of the connection: shutdown ends it
         // for the client now, not when the front closes that copy.
-        @\socket_shutdown($conn['socket'], 2);
-        \socket_close($conn['socket']);
+        $conn->close(true);
         $this->closed[] = $id;
     }
 
@@ -526,14 +443,14 @@ final class ConnectionSource
         $now = \microtime(true);
         $idle = $now - ($this->draining ? 0 : $this->settings['idleTimeout']);
         foreach ($this->conns as $id => $conn) {
-            if (isset($conn['lingering'])) {
-                $over = $conn['seen'] < $now - self::LINGER;
+            if ($conn->lingering) {
+                $over = $conn->seen < $now - self::LINGER;
             } elseif (isset($this->writing[$id])) {
-                $over = $conn['seen'] < $now - $this->settings['idleTimeout']; // no progress: the client stopped reading
-            } elseif ($conn['reader']->idle()) {
-                $over = $conn['seen'] < $idle;
+                $over = $conn->seen < $now - $this->settings['idleTimeout']; // no progress: the client stopped reading
+            } elseif ($conn->reader->idle()) {
+                $over = $conn->seen < $idle;
             } else {
-                $over = $conn['begun'] < $now - $this->settings['headerTimeout'];
+                $over = $conn->begun < $now - $this->settings['headerTimeout'];
             }
             if ($over) {
                 $this->close($id);
@@ -559,8 +476,8 @@ final class ConnectionSource
         $this->tellClosed();
         $list = [];
         foreach ($this->conns as $id => $conn) {
-            $list[] = [$id, \base64_encode($conn['reader']->buffered())];
-            \socket_close($conn['socket']);
+            $list[] = [$id, \base64_encode($conn->reader->buffered())];
+            $conn->close(false);
         }
         $this->conns = $this->ids = $this->ready = $this->holding = [];
         $this->worker->send(['type' => 'release', 'connections' => $list]);

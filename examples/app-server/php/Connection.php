@@ -1,0 +1,188 @@
+<?php
+// One HTTP connection a PHP worker serves in direct mode
+// (ConnectionSource.php has the set of them and the loop): its socket, the
+// requests read from it (RequestReader.php), and the answer being written
+// to it. The socket is non-blocking (the front's copy and this one share
+// the open file, and Node made it so): reads and writes take what is there
+// and never wait.
+
+declare(strict_types=1);
+
+namespace Folk\AppServer;
+
+use Folk\AppServer\Http\RequestReader;
+
+final class Connection
+{
+    /** An answer's rest that the client has not taken is kept in memory up to this size, in a temporary file past it (nginx's proxy buffers and temp files). */
+    private const SPOOL_OVER = 1048576;
+    /** Bytes read back from such a file at a time. */
+    private const CHUNK = 262144;
+
+    public readonly RequestReader $reader;
+    /** When a byte last came or went (microtime). */
+    public float $seen;
+    /** When the request being read began. */
+    public float $begun;
+    /** At least one answer was written: the connection has been between two requests. */
+    public bool $answered = false;
+    /** A request was refused: what the client still sends is read and dropped, then it closes. */
+    public bool $lingering = false;
+    /** Close once the answer being written is all out. */
+    private bool $closeAfter = false;
+    /** What is still to write of the answer, with the rest in $spool. */
+    private string $out = '';
+    /** @var resource|null */
+    private $spool = null;
+
+    /** $meta: the front's "conn" message (id, addresses); $buffered: bytes of a request another worker had read. */
+    public function __construct(public readonly int $id, public readonly \Socket $socket, public readonly array $meta, int $maxBody, string $buffered)
+    {
+        $this->reader = new RequestReader($maxBody);
+        if ($buffered !== '') {
+            $this->reader->feed($buffered);
+        }
+        $this->seen = $this->begun = \microtime(true);
+    }
+
+    /** Read what the client sent into the reader: false once the client closed (or reset) the connection. */
+    public function read(): bool
+    {
+        $data = '';
+        $n = @\socket_recv($this->socket, $data, 65536, \MSG_DONTWAIT);
+        if ($n === false && \socket_last_error($this->socket) === \SOCKET_EAGAIN) {
+            \socket_clear_error($this->socket);
+            return true;
+        }
+        if ($n === false || $n === 0) {
+            return false;
+        }
+        $this->seen = \microtime(true);
+        if ($this->lingering) {
+            return true; // bytes of a refused request: dropped
+        }
+        if ($this->reader->idle()) {
+            $this->begun = $this->seen; // a request starts
+        }
+        $this->reader->feed($data);
+        return true;
+    }
+
+    /** Bytes of a next request wait in the kernel (or the client closed): peeked at, not read. */
+    public function hasInput(): bool
+    {
+        $peek = '';
+        if (@\socket_recv($this->socket, $peek, 1, \MSG_PEEK | \MSG_DONTWAIT) === false) {
+            \socket_clear_error($this->socket);
+            return false;
+        }
+        return true;
+    }
+
+    /** Start writing an answer (see flush()); the rest of a large one waits in a temporary file. */
+    public function answer(string $data, bool $closeAfter): ?bool
+    {
+        $this->answered = true;
+        $this->closeAfter = $closeAfter;
+        $this->out = $data;
+        $done = $this->flush();
+        if ($done === false && \strlen($this->out) > self::SPOOL_OVER) {
+            $this->spoolRest();
+        }
+        return $done;
+    }
+
+    /**
+     * Write what the client takes now of the answer: true when all of it is
+     * out, false while some waits for the client to read (the socket
+     * becomes writable), null if the connection failed.
+     */
+    public function flush(): ?bool
+    {
+        for (;;) {
+            if ($this->out === '' && $this->spool !== null) {
+                $this->out = (string) \fread($this->spool, self::CHUNK);
+                if ($this->out === '') {
+                    $this->dropSpool();
+                }
+            }
+            if ($this->out === '') {
+                return true;
+            }
+            $n = @\socket_write($this->socket, $this->out);
+            if ($n === false) {
+                if (\socket_last_error($this->socket) !== \SOCKET_EAGAIN) {
+                    return null; // the client went away
+                }
+                \socket_clear_error($this->socket);
+                return false;
+            }
+            $this->out = (string) \substr($this->out, $n);
+            $this->seen = \microtime(true);
+        }
+    }
+
+    /** Whether the connection is to close now that its answer is out. */
+    public function closesAfter(): bool
+    {
+        return $this->closeAfter;
+    }
+
+    /** Write all of $data (a short answer), waiting while the client's window is full, at most $timeout seconds without progress; false if it failed. */
+    public function writeAll(string $data, int $timeout): bool
+    {
+        while ($data !== '') {
+            $n = @\socket_write($this->socket, $data);
+            if ($n === false) {
+                if (\socket_last_error($this->socket) !== \SOCKET_EAGAIN) {
+                    return false;
+                }
+                \socket_clear_error($this->socket);
+                $read = $except = null;
+                $write = [$this->socket];
+                if (@\socket_select($read, $write, $except, $timeout) === 0) {
+                    return false; // the client stopped reading
+                }
+                continue;
+            }
+            $data = (string) \substr($data, $n);
+        }
+        return true;
+    }
+
+    /** Refuse the rest: the answer is written, no more comes from us, what the client sends is dropped (see ConnectionSource::refuse()). */
+    public function linger(): void
+    {
+        @\socket_shutdown($this->socket, 1);
+        $this->lingering = true;
+        $this->seen = \microtime(true);
+    }
+
+    /** End the connection for the client too (the front's copy would keep it open), or only our copy of it (it goes on elsewhere). */
+    public function close(bool $forTheClient): void
+    {
+        if ($forTheClient) {
+            @\socket_shutdown($this->socket, 2);
+        }
+        \socket_close($this->socket);
+        $this->dropSpool();
+    }
+
+    private function spoolRest(): void
+    {
+        $spool = \fopen('php://temp/maxmemory:' . self::SPOOL_OVER, 'w+b');
+        if ($spool === false || \fwrite($spool, $this->out) === false || !\rewind($spool)) {
+            return; // kept in memory then
+        }
+        $this->out = '';
+        $this->spool = $spool;
+    }
+
+    private function dropSpool(): void
+    {
+        if ($this->spool !== null) {
+            \fclose($this->spool);
+            $this->spool = null;
+        }
+    }
+}
