@@ -435,8 +435,9 @@ final class ConnectionSource
     }
 
     /**
-     * Close connections idle past idleTimeout (at once when draining), and
-     * those whose request head has not come whole within headerTimeout.
+     * Close connections idle past idleTimeout (at once when draining), those
+     * whose request head has not come whole within headerTimeout, and those
+     * whose body has not moved for headerTimeout.
      */
     private function closeIdle(): void
     {
@@ -449,6 +450,8 @@ final class ConnectionSource
                 $over = $conn->seen < $now - $this->settings['idleTimeout']; // no progress: the client stopped reading
             } elseif ($conn->reader->idle()) {
                 $over = $conn->seen < $idle;
+            } elseif ($conn->reader->readingBody()) {
+                $over = $conn->seen < $now - $this->settings['headerTimeout']; // between two reads, as nginx's client_body_timeout
             } else {
                 $over = $conn->begun < $now - $this->settings['headerTimeout'];
             }

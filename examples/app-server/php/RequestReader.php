@@ -154,6 +154,12 @@ final class RequestReader
         return false;
     }
 
+    /** The head of a request is read and its body is still coming. */
+    public function readingBody(): bool
+    {
+        return $this->request !== null && $this->error === null;
+    }
+
     /** Nothing buffered and no request begun: between requests. */
     public function idle(): bool
     {

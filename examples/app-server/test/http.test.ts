@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WWW, bytes, listenBacklog, rawExchange, request, requirePhp, startServer, type Server } from './helpers.js';
+import { WWW, bytes, listenBacklog, rawExchange, request, requirePhp, sleep, startServer, type Server } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -255,6 +255,23 @@ describe('timeouts on a connection, as nginx has them', () => {
     expect(data).toMatch(/^HTTP\/1\.1 201 /);
     expect(after).toBeGreaterThanOrEqual(700);
     expect(after).toBeLessThan(3000);
+  });
+
+  it('gives a body that keeps coming all the time it takes (the timeout is between reads, as client_body_timeout)', async () => {
+    const c = open();
+    await new Promise((resolve) => c.socket.once('connect', resolve));
+    c.socket.write('POST /plain.php HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\n');
+    // Ten bytes, one every 200 ms: 2 s in all, more than twice --header-timeout.
+    for (let i = 0; i < 10; i++) {
+      await sleep(200);
+      c.socket.write('x');
+    }
+    await Promise.race([new Promise((resolve) => c.socket.once('data', resolve)), c.closed]);
+    await sleep(50);
+    c.socket.end();
+    const { data } = await c.closed;
+    expect(data).toMatch(/^HTTP\/1\.1 201 /);
+    expect(data).toContain(`"input":"${Buffer.from('xxxxxxxxxx').toString('base64')}"`);
   });
 
   it('closes a connection whose request head does not come whole within --header-timeout (a slowloris)', async () => {
