@@ -47,8 +47,8 @@ function parseMessage(data: Buffer): ControlMessage {
   }
 }
 
-/** `message` as the datagram to send. @throws for what cannot be one */
-function encodeMessage(message: ControlMessage): Buffer {
+/** `message` as the datagram to send. @throws for what cannot be one @internal */
+export function encodeMessage(message: ControlMessage): Buffer {
   if (message === null || typeof message !== 'object' || typeof message.type !== 'string') {
     throw invalidArgType('message', 'an object with a string "type"', message);
   }

@@ -10,7 +10,8 @@ import { EventEmitter } from 'node:events';
 import { fstatSync } from 'node:fs';
 import * as net from 'node:net';
 import { FdSocket, closeFds } from '@folk/scm-rights';
-import { illegalConstructor, invalidArgType, optionsObject } from './internal/args.js';
+import { RESERVED_CONTROL_TYPES, encodeMessage, type ControlMessage } from './control-channel.js';
+import { illegalConstructor, invalidArgType, invalidArgValue, optionsObject } from './internal/args.js';
 import { CONTROL_MAX, DEFAULT_MAX_FRAME, FrameDecoder, FrameType, MAX_FRAME_LIMIT, encodeErrorBody, encodeFrame, toPayload } from './protocol.js';
 
 /** What a handler learns about the task besides its payload. */
@@ -42,7 +43,10 @@ type Item = { kind: 'frame'; type: number; id: number; payload: Buffer } | { kin
 /**
  * The worker's connection to its supervisor. Emits `'stop'` when asked to
  * stop or when the supervisor goes away; the process then exits once the
- * task in hand is answered.
+ * task in hand is answered. Emits `'message'` (message, fds) for control
+ * messages of the supervisor's own types (WorkerPool's `send()`): the fds
+ * are the listener's to close. Messages that come before the first
+ * `'message'` listener wait for it.
  */
 export class WorkerConnection extends EventEmitter {
   /** FOLK_MAX_FRAME: the largest payload per frame. */
@@ -58,6 +62,8 @@ export class WorkerConnection extends EventEmitter {
   #stopping = false;
   #exiting = false;
   #exitCode = 0;
+  /** Control messages that came before any 'message' listener: [message, fds]. */
+  #unheard: [ControlMessage, number[]][] = [];
 
   /** @internal */
   constructor(token: typeof CONSTRUCT, handler: TaskHandler, options: ServeOptions) {
@@ -105,6 +111,9 @@ export class WorkerConnection extends EventEmitter {
     this.#task.on('end', () => this.#stop());
     this.#task.on('error', () => this.#stop());
     this.#control.on('message', ({ data, fds }) => this.#controlMessage(data, fds));
+    this.on('newListener', (event) => {
+      if (event === 'message' && this.#unheard.length > 0) setImmediate(() => this.#deliverUnheard());
+    });
     this.#control.on('end', () => this.#stop());
     this.#control.on('error', () => this.#stop());
 
@@ -128,6 +137,42 @@ export class WorkerConnection extends EventEmitter {
     this.#sendControl({ type: 'error', message: text, fatal });
   }
 
+  /**
+   * Send a control message of your own to the supervisor (WorkerPool's and
+   * WorkerHandle's `'message'` event), with `fds` attached by SCM_RIGHTS:
+   * the supervisor gets its own copies, yours stay open. Resolves once it
+   * is in the supervisor's socket buffer. Rejects, with nothing sent, with
+   * `ERR_INVALID_ARG_TYPE` for a message that is not an object with a
+   * string `type`, `ERR_INVALID_ARG_VALUE` for a type the library uses
+   * itself (RESERVED_CONTROL_TYPES) or what JSON cannot encode,
+   * `ERR_OUT_OF_RANGE` over 64 KiB of JSON or 253 fds, and the errors of
+   * `@folk/scm-rights`'s `FdSocket.send()` for fds that are not open.
+   */
+  send(message: ControlMessage, fds: number[] = []): Promise<void> {
+    let body: Buffer;
+    try {
+      if (message !== null && typeof message === 'object' && RESERVED_CONTROL_TYPES.includes(message.type)) {
+        throw invalidArgValue('message.type', `must not be one of the library's own types (${RESERVED_CONTROL_TYPES.join(', ')})`, message.type);
+      }
+      body = encodeMessage(message);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.#control.send(body, fds);
+  }
+
+  #deliverUnheard(): void {
+    const unheard = this.#unheard;
+    this.#unheard = [];
+    for (const [message, fds] of unheard) this.#hear(message, fds);
+  }
+
+  /** A message of the supervisor's own type: to the 'message' listeners, or kept until there is one. */
+  #hear(message: ControlMessage, fds: number[]): void {
+    if (this.listenerCount('message') === 0) this.#unheard.push([message, fds]);
+    else this.emit('message', message, fds);
+  }
+
   #sendControl(message: object): void {
     this.#control.send(Buffer.from(JSON.stringify(message))).catch(() => this.#stop());
   }
@@ -146,8 +191,10 @@ export class WorkerConnection extends EventEmitter {
       this.#stop();
     } else if (message.type === 'fds' && this.#onFds) {
       this.#onFds(fds, String(message.tag ?? ''), message.meta ?? null);
+    } else if (typeof message.type === 'string' && !RESERVED_CONTROL_TYPES.includes(message.type)) {
+      this.#hear(message as ControlMessage, fds);
     } else {
-      closeFds(fds); // unknown types (and unwanted fds) are dropped so the protocol can grow
+      closeFds(fds); // fds nobody asked for, and messages without a type, are dropped
     }
   }
 

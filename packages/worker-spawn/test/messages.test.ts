@@ -297,3 +297,70 @@ describe('a PHP worker with its own event loop (pollSocket(), poll())', () => {
     expect(events).toEqual([`${pid} {"type":"bye","served":2}`, `${pid} exit 0`]);
   });
 });
+
+describe("the Node worker library's send() and 'message'", () => {
+  const node = { command: process.execPath, script: fixture('messages-node.cjs') };
+
+  it('sends a message of its own to the pool, with an fd the pool then owns; ours closed, none is left', async () => {
+    await withPool(node, async (pool) => {
+      await pool.ready();
+      const before = openFds();
+      let got = once<Message>(pool, 'message');
+      await pool.run('say:hello');
+      let [info, message, fds] = await got;
+      expect([info.pid, message, fds]).toEqual([pidOf(pool), { type: 'said', text: 'hello' }, []]);
+
+      got = once<Message>(pool, 'message');
+      await pool.run('say-fd');
+      [, message, fds] = await got;
+      expect(message).toEqual({ type: 'said', text: 'with an fd' });
+      expect(fds).toHaveLength(1);
+      const socket = new net.Socket({ fd: fds[0]! });
+      expect(await readAll(socket)).toBe(`through the socketpair from node ${pidOf(pool)}\n`);
+      socket.destroy();
+      await once(socket, 'close');
+      expect(openFds()).toEqual(before);
+    });
+  });
+
+  it("refuses (rejects, nothing sent) a reserved type, no type, or over 64 KiB of JSON", async () => {
+    await withPool(node, async (pool) => {
+      await pool.ready();
+      const answer = async (message: unknown) => (await pool.run(`send-bad:${JSON.stringify(message)}`)).toString();
+      expect(await answer({ type: 'ready' })).toMatch(/^ERR_INVALID_ARG_VALUE: .*must not be one of the library's own types \(ready, error, stop, fds\)/);
+      expect(await answer({ nope: 1 })).toMatch(/^ERR_INVALID_ARG_TYPE: /);
+      expect(await answer({ type: 'big', text: 'x'.repeat(70_000) })).toMatch(/^ERR_OUT_OF_RANGE: .*at most 65536 bytes as JSON/);
+    });
+  });
+
+  it("gets the pool's messages, with their fds, on 'message'; those sent before it listens wait for it, in order", async () => {
+    await withPool(node, async (pool) => {
+      await pool.ready();
+      const pid = pidOf(pool);
+      const heard: ControlMessage[] = [];
+      pool.on('message', (_info: PoolWorkerInfo, message: ControlMessage) => heard.push(message));
+      // Before the worker listens: kept.
+      await pool.send(pid, { type: 'first', n: 1 });
+      await pool.send(pid, { type: 'second', n: 2 });
+      await sleepMs(100);
+      expect(heard).toEqual([]);
+      await pool.run('listen');
+      await vi.waitFor(() => expect(heard).toHaveLength(2));
+      // With an fd: the worker writes through its copy; ours stays open.
+      const [ours, theirs] = socketpair();
+      await pool.send(pid, { type: 'write' }, [theirs]);
+      closeSync(theirs);
+      const socket = new net.Socket({ fd: ours });
+      expect(await nextLine(socket)).toBe(`from node ${pid}\n`);
+      socket.destroy();
+      await vi.waitFor(() => expect(heard).toHaveLength(3));
+      expect(heard).toEqual([
+        { type: 'heard', message: { type: 'first', n: 1 }, fds: 0 },
+        { type: 'heard', message: { type: 'second', n: 2 }, fds: 0 },
+        { type: 'heard', message: { type: 'write' }, fds: 1 },
+      ]);
+    });
+  });
+});
+
+const sleepMs = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
