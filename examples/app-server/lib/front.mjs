@@ -11,7 +11,8 @@ import { PHP_WORKER_LIBRARY, WorkerPool } from '@folk/worker-spawn';
 import * as net from 'node:net';
 import { AccessLog } from './access-log.mjs';
 import { cgiVariables, decodeAnswer, encodeTask } from './cgi.mjs';
-import { ConnectionBroker, scoreboardDir } from './direct.mjs';
+import { ConnectionBroker } from './direct.mjs';
+import { scoreboardDir } from './scoreboard.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const RUNTIME_PHP = join(here, '..', 'php', 'runtime.php');

@@ -247,7 +247,7 @@ describe('a scoreboard line as the front reads it', () => {
   let parse: (text: string) => unknown;
   beforeAll(async () => {
     // @ts-expect-error: plain JavaScript, no types
-    ({ parseScoreboardLine: parse } = await import('../lib/direct.mjs'));
+    ({ parseScoreboardLine: parse } = await import('../lib/scoreboard.mjs'));
   });
 
   it('reads a whole line: the connection, since when, the connections held, the request', () => {
