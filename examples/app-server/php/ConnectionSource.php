@@ -36,6 +36,8 @@ final class ConnectionSource
 {
     /** Wait at most this long in select(), to close idle connections in time (seconds). */
     private const TICK = 1;
+    /** Look for connections past their timeouts at most this often (seconds): each look goes through every connection. */
+    private const SWEEP = 0.1;
     /** After refusing a request, read and drop what the client still sends for this long (seconds), so it sees the answer: nginx's lingering_timeout. */
     private const LINGER = 5;
 
@@ -63,6 +65,8 @@ final class ConnectionSource
     private array $writing = [];
     /** Answer with "Connection: close" and close idle connections (the server is stopping). */
     private bool $draining = false;
+    /** When wait() next looks for connections past their timeouts (microtime). */
+    private float $nextSweep = 0.0;
     /** The ready path says 503 (stopping soon). */
     private bool $unready = false;
     /** Requests answered, against maxJobs. */
@@ -183,7 +187,11 @@ final class ConnectionSource
                 $this->readFrom($id);
             }
         }
-        $this->closeIdle();
+        $now = \microtime(true);
+        if ($now >= $this->nextSweep || $this->draining) {
+            $this->nextSweep = $now + self::SWEEP;
+            $this->closeIdle();
+        }
     }
 
     private function readFrom(int $id): void
