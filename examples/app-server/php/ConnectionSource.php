@@ -333,16 +333,9 @@ final class ConnectionSource
     private function written(int $id, ?bool $done): void
     {
         $conn = $this->conns[$id];
+        $this->setWriting($id, $done === false);
         if ($done === false) {
-            if (!isset($this->writing[$id])) {
-                $this->writing[$id] = true;
-                $this->board->idle(\array_keys($this->writing));
-            }
             return;
-        }
-        if (isset($this->writing[$id])) {
-            unset($this->writing[$id]);
-            $this->board->idle(\array_keys($this->writing));
         }
         if ($done === null || $conn->closesAfter()) {
             $this->close($id);
@@ -351,6 +344,24 @@ final class ConnectionSource
         } else {
             unset($this->holding[$id]);
         }
+    }
+
+    /**
+     * Whether a connection's answer is still being written; the scoreboard's
+     * line between requests lists those (the front closes them, rather than
+     * hand them on, if this worker dies), so the two change together.
+     */
+    private function setWriting(int $id, bool $writing): void
+    {
+        if ($writing === isset($this->writing[$id])) {
+            return;
+        }
+        if ($writing) {
+            $this->writing[$id] = true;
+        } else {
+            unset($this->writing[$id]);
+        }
+        $this->board->idle(\array_keys($this->writing));
     }
 
     /** Before this worker ends: write the answers still waiting, each as long as its client keeps reading (closed after idleTimeout without progress). */
@@ -432,10 +443,7 @@ final class ConnectionSource
     {
         $conn = $this->conns[$id];
         unset($this->conns[$id], $this->ids[\spl_object_id($conn->socket)], $this->holding[$id]);
-        if (isset($this->writing[$id])) {
-            unset($this->writing[$id]);
-            $this->board->idle(\array_keys($this->writing));
-        }
+        $this->setWriting($id, false);
         // The front still holds a copy of the connection: shutdown ends it
         // for the client now, not when the front closes that copy.
         $conn->close(true);

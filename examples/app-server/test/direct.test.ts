@@ -422,7 +422,7 @@ describe('the scoreboard directory', () => {
       expect(readdirSync('/dev/shm').filter((d) => d.startsWith(`folk-app-scoreboard-${front}-`))).toHaveLength(0);
     } finally {
       rmSync(live, { recursive: true, force: true });
-      await server.stop();
+      await server.stop(); // (again, if an expectation failed before the first)
     }
   });
 });
