@@ -190,7 +190,10 @@ export class ConnectionBroker {
    * full workers to close idle keep-alive connections (the longest idle
    * first), as nginx reuses idle connections when it runs out; each one
    * closed lets a waiting one in ("closed" -> flushWaiting). Once per turn
-   * of the event loop, however many connections came in it.
+   * of the event loop, however many connections came in it, and again on
+   * each watch while they wait: a worker whose connections were all
+   * mid-request had none to close. The ask says how many to keep, so a
+   * repeated one closes no more.
    */
   #makeRoom() {
     if (this.#roomAsked) return;
@@ -199,8 +202,8 @@ export class ConnectionBroker {
       this.#roomAsked = false;
       const full = this.#current().filter((pid) => this.#held(pid) >= this.#perWorker);
       if (this.#waiting.length === 0 || full.length === 0) return;
-      const count = Math.ceil(this.#waiting.length / full.length);
-      for (const pid of full) this.#pool.send(pid, { type: 'trim', count }).catch(() => {});
+      const keep = Math.max(0, this.#perWorker - Math.ceil(this.#waiting.length / full.length));
+      for (const pid of full) this.#pool.send(pid, { type: 'trim', keep }).catch(() => {});
     });
   }
 
@@ -254,6 +257,7 @@ export class ConnectionBroker {
 
   /** Every TICK ms: kill a worker past execTimeout; move the idle connections of one busy past BUSY_AFTER. */
   #watch(execTimeout) {
+    if (this.#waiting.length > 0) this.#makeRoom();
     const now = Date.now();
     for (const w of this.#pool.stats().list) {
       const serving = this.#serving(w.pid);

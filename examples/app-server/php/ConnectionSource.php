@@ -15,8 +15,8 @@
 // for the ones it gives back, {"type":"dropped","ids":[...]} for the ones it
 // let go when asked. From the front: {"type":"drop","ids":[...]} (a slow
 // request keeps this worker busy: let these go, the front hands them to
-// other workers), {"type":"trim","count":N} (connections wait for room:
-// close N idle ones), {"type":"unready"} (the ready path says 503) and
+// other workers), {"type":"trim","keep":N} (connections wait for room:
+// close idle ones until at most N are held), {"type":"unready"} (the ready path says 503) and
 // {"type":"drain"} (that, and "Connection: close" on every answer from
 // now on, idle connections closed). Connection.php is one connection: its
 // reads, and its answer written as the client takes it.
@@ -110,7 +110,7 @@ final class ConnectionSource
         }
         match ($type) {
             'drop' => $this->drop((array) ($message['ids'] ?? [])),
-            'trim' => $this->trim((int) ($message['count'] ?? 0)),
+            'trim' => $this->trim((int) ($message['keep'] ?? \PHP_INT_MAX)),
             'drain' => $this->draining = $this->unready = true,
             'unready' => $this->unready = true,
             'reopen' => $this->log?->reopen(),
@@ -226,13 +226,16 @@ final class ConnectionSource
 
     /**
      * The front has connections waiting because this worker holds its
-     * worker-connections: close up to $count idle keep-alive connections,
-     * the longest idle first (as nginx reuses idle connections when it runs
-     * out). Only connections between two requests: answered at least once,
-     * nothing of a next request read or waiting in the kernel.
+     * worker-connections: close idle keep-alive connections, the longest
+     * idle first, until it holds at most $keep (as nginx reuses idle
+     * connections when it runs out). Only connections between two requests:
+     * answered at least once, nothing of a next request read or waiting in
+     * the kernel. The front asks again while connections wait (none may be
+     * idle when it asks), and a repeated ask closes no more.
      */
-    private function trim(int $count): void
+    private function trim(int $keep): void
     {
+        $count = \count($this->conns) - $keep;
         $idle = [];
         foreach ($this->conns as $id => $conn) {
             if ($conn->answered && !$this->keeps($id) && $conn->reader->idle()) {

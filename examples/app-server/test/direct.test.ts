@@ -333,6 +333,32 @@ describe('many connections to a worker', () => {
     }
   }, 60_000);
 
+  it('makes room once a worker that was asked while every connection was mid-request has idle ones', async () => {
+    // When the front asked, both connections had sent half a request, so the
+    // worker had none to close; the third waited for the 75 s keep-alive timeout.
+    const server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1', '--worker-connections', '2']);
+    const opened: net.Socket[] = [];
+    try {
+      const halves = [0, 1].map(() => {
+        const socket = net.connect(server.port, '127.0.0.1');
+        opened.push(socket);
+        socket.write('GET / HTTP/1.1\r\nHost: t\r\n');
+        return new Promise<string>((resolve) => socket.once('data', (d) => resolve(d.toString('latin1'))));
+      });
+      await sleep(300); // the worker holds both
+      const third = openMany(server.port, 1, opened);
+      await sleep(300); // the front has asked for room, and got none
+      for (const socket of opened.slice(0, 2)) socket.write('\r\n');
+      expect((await Promise.all(halves)).map((a) => a.slice(0, 12))).toEqual(['HTTP/1.1 200', 'HTTP/1.1 200']);
+      const started = Date.now();
+      expect(await third).toBe(1);
+      expect(Date.now() - started).toBeLessThan(3000);
+    } finally {
+      for (const socket of opened) socket.destroy();
+      await server.stop();
+    }
+  }, 20_000);
+
   it('refuses more connections per worker than select() can watch', async () => {
     const refused = spawnServer(['--listen', '127.0.0.1:0', '--worker-connections', '1001']);
     expect(await refused.exited).toEqual({ code: 1, signal: null });
