@@ -91,7 +91,7 @@ describe('--direct', () => {
       const crash = await victim.get('/crash.php'); // crash.php SIGKILLs its worker
       expect(crash.status).toBe(502);
       expect(crash.body.toString()).toBe('502 Bad Gateway\n');
-      expect(server.stderr()).toContain(`502 GET /crash.php: ERR_WORKER_CRASHED: worker ${pid} ended (SIGKILL) while serving this request`);
+      await server.waitFor(new RegExp(`502 GET /crash\\.php: ERR_WORKER_CRASHED: worker ${pid} ended \\(SIGKILL\\) while serving this request`), { stream: 'stderr' });
       // Its other connections were not closed: the same TCP connection, another worker.
       await carryOn(others, pid);
     } finally {
@@ -119,7 +119,7 @@ describe('--direct', () => {
     expect(r.status).toBe(504);
     expect(r.body.toString()).toBe('504 Gateway Timeout\n');
     expect(Date.now() - started).toBeLessThan(5000);
-    expect(server.stderr()).toMatch(/has run one request for over --exec-timeout 1500 ms: killed/);
+    await server.waitFor(/has run one request for over --exec-timeout 1500 ms: killed/, { stream: 'stderr' });
   });
 
   it('exit() in a script answers its request, and the worker hands its connections back: they go on with another worker', async () => {
@@ -287,8 +287,8 @@ describe('settings of the other mode', () => {
     const direct = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1', '--queue-timeout', '100', '--max-queue', '5']);
     const tasks = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1', '--queue-timeout', '100', '--direct', 'off']);
     try {
-      expect(direct.stderr()).toMatch(/--queue-timeout does nothing in direct mode .* it applies with --direct off/);
-      expect(direct.stderr()).toMatch(/--max-queue does nothing in direct mode/);
+      await direct.waitFor(/--queue-timeout does nothing in direct mode .* it applies with --direct off/, { stream: 'stderr' });
+      await direct.waitFor(/--max-queue does nothing in direct mode/, { stream: 'stderr' });
       expect(tasks.stderr()).not.toMatch(/does nothing/);
     } finally {
       await Promise.all([direct.stop(), tasks.stop()]);

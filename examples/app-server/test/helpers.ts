@@ -55,8 +55,14 @@ export function spawnServer(args: string[], options: { env?: NodeJS.ProcessEnv; 
     err += d.toString();
     for (const w of watchers) w();
   });
+  // Resolved once what the server wrote before it exited has been read too
+  // ('exit' can come first), or a second after (a worker that outlived it
+  // may hold the pipes).
+  const drained = (stream: NodeJS.ReadableStream) => new Promise<void>((resolve) => stream.once('close', resolve));
+  const outputs = Promise.all([drained(child.stdout!), drained(child.stderr!)]);
   const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    child.on('exit', (code, signal) => {
+    child.on('exit', async (code, signal) => {
+      await Promise.race([outputs, sleep(1000)]);
       for (const w of watchers) w();
       resolve({ code, signal });
     }),

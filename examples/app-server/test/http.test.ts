@@ -139,14 +139,14 @@ describe('an ordinary PHP script', () => {
     const tooBig = await request(server.port, 'GET', '/big.php?bytes=26000000');
     expect(tooBig.status).toBe(502);
     expect(tooBig.body.toString()).toBe('502 Bad Gateway\n');
-    expect(server.stderr()).toMatch(/502 GET \/big\.php\?bytes=26000000: .*--max-response/);
+    await server.waitFor(/502 GET \/big\.php\?bytes=26000000: .*--max-response/, { stream: 'stderr' });
   });
 
   it('tells the client only "502 Bad Gateway" when a worker dies, and "504 Gateway Timeout" past --exec-timeout', async () => {
     const crash = await request(server.port, 'GET', '/crash.php');
     expect(crash.status).toBe(502);
     expect(crash.body.toString()).toBe('502 Bad Gateway\n');
-    expect(server.stderr()).toMatch(/502 GET \/crash\.php: ERR_WORKER_CRASHED/);
+    await server.waitFor(/502 GET \/crash\.php: ERR_WORKER_CRASHED/, { stream: 'stderr' });
     const slow = await request(server.port, 'GET', '/sleep.php?ms=5000');
     expect(slow.status).toBe(504);
     expect(slow.body.toString()).toBe('504 Gateway Timeout\n');
@@ -166,7 +166,7 @@ describe('an ordinary PHP script', () => {
     const fatal = await request(server.port, 'GET', '/fatal.php');
     expect(fatal.status).toBe(500);
     expect(fatal.body.toString()).toBe('before ');
-    expect(server.stderr()).toContain('PHP Fatal error:  Uncaught Error: Call to undefined function undefined_function()');
+    await server.waitFor(/PHP Fatal error: {2}Uncaught Error: Call to undefined function undefined_function\(\)/, { stream: 'stderr' });
   });
 
   it('picks scripts as nginx does: a .php file, a directory index, else the front controller', async () => {

@@ -169,7 +169,7 @@ describe('--prototype operations', () => {
       writeFileSync(preload, '<?php\nthrow new RuntimeException("half-deployed");\n');
       server.child.kill('SIGHUP');
       await server.waitFor(/starting a worker failed: prototype pid \d+ ended \(exit code 255\) before its preload/, { stream: 'stderr' });
-      expect(server.stderr()).toMatch(/Uncaught RuntimeException: half-deployed/);
+      await server.waitFor(/Uncaught RuntimeException: half-deployed/, { stream: 'stderr' });
       for (let i = 0; i < 6; i++) {
         const seen = await json(server.port, '/forked.php');
         expect(seen.version).toBe('good');
