@@ -8,6 +8,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
 const SCOREBOARD_PREFIX = 'folk-app-scoreboard-';
+/** A directory scoreboardDir() made: the prefix, the front's pid, a dash, mkdtemp's letters. */
+const SCOREBOARD_DIR = /^folk-app-scoreboard-([1-9]\d*)-\w+$/;
 
 /**
  * A new directory for the scoreboard of this front's workers, in memory
@@ -18,7 +20,8 @@ const SCOREBOARD_PREFIX = 'folk-app-scoreboard-';
 export function scoreboardDir() {
   const parent = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
   for (const name of readdirSync(parent)) {
-    const pid = name.startsWith(SCOREBOARD_PREFIX) ? Number.parseInt(name.slice(SCOREBOARD_PREFIX.length), 10) : 0;
+    // Names of another form (no pid to go by) are left alone.
+    const pid = Number(SCOREBOARD_DIR.exec(name)?.[1] ?? 0);
     if (pid > 0 && !alive(pid)) rmSync(join(parent, name), { recursive: true, force: true });
   }
   return mkdtempSync(join(parent, `${SCOREBOARD_PREFIX}${process.pid}-`));

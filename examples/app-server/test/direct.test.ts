@@ -437,17 +437,18 @@ describe('the scoreboard directory', () => {
     const dead = spawnSync('true').pid!; // a pid that has ended
     const stale = `/dev/shm/folk-app-scoreboard-${dead}-test`;
     const live = `/dev/shm/folk-app-scoreboard-${process.pid}-test`;
-    for (const dir of [stale, live]) mkdirSync(dir, { recursive: true });
+    const unnamed = `/dev/shm/folk-app-scoreboard-${dead}test`; // not prefix-PID-letters: left alone (parseInt found a pid in it)
+    for (const dir of [stale, live, unnamed]) mkdirSync(dir, { recursive: true });
     const server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1']);
     try {
-      expect([existsSync(stale), existsSync(live)]).toEqual([false, true]);
+      expect([existsSync(stale), existsSync(live), existsSync(unnamed)]).toEqual([false, true, true]);
       // Its own is named after its front, and goes when it stops.
       const front = childrenOf(server.child.pid!)[0]!;
       expect(readdirSync('/dev/shm').filter((d) => d.startsWith(`folk-app-scoreboard-${front}-`))).toHaveLength(1);
       await server.stop();
       expect(readdirSync('/dev/shm').filter((d) => d.startsWith(`folk-app-scoreboard-${front}-`))).toHaveLength(0);
     } finally {
-      rmSync(live, { recursive: true, force: true });
+      for (const dir of [live, unnamed]) rmSync(dir, { recursive: true, force: true });
       await server.stop(); // (again, if an expectation failed before the first)
     }
   });
