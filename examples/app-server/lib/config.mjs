@@ -40,7 +40,7 @@ export const SETTINGS = {
   'max-body': { kind: 'bytes', default: 1 * MiB, help: 'largest request body (client_max_body_size): 413 above it' },
   'max-response': { kind: 'bytes', default: 64 * MiB, help: 'largest response body a script may produce: 502 above it' },
   'keepalive-timeout': { kind: 'ms', default: 75_000, help: 'an idle keep-alive connection is closed after this long' },
-  'header-timeout': { kind: 'ms', default: 60_000, help: 'a client must have sent the request head within this long (and, in direct mode, the wait between two reads of a body)' },
+  'header-timeout': { kind: 'ms', default: 60_000, help: 'a client must have sent the request head within this long, and then each part of its body within this long of the one before (client_header_timeout, client_body_timeout)' },
   'access-log': { kind: 'string', default: '', help: "file for an access log in the combined format, '-' for stdout, '' for none" },
   root: { kind: 'path', default: resolve(here, '..', 'public'), help: 'document root: /x.php runs <root>/x.php' },
   index: { kind: 'string', default: 'index.php', help: "front controller for paths that name no script ('' for none: 404)" },

@@ -302,6 +302,9 @@ export class Front extends EventEmitter {
     const chunks = [];
     let size = 0;
     let refused = false;
+    // The wait between two reads of the body, as in direct mode (nginx's
+    // client_body_timeout); Node's own bound is the whole request's, 300 s.
+    if (this.#config['header-timeout'] > 0) req.setTimeout(this.#config['header-timeout'], () => req.destroy());
     req.on('data', (chunk) => {
       if (refused) return;
       size += chunk.length;
@@ -314,7 +317,13 @@ export class Front extends EventEmitter {
       chunks.push(chunk);
     });
     req.on('end', () => {
+      req.setTimeout(0);
       if (!refused) this.#run(req, res, encodeTask(head, chunks, size, contentLength >= 0));
+    });
+    // The client went away (or timed out) before the whole body came: the
+    // request never runs, so it ends here (a stop would wait for it).
+    req.on('close', () => {
+      if (!req.complete && !refused) this.#done();
     });
   }
 

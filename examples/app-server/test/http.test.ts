@@ -274,6 +274,17 @@ describe('timeouts on a connection, as nginx has them', () => {
     expect(data).toContain(`"input":"${Buffer.from('xxxxxxxxxx').toString('base64')}"`);
   });
 
+  it('closes a connection whose body stops coming for --header-timeout (client_body_timeout), whatever its age', async () => {
+    const c = open();
+    await new Promise((resolve) => c.socket.once('connect', resolve));
+    c.socket.write('POST /plain.php HTTP/1.1\r\nHost: t\r\nContent-Type: text/plain\r\nContent-Length: 10\r\n\r\nxyz');
+    c.since();
+    const { after, data } = await c.closed;
+    expect(after).toBeGreaterThanOrEqual(700);
+    expect(after).toBeLessThan(3000); // (with --direct off it waited for Node's requestTimeout, 300 s)
+    expect(data).not.toMatch(/^HTTP\/1\.1 2/); // no script ran for it
+  });
+
   it('closes a connection whose request head does not come whole within --header-timeout (a slowloris)', async () => {
     const c = open();
     await new Promise((resolve) => c.socket.once('connect', resolve));

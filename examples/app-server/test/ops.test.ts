@@ -4,6 +4,7 @@
 // dies is replaced.
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import * as http from 'node:http';
+import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -65,6 +66,20 @@ describe('signals', () => {
     expect(existsSync(pidFile)).toBe(false);
     expect(server.stderr()).not.toMatch(/still running/);
   });
+
+  it('SIGTERM: a request whose client went away in the middle of its body is not waited for', async () => {
+    const server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1', '--grace', '20000']);
+    const socket = net.connect(server.port, '127.0.0.1');
+    socket.on('error', () => {});
+    socket.write('POST /plain.php HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nxyz');
+    await sleep(300);
+    socket.destroy();
+    await sleep(300);
+    const started = Date.now();
+    expect(await server.stop('SIGTERM')).toEqual({ code: 0, signal: null });
+    expect(Date.now() - started).toBeLessThan(5000); // (with --direct off it counted as running, and the server waited out --grace)
+    expect(server.stderr()).not.toMatch(/still running/);
+  }, 30_000);
 
   it('SIGTERM: a request longer than --grace is cut (503) and the server exits soon after the grace period', async () => {
     const server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1', '--grace', '500']);
