@@ -31,6 +31,8 @@ export class PoolPrototypes {
   readonly #all = new Set<Prototype>();
   /** Forks asked of a prototype and not yet answered, by generation. */
   readonly #forking: number[] = [];
+  /** Each fork until it is answered and what `forked` returned for it (a closing worker's `exited`) has settled: stopAll() waits for them. */
+  readonly #settling = new Set<Promise<unknown>>();
 
   constructor(spawnOptions: SpawnWorkerOptions, preload: string, maxFrame: number, hooks: PrototypeHooks) {
     this.#spawnOptions = spawnOptions;
@@ -58,20 +60,26 @@ export class PoolPrototypes {
    * a moment where the worker is in neither. Throws what starting the
    * prototype throws.
    */
-  fork(generation: number, forked: (proc: WorkerProcess) => void, failed: (err: unknown) => void): void {
+  fork(generation: number, forked: (proc: WorkerProcess) => unknown, failed: (err: unknown) => void): void {
     const proto = this.#currentPrototype();
     this.#forking.push(generation);
     const done = (): void => void this.#forking.splice(this.#forking.indexOf(generation), 1);
-    proto.fork().then(
+    const settling = proto.fork().then(
       (proc) => {
         done();
-        forked(proc);
+        return forked(proc);
       },
       (err: unknown) => {
         done();
         failed(err);
       },
     );
+    this.#settling.add(settling);
+    const settled = (): void => void this.#settling.delete(settling);
+    settling.then(settled, (err: unknown) => {
+      settled();
+      throw err; // a bug of the pool's own: as loud as before
+    });
   }
 
   /** A reload: the current prototype forks no more, and exits once its workers are reaped; the next fork starts a new one. */
@@ -80,9 +88,15 @@ export class PoolPrototypes {
     this.#current = null;
   }
 
-  /** Retire every prototype and wait for each to exit; SIGKILL after `timeout` ms. */
+  /**
+   * Retire every prototype and wait for each to exit (SIGKILL after
+   * `timeout` ms), and for the forks still in flight: a worker forked while
+   * the pool stopped is closed by `forked`, and its fds are closed only
+   * once its exit is known.
+   */
   async stopAll(timeout: number): Promise<void> {
     await Promise.all([...this.#all].map((proto) => this.#stop(proto, timeout)));
+    await Promise.allSettled([...this.#settling]);
   }
 
   #currentPrototype(): Prototype {

@@ -252,8 +252,10 @@ export class PoolWorkers {
       prototypes.fork(
         generation,
         (proc) => {
-          if (this.stopping) proc.close();
-          else this.#addSlot(workerFromProcess(proc, this.#settings.maxFrame), generation);
+          if (!this.stopping) return void this.#addSlot(workerFromProcess(proc, this.#settings.maxFrame), generation);
+          // Forked while the pool stopped: stop() resolves once it is gone.
+          proc.close();
+          return proc.exited;
         },
         (err) => {
           if (!this.stopping) this.#spawnFailed(err);
