@@ -13,18 +13,22 @@
 // - Request line: method SP request-target SP HTTP/1.0 or HTTP/1.1. The
 //   method is any token (llhttp knows a fixed list; nginx takes any
 //   letters); the target is visible ASCII only (llhttp refuses bytes over
-//   0x7E and controls in it); one space each (llhttp takes two, nginx
-//   too; RFC 9112 says one). HTTP/x.y of another version: 505.
+//   0x7E and controls in it) and starts as llhttp wants it to: "/", "*"
+//   or "scheme://" (so no authority form: CONNECT is not served); one
+//   space each (llhttp takes two, nginx too; RFC 9112 says one).
+//   HTTP/x.y of another version: 505. A request line without a version
+//   (HTTP/0.9, which llhttp takes) is 400.
 // - Header lines: a token, a colon, a value of HTAB, visible ASCII and
 //   bytes 0x80-0xFF (llhttp refuses every other control byte, NUL and a
 //   bare CR among them). No space before the colon, no obs-fold. The value
 //   is trimmed of spaces and tabs at both ends, as Node's rawHeaders are.
-// - Empty lines (CRLF) before a request line are skipped (RFC 9112 2.2;
-//   Node does the same).
+// - Empty lines before a request line are skipped (RFC 9112 2.2), and so
+//   are lone CRs and LFs there, as llhttp and nginx skip them.
 // - An HTTP/1.1 request without Host: 400 (Node's requireHostHeader,
 //   nginx). Two Host headers: 400 (nginx; Node would join them, and
 //   SERVER_NAME would come from a value the client chose twice).
-// - Content-Length: digits only; a second Content-Length header is 400
+// - Content-Length: digits only (spaces around them; a tab after them is
+//   400, as llhttp has it); a second Content-Length header is 400
 //   even with the same value (llhttp and nginx both refuse it); more than
 //   18 significant digits is 400 (overflow); over maxBody is 413 as soon as
 //   the head is read.
@@ -32,10 +36,12 @@
 //   in an HTTP/1.0 request: 400 (nginx). A value other than "chunked"
 //   (any case): 501, as nginx answers; this includes "gzip, chunked",
 //   which llhttp would take, handing the still-compressed body on.
-// - Chunked bodies: hex sizes (at most 15 significant digits), an optional
-//   ";extension" after the size with no space before it (llhttp refuses
-//   "1 ;a"), each chunk's data followed by CRLF; trailer fields are read,
-//   checked as header lines and dropped. A chunk over maxBody in total is
+// - Chunked bodies: hex sizes (at most 15 significant digits), optional
+//   extensions after the size as llhttp takes them (";name" or
+//   ";name=value", a token or a quoted string, no spaces: llhttp refuses
+//   "1 ;a" and "0;"), each chunk's data followed by CRLF; trailer fields
+//   are read, checked as header lines (Content-Length or
+//   Transfer-Encoding there: 400, as llhttp) and dropped. A chunk over maxBody in total is
 //   413 as soon as its size line is read.
 
 declare(strict_types=1);
@@ -64,11 +70,16 @@ final class RequestReader
 
     private const TOKEN = '[!#$%&\'*+\-.^_`|~0-9A-Za-z]';
     /** A whole head: request line, header lines, each with its CRLF (the final empty line not included). */
-    private const HEAD_RE = '/\A(' . self::TOKEN . '++) ([\x21-\x7e]++) HTTP\/1\.([01])\r\n(?:' . self::TOKEN . '++:[\t\x20-\x7e\x80-\xff]*+\r\n)*+\z/';
+    /** A request-target as llhttp takes one: a path ("/..."), "*", or an absolute URL ("scheme://..."), visible ASCII. */
+    private const TARGET = '(?:[\/*]|[A-Za-z]++:\/\/)[\x21-\x7e]*+';
+    private const HEAD_RE = '/\A(' . self::TOKEN . '++) (' . self::TARGET . ') HTTP\/1\.([01])\r\n(?:' . self::TOKEN . '++:[\t\x20-\x7e\x80-\xff]*+\r\n)*+\z/';
     /** A well-formed request line of another HTTP version. */
     private const REQUEST_LINE_505 = '/\A' . self::TOKEN . '++ [\x21-\x7e]++ HTTP\/(?!1\.[01]\r\n)\d\.\d\r\n/';
+    /** A field that frames the message, which no trailer may carry (RFC 9110 6.5.1; llhttp refuses it). */
+    private const FRAMING_FIELD = '/\A(?:content-length|transfer-encoding):/i';
     private const FIELD_RE = '/\A' . self::TOKEN . '++:[\t\x20-\x7e\x80-\xff]*+\z/';
-    private const BAD_EXTENSION = '/[^\t\x20-\x7e\x80-\xff]/';
+    /** Chunk extensions as llhttp takes them: ";name" or ";name=value", the value a token or a quoted string, no spaces. */
+    private const EXTENSIONS = '/\G(?:;' . self::TOKEN . '++(?:=(?:' . self::TOKEN . '++|"(?:[^"\\\\\x00-\x08\x0a-\x1f\x7f]|\\\\[\t\x20-\x7e\x80-\xff])*+"))?)++\z/';
     /** What fields() notes, before any header line. */
     private const NOTHING_SEEN = ['close' => false, 'keepAlive' => false, 'hosts' => 0, 'te' => null, 'expect' => false];
 
@@ -238,8 +249,10 @@ final class RequestReader
     {
         $buf = $this->buf;
         $start = $this->start;
-        while (\substr_compare($buf, "\r\n", $start, 2) === 0) {
-            $start += 2;
+        // Empty lines before a request line are skipped, lone CRs and LFs too, as llhttp and nginx skip them.
+        $blank = \strspn($buf, "\r\n", $start);
+        if ($blank > 0) {
+            $start += $blank;
             $this->start = $this->pos = $start;
             $this->scanned = 0;
         }
@@ -308,7 +321,8 @@ final class RequestReader
             $r->headers[] = [$name, $value];
             switch (\strtolower($name)) {
                 case 'content-length':
-                    $r->contentLength = self::contentLength($r->contentLength, $value);
+                    // Spaces may follow the digits, not tabs (llhttp refuses "5\t").
+                    $r->contentLength = self::contentLength($r->contentLength, \rtrim(\ltrim(\substr($line, $colon + 1), " \t"), ' '));
                     break;
                 case 'transfer-encoding':
                     if ($seen['te'] !== null) {
@@ -427,7 +441,7 @@ final class RequestReader
         if (!\ctype_xdigit($hex)) {
             throw new HttpError(400, 'invalid chunk size');
         }
-        if ($semi !== false && \preg_match(self::BAD_EXTENSION, $line, $unused, 0, $semi) === 1) {
+        if ($semi !== false && \preg_match(self::EXTENSIONS, $line, $unused, 0, $semi) !== 1) {
             throw new HttpError(400, 'invalid chunk extension');
         }
         $hex = \ltrim($hex, '0');
@@ -472,8 +486,12 @@ final class RequestReader
                 $this->pos += 2;
                 return true;
             }
-            if (\preg_match(self::FIELD_RE, \substr($this->buf, $this->pos, $eol - $this->pos)) !== 1) {
+            $field = \substr($this->buf, $this->pos, $eol - $this->pos);
+            if (\preg_match(self::FIELD_RE, $field) !== 1) {
                 throw new HttpError(400, 'malformed trailer field');
+            }
+            if (\preg_match(self::FRAMING_FIELD, $field) === 1) {
+                throw new HttpError(400, 'Content-Length or Transfer-Encoding in the trailer');
             }
             $this->pos = $eol + 2;
         }
