@@ -1,6 +1,8 @@
 // php-fpm for the benchmarks that put it beside ours (app-server/,
-// worker-spawn/prototype.mjs): find it, install what is missing with apt-get
-// (root only; CI never runs these), start a master with a pool of our
+// worker-spawn/prototype.mjs) and for the app server's peer test
+// (examples/app-server/test/php-fpm-peer.test.ts): find it, install what is
+// missing with apt-get (root only; CI never runs the benchmarks, and
+// installs php-fpm itself in .ci/run), start a master with a pool of our
 // choosing, and talk FastCGI to it directly where no web server is wanted.
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -81,6 +83,53 @@ export function stopFpm(master) {
   const exited = new Promise((resolve) => master.once('exit', resolve));
   master.kill('SIGQUIT');
   return exited;
+}
+
+/** nginx's binary: Debian's, or the one on PATH. */
+export const NGINX = existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
+
+/**
+ * Start nginx in the foreground as the usual PHP site in front of php-fpm on
+ * the UNIX socket `socket`: static files and directory indexes from `root`,
+ * try_files $uri $uri/ /index.php, and .php paths (with PATH_INFO, as
+ * fastcgi_split_path_info splits them; 404 for a script that is not there)
+ * to php-fpm with Debian's fastcgi_params. Its files and error log go in
+ * `dir`. Returns the ChildProcess at once: the caller waits until it answers.
+ */
+export function startNginx(dir, { port, root, socket, serverName = '' }) {
+  const temp = ['client_body', 'fastcgi', 'proxy', 'uwsgi', 'scgi'].map((t) => `${t}_temp_path ${join(dir, t)};`).join('\n  ');
+  writeFileSync(
+    join(dir, 'nginx.conf'),
+    `${process.getuid?.() === 0 ? 'user root;' : ''}
+worker_processes auto;
+daemon off;
+pid ${join(dir, 'nginx.pid')};
+error_log ${join(dir, 'nginx-error.log')} warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 75s;
+  ${temp}
+  server {
+    listen 127.0.0.1:${port} backlog=511;
+    ${serverName ? `server_name ${serverName};` : ''}
+    root ${root};
+    index index.php;
+    location / { try_files $uri $uri/ /index.php$is_args$args; }
+    location ~ [^/]\\.php(/|$) {
+      fastcgi_split_path_info ^(.+?\\.php)(/.*)$;
+      if (!-f $document_root$fastcgi_script_name) { return 404; }
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+      fastcgi_param PATH_INFO $fastcgi_path_info;
+      fastcgi_pass unix:${socket};
+    }
+  }
+}
+`,
+  );
+  return spawn(NGINX, ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: 'ignore' });
 }
 
 // FastCGI (the spec's record layout): version 1, type, request id, content

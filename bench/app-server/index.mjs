@@ -33,7 +33,7 @@ import * as net from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { aptInstall, findFpm, have, startFpm } from '../php-fpm.mjs';
+import { aptInstall, findFpm, have, startFpm, startNginx } from '../php-fpm.mjs';
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const APP = join(repo, 'examples', 'app-server');
@@ -152,40 +152,7 @@ async function startFpmNginx(dir) {
   const port = await freePort();
   const socket = join(dir, 'fpm.sock');
   const php = await startFpm(dir, socket, ['pm = static', `pm.max_children = ${WORKERS}`, 'pm.max_requests = 0']);
-  writeFileSync(
-    join(dir, 'nginx.conf'),
-    `user root;
-worker_processes auto;
-daemon off;
-pid ${join(dir, 'nginx.pid')};
-error_log ${join(dir, 'nginx-error.log')} warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  keepalive_requests 1000000;
-  keepalive_timeout 75s;
-  client_body_temp_path ${dir}/body;
-  fastcgi_temp_path ${dir}/fastcgi;
-  proxy_temp_path ${dir}/proxy;
-  uwsgi_temp_path ${dir}/uwsgi;
-  scgi_temp_path ${dir}/scgi;
-  upstream fpm { server unix:${socket}; }
-  server {
-    listen 127.0.0.1:${port} backlog=511;
-    root ${ROOT};
-    index index.php;
-    location / { try_files $uri $uri/ /index.php$is_args$args; }
-    location ~ \\.php$ {
-      include /etc/nginx/fastcgi_params;
-      fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
-      fastcgi_pass fpm;
-    }
-  }
-}
-`,
-  );
-  // Their logs go to files (php-fpm's notices about children, nginx's 502s), shown if they do not come up.
-  const web = spawn(existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx', ['-c', join(dir, 'nginx.conf'), '-p', dir], { stdio: 'ignore' });
+  const web = startNginx(dir, { port, root: ROOT, socket });
   try {
     await waitUp(port, 'nginx + php-fpm');
   } catch (err) {
