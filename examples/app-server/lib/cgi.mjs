@@ -33,7 +33,7 @@ function connectionVars(socket) {
     const remote = plainAddress(socket.remoteAddress);
     const local = plainAddress(socket.localAddress);
     vars = {
-      text: `\0REMOTE_ADDR\0${remote}\0REMOTE_PORT\0${socket.remotePort ?? ''}\0SERVER_ADDR\0${local}\0SERVER_PORT\0${socket.localPort ?? ''}`,
+      text: `\0REMOTE_ADDR\0${remote}\0REMOTE_PORT\0${socket.remotePort ?? ''}\0REMOTE_USER\0\0SERVER_ADDR\0${local}\0SERVER_PORT\0${socket.localPort ?? ''}`,
       serverAddr: local,
     };
     socket[CONNECTION] = vars;

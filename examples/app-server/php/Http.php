@@ -148,6 +148,7 @@ function cgiVariables(Request $r, array $connection, array $settings): array
     $vars['CONTENT_TYPE'] = $contentType;
     $vars['REMOTE_ADDR'] = $remoteAddr;
     $vars['REMOTE_PORT'] = (string) ($connection['remotePort'] ?? '');
+    $vars['REMOTE_USER'] = ''; // (Debian's fastcgi_params sends $remote_user: empty without HTTP auth)
     $vars['SERVER_ADDR'] = $serverAddr;
     $vars['SERVER_PORT'] = (string) ($connection['serverPort'] ?? '');
     $vars += $headers;

@@ -50,10 +50,12 @@ final class Runtime
         $this->index = $index === '' ? null : '/' . \ltrim($index, '/');
         $this->cwd = (string) \getcwd();
         // What php-fpm behind nginx puts in every request's $_SERVER (with
-        // clear_env, its default, the environment is only USER and HOME).
+        // clear_env, its default, the environment is only USER and HOME,
+        // from the pool user's passwd entry: here the worker's).
+        $account = \function_exists('posix_getpwuid') ? (\posix_getpwuid(\posix_geteuid()) ?: []) : [];
         $this->base = \array_filter([
-            'USER' => \getenv('USER') ?: null,
-            'HOME' => \getenv('HOME') ?: null,
+            'USER' => $account['name'] ?? (\getenv('USER') ?: null),
+            'HOME' => $account['dir'] ?? (\getenv('HOME') ?: null),
             'GATEWAY_INTERFACE' => 'CGI/1.1',
             'SERVER_SOFTWARE' => 'folk-app-server',
             'DOCUMENT_ROOT' => $this->root,
@@ -139,11 +141,8 @@ final class Runtime
         [$scriptName, $pathInfo] = $found;
         $server['SCRIPT_NAME'] = $scriptName;
         $server['SCRIPT_FILENAME'] = $this->root . $scriptName;
-        $server['DOCUMENT_URI'] = $scriptName;
-        $server['PATH_INFO'] = $pathInfo;
-        if ($pathInfo !== '') {
-            $server['PATH_TRANSLATED'] = $this->root . $pathInfo;
-        }
+        $server['DOCUMENT_URI'] = $scriptName . $pathInfo; // nginx's $document_uri: the path, normalized
+        $server['PATH_INFO'] = $pathInfo; // (no PATH_TRANSLATED: Debian's nginx sends none, and php-fpm then makes none)
         $server['PHP_SELF'] = $scriptName . $pathInfo;
         $now = \microtime(true);
         $server['REQUEST_TIME_FLOAT'] = $now;
@@ -163,10 +162,12 @@ final class Runtime
             } elseif (\str_starts_with($type, 'multipart/form-data')
                 && \preg_match('/boundary=(?:"([^"]+)"|([^\s;]+))/i', $server['CONTENT_TYPE'], $m)) {
                 $this->multipart($body, $m[1] !== '' ? $m[1] : $m[2]);
+                $multipart = true;
             }
         }
         $_REQUEST = \array_merge($_GET, $_POST);
-        PhpStream::$input = $body;
+        // As PHP itself does, php://input is empty once it has read a multipart body into $_POST and $_FILES.
+        PhpStream::$input = isset($multipart) ? '' : $body;
 
         // php-fpm runs a script in its own directory.
         $dir = \dirname($this->script);
@@ -253,9 +254,10 @@ final class Runtime
 
     /**
      * The script for a request path, as nginx's usual PHP setup picks it
-     * (try_files $uri $uri/ /index.php, fastcgi_split_path_info): a .php
-     * file under the root, with the rest of the path as PATH_INFO; a
-     * directory's index.php; else the front controller. Null: 404.
+     * (try_files $uri $uri/ /index.php, fastcgi_split_path_info): a path
+     * naming a .php file is that file, with the rest of the path as
+     * PATH_INFO, or a 404 if there is no such file; a directory's
+     * index.php; else the front controller. Null: 404.
      *
      * @return array{string, string}|null [SCRIPT_NAME, PATH_INFO]
      */
@@ -266,14 +268,12 @@ final class Runtime
         if ($path === null) {
             return null;
         }
-        $at = \stripos($path, '.php/');
-        if ($at !== false) {
-            $script = \substr($path, 0, $at + 4);
-            if (\is_file($this->root . $script)) {
-                return [$script, \substr($path, $at + 4)];
-            }
-        } elseif (\str_ends_with(\strtolower($path), '.php') && \is_file($this->root . $path)) {
-            return [$path, ''];
+        // nginx's location ~ [^/]\.php(/|$) with fastcgi_split_path_info
+        // ^(.+?\.php)(/.*)$ (and "if (!-f ...) return 404"): that script, with
+        // the rest as PATH_INFO, or a 404, never the front controller.
+        if (\preg_match('~[^/]\.php(?:/|$)~', $path) === 1) {
+            [$script, $info] = \preg_match('~^(.+?\.php)(/.*)$~', $path, $m) === 1 ? [$m[1], $m[2]] : [$path, ''];
+            return \is_file($this->root . $script) ? [$script, $info] : null;
         }
         if (\str_ends_with($path, '/') && \is_file($this->root . $path . 'index.php')) {
             return [$path . 'index.php', ''];
@@ -376,10 +376,18 @@ final class Runtime
         }
         \parse_str(\implode('&', $fields), $_POST);
         \parse_str(\implode('&', $files), $_FILES);
-        \array_walk_recursive($_FILES, function (&$value, $key): void {
-            if ($key === 'error' || $key === 'size') {
-                $value = (int) $value;
+        // Numbers, as PHP gives them, also under name[] ($_FILES['a']['size'][0]).
+        foreach ($_FILES as &$file) {
+            foreach (['error', 'size'] as $key) {
+                if (\is_array($file[$key] ?? null)) {
+                    \array_walk_recursive($file[$key], function (&$value): void {
+                        $value = (int) $value;
+                    });
+                } elseif (isset($file[$key])) {
+                    $file[$key] = (int) $file[$key];
+                }
             }
-        });
+        }
+        unset($file);
     }
 }

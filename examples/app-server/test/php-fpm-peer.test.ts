@@ -1,0 +1,136 @@
+// The app server beside its peer, nginx + php-fpm (Debian's, set up as the
+// usual PHP site: try_files $uri $uri/ /index.php, fastcgi_split_path_info,
+// fastcgi_params), serving the same test/www: the same requests to both must
+// give scripts the same superglobals and php://input, and the client the
+// same status, headers and body, but for what is listed as differing and why.
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import * as net from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+// @ts-expect-error: plain JavaScript, no types
+import { NGINX, findFpm, startFpm, startNginx, stopFpm } from '../../../bench/php-fpm.mjs';
+import { WWW, bytes, request, requirePhp, sleep, startServer, type Reply, type Server } from './helpers.js';
+
+/** nginx (bench/php-fpm.mjs's usual PHP site) in front of php-fpm on `socket`, root WWW; resolves once it answers. */
+async function nginxInFront(dir: string, socket: string): Promise<{ port: number; process: ChildProcess }> {
+  const port = await new Promise<number>((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+  const nginx: ChildProcess = startNginx(dir, { port, root: WWW, socket, serverName: 'peer.test' });
+  for (let i = 0; i < 200; i++) {
+    if ((await request(port, 'GET', '/plain.php').catch(() => null)) !== null) return { port, process: nginx };
+    await sleep(25);
+  }
+  nginx.kill('SIGTERM');
+  throw new Error(`nginx did not come up:\n${existsSync(join(dir, 'nginx-error.log')) ? readFileSync(join(dir, 'nginx-error.log'), 'utf8') : ''}`);
+}
+
+/**
+ * What a script saw (plain.php's JSON), made comparable: the temporary names
+ * of uploads, and the $_SERVER entries that differ by nature (each server's
+ * own port and software name, the clock) or by design (php-fpm's FastCGI
+ * role) left out.
+ */
+function seen(reply: Reply): object {
+  const json = JSON.parse(reply.body.toString()) as { server: Record<string, unknown>; files: unknown };
+  const server = { ...json.server };
+  for (const key of ['SERVER_PORT', 'REMOTE_PORT', 'SERVER_SOFTWARE', 'REQUEST_TIME', 'REQUEST_TIME_FLOAT', 'FCGI_ROLE']) delete server[key];
+  const files = JSON.parse(JSON.stringify(json.files), (key, value) => (key === 'tmp_name' || key === 'full_path' ? undefined : value));
+  return { ...json, server: Object.fromEntries(Object.entries(server).sort()), files };
+}
+
+/** The status, the headers a script decides (not Server, Date, Connection, framing), and the body. */
+function answered(reply: Reply) {
+  const headers = Object.fromEntries(
+    Object.entries(reply.headers).filter(([name]) => !['server', 'date', 'connection', 'keep-alive', 'content-length', 'transfer-encoding', 'x-powered-by'].includes(name)),
+  );
+  return { status: reply.status, headers, body: reply.body.toString('latin1') };
+}
+
+const MULTIPART = [
+  '--XyZ',
+  'Content-Disposition: form-data; name="field"',
+  '',
+  'value',
+  '--XyZ',
+  'Content-Disposition: form-data; name="upload"; filename="a.txt"',
+  'Content-Type: text/plain',
+  '',
+  'file contents',
+  '--XyZ',
+  'Content-Disposition: form-data; name="many[]"; filename="b.bin"',
+  'Content-Type: application/octet-stream',
+  '',
+  '\x00\x01\x02',
+  '--XyZ--',
+  '',
+].join('\r\n');
+
+/** [method, path, headers, body]: what each request is about is in its path or its headers. */
+const REQUESTS: [string, string, Record<string, string>, string?][] = [
+  ['GET', '/plain.php?a=1&b[]=2&b[]=3&c[k]=v&e=%41%20&plus=a+b', { Cookie: 'x=1; y=%41; z[a]=b', 'X-Test': bytes('tüst') }],
+  ['POST', '/plain.php', { 'Content-Type': 'application/x-www-form-urlencoded' }, 'a=1&b=%41&c[]=x&c[]=y'],
+  ['POST', '/plain.php?q=1', { 'Content-Type': 'multipart/form-data; boundary=XyZ' }, MULTIPART],
+  ['POST', '/plain.php', { 'Content-Type': 'application/json' }, '{"json":true}'],
+  ['PUT', '/plain.php', { 'Content-Type': 'text/plain' }, 'put body'],
+  ['GET', '/plain.php/extra/path?q=1', {}],
+  ['GET', '/dir/../plain.php', {}],
+  ['GET', '/plain%2Ephp?x=%2F', {}],
+  ['GET', '/plain.php', { 'Accept-Language': 'en', 'X-Multi': 'a', 'x-multi': 'b' }],
+  ['GET', '/plain.php?status=404', {}],
+];
+
+describe('beside nginx + php-fpm', () => {
+  let dir: string;
+  let fpm: ChildProcess;
+  let nginx: { port: number; process: ChildProcess };
+  let ours: Server;
+  beforeAll(async () => {
+    requirePhp();
+    if (findFpm() === null || !existsSync(NGINX)) throw new Error('this test needs nginx and php-fpm (Debian: apt-get install nginx php-fpm; .ci/run installs them)');
+    dir = mkdtempSync(join(tmpdir(), 'folk-fpm-peer-'));
+    // As root, the pool runs as root too (php-fpm then sets USER and HOME, as for any pool user).
+    const user = process.getuid?.() === 0 ? ['user = root', 'group = root'] : [];
+    fpm = await startFpm(dir, join(dir, 'fpm.sock'), ['pm = static', 'pm.max_children = 1', ...user]);
+    nginx = await nginxInFront(dir, join(dir, 'fpm.sock'));
+    ours = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1', '--server-name', 'peer.test']);
+  }, 30_000);
+  afterAll(async () => {
+    nginx?.process.kill('SIGQUIT');
+    await Promise.all([fpm && stopFpm(fpm), ours?.stop(), nginx && new Promise((resolve) => (nginx.process.exitCode !== null ? resolve(null) : nginx.process.once('exit', resolve)))]);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** The same request to both: [php-fpm's reply, ours]. */
+  const both = async (method: string, path: string, headers: Record<string, string>, body?: string): Promise<[Reply, Reply]> => {
+    const send = (port: number) => request(port, method, path, { headers: { Host: 'peer.test', ...headers }, body: body === undefined ? undefined : Buffer.from(body, 'latin1') });
+    return [await send(nginx.port), await send(ours.port)];
+  };
+
+  it.each(REQUESTS)('%s %s: the script sees the same superglobals and input, the client gets the same answer', async (method, path, headers, body) => {
+    const [theirs, mine] = await both(method, path, headers, body);
+    expect(seen(mine)).toEqual(seen(theirs));
+    const { body: _a, ...myAnswer } = answered(mine);
+    const { body: _b, ...theirAnswer } = answered(theirs);
+    expect(myAnswer).toEqual(theirAnswer);
+  });
+
+  it('picks the same script: a directory index, the front controller for a path with no file, PATH_INFO', async () => {
+    for (const path of ['/dir/', '/dir/index.php/x/y', '/no/such/route?z=1', '/nothing.txt', '/']) {
+      const [theirs, mine] = await both('GET', path, {});
+      expect({ path, ...answered(mine) }).toEqual({ path, ...answered(theirs) });
+    }
+  });
+
+  it('says 404 where php-fpm does (a .php path with no such file), and HEAD has no body', async () => {
+    const [theirs, mine] = await both('GET', '/missing.php', {});
+    expect([mine.status, theirs.status]).toEqual([404, 404]);
+    const [theirHead, myHead] = await both('HEAD', '/plain.php', {});
+    expect(answered(myHead)).toEqual(answered(theirHead));
+  });
+});
