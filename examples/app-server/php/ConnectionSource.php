@@ -316,8 +316,10 @@ final class ConnectionSource
             $body = "502 Bad Gateway\n";
             $head = responseHead(502, ['Content-Type: text/plain; charset=utf-8'], \strlen($body), $keepAlive, $bodyless);
         }
-        $this->log?->add($this->conns[$id]->meta['remoteAddr'], $request, $status, $bodyless || $status === 204 || $status === 304 ? 0 : \strlen($body));
-        $this->written($id, $this->conns[$id]->answer($bodyless ? $head : $head . $body, !$keepAlive));
+        // A 1xx, 204 or 304 response has no body, whatever the script echoed (RFC 9112 6.3; nginx drops it too).
+        $noBody = $bodyless || $status < 200 || $status === 204 || $status === 304;
+        $this->log?->add($this->conns[$id]->meta['remoteAddr'], $request, $status, $noBody ? 0 : \strlen($body));
+        $this->written($id, $this->conns[$id]->answer($noBody ? $head : $head . $body, !$keepAlive));
     }
 
     /** A connection became writable while its answer waits for the client: write more. */

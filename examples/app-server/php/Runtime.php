@@ -214,7 +214,7 @@ final class Runtime
             $typed = $typed || \strncasecmp($line, 'content-type:', 13) === 0;
         }
         $mime = (string) \ini_get('default_mimetype');
-        if (!$typed && $mime !== '') {
+        if (!$typed && $mime !== '' && $status !== 304) { // (PHP sends no default type with a 304)
             $charset = (string) \ini_get('default_charset');
             $lines[] = 'Content-Type: ' . $mime . ($charset !== '' && \strncasecmp($mime, 'text/', 5) === 0 ? "; charset=$charset" : '');
         }
