@@ -83,6 +83,8 @@ const REQUESTS: [string, string, Record<string, string>, string?][] = [
   ['GET', '/plain%2Ephp?x=%2F', {}],
   ['GET', '/plain.php', { 'Accept-Language': 'en', 'X-Multi': 'a', 'x-multi': 'b' }],
   ['GET', '/plain.php?status=404', {}],
+  ['GET', '/plain.php?a[]=1&a[x]=2&=3&b&c=%zz&d[=4&e]=5&f.g=6&h%20i=7', { Cookie: 'a=1; a=2;b=3; $c=4; d.e=5', 'X-Empty': '' }],
+  ['POST', '/plain.php', { 'Content-Type': 'application/x-www-form-urlencoded; charset=UTF-8' }, `big=${'x'.repeat(300_000)}&n=${encodeURIComponent('ü')}`],
 ];
 
 describe('beside nginx + php-fpm', () => {
@@ -129,6 +131,13 @@ describe('beside nginx + php-fpm', () => {
 
   it('picks the same script: a directory index, the front controller for a path with no file, PATH_INFO', async () => {
     for (const path of ['/dir/', '/dir/index.php/x/y', '/no/such/route?z=1', '/nothing.txt', '/']) {
+      const [theirs, mine] = await both('GET', path, {});
+      expect({ path, ...answered(mine) }).toEqual({ path, ...answered(theirs) });
+    }
+  });
+
+  it('answers exit() and a fatal error as php-fpm does: what the script wrote before, and a 500 for the fatal error', async () => {
+    for (const path of ['/exit.php', '/fatal.php']) {
       const [theirs, mine] = await both('GET', path, {});
       expect({ path, ...answered(mine) }).toEqual({ path, ...answered(theirs) });
     }
