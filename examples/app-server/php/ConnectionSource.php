@@ -16,10 +16,11 @@
 // let go when asked. From the front: {"type":"drop","ids":[...]} (a slow
 // request keeps this worker busy: let these go, the front hands them to
 // other workers), {"type":"trim","keep":N} (connections wait for room:
-// close idle ones until at most N are held), {"type":"unready"} (the ready path says 503) and
-// {"type":"drain"} (that, and "Connection: close" on every answer from
-// now on, idle connections closed). Connection.php is one connection: its
-// reads, and its answer written as the client takes it.
+// close idle ones until at most N are held), {"type":"unready"} (the
+// ready path says 503) and {"type":"drain"} (that, and "Connection:
+// close" on every answer from now on, idle connections closed).
+// Connection.php is one connection: its reads, and its answer written as
+// the client takes it.
 
 declare(strict_types=1);
 

@@ -41,8 +41,8 @@
 //   ";name=value", a token or a quoted string, no spaces: llhttp refuses
 //   "1 ;a" and "0;"), each chunk's data followed by CRLF; trailer fields
 //   are read, checked as header lines (Content-Length or
-//   Transfer-Encoding there: 400, as llhttp) and dropped. A chunk over maxBody in total is
-//   413 as soon as its size line is read.
+//   Transfer-Encoding there: 400, as llhttp) and dropped. A chunk over
+//   maxBody in total is 413 as soon as its size line is read.
 
 declare(strict_types=1);
 

@@ -155,6 +155,7 @@ final class Runtime
         $_COOKIE = isset($server['HTTP_COOKIE']) ? self::cookies($server['HTTP_COOKIE']) : [];
         $_POST = [];
         $_FILES = [];
+        $multipart = false;
         if (($server['REQUEST_METHOD'] ?? '') === 'POST' && $body !== '') {
             $type = \strtolower($server['CONTENT_TYPE'] ?? '');
             if (\str_starts_with($type, 'application/x-www-form-urlencoded')) {
@@ -167,7 +168,7 @@ final class Runtime
         }
         $_REQUEST = \array_merge($_GET, $_POST);
         // As PHP itself does, php://input is empty once it has read a multipart body into $_POST and $_FILES.
-        PhpStream::$input = isset($multipart) ? '' : $body;
+        PhpStream::$input = $multipart ? '' : $body;
 
         // php-fpm runs a script in its own directory.
         $dir = \dirname($this->script);
