@@ -24,6 +24,9 @@
 //   is trimmed of spaces and tabs at both ends, as Node's rawHeaders are.
 // - Empty lines before a request line are skipped (RFC 9112 2.2), and so
 //   are lone CRs and LFs there, as llhttp and nginx skip them.
+// - "Connection: close" ends the connection after the answer, whatever
+//   else Connection says (RFC 9112 9.3; llhttp lets an HTTP/1.0
+//   "keep-alive" win over it).
 // - An HTTP/1.1 request without Host: 400 (Node's requireHostHeader,
 //   nginx). Two Host headers: 400 (nginx; Node would join them, and
 //   SERVER_NAME would come from a value the client chose twice).
