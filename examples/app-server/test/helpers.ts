@@ -180,6 +180,16 @@ export function load(port: number, clients: number, path = '/plain.php') {
   };
 }
 
+/** A free TCP port on 127.0.0.1 (free a moment ago). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** The pids in /proc whose parent is `pid`. */

@@ -5,22 +5,16 @@
 // same status, headers and body, but for what is listed as differing and why.
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: plain JavaScript, no types
 import { NGINX, findFpm, startFpm, startNginx, stopFpm } from '../../../bench/php-fpm.mjs';
-import { WWW, bytes, request, requirePhp, sleep, startServer, type Reply, type Server } from './helpers.js';
+import { WWW, bytes, freePort, request, requirePhp, sleep, startServer, type Reply, type Server } from './helpers.js';
 
 /** nginx (bench/php-fpm.mjs's usual PHP site) in front of php-fpm on `socket`, root WWW; resolves once it answers. */
 async function nginxInFront(dir: string, socket: string): Promise<{ port: number; process: ChildProcess }> {
-  const port = await new Promise<number>((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
+  const port = await freePort();
   const nginx: ChildProcess = startNginx(dir, { port, root: WWW, socket, serverName: 'peer.test' });
   for (let i = 0; i < 200; i++) {
     if ((await request(port, 'GET', '/plain.php').catch(() => null)) !== null) return { port, process: nginx };

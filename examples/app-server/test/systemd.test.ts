@@ -4,12 +4,11 @@
 // socket activation through the real systemd-socket-activate.
 import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WWW, listenBacklog, request, requirePhp, spawnServer, startServer } from './helpers.js';
+import { WWW, freePort, listenBacklog, request, requirePhp, spawnServer, startServer } from './helpers.js';
 
 /** The receiver of @folk/fd-inherit's own notify() test: binds like systemd (SO_PASSCRED), prints a JSON line per datagram. */
 const RECEIVER = join(__dirname, '..', '..', '..', 'packages', 'fd-inherit', 'test', 'fixtures', 'notify-receiver.py');
@@ -36,16 +35,6 @@ async function notifySocket(path: string) {
       return { ...n, vars: Object.fromEntries(n.message.split('\n').map((l) => [l.slice(0, l.indexOf('=')), l.slice(l.indexOf('=') + 1)])) };
     },
   };
-}
-
-/** A free TCP port on 127.0.0.1 (free a moment ago). */
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 /** The environment of a running process. */
