@@ -21,6 +21,8 @@
 //   node bench/app-server/index.mjs --duration 5 --rounds 3 --workers 2
 //   node bench/app-server/index.mjs --routes /,/data --connections 64 --table-only --ours "--fronts 1"
 //   node bench/app-server/index.mjs --table-only --variant "two fronts=--fronts 2" --variant "before=/tmp/base/index.mjs"
+//   taskset -c 0 node bench/app-server/index.mjs --connections 1   every process on one CPU: the work per
+//                 request without the cost of waking a process on another CPU (high in some virtual machines)
 //
 // nginx, php-fpm and wrk are installed with apt-get when missing, here and
 // only here (CI never runs this). nginx runs with worker_processes auto,
