@@ -339,10 +339,17 @@ export class ConnectionBroker {
     this.#byWorker.delete(pid);
     if (serving !== null && serving.id > 0 && ids.has(serving.id)) {
       ids.delete(serving.id);
-      // The codes of the errors the pool's run() gives without --direct, so the log reads the same.
-      const [status, code] = timedOut ? [504, 'ERR_WORKER_EXEC_TIMEOUT'] : this.#stopping ? [503, 'ERR_WORKER_POOL_STOPPED'] : [502, 'ERR_WORKER_CRASHED'];
       const how = exit?.signal ?? `exit ${exit?.code}`;
-      this.#fail(serving.id, status, `${serving.request}: ${code}: worker ${pid} ended (${how}) while serving this request`);
+      if (serving.answering) {
+        // Part of the answer is out (the script flushed): a status line now
+        // would land inside its body. Closed: the client sees it cut short.
+        this.#log(`${serving.request}: worker ${pid} ended (${how}) after sending part of the answer: connection closed`);
+        this.#closeConn(serving.id);
+      } else {
+        // The codes of the errors the pool's run() gives without --direct, so the log reads the same.
+        const [status, code] = timedOut ? [504, 'ERR_WORKER_EXEC_TIMEOUT'] : this.#stopping ? [503, 'ERR_WORKER_POOL_STOPPED'] : [502, 'ERR_WORKER_CRASHED'];
+        this.#fail(serving.id, status, `${serving.request}: ${code}: worker ${pid} ended (${how}) while serving this request`);
+      }
     }
     // Connections it had read bytes of, or was still writing an answer to:
     // another worker would wait for a request the client already sent, or
@@ -356,8 +363,7 @@ export class ConnectionBroker {
         // (One handed over with bytes of a request another worker had read
         // may have been answered already: a third worker could run it twice.)
         this.#log(`worker ${pid} ended holding a connection ${held.has(id) ? 'it had read or was writing to' : "handed over with a request's first bytes"}: closed`);
-        conn.pid = 0;
-        this.#forget(id, 0);
+        this.#closeConn(id);
       } else {
         this.#assign(conn, NOTHING);
       }
@@ -371,6 +377,13 @@ export class ConnectionBroker {
     this.#log(`${status} ${detail}`);
     const text = `${status} ${http.STATUS_CODES[status]}\n`;
     conn.socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ${text.length}\r\nConnection: close\r\n\r\n${text}`);
+    this.#closeConn(id);
+  }
+
+  /** Close a connection whose worker is gone (after what #fail() wrote, if anything). */
+  #closeConn(id) {
+    const conn = this.#conns.get(id);
+    if (conn === undefined) return;
     conn.pid = 0;
     this.#forget(id, 0);
   }

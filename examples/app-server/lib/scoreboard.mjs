@@ -39,16 +39,16 @@ function alive(pid) {
 /**
  * A whole scoreboard line (php/Scoreboard.php): the connection id (0: none,
  * the worker is between requests), the start in ms since the epoch (13
- * digits), the ids of the connections the worker holds bytes of or still
+ * digits; a "+" after them once the script has sent part of its answer), the ids of the connections the worker holds bytes of or still
  * writes an answer to ("-": none), the method and the target ("- -"
  * between requests); spaces pad it to a fixed length.
  */
-const SERVING = /^(0|[1-9]\d*) (\d{13}) (-|\d+(?:,\d+)*) ([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) *\n?$/;
+const SERVING = /^(0|[1-9]\d*) (\d{13})(\+?) (-|\d+(?:,\d+)*) ([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) *\n?$/;
 
 /**
- * { id, since, holding, request } of the request a scoreboard line says a
- * worker is serving (id 0: none, but it still writes to the connections
- * `holding`), or null: idle ("0"), empty, or torn. The worker
+ * { id, since, answering, holding, request } of the request a scoreboard
+ * line says a worker is serving (id 0: none, but it still writes to the
+ * connections `holding`; answering: part of its answer is out), or null: idle ("0"), empty, or torn. The worker
  * rewrites its line in place while the front may read it, so a read can
  * catch the new line's first bytes and the old one's last; such a line
  * reads as nothing (the next tick reads it whole), never as a wrong start
@@ -58,6 +58,7 @@ export function parseScoreboardLine(text) {
   const m = SERVING.exec(text);
   // "- -" is what a line between requests has, and only such a line (a
   // torn one can mix the two kinds).
-  if (m === null || (m[1] === '0') !== (m[4] === '-' && m[5] === '-')) return null;
-  return { id: Number(m[1]), since: Number(m[2]), holding: m[3] === '-' ? [] : m[3].split(',').map(Number), request: `${m[4]} ${m[5]}` };
+  if (m === null || (m[1] === '0') !== (m[5] === '-' && m[6] === '-')) return null;
+  const holding = m[4] === '-' ? [] : m[4].split(',').map(Number);
+  return { id: Number(m[1]), since: Number(m[2]), answering: m[3] === '+', holding, request: `${m[5]} ${m[6]}` };
 }

@@ -79,12 +79,15 @@ final class Connection
         return true;
     }
 
-    /** Start writing an answer (see flush()); the rest of a large one waits in a temporary file. */
+    /**
+     * Start writing an answer, or the last of a streamed one (see flush());
+     * the rest of a large one waits in a temporary file.
+     */
     public function answer(string $data, bool $closeAfter): ?bool
     {
         $this->answered = true;
         $this->closeAfter = $closeAfter;
-        $this->out = $data;
+        $this->out .= $data;
         $done = $this->flush();
         if ($done === false && \strlen($this->out) > self::SPOOL_OVER) {
             $this->spoolRest();
@@ -119,6 +122,32 @@ final class Connection
             }
             $this->out = (string) \substr($this->out, $n);
             $this->seen = \microtime(true);
+        }
+    }
+
+    /**
+     * Write part of an answer while the script still runs (it flushed):
+     * what the client does not take at once waits in memory, and past
+     * SPOOL_OVER this waits for the client to read, as a php-fpm child
+     * waits when nginx stops reading; the script waits with it. False if
+     * the client went away, or took nothing for $timeout seconds.
+     */
+    public function stream(string $data, int $timeout): bool
+    {
+        $this->out .= $data;
+        for (;;) {
+            $done = $this->flush();
+            if ($done === null) {
+                return false;
+            }
+            if ($done || \strlen($this->out) <= self::SPOOL_OVER) {
+                return true;
+            }
+            $read = $except = null;
+            $write = [$this->socket];
+            if (@\socket_select($read, $write, $except, $timeout) === 0) {
+                return false; // the client stopped reading
+            }
         }
     }
 

@@ -32,6 +32,7 @@ use Folk\Worker;
 
 use function Folk\AppServer\Http\cgiVariables;
 use function Folk\AppServer\Http\responseHead;
+use function Folk\AppServer\Http\scriptStatus;
 
 final class ConnectionSource
 {
@@ -64,6 +65,8 @@ final class ConnectionSource
      * request waits, and this worker serves the others meanwhile.
      */
     private array $writing = [];
+    /** @var array<int, StreamedAnswer> answers of scripts that flushed: the head is out, the body goes as they flush */
+    private array $streams = [];
     /** Answer with "Connection: close" and close idle connections (the server is stopping). */
     private bool $draining = false;
     /** When wait() next looks for connections past their timeouts (microtime). */
@@ -119,7 +122,7 @@ final class ConnectionSource
         };
     }
 
-    /** The next request as [$vars, $body, $answer] for Runtime::begin(), or null when the worker should end. */
+    /** The next request as [$vars, $body, $answer, $stream] for Runtime::begin(), or null when the worker should end. */
     public function next(): ?array
     {
         while (true) {
@@ -255,7 +258,7 @@ final class ConnectionSource
         }
     }
 
-    /** The next whole request of a connection as [$vars, $body, $answer], or null (not all here yet, or answered here). */
+    /** The next whole request of a connection as [$vars, $body, $answer, $stream], or null (not all here yet, or answered here). */
     private function take(int $id): ?array
     {
         $conn = $this->conns[$id];
@@ -279,12 +282,16 @@ final class ConnectionSource
         $vars = cgiVariables($request, $conn->meta, $this->settings);
         $this->board->serving($id, $request, $this->kept());
         $answer = function (int $status, array $lines, string $body, bool $ending) use ($id, $request): void {
-            if (\strlen($body) > $this->settings['maxResponse']) {
-                \error_log("502 {$request->method} {$request->target}: response body of " . \strlen($body) . " bytes is over --max-response {$this->settings['maxResponse']}");
-                [$status, $lines, $body] = [502, ['Content-Type: text/plain; charset=utf-8'], "502 Bad Gateway\n"];
+            if (isset($this->streams[$id])) {
+                $this->endStream($id, $request, $status, $lines, $body);
+                $this->board->idle(\array_keys($this->writing));
+            } else {
+                if (\strlen($body) > $this->settings['maxResponse']) {
+                    \error_log("502 {$request->method} {$request->target}: response body of " . \strlen($body) . " bytes is over --max-response {$this->settings['maxResponse']}");
+                    [$status, $lines, $body] = [502, ['Content-Type: text/plain; charset=utf-8'], "502 Bad Gateway\n"];
+                }
+                $this->send($id, $request, $status, $lines, $body);
             }
-            $this->send($id, $request, $status, $lines, $body);
-            $this->board->idle(\array_keys($this->writing));
             $this->retiring = $this->spent();
             if ($ending) {
                 // exit() or a fatal error: this process ends after the answer.
@@ -292,7 +299,49 @@ final class ConnectionSource
                 $this->releaseAll();
             }
         };
-        return [$vars, $request->body, $answer];
+        $stream = fn (int $status, array $lines, string $part): bool => $this->streamPart($id, $request, $status, $lines, $part);
+        return [$vars, $request->body, $answer, $stream];
+    }
+
+    /**
+     * The script flushed: its head goes out the first time (false, and
+     * nothing sent, when the head is not valid HTTP: the answer is then a
+     * 502 at the end, as without a flush), then this part of the body. From
+     * now on, a worker that dies leaves the front a connection to close,
+     * not a request to answer (the scoreboard says so).
+     */
+    private function streamPart(int $id, Request $request, int $status, array $lines, string $part): bool
+    {
+        if (!isset($this->streams[$id])) {
+            [$status, $lines] = scriptStatus($status, $lines);
+            try {
+                $this->streams[$id] = new StreamedAnswer($this->conns[$id], $request, $status, $lines, $request->keepAlive && !$this->draining, (int) $this->settings['idleTimeout']);
+            } catch (\InvalidArgumentException) {
+                return false;
+            }
+            $this->board->answering(); // before the head goes out with the first part (see send())
+        }
+        $this->streams[$id]->part($part);
+        return true;
+    }
+
+    /** The script ended after it flushed: the rest of its output, and the end of the body (or a cut, past --max-response). */
+    private function endStream(int $id, Request $request, int $status, array $lines, string $rest): void
+    {
+        $stream = $this->streams[$id];
+        unset($this->streams[$id]);
+        [$status, $lines] = scriptStatus($status, $lines);
+        if ($stream->changed($status, $lines)) {
+            \error_log("{$request->method} {$request->target}: a status or headers set after the script flushed were not sent (the head was out)");
+        }
+        $done = null;
+        if (\strlen($rest) > $this->settings['maxResponse']) {
+            \error_log("{$request->method} {$request->target}: output of " . \strlen($rest) . " bytes after the last flush is over --max-response {$this->settings['maxResponse']}: the answer is cut short");
+        } else {
+            $done = $stream->end($rest);
+        }
+        $this->log?->add($this->conns[$id]->meta['remoteAddr'], $request, $stream->status, $stream->bytes);
+        $this->written($id, $done);
     }
 
     /** Write a response; keep the connection for the next request, or close it. */
@@ -302,13 +351,7 @@ final class ConnectionSource
         // it goes back to the front with the others, and on to another worker.
         $keepAlive = $request->keepAlive && !$this->draining;
         $bodyless = $request->method === 'HEAD';
-        foreach ($lines as $i => $line) {
-            // header('Status: 404') sets the status, as under php-fpm (php-cli keeps it as a header).
-            if (\strncasecmp($line, 'status:', 7) === 0) {
-                $status = (int) \trim(\substr($line, 7));
-                unset($lines[$i]);
-            }
-        }
+        [$status, $lines] = scriptStatus($status, $lines);
         try {
             $head = responseHead($status, $lines, \strlen($body), $keepAlive, $bodyless);
         } catch (\InvalidArgumentException $e) {
@@ -320,6 +363,14 @@ final class ConnectionSource
         // A 1xx, 204 or 304 response has no body, whatever the script echoed (RFC 9112 6.3; nginx drops it too).
         $noBody = $bodyless || $status < 200 || $status === 204 || $status === 304;
         $this->log?->add($this->conns[$id]->meta['remoteAddr'], $request, $status, $noBody ? 0 : \strlen($body));
+        // Before the first byte goes out, the scoreboard stops saying this
+        // request is being served: a worker that dies from here on has
+        // begun its answer, and the front must close the connection, not
+        // answer it. (The line stays so once the answer is out, until the
+        // next request: if this worker then dies, the front closes this
+        // idle connection rather than hand it on, which costs nothing a
+        // client cannot retry; and no request pays for a third write.)
+        $this->board->idle([...\array_keys($this->writing), $id]);
         $this->written($id, $this->conns[$id]->answer($noBody ? $head : $head . $body, !$keepAlive));
     }
 

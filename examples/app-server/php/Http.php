@@ -49,12 +49,14 @@ const HOP_BY_HOP = [
  * Content-Length is kept, since there is no body to measure), none for
  * 1xx, 204 and 304; "Connection: close" or "Connection: keep-alive" (what
  * an HTTP/1.0 client needs to hear to keep it). A Date header unless the
- * script set one.
+ * script set one. A $bodyLength of null is a body whose length is not
+ * known yet (it is streamed): "Transfer-Encoding: chunked" when $chunked
+ * (an HTTP/1.1 client), else none (the close ends the body).
  *
  * @param list<string> $headerLines
  * @throws \InvalidArgumentException a status or header line that is not valid HTTP (a worker's mistake: answer 502)
  */
-function responseHead(int $status, array $headerLines, int $bodyLength, bool $keepAlive, bool $bodyless): string
+function responseHead(int $status, array $headerLines, ?int $bodyLength, bool $keepAlive, bool $bodyless, bool $chunked = false): string
 {
     static $second = -1;
     static $date = '';
@@ -89,9 +91,33 @@ function responseHead(int $status, array $headerLines, int $bodyLength, bool $ke
     $head = 'HTTP/1.1 ' . $status . ' ' . (REASONS[$status] ?? CLASS_REASONS[\intdiv($status, 100)] ?? 'Unknown') . "\r\n" . $head;
     if ($status >= 200 && $status !== 204 && $status !== 304) {
         $length = $bodyless && $theirLength !== null && \ctype_digit($theirLength) ? $theirLength : $bodyLength;
-        $head .= 'Content-Length: ' . $length . "\r\n";
+        if ($length !== null) {
+            $head .= 'Content-Length: ' . $length . "\r\n";
+        } elseif ($chunked) {
+            $head .= "Transfer-Encoding: chunked\r\n";
+        }
     }
     return $head . ($keepAlive ? "Connection: keep-alive\r\n\r\n" : "Connection: close\r\n\r\n");
+}
+
+/**
+ * The status a script chose and its header lines: header('Status: 404')
+ * sets the status, as under php-fpm (php-cli keeps it as a header line).
+ *
+ * @param list<string> $headerLines
+ * @return array{int, list<string>}
+ */
+function scriptStatus(int $status, array $headerLines): array
+{
+    $lines = [];
+    foreach ($headerLines as $line) {
+        if (\strncasecmp($line, 'status:', 7) === 0) {
+            $status = (int) \trim(\substr($line, 7));
+        } else {
+            $lines[] = $line;
+        }
+    }
+    return [$status, $lines];
 }
 
 /**

@@ -23,6 +23,8 @@ final class Runtime
     private Worker $worker;
     /** Sends the response of the request being served; null between requests. */
     private $answer = null;
+    /** Sends part of it while the script runs (it flushed), if the request source can; see collect(). */
+    private $stream = null;
     /** Output a script flushed through our buffer (ob_flush, flush of its own buffers). */
     private string $flushed = '';
     /** Temporary files of $_FILES, removed after the request. */
@@ -32,6 +34,8 @@ final class Runtime
     private ?string $index;
     private string $cwd;
     private bool $headersWork;
+    /** The FFI handle whose callback is PHP's flush() now: kept, since the callback lives as long as it does. */
+    private ?\FFI $sapi = null;
     /** The process is ending (exit, a fatal error): the answer says so, see finish(). */
     private bool $ending = false;
 
@@ -61,7 +65,7 @@ final class Runtime
             'DOCUMENT_ROOT' => $this->root,
             'REDIRECT_STATUS' => '200',
         ], fn ($v) => $v !== null);
-        $this->headersWork = self::keepHeaders();
+        $this->headersWork = $this->hookSapi();
         if (!$this->headersWork) {
             $worker->reportError('FFI is not available, so header() calls are lost (php-cli drops them): enable ffi (ffi.enable=preload, the default) or install php-ffi');
         }
@@ -76,29 +80,52 @@ final class Runtime
     /**
      * php-cli's SAPI keeps no header() calls (its header handler says
      * "do not add"). With no handler at all, PHP keeps them in the list
-     * headers_list() reads, as every web SAPI does.
+     * headers_list() reads, as every web SAPI does. And flush() flushes
+     * php-cli's stdout, where a web SAPI sends what the script's buffers
+     * passed down: here that is our buffer (flushOutput()). False: FFI is
+     * missing, header() calls are lost.
      */
-    private static function keepHeaders(): bool
+    private function hookSapi(): bool
     {
         if (!\extension_loaded('ffi')) {
             return false;
         }
         try {
             $ffi = \FFI::cdef('typedef struct { const char *name; const char *pretty_name;'
-                . ' void *startup; void *shutdown; void *activate; void *deactivate; void *ub_write; void *flush;'
+                . ' void *startup; void *shutdown; void *activate; void *deactivate; void *ub_write; void (*flush)(void *);'
                 . ' void *get_stat; void *getenv; void *sapi_error; void *header_handler; } sapi_module_struct;'
                 . ' extern sapi_module_struct sapi_module;');
             if (\FFI::string($ffi->sapi_module->name) !== 'cli') {
                 return false; // another SAPI: its handler is its own business
             }
             $ffi->sapi_module->header_handler = null;
-            return true;
         } catch (\Throwable) {
             return false;
         }
+        try {
+            $ffi->sapi_module->flush = function ($context): void {
+                $this->flushOutput();
+            };
+            $this->sapi = $ffi;
+        } catch (\Throwable) {
+            // (a PHP without FFI callbacks: ob_flush() still streams, flush() alone does not)
+        }
+        return true;
     }
 
-    /** The output buffer's handler: keep what a script flushes, drop what it cleans. */
+    /** flush(): what a script's buffers passed down to ours goes to the client now (its own open buffers keep theirs, as under php-fpm). */
+    private function flushOutput(): void
+    {
+        if ($this->stream !== null && \ob_get_level() === 1) {
+            @\ob_flush();
+        }
+    }
+
+    /**
+     * The output buffer's handler: keep what a script flushes, drop what it
+     * cleans. A flush (ob_flush(), or flush() through flushOutput()) sends
+     * what was kept when the request source can stream it.
+     */
     public function collect(string $buffer, int $phase): string
     {
         if (($phase & \PHP_OUTPUT_HANDLER_CLEAN) === 0) {
@@ -108,6 +135,11 @@ final class Runtime
                 // shutdown function, a fatal error there): answer it now.
                 $this->ending = true;
                 $this->finish();
+            } elseif (($phase & \PHP_OUTPUT_HANDLER_FLUSH) !== 0 && $this->stream !== null && $this->flushed !== '') {
+                [$status, $lines] = $this->head();
+                if (($this->stream)($status, $lines, $this->flushed)) {
+                    $this->flushed = '';
+                }
             }
         }
         return '';
@@ -116,12 +148,15 @@ final class Runtime
     /**
      * Set up PHP's request state for a request: $vars are its CGI
      * variables (what nginx's fastcgi_params give), $answer($status,
-     * $headerLines, $body, $ending) sends the response. False when it was
-     * answered here (no script to run: a 404).
+     * $headerLines, $body, $ending) sends the response, and
+     * $stream($status, $headerLines, $part), if given, sends part of it
+     * when the script flushes (false: not sent, it stays in the body).
+     * False when it was answered here (no script to run: a 404).
      */
-    public function begin(array $vars, string $body, callable $answer): bool
+    public function begin(array $vars, string $body, callable $answer, ?callable $stream = null): bool
     {
         $this->answer = $answer;
+        $this->stream = $stream;
         $server = \array_replace($this->base, $vars);
 
         \header_remove();
@@ -195,6 +230,7 @@ final class Runtime
             return;
         }
         $this->answer = null;
+        $this->stream = null;
         // Buffers the script left open pass their output down to ours.
         $level = \ob_get_level();
         while ($level > 1 && @\ob_end_flush()) {
@@ -208,7 +244,26 @@ final class Runtime
         if (\session_status() === \PHP_SESSION_ACTIVE) {
             \session_write_close();
         }
+        [$status, $lines] = $this->head();
+        \header_remove();
+        $answer($status, $lines, $body, $this->ending);
+        foreach ($this->uploads as $file) {
+            @\unlink($file);
+        }
+        $this->uploads = [];
+        PhpStream::$input = '';
+    }
+
+    /**
+     * The status and header lines the script set, with PHP's default
+     * Content-Type when it set none.
+     *
+     * @return array{int, list<string>}
+     */
+    private function head(): array
+    {
         $status = \http_response_code();
+        $status = $status === false ? 200 : $status;
         $lines = \headers_list();
         $typed = false;
         foreach ($lines as $line) {
@@ -219,13 +274,7 @@ final class Runtime
             $charset = (string) \ini_get('default_charset');
             $lines[] = 'Content-Type: ' . $mime . ($charset !== '' && \strncasecmp($mime, 'text/', 5) === 0 ? "; charset=$charset" : '');
         }
-        \header_remove();
-        $answer($status === false ? 200 : $status, $lines, $body, $this->ending);
-        foreach ($this->uploads as $file) {
-            @\unlink($file);
-        }
-        $this->uploads = [];
-        PhpStream::$input = '';
+        return [$status, $lines];
     }
 
     /** Remove the globals the last script created (php-fpm starts every request without them). */

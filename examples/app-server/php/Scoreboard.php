@@ -7,10 +7,13 @@
 // connections it holds nothing of when it is busy for long.
 //
 // One file per worker, named by its pid, holding one line of fixed length:
-// "ID MS HOLDING METHOD TARGET" (HOLDING: ids with commas, or -), and
-// between requests "0", or "0 MS HOLDING - -" while responses are still
-// being written to slow clients (those connections cannot go to another
-// worker). Each change is one lseek and one write.
+// "ID MS HOLDING METHOD TARGET" (HOLDING: ids with commas, or -; "MS+"
+// once the script has flushed part of its answer: the front then closes
+// the connection rather than answer it if the worker dies), and
+// between requests "0", or "0 MS HOLDING - -" from just before an answer
+// is written (and while answers are still being written to slow clients):
+// those connections cannot go to another worker. Each change is one lseek
+// and one write.
 
 declare(strict_types=1);
 
@@ -25,6 +28,8 @@ final class Scoreboard
 
     /** @var resource */
     private $file;
+    /** The line of the request being served, "+" to come after its MS. */
+    private array $serving = [];
 
     public function __construct(string $dir)
     {
@@ -39,7 +44,14 @@ final class Scoreboard
     public function serving(int $id, Request $request, array $holding): void
     {
         $held = $holding === [] ? '-' : \implode(',', $holding);
-        $this->write("$id " . (int) (\microtime(true) * 1000) . " $held {$request->method} {$request->target}");
+        $this->serving = ["$id " . (int) (\microtime(true) * 1000), " $held {$request->method} {$request->target}"];
+        $this->write($this->serving[0] . $this->serving[1]);
+    }
+
+    /** The request being served has begun its answer (the script flushed). */
+    public function answering(): void
+    {
+        $this->write($this->serving[0] . '+' . $this->serving[1]);
     }
 
     /** Between requests, still writing the responses of the connections $writing. */

@@ -250,13 +250,15 @@ describe('a scoreboard line as the front reads it', () => {
     ({ parseScoreboardLine: parse } = await import('../lib/scoreboard.mjs'));
   });
 
-  it('reads a whole line: the connection, since when, the connections held, the request', () => {
-    expect(parse(line('5 1764930000123 3,4 GET /data?x=1'))).toEqual({ id: 5, since: 1764930000123, holding: [3, 4], request: 'GET /data?x=1' });
-    expect(parse(line('17 1764930000123 - POST /echo'))).toEqual({ id: 17, since: 1764930000123, holding: [], request: 'POST /echo' });
+  it('reads a whole line: the connection, since when, whether part of the answer is out, the connections held, the request', () => {
+    expect(parse(line('5 1764930000123 3,4 GET /data?x=1'))).toEqual({ id: 5, since: 1764930000123, answering: false, holding: [3, 4], request: 'GET /data?x=1' });
+    expect(parse(line('17 1764930000123 - POST /echo'))).toEqual({ id: 17, since: 1764930000123, answering: false, holding: [], request: 'POST /echo' });
+    expect(parse(line('17 1764930000123+ - GET /feed'))).toEqual({ id: 17, since: 1764930000123, answering: true, holding: [], request: 'GET /feed' });
+    expect(parse(line('17 1764930000123++ - GET /feed'))).toBeNull();
   });
 
   it('reads an idle worker still writing answers to slow clients: id 0 and the connections it writes to', () => {
-    expect(parse(line('0 1764930000123 7,9 - -'))).toEqual({ id: 0, since: 1764930000123, holding: [7, 9], request: '- -' });
+    expect(parse(line('0 1764930000123 7,9 - -'))).toEqual({ id: 0, since: 1764930000123, answering: false, holding: [7, 9], request: '- -' });
   });
 
   it('reads an idle worker, a missing file and every torn line as null', () => {

@@ -40,7 +40,9 @@ interface ReadCase {
 interface HeadCase {
   status: number;
   lines: string[];
-  bodyLength?: number;
+  /** null: not known (a streamed body) */
+  bodyLength?: number | null;
+  chunked?: boolean;
   keepAlive?: boolean;
   bodyless?: boolean;
 }
@@ -429,6 +431,22 @@ describe('responseHead', () => {
       ['X-Kept: 1', 'Connection: keep-alive'],
       ['X-Kept: 1', 'Content-Length: 99', 'Connection: keep-alive'],
       ['X-Kept: 1', 'Content-Length: 7', 'Connection: keep-alive'],
+    ]);
+  });
+
+  it('frames a body of unknown length (a script that flushed): chunks for HTTP/1.1, else the close ends it; a script\'s framing dropped', () => {
+    const theirs = ['Content-Length: 99', 'Transfer-Encoding: gzip', 'X-Kept: 1'];
+    const rs = heads([
+      { status: 200, lines: theirs, bodyLength: null, chunked: true },
+      { status: 200, lines: theirs, bodyLength: null, chunked: true, keepAlive: false },
+      { status: 200, lines: theirs, bodyLength: null, chunked: false, keepAlive: false },
+      { status: 204, lines: theirs, bodyLength: null, chunked: true },
+    ]);
+    expect(rs.map((r) => lines(r).slice(2))).toEqual([
+      ['X-Kept: 1', 'Transfer-Encoding: chunked', 'Connection: keep-alive'],
+      ['X-Kept: 1', 'Transfer-Encoding: chunked', 'Connection: close'],
+      ['X-Kept: 1', 'Connection: close'],
+      ['X-Kept: 1', 'Connection: keep-alive'],
     ]);
   });
 

@@ -88,7 +88,7 @@ foreach (json_decode((string) stream_get_contents(STDIN), true, 512, JSON_THROW_
             break;
         case 'head':
             try {
-                $out[] = ['head' => text(Folk\AppServer\Http\responseHead($case['status'], array_map('bytes', $case['lines']), $case['bodyLength'], $case['keepAlive'], $case['bodyless']))];
+                $out[] = ['head' => text(Folk\AppServer\Http\responseHead($case['status'], array_map('bytes', $case['lines']), $case['bodyLength'], $case['keepAlive'], $case['bodyless'], $case['chunked'] ?? false))];
             } catch (InvalidArgumentException $e) {
                 $out[] = ['invalid' => $e->getMessage()];
             }
