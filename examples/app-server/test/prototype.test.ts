@@ -7,7 +7,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WWW, alive, childrenOf, load, request, requirePhp, sleep, spawnServer, startServer, type Server } from './helpers.js';
+import { WWW, alive, childrenOf, load, rawExchange, request, requirePhp, sleep, spawnServer, startServer, type Server } from './helpers.js';
 
 let dir: string;
 
@@ -92,6 +92,15 @@ describe('--prototype', () => {
       const seen = await json(server.port, '/forked.php');
       expect(seen.leftover).toBe(false);
       expect(seen.table).toBe(50000);
+    }
+  });
+
+  it('a forked worker streams what a script flushes (the FFI callback behind flush() survives the fork); whole with --direct off', async () => {
+    const raw = (await rawExchange(server.port, 'GET /stream.php?parts=2&size=5 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')).toString('latin1');
+    if (process.env.FOLK_APP_TEST_TASKS === '1') {
+      expect(raw).toMatch(/\r\nContent-Length: 31\r\n[^]*\r\n\r\nfirst part\naaaaabbbbblast part\n$/);
+    } else {
+      expect(raw).toMatch(/\r\nTransfer-Encoding: chunked\r\n[^]*\r\n\r\nb\r\nfirst part\n\r\n5\r\naaaaa\r\n5\r\nbbbbb\r\na\r\nlast part\n\r\n0\r\n\r\n$/);
     }
   });
 
