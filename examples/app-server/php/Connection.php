@@ -80,19 +80,16 @@ final class Connection
     }
 
     /**
-     * Start writing an answer, or the last of a streamed one (see flush());
-     * the rest of a large one waits in a temporary file.
+     * Start writing an answer, or the last of a streamed one: what the
+     * client takes now (see flush()). The rest waits; keepRest() puts that
+     * of a large one in a temporary file.
      */
     public function answer(string $data, bool $closeAfter): ?bool
     {
         $this->answered = true;
         $this->closeAfter = $closeAfter;
         $this->out .= $data;
-        $done = $this->flush();
-        if ($done === false && \strlen($this->out) > self::SPOOL_OVER) {
-            $this->spoolRest();
-        }
-        return $done;
+        return $this->flush();
     }
 
     /**
@@ -197,8 +194,12 @@ final class Connection
         $this->dropSpool();
     }
 
-    private function spoolRest(): void
+    /** The rest of an answer the client did not take at once: past SPOOL_OVER, in a temporary file (nginx's proxy temp files). */
+    public function keepRest(): void
     {
+        if ($this->spool !== null || \strlen($this->out) <= self::SPOOL_OVER) {
+            return;
+        }
         $spool = \fopen('php://temp/maxmemory:' . self::SPOOL_OVER, 'w+b');
         if ($spool === false || \fwrite($spool, $this->out) === false || !\rewind($spool)) {
             return; // kept in memory then

@@ -40,6 +40,8 @@ final class ConnectionSource
     private const TICK = 1;
     /** Look for connections past their timeouts at most this often (seconds): each look goes through every connection. */
     private const SWEEP = 0.1;
+    /** Connections a select() found readable are read without a new select() for this long (seconds): half the front's BUSY_AFTER (readNext()). */
+    private const SAFE_READ = 0.05;
     /** After refusing a request, read and drop what the client still sends for this long (seconds), so it sees the answer: nginx's lingering_timeout. */
     private const LINGER = 5;
 
@@ -49,6 +51,15 @@ final class ConnectionSource
     private array $ids = [];
     /** @var array<int, true> connections with bytes of a request buffered, served in turn (each once, however many reads brought them) */
     private array $ready = [];
+    /**
+     * @var array<int, true> connections the last select() found readable,
+     * read one at a time (readNext()): bytes a worker has not read stay in
+     * the kernel, so if it dies the front hands those connections to
+     * another worker with their requests intact.
+     */
+    private array $readable = [];
+    /** When select() last returned (microtime): see readNext(). */
+    private float $selected = 0.0;
     /** @var list<int> closed since the front was last told */
     private array $closed = [];
     /**
@@ -139,8 +150,34 @@ final class ConnectionSource
                 $this->releaseAll();
                 return null;
             }
-            $this->wait();
+            if (!$this->readNext()) {
+                $this->wait();
+            }
         }
+    }
+
+    /**
+     * Read the next connection the last select() found readable; false if
+     * there is none, or if that select() is too old to go by. The front
+     * moves connections away from a worker busy with one request for
+     * BUSY_AFTER (100 ms, lib/direct.mjs), and takes it that the worker
+     * reads none before it has handled the message saying so. Messages are
+     * handled in wait(); so after SAFE_READ since the select, no more
+     * reads without a new one. (The wall clock, as the front's: a jump of
+     * it moves both the same way.)
+     */
+    private function readNext(): bool
+    {
+        if ($this->readable === [] || \microtime(true) - $this->selected >= self::SAFE_READ) {
+            $this->readable = [];
+            return false;
+        }
+        $id = \array_key_first($this->readable);
+        unset($this->readable[$id]);
+        if (isset($this->conns[$id])) { // not dropped or closed meanwhile
+            $this->readFrom($id);
+        }
+        return true;
     }
 
     /** A connection from the front, maybe with the first bytes of a request another worker had read. */
@@ -172,6 +209,7 @@ final class ConnectionSource
             \socket_clear_error();
             return; // EINTR: a signal; go round again
         }
+        $this->selected = \microtime(true);
         foreach ($write as $socket) {
             $id = $this->ids[\spl_object_id($socket)] ?? null;
             if ($id !== null) {
@@ -188,7 +226,8 @@ final class ConnectionSource
             }
             $id = $this->ids[\spl_object_id($socket)] ?? null;
             if ($id !== null) { // not dropped by a message read just now
-                $this->readFrom($id);
+                $this->readable[$id] = true; // read in turn, by readNext()
+                $this->conns[$id]->seen = $this->selected; // (bytes came: not idle, for closeIdle())
             }
         }
         $now = \microtime(true);
@@ -284,7 +323,6 @@ final class ConnectionSource
         $answer = function (int $status, array $lines, string $body, bool $ending) use ($id, $request): void {
             if (isset($this->streams[$id])) {
                 $this->endStream($id, $request, $status, $lines, $body);
-                $this->board->idle(\array_keys($this->writing));
             } else {
                 if (\strlen($body) > $this->settings['maxResponse']) {
                     \error_log("502 {$request->method} {$request->target}: response body of " . \strlen($body) . " bytes is over --max-response {$this->settings['maxResponse']}");
@@ -292,6 +330,7 @@ final class ConnectionSource
                 }
                 $this->send($id, $request, $status, $lines, $body);
             }
+            $this->board->idle(\array_keys($this->writing));
             $this->retiring = $this->spent();
             if ($ending) {
                 // exit() or a fatal error: this process ends after the answer.
@@ -319,7 +358,7 @@ final class ConnectionSource
             } catch (\InvalidArgumentException) {
                 return false;
             }
-            $this->board->answering(); // before the head goes out with the first part (see send())
+            $this->board->answering(); // before the head goes out: a worker that dies from now on leaves a connection to close
         }
         $this->streams[$id]->part($part);
         return true;
@@ -363,14 +402,6 @@ final class ConnectionSource
         // A 1xx, 204 or 304 response has no body, whatever the script echoed (RFC 9112 6.3; nginx drops it too).
         $noBody = $bodyless || $status < 200 || $status === 204 || $status === 304;
         $this->log?->add($this->conns[$id]->meta['remoteAddr'], $request, $status, $noBody ? 0 : \strlen($body));
-        // Before the first byte goes out, the scoreboard stops saying this
-        // request is being served: a worker that dies from here on has
-        // begun its answer, and the front must close the connection, not
-        // answer it. (The line stays so once the answer is out, until the
-        // next request: if this worker then dies, the front closes this
-        // idle connection rather than hand it on, which costs nothing a
-        // client cannot retry; and no request pays for a third write.)
-        $this->board->idle([...\array_keys($this->writing), $id]);
         $this->written($id, $this->conns[$id]->answer($noBody ? $head : $head . $body, !$keepAlive));
     }
 
@@ -392,6 +423,11 @@ final class ConnectionSource
         $conn = $this->conns[$id];
         $this->setWriting($id, $done === false);
         if ($done === false) {
+            // Only now that the scoreboard lists it (writing a large rest
+            // to a file takes a while, and a worker that dies meanwhile
+            // must leave the front a connection to close, not a request to
+            // answer after part of its answer).
+            $conn->keepRest();
             return;
         }
         if ($done === null || $conn->closesAfter()) {

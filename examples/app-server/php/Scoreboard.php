@@ -10,10 +10,9 @@
 // "ID MS HOLDING METHOD TARGET" (HOLDING: ids with commas, or -; "MS+"
 // once the script has flushed part of its answer: the front then closes
 // the connection rather than answer it if the worker dies), and
-// between requests "0", or "0 MS HOLDING - -" from just before an answer
-// is written (and while answers are still being written to slow clients):
-// those connections cannot go to another worker. Each change is one lseek
-// and one write.
+// between requests "0", or "0 MS HOLDING - -" while responses are still
+// being written to slow clients (those connections cannot go to another
+// worker). Each change is one lseek and one write.
 
 declare(strict_types=1);
 

@@ -455,3 +455,38 @@ describe('the scoreboard directory', () => {
     }
   });
 });
+
+describe('a worker that dies with requests waiting', () => {
+  let server: Server;
+  beforeAll(async () => {
+    requirePhp();
+    server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1']);
+  });
+  afterAll(() => server?.stop());
+  const worker = () => childrenOf(childrenOf(server.child.pid!)[0]!)[0]!;
+
+  it('leaves the requests it had not begun to its replacement, even those that came in the same turn as its last', async () => {
+    // Five keep-alive connections, taken by the one worker in this order
+    // (the slow one first: it is read first when all are readable at once).
+    const [slowAgent, busyAgent, ...others] = Array.from({ length: 5 }, () => new http.Agent({ keepAlive: true, maxSockets: 1 }));
+    const agents = [slowAgent!, busyAgent!, ...others];
+    const status = (p: Promise<{ status: number }>) => p.then((r) => r.status, (err: Error) => err.message);
+    try {
+      for (const agent of agents) expect((await request(server.port, 'GET', '/plain.php', { agent })).status).toBe(201);
+      // While the worker is busy, the slow request and three others arrive;
+      // when it is done, one select() finds all four.
+      const busy = request(server.port, 'GET', '/sleep.php?ms=500', { agent: busyAgent });
+      await sleep(150);
+      const slow = status(request(server.port, 'GET', '/sleep.php?ms=10000', { agent: slowAgent }));
+      const waiting = others.map((agent) => status(request(server.port, 'GET', '/plain.php', { agent })));
+      expect((await busy).status).toBe(200);
+      await sleep(300); // in the slow request now
+      process.kill(worker(), 'SIGKILL');
+      expect(await slow).toBe(502);
+      // Not read when it died: the front hands them on with their requests (they were closed, before).
+      expect(await Promise.all(waiting)).toEqual([201, 201, 201]);
+    } finally {
+      for (const agent of agents) agent.destroy();
+    }
+  });
+});
