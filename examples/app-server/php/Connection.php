@@ -88,7 +88,7 @@ final class Connection
     {
         $this->answered = true;
         $this->closeAfter = $closeAfter;
-        $this->out .= $data;
+        $this->out = $this->out === '' ? $data : $this->out . $data; // (no copy of a whole answer)
         return $this->flush();
     }
 

@@ -88,6 +88,11 @@ final class ConnectionSource
     private int $jobs = 0;
     /** Past maxJobs or maxMemory: give the connections back and end (the front starts a replacement). */
     private bool $retiring = false;
+    /** [connection id, Request] of the request being served, from take() to its answer. */
+    private ?array $serving = null;
+    /** answer() and stream() as closures, made once (not for every request). */
+    private \Closure $answerServing;
+    private \Closure $streamServing;
     private \Socket $wake;
     private Scoreboard $board;
     private ?AccessLog $log = null;
@@ -103,6 +108,8 @@ final class ConnectionSource
      */
     public function __construct(private Worker $worker, private array $settings)
     {
+        $this->answerServing = $this->answer(...);
+        $this->streamServing = $this->stream(...);
         $this->wake = $worker->pollSocket();
         $this->board = new Scoreboard($settings['scoreboard']);
         if ($settings['accessLog'] !== '') {
@@ -320,26 +327,40 @@ final class ConnectionSource
         }
         $vars = cgiVariables($request, $conn->meta, $this->settings);
         $this->board->serving($id, $request, $this->kept());
-        $answer = function (int $status, array $lines, string $body, bool $ending) use ($id, $request): void {
-            if (isset($this->streams[$id])) {
-                $this->endStream($id, $request, $status, $lines, $body);
-            } else {
-                if (\strlen($body) > $this->settings['maxResponse']) {
-                    \error_log("502 {$request->method} {$request->target}: response body of " . \strlen($body) . " bytes is over --max-response {$this->settings['maxResponse']}");
-                    [$status, $lines, $body] = [502, ['Content-Type: text/plain; charset=utf-8'], "502 Bad Gateway\n"];
-                }
-                $this->send($id, $request, $status, $lines, $body);
+        $this->serving = [$id, $request];
+        return [$vars, $request->body, $this->answerServing, $this->streamServing];
+    }
+
+    /** Runtime's $answer for the request being served (take()). */
+    private function answer(int $status, array $lines, string $body, bool $ending): void
+    {
+        [$id, $request] = $this->serving ?? [0, null];
+        $this->serving = null;
+        if ($request === null) {
+            return;
+        }
+        if (isset($this->streams[$id])) {
+            $this->endStream($id, $request, $status, $lines, $body);
+        } else {
+            if (\strlen($body) > $this->settings['maxResponse']) {
+                \error_log("502 {$request->method} {$request->target}: response body of " . \strlen($body) . " bytes is over --max-response {$this->settings['maxResponse']}");
+                [$status, $lines, $body] = [502, ['Content-Type: text/plain; charset=utf-8'], "502 Bad Gateway\n"];
             }
-            $this->board->idle(\array_keys($this->writing));
-            $this->retiring = $this->spent();
-            if ($ending) {
-                // exit() or a fatal error: this process ends after the answer.
-                $this->finishWriting();
-                $this->releaseAll();
-            }
-        };
-        $stream = fn (int $status, array $lines, string $part): bool => $this->streamPart($id, $request, $status, $lines, $part);
-        return [$vars, $request->body, $answer, $stream];
+            $this->send($id, $request, $status, $lines, $body);
+        }
+        $this->board->idle(\array_keys($this->writing));
+        $this->retiring = $this->spent();
+        if ($ending) {
+            // exit() or a fatal error: this process ends after the answer.
+            $this->finishWriting();
+            $this->releaseAll();
+        }
+    }
+
+    /** Runtime's $stream for the request being served: part of its answer (streamPart()). */
+    private function stream(int $status, array $lines, string $part): bool
+    {
+        return $this->serving !== null && $this->streamPart($this->serving[0], $this->serving[1], $status, $lines, $part);
     }
 
     /**

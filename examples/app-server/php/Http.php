@@ -105,19 +105,17 @@ function responseHead(int $status, array $headerLines, ?int $bodyLength, bool $k
  * sets the status, as under php-fpm (php-cli keeps it as a header line).
  *
  * @param list<string> $headerLines
- * @return array{int, list<string>}
+ * @return array{int, array<int, string>} (the header lines without the Status lines, keys kept)
  */
 function scriptStatus(int $status, array $headerLines): array
 {
-    $lines = [];
-    foreach ($headerLines as $line) {
+    foreach ($headerLines as $i => $line) {
         if (\strncasecmp($line, 'status:', 7) === 0) {
             $status = (int) \trim(\substr($line, 7));
-        } else {
-            $lines[] = $line;
+            unset($headerLines[$i]);
         }
     }
-    return [$status, $lines];
+    return [$status, $headerLines];
 }
 
 /**
