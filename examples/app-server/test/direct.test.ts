@@ -5,10 +5,11 @@
 // past --exec-timeout), pipelined requests are answered in order, and the
 // front holds no descriptor after its connections close.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync } from 'node:fs';
-import { availableParallelism } from 'node:os';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
 import * as http from 'node:http';
 import * as net from 'node:net';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WWW, childrenOf, request, requirePhp, sleep, spawnServer, startServer, type Server } from './helpers.js';
 
@@ -458,31 +459,56 @@ describe('the scoreboard directory', () => {
 
 describe('a worker that dies with requests waiting', () => {
   let server: Server;
+  let dir: string;
   beforeAll(async () => {
     requirePhp();
+    dir = mkdtempSync(join(tmpdir(), 'folk-direct-'));
     server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1']);
   });
-  afterAll(() => server?.stop());
+  afterAll(async () => {
+    await server?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
   const worker = () => childrenOf(childrenOf(server.child.pid!)[0]!)[0]!;
+
+  /** GET a page that flushes (stream.php): `started` once its first bytes come, `ended` with the status or the error. */
+  function streamed(agent: http.Agent, path: string) {
+    let started!: () => void;
+    const first = new Promise<void>((resolve) => (started = resolve));
+    const ended = new Promise<number | string>((resolve) => {
+      http
+        .get({ host: '127.0.0.1', port: server.port, path, agent }, (res) => {
+          res.once('data', () => started());
+          res.on('data', () => {});
+          res.on('end', () => resolve(res.statusCode!));
+          res.on('error', (err) => resolve(err.message));
+        })
+        .on('error', (err) => resolve(err.message));
+    });
+    return { first, ended };
+  }
 
   it('leaves the requests it had not begun to its replacement, even those that came in the same turn as its last', async () => {
     // Five keep-alive connections, taken by the one worker in this order
     // (the slow one first: it is read first when all are readable at once).
     const [slowAgent, busyAgent, ...others] = Array.from({ length: 5 }, () => new http.Agent({ keepAlive: true, maxSockets: 1 }));
     const agents = [slowAgent!, busyAgent!, ...others];
-    const status = (p: Promise<{ status: number }>) => p.then((r) => r.status, (err: Error) => err.message);
+    const go = join(dir, 'go');
     try {
       for (const agent of agents) expect((await request(server.port, 'GET', '/plain.php', { agent })).status).toBe(201);
-      // While the worker is busy, the slow request and three others arrive;
-      // when it is done, one select() finds all four.
-      const busy = request(server.port, 'GET', '/sleep.php?ms=500', { agent: busyAgent });
-      await sleep(150);
-      const slow = status(request(server.port, 'GET', '/sleep.php?ms=10000', { agent: slowAgent }));
-      const waiting = others.map((agent) => status(request(server.port, 'GET', '/plain.php', { agent })));
-      expect((await busy).status).toBe(200);
-      await sleep(300); // in the slow request now
+      // The worker is busy (it flushed, and waits for "go") when the slow
+      // request and three others arrive; when it is done, one select()
+      // finds all four.
+      const busy = streamed(busyAgent!, `/stream.php?marker=${go}&wait=20000`);
+      await busy.first;
+      const slow = streamed(slowAgent!, `/stream.php?marker=${join(dir, 'never')}&wait=20000`);
+      const waiting = others.map((agent) => request(server.port, 'GET', '/plain.php', { agent }).then((r) => r.status, (err: Error) => err.message));
+      await sleep(200);
+      writeFileSync(go, '');
+      expect(await busy.ended).toBe(200);
+      await slow.first; // it serves the slow request now
       process.kill(worker(), 'SIGKILL');
-      expect(await slow).toBe(502);
+      expect(await slow.ended).not.toBe(200); // cut short
       // Not read when it died: the front hands them on with their requests (they were closed, before).
       expect(await Promise.all(waiting)).toEqual([201, 201, 201]);
     } finally {
