@@ -122,8 +122,16 @@ export function encodeTask(head, chunks, bodyLength, hadLength) {
   return task;
 }
 
-/** Headers a worker may not set: the front owns the connection and the framing. */
-const HOP_BY_HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'content-length', 'upgrade', 'proxy-connection', 'te', 'trailer']);
+/**
+ * Headers of a worker's answer that never reach the client: the front owns
+ * the connection and the framing; and nginx's own controls, which scripts
+ * written for nginx set and nginx never passes on (X-Accel-Redirect is
+ * left: dropping it would hide that nothing here acts on it).
+ */
+const HOP_BY_HOP = new Set([
+  'connection', 'keep-alive', 'transfer-encoding', 'content-length', 'upgrade', 'proxy-connection', 'te', 'trailer',
+  'x-accel-buffering', 'x-accel-charset', 'x-accel-expires', 'x-accel-limit-rate',
+]);
 
 /**
  * A worker's answer ("status\nName: value\n...\n\nbody") as { status,

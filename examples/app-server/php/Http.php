@@ -34,10 +34,15 @@ const REASONS = [
 /** For a status without a phrase of its own: its class's. */
 const CLASS_REASONS = [1 => 'Informational', 2 => 'Success', 3 => 'Redirection', 4 => 'Client Error', 5 => 'Server Error'];
 
-/** Headers a script may not send: the connection and the framing are the server's (lib/cgi.mjs drops the same). */
+/**
+ * Headers of a script's answer that never reach the client (lib/cgi.mjs
+ * drops the same): the connection and the framing are the server's; and
+ * nginx's own controls, which nginx never passes on.
+ */
 const HOP_BY_HOP = [
     'connection' => true, 'keep-alive' => true, 'transfer-encoding' => true, 'content-length' => true,
     'upgrade' => true, 'proxy-connection' => true, 'te' => true, 'trailer' => true,
+    'x-accel-buffering' => true, 'x-accel-charset' => true, 'x-accel-expires' => true, 'x-accel-limit-rate' => true,
 ];
 
 /**

@@ -116,7 +116,7 @@ describe('beside nginx + php-fpm', () => {
     expect(myAnswer).toEqual(theirAnswer);
   });
 
-  it.each(['location', 'location-301', 'status-line', 'status-header', 'no-content', 'not-modified', 'cookies', 'replace', 'type'])('headers.php?case=%s: the same status and headers, after GET and after POST', async (name) => {
+  it.each(['location', 'location-301', 'status-line', 'status-header', 'no-content', 'not-modified', 'cookies', 'replace', 'type', 'accel'])('headers.php?case=%s: the same status and headers, after GET and after POST', async (name) => {
     for (const method of ['GET', 'POST']) {
       const [theirs, mine] = await both(method, `/headers.php?case=${name}`, method === 'POST' ? { 'Content-Type': 'text/plain' } : {}, method === 'POST' ? 'x' : undefined);
       expect({ method, ...answered(mine) }).toEqual({ method, ...answered(theirs) });

@@ -36,5 +36,13 @@ switch ($_GET['case'] ?? '') {
     case 'type':
         header('Content-Type: text/csv; charset=latin1');
         break;
+    case 'accel':
+        // nginx's own controls, set by scripts written for it (server-sent events): nginx never passes them on.
+        header('X-Accel-Buffering: no');
+        header('X-Accel-Charset: utf-8');
+        header('X-Accel-Limit-Rate: 1000000');
+        header('X-Accel-Expires: 0');
+        header('X-Kept: yes');
+        break;
 }
 echo 'case ', $_GET['case'] ?? '', "\n";
