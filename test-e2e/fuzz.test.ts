@@ -38,10 +38,10 @@ describe('fuzzed arguments', () => {
     // What was covered: every function, and the well-formed calls among the random ones worked.
     const total = (key: 'calls' | 'succeeded', name: string) => runs.reduce((n, r) => n + (r.report![key][name] ?? 0), 0);
     const functions = Object.keys(runs[0]!.report!.calls);
-    expect(functions).toHaveLength(19);
+    expect(functions).toHaveLength(21);
     // (FdSocket.send only when the random arguments made an FdSocket.)
     for (const name of functions) expect({ name, calls: total('calls', name) }).toEqual({ name, calls: name === 'FdSocket.send' ? total('succeeded', 'new FdSocket') : 450 });
-    for (const name of ['socketpair', 'socketpairStreams', 'PidFd.open', 'PidFd.kill', 'PidFd.getFd', 'spawn', 'listenFds', 'sendFds', 'recvFds', 'peerCredentials', 'new FdSocket']) {
+    for (const name of ['socketpair', 'socketpairStreams', 'PidFd.open', 'PidFd.kill', 'PidFd.getFd', 'spawn', 'listenFds', 'sendFds', 'recvFds', 'peerCredentials', 'new FdSocket', 'setInheritable', 'closeFds']) {
       expect({ name, succeeded: total('succeeded', name) > 0 }).toEqual({ name, succeeded: true });
     }
   }, 120_000);

@@ -11,7 +11,7 @@
 // of something that is not an Error with a message, an fd left open by a call
 // that threw, or a promise that neither settled nor stayed pending politely
 // (a rejection nobody could catch).
-import { closeSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, readdirSync, readlinkSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { spawn as childSpawn } from 'node:child_process';
 import { dirname, join } from 'node:path';
@@ -145,6 +145,23 @@ async function oneRound() {
     closeSync(a);
   }
   closeSync(b);
+
+  // Last, on fds opened for them (and random values): closeFds and
+  // setInheritable act on any fd they are given, and this process's own
+  // (its stdout, the files above) are not theirs to close.
+  // (closedFd may be open again by now: an fd of ours becomes one no process has this many of.)
+  const spare = [0, 1, 2].map(() => openSync('/dev/null', 'r'));
+  const ours = (x) => Number.isInteger(x) && x >= 0 && !spare.includes(x) && existsSync(`/proc/self/fd/${x}`);
+  const onlySpare = (v) => (ours(v) ? 99_999 : Array.isArray(v) ? v.map((x) => (ours(x) ? 99_999 : x)) : v);
+  await call('setInheritable', fdInherit.setInheritable, [onlySpare(pick([spare[0], value()])), pick([true, false, value()])]);
+  await call('closeFds', scm.closeFds, [onlySpare(pick([spare, spare.slice(1), value()]))]);
+  for (const fd of spare) {
+    try {
+      closeSync(fd);
+    } catch {
+      // closed by closeFds
+    }
+  }
 }
 
 // Random fds would hit whatever this process inherited (a test runner's
