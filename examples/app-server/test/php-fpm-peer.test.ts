@@ -123,6 +123,26 @@ describe('beside nginx + php-fpm', () => {
     }
   });
 
+  it('answers a script that flushes as php-fpm does: the same status, headers and body', async () => {
+    for (const query of ['parts=2&size=5', 'how=ob', 'how=nested', 'then=exit']) {
+      const [theirs, mine] = await both('GET', `/stream.php?${query}`, {});
+      expect({ query, ...answered(mine) }).toEqual({ query, ...answered(theirs) });
+    }
+  });
+
+  it('differs as the README says on a header set after a flush: too late after flush() here, after ob_flush() there; with --direct off never', async () => {
+    const direct = process.env.FOLK_APP_TEST_TASKS !== '1';
+    for (const [how, fpmSends] of [['flush', true], ['ob', false]] as const) {
+      const [theirs, mine] = await both('GET', `/stream.php?how=${how}&then=late`, {});
+      expect(answered(mine).body).toBe(answered(theirs).body);
+      expect({ how, fpm: theirs.headers['x-late'], ours: mine.headers['x-late'] }).toEqual({
+        how,
+        fpm: fpmSends ? 'too late' : undefined, // (php-fpm's output_buffering holds a short output through flush(), not through ob_flush())
+        ours: direct ? undefined : 'too late', // (--direct off answers whole, when the script ends)
+      });
+    }
+  });
+
   it('picks the same script: a directory index, the front controller for a path with no file, PATH_INFO', async () => {
     for (const path of ['/dir/', '/dir/index.php/x/y', '/no/such/route?z=1', '/nothing.txt', '/']) {
       const [theirs, mine] = await both('GET', path, {});
