@@ -90,9 +90,12 @@ final class ConnectionSource
     private bool $retiring = false;
     /** [connection id, Request] of the request being served, from take() to its answer. */
     private ?array $serving = null;
-    /** answer() and stream() as closures, made once (not for every request). */
+    /** The request being served was answered by fastcgi_finish_request() (answerEarly()): its script runs on. */
+    private bool $answeredEarly = false;
+    /** answer(), stream() and answerEarly() as closures, made once (not for every request). */
     private \Closure $answerServing;
     private \Closure $streamServing;
+    private \Closure $earlyServing;
     private \Socket $wake;
     private Scoreboard $board;
     private ?AccessLog $log = null;
@@ -110,6 +113,7 @@ final class ConnectionSource
     {
         $this->answerServing = $this->answer(...);
         $this->streamServing = $this->stream(...);
+        $this->earlyServing = $this->answerEarly(...);
         $this->wake = $worker->pollSocket();
         $this->board = new Scoreboard($settings['scoreboard']);
         if ($settings['accessLog'] !== '') {
@@ -140,7 +144,7 @@ final class ConnectionSource
         };
     }
 
-    /** The next request as [$vars, $body, $answer, $stream] for Runtime::begin(), or null when the worker should end. */
+    /** The next request as [$vars, $body, $answer, $stream, $early] for Runtime::begin(), or null when the worker should end. */
     public function next(): ?array
     {
         while (true) {
@@ -304,7 +308,7 @@ final class ConnectionSource
         }
     }
 
-    /** The next whole request of a connection as [$vars, $body, $answer, $stream], or null (not all here yet, or answered here). */
+    /** The next whole request of a connection as [$vars, $body, $answer, $stream, $early], or null (not all here yet, or answered here). */
     private function take(int $id): ?array
     {
         $conn = $this->conns[$id];
@@ -328,7 +332,7 @@ final class ConnectionSource
         $vars = cgiVariables($request, $conn->meta, $this->settings);
         $this->board->serving($id, $request, $this->kept());
         $this->serving = [$id, $request];
-        return [$vars, $request->body, $this->answerServing, $this->streamServing];
+        return [$vars, $request->body, $this->answerServing, $this->streamServing, $this->earlyServing];
     }
 
     /** Runtime's $answer for the request being served (take()). */
@@ -339,14 +343,10 @@ final class ConnectionSource
         if ($request === null) {
             return;
         }
-        if (isset($this->streams[$id])) {
-            $this->endStream($id, $request, $status, $lines, $body);
+        if ($this->answeredEarly) {
+            $this->answeredEarly = false; // (sent by answerEarly())
         } else {
-            if (\strlen($body) > $this->settings['maxResponse']) {
-                \error_log("502 {$request->method} {$request->target}: response body of " . \strlen($body) . " bytes is over --max-response {$this->settings['maxResponse']}");
-                [$status, $lines, $body] = [502, ['Content-Type: text/plain; charset=utf-8'], "502 Bad Gateway\n"];
-            }
-            $this->send($id, $request, $status, $lines, $body);
+            $this->sendWhole($id, $request, $status, $lines, $body);
         }
         $this->board->idle(\array_keys($this->writing));
         $this->retiring = $this->spent();
@@ -355,6 +355,38 @@ final class ConnectionSource
             $this->finishWriting();
             $this->releaseAll();
         }
+    }
+
+    /**
+     * Runtime's $early for the request being served (the script called
+     * fastcgi_finish_request()): its answer now, with "Connection: close",
+     * so that the client's next request goes to a worker that is free. The
+     * scoreboard still says the request runs (--exec-timeout holds, as
+     * php-fpm's request_terminate_timeout does), its answer begun.
+     */
+    private function answerEarly(int $status, array $lines, string $body): void
+    {
+        if ($this->serving === null) {
+            return;
+        }
+        [$id, $request] = $this->serving;
+        $this->board->answering();
+        $this->sendWhole($id, $request, $status, $lines, $body, true);
+        $this->answeredEarly = true;
+    }
+
+    /** The end of an answer: the rest of a streamed one, or a whole one (a 502 past --max-response); $close: then close the connection. */
+    private function sendWhole(int $id, Request $request, int $status, array $lines, string $body, bool $close = false): void
+    {
+        if (isset($this->streams[$id])) {
+            $this->endStream($id, $request, $status, $lines, $body, $close);
+            return;
+        }
+        if (\strlen($body) > $this->settings['maxResponse']) {
+            \error_log("502 {$request->method} {$request->target}: response body of " . \strlen($body) . " bytes is over --max-response {$this->settings['maxResponse']}");
+            [$status, $lines, $body] = [502, ['Content-Type: text/plain; charset=utf-8'], "502 Bad Gateway\n"];
+        }
+        $this->send($id, $request, $status, $lines, $body, $close);
     }
 
     /** Runtime's $stream for the request being served: part of its answer (streamPart()). */
@@ -386,7 +418,7 @@ final class ConnectionSource
     }
 
     /** The script ended after it flushed: the rest of its output, and the end of the body (or a cut, past --max-response). */
-    private function endStream(int $id, Request $request, int $status, array $lines, string $rest): void
+    private function endStream(int $id, Request $request, int $status, array $lines, string $rest, bool $close): void
     {
         $stream = $this->streams[$id];
         unset($this->streams[$id]);
@@ -398,18 +430,18 @@ final class ConnectionSource
         if (\strlen($rest) > $this->settings['maxResponse']) {
             \error_log("{$request->method} {$request->target}: output of " . \strlen($rest) . " bytes after the last flush is over --max-response {$this->settings['maxResponse']}: the answer is cut short");
         } else {
-            $done = $stream->end($rest);
+            $done = $stream->end($rest, $close);
         }
         $this->log?->add($this->conns[$id]->meta['remoteAddr'], $request, $stream->status, $stream->bytes);
         $this->written($id, $done);
     }
 
-    /** Write a response; keep the connection for the next request, or close it. */
-    private function send(int $id, Request $request, int $status, array $lines, string $body): void
+    /** Write a response; keep the connection for the next request, or close it (when the client or $close says so, or when draining). */
+    private function send(int $id, Request $request, int $status, array $lines, string $body, bool $close = false): void
     {
         // A worker that stops or ends (exit()) keeps the connection open:
         // it goes back to the front with the others, and on to another worker.
-        $keepAlive = $request->keepAlive && !$this->draining;
+        $keepAlive = $request->keepAlive && !$this->draining && !$close;
         $bodyless = $request->method === 'HEAD';
         [$status, $lines] = scriptStatus($status, $lines);
         try {

@@ -25,6 +25,12 @@ final class Runtime
     private $answer = null;
     /** Sends part of it while the script runs (it flushed), if the request source can; see collect(). */
     private $stream = null;
+    /** Sends it whole while the script runs on (fastcgi_finish_request()), if the request source can. */
+    private $early = null;
+    /** fastcgi_finish_request() answered the request: what the script writes from now on is dropped. */
+    private bool $answeredEarly = false;
+    /** The runtime of this process, for fastcgi_finish_request(). */
+    private static ?self $current = null;
     /** Output a script flushed through our buffer (ob_flush, flush of its own buffers). */
     private string $flushed = '';
     /** Temporary files of $_FILES, removed after the request. */
@@ -70,6 +76,7 @@ final class Runtime
             $worker->reportError('FFI is not available, so header() calls are lost (php-cli drops them): enable ffi (ffi.enable=preload, the default) or install php-ffi');
         }
         PhpStream::install();
+        self::$current = $this;
         // The buffer every request writes into. Not removable, so a script
         // that ends all buffers (ob_end_clean in a loop) cannot send its
         // output past it to the worker's stdout.
@@ -129,7 +136,9 @@ final class Runtime
     public function collect(string $buffer, int $phase): string
     {
         if (($phase & \PHP_OUTPUT_HANDLER_CLEAN) === 0) {
-            $this->flushed .= $buffer;
+            if (!$this->answeredEarly) {
+                $this->flushed .= $buffer;
+            }
             if (($phase & \PHP_OUTPUT_HANDLER_FINAL) !== 0 && $this->answer !== null) {
                 // The process is ending inside a request (exit in a
                 // shutdown function, a fatal error there): answer it now.
@@ -150,13 +159,16 @@ final class Runtime
      * variables (what nginx's fastcgi_params give), $answer($status,
      * $headerLines, $body, $ending) sends the response, and
      * $stream($status, $headerLines, $part), if given, sends part of it
-     * when the script flushes (false: not sent, it stays in the body).
-     * False when it was answered here (no script to run: a 404).
+     * when the script flushes (false: not sent, it stays in the body), and
+     * $early($status, $headerLines, $body) sends it whole when the script
+     * calls fastcgi_finish_request(). False when it was answered here (no
+     * script to run: a 404).
      */
-    public function begin(array $vars, string $body, callable $answer, ?callable $stream = null): bool
+    public function begin(array $vars, string $body, callable $answer, ?callable $stream = null, ?callable $early = null): bool
     {
         $this->answer = $answer;
         $this->stream = $stream;
+        $this->early = $early;
         $server = \array_replace($this->base, $vars);
 
         \header_remove();
@@ -230,16 +242,11 @@ final class Runtime
             return;
         }
         $this->answer = null;
-        $this->stream = null;
-        // Buffers the script left open pass their output down to ours.
-        $level = \ob_get_level();
-        while ($level > 1 && @\ob_end_flush()) {
-            $level--;
-        }
-        $body = $this->flushed . (string) \ob_get_contents();
-        $this->flushed = '';
-        if (\ob_get_level() >= 1) {
-            \ob_clean();
+        $this->stream = $this->early = null;
+        $body = $this->takeOutput();
+        if ($this->answeredEarly) {
+            $this->answeredEarly = false;
+            $body = ''; // (answered already: $answer knows)
         }
         if (\session_status() === \PHP_SESSION_ACTIVE) {
             \session_write_close();
@@ -252,6 +259,46 @@ final class Runtime
         }
         $this->uploads = [];
         PhpStream::$input = '';
+    }
+
+    /**
+     * fastcgi_finish_request(), as php-fpm has it: the answer goes now,
+     * whole, and the script runs on; what it writes from now on is dropped.
+     * False if there is no request, it was answered already, or the
+     * request source cannot (--direct off).
+     */
+    public function finishEarly(): bool
+    {
+        if ($this->answer === null || $this->early === null || $this->answeredEarly) {
+            return false;
+        }
+        $body = $this->takeOutput();
+        [$status, $lines] = $this->head();
+        $this->stream = null;
+        $this->answeredEarly = true;
+        ($this->early)($status, $lines, $body);
+        return true;
+    }
+
+    /** The runtime of this process (null before it is made). */
+    public static function current(): ?self
+    {
+        return self::$current;
+    }
+
+    /** What the script wrote and did not send yet: buffers it left open pass their output down to ours, which is emptied. */
+    private function takeOutput(): string
+    {
+        $level = \ob_get_level();
+        while ($level > 1 && @\ob_end_flush()) {
+            $level--;
+        }
+        $body = $this->flushed . (string) \ob_get_contents();
+        $this->flushed = '';
+        if (\ob_get_level() >= 1) {
+            \ob_clean();
+        }
+        return $body;
     }
 
     /**

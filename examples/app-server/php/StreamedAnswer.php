@@ -67,10 +67,11 @@ final class StreamedAnswer
     }
 
     /**
-     * Send the rest and end the body: Connection::answer()'s outcome (true:
-     * all out, false: the client takes the rest later, null: failed).
+     * Send the rest and end the body, then close the connection if it does
+     * not stay open or $close says so: Connection::answer()'s outcome
+     * (true: all out, false: the client takes the rest later, null: failed).
      */
-    public function end(string $rest): ?bool
+    public function end(string $rest, bool $close = false): ?bool
     {
         if ($this->failed) {
             return null;
@@ -79,7 +80,7 @@ final class StreamedAnswer
         $this->bytes += $this->noBody ? 0 : \strlen($rest);
         $head = $this->head;
         $this->head = '';
-        return $this->conn->answer($head . $last . ($this->chunked && !$this->noBody ? "0\r\n\r\n" : ''), !$this->keepAlive);
+        return $this->conn->answer($head . $last . ($this->chunked && !$this->noBody ? "0\r\n\r\n" : ''), !$this->keepAlive || $close);
     }
 
     /** Whether the script changed its status or headers after the head went out (they are not sent: PHP says "headers already sent"). */

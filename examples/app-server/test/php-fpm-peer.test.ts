@@ -3,7 +3,7 @@
 // fastcgi_params), serving the same test/www: the same requests to both must
 // give scripts the same superglobals and php://input, and the client the
 // same status, headers and body, but for what is listed as differing and why.
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import type { ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -141,6 +141,14 @@ describe('beside nginx + php-fpm', () => {
         ours: direct ? undefined : 'too late', // (--direct off answers whole, when the script ends)
       });
     }
+  });
+
+  it('has fastcgi_finish_request() as php-fpm has it (direct mode): the same answer, later output and headers dropped', async () => {
+    const mark = join(dir, 'marker');
+    writeFileSync(mark, ''); // (the script does not wait for it then)
+    const [theirs, mine] = await both('GET', `/finish.php?marker=${mark}&done=${join(dir, 'done')}`, {});
+    if (process.env.FOLK_APP_TEST_TASKS !== '1') expect(answered(mine)).toEqual(answered(theirs));
+    else expect(answered(mine).body).toBe('answered early\nno fastcgi_finish_request\n');
   });
 
   it('picks the same script: a directory index, the front controller for a path with no file, PATH_INFO', async () => {

@@ -178,6 +178,20 @@ describe('a script that flushes, in direct mode', () => {
     }
   });
 
+  it('fastcgi_finish_request() answers whole at once ("Connection: close"), and the script runs on, its later output dropped', async () => {
+    const [mark, done] = [marker(), join(dir, `done-${n}`)];
+    const reply = await request(server.port, 'GET', `/finish.php?marker=${mark}&done=${done}`);
+    writeFileSync(mark, ''); // only now: the script, still running, sees it
+    expect(reply.status).toBe(200);
+    expect(reply.body.toString()).toBe('answered early\n');
+    expect(reply.headers['content-length']).toBe('15');
+    expect(reply.headers.connection).toBe('close');
+    expect(reply.headers['x-early']).toBe('yes');
+    expect(reply.headers['x-late']).toBeUndefined();
+    for (let i = 0; i < 200 && !existsSync(done); i++) await sleep(25);
+    expect(JSON.parse(readFileSync(done, 'utf8'))).toEqual({ first: true, second: false, sawMarker: true });
+  });
+
   it('exit() after a flush ends the answer whole', async () => {
     const reply = await getStreamed(server.port, '/stream.php?then=exit', marker());
     expect(reply.body.toString()).toBe("first part\nsaw marker\nexit's own words\n");
@@ -195,6 +209,11 @@ describe('a script that flushes, with --direct off', () => {
   afterAll(async () => {
     await server?.stop();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('has no fastcgi_finish_request() (function_exists() says so, and scripts do without)', async () => {
+    const reply = await request(server.port, 'GET', '/finish.php');
+    expect(reply.body.toString()).toBe('answered early\nno fastcgi_finish_request\n');
   });
 
   it('gets its answer whole, when the script ends (the README says so)', async () => {
