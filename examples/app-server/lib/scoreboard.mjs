@@ -39,7 +39,8 @@ function alive(pid) {
 /**
  * A whole scoreboard line (php/Scoreboard.php): the connection id (0: none,
  * the worker is between requests), the start in ms since the epoch (13
- * digits; a "+" after them once the script has sent part of its answer), the ids of the connections the worker holds bytes of or still
+ * digits; a "+" after them once the script has sent part of its
+ * answer), the ids of the connections the worker holds bytes of or still
  * writes an answer to ("-": none), the method and the target ("- -"
  * between requests); spaces pad it to a fixed length.
  */
@@ -48,7 +49,8 @@ const SERVING = /^(0|[1-9]\d*) (\d{13})(\+?) (-|\d+(?:,\d+)*) ([!#$%&'*+.^_`|~0-
 /**
  * { id, since, answering, holding, request } of the request a scoreboard
  * line says a worker is serving (id 0: none, but it still writes to the
- * connections `holding`; answering: part of its answer is out), or null: idle ("0"), empty, or torn. The worker
+ * connections `holding`; answering: part of its answer is out), or null:
+ * idle ("0"), empty, or torn. The worker
  * rewrites its line in place while the front may read it, so a read can
  * catch the new line's first bytes and the old one's last; such a line
  * reads as nothing (the next tick reads it whole), never as a wrong start
