@@ -40,6 +40,8 @@ if (getenv('FOLK_APP_DIRECT')) {
     require_once __DIR__ . '/Scoreboard.php';
     require_once __DIR__ . '/Connection.php';
     require_once __DIR__ . '/StreamedAnswer.php';
+    require_once __DIR__ . '/Connections.php';
+    require_once __DIR__ . '/Answers.php';
     require_once __DIR__ . '/fastcgi-finish-request.php';
     require_once __DIR__ . '/ConnectionSource.php';
     $__folk_source = new Folk\AppServer\ConnectionSource($__folk_worker, json_decode(getenv('FOLK_APP_DIRECT'), true));
