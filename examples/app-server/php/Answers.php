@@ -52,12 +52,20 @@ final class Answers
         if ($request === null) {
             return false;
         }
+        $this->board->ended();
         if ($this->answeredEarly) {
             $this->answeredEarly = false; // (sent by early())
-        } else {
-            $this->last($id, $request, $status, $lines, $body);
+            return true;
         }
-        $this->board->idle($this->conns->writingIds());
+        if (!isset($this->streams[$id])) {
+            // Before the first byte of it goes out, the scoreboard stops
+            // saying this request is unanswered: a worker that dies from
+            // here on leaves the front a connection to close (kept() lists
+            // it until the answer is out), never a 502 to put after its
+            // answer. (A streamed answer's line says so already.)
+            $this->board->held($this->conns->kept());
+        }
+        $this->last($id, $request, $status, $lines, $body);
         return true;
     }
 

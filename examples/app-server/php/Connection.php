@@ -34,6 +34,8 @@ final class Connection
     private string $out = '';
     /** @var resource|null */
     private $spool = null;
+    /** Bytes peek() fed the reader that are still in the kernel. */
+    private int $unread = 0;
 
     /** $meta: the front's "conn" message (id, addresses); $buffered: bytes of a request another worker had read. */
     public function __construct(public readonly int $id, public readonly \Socket $socket, public readonly array $meta, int $maxBody, string $buffered)
@@ -45,11 +47,19 @@ final class Connection
         $this->seen = $this->begun = \microtime(true);
     }
 
-    /** Read what the client sent into the reader: false once the client closed (or reset) the connection. */
-    public function read(): bool
+    /**
+     * Copy what the client sent into the reader, leaving it in the kernel
+     * until consume(): false once the client closed (or reset) the
+     * connection. The caller consumes it once the scoreboard accounts for
+     * it, so a worker that dies before has taken nothing from the
+     * connection. What the reader does not keep (bytes of a refused
+     * request, or empty lines between requests) is consumed at once.
+     */
+    public function peek(): bool
     {
+        $this->consume(); // (what an earlier peek fed the reader: never fed twice)
         $data = '';
-        $n = @\socket_recv($this->socket, $data, 65536, \MSG_DONTWAIT);
+        $n = @\socket_recv($this->socket, $data, 65536, \MSG_PEEK | \MSG_DONTWAIT);
         if ($n === false && \socket_last_error($this->socket) === \SOCKET_EAGAIN) {
             \socket_clear_error($this->socket);
             return true;
@@ -58,14 +68,40 @@ final class Connection
             return false;
         }
         $this->seen = \microtime(true);
+        $this->unread = $n;
         if ($this->lingering) {
-            return true; // bytes of a refused request: dropped
+            $this->consume(); // bytes of a refused request: dropped
+            return true;
         }
         if ($this->reader->idle()) {
             $this->begun = $this->seen; // a request starts
         }
         $this->reader->feed($data);
+        if ($this->reader->idle()) {
+            $this->consume();
+        }
         return true;
+    }
+
+    /** Whether the reader holds bytes peek() left in the kernel. */
+    public function hasUnread(): bool
+    {
+        return $this->unread > 0;
+    }
+
+    /** Take from the kernel what peek() fed the reader. */
+    public function consume(): void
+    {
+        while ($this->unread > 0) {
+            $gone = '';
+            $n = @\socket_recv($this->socket, $gone, $this->unread, \MSG_DONTWAIT);
+            if ($n === false || $n === 0) {
+                \socket_clear_error($this->socket);
+                $this->unread = 0; // the connection failed: the next peek() says so
+                return;
+            }
+            $this->unread -= $n;
+        }
     }
 
     /** Bytes of a next request wait in the kernel (or the client closed): peeked at, not read. */

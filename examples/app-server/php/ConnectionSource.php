@@ -157,10 +157,10 @@ final class ConnectionSource
         if ($conn === null) {
             return true; // dropped or closed meanwhile
         }
-        if (!$conn->read()) {
+        if (!$conn->peek()) {
             $this->conns->close($id); // the client closed (or reset) it
-        } elseif (!$conn->lingering && !$conn->reader->idle()) {
-            $this->conns->queue($id);
+        } elseif ($conn->hasUnread()) {
+            $this->conns->queue($id); // take() consumes what it peeked
         }
         return true;
     }
@@ -176,6 +176,7 @@ final class ConnectionSource
     private function wait(): void
     {
         $this->tellClosed();
+        $this->board->held($this->conns->kept());
         [$read, $write] = $this->conns->sockets();
         $read[] = $this->wake;
         $except = null;
@@ -213,31 +214,50 @@ final class ConnectionSource
         }
     }
 
-    /** The next whole request of a connection as [$vars, $body, $answer, $stream, $early], or null (not all here yet, or answered here). */
+    /**
+     * The next whole request of a connection as [$vars, $body, $answer,
+     * $stream, $early], or null (not all here yet, or answered here). The
+     * bytes its reader peeked at leave the kernel only once the scoreboard
+     * accounts for them: a worker that dies before has taken nothing, and
+     * the front hands the connection on with its request whole.
+     */
     private function take(int $id): ?array
     {
         $conn = $this->conns->get($id);
         try {
             $request = $conn->reader->next();
         } catch (HttpError $e) {
+            $this->consume($conn);
             $this->answers->refuse($id, $e);
             return null;
         }
         if ($request === null) {
+            $this->consume($conn); // (part of a request: the rest comes later)
             if ($conn->reader->wantsContinue()) {
                 $conn->writeAll("HTTP/1.1 100 Continue\r\n\r\n", (int) $this->settings['idleTimeout']);
             }
             return null;
         }
         if ($this->settings['readyPath'] !== '' && $request->target === $this->settings['readyPath']) {
+            $this->consume($conn);
             $ready = !$this->unready && !$this->worker->isStopping();
             $this->answers->send($id, $request, $ready ? 200 : 503, ['Content-Type: text/plain; charset=utf-8'], $ready ? "ready\n" : "not ready\n");
             return null;
         }
-        $vars = cgiVariables($request, $conn->meta, $this->settings);
         $this->board->serving($id, $request, $this->conns->kept());
+        $conn->consume();
+        $vars = cgiVariables($request, $conn->meta, $this->settings);
         $this->answers->begin($id, $request);
         return [$vars, $request->body, $this->answer, $this->stream, $this->early];
+    }
+
+    /** Take the bytes a connection's reader peeked at from the kernel, once the scoreboard lists the connection among those this worker keeps (the front closes it if this worker dies). */
+    private function consume(Connection $conn): void
+    {
+        if ($conn->hasUnread()) {
+            $this->board->held($this->conns->kept());
+            $conn->consume();
+        }
     }
 
     /** Runtime's $answer for the request being served (take()); $ending: exit() or a fatal error, this process ends after the answer. */

@@ -150,7 +150,7 @@ final class Connections
         } else {
             unset($this->writing[$id]);
         }
-        $this->board->idle($this->writingIds());
+        $this->board->held($this->kept());
     }
 
     /** @return list<int> the connections whose answer is still being written */

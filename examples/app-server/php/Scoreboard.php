@@ -10,9 +10,13 @@
 // "ID MS HOLDING METHOD TARGET" (HOLDING: ids with commas, or -; "MS+"
 // once the script has flushed part of its answer: the front then closes
 // the connection rather than answer it if the worker dies), and
-// between requests "0", or "0 MS HOLDING - -" while responses are still
-// being written to slow clients (those connections cannot go to another
-// worker). Each change is one lseek and one write.
+// between requests "0", or "0 MS HOLDING - -" while it keeps connections:
+// answers still being written (from just before a whole answer goes out:
+// the front must not put a 502 after it), bytes of a request read (those
+// connections cannot go to another worker). A worker takes a request's
+// bytes from the kernel only once its line names that request or lists
+// its connection (ConnectionSource::take()). Each change is one lseek and
+// one write.
 
 declare(strict_types=1);
 
@@ -27,8 +31,10 @@ final class Scoreboard
 
     /** @var resource */
     private $file;
-    /** The line of the request being served, "+" to come after its MS. */
+    /** The line of the request being served, "+" to come after its MS; [] between requests. */
     private array $serving = [];
+    /** @var list<int>|null between requests, the connections the line lists; null when the line says something else */
+    private ?array $listed = null;
 
     public function __construct(string $dir)
     {
@@ -39,24 +45,41 @@ final class Scoreboard
         $this->file = $file;
     }
 
-    /** Serving $request of connection $id from now, holding bytes of the connections $holding. */
-    public function serving(int $id, Request $request, array $holding): void
+    /** Serving $request of connection $id from now, keeping the connections $kept (see held()). */
+    public function serving(int $id, Request $request, array $kept): void
     {
-        $held = $holding === [] ? '-' : \implode(',', $holding);
-        $this->serving = ["$id " . (int) (\microtime(true) * 1000), " $held {$request->method} {$request->target}"];
+        $list = $kept === [] ? '-' : \implode(',', $kept);
+        $this->serving = ["$id " . (int) (\microtime(true) * 1000), " $list {$request->method} {$request->target}"];
+        $this->listed = null;
         $this->write($this->serving[0] . $this->serving[1]);
     }
 
-    /** The request being served has begun its answer (the script flushed). */
+    /** The request being served has begun its answer (the script flushed, or answered early). */
     public function answering(): void
     {
         $this->write($this->serving[0] . '+' . $this->serving[1]);
     }
 
-    /** Between requests, still writing the responses of the connections $writing. */
-    public function idle(array $writing = []): void
+    /** The script of the request being served has ended: its line stands until the next held(). */
+    public function ended(): void
     {
-        $this->write($writing === [] ? '0' : '0 ' . (int) (\microtime(true) * 1000) . ' ' . \implode(',', $writing) . ' - -');
+        $this->serving = [];
+    }
+
+    /**
+     * Between requests: the connections this worker keeps, those it read
+     * bytes of a request from and those it still writes an answer to (the
+     * front closes them if it dies, rather than hand them on). Written only
+     * when the line says otherwise; while a request is served, its line
+     * stands (the front closes or answers that connection).
+     */
+    public function held(array $kept): void
+    {
+        if ($this->serving !== [] || $kept === $this->listed) {
+            return;
+        }
+        $this->listed = $kept;
+        $this->write($kept === [] ? '0' : '0 ' . (int) (\microtime(true) * 1000) . ' ' . \implode(',', $kept) . ' - -');
     }
 
     private function write(string $line): void
