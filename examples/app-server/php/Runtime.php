@@ -5,7 +5,8 @@
 // response, echo writing its body. Where requests come from and where their
 // responses go is a request source's business (TaskSource.php: tasks from
 // the Node front; ConnectionSource.php: HTTP connections the front hands
-// over); runtime.php runs the loop.
+// over); runtime.php runs the loop. ScriptPath.php picks the script,
+// FormData.php decodes cookies and multipart bodies.
 
 declare(strict_types=1);
 
@@ -37,7 +38,7 @@ final class Runtime
     private array $uploads = [];
     private array $base;
     private string $root;
-    private ?string $index;
+    private ScriptPath $scripts;
     private string $cwd;
     private bool $headersWork;
     /** The FFI handle whose callback is PHP's flush() now: kept, since the callback lives as long as it does. */
@@ -57,7 +58,7 @@ final class Runtime
         }
         $this->root = $real;
         $index = (string) \getenv('FOLK_APP_INDEX');
-        $this->index = $index === '' ? null : '/' . \ltrim($index, '/');
+        $this->scripts = new ScriptPath($real, $index === '' ? null : '/' . \ltrim($index, '/'));
         $this->cwd = (string) \getcwd();
         // What php-fpm behind nginx puts in every request's $_SERVER (with
         // clear_env, its default, the environment is only USER and HOME,
@@ -178,7 +179,7 @@ final class Runtime
             \header('X-Powered-By: PHP/' . \PHP_VERSION);
         }
 
-        $found = $this->resolve($server['REQUEST_URI'] ?? '/');
+        $found = $this->scripts->resolve($server['REQUEST_URI'] ?? '/');
         if ($found === null) {
             \http_response_code(404);
             \header('Content-Type: text/plain; charset=UTF-8');
@@ -199,7 +200,7 @@ final class Runtime
         $_SERVER = $server;
         $_GET = [];
         \parse_str($server['QUERY_STRING'] ?? '', $_GET);
-        $_COOKIE = isset($server['HTTP_COOKIE']) ? self::cookies($server['HTTP_COOKIE']) : [];
+        $_COOKIE = isset($server['HTTP_COOKIE']) ? FormData::cookies($server['HTTP_COOKIE']) : [];
         $_POST = [];
         $_FILES = [];
         $multipart = false;
@@ -209,7 +210,7 @@ final class Runtime
                 \parse_str($body, $_POST);
             } elseif (\str_starts_with($type, 'multipart/form-data')
                 && \preg_match('/boundary=(?:"([^"]+)"|([^\s;]+))/i', $server['CONTENT_TYPE'], $m)) {
-                $this->multipart($body, $m[1] !== '' ? $m[1] : $m[2]);
+                [$_POST, $_FILES, $this->uploads] = FormData::multipart($body, $m[1] !== '' ? $m[1] : $m[2]);
                 $multipart = true;
             }
         }
@@ -347,144 +348,5 @@ final class Runtime
         }
         $this->ending = true;
         $this->finish();
-    }
-
-    /**
-     * The script for a request path, as nginx's usual PHP setup picks it
-     * (try_files $uri $uri/ /index.php, fastcgi_split_path_info): a path
-     * naming a .php file is that file, with the rest of the path as
-     * PATH_INFO, or a 404 if there is no such file; a directory's
-     * index.php; else the front controller. Null: 404.
-     *
-     * @return array{string, string}|null [SCRIPT_NAME, PATH_INFO]
-     */
-    private function resolve(string $uri): ?array
-    {
-        $q = \strpos($uri, '?');
-        $path = self::normalize(\rawurldecode($q === false ? $uri : \substr($uri, 0, $q)));
-        if ($path === null) {
-            return null;
-        }
-        // nginx's location ~ [^/]\.php(/|$) with fastcgi_split_path_info
-        // ^(.+?\.php)(/.*)$ (and "if (!-f ...) return 404"): that script, with
-        // the rest as PATH_INFO, or a 404, never the front controller.
-        if (\preg_match('~[^/]\.php(?:/|$)~', $path) === 1) {
-            [$script, $info] = \preg_match('~^(.+?\.php)(/.*)$~', $path, $m) === 1 ? [$m[1], $m[2]] : [$path, ''];
-            return \is_file($this->root . $script) ? [$script, $info] : null;
-        }
-        if (\str_ends_with($path, '/') && \is_file($this->root . $path . 'index.php')) {
-            return [$path . 'index.php', ''];
-        }
-        if ($this->index !== null && \is_file($this->root . $this->index)) {
-            return [$this->index, ''];
-        }
-        return null;
-    }
-
-    /** A decoded path without . and .. segments or repeated slashes; null if it is not one (NUL, or above the root). */
-    private static function normalize(string $path): ?string
-    {
-        if ($path === '' || $path[0] !== '/' || \str_contains($path, "\0")) {
-            return null;
-        }
-        if (!\str_contains($path, '/.') && !\str_contains($path, '//')) {
-            return $path;
-        }
-        $out = [];
-        foreach (\explode('/', $path) as $segment) {
-            if ($segment === '' || $segment === '.') {
-                continue;
-            }
-            if ($segment === '..') {
-                if ($out === []) {
-                    return null;
-                }
-                \array_pop($out);
-                continue;
-            }
-            $out[] = $segment;
-        }
-        $trail = \str_ends_with($path, '/') || \str_ends_with($path, '/.') || \str_ends_with($path, '/..');
-        return '/' . \implode('/', $out) . ($trail && $out !== [] ? '/' : '');
-    }
-
-    /** $_COOKIE as PHP builds it: pairs split at ';', values URL-decoded, the first of a name wins. */
-    private static function cookies(string $header): array
-    {
-        $cookies = [];
-        foreach (\explode(';', $header) as $pair) {
-            $pair = \ltrim($pair, " \t");
-            if ($pair === '') {
-                continue;
-            }
-            [$name, $value] = \explode('=', $pair, 2) + [1 => ''];
-            if (\str_contains($name, '[')) {
-                $parsed = [];
-                \parse_str(\rawurlencode($name) . '=' . \rawurlencode(\urldecode($value)), $parsed);
-                $cookies += $parsed;
-            } elseif ($name !== '' && !\array_key_exists($name = \strtr($name, ' .', '__'), $cookies)) {
-                $cookies[$name] = \urldecode($value);
-            }
-        }
-        return $cookies;
-    }
-
-    /** multipart/form-data into $_POST and $_FILES (files in temporary files removed after the request). */
-    private function multipart(string $body, string $boundary): void
-    {
-        $fields = [];
-        $files = [];
-        foreach (\explode("--$boundary", $body) as $part) {
-            if (!\str_starts_with($part, "\r\n")) {
-                continue; // the preamble, and "--" after the last boundary
-            }
-            $split = \strpos($part, "\r\n\r\n");
-            if ($split === false) {
-                continue;
-            }
-            $headers = \substr($part, 2, $split - 2);
-            $content = (string) \substr($part, $split + 4, -2);
-            if (!\preg_match('/^content-disposition:\s*form-data\s*;(.*)$/mi', $headers, $d)
-                || !\preg_match('/\bname="([^"]*)"/i', $d[1], $n)) {
-                continue;
-            }
-            $name = $n[1];
-            if (!\preg_match('/\bfilename="([^"]*)"/i', $d[1], $f)) {
-                $fields[] = \rawurlencode($name) . '=' . \rawurlencode($content);
-                continue;
-            }
-            $type = \preg_match('/^content-type:\s*(.+?)\s*$/mi', $headers, $t) ? $t[1] : '';
-            $tmp = '';
-            $error = \UPLOAD_ERR_NO_FILE;
-            if ($f[1] !== '') {
-                $tmp = (string) \tempnam(\sys_get_temp_dir(), 'php');
-                $error = \file_put_contents($tmp, $content) === false ? \UPLOAD_ERR_CANT_WRITE : \UPLOAD_ERR_OK;
-                $this->uploads[] = $tmp;
-            }
-            // $_FILES['a']['name']['b'] for a field named a[b], as PHP lays it out.
-            $open = \strpos($name, '[');
-            $base = $open === false ? $name : \substr($name, 0, $open);
-            $rest = $open === false ? '' : \substr($name, $open);
-            $info = ['name' => \basename($f[1]), 'full_path' => $f[1], 'type' => $type, 'tmp_name' => $tmp,
-                'error' => $error, 'size' => $error === \UPLOAD_ERR_OK ? \strlen($content) : 0];
-            foreach ($info as $key => $value) {
-                $files[] = \rawurlencode("{$base}[{$key}]{$rest}") . '=' . \rawurlencode((string) $value);
-            }
-        }
-        \parse_str(\implode('&', $fields), $_POST);
-        \parse_str(\implode('&', $files), $_FILES);
-        // Numbers, as PHP gives them, also under name[] ($_FILES['a']['size'][0]).
-        foreach ($_FILES as &$file) {
-            foreach (['error', 'size'] as $key) {
-                if (\is_array($file[$key] ?? null)) {
-                    \array_walk_recursive($file[$key], function (&$value): void {
-                        $value = (int) $value;
-                    });
-                } elseif (isset($file[$key])) {
-                    $file[$key] = (int) $file[$key];
-                }
-            }
-        }
-        unset($file);
     }
 }

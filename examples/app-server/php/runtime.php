@@ -24,6 +24,8 @@ declare(strict_types=1);
 
 require_once $argv[1] ?? __DIR__ . '/../../../packages/worker-spawn/php/Worker.php';
 require_once __DIR__ . '/PhpStream.php';
+require_once __DIR__ . '/ScriptPath.php';
+require_once __DIR__ . '/FormData.php';
 require_once __DIR__ . '/Runtime.php';
 require_once __DIR__ . '/TaskSource.php';
 
