@@ -13,7 +13,7 @@
 // moves the idle connections of a worker busy with a slow request to the
 // others, so that one slow request holds up only its own connection.
 
-import { closeSync, readFileSync, rmSync } from 'node:fs';
+import { closeSync, createReadStream, readFileSync, rmSync } from 'node:fs';
 import * as http from 'node:http';
 import { plainAddress } from './cgi.mjs';
 import { parseScoreboardLine } from './scoreboard.mjs';
@@ -216,6 +216,10 @@ export class ConnectionBroker {
   }
 
   #message(pid, message, fds) {
+    if (message.type === 'finish' && fds.length === 1) {
+      this.#finish(pid, Number(message.id), fds[0]);
+      return;
+    }
     for (const fd of fds) this.#closeFd(fd);
     if (message.type === 'closed' && Array.isArray(message.ids)) {
       for (const id of message.ids) this.#forget(id, pid);
@@ -370,6 +374,31 @@ export class ConnectionBroker {
     }
   }
 
+  /**
+   * The rest of an answer a worker sent early (fastcgi_finish_request())
+   * that the client had not taken, in a file (fd): the front writes it
+   * while the script runs on, as nginx writes what a php-fpm child handed
+   * it, then closes the connection (the answer said "Connection: close").
+   * The worker has let go of the connection: its death leaves it alone.
+   */
+  #finish(pid, id, fd) {
+    const conn = this.#conns.get(id);
+    if (conn === undefined || conn.pid !== pid) {
+      this.#closeFd(fd);
+      return;
+    }
+    this.#byWorker.get(pid)?.delete(id);
+    conn.pid = 0;
+    const rest = createReadStream('', { fd });
+    rest.on('error', (err) => {
+      this.#log(`the rest of an answer sent early could not be read (${err.message}): connection closed`);
+      this.#forget(id, 0);
+    });
+    rest.on('end', () => this.#forget(id, 0)); // (after pipe() has ended the socket: it closes once all is out)
+    conn.socket.on('close', () => rest.destroy()); // the client went away, or the server stops
+    rest.pipe(conn.socket);
+  }
+
   /** A generic answer for the client, then the connection closes; the detail ("METHOD TARGET: why") goes to the log. */
   #fail(id, status, detail) {
     const conn = this.#conns.get(id);
@@ -404,7 +433,7 @@ export class ConnectionBroker {
 
   #closeFd(fd) {
     try {
-      closeSync(fd); // not expected: workers send the front no descriptors
+      closeSync(fd); // not expected: workers send the front no other descriptors
     } catch {
       // already closed
     }

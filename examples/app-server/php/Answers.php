@@ -12,6 +12,7 @@ namespace Folk\AppServer;
 
 use Folk\AppServer\Http\HttpError;
 use Folk\AppServer\Http\Request;
+use Folk\Worker;
 
 use function Folk\AppServer\Http\responseHead;
 use function Folk\AppServer\Http\scriptStatus;
@@ -27,6 +28,7 @@ final class Answers
 
     /** $settings: ConnectionSource's (maxResponse, idleTimeout). */
     public function __construct(
+        private Worker $worker,
         private Connections $conns,
         private Scoreboard $board,
         private ?AccessLog $log,
@@ -85,6 +87,32 @@ final class Answers
         $this->board->answering();
         $this->last($id, $request, $status, $lines, $body, true);
         $this->answeredEarly = true;
+        if ($this->conns->isWriting($id)) {
+            $this->handOver($id);
+        }
+    }
+
+    /**
+     * The rest of an answer sent early that the client has not taken goes
+     * to the front, in a file, and the front writes it while the script
+     * runs on, as nginx writes what a php-fpm child handed it; this worker
+     * lets go of the connection (its death no longer touches it). If that
+     * fails, the rest stays here, written once the script has ended.
+     */
+    private function handOver(int $id): void
+    {
+        $rest = $this->conns->get($id)->restInFile();
+        if ($rest === null) {
+            return;
+        }
+        try {
+            $this->worker->send(['type' => 'finish', 'id' => $id], [$rest]);
+            $this->conns->letGo($id);
+        } catch (\Throwable $e) {
+            \error_log("the rest of an answer sent early stays with this worker until its script ends: {$e->getMessage()}");
+        } finally {
+            \fclose($rest);
+        }
     }
 
     /**

@@ -244,6 +244,37 @@ final class Connection
         $this->spool = $spool;
     }
 
+    /**
+     * What is still to write of the answer, in a temporary file of its own
+     * (already unlinked, so nothing is left behind), read from its start:
+     * for the front to write (Answers::handOver()). The answer here is left
+     * as it was. Null if the file could not be made.
+     *
+     * @return resource|null
+     */
+    public function restInFile()
+    {
+        $path = \tempnam(\sys_get_temp_dir(), 'folk-rest-');
+        $file = $path === false ? false : @\fopen($path, 'w+b');
+        if ($path !== false) {
+            @\unlink($path);
+        }
+        if ($file === false) {
+            return null;
+        }
+        $ok = \fwrite($file, $this->out) === \strlen($this->out);
+        if ($ok && $this->spool !== null) {
+            $at = (int) \ftell($this->spool);
+            $ok = \stream_copy_to_stream($this->spool, $file) !== false;
+            \fseek($this->spool, $at);
+        }
+        if (!$ok || !\rewind($file)) {
+            \fclose($file);
+            return null;
+        }
+        return $file;
+    }
+
     private function dropSpool(): void
     {
         if ($this->spool !== null) {

@@ -13,7 +13,10 @@
 // Messages to the front: {"type":"closed","ids":[...]} for connections this
 // worker closed, {"type":"release","connections":[[id, base64 bytes], ...]}
 // for the ones it gives back, {"type":"dropped","ids":[...]} for the ones it
-// let go when asked. From the front: {"type":"drop","ids":[...]} (a slow
+// let go when asked, {"type":"finish","id":N} with a file holding the rest
+// of an answer sent early (fastcgi_finish_request()) that the client has
+// not taken: the front writes it, and this worker has let go of the
+// connection. From the front: {"type":"drop","ids":[...]} (a slow
 // request keeps this worker busy: let these go, the front hands them to
 // other workers), {"type":"trim","keep":N} (connections wait for room:
 // close idle ones until at most N are held), {"type":"unready"} (the
@@ -85,7 +88,7 @@ final class ConnectionSource
             $this->log = new AccessLog($settings['accessLog']);
         }
         $this->conns = new Connections($this->board, (float) $settings['idleTimeout'], (float) $settings['headerTimeout']);
-        $this->answers = new Answers($this->conns, $this->board, $this->log, $settings);
+        $this->answers = new Answers($worker, $this->conns, $this->board, $this->log, $settings);
         $this->answer = $this->answer(...);
         $this->stream = $this->answers->stream(...);
         $this->early = $this->answers->early(...);

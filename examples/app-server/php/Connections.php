@@ -153,6 +153,11 @@ final class Connections
         $this->board->held($this->kept());
     }
 
+    public function isWriting(int $id): bool
+    {
+        return isset($this->writing[$id]);
+    }
+
     /** @return list<int> the connections whose answer is still being written */
     public function writingIds(): array
     {
@@ -221,13 +226,20 @@ final class Connections
         $dropped = [];
         foreach ($ids as $id) {
             if (isset($this->conns[$id]) && !$this->keeps($id)) {
-                $conn = $this->conns[$id];
-                unset($this->conns[$id], $this->ids[\spl_object_id($conn->socket)]);
-                $conn->close(false); // the connection lives on elsewhere
+                $this->letGo($id);
                 $dropped[] = $id;
             }
         }
         return $dropped;
+    }
+
+    /** Close our copy of a connection that lives on elsewhere (the front has its own), without a word to the front. */
+    public function letGo(int $id): void
+    {
+        $conn = $this->conns[$id];
+        unset($this->conns[$id], $this->ids[\spl_object_id($conn->socket)], $this->holding[$id], $this->ready[$id]);
+        $this->setWriting($id, false);
+        $conn->close(false);
     }
 
     /**

@@ -5,7 +5,7 @@
 // past --exec-timeout), pipelined requests are answered in order, and the
 // front holds no descriptor after its connections close.
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import * as http from 'node:http';
 import * as net from 'node:net';
@@ -411,6 +411,40 @@ describe('a client that reads its answer slowly', () => {
     expect(Date.now() - started).toBeLessThan(2000); // (it waited for the slow client, about a minute, before)
     expect(await slow.readAll()).toBe(20_000_000);
     slow.socket.destroy();
+  });
+
+  it('gets the rest of an answer sent early (fastcgi_finish_request()) while the script runs on: the front writes it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'folk-direct-'));
+    const [mark, done] = [join(dir, 'mark'), join(dir, 'done')];
+    try {
+      const socket = net.connect(server.port, '127.0.0.1');
+      socket.pause();
+      socket.write(`GET /finish.php?bytes=20000000&marker=${mark}&done=${done} HTTP/1.1\r\nHost: t\r\n\r\n`);
+      await sleep(300); // the worker has written what the sockets take, and the script works on
+      const chunks: Buffer[] = [];
+      socket.on('data', (d: Buffer) => chunks.push(d));
+      socket.resume();
+      await new Promise((resolve) => socket.on('close', resolve));
+      const got = Buffer.concat(chunks).toString('latin1');
+      expect(got.slice(got.indexOf('\r\n\r\n') + 4)).toBe(`answered early\n${'x'.repeat(20_000_000)}`);
+      // Only now: the script is still running (it waits 5 s for the marker).
+      writeFileSync(mark, '');
+      for (let i = 0; i < 200 && !existsSync(done); i++) await sleep(25);
+      expect(JSON.parse(readFileSync(done, 'utf8'))).toMatchObject({ first: true, sawMarker: true });
+      // The file that carried the rest is closed on both sides (and was never left in the temporary directory).
+      const open = (pid: number) =>
+        readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
+          try {
+            return [readlinkSync(`/proc/${pid}/fd/${fd}`, { encoding: 'utf8' })];
+          } catch {
+            return []; // closed meanwhile
+          }
+        });
+      expect([...open(childrenOf(server.child.pid!)[0]!), ...open(worker())].filter((f) => f.includes('folk-rest-'))).toEqual([]);
+      expect(readdirSync(tmpdir()).filter((f) => f.startsWith('folk-rest-'))).toEqual([]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('is closed, not handed to another worker, when its worker dies before the answer is written', async () => {

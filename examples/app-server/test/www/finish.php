@@ -1,10 +1,12 @@
 <?php
-// fastcgi_finish_request() (test/stream.test.ts): answers, then works on,
-// waiting (at most 5 s) for ?marker, which the test makes once it has the
-// answer, and says in the file ?done what it saw.
+// fastcgi_finish_request() (test/stream.test.ts, test/direct.test.ts):
+// answers (with ?bytes more bytes of "x"), then works on, waiting (at most
+// 5 s) for ?marker, which the test makes once it has the answer, and says
+// in the file ?done what it saw.
 header('Content-Type: text/plain; charset=utf-8');
 header('X-Early: yes');
 echo "answered early\n";
+echo str_repeat('x', (int) ($_GET['bytes'] ?? 0));
 if (!function_exists('fastcgi_finish_request')) {
     echo "no fastcgi_finish_request\n";
     return;
