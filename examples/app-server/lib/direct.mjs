@@ -217,7 +217,7 @@ export class ConnectionBroker {
 
   #message(pid, message, fds) {
     if (message.type === 'finish' && fds.length === 1) {
-      this.#finish(pid, Number(message.id), fds[0]);
+      this.#finish(pid, message, fds[0]);
       return;
     }
     for (const fd of fds) this.#closeFd(fd);
@@ -245,10 +245,25 @@ export class ConnectionBroker {
     }
   }
 
-  /** The request a worker is serving, from its scoreboard line (parseScoreboardLine()), or null. */
+  /**
+   * The request a worker is serving, from its scoreboard line
+   * (parseScoreboardLine()), or null. Read until two reads agree: a read
+   * during the worker's rewrite can catch parts of two lines (one that
+   * still parses, when both are of one request and only their lists of
+   * connections differ), and two such reads the same are next to
+   * impossible; none in three tries reads as nothing (the next tick looks
+   * again).
+   */
   #serving(pid) {
     try {
-      return parseScoreboardLine(readFileSync(`${this.#scoreboard}/${pid}`, 'latin1'));
+      const file = `${this.#scoreboard}/${pid}`;
+      let text = readFileSync(file, 'latin1');
+      for (let i = 0; i < 3; i++) {
+        const again = readFileSync(file, 'latin1');
+        if (again === text) return parseScoreboardLine(text);
+        text = again;
+      }
+      return null;
     } catch {
       return null; // no line yet, or the worker's is removed
     }
@@ -270,7 +285,8 @@ export class ConnectionBroker {
         this.#timedOut.add(w.pid);
         this.#log(`worker ${w.pid} has run one request for over --exec-timeout ${execTimeout} ms: killed`);
         this.#kill(w.pid);
-      } else if (age > BUSY_AFTER) {
+      } else if (age > BUSY_AFTER || (serving?.answered ?? false)) {
+        // (Answered early, its script runs on: its idle connections move at once.)
         this.#busy.add(w.pid);
         this.#moveIdle(w.pid, serving);
       } else {
@@ -290,7 +306,7 @@ export class ConnectionBroker {
   #moveIdle(pid, serving) {
     // Not one handed over with bytes of a request: the worker may not have
     // taken it yet, and would then hold those bytes (and keep it).
-    const movable = (id) => id !== serving.id && !serving.holding.includes(id) && !this.#conns.get(id)?.dropping && !this.#conns.get(id)?.handedBytes;
+    const movable = (id) => (id !== serving.id || serving.answered) && !serving.holding.includes(id) && !this.#conns.get(id)?.dropping && !this.#conns.get(id)?.handedBytes;
     const ids = [...(this.#byWorker.get(pid) ?? [])].filter(movable);
     if (ids.length === 0 || this.#pick(pid) === null) return;
     for (const id of ids) this.#conns.get(id).dropping = true;
@@ -341,7 +357,8 @@ export class ConnectionBroker {
     const timedOut = this.#timedOut.delete(pid);
     const ids = this.#byWorker.get(pid) ?? new Set();
     this.#byWorker.delete(pid);
-    if (serving !== null && serving.id > 0 && ids.has(serving.id)) {
+    // (Answered early, its connection is one like the others, below.)
+    if (serving !== null && serving.id > 0 && !serving.answered && ids.has(serving.id)) {
       ids.delete(serving.id);
       const how = exit?.signal ?? `exit ${exit?.code}`;
       if (serving.answering) {
@@ -378,10 +395,13 @@ export class ConnectionBroker {
    * The rest of an answer a worker sent early (fastcgi_finish_request())
    * that the client had not taken, in a file (fd): the front writes it
    * while the script runs on, as nginx writes what a php-fpm child handed
-   * it, then closes the connection (the answer said "Connection: close").
-   * The worker has let go of the connection: its death leaves it alone.
+   * it, then closes the connection if the answer said so, or hands it to
+   * a worker with the bytes of a next request the worker had read (not
+   * the busy one, unless it is the only one). The worker has let go of the
+   * connection: its death leaves it alone.
    */
-  #finish(pid, id, fd) {
+  #finish(pid, message, fd) {
+    const id = Number(message.id);
     const conn = this.#conns.get(id);
     if (conn === undefined || conn.pid !== pid) {
       this.#closeFd(fd);
@@ -389,14 +409,31 @@ export class ConnectionBroker {
     }
     this.#byWorker.get(pid)?.delete(id);
     conn.pid = 0;
+    const keepAlive = message.close !== true;
     const rest = createReadStream('', { fd });
+    const stop = () => {
+      rest.destroy(); // the client went away, or the server stops
+      this.#forget(id, 0);
+    };
+    conn.socket.on('close', stop);
     rest.on('error', (err) => {
       this.#log(`the rest of an answer sent early could not be read (${err.message}): connection closed`);
       this.#forget(id, 0);
     });
-    rest.on('end', () => this.#forget(id, 0)); // (after pipe() has ended the socket: it closes once all is out)
-    conn.socket.on('close', () => rest.destroy()); // the client went away, or the server stops
-    rest.pipe(conn.socket);
+    rest.on('end', () => {
+      if (!keepAlive) {
+        this.#forget(id, 0); // (pipe() has ended the socket: it closes once all is out)
+        return;
+      }
+      const handOn = () => {
+        conn.socket.off('close', stop);
+        if (this.#conns.get(id) === conn && conn.pid === 0) this.#assign(conn, String(message.buffered ?? NOTHING), this.#pick(pid) === null ? 0 : pid);
+      };
+      // Every byte in the kernel before a worker writes to the connection.
+      if (conn.socket.writableLength === 0) handOn();
+      else conn.socket.once('drain', handOn);
+    });
+    rest.pipe(conn.socket, { end: !keepAlive });
   }
 
   /** A generic answer for the client, then the connection closes; the detail ("METHOD TARGET: why") goes to the log. */

@@ -40,17 +40,19 @@ function alive(pid) {
  * A whole scoreboard line (php/Scoreboard.php): the connection id (0: none,
  * the worker is between requests), the start in ms since the epoch (13
  * digits; a "+" after them once the script has sent part of its
- * answer), the ids of the connections the worker holds bytes of or still
+ * answer, a "*" once fastcgi_finish_request() has answered it and the
+ * script runs on), the ids of the connections the worker holds bytes of or still
  * writes an answer to ("-": none), the method and the target ("- -"
  * between requests); spaces pad it to a fixed length.
  */
-const SERVING = /^(0|[1-9]\d*) (\d{13})(\+?) (-|\d+(?:,\d+)*) ([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) *\n?$/;
+const SERVING = /^(0|[1-9]\d*) (\d{13})([+*]?) (-|\d+(?:,\d+)*) ([!#$%&'*+.^_`|~0-9A-Za-z-]+) (\S+) *\n?$/;
 
 /**
- * { id, since, answering, holding, request } of the request a scoreboard
- * line says a worker is serving (id 0: none, but it still writes to the
- * connections `holding`; answering: part of its answer is out), or null:
- * idle ("0"), empty, or torn. The worker
+ * { id, since, answering, answered, holding, request } of the request a
+ * scoreboard line says a worker is serving (id 0: none, but it still
+ * writes to the connections `holding`; answering: part of its answer is
+ * out; answered: all of it, the script runs on), or null: idle ("0"),
+ * empty, or torn. The worker
  * rewrites its line in place while the front may read it, so a read can
  * catch the new line's first bytes and the old one's last; such a line
  * reads as nothing (the next tick reads it whole), never as a wrong start
@@ -62,5 +64,5 @@ export function parseScoreboardLine(text) {
   // torn one can mix the two kinds).
   if (m === null || (m[1] === '0') !== (m[5] === '-' && m[6] === '-')) return null;
   const holding = m[4] === '-' ? [] : m[4].split(',').map(Number);
-  return { id: Number(m[1]), since: Number(m[2]), answering: m[3] === '+', holding, request: `${m[5]} ${m[6]}` };
+  return { id: Number(m[1]), since: Number(m[2]), answering: m[3] === '+', answered: m[3] === '*', holding, request: `${m[5]} ${m[6]}` };
 }

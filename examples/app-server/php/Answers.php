@@ -73,10 +73,12 @@ final class Answers
 
     /**
      * Runtime's $early (the script called fastcgi_finish_request()): its
-     * answer now, with "Connection: close", so that the client's next
-     * request goes to a worker that is free. The scoreboard still says the
-     * request runs (--exec-timeout holds, as php-fpm's
-     * request_terminate_timeout does), its answer begun.
+     * answer now, and the connection is one like the others once it is
+     * out, kept alive as the request asks: the scoreboard line says "*",
+     * and the front moves this worker's idle connections, this one among
+     * them, to workers that are free (php-fpm's next request on it goes to
+     * another child too). The line still says the request runs
+     * (--exec-timeout holds, as php-fpm's request_terminate_timeout does).
      */
     public function early(int $status, array $lines, string $body): void
     {
@@ -85,28 +87,31 @@ final class Answers
         }
         [$id, $request] = $this->serving;
         $this->board->answering();
-        $this->last($id, $request, $status, $lines, $body, true);
+        $this->last($id, $request, $status, $lines, $body);
         $this->answeredEarly = true;
         if ($this->conns->isWriting($id)) {
             $this->handOver($id);
         }
+        $this->board->answered($this->conns->kept());
     }
 
     /**
      * The rest of an answer sent early that the client has not taken goes
      * to the front, in a file, and the front writes it while the script
-     * runs on, as nginx writes what a php-fpm child handed it; this worker
-     * lets go of the connection (its death no longer touches it). If that
-     * fails, the rest stays here, written once the script has ended.
+     * runs on, as nginx writes what a php-fpm child handed it, then gives
+     * the connection to a worker (or closes it, as the answer said) with
+     * the bytes of a next request read here. This worker lets go of it. If
+     * that fails, the rest stays here, written once the script has ended.
      */
     private function handOver(int $id): void
     {
-        $rest = $this->conns->get($id)->restInFile();
+        $conn = $this->conns->get($id);
+        $rest = $conn->restInFile();
         if ($rest === null) {
             return;
         }
         try {
-            $this->worker->send(['type' => 'finish', 'id' => $id], [$rest]);
+            $this->worker->send(['type' => 'finish', 'id' => $id, 'close' => $conn->closesAfter(), 'buffered' => \base64_encode($conn->reader->buffered())], [$rest]);
             $this->conns->letGo($id);
         } catch (\Throwable $e) {
             \error_log("the rest of an answer sent early stays with this worker until its script ends: {$e->getMessage()}");

@@ -13,10 +13,11 @@
 // Messages to the front: {"type":"closed","ids":[...]} for connections this
 // worker closed, {"type":"release","connections":[[id, base64 bytes], ...]}
 // for the ones it gives back, {"type":"dropped","ids":[...]} for the ones it
-// let go when asked, {"type":"finish","id":N} with a file holding the rest
-// of an answer sent early (fastcgi_finish_request()) that the client has
-// not taken: the front writes it, and this worker has let go of the
-// connection. From the front: {"type":"drop","ids":[...]} (a slow
+// let go when asked, {"type":"finish","id":N,"close":bool,"buffered":base64}
+// with a file holding the rest of an answer sent early
+// (fastcgi_finish_request()) that the client has not taken: the front
+// writes it, then hands the connection on (or closes it), and this worker
+// has let go of it. From the front: {"type":"drop","ids":[...]} (a slow
 // request keeps this worker busy: let these go, the front hands them to
 // other workers), {"type":"trim","keep":N} (connections wait for room:
 // close idle ones until at most N are held), {"type":"unready"} (the
@@ -91,7 +92,7 @@ final class ConnectionSource
         $this->answers = new Answers($worker, $this->conns, $this->board, $this->log, $settings);
         $this->answer = $this->answer(...);
         $this->stream = $this->answers->stream(...);
-        $this->early = $this->answers->early(...);
+        $this->early = $this->early(...);
         $worker->onMessage($this->message(...));
         $worker->ready(); // the front sends connections from now on
     }
@@ -261,6 +262,19 @@ final class ConnectionSource
             $this->board->held($this->conns->kept());
             $conn->consume();
         }
+    }
+
+    /**
+     * Runtime's $early (fastcgi_finish_request(); Answers::early()). From
+     * its "*" line on, the front moves this worker's idle connections at
+     * once, without waiting for their "dropped": so nothing the last
+     * select() found readable is read now without a new select() (whose
+     * messages come first).
+     */
+    private function early(int $status, array $lines, string $body): void
+    {
+        $this->readable = [];
+        $this->answers->early($status, $lines, $body);
     }
 
     /** Runtime's $answer for the request being served (take()); $ending: exit() or a fatal error, this process ends after the answer. */

@@ -9,7 +9,9 @@
 // One file per worker, named by its pid, holding one line of fixed length:
 // "ID MS HOLDING METHOD TARGET" (HOLDING: ids with commas, or -; "MS+"
 // once the script has flushed part of its answer: the front then closes
-// the connection rather than answer it if the worker dies), and
+// the connection rather than answer it if the worker dies; "MS*" once
+// fastcgi_finish_request() has answered it and the script runs on: the
+// connection is then an idle one, which the front moves at once), and
 // between requests "0", or "0 MS HOLDING - -" while it keeps connections:
 // answers still being written (from just before a whole answer goes out:
 // the front must not put a 502 after it), bytes of a request read (those
@@ -31,7 +33,7 @@ final class Scoreboard
 
     /** @var resource */
     private $file;
-    /** The line of the request being served, "+" to come after its MS; [] between requests. */
+    /** The line of the request being served as [id and start, its list of kept connections, method and target]; [] between requests. */
     private array $serving = [];
     /** @var list<int>|null between requests, the connections the line lists; null when the line says something else */
     private ?array $listed = null;
@@ -48,16 +50,26 @@ final class Scoreboard
     /** Serving $request of connection $id from now, keeping the connections $kept (see held()). */
     public function serving(int $id, Request $request, array $kept): void
     {
-        $list = $kept === [] ? '-' : \implode(',', $kept);
-        $this->serving = ["$id " . (int) (\microtime(true) * 1000), " $list {$request->method} {$request->target}"];
+        $this->serving = ["$id " . (int) (\microtime(true) * 1000), self::list($kept), "{$request->method} {$request->target}"];
         $this->listed = null;
-        $this->write($this->serving[0] . $this->serving[1]);
+        $this->write($this->servingLine(''));
     }
 
-    /** The request being served has begun its answer (the script flushed, or answered early). */
+    /** The request being served has begun its answer (the script flushed, or is answering early): "+". */
     public function answering(): void
     {
-        $this->write($this->serving[0] . '+' . $this->serving[1]);
+        $this->write($this->servingLine('+'));
+    }
+
+    /**
+     * The request being served is answered (fastcgi_finish_request()) and
+     * its script runs on: "*". Its connection is one like the others now,
+     * and the connections this worker keeps are $kept.
+     */
+    public function answered(array $kept): void
+    {
+        $this->serving[1] = self::list($kept);
+        $this->write($this->servingLine('*'));
     }
 
     /** The script of the request being served has ended: its line stands until the next held(). */
@@ -79,7 +91,18 @@ final class Scoreboard
             return;
         }
         $this->listed = $kept;
-        $this->write($kept === [] ? '0' : '0 ' . (int) (\microtime(true) * 1000) . ' ' . \implode(',', $kept) . ' - -');
+        $this->write($kept === [] ? '0' : '0 ' . (int) (\microtime(true) * 1000) . ' ' . self::list($kept) . ' - -');
+    }
+
+    private function servingLine(string $mark): string
+    {
+        [$start, $list, $request] = $this->serving;
+        return "$start$mark $list $request";
+    }
+
+    private static function list(array $ids): string
+    {
+        return $ids === [] ? '-' : \implode(',', $ids);
     }
 
     private function write(string $line): void

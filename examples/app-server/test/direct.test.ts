@@ -251,15 +251,17 @@ describe('a scoreboard line as the front reads it', () => {
     ({ parseScoreboardLine: parse } = await import('../lib/scoreboard.mjs'));
   });
 
-  it('reads a whole line: the connection, since when, whether part of the answer is out, the connections held, the request', () => {
-    expect(parse(line('5 1764930000123 3,4 GET /data?x=1'))).toEqual({ id: 5, since: 1764930000123, answering: false, holding: [3, 4], request: 'GET /data?x=1' });
-    expect(parse(line('17 1764930000123 - POST /echo'))).toEqual({ id: 17, since: 1764930000123, answering: false, holding: [], request: 'POST /echo' });
-    expect(parse(line('17 1764930000123+ - GET /feed'))).toEqual({ id: 17, since: 1764930000123, answering: true, holding: [], request: 'GET /feed' });
+  it('reads a whole line: the connection, since when, whether part of the answer is out or all of it (the script runs on), the connections held, the request', () => {
+    expect(parse(line('5 1764930000123 3,4 GET /data?x=1'))).toEqual({ id: 5, since: 1764930000123, answering: false, answered: false, holding: [3, 4], request: 'GET /data?x=1' });
+    expect(parse(line('17 1764930000123 - POST /echo'))).toEqual({ id: 17, since: 1764930000123, answering: false, answered: false, holding: [], request: 'POST /echo' });
+    expect(parse(line('17 1764930000123+ - GET /feed'))).toEqual({ id: 17, since: 1764930000123, answering: true, answered: false, holding: [], request: 'GET /feed' });
+    expect(parse(line('17 1764930000123* 4 GET /feed'))).toEqual({ id: 17, since: 1764930000123, answering: false, answered: true, holding: [4], request: 'GET /feed' });
     expect(parse(line('17 1764930000123++ - GET /feed'))).toBeNull();
+    expect(parse(line('17 1764930000123+* - GET /feed'))).toBeNull();
   });
 
   it('reads an idle worker still writing answers to slow clients: id 0 and the connections it writes to', () => {
-    expect(parse(line('0 1764930000123 7,9 - -'))).toEqual({ id: 0, since: 1764930000123, answering: false, holding: [7, 9], request: '- -' });
+    expect(parse(line('0 1764930000123 7,9 - -'))).toEqual({ id: 0, since: 1764930000123, answering: false, answered: false, holding: [7, 9], request: '- -' });
   });
 
   it('reads an idle worker, a missing file and every torn line as null', () => {
@@ -424,13 +426,25 @@ describe('a client that reads its answer slowly', () => {
       const chunks: Buffer[] = [];
       socket.on('data', (d: Buffer) => chunks.push(d));
       socket.resume();
-      await new Promise((resolve) => socket.on('close', resolve));
+      const body = `answered early\n${'x'.repeat(20_000_000)}`;
+      const whole = () => {
+        const got = Buffer.concat(chunks);
+        const end = got.indexOf('\r\n\r\n');
+        return end > 0 && got.length - end - 4 >= body.length;
+      };
+      for (let i = 0; i < 400 && !whole(); i++) await sleep(10);
       const got = Buffer.concat(chunks).toString('latin1');
-      expect(got.slice(got.indexOf('\r\n\r\n') + 4)).toBe(`answered early\n${'x'.repeat(20_000_000)}`);
+      expect(got.slice(got.indexOf('\r\n\r\n') + 4)).toBe(body);
       // Only now: the script is still running (it waits 5 s for the marker).
       writeFileSync(mark, '');
       for (let i = 0; i < 200 && !existsSync(done); i++) await sleep(25);
       expect(JSON.parse(readFileSync(done, 'utf8'))).toMatchObject({ first: true, sawMarker: true });
+      // The connection goes on: the front gave it back to a worker once the rest was out.
+      chunks.length = 0;
+      socket.write('GET /plain.php HTTP/1.1\r\nHost: t\r\n\r\n');
+      for (let i = 0; i < 200 && !Buffer.concat(chunks).includes('\r\n\r\n'); i++) await sleep(10);
+      expect(Buffer.concat(chunks).toString('latin1')).toMatch(/^HTTP\/1\.1 201 /);
+      socket.destroy();
       // The file that carried the rest is closed on both sides (and was never left in the temporary directory).
       const open = (pid: number) =>
         readdirSync(`/proc/${pid}/fd`).flatMap((fd) => {
@@ -521,6 +535,28 @@ describe('a worker that dies with requests waiting', () => {
     });
     return { first, ended };
   }
+
+  it('after fastcgi_finish_request(), killed in the script that runs on, leaves that connection and the request waiting on it to its replacement', async () => {
+    const socket = net.connect(server.port, '127.0.0.1');
+    socket.on('error', () => {});
+    let got = '';
+    socket.on('data', (d: Buffer) => (got += d.toString('latin1')));
+    const answers = async (count: number) => {
+      for (let i = 0; i < 300 && (got.match(/^HTTP\/1\.1 /gm) ?? []).length < count; i++) await sleep(10);
+      return got.match(/^HTTP\/1\.1 \d+/gm) ?? [];
+    };
+    try {
+      // (No marker: the script works on for 5 s.)
+      socket.write(`GET /finish.php?marker=${join(dir, 'never')}&done=${join(dir, 'done')} HTTP/1.1\r\nHost: t\r\n\r\n`);
+      expect(await answers(1)).toEqual(['HTTP/1.1 200']);
+      socket.write('GET /plain.php HTTP/1.1\r\nHost: t\r\n\r\n');
+      await sleep(200); // it waits in the kernel: the only worker is busy
+      process.kill(worker(), 'SIGKILL');
+      expect(await answers(2)).toEqual(['HTTP/1.1 200', 'HTTP/1.1 201']);
+    } finally {
+      socket.destroy();
+    }
+  });
 
   it('leaves the requests it had not begun to its replacement, even those that came in the same turn as its last', async () => {
     // Five keep-alive connections, taken by the one worker in this order

@@ -4,6 +4,7 @@
 // With --direct off the answer comes whole (the README says so).
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
+import type * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -178,18 +179,38 @@ describe('a script that flushes, in direct mode', () => {
     }
   });
 
-  it('fastcgi_finish_request() answers whole at once ("Connection: close"), and the script runs on, its later output dropped', async () => {
+  it('fastcgi_finish_request() answers whole at once, and the script runs on, its later output dropped', async () => {
     const [mark, done] = [marker(), join(dir, `done-${n}`)];
     const reply = await request(server.port, 'GET', `/finish.php?marker=${mark}&done=${done}`);
     writeFileSync(mark, ''); // only now: the script, still running, sees it
     expect(reply.status).toBe(200);
     expect(reply.body.toString()).toBe('answered early\n');
     expect(reply.headers['content-length']).toBe('15');
-    expect(reply.headers.connection).toBe('close');
     expect(reply.headers['x-early']).toBe('yes');
     expect(reply.headers['x-late']).toBeUndefined();
     for (let i = 0; i < 200 && !existsSync(done); i++) await sleep(25);
     expect(JSON.parse(readFileSync(done, 'utf8'))).toEqual({ first: true, second: false, sawMarker: true });
+  });
+
+  it('fastcgi_finish_request() keeps the connection: its next request is served by another worker while the script runs on', async () => {
+    const [mark, done] = [marker(), join(dir, `done-${n}`)];
+    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+    const sockets = new Set<net.Socket>();
+    agent.on('free', (socket: net.Socket) => sockets.add(socket));
+    try {
+      const first = await request(server.port, 'GET', `/finish.php?marker=${mark}&done=${done}`, { agent });
+      expect(first.headers.connection).toBe('keep-alive');
+      const started = Date.now();
+      expect((await request(server.port, 'GET', '/plain.php', { agent })).status).toBe(201);
+      expect(Date.now() - started).toBeLessThan(1000); // (the script waits up to 5 s for the marker)
+      expect(existsSync(done)).toBe(false); // still running
+      expect(sockets.size).toBe(1);
+      writeFileSync(mark, '');
+      for (let i = 0; i < 200 && !existsSync(done); i++) await sleep(25);
+      expect(JSON.parse(readFileSync(done, 'utf8'))).toEqual({ first: true, second: false, sawMarker: true });
+    } finally {
+      agent.destroy();
+    }
   });
 
   it('exit() after a flush ends the answer whole', async () => {
