@@ -3,7 +3,9 @@
 // PHP code (examples/app-server/public/index.php) and the same number of PHP
 // workers, measured with wrk.
 //
-//   routes        GET / (hello), GET /data (5 KB of JSON), POST /echo (a 4 KB body back)
+//   routes        GET / (hello), GET /data (5 KB of JSON), POST /echo (a 4 KB body back),
+//                 GET /finish (hello, ended with fastcgi_finish_request(), as Symfony
+//                 and Laravel end every response)
 //   concurrency   1, 16, 64 keep-alive connections (wrk -t1)
 //   rounds        the contenders take turns on every route and concurrency,
 //                 which goes first alternating, ROUNDS times; medians printed
@@ -60,6 +62,7 @@ const ALL_ROUTES = [
   { name: 'hello', path: '/' },
   { name: 'json 5 KB', path: '/data' },
   { name: 'echo 4 KB', path: '/echo', post: 4096 },
+  { name: 'hello, finish', path: '/finish' },
 ];
 const ROUTES = ALL_ROUTES.filter((r) => !list('routes') || list('routes').includes(r.path));
 const ONLY_TABLE = args.includes('--table-only');

@@ -22,6 +22,7 @@ serve((task) => {
   const url = new URL(server.REQUEST_URI, 'http://worker');
   switch (`${server.REQUEST_METHOD} ${url.pathname}`) {
     case 'GET /':
+    case 'GET /finish': // (no fastcgi_finish_request() here: answered when done, as ever)
       return reply(200, `Hello from Node ${process.version} (fallback worker), worker pid ${process.pid}\n`);
     case 'GET /json': {
       const query = Object.fromEntries(url.searchParams);

@@ -285,8 +285,7 @@ export class ConnectionBroker {
         this.#timedOut.add(w.pid);
         this.#log(`worker ${w.pid} has run one request for over --exec-timeout ${execTimeout} ms: killed`);
         this.#kill(w.pid);
-      } else if (age > BUSY_AFTER || (serving?.answered ?? false)) {
-        // (Answered early, its script runs on: its idle connections move at once.)
+      } else if (age > BUSY_AFTER) {
         this.#busy.add(w.pid);
         this.#moveIdle(w.pid, serving);
       } else {

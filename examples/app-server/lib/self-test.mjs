@@ -28,6 +28,10 @@ export async function selfTest(server) {
   show('GET', '/', r);
   check(r.status === 200 && r.body.toString().startsWith(`Hello from ${label}`), 'GET / greets');
 
+  r = await fetchLocal(port, 'GET', '/finish');
+  show('GET', '/finish', r);
+  check(r.status === 200 && r.body.toString().startsWith('Hello from'), 'GET /finish answers (through fastcgi_finish_request() where the workers have it)');
+
   r = await fetchLocal(port, 'GET', '/json?name=folk');
   show('GET', '/json?name=folk', r);
   check(r.status === 200 && JSON.parse(r.body.toString()).query.name === 'folk', 'GET /json parses the query');

@@ -75,10 +75,11 @@ final class Answers
      * Runtime's $early (the script called fastcgi_finish_request()): its
      * answer now, and the connection is one like the others once it is
      * out, kept alive as the request asks: the scoreboard line says "*",
-     * and the front moves this worker's idle connections, this one among
-     * them, to workers that are free (php-fpm's next request on it goes to
-     * another child too). The line still says the request runs
-     * (--exec-timeout holds, as php-fpm's request_terminate_timeout does).
+     * and if the script runs on for long, the front moves this worker's
+     * idle connections, this one among them, to workers that are free, as
+     * for any slow request (php-fpm's next request on it goes to another
+     * child). The line still says the request runs (--exec-timeout holds,
+     * as php-fpm's request_terminate_timeout does).
      */
     public function early(int $status, array $lines, string $body): void
     {

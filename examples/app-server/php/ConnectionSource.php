@@ -92,7 +92,7 @@ final class ConnectionSource
         $this->answers = new Answers($worker, $this->conns, $this->board, $this->log, $settings);
         $this->answer = $this->answer(...);
         $this->stream = $this->answers->stream(...);
-        $this->early = $this->early(...);
+        $this->early = $this->answers->early(...);
         $worker->onMessage($this->message(...));
         $worker->ready(); // the front sends connections from now on
     }
@@ -262,19 +262,6 @@ final class ConnectionSource
             $this->board->held($this->conns->kept());
             $conn->consume();
         }
-    }
-
-    /**
-     * Runtime's $early (fastcgi_finish_request(); Answers::early()). From
-     * its "*" line on, the front moves this worker's idle connections at
-     * once, without waiting for their "dropped": so nothing the last
-     * select() found readable is read now without a new select() (whose
-     * messages come first).
-     */
-    private function early(int $status, array $lines, string $body): void
-    {
-        $this->readable = [];
-        $this->answers->early($status, $lines, $body);
     }
 
     /** Runtime's $answer for the request being served (take()); $ending: exit() or a fatal error, this process ends after the answer. */

@@ -11,7 +11,7 @@
 // once the script has flushed part of its answer: the front then closes
 // the connection rather than answer it if the worker dies; "MS*" once
 // fastcgi_finish_request() has answered it and the script runs on: the
-// connection is then an idle one, which the front moves at once), and
+// connection is then an idle one, which the front may move), and
 // between requests "0", or "0 MS HOLDING - -" while it keeps connections:
 // answers still being written (from just before a whole answer goes out:
 // the front must not put a 502 after it), bytes of a request read (those

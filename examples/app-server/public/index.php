@@ -1,6 +1,8 @@
 <?php
 // The demo application: an ordinary PHP front controller, the same file
-// php-fpm runs in bench/app-server. Routes: GET / (hello), GET /json (the
+// php-fpm runs in bench/app-server. Routes: GET / (hello), GET /finish
+// (hello, ended as Symfony's and Laravel's Response::send() ends every
+// response: with fastcgi_finish_request() where it exists), GET /json (the
 // request as JSON), GET /data (a 5 KB JSON document), POST /echo (the body
 // back), GET /slow?ms=N, GET /error (an uncaught exception: 500).
 $path = parse_url($_SERVER['REQUEST_URI'], PHP_URL_PATH);
@@ -9,6 +11,13 @@ switch ($_SERVER['REQUEST_METHOD'] . ' ' . $path) {
     case 'GET /':
         header('Content-Type: text/plain; charset=utf-8');
         echo 'Hello from PHP ', PHP_VERSION, ', worker pid ', getmypid(), "\n";
+        break;
+    case 'GET /finish':
+        header('Content-Type: text/plain; charset=utf-8');
+        echo 'Hello from PHP ', PHP_VERSION, ', worker pid ', getmypid(), "\n";
+        if (function_exists('fastcgi_finish_request')) {
+            fastcgi_finish_request();
+        }
         break;
     case 'GET /json':
         header('Content-Type: application/json');
