@@ -278,7 +278,8 @@ try {
   for (const route of ROUTES) {
     const body = route.post ? Buffer.alloc(route.post, 0x61) : undefined;
     const [a, b] = await Promise.all(contenders.map((c) => get(c.port, route.post ? 'POST' : 'GET', route.path, body)));
-    if (a.status !== 200 || b.status !== 200 || (route.name !== 'hello' && !a.body.equals(b.body))) {
+    const unpid = (reply) => reply.body.toString('latin1').replace(/worker pid \d+/, 'worker pid N'); // (hello says which worker)
+    if (a.status !== 200 || b.status !== 200 || unpid(a) !== unpid(b)) {
       throw new Error(`${route.path}: ours ${a.status} (${a.body.length} bytes), nginx+php-fpm ${b.status} (${b.body.length} bytes): not the same answer`);
     }
   }
