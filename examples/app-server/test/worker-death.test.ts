@@ -11,7 +11,7 @@
 // client already sent: a hang).
 
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -42,7 +42,12 @@ function responses(bytes: Buffer): { status: number; whole: boolean }[] {
   return found;
 }
 
-/** A keep-alive connection: send() a request, then what came back until it closed or `quiet` ms passed without a byte. */
+/**
+ * A keep-alive connection: exchange() sends a request, then gives what
+ * came back once the connection closed, or `settle` ms passed without a
+ * byte after whole answers (time for a second answer to come after the
+ * first), or `wait` ms passed without one before them.
+ */
 async function connection(port: number) {
   const socket = net.connect(port, '127.0.0.1');
   socket.on('error', () => {});
@@ -59,13 +64,14 @@ async function connection(port: number) {
   });
   await new Promise((resolve) => socket.once('connect', resolve));
   return {
-    async exchange(text: string, quiet: number): Promise<{ bytes: Buffer; closed: boolean }> {
+    async exchange(text: string, { settle = 50, wait = 1500 } = {}): Promise<{ bytes: Buffer; closed: boolean }> {
       received = Buffer.alloc(0);
       socket.write(text);
       for (;;) {
         const before = received.length;
+        const answered = before > 0 && responses(received).every((r) => r.whole);
         await new Promise<void>((resolve) => {
-          const timer = setTimeout(resolve, quiet);
+          const timer = setTimeout(resolve, answered ? settle : wait);
           changed = () => {
             clearTimeout(timer);
             resolve();
@@ -116,79 +122,118 @@ describe('a worker killed at any step of a request', () => {
     rmSync(dir, { recursive: true, force: true });
   });
   const worker = () => childrenOf(childrenOf(server.child.pid!)[0]!)[0]!;
+  /** When the worker serving now was first seen to. */
+  let servingSince = 0;
   /** Once the front has a worker again (after one died), and it serves. */
   async function served() {
     for (let i = 0; i < 100 && !(worker() > 0); i++) await sleep(20);
     expect((await request(server.port, 'GET', '/plain.php')).status).toBe(201);
+    servingSince = Date.now();
+  }
+  /**
+   * Wait until the worker has served for over a second: the pool takes a
+   * worker that dies sooner after it started for a crash loop, and starts
+   * each next replacement later (100 ms, doubling).
+   */
+  async function settled() {
+    await sleep(Math.max(0, servingSince + 1100 - Date.now()));
   }
 
-  /** The calls a worker makes for one request on an idle keep-alive connection, up to its next select(), as "name:n" (the nth of that name). */
-  async function steps(): Promise<string[]> {
+  /**
+   * The calls a worker makes for `text` (one request) on an idle keep-alive
+   * connection, up to its next select(): each as "name:n" (the nth of that
+   * name) with its line in strace's log.
+   */
+  async function steps(text: string, status: number): Promise<{ step: string; line: string }[]> {
     const conn = await connection(server.port);
-    await conn.exchange(REQUEST, 300);
+    await conn.exchange(REQUEST);
     const log = join(dir, 'steps');
     const strace = await attach(worker(), 'recvfrom,lseek,write,pselect6', log);
-    const { bytes } = await conn.exchange(REQUEST, 300);
+    const { bytes } = await conn.exchange(text, { settle: 300 }); // (and the script's rest of work)
     await strace.detach();
     conn.close();
-    expect(responses(bytes)).toEqual([{ status: 201, whole: true }]);
-    const names = readFileSync(log, 'utf8')
+    expect(responses(bytes)).toEqual([{ status, whole: true }]);
+    const lines = readFileSync(log, 'utf8')
       .split('\n')
-      .map((line) => /^(\w+)\(/.exec(line)?.[1])
-      .filter((name) => name !== undefined);
+      .filter((line) => /^\w+\(/.test(line));
     const counts = new Map<string, number>();
-    const found: string[] = [];
-    for (const name of names.slice(names.indexOf('pselect6') + 1)) {
+    const found: { step: string; line: string }[] = [];
+    for (const line of lines.slice(lines.findIndex((l) => l.startsWith('pselect6(')) + 1)) {
+      const name = /^(\w+)\(/.exec(line)![1]!;
       if (name === 'pselect6') break;
       counts.set(name, (counts.get(name) ?? 0) + 1);
-      found.push(`${name}:${counts.get(name)}`);
+      found.push({ step: `${name}:${counts.get(name)}`, line });
     }
     return found;
   }
 
-  it('answers it whole, or with a 502, or closes the connection with nothing; never a hang, never two answers', async () => {
-    const found = await steps();
+  /**
+   * The worker killed at each of those steps in turn, on a connection that
+   * has had one answer: what the client got for `text` each time ("step:
+   * 201", "step: 502, closed", ...).
+   */
+  async function killAtEachStep(text: string, status: number) {
+    const found = await steps(text, status);
     // (At least: the read, the scoreboard's line, the answer, the line after it.)
     expect(found.length).toBeGreaterThanOrEqual(6);
     const outcomes: string[] = [];
-    for (const step of found) {
+    for (const { step } of found) {
       const conn = await connection(server.port);
-      expect(responses((await conn.exchange(REQUEST, 300)).bytes)).toEqual([{ status: 201, whole: true }]);
+      expect(responses((await conn.exchange(REQUEST)).bytes)).toEqual([{ status: 201, whole: true }]);
+      await settled();
       const pid = worker();
       const [call, n] = step.split(':');
       const strace = await attach(pid, call!, '/dev/null', `${call}:when=${n}`);
-      // (1.5 s: a replacement worker starts in about 100 ms, and serves a request handed on to it at once.)
-      const { bytes, closed } = await conn.exchange(REQUEST, 1500);
+      // (A replacement worker starts in about 100 ms, and serves a request handed on to it at once; a
+      // 502 from the front would come within milliseconds of an answer.)
+      const { bytes, closed } = await conn.exchange(text, { settle: 300 });
       await strace.ended;
       expect(alive(pid), `${step}: the worker died`).toBe(false);
       const got = responses(bytes);
-      const outcome = `${step}: ${got.map((r) => `${r.status}${r.whole ? '' : ' (cut)'}`).join(', ') || 'nothing'}${closed ? ', closed' : ''}`;
-      outcomes.push(outcome);
+      outcomes.push(`${step}: ${got.map((r) => `${r.status}${r.whole ? '' : ' (cut)'}`).join(', ') || 'nothing'}${closed ? ', closed' : ''}`);
       conn.close();
       await served();
     }
-    const fine = (o: string) => /: (201|201, closed|502, closed|nothing, closed)$/.test(o);
-    expect(outcomes.filter((o) => !fine(o))).toEqual([]);
+    // Its answer whole, or a 502, or nothing; never a hang, never two answers.
+    const fine = new RegExp(`: (${status}|${status}, closed|502, closed|nothing, closed)$`);
+    expect(outcomes.filter((o) => !fine.test(o))).toEqual([]);
     // Killed before it takes the request's bytes from the kernel (it peeks
     // at them first, and takes them once its scoreboard line says which
     // request it serves), a worker loses nothing: its replacement serves
     // the request.
-    const taken = found.indexOf('recvfrom:2');
+    const taken = found.findIndex((f) => f.step === 'recvfrom:2');
     expect(taken).toBeGreaterThan(0);
-    expect(outcomes.slice(0, taken)).toEqual(found.slice(0, taken).map((step) => `${step}: 201`));
+    expect(outcomes.slice(0, taken)).toEqual(found.slice(0, taken).map((f) => `${f.step}: ${status}`));
+    return { found, outcomes };
+  }
+
+  it('answers it whole, or with a 502, or closes the connection with nothing; never a hang, never two answers', async () => {
+    await killAtEachStep(REQUEST, 201);
+  });
+
+  it('the same for an answer sent early (fastcgi_finish_request()); in the script that runs on after it, the connection is an idle one, handed on', async () => {
+    const marker = join(dir, 'marker');
+    writeFileSync(marker, ''); // (the script does not wait then: it writes its "done" file and ends)
+    const text = `GET /finish.php?marker=${marker}&done=${join(dir, 'done')} HTTP/1.1\r\nHost: t\r\n\r\n`;
+    const { found, outcomes } = await killAtEachStep(text, 200);
+    // From the scoreboard line that says so ("*" after its start) on.
+    const answered = found.findIndex((f) => /^write\(\d+, "\d+ \d{13}\*/.test(f.line));
+    expect(answered).toBeGreaterThan(0);
+    expect(outcomes.slice(answered + 1)).toEqual(found.slice(answered + 1).map((f) => `${f.step}: 200`));
   });
 
   it('closes a connection it had read part of a request from, rather than hand it to a worker that would take the rest for a request', async () => {
     const conn = await connection(server.port);
-    expect(responses((await conn.exchange(REQUEST, 300)).bytes)).toEqual([{ status: 201, whole: true }]);
+    expect(responses((await conn.exchange(REQUEST)).bytes)).toEqual([{ status: 201, whole: true }]);
     const pid = worker();
     const body = 'x'.repeat(10_000);
     // Half the body: the worker reads it, and waits in select() for the rest.
-    const half = await conn.exchange(`POST /plain.php HTTP/1.1\r\nHost: t\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5000)}`, 300);
+    const half = await conn.exchange(`POST /plain.php HTTP/1.1\r\nHost: t\r\nContent-Length: ${body.length}\r\n\r\n${body.slice(0, 5000)}`, { wait: 300 });
     expect(half.bytes.length).toBe(0);
+    await settled();
     process.kill(pid, 'SIGKILL');
     await served();
-    const rest = await conn.exchange(body.slice(5000), 1500);
+    const rest = await conn.exchange(body.slice(5000));
     expect({ got: responses(rest.bytes), closed: rest.closed }).toEqual({ got: [], closed: true });
     conn.close();
   });
