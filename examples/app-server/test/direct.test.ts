@@ -11,20 +11,7 @@ import * as http from 'node:http';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WWW, childrenOf, request, requirePhp, sleep, spawnServer, startServer, type Server } from './helpers.js';
-
-/** One keep-alive connection that sends requests one after the other and reads each answer whole. */
-function connection(port: number) {
-  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-  const sockets = new Set<net.Socket>();
-  agent.on('free', (socket: net.Socket) => sockets.add(socket));
-  return {
-    get: (path: string) => request(port, 'GET', path, { agent }),
-    /** How many distinct TCP connections the agent has used. */
-    sockets: () => sockets.size,
-    close: () => agent.destroy(),
-  };
-}
+import { WWW, childrenOf, keepAliveClient as connection, request, requirePhp, sleep, spawnServer, startServer, type Server } from './helpers.js';
 
 const pidOf = (body: Buffer) => Number(/"pid":(\d+)/.exec(body.toString())?.[1] ?? JSON.parse(body.toString()).server?.pid);
 

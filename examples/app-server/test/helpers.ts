@@ -123,6 +123,22 @@ export function request(port: number, method: string, path: string, options: { h
   });
 }
 
+/**
+ * One keep-alive connection that sends requests one after the other and
+ * reads each answer whole; sockets(): how many distinct TCP connections
+ * were kept for a next request so far (one the server closed is not).
+ */
+export function keepAliveClient(port: number) {
+  const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
+  const sockets = new Set<net.Socket>();
+  agent.on('free', (socket: net.Socket) => sockets.add(socket));
+  return {
+    get: (path: string) => request(port, 'GET', path, { agent }),
+    sockets: () => sockets.size,
+    close: () => agent.destroy(),
+  };
+}
+
 /** Bytes as the latin1 string Node sends them from (one char per byte). */
 export const bytes = (text: string): string => Buffer.from(text, 'utf8').toString('latin1');
 

@@ -4,11 +4,10 @@
 // With --direct off the answer comes whole (the README says so).
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
-import type * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WWW, rawExchange, request, requirePhp, sleep, startServer, type Server } from './helpers.js';
+import { WWW, keepAliveClient, rawExchange, request, requirePhp, sleep, startServer, type Server } from './helpers.js';
 
 interface Streamed {
   status: number;
@@ -194,22 +193,21 @@ describe('a script that flushes, in direct mode', () => {
 
   it('fastcgi_finish_request() keeps the connection: its next request is served by another worker while the script runs on', async () => {
     const [mark, done] = [marker(), join(dir, `done-${n}`)];
-    const agent = new http.Agent({ keepAlive: true, maxSockets: 1 });
-    const sockets = new Set<net.Socket>();
-    agent.on('free', (socket: net.Socket) => sockets.add(socket));
+    const client = keepAliveClient(server.port);
     try {
-      const first = await request(server.port, 'GET', `/finish.php?marker=${mark}&done=${done}`, { agent });
+      const first = await client.get(`/finish.php?marker=${mark}&done=${done}`);
       expect(first.headers.connection).toBe('keep-alive');
+      expect(client.sockets()).toBe(1); // kept for the next request
       const started = Date.now();
-      expect((await request(server.port, 'GET', '/plain.php', { agent })).status).toBe(201);
+      expect((await client.get('/plain.php')).status).toBe(201);
       expect(Date.now() - started).toBeLessThan(1000); // (the script waits up to 5 s for the marker)
       expect(existsSync(done)).toBe(false); // still running
-      expect(sockets.size).toBe(1);
+      expect(client.sockets()).toBe(1); // on the same connection
       writeFileSync(mark, '');
       for (let i = 0; i < 200 && !existsSync(done); i++) await sleep(25);
       expect(JSON.parse(readFileSync(done, 'utf8'))).toEqual({ first: true, second: false, sawMarker: true });
     } finally {
-      agent.destroy();
+      client.close();
     }
   });
 
