@@ -25,7 +25,10 @@ function requireStrace(): void {
 
 const REQUEST = 'GET /plain.php HTTP/1.1\r\nHost: t\r\n\r\n';
 
-/** The HTTP responses in `bytes`, in order: each one's status and whether it came whole (by its Content-Length). */
+/**
+ * The HTTP responses in `bytes`, in order: each one's status and whether
+ * it came whole (by its Content-Length, or to its last chunk).
+ */
 function responses(bytes: Buffer): { status: number; whole: boolean }[] {
   const found: { status: number; whole: boolean }[] = [];
   let at = 0;
@@ -33,13 +36,31 @@ function responses(bytes: Buffer): { status: number; whole: boolean }[] {
     const end = bytes.indexOf('\r\n\r\n', at);
     const head = bytes.subarray(at, end < 0 ? bytes.length : end).toString('latin1');
     const status = Number(/^HTTP\/1\.1 (\d{3}) /.exec(head)?.[1] ?? 0);
-    const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? -1);
-    const whole = end >= 0 && length >= 0 && bytes.length >= end + 4 + length;
-    found.push({ status, whole });
-    if (!whole) break;
-    at = end + 4 + length;
+    const next = end < 0 ? -1 : /\r\ntransfer-encoding: *chunked/i.test(head) ? afterChunks(bytes, end + 4) : afterLength(bytes, end + 4, head);
+    found.push({ status, whole: next >= 0 });
+    if (next < 0) break;
+    at = next;
   }
   return found;
+}
+
+/** Where a body of Content-Length bytes starting at `from` ends, or -1 if it has not come whole. */
+function afterLength(bytes: Buffer, from: number, head: string): number {
+  const length = Number(/\r\ncontent-length: *(\d+)/i.exec(head)?.[1] ?? -1);
+  return length >= 0 && bytes.length >= from + length ? from + length : -1;
+}
+
+/** Where a chunked body starting at `from` ends (after its last chunk and trailer), or -1 if it has not come whole. */
+function afterChunks(bytes: Buffer, from: number): number {
+  let at = from;
+  for (;;) {
+    const eol = bytes.indexOf('\r\n', at);
+    if (eol < 0) return -1;
+    const size = parseInt(bytes.subarray(at, eol).toString('latin1'), 16);
+    if (size === 0) return bytes.indexOf('\r\n', eol + 2) === eol + 2 ? eol + 4 : -1;
+    at = eol + 2 + size + 2;
+    if (bytes.length < at) return -1;
+  }
 }
 
 /**
@@ -172,7 +193,7 @@ describe('a worker killed at any step of a request', () => {
    * has had one answer: what the client got for `text` each time ("step:
    * 201", "step: 502, closed", ...).
    */
-  async function killAtEachStep(text: string, status: number) {
+  async function killAtEachStep(text: string, status: number, { cut = false } = {}) {
     const found = await steps(text, status);
     // (At least: the read, the scoreboard's line, the answer, the line after it.)
     expect(found.length).toBeGreaterThanOrEqual(6);
@@ -194,8 +215,9 @@ describe('a worker killed at any step of a request', () => {
       conn.close();
       await served();
     }
-    // Its answer whole, or a 502, or nothing; never a hang, never two answers.
-    const fine = new RegExp(`: (${status}|${status}, closed|502, closed|nothing, closed)$`);
+    // Its answer whole, or a 502, or nothing; never a hang, never two
+    // answers. (And, for an answer that goes out in parts, part of it.)
+    const fine = new RegExp(`: (${status}|${status}, closed|502, closed|nothing, closed${cut ? `|${status} \\(cut\\), closed` : ''})$`);
     expect(outcomes.filter((o) => !fine.test(o))).toEqual([]);
     // Killed before it takes the request's bytes from the kernel (it peeks
     // at them first, and takes them once its scoreboard line says which
@@ -220,6 +242,18 @@ describe('a worker killed at any step of a request', () => {
     const answered = found.findIndex((f) => /^write\(\d+, "\d+ \d{13}\*/.test(f.line));
     expect(answered).toBeGreaterThan(0);
     expect(outcomes.slice(answered + 1)).toEqual(found.slice(answered + 1).map((f) => `${f.step}: 200`));
+  });
+
+  it('the same for an answer that goes out in parts (flush()): once its head is out, at most cut short', async () => {
+    const marker = join(dir, 'marker');
+    writeFileSync(marker, '');
+    const text = `GET /stream.php?marker=${marker}&parts=2&size=10 HTTP/1.1\r\nHost: t\r\n\r\n`;
+    const { found, outcomes } = await killAtEachStep(text, 200, { cut: true });
+    // From the first part on (the line says "+" before it), never a 502.
+    const flushed = found.findIndex((f) => /^write\(\d+, "\d+ \d{13}\+/.test(f.line));
+    expect(flushed).toBeGreaterThan(0);
+    expect(outcomes.slice(flushed + 1).filter((o) => o.includes('502'))).toEqual([]);
+    expect(outcomes.some((o) => o.endsWith('200 (cut), closed'))).toBe(true);
   });
 
   it('closes a connection it had read part of a request from, rather than hand it to a worker that would take the rest for a request', async () => {
