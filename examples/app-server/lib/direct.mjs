@@ -123,7 +123,7 @@ export class ConnectionBroker {
   cut() {
     this.#stopping = true;
     for (const w of this.#pool.stats().list) {
-      if ((this.#serving(w.pid)?.id ?? 0) > 0) this.#kill(w.pid);
+      if (this.#hasRequest(w.pid)) this.#kill(w.pid);
     }
   }
 
@@ -269,9 +269,23 @@ export class ConnectionBroker {
     }
   }
 
+  /**
+   * Whether the worker with this pid had a request in hand (the pool asks
+   * when one dies soon after it started: a request that kills its worker
+   * each time is no crash loop, and its replacement starts at once).
+   */
+  wasServing(pid) {
+    return this.#hasRequest(pid);
+  }
+
+  /** Whether the worker's line names a request it serves (answered or not). */
+  #hasRequest(pid) {
+    return (this.#serving(pid)?.id ?? 0) > 0;
+  }
+
   /** Requests being served now (what stopping cuts short). */
   running() {
-    return this.#pool.stats().list.filter((w) => (this.#serving(w.pid)?.id ?? 0) > 0).length;
+    return this.#pool.stats().list.filter((w) => this.#hasRequest(w.pid)).length;
   }
 
   /** Every TICK ms: kill a worker past execTimeout; move the idle connections of one busy past BUSY_AFTER. */

@@ -172,6 +172,9 @@ export class Front extends EventEmitter {
       // --direct: the pool sees no tasks, so a worker asked to stop may be
       // in the middle of a request; it stops when that is answered.
       destroyTimeout: config.direct ? config['reload-timeout'] : 1000,
+      // --direct: a worker that dies serving a request is replaced at once,
+      // as the pool replaces one that dies with a task in hand.
+      ...(config.direct ? { backoff: { wasServing: (info) => this.broker?.wasServing(info.pid) ?? false } } : {}),
     });
     this.broker = config.direct ? new ConnectionBroker(this.pool, log, { scoreboard: this.#scoreboard, execTimeout: config['exec-timeout'], perWorker: config['worker-connections'] }) : null;
     this.pool.on('crash', (info, exit, delay) => log(`worker ${info.pid} exited (${exit.signal ?? `exit ${exit.code}`}); replacing it${delay ? ` in ${delay} ms` : ''}`));

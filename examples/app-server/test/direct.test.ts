@@ -133,6 +133,21 @@ describe('--direct', () => {
     expect(server.stderr().slice(logged)).not.toMatch(/exited \(exit 0\); replacing it/); // the pool's word for a crash
   });
 
+  it('a route that kills its worker each time: every request to it gets its 502 at once, and the other routes go on', async () => {
+    // php-fpm replaces such a child at once; a crash loop's backoff (100 ms,
+    // then 200, 400, ... up to 10 s) would leave no worker for anyone.
+    const logged = server.stderr().length;
+    const started = Date.now();
+    for (let i = 0; i < 8; i++) {
+      expect((await request(server.port, 'GET', '/crash.php')).status).toBe(502);
+      expect((await request(server.port, 'GET', '/plain.php')).status).toBe(201); // plain.php's own status
+    }
+    expect(Date.now() - started).toBeLessThan(3000);
+    const log = server.stderr().slice(logged);
+    expect(log.match(/exited \(SIGKILL\); replacing it$/gm)).toHaveLength(8);
+    expect(log).not.toMatch(/replacing it in \d+ ms/);
+  });
+
   it('SIGHUP under load moves the open connections to the new workers: no failed request, no connection closed', async () => {
     const clients = Array.from({ length: 6 }, () => connection(server.port));
     const statuses: number[] = [];

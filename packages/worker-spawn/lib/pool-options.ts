@@ -2,7 +2,7 @@
 // here, and the shapes of its reports.
 
 import { availableParallelism } from 'node:os';
-import { optionalInteger, optionsObject, outOfRange, validateCString } from './internal/args.js';
+import { invalidArgType, optionalInteger, optionsObject, outOfRange, validateCString } from './internal/args.js';
 import { DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT, MIN_MAX_FRAME } from './protocol.js';
 import type { SpawnWorkerOptions } from './worker-handle.js';
 
@@ -40,9 +40,12 @@ export interface WorkerPoolOptions extends SpawnWorkerOptions {
    * that dies with a task in hand is replaced at once, and so is one that had
    * been ready for `resetAfter` ms (default 1000; 0: never, only a task
    * shows a worker was serving), which also resets the streak. A crash loop
-   * holds up no other replacement.
+   * holds up no other replacement. `wasServing`: for workers that serve
+   * outside tasks (their own event loop), asked about one that died idle
+   * within `resetAfter` ms of saying ready; `true` (it had a request of its
+   * own in hand) replaces it at once, as with a task in hand.
    */
-  backoff?: { initial?: number; max?: number; resetAfter?: number };
+  backoff?: { initial?: number; max?: number; resetAfter?: number; wasServing?: (worker: PoolWorkerInfo) => boolean };
   /**
    * Fork workers from a prototype instead of starting each with `command`:
    * one PHP process runs `preload` once, then forks a worker on request,
@@ -131,6 +134,8 @@ export interface PoolSettings {
   backoffMax: number;
   /** A worker ready this long (ms) before it died was serving, not crash looping; 0: no time is enough. */
   backoffResetAfter: number;
+  /** Asked whether a worker lost idle soon after ready was serving outside tasks; null: it was not. */
+  backoffWasServing: ((worker: PoolWorkerInfo) => boolean) | null;
   /** The prototype's preload, when workers are forked from one. */
   preload: string | null;
 }
@@ -145,7 +150,7 @@ const MAX_MS = 2 ** 31 - 1;
 export function poolSettings(options: WorkerPoolOptions): { settings: PoolSettings; spawnOptions: SpawnWorkerOptions } {
   // A pool needs at least a script, so undefined is as wrong as null here.
   const opts = optionsObject(options ?? null);
-  const settings: Omit<PoolSettings, 'backoffInitial' | 'backoffMax' | 'backoffResetAfter' | 'preload' | 'maxSize'> = {
+  const settings: Omit<PoolSettings, 'backoffInitial' | 'backoffMax' | 'backoffResetAfter' | 'backoffWasServing' | 'preload' | 'maxSize'> = {
     size: optionalInteger(opts, 'size', availableParallelism(), 1, 1024),
     maxJobs: optionalInteger(opts, 'maxJobs', 0, 0),
     allocateTimeout: optionalInteger(opts, 'allocateTimeout', 60_000, 0, MAX_MS),
@@ -163,6 +168,8 @@ export function poolSettings(options: WorkerPoolOptions): { settings: PoolSettin
   const backoffInitial = optionalInteger(backoff, 'initial', 100, 0, MAX_MS, 'options.backoff');
   const backoffMax = optionalInteger(backoff, 'max', 10_000, 0, MAX_MS, 'options.backoff');
   const backoffResetAfter = optionalInteger(backoff, 'resetAfter', 1000, 0, MAX_MS, 'options.backoff');
+  const backoffWasServing = backoff['wasServing'] ?? null;
+  if (backoffWasServing !== null && typeof backoffWasServing !== 'function') throw invalidArgType('options.backoff.wasServing', 'of type function', backoffWasServing);
   let preload: string | null = null;
   if (opts['prototype'] !== undefined) {
     const prototype = optionsObject(opts['prototype'], 'options.prototype');
@@ -170,5 +177,5 @@ export function poolSettings(options: WorkerPoolOptions): { settings: PoolSettin
   }
   const { size, maxSize: _m, maxJobs, allocateTimeout, execTimeout, idleTtl, maxWorkerMemory, destroyTimeout, readyTimeout, maxQueue, backoff: _b, prototype: _p, ...spawnOptions } =
     options;
-  return { settings: { ...settings, maxSize, backoffInitial, backoffMax, backoffResetAfter, preload }, spawnOptions: { ...spawnOptions, maxFrame: settings.maxFrame } };
+  return { settings: { ...settings, maxSize, backoffInitial, backoffMax, backoffResetAfter, backoffWasServing: backoffWasServing as PoolSettings['backoffWasServing'], preload }, spawnOptions: { ...spawnOptions, maxFrame: settings.maxFrame } };
 }

@@ -375,8 +375,9 @@ export class PoolWorkers {
    * over, as after a completed task. One that had a task in hand was ready
    * and serving, and most likely that task killed it (a fatal error,
    * exit()): it is replaced at once, and the task's failure is the whole
-   * cost. One that died before saying ready, or idle soon after, is a crash
-   * loop: backoff.
+   * cost; so is one that backoff.wasServing says had a request of its own
+   * in hand. One that died before saying ready, or idle soon after, is a
+   * crash loop: backoff.
    */
   #lose(slot: Slot): number {
     const { backoffResetAfter } = this.#settings;
@@ -384,7 +385,19 @@ export class PoolWorkers {
       this.#backoff.reset();
       return 0;
     }
-    return slot.job !== null ? 0 : this.#backoff.crashed();
+    return slot.job !== null || this.#wasServing(slot) ? 0 : this.#backoff.crashed();
+  }
+
+  /** What backoff.wasServing says of a ready worker lost idle; a throw counts as no (and is reported). */
+  #wasServing(slot: Slot): boolean {
+    const ask = this.#settings.backoffWasServing;
+    if (ask === null || slot.readyAt === null) return false;
+    try {
+      return ask(slotInfo(slot)) === true;
+    } catch (err) {
+      this.#hooks.emit('workerError', slotInfo(slot), `options.backoff.wasServing threw (${String(err)}); counted as a crash loop`, false);
+      return false;
+    }
   }
 
   /**

@@ -213,3 +213,66 @@ describe('the crash backoff, for workers that take no tasks (backoff.resetAfter)
     );
   });
 });
+
+describe('the crash backoff, for workers that take no tasks (backoff.wasServing)', () => {
+  it('a worker that dies right after ready, said to have been serving: replaced at once, 4 times in a row, as one with a task in hand', async () => {
+    // A direct-mode app server's poison route: each new worker is given the request that kills it.
+    const asked: number[] = [];
+    const wasServing = (info: PoolWorkerInfo) => (asked.push(info.pid), true);
+    await withPool({ script: fixture('eventloop.php'), backoff: { initial: 1000, resetAfter: 60_000, wasServing } }, async (pool) => {
+      const lost = await crashes(pool, 4, async (info) => void process.kill(info.pid, 'SIGKILL'));
+      expect(lost.map((c) => c.delay)).toEqual([0, 0, 0, 0]);
+      for (const c of lost) expect(c.waited).toBeLessThan(50);
+      expect(asked).toEqual(lost.map((c) => c.pid));
+    });
+  });
+
+  it('one said not to have been serving is a crash loop, doubling, as without wasServing', async () => {
+    await withPool({ script: fixture('eventloop.php'), backoff: { initial: 50, resetAfter: 60_000, wasServing: () => false } }, async (pool) => {
+      const lost = await crashes(pool, 3, async (info) => void process.kill(info.pid, 'SIGKILL'));
+      expect(lost.map((c) => c.delay)).toEqual([50, 100, 200]);
+    });
+  });
+
+  it('is not asked about a worker with a task in hand, nor one that exited on purpose', async () => {
+    const asked: number[] = [];
+    await withPool({ script: leave, args: ['when-asked'], backoff: { wasServing: (info: PoolWorkerInfo) => (asked.push(info.pid), false) } }, async (pool) => {
+      await pool.ready();
+      const [pid] = pidsIn(pool, 'idle');
+      const exited = once(pool, 'exit');
+      pool.retire(pid!);
+      await exited;
+      expect(asked).toEqual([]);
+    });
+    await withPool({ script: fixture('tasks.php'), backoff: { initial: 1000, wasServing: (info: PoolWorkerInfo) => (asked.push(info.pid), false) } }, async (pool) => {
+      const crashed = once<[PoolWorkerInfo, WorkerExitInfo, number]>(pool, 'crash');
+      await expect(pool.run('kill')).rejects.toMatchObject({ code: 'ERR_WORKER_CRASHED' });
+      expect((await crashed)[2]).toBe(0);
+      expect(asked).toEqual([]);
+    });
+  });
+
+  it('one that throws counts the death as a crash loop and says so in a workerError', async () => {
+    const wasServing = () => {
+      throw new Error('scoreboard unreadable');
+    };
+    await withPool({ script: fixture('eventloop.php'), backoff: { initial: 50, resetAfter: 60_000, wasServing } }, async (pool) => {
+      const reports: string[] = [];
+      pool.on('workerError', (_info: PoolWorkerInfo, message: string) => reports.push(message));
+      const lost = await crashes(pool, 2, async (info) => void process.kill(info.pid, 'SIGKILL'));
+      expect(lost.map((c) => c.delay)).toEqual([50, 100]);
+      expect(reports).toEqual([
+        expect.stringMatching(/^options\.backoff\.wasServing threw \(Error: scoreboard unreadable\); counted as a crash loop$/),
+        expect.stringMatching(/wasServing threw/),
+      ]);
+    });
+  });
+
+  it('refuses a wasServing that is no function', () => {
+    for (const bad of [true, 'yes', {}]) {
+      expect(() => new WorkerPool({ script: leave, backoff: { wasServing: bad as unknown as () => boolean } })).toThrow(
+        expect.objectContaining({ name: 'TypeError', code: 'ERR_INVALID_ARG_TYPE', message: expect.stringContaining('"options.backoff.wasServing"') }),
+      );
+    }
+  });
+});
