@@ -46,9 +46,11 @@ const TARGETS = {
   'linux-x64-musl': { arch: 'x64', libc: 'musl', zig: 'x86_64-linux-musl', strip: 'strip' },
   'linux-arm64-musl': { arch: 'arm64', libc: 'musl', zig: 'aarch64-linux-musl', strip: cross.strip },
 };
-// The musl binaries carry their own C++ runtime; addon-exports.map keeps its
-// symbols out of the dynamic table (the file says why).
-const muslLdflags = `-Wl,--version-script=${join(root, 'scripts', 'addon-exports.map')}`;
+// Every binary exports Node's two entry points and nothing else
+// (addon-exports.map says why): the musl ones carry their own C++ runtime,
+// and the glibc ones would otherwise export the weak copies of the
+// node-addon-api and standard library templates they instantiate.
+const exportsLdflags = `-Wl,--version-script=${join(root, 'scripts', 'addon-exports.map')}`;
 
 function fail(message) {
   console.error(`build-native (${name}): ${message}`);
@@ -97,21 +99,19 @@ baseEnv.PREBUILD_NODE_GYP ??= require.resolve('node-gyp/bin/node-gyp.js');
 const prebuildify = require.resolve('prebuildify/bin.js');
 
 function envFor(name, target) {
-  const env = { ...baseEnv };
+  const env = { ...baseEnv, LDFLAGS: [baseEnv.LDFLAGS, exportsLdflags].filter(Boolean).join(' ') };
   if (name === host) {
     // The machine's own compiler, as node-gyp would pick it.
   } else if (target.zig) {
     const zig = zigBin();
     env.CC = `${zig} cc -target ${target.zig}`;
     env.CXX = `${zig} c++ -target ${target.zig}`;
-    env.LDFLAGS = muslLdflags;
   } else if (target.CXX) {
     for (const tool of [target.CC, target.CXX, target.strip]) {
       if (!onPath(tool)) fail(`${tool} is missing: apt-get install g++-aarch64-linux-gnu`);
     }
     env.CC = target.CC;
     env.CXX = target.CXX;
-    delete env.LDFLAGS;
   }
   return env;
 }

@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { type Packed, installAlone, noCompilerPath, packAll, repoRoot } from './harness/pack.js';
-import { arm64NodeCommand, elfNeeds, muslLoad, qemuArm64, registryNode } from './harness/platforms.js';
+import { arm64NodeCommand, elfExports, elfNeeds, muslLoad, qemuArm64, registryNode } from './harness/platforms.js';
 
 // The oldest Node the packages support, and the newest release of each later
 // major on the registry when this was written. The README states this range.
@@ -90,6 +90,20 @@ it('each binary is built for the architecture its directory names', () => {
       expect({ file: binaryName(pkg, arch, libc), machine }).toEqual({
         file: binaryName(pkg, arch, libc),
         machine: arch === 'x64' ? 'Advanced Micro Devices X86-64' : 'AArch64',
+      });
+    }
+  }
+});
+
+it("each binary exports only Node's two entry points: none of its C++ (node-addon-api, the standard library) can bind to another's", () => {
+  // Weak template symbols left in the dynamic table (Napi::, std::) would be
+  // a second copy for the dynamic linker to pick between, should a loader
+  // ever map two addons into one namespace.
+  for (const [arch, libc] of TARGETS) {
+    for (const { pkg, file } of extract(arch, libc)) {
+      expect({ file: binaryName(pkg, arch, libc), exports: elfExports(file) }).toEqual({
+        file: binaryName(pkg, arch, libc),
+        exports: ['napi_register_module_v1', 'node_api_module_get_api_version_v1'],
       });
     }
   }

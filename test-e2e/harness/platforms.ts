@@ -94,6 +94,14 @@ export function muslLoad(file: string, arch: 'x64' | 'arm64'): MuslLoad {
   return { unresolved, errors, output };
 }
 
+/** The symbols an ELF file of any architecture defines for others to bind to (global or weak, in its dynamic table). */
+export function elfExports(file: string): string[] {
+  const syms = execFileSync('readelf', ['--dyn-syms', '-W', file], { encoding: 'utf8' });
+  // Num: Value Size Type Bind Vis Ndx Name
+  const rows = syms.split('\n').map((line) => line.trim().split(/\s+/));
+  return rows.filter((f) => f.length >= 8 && /^\d+:$/.test(f[0]!) && f[4] !== 'LOCAL' && f[6] !== 'UND').map((f) => f[7]!.replace(/@.*/, '')).sort();
+}
+
 /** NEEDED entries and symbol versions of an ELF file of any architecture. */
 export function elfNeeds(file: string): { needed: string[]; versions: string[] } {
   const dyn = execFileSync('readelf', ['-d', '-W', file], { encoding: 'utf8' });
