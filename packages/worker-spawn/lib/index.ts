@@ -10,10 +10,11 @@ export { spawnWorker, WorkerHandle, type SpawnWorkerOptions, type StopOptions, t
 export { ControlChannel, RESERVED_CONTROL_TYPES, type ReadyMessage, type ControlMessage } from './control-channel.js';
 export { WorkerPool, type WorkerPoolOptions, type PoolStats, type PoolWorkerInfo, type RecycleReason, type ReloadOptions } from './pool.js';
 export { WorkerError, type WorkerErrorCode } from './errors.js';
+export type { RequestOptions } from './task-channel.js';
 export { readRss } from './rss.js';
 export { serverFd } from './server-fd.js';
 export { PHP_WORKER_LIBRARY } from './php-library.js';
-export { DEFAULT_MAX_FRAME, HEADER_SIZE, PROTOCOL_VERSION, FrameType, FrameDecoder, encodeFrame, type FrameSink } from './protocol.js';
+export { DEFAULT_MAX_FRAME, HEADER_SIZE, PROTOCOL_VERSION, FrameType, FrameFlags, FrameDecoder, encodeFrame, type FrameSink } from './protocol.js';
 export type { ExitInfo } from '@folk/pidfd';
 export type { IdMapping, IsolationOptions, NamespaceName } from '@folk/fd-inherit';
 

@@ -8,6 +8,8 @@ import type { WorkerHandle } from './worker-handle.js';
 /** A task the pool holds, queued or running. */
 export interface Job {
   payload: Uint8Array;
+  /** run()'s options.onPart: the pieces of the answer before its end. */
+  onPart: ((chunk: Buffer) => unknown) | undefined;
   resolve: (value: Buffer) => void;
   reject: (err: Error) => void;
   settled: boolean;

@@ -15,7 +15,7 @@ import type { Job, Slot } from './pool-slot.js';
 import { PoolWorkers } from './pool-workers.js';
 import { taskPayload } from './protocol.js';
 import { readRss } from './rss.js';
-import type { Pending } from './task-channel.js';
+import { requestOptions, type Pending, type RequestOptions } from './task-channel.js';
 
 export type { PoolStats, PoolWorkerInfo, RecycleReason, ReloadOptions, WorkerPoolOptions } from './pool-options.js';
 
@@ -88,11 +88,16 @@ export class WorkerPool extends EventEmitter {
    * (the worker died during the task), ERR_WORKER_PROTOCOL (the worker broke
    * the protocol; it is killed), ERR_WORKER_EXEC_TIMEOUT,
    * ERR_WORKER_DRAIN_TIMEOUT (see reload()), ERR_WORKER_ALLOCATE_TIMEOUT,
-   * ERR_WORKER_QUEUE_FULL, ERR_WORKER_POOL_STOPPED.
+   * ERR_WORKER_QUEUE_FULL, ERR_WORKER_POOL_STOPPED. `options.onPart`
+   * takes the answer in pieces as the worker sends them (RequestOptions);
+   * the task then resolves with the last piece, and a task rejected after
+   * some pieces came was cut short.
    */
-  run(payload: string | Uint8Array): Promise<Buffer> {
+  run(payload: string | Uint8Array, options?: RequestOptions): Promise<Buffer> {
     let bytes: Uint8Array;
+    let onPart: RequestOptions['onPart'];
     try {
+      onPart = requestOptions(options).onPart;
       bytes = taskPayload(payload, this.maxFrame);
     } catch (err) {
       // A refused payload is a failed task; what is no payload at all is a bad argument.
@@ -100,7 +105,7 @@ export class WorkerPool extends EventEmitter {
     }
     if (this.#stopping) return this.#reject(new WorkerError('ERR_WORKER_POOL_STOPPED', 'the worker pool is stopped; no new tasks are accepted'));
     return new Promise<Buffer>((resolve, reject) => {
-      const job: Job = { payload: bytes, resolve, reject, settled: false, allocateTimer: null };
+      const job: Job = { payload: bytes, onPart, resolve, reject, settled: false, allocateTimer: null };
       const slot = this.#workers.idle();
       if (slot && this.#queue.length === 0) this.#assign(slot, job);
       else this.#enqueue(job);
@@ -285,7 +290,7 @@ export class WorkerPool extends EventEmitter {
     if (this.execTimeout > 0) slot.execTimer = setTimeout(() => this.#execTimedOut(slot, job), this.execTimeout);
     // The worker settles slot.answer as it reads the answer: the caller's
     // promise (run()'s) is the only one a task makes.
-    slot.worker.send(job.payload, (slot.answer ??= this.#answerFor(slot)));
+    slot.worker.send(job.payload, (slot.answer ??= this.#answerFor(slot)), job.onPart !== undefined);
   }
 
   /**
@@ -303,6 +308,7 @@ export class WorkerPool extends EventEmitter {
       reject: (err) => {
         if (slot.job) this.#taskFailed(slot, slot.job, err);
       },
+      part: (chunk) => (slot.job && !slot.job.settled ? slot.job.onPart?.(chunk) : undefined),
     };
   }
 

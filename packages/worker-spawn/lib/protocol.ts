@@ -35,8 +35,16 @@ export const FrameType = {
   ERROR: 3,
   /** Supervisor to worker, empty: a control message is waiting on fd 4 (see PROTOCOL.md). */
   WAKE: 4,
+  /** Worker to supervisor: the next piece of an answer, before its RESPONSE (only for a REQUEST flagged PARTS). */
+  PART: 5,
 } as const;
 export type FrameTypeValue = (typeof FrameType)[keyof typeof FrameType];
+
+/** Bits of a frame header's `flags`. */
+export const FrameFlags = {
+  /** On a REQUEST: the supervisor takes PART frames for it. */
+  PARTS: 1,
+} as const;
 
 /** Payloads at or below this size are copied next to their header so one write(2) carries both. */
 const COALESCE_LIMIT = 64 * 1024;
@@ -53,8 +61,8 @@ function checkUint(name: string, value: unknown, max: number): void {
  * not a u32, or a `payload` that is not a Uint8Array of at most 2^32-1 bytes
  * (or is one over a detached ArrayBuffer).
  */
-export function encodeFrame(type: number, id: number, payload: Uint8Array): Buffer[] {
-  return encodeFrameParts(type, id, payload, COALESCE_LIMIT);
+export function encodeFrame(type: number, id: number, payload: Uint8Array, flags = 0): Buffer[] {
+  return encodeFrameParts(type, id, payload, COALESCE_LIMIT, flags);
 }
 
 /**
@@ -62,31 +70,33 @@ export function encodeFrame(type: number, id: number, payload: Uint8Array): Buff
  * its header and leaving a larger one as a buffer of its own (for a writer
  * that sends both with one writev(2)). @internal
  */
-export function encodeFrameParts(type: number, id: number, payload: Uint8Array, coalesceLimit: number): Buffer[] {
+export function encodeFrameParts(type: number, id: number, payload: Uint8Array, coalesceLimit: number, flags = 0): Buffer[] {
   checkUint('type', type, 0xff);
   checkUint('id', id, MAX_FRAME_LIMIT);
+  checkUint('flags', flags, 0xffff);
   if (!(payload instanceof Uint8Array)) throw invalidArgType('payload', 'an instance of Uint8Array', payload);
   if (isDetached(payload.buffer)) throw detachedError('payload');
   const length = payload.byteLength;
   if (length > MAX_FRAME_LIMIT) throw outOfRange('payload.byteLength', `<= ${MAX_FRAME_LIMIT}`, length);
   if (length <= coalesceLimit) {
     const out = Buffer.allocUnsafe(HEADER_SIZE + length);
-    writeHeader(out, type, id, length);
+    writeHeader(out, type, flags, id, length);
     out.set(payload, HEADER_SIZE);
     return [out];
   }
   const header = Buffer.allocUnsafe(HEADER_SIZE);
-  writeHeader(header, type, id, length);
+  writeHeader(header, type, flags, id, length);
   return [header, Buffer.isBuffer(payload) ? payload : Buffer.from(payload.buffer, payload.byteOffset, length)];
 }
 
-function writeHeader(out: Buffer, type: number, id: number, length: number): void {
-  // Byte by byte (a Uint8Array keeps the low 8 bits of each): type, id and
-  // length were range-checked already, and Buffer#writeUInt32BE checks again.
+function writeHeader(out: Buffer, type: number, flags: number, id: number, length: number): void {
+  // Byte by byte (a Uint8Array keeps the low 8 bits of each): type, flags,
+  // id and length were range-checked already, and Buffer#writeUInt32BE
+  // checks again.
   out[0] = PROTOCOL_VERSION;
   out[1] = type;
-  out[2] = 0;
-  out[3] = 0;
+  out[2] = flags >>> 8;
+  out[3] = flags;
   out[4] = id >>> 24;
   out[5] = id >>> 16;
   out[6] = id >>> 8;
@@ -99,8 +109,8 @@ function writeHeader(out: Buffer, type: number, id: number, length: number): voi
 
 /** Where a FrameDecoder delivers what it reads, in stream order. */
 export interface FrameSink {
-  /** A complete frame within the size limit. */
-  frame(type: number, id: number, payload: Buffer): void;
+  /** A complete frame within the size limit; `flags` as its header gave them. */
+  frame(type: number, id: number, payload: Buffer, flags: number): void;
   /** A header announced more than the limit; its payload is being skipped, never buffered. */
   oversize(type: number, id: number, length: number): void;
   /** The stream is not this protocol (bad version); nothing more will be delivered. */
@@ -127,6 +137,7 @@ export class FrameDecoder {
   private remaining = 0;
   private mode: DecoderMode = 'header';
   private type = 0;
+  private flags = 0;
   private id = 0;
   private length = 0;
 
@@ -233,6 +244,7 @@ export class FrameDecoder {
       return false;
     }
     this.type = buf.readUInt8(at + 1);
+    this.flags = buf.readUInt16BE(at + 2);
     this.id = buf.readUInt32BE(at + 4);
     this.length = buf.readUInt32BE(at + 8);
     this.remaining = this.length;
@@ -253,7 +265,7 @@ export class FrameDecoder {
     this.mode = 'header';
     const payload =
       body !== null ? body : parts.length === 1 ? parts[0]! : parts.length === 0 ? Buffer.alloc(0) : Buffer.concat(parts, this.length);
-    this.sink.frame(this.type, this.id, payload);
+    this.sink.frame(this.type, this.id, payload, this.flags);
   }
 }
 

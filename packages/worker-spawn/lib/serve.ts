@@ -12,12 +12,30 @@ import * as net from 'node:net';
 import { FdSocket, closeFds } from '@folk/scm-rights';
 import { RESERVED_CONTROL_TYPES, encodeMessage, type ControlMessage } from './control-channel.js';
 import { illegalConstructor, invalidArgType, invalidArgValue, optionsObject } from './internal/args.js';
-import { CONTROL_MAX, DEFAULT_MAX_FRAME, FrameDecoder, FrameType, MAX_FRAME_LIMIT, encodeErrorBody, encodeFrame, toPayload } from './protocol.js';
+import { CONTROL_MAX, DEFAULT_MAX_FRAME, FrameDecoder, FrameFlags, FrameType, MAX_FRAME_LIMIT, encodeErrorBody, encodeFrame, toPayload } from './protocol.js';
 
 /** What a handler learns about the task besides its payload. */
 export interface TaskInfo {
   /** The request id the supervisor chose. */
   id: number;
+  /**
+   * Send the next piece of the answer now; what the handler returns is the
+   * last piece. Resolves once the piece is written (the caller may reuse
+   * its buffer then): a supervisor that reads slowly slows the handler
+   * here. When the supervisor takes no parts (no `onPart` on its side), the
+   * pieces are held and sent joined with the last one, up to FOLK_MAX_FRAME
+   * in all. Rejects after the handler has returned.
+   */
+  part(chunk: string | Uint8Array): Promise<void>;
+}
+
+/** The answer a handler is giving: its pieces go out as PART frames, or are held for the end. */
+interface Answer {
+  id: number;
+  /** The REQUEST was flagged PARTS. */
+  parts: boolean;
+  held: Buffer[];
+  done: boolean;
 }
 
 /** A task handler: return (or resolve with) the response bytes; throw to answer with an error. */
@@ -38,7 +56,7 @@ const CONSTRUCT: unique symbol = Symbol('WorkerConnection');
 /** Longest error report sent whole; see reportError(). */
 const REPORT_MAX = 8192;
 
-type Item = { kind: 'frame'; type: number; id: number; payload: Buffer } | { kind: 'oversize'; id: number; length: number };
+type Item = { kind: 'frame'; type: number; id: number; payload: Buffer; flags: number } | { kind: 'oversize'; id: number; length: number };
 
 /**
  * The worker's connection to its supervisor. Emits `'stop'` when asked to
@@ -95,7 +113,7 @@ export class WorkerConnection extends EventEmitter {
     this.#control = control;
 
     const decoder = new FrameDecoder(this.maxFrame, {
-      frame: (type, id, payload) => this.#push({ kind: 'frame', type, id, payload }),
+      frame: (type, id, payload, flags) => this.#push({ kind: 'frame', type, id, payload, flags }),
       oversize: (_type, id, length) => this.#push({ kind: 'oversize', id, length }),
       corrupt: (err) => {
         // The stream cannot be resynchronised (PROTOCOL.md): tell the
@@ -216,8 +234,12 @@ export class WorkerConnection extends EventEmitter {
         this.#error(item.id, 'BAD_FRAME', `a worker accepts only REQUEST frames (type 1), got type ${item.type}`);
         continue;
       }
+      const answer: Answer = { id: item.id, parts: (item.flags & FrameFlags.PARTS) !== 0, held: [], done: false };
       try {
-        const result = toPayload(await this.#handler(item.payload, { id: item.id }), 'handler result');
+        const returned = await this.#handler(item.payload, { id: item.id, part: (chunk) => this.#part(answer, chunk) });
+        answer.done = true;
+        const last = toPayload(returned, 'handler result');
+        const result = answer.held.length > 0 ? Buffer.concat([...answer.held, last]) : last;
         if (result.byteLength > this.maxFrame) {
           this.#error(
             item.id,
@@ -228,6 +250,7 @@ export class WorkerConnection extends EventEmitter {
           this.#write(FrameType.RESPONSE, item.id, result);
         }
       } catch (err) {
+        answer.done = true;
         this.#error(item.id, 'HANDLER_ERROR', describeThrown(err));
       }
     }
@@ -237,6 +260,23 @@ export class WorkerConnection extends EventEmitter {
 
   #write(type: number, id: number, payload: Uint8Array): void {
     for (const buf of encodeFrame(type, id, payload)) this.#task.write(buf);
+  }
+
+  /** TaskInfo.part(): PART frames of at most maxFrame bytes, resolved once written; or held for the end. */
+  async #part(answer: Answer, chunk: string | Uint8Array): Promise<void> {
+    if (answer.done) throw new Error(`task ${answer.id} is answered already: part() must come before its handler returns`);
+    const bytes = toPayload(chunk, 'chunk');
+    if (!answer.parts) {
+      answer.held.push(Buffer.from(bytes)); // a copy: the caller may reuse its buffer
+      return;
+    }
+    const written: Promise<void>[] = [];
+    for (let at = 0; at < bytes.byteLength; at += this.maxFrame) {
+      for (const buf of encodeFrame(FrameType.PART, answer.id, bytes.subarray(at, at + this.maxFrame))) {
+        written.push(new Promise((resolve, reject) => this.#task.write(buf, (err) => (err ? reject(err) : resolve()))));
+      }
+    }
+    await Promise.all(written);
   }
 
   #error(id: number, code: string, message: string): void {

@@ -6,19 +6,50 @@
 import { writeSync, writevSync } from 'node:fs';
 import * as net from 'node:net';
 import { WorkerError } from './errors.js';
+import { invalidArgType, optionsObject } from './internal/args.js';
 import { Queue } from './internal/queue.js';
-import { FrameDecoder, FrameType, decodeErrorBody, encodeFrame, encodeFrameParts } from './protocol.js';
+import { FrameDecoder, FrameFlags, FrameType, decodeErrorBody, encodeFrame, encodeFrameParts } from './protocol.js';
 
 /** Who waits for the answer to one request: settled once, synchronously, as the answer is read. */
 export interface Pending {
   resolve(payload: Buffer): void;
   reject(err: Error): void;
+  /**
+   * The pieces of the answer that come before its end (PART frames), in
+   * order, for a request sent with `parts`. A promise returned stops the
+   * reading of the task socket until it settles.
+   */
+  part?(chunk: Buffer): unknown;
+}
+
+/** What WorkerHandle.request() and WorkerPool.run() take besides the payload. */
+export interface RequestOptions {
+  /**
+   * Take the answer in pieces as the worker sends them (its library's
+   * `part()`), in order, before the request resolves with the last piece.
+   * Without it, the worker's library joins the pieces into one answer (up
+   * to maxFrame in all). Return a promise to stop reading the worker's
+   * answers until it settles: the worker then waits in its next write once
+   * the socket's buffer is full (pieces already read still come, in order).
+   */
+  onPart?: (chunk: Buffer) => unknown;
+}
+
+/** `options` of request() and run(), checked. @throws TypeError naming the bad option */
+export function requestOptions(options: RequestOptions | undefined): RequestOptions {
+  const opts = optionsObject(options);
+  const onPart = opts['onPart'];
+  if (onPart === undefined) return {};
+  if (typeof onPart !== 'function') throw invalidArgType('options.onPart', 'of type function', onPart);
+  return { onPart: onPart as RequestOptions['onPart'] };
 }
 
 /** A request written and not yet answered; `pending` null once abandon()ed (its answer is dropped). */
 interface Sent {
   id: number;
   pending: Pending | null;
+  /** Sent flagged PARTS: PART frames may come before its answer. */
+  parts: boolean;
 }
 
 /** What the channel tells its owner; each `what` follows "worker pid N ". */
@@ -89,6 +120,8 @@ export class TaskChannel {
   /** How many of #sent still have someone waiting (not abandon()ed). */
   #waiting = 0;
   #nextId = 1;
+  /** Promises returned for parts that have not settled: while any is pending, the socket is not read. */
+  #holds = 0;
   /** The socket's fd, written directly while nothing is queued on the socket (see #write); -1 if unknown. */
   readonly #fd: number;
 
@@ -100,7 +133,7 @@ export class TaskChannel {
     const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
     this.#fd = typeof fd === 'number' && fd >= 0 ? fd : -1;
     const decoder = new FrameDecoder(maxFrame, {
-      frame: (type, id, payload) => this.#settle(type, id, payload),
+      frame: (type, id, payload) => (type === FrameType.PART ? this.#part(id, payload) : this.#settle(type, id, payload)),
       oversize: (type, id, length) => this.#oversize(type, id, length),
       corrupt: (err) => events.breach(`broke the task protocol: ${err.message}`),
     });
@@ -137,21 +170,22 @@ export class TaskChannel {
    * waits for the owner to fail it. Rejects, with nothing pending, for bytes
    * encodeFrame refuses.
    */
-  request(bytes: Uint8Array): Promise<Buffer> {
-    return new Promise<Buffer>((resolve, reject) => this.send(bytes, { resolve, reject }));
+  request(bytes: Uint8Array, onPart?: (chunk: Buffer) => unknown): Promise<Buffer> {
+    return new Promise<Buffer>((resolve, reject) => this.send(bytes, { resolve, reject, ...(onPart ? { part: onPart } : {}) }, onPart !== undefined));
   }
 
   /**
    * request() for a caller with its own `pending` (the pool's task): no
    * promise of its own. `pending` is settled synchronously when the answer
    * is read, or (rejected, nothing sent) in a microtask for bytes
-   * encodeFrame refuses.
+   * encodeFrame refuses. With `parts`, the REQUEST is flagged PARTS and
+   * `pending.part` gets the pieces of the answer the worker sends first.
    */
-  send(bytes: Uint8Array, pending: Pending): void {
+  send(bytes: Uint8Array, pending: Pending, parts = false): void {
     const id = this.#nextId;
     let frame: Buffer[];
     try {
-      frame = encodeFrameParts(FrameType.REQUEST, id, bytes, WRITEV_ABOVE);
+      frame = encodeFrameParts(FrameType.REQUEST, id, bytes, WRITEV_ABOVE, parts ? FrameFlags.PARTS : 0);
     } catch (err) {
       // Nothing pending, nothing sent. On a later turn, as a promise would:
       // a pool whose queued tasks are all refused so does not recurse.
@@ -159,7 +193,7 @@ export class TaskChannel {
       return;
     }
     this.#nextId = id >= 0xffff_ffff ? 1 : id + 1;
-    this.#sent.push({ id, pending });
+    this.#sent.push({ id, pending, parts });
     this.#waiting++;
     if (!this.#socket.destroyed) this.#write(frame);
   }
@@ -204,7 +238,7 @@ export class TaskChannel {
 
   /** Forget the requests written so far (their answers, if they come, are dropped). */
   abandon(): void {
-    for (const sent of this.#sent.drain()) this.#sent.push({ id: sent.id, pending: null });
+    for (const sent of this.#sent.drain()) this.#sent.push({ id: sent.id, pending: null, parts: sent.parts });
     this.#waiting = 0;
   }
 
@@ -237,7 +271,12 @@ export class TaskChannel {
    */
   #isAnswer(type: number, id: number): boolean {
     if (type === FrameType.RESPONSE || type === FrameType.ERROR) return true;
-    this.#events.breach(`sent a frame of type ${type} (id ${id}); a worker sends only RESPONSE and ERROR frames`);
+    if (type === FrameType.PART) {
+      // Only an oversize one comes here: a worker library splits its parts to fit.
+      this.#events.breach(`sent a PART frame (id ${id}) over the maximum frame size of ${this.#maxFrame} bytes`);
+      return false;
+    }
+    this.#events.breach(`sent a frame of type ${type} (id ${id}); a worker sends only RESPONSE, ERROR and PART frames`);
     return false;
   }
 
@@ -256,6 +295,34 @@ export class TaskChannel {
     this.#sent.shift();
     if (oldest.pending !== null) this.#waiting--;
     return oldest.pending;
+  }
+
+  /**
+   * A PART frame: the next piece of the answer to the oldest request, which
+   * must have been sent flagged PARTS (PROTOCOL.md); dropped for an
+   * abandon()ed one. While a promise its receiver returned is pending, the
+   * socket is not read (parts already read are still delivered, in order):
+   * the worker then waits in its write, which is how a slow receiver slows
+   * the handler producing the answer.
+   */
+  #part(id: number, payload: Buffer): void {
+    const oldest = this.#sent.peek();
+    if (oldest === undefined || oldest.id !== id || !oldest.parts) {
+      const waiting = oldest === undefined ? 'none is' : oldest.id !== id ? `request ${oldest.id} is` : 'it was not sent flagged PARTS';
+      this.#events.breach(`sent a PART frame for request ${id}, which takes no parts now (${waiting})`);
+      return;
+    }
+    const wait = oldest.pending?.part?.(payload);
+    if (wait !== null && typeof wait === 'object' && typeof (wait as PromiseLike<unknown>).then === 'function') this.#holdReading(wait as PromiseLike<unknown>);
+  }
+
+  /** Stop reading the task socket until `until` settles (and every other hold has ended). */
+  #holdReading(until: PromiseLike<unknown>): void {
+    if (this.#holds++ === 0) this.#socket.pause();
+    const release = (): void => {
+      if (--this.#holds === 0 && !this.#socket.destroyed) this.#socket.resume();
+    };
+    until.then(release, release);
   }
 
   #settle(type: number, id: number, payload: Buffer): void {

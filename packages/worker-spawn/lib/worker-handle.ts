@@ -11,7 +11,7 @@ import { illegalConstructor, optionalInteger, optionsObject } from './internal/a
 import { CONSTRUCT_CONTROL, ControlChannel, type ControlMessage, type ReadyMessage } from './control-channel.js';
 import { WorkerError, describeExit } from './errors.js';
 import { CONTROL_MAX, DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT, MIN_MAX_FRAME, taskPayload } from './protocol.js';
-import { TaskChannel, taskSocket, type Pending } from './task-channel.js';
+import { TaskChannel, requestOptions, taskSocket, type Pending, type RequestOptions } from './task-channel.js';
 import { processPlan, startWorkerProcess, type WorkerProcess, type WorkerProcessOptions } from './worker-process.js';
 
 export interface SpawnWorkerOptions extends WorkerProcessOptions {
@@ -170,7 +170,9 @@ export class WorkerHandle extends EventEmitter {
 
   /**
    * Send one task and resolve with the worker's response. Requests may be
-   * pipelined; a worker answers them in order.
+   * pipelined; a worker answers them in order. `options.onPart` takes the
+   * answer in pieces as the worker sends them (see RequestOptions); the
+   * request then resolves with the last piece.
    *
    * Rejects with `ERR_WORKER_FRAME_TOO_LARGE` (nothing sent) for a payload
    * over `maxFrame`, `ERR_WORKER_TASK` when the worker answers with an error,
@@ -178,27 +180,30 @@ export class WorkerHandle extends EventEmitter {
    * breaks the protocol, `ERR_WORKER_STOPPED` (nothing sent) once `stop()`
    * or `close()` has been called.
    */
-  request(payload: string | Uint8Array): Promise<Buffer> {
+  request(payload: string | Uint8Array, options?: RequestOptions): Promise<Buffer> {
     let bytes: Uint8Array;
+    let onPart: RequestOptions['onPart'];
     try {
       bytes = taskPayload(payload, this.maxFrame, this.pid);
+      onPart = requestOptions(options).onPart;
     } catch (err) {
       return Promise.reject(err);
     }
     const refused = this.#refusal();
     if (refused) return Promise.reject(refused);
-    return this.#tasks.request(bytes);
+    return this.#tasks.request(bytes, onPart);
   }
 
   /**
    * request() for the pool: `bytes` already checked against maxFrame, the
-   * answer (or the refusal) given to `pending`, with no promise between.
+   * answer (or the refusal) given to `pending`, with no promise between;
+   * with `parts`, the pieces of the answer before its end to `pending.part`.
    * @internal
    */
-  send(bytes: Uint8Array, pending: Pending): void {
+  send(bytes: Uint8Array, pending: Pending, parts = false): void {
     const refused = this.#refusal();
     if (refused) pending.reject(refused);
-    else this.#tasks.send(bytes, pending);
+    else this.#tasks.send(bytes, pending, parts);
   }
 
   /**

@@ -48,6 +48,8 @@ final class Task
     public function __construct(
         public readonly int $id,
         public readonly string $payload,
+        /** The supervisor takes this answer in pieces (WorkerConnection::part()); if not, they are joined. */
+        public readonly bool $takesParts = false,
     ) {
     }
 }
@@ -73,6 +75,10 @@ final class WorkerConnection
     public const ERROR = 3;
     /** Supervisor to worker: "a control message is waiting on fd 4". */
     public const WAKE = 4;
+    /** Worker to supervisor: the next piece of an answer (part()). */
+    public const PART = 5;
+    /** REQUEST flag: the supervisor takes PART frames for it. */
+    public const FLAG_PARTS = 1;
     public const HEADER_SIZE = 12;
     public const DEFAULT_MAX_FRAME = 16777216;
     /** EX_CONFIG from sysexits.h: started without the fds/environment of the pattern. */
@@ -93,6 +99,8 @@ final class WorkerConnection
     /** Bytes read from the task socket but not yet parsed into a frame. */
     private string $buffer = '';
     private bool $readySent = false;
+    /** @var array<int, string> pieces of answers part() holds for the end, by request id (their supervisor takes no parts) */
+    private array $held = [];
 
     /** @var array{0: \Socket, 1: \Socket}|null set in a worker forked by a prototype (see PrototypeServer) */
     private static ?array $forked = null;
@@ -265,7 +273,7 @@ final class WorkerConnection
                     $payload = \substr($this->buffer, self::HEADER_SIZE, $h['length']);
                     $this->buffer = \substr($this->buffer, $end);
                 }
-                return new Task($h['id'], $payload);
+                return new Task($h['id'], $payload, ($h['head'] & self::FLAG_PARTS) !== 0);
             }
             if (!$wait && $buffered < $end && $h['length'] <= $this->maxFrame) {
                 return null; // the rest of this frame is still on its way
@@ -282,10 +290,14 @@ final class WorkerConnection
         return null;
     }
 
-    /** Answer $task with $payload (any bytes). */
+    /** Answer $task with $payload (any bytes): after the pieces part() sent, the last one. */
     public function respond(Task|int $task, string $payload): void
     {
         $id = $task instanceof Task ? $task->id : $task;
+        if ($this->held !== [] && isset($this->held[$id])) {
+            $payload = $this->held[$id] . $payload;
+            unset($this->held[$id]);
+        }
         if (\strlen($payload) > $this->maxFrame) {
             $this->tasks->fail($id, \sprintf(
                 'response of %d bytes exceeds the maximum frame size of %d bytes (FOLK_MAX_FRAME)',
@@ -303,16 +315,42 @@ final class WorkerConnection
         }
     }
 
-    /** Answer $task with an error the supervisor rejects the task with. */
+    /** Answer $task with an error the supervisor rejects the task with (after any pieces part() sent: the answer is cut short). */
     public function fail(Task|int $task, string $message, string $code = 'HANDLER_ERROR'): void
     {
-        $this->tasks->fail($task instanceof Task ? $task->id : $task, $message, $code);
+        $id = $task instanceof Task ? $task->id : $task;
+        unset($this->held[$id]);
+        $this->tasks->fail($id, $message, $code);
+    }
+
+    /**
+     * Send the next piece of $task's answer now, before the rest: respond()
+     * (or what serve()'s handler returns) sends the last piece. Returns once
+     * the piece is written: a supervisor that reads slowly holds the worker
+     * here. When the supervisor takes no parts (the task's takesParts is
+     * false: no onPart on its side), the pieces are held and sent joined
+     * with the last one, up to FOLK_MAX_FRAME in all. A piece larger than
+     * FOLK_MAX_FRAME goes out as several.
+     */
+    public function part(Task $task, string $bytes): void
+    {
+        if ($bytes === '') {
+            return;
+        }
+        if (!$task->takesParts) {
+            $this->held[$task->id] = ($this->held[$task->id] ?? '') . $bytes;
+            return;
+        }
+        foreach (\str_split($bytes, $this->maxFrame) as $piece) {
+            $this->tasks->writeAll(\pack('CCnNN', self::PROTOCOL, self::PART, 0, $task->id, \strlen($piece)) . $piece);
+        }
     }
 
     /**
      * The whole worker loop: call $handler(string $payload, Task $task) for
-     * every task and send back what it returns. A Throwable becomes an ERROR
-     * frame and the loop goes on. Returns the exit status (0).
+     * every task and send back what it returns (after the pieces it sent
+     * with part($task, ...), if any). A Throwable becomes an ERROR frame and
+     * the loop goes on. Returns the exit status (0).
      */
     public function serve(callable $handler): int
     {

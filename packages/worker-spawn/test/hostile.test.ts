@@ -26,6 +26,9 @@ const NOT_FRAMES = 'broke the task protocol: task frame with protocol version 10
 const BREACHES: Array<[string, string, (id: number) => string]> = [
   ['closes its task socket in the middle of a task and stays alive', 'eof', () => 'closed its task socket (fd 3) without exiting; it was killed'],
   ['answers with an id that is not pending', 'wrong-id', (id) => `answered request ${id + 1000}, which is not the one waiting for an answer (${id})`],
+  ['sends a PART frame for a request not flagged PARTS', 'as:5', (id) => `sent a PART frame for request ${id}, which takes no parts now (it was not sent flagged PARTS)`],
+  ['sends a PART frame with an id that is not pending', 'stray:5', (id) => `sent a PART frame for request 0, which takes no parts now (request ${id} is)`],
+  ['sends a PART frame over the maximum frame size', 'part-over', (id) => `sent a PART frame (id ${id}) over the maximum frame size of 16777216 bytes`],
   ...[
     [1, 'REQUEST'],
     [4, 'WAKE'],
@@ -33,7 +36,7 @@ const BREACHES: Array<[string, string, (id: number) => string]> = [
   ].map(([type, name]): [string, string, () => string] => [
     `sends a ${name} frame with an id that is not pending`,
     `stray:${type}`,
-    () => `sent a frame of type ${type} (id 0); a worker sends only RESPONSE and ERROR frames`,
+    () => `sent a frame of type ${type} (id 0); a worker sends only RESPONSE, ERROR and PART frames`,
   ]),
 ];
 

@@ -472,7 +472,7 @@ describe('WorkerPool with php-cli', () => {
       const exited = once<[PoolWorkerInfo]>(pool, 'exit');
       const err = await errorOf(pool.run('as:1'));
       expect(err.code).toBe('ERR_WORKER_PROTOCOL');
-      expect(err.message).toBe(`worker pid ${first} sent a frame of type 1 (id 1); a worker sends only RESPONSE and ERROR frames`);
+      expect(err.message).toBe(`worker pid ${first} sent a frame of type 1 (id 1); a worker sends only RESPONSE, ERROR and PART frames`);
       expect((await exited)[0].pid).toBe(first);
       await pool.ready();
       expect(pool.stats().list.map((w) => w.pid)).not.toContain(first);

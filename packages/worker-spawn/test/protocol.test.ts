@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FrameDecoder, FrameType, HEADER_SIZE, encodeFrame } from '../lib/index.js';
+import { FrameDecoder, FrameFlags, FrameType, HEADER_SIZE, encodeFrame } from '../lib/index.js';
 import { decodeErrorBody, encodeErrorBody } from '../lib/protocol.js';
 
 type Event = [string, number, number, Buffer | number | string];
@@ -21,6 +21,18 @@ describe('frame codec', () => {
     const [frame] = encodeFrame(FrameType.REQUEST, 0x01020304, Buffer.from('hi'));
     expect([...frame!]).toEqual([1, 1, 0, 0, 1, 2, 3, 4, 0, 0, 0, 2, 0x68, 0x69]);
     expect(HEADER_SIZE).toBe(12);
+  });
+
+  it('carries flags in bytes 2-3 (PARTS on a REQUEST), and gives them to the decoder\'s sink', () => {
+    const [frame] = encodeFrame(FrameType.REQUEST, 7, Buffer.from('x'), FrameFlags.PARTS);
+    expect([...frame!.subarray(0, 4)]).toEqual([1, 1, 0, 1]);
+    const [high] = encodeFrame(FrameType.PART, 7, Buffer.alloc(0), 0xabcd);
+    expect([...high!.subarray(1, 4)]).toEqual([5, 0xab, 0xcd]);
+    const flags: number[] = [];
+    const decoder = new FrameDecoder(1024, { frame: (_t, _i, _p, f) => void flags.push(f), oversize: () => {}, corrupt: () => {} });
+    decoder.push(wire([frame!], [high!], encodeFrame(FrameType.RESPONSE, 8, Buffer.from('y'))));
+    expect(flags).toEqual([1, 0xabcd, 0]);
+    for (const bad of [-1, 0x10000, 1.5]) expect(() => encodeFrame(FrameType.REQUEST, 1, Buffer.alloc(0), bad)).toThrow(RangeError);
   });
 
   it('sends a large payload as a separate buffer rather than copying it', () => {

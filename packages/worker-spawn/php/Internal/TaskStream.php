@@ -161,7 +161,7 @@ final class TaskStream
             $this->fail($id, \sprintf('a worker accepts only REQUEST frames (type 1), got type %d', $h['type']), 'BAD_FRAME');
             return [null, $rest, false];
         }
-        return [new Task($id, $payload), $rest, false];
+        return [new Task($id, $payload, ($h['flags'] & WorkerConnection::FLAG_PARTS) !== 0), $rest, false];
     }
 
     /** An ERROR frame carrying {code, message}. */
