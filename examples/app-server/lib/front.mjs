@@ -12,6 +12,7 @@ import * as net from 'node:net';
 import { AccessLog } from './access-log.mjs';
 import { cgiVariables, decodeAnswer, encodeTask } from './cgi.mjs';
 import { ConnectionBroker } from './direct.mjs';
+import { StreamedResponse } from './streamed-response.mjs';
 import { scoreboardDir } from './scoreboard.mjs';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -338,10 +339,13 @@ export class Front extends EventEmitter {
 
   async #run(req, res, task) {
     let answer;
+    // A script that flushes sends its answer in pieces (lib/streamed-response.mjs).
+    const stream = new StreamedResponse(req, res, { log: this.#log, maxResponse: this.#maxResponse });
+    const onPart = (chunk) => stream.part(chunk);
     try {
       for (;;) {
         try {
-          answer = await this.pool.run(task);
+          answer = await this.pool.run(task, { onPart });
           break;
         } catch (err) {
           // Sent to a worker that had said, in its last answer, that it was
@@ -353,6 +357,15 @@ export class Front extends EventEmitter {
     } catch (err) {
       const status = STATUS_FOR[err.code] ?? 502;
       const detail = err.workerCode === 'FRAME_TOO_LARGE' ? `the response is over the frame limit (--max-response ${this.#maxResponse})` : `${err.code ?? err.name}: ${err.message}`;
+      if (stream.started) {
+        // Part of the answer is out: a status line now would land inside
+        // its body. Closed: the client sees it cut short.
+        const why = err.workerCode === 'FRAME_TOO_LARGE' ? `output after the last flush is over --max-response ${this.#maxResponse}` : detail;
+        this.#log(`${req.method} ${req.url}: ${why}, after sending part of the answer: connection closed`);
+        res.destroy();
+        this.#done();
+        return;
+      }
       this.#fail(req, res, status, detail);
       return;
     }
@@ -364,6 +377,16 @@ export class Front extends EventEmitter {
       return;
     }
     if (decoded.endingPid !== 0) this.#ending.add(decoded.endingPid);
+    if (stream.started) {
+      stream.end(decoded);
+      this.#accessLog?.add(req, stream.status, stream.bytes);
+      this.#done();
+      return;
+    }
+    if (stream.refused !== null) {
+      this.#fail(req, res, 502, stream.refused);
+      return;
+    }
     if (decoded.body.length > this.#maxResponse) {
       this.#fail(req, res, 502, `response body of ${decoded.body.length} bytes is over --max-response ${this.#maxResponse}`);
       return;

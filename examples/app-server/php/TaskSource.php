@@ -3,7 +3,11 @@
 // decimal length and "\n", that many bytes of CGI variables
 // ("NAME\0value\0NAME\0value"), then the body. The answer is the status (and
 // " ending PID" when the process ends after it) and "\n", each header line
-// and "\n", an empty line, then the body.
+// and "\n", an empty line, then the body. A script that flushes sends its
+// answer in pieces (the worker library's part(), when the front takes them):
+// the first is the head as above and what the script flushed, the next ones
+// more of the body; the answer that ends it has the same form as a whole one
+// (the front keeps only its ending pid and its body from it).
 
 declare(strict_types=1);
 
@@ -40,12 +44,27 @@ final class TaskSource
             // "302 ending 1234": this worker reads no task after this answer.
             // The front may already have written it the next one; knowing
             // the worker never read it, the front runs that task again.
-            $head = $status . ($ending ? ' ending ' . \getmypid() : '') . "\n";
-            foreach ($lines as $line) {
-                $head .= $line . "\n";
-            }
-            $worker->respond($task, $head . "\n" . $body);
+            $worker->respond($task, self::head($status . ($ending ? ' ending ' . \getmypid() : ''), $lines) . $body);
         };
-        return [$vars, (string) \substr($payload, $nl + 1 + $length), $answer];
+        $stream = null;
+        if ($task->takesParts) {
+            $streamed = false;
+            $stream = static function (int $status, array $lines, string $part) use ($worker, $task, &$streamed): bool {
+                $worker->part($task, $streamed ? $part : self::head((string) $status, $lines) . $part);
+                $streamed = true;
+                return true;
+            };
+        }
+        return [$vars, (string) \substr($payload, $nl + 1 + $length), $answer, $stream];
+    }
+
+    /** The head of an answer: the status line, each header line, an empty line. */
+    private static function head(string $status, array $lines): string
+    {
+        $head = $status . "\n";
+        foreach ($lines as $line) {
+            $head .= $line . "\n";
+        }
+        return $head . "\n";
     }
 }
