@@ -10,8 +10,9 @@
 //   rounds        the contenders take turns on every route and concurrency,
 //                 which goes first alternating, ROUNDS times; medians printed
 //   failures      requests that failed while a PHP worker was SIGKILLed under
-//                 load, and while the server reloaded (SIGHUP to ours, SIGUSR2
-//                 to php-fpm), several times each
+//                 load, while the server reloaded (SIGHUP to ours, SIGUSR2
+//                 to php-fpm), several times each, and while a route that
+//                 kills its worker (crash.php) was requested every 50 ms
 //   cpu           microseconds of CPU per request, HTTP side and PHP side,
 //                 for both contenders
 //   fronts        ours with one front and with one per CPU, hello at 64
@@ -31,7 +32,7 @@
 // access_log off, keepalive_requests 1000000; php-fpm with pm = static and
 // opcache (its default); ours with nothing but --listen and --workers.
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
 import * as net from 'node:net';
 import { availableParallelism, tmpdir } from 'node:os';
@@ -41,7 +42,17 @@ import { aptInstall, findFpm, have, startFpm, startNginx } from '../php-fpm.mjs'
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const APP = join(repo, 'examples', 'app-server');
-const ROOT = join(APP, 'public');
+// Both serve a copy of public/ with one more script: the poison route of
+// the failures table, which kills the worker running it (as a segfault or
+// the OOM killer would).
+const PUBLIC = join(APP, 'public');
+function documentRoot(dir) {
+  const root = join(dir, 'www');
+  mkdirSync(root);
+  copyFileSync(join(PUBLIC, 'index.php'), join(root, 'index.php'));
+  writeFileSync(join(root, 'crash.php'), '<?php\nposix_kill(getmypid(), 9);\n');
+  return root;
+}
 
 const args = process.argv.slice(2);
 const option = (name, fallback) => {
@@ -157,7 +168,7 @@ async function startFpmNginx(dir) {
   const port = await freePort();
   const socket = join(dir, 'fpm.sock');
   const php = await startFpm(dir, socket, ['pm = static', `pm.max_children = ${WORKERS}`, 'pm.max_requests = 0']);
-  const web = startNginx(dir, { port, root: ROOT, socket });
+  const web = startNginx(dir, { port, root: join(dir, 'www'), socket });
   try {
     await waitUp(port, 'nginx + php-fpm');
   } catch (err) {
@@ -186,7 +197,7 @@ async function startFpmNginx(dir) {
 
 async function startOurs(extra = [], app = join(APP, 'index.mjs'), name = null) {
   const port = await freePort();
-  const child = spawn(process.execPath, [app, '--listen', `127.0.0.1:${port}`, '--workers', String(WORKERS), ...extra], {
+  const child = spawn(process.execPath, [app, '--listen', `127.0.0.1:${port}`, '--root', join(dir, 'www'), '--workers', String(WORKERS), ...extra], {
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let log = '';
@@ -264,6 +275,7 @@ async function cpuPerRequest(contender, route) {
 
 install();
 const dir = mkdtempSync(join(tmpdir(), 'folk-bench-app-server-'));
+documentRoot(dir);
 const fmt = (n, digits = 0) => (Number.isFinite(n) ? n.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits }) : '-');
 let fpm;
 let ours;
@@ -361,6 +373,26 @@ try {
     await sleep(1000);
     const reloaded = [await disrupt(ours, (c) => c.reload(), RELOADS), await disrupt(fpm, (c) => c.reload(), RELOADS)];
     console.log(`| ${RELOADS} reloads (SIGHUP to ours, SIGUSR2 to php-fpm) | ${reloaded[0].errors} of ${reloaded[0].requests} | ${reloaded[1].errors} of ${reloaded[1].requests} |`);
+    // A poison route: each request to it kills the worker serving it. The
+    // other requests should not notice more than the workers it costs.
+    const poisoned = async (contender) => {
+      let running = true;
+      let hits = 0;
+      const loop = (async () => {
+        for (; running; hits++) {
+          await get(contender.port, 'GET', '/crash.php').catch(() => {});
+          await sleep(50);
+        }
+      })();
+      const r = await wrk(contender.port, hello, 16, disruptionSeconds, dir);
+      running = false;
+      await loop;
+      await sleep(500);
+      return { ...r, hits };
+    };
+    await Promise.all([ours, fpm].map((c) => waitUp(c.port, c.name)));
+    const poison = [await poisoned(ours), await poisoned(fpm)];
+    console.log(`| a route that kills its worker, every 50 ms (hits: ours ${poison[0].hits}, php-fpm ${poison[1].hits}) | ${poison[0].errors} of ${poison[0].requests} | ${poison[1].errors} of ${poison[1].requests} |`);
 
     // Where the CPU goes: microseconds of CPU per request for each kind of
     // process (the HTTP side: our fronts or nginx's workers; the PHP side:
