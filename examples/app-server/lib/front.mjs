@@ -340,8 +340,8 @@ export class Front extends EventEmitter {
   async #run(req, res, task) {
     let answer;
     // A script that flushes sends its answer in pieces (lib/streamed-response.mjs).
-    const stream = new StreamedResponse(req, res, { log: this.#log, maxResponse: this.#maxResponse });
-    const onPart = (chunk) => stream.part(chunk);
+    let stream = null;
+    const onPart = (chunk) => (stream ??= new StreamedResponse(req, res, { log: this.#log, maxResponse: this.#maxResponse })).part(chunk);
     try {
       for (;;) {
         try {
@@ -357,7 +357,7 @@ export class Front extends EventEmitter {
     } catch (err) {
       const status = STATUS_FOR[err.code] ?? 502;
       const detail = err.workerCode === 'FRAME_TOO_LARGE' ? `the response is over the frame limit (--max-response ${this.#maxResponse})` : `${err.code ?? err.name}: ${err.message}`;
-      if (stream.started) {
+      if (stream?.started) {
         // Part of the answer is out: a status line now would land inside
         // its body. Closed: the client sees it cut short.
         const why = err.workerCode === 'FRAME_TOO_LARGE' ? `output after the last flush is over --max-response ${this.#maxResponse}` : detail;
@@ -377,13 +377,13 @@ export class Front extends EventEmitter {
       return;
     }
     if (decoded.endingPid !== 0) this.#ending.add(decoded.endingPid);
-    if (stream.started) {
+    if (stream?.started) {
       stream.end(decoded);
       this.#accessLog?.add(req, stream.status, stream.bytes);
       this.#done();
       return;
     }
-    if (stream.refused !== null) {
+    if (stream !== null && stream.refused !== null) {
       this.#fail(req, res, 502, stream.refused);
       return;
     }
