@@ -36,6 +36,8 @@ final class Runtime
     private string $flushed = '';
     /** Temporary files of $_FILES, removed after the request. */
     private array $uploads = [];
+    /** What lets is_uploaded_file() and move_uploaded_file() accept them (null: FFI or this PHP's layout says no). */
+    private ?UploadedFiles $uploaded;
     private array $base;
     private string $root;
     private ScriptPath $scripts;
@@ -76,6 +78,7 @@ final class Runtime
         if (!$this->headersWork) {
             $worker->reportError('FFI is not available, so header() calls are lost (php-cli drops them): enable ffi (ffi.enable=preload, the default) or install php-ffi');
         }
+        $this->uploaded = UploadedFiles::hook();
         PhpStream::install();
         self::$current = $this;
         // The buffer every request writes into. Not removable, so a script
@@ -211,6 +214,7 @@ final class Runtime
             } elseif (\str_starts_with($type, 'multipart/form-data')
                 && \preg_match('/boundary=(?:"([^"]+)"|([^\s;]+))/i', $server['CONTENT_TYPE'], $m)) {
                 [$_POST, $_FILES, $this->uploads] = FormData::multipart($body, $m[1] !== '' ? $m[1] : $m[2]);
+                $this->uploaded?->register($this->uploads);
                 $multipart = true;
             }
         }
@@ -255,6 +259,7 @@ final class Runtime
         [$status, $lines] = $this->head();
         \header_remove();
         $answer($status, $lines, $body, $this->ending);
+        $this->uploaded?->forget($this->uploads);
         foreach ($this->uploads as $file) {
             @\unlink($file);
         }

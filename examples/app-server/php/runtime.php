@@ -26,6 +26,7 @@ require_once $argv[1] ?? __DIR__ . '/../../../packages/worker-spawn/php/Worker.p
 require_once __DIR__ . '/PhpStream.php';
 require_once __DIR__ . '/ScriptPath.php';
 require_once __DIR__ . '/FormData.php';
+require_once __DIR__ . '/UploadedFiles.php';
 require_once __DIR__ . '/Runtime.php';
 require_once __DIR__ . '/TaskSource.php';
 

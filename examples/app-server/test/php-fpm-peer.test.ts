@@ -142,6 +142,21 @@ describe('beside nginx + php-fpm', () => {
     }
   });
 
+  it("takes an upload as php-fpm does: is_uploaded_file() says yes to it (no to other files), move_uploaded_file() moves it once", async () => {
+    const form = (name: string, body: string) =>
+      `--XyZ\r\nContent-Disposition: form-data; name="upload"; filename="${name}"\r\nContent-Type: text/plain\r\n\r\n${body}\r\n--XyZ--\r\n`;
+    const headers = { 'Content-Type': 'multipart/form-data; boundary=XyZ' };
+    const [theirs, mine] = await both('POST', '/upload.php', headers, form('a.txt', 'file body'));
+    expect(JSON.parse(answered(mine).body)).toEqual({ name: 'a.txt', uploaded: true, 'this script': false, moved: true, content: 'file body', 'still uploaded': false, 'moved again': false });
+    expect(answered(mine)).toEqual(answered(theirs));
+    // Still in the list when the script ends with a fatal error or exit():
+    // the worker ends cleanly (a crash would show in a second 'crash' line), and the file is gone.
+    for (const then of ['fatal', 'exit']) {
+      const [theirs, mine] = await both('POST', `/upload.php?then=${then}`, headers, form('b.txt', then));
+      expect({ then, ...answered(mine) }).toEqual({ then, ...answered(theirs) });
+    }
+  });
+
   it('has fastcgi_finish_request() as php-fpm has it (direct mode): the same answer, later output and headers dropped', async () => {
     const mark = join(dir, 'marker');
     writeFileSync(mark, ''); // (the script does not wait for it then)
