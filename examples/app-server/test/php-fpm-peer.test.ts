@@ -12,6 +12,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NGINX, findFpm, startFpm, startNginx, stopFpm } from '../../../bench/php-fpm.mjs';
 import { WWW, bytes, freePort, request, requirePhp, sleep, startServer, type Reply, type Server } from './helpers.js';
 
+/** Debian's Symfony HttpFoundation, found on PHP's include path (/usr/share/php). */
+const SYMFONY = '/usr/share/php/Symfony/Component/HttpFoundation/autoload.php';
+
 /** nginx (bench/php-fpm.mjs's usual PHP site) in front of php-fpm on `socket`, root WWW; resolves once it answers. */
 async function nginxInFront(dir: string, socket: string): Promise<{ port: number; process: ChildProcess }> {
   const port = await freePort();
@@ -155,6 +158,28 @@ describe('beside nginx + php-fpm', () => {
       const [theirs, mine] = await both('POST', `/upload.php?then=${then}`, headers, form('b.txt', then));
       expect({ then, ...answered(mine) }).toEqual({ then, ...answered(theirs) });
     }
+  });
+
+  describe("a page written with Symfony's HttpFoundation (Debian's php-symfony-http-foundation)", () => {
+    beforeAll(() => {
+      if (!existsSync(SYMFONY)) throw new Error(`this test needs ${SYMFONY} (Debian: apt-get install php-symfony-http-foundation; .ci/run installs it)`);
+    });
+    const upload = '--XyZ\r\nContent-Disposition: form-data; name="upload"; filename="a.txt"\r\nContent-Type: text/plain\r\n\r\nfile body\r\n--XyZ--\r\n';
+    it.each([
+      ['GET', '/symfony.php?case=request&a[]=1&b=x%20y', { Cookie: 'c=1; d=%41', 'X-Requested-With': 'XMLHttpRequest', 'Accept-Language': 'de-CH, en;q=0.5' }],
+      ['POST', '/symfony.php?case=request', { 'Content-Type': 'application/x-www-form-urlencoded' }, 'p=1&q[]=2'],
+      ['POST', '/symfony.php?case=request', { 'Content-Type': 'application/json' }, '{"j":[1,2]}'],
+      ['GET', '/symfony.php/extra/path?case=request', {}],
+      ['POST', '/symfony.php?case=upload', { 'Content-Type': 'multipart/form-data; boundary=XyZ' }, upload],
+      ['GET', '/symfony.php?case=cookie', {}],
+      ['GET', '/symfony.php?case=stream', {}],
+      ['GET', '/symfony.php?case=finish', {}],
+    ] as [string, string, Record<string, string>, string?][])('%s %s: what Request read, and the answer, are the same', async (method, path, headers, body) => {
+      const [theirs, mine] = await both(method, path, headers, body);
+      expect(mine.status).toBeLessThan(500);
+      expect(answered(mine)).toEqual(answered(theirs));
+      if (path.includes('case=upload')) expect(JSON.parse(mine.body.toString())).toEqual({ name: 'a.txt', valid: true, error: 0, moved: 'file body' });
+    });
   });
 
   it('has fastcgi_finish_request() as php-fpm has it (direct mode): the same answer, later output and headers dropped', async () => {
