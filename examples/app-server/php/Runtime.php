@@ -34,6 +34,15 @@ final class Runtime
     private static ?self $current = null;
     /** Output a script flushed through our buffer (ob_flush, flush of its own buffers). */
     private string $flushed = '';
+    /**
+     * $_ENV as PHP filled it at startup (empty with the usual
+     * variables_order "GPCS"), given to each request afresh as php-fpm
+     * gives it. Naming $_ENV here also makes PHP create it before the
+     * loop notes which globals to keep: made later, when a script first
+     * names it, it would be removed after that request, and a file cached
+     * by opcache is not compiled again to make it.
+     */
+    private array $env;
     /** Temporary files of $_FILES, removed after the request. */
     private array $uploads = [];
     /** What lets is_uploaded_file() and move_uploaded_file() accept them (null: FFI or this PHP's layout says no). */
@@ -78,6 +87,7 @@ final class Runtime
         if (!$this->headersWork) {
             $worker->reportError('FFI is not available, so header() calls are lost (php-cli drops them): enable ffi (ffi.enable=preload, the default) or install php-ffi');
         }
+        $this->env = $_ENV;
         $this->uploaded = UploadedFiles::hook();
         PhpStream::install();
         self::$current = $this;
@@ -219,6 +229,7 @@ final class Runtime
             }
         }
         $_REQUEST = \array_merge($_GET, $_POST);
+        $_ENV = $this->env;
         // As PHP itself does, php://input is empty once it has read a multipart body into $_POST and $_FILES.
         PhpStream::$input = $multipart ? '' : $body;
 

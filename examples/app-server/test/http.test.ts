@@ -91,6 +91,12 @@ describe('an ordinary PHP script', () => {
     }
   });
 
+  it('finds $_ENV on every request, as php-fpm gives it, though PHP makes it only when a script first names it', async () => {
+    // (Made after the worker started, the first time a file using it was
+    // compiled; the same file, cached by opcache, is not compiled again.)
+    for (let i = 0; i < 3; i++) expect((await request(server.port, 'GET', '/env.php')).body.toString()).toBe('array 0');
+  });
+
   it('gets a chunked body with CONTENT_LENGTH set, and multipart fields and files', async () => {
     const chunked = await rawExchange(
       server.port,
