@@ -37,10 +37,14 @@ final class Runtime
     /**
      * $_ENV as PHP filled it at startup (empty with the usual
      * variables_order "GPCS"), given to each request afresh as php-fpm
-     * gives it. Naming $_ENV here also makes PHP create it before the
-     * loop notes which globals to keep: made later, when a script first
-     * names it, it would be removed after that request, and a file cached
-     * by opcache is not compiled again to make it.
+     * gives it, with APP_RUNNING_IN_CONSOLE "false" unless it is set:
+     * Laravel reads that before PHP_SAPI, which is "cli" here, and would
+     * take every request for a console command (Laravel Octane, on
+     * php-cli too, sets it the same way). Naming $_ENV here also makes PHP
+     * create it before the loop notes which globals to keep: made later,
+     * when a script first names it, it would be removed after that
+     * request, and a file cached by opcache is not compiled again to make
+     * it.
      */
     private array $env;
     /** Temporary files of $_FILES, removed after the request. */
@@ -87,7 +91,7 @@ final class Runtime
         if (!$this->headersWork) {
             $worker->reportError('FFI is not available, so header() calls are lost (php-cli drops them): enable ffi (ffi.enable=preload, the default) or install php-ffi');
         }
-        $this->env = $_ENV;
+        $this->env = $_ENV + ['APP_RUNNING_IN_CONSOLE' => 'false'];
         $this->uploaded = UploadedFiles::hook();
         PhpStream::install();
         self::$current = $this;

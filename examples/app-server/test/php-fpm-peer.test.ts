@@ -15,6 +15,9 @@ import { WWW, bytes, freePort, request, requirePhp, sleep, startServer, type Rep
 /** Debian's Symfony HttpFoundation, found on PHP's include path (/usr/share/php). */
 const SYMFONY = '/usr/share/php/Symfony/Component/HttpFoundation/autoload.php';
 
+/** Debian's Laravel framework, found on PHP's include path. */
+const LARAVEL = '/usr/share/php/Illuminate/autoload.php';
+
 /** nginx (bench/php-fpm.mjs's usual PHP site) in front of php-fpm on `socket`, root WWW; resolves once it answers. */
 async function nginxInFront(dir: string, socket: string): Promise<{ port: number; process: ChildProcess }> {
   const port = await freePort();
@@ -179,6 +182,39 @@ describe('beside nginx + php-fpm', () => {
       expect(mine.status).toBeLessThan(500);
       expect(answered(mine)).toEqual(answered(theirs));
       if (path.includes('case=upload')) expect(JSON.parse(mine.body.toString())).toEqual({ name: 'a.txt', valid: true, error: 0, moved: 'file body' });
+    });
+  });
+
+  describe("a Laravel application (Debian's php-laravel-framework 8, test/www/laravel)", () => {
+    beforeAll(() => {
+      if (!existsSync(LARAVEL)) throw new Error(`this test needs ${LARAVEL} (Debian: apt-get install php-laravel-framework; .ci/run installs it)`);
+    });
+    const json = { Accept: 'application/json' };
+    const upload = '--XyZ\r\nContent-Disposition: form-data; name="doc"; filename="d.txt"\r\nContent-Type: text/plain\r\n\r\ndoc body\r\n--XyZ--\r\n';
+    it.each([
+      ['GET', '/laravel/index.php/hello', {}],
+      ['GET', '/laravel/index.php/info?x=1&y[]=2', { ...json, 'X-Test': 't', Cookie: 'c=1' }],
+      ['POST', '/laravel/index.php/info', { ...json, 'Content-Type': 'application/x-www-form-urlencoded' }, 'a=1&b[]=2'],
+      ['POST', '/laravel/index.php/info', { ...json, 'Content-Type': 'application/json' }, '{"j":true}'],
+      ['POST', '/laravel/index.php/upload', { 'Content-Type': 'multipart/form-data; boundary=XyZ' }, upload],
+      ['GET', '/laravel/index.php/redirect', {}],
+      ['GET', '/laravel/index.php/fail', json],
+      ['GET', '/laravel/index.php/no-such-route', json],
+    ] as [string, string, Record<string, string>, string?][])('%s %s: the same answer', async (method, path, headers, body) => {
+      // Twice: a worker serves many requests, and the second must find what the first did not leave behind.
+      for (let i = 0; i < 2; i++) {
+        const [theirs, mine] = await both(method, path, headers, body);
+        expect({ i, ...answered(mine) }).toEqual({ i, ...answered(theirs) });
+      }
+    });
+
+    it('is not taken for a console command (PHP_SAPI is "cli" here), and takes uploads as valid', async () => {
+      const [info, stored] = await Promise.all([
+        request(ours.port, 'GET', '/laravel/index.php/info', { headers: { Host: 'peer.test', ...json } }),
+        request(ours.port, 'POST', '/laravel/index.php/upload', { headers: { Host: 'peer.test', 'Content-Type': 'multipart/form-data; boundary=XyZ' }, body: Buffer.from(upload) }),
+      ]);
+      expect(JSON.parse(info.body.toString()).console).toBe(false);
+      expect(JSON.parse(stored.body.toString())).toEqual({ name: 'd.txt', valid: true, stored: 'doc body' });
     });
   });
 
