@@ -51,6 +51,8 @@ final class Runtime
     private array $uploads = [];
     /** What lets is_uploaded_file() and move_uploaded_file() accept them (null: FFI or this PHP's layout says no). */
     private ?UploadedFiles $uploaded;
+    /** What keeps one request's session id from the next. */
+    private SessionId $sessionId;
     private array $base;
     private string $root;
     private ScriptPath $scripts;
@@ -93,6 +95,7 @@ final class Runtime
         }
         $this->env = $_ENV + ['APP_RUNNING_IN_CONSOLE' => 'false'];
         $this->uploaded = UploadedFiles::hook();
+        $this->sessionId = SessionId::make();
         PhpStream::install();
         self::$current = $this;
         // The buffer every request writes into. Not removable, so a script
@@ -218,6 +221,7 @@ final class Runtime
         $_GET = [];
         \parse_str($server['QUERY_STRING'] ?? '', $_GET);
         $_COOKIE = isset($server['HTTP_COOKIE']) ? FormData::cookies($server['HTTP_COOKIE']) : [];
+        $this->sessionId->begin();
         $_POST = [];
         $_FILES = [];
         $multipart = false;
@@ -271,6 +275,7 @@ final class Runtime
         if (\session_status() === \PHP_SESSION_ACTIVE) {
             \session_write_close();
         }
+        $this->sessionId->forget();
         [$status, $lines] = $this->head();
         \header_remove();
         $answer($status, $lines, $body, $this->ending);

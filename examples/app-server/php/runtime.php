@@ -27,6 +27,7 @@ require_once __DIR__ . '/PhpStream.php';
 require_once __DIR__ . '/ScriptPath.php';
 require_once __DIR__ . '/FormData.php';
 require_once __DIR__ . '/UploadedFiles.php';
+require_once __DIR__ . '/SessionId.php';
 require_once __DIR__ . '/Runtime.php';
 require_once __DIR__ . '/TaskSource.php';
 

@@ -163,6 +163,28 @@ describe('beside nginx + php-fpm', () => {
     }
   });
 
+  it("keeps PHP's sessions as php-fpm does, and no request finds another client's session", async () => {
+    const sid = /PHPSESSID=([a-z0-9]+)/;
+    const masked = (reply: Reply) => JSON.parse(JSON.stringify(answered(reply)).replace(new RegExp(sid.source, 'g'), 'PHPSESSID=*'));
+    // A new client: session_start() sends the cookie and its cache headers.
+    const [theirs, mine] = await both('GET', '/session.php', {});
+    expect(masked(mine)).toEqual(masked(theirs));
+    expect(JSON.parse(mine.body.toString())).toEqual({ n: 1, name: 'PHPSESSID', status: 2 });
+    // Each comes back with its cookie: its own session, once more.
+    const cookie = (reply: Reply) => `PHPSESSID=${sid.exec(String(reply.headers['set-cookie']))![1]}`;
+    const again = await both('GET', '/session.php', {});
+    const [theirAgain, myAgain] = await Promise.all([
+      request(nginx.port, 'GET', '/session.php', { headers: { Host: 'peer.test', Cookie: cookie(again[0]) } }),
+      request(ours.port, 'GET', '/session.php', { headers: { Host: 'peer.test', Cookie: cookie(again[1]) } }),
+    ]);
+    expect(masked(myAgain)).toEqual(masked(theirAgain));
+    expect(JSON.parse(myAgain.body.toString()).n).toBe(2);
+    // The same worker, a client without a cookie: a new session, not the last one's.
+    const [, fresh] = await both('GET', '/session.php', {});
+    expect(JSON.parse(fresh.body.toString()).n).toBe(1);
+    expect(cookie(fresh)).not.toBe(cookie(again[1]));
+  });
+
   describe("a page written with Symfony's HttpFoundation (Debian's php-symfony-http-foundation)", () => {
     beforeAll(() => {
       if (!existsSync(SYMFONY)) throw new Error(`this test needs ${SYMFONY} (Debian: apt-get install php-symfony-http-foundation; .ci/run installs it)`);
