@@ -45,7 +45,7 @@ final class UploadedFiles
     /**
      * The list, hooked for this process; null when FFI, the layout or PHP's
      * own check says no. Files it registers must be forgotten before the
-     * process ends: forgetAll() runs as the first shutdown function.
+     * process ends: call forgetAll() from a shutdown function.
      */
     public static function hook(): ?self
     {
@@ -70,7 +70,6 @@ final class UploadedFiles
                 $ffi->_efree($table);
                 return null;
             }
-            \register_shutdown_function($files->forgetAll(...));
             return $files;
         } catch (\Throwable) {
             return null;

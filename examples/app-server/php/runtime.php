@@ -28,6 +28,7 @@ require_once __DIR__ . '/ScriptPath.php';
 require_once __DIR__ . '/FormData.php';
 require_once __DIR__ . '/UploadedFiles.php';
 require_once __DIR__ . '/SessionId.php';
+require_once __DIR__ . '/RequestEnd.php';
 require_once __DIR__ . '/Runtime.php';
 require_once __DIR__ . '/TaskSource.php';
 
@@ -60,6 +61,7 @@ while ($__folk_request = $__folk_source->next()) {
         } catch (\Throwable $__folk_error) {
             $__folk->uncaught($__folk_error);
         }
+        $__folk->scriptEnded();
     }
     $__folk->finish();
     $__folk->forgetGlobals();

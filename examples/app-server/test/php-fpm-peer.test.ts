@@ -163,6 +163,15 @@ describe('beside nginx + php-fpm', () => {
     }
   });
 
+  it("runs a script's shutdown functions before its answer ends, and the next request finds none of its handlers or ini changes", async () => {
+    const [theirs, mine] = await both('GET', '/shutdown.php', {});
+    expect(answered(mine)).toEqual(answered(theirs));
+    expect(answered(mine)).toMatchObject({ headers: { 'x-shutdown': 'ran' }, body: 'from the script\nfrom the shutdown function\n' });
+    const [theirState, myState] = await both('GET', '/shutdown.php?then=state', {});
+    expect(answered(myState)).toEqual(answered(theirState));
+    expect(JSON.parse(myState.body.toString())).toMatchObject({ 'error handler': false, 'exception handler': false, precision: '14' });
+  });
+
   it("keeps PHP's sessions as php-fpm does, and no request finds another client's session", async () => {
     const sid = /PHPSESSID=([a-z0-9]+)/;
     const masked = (reply: Reply) => JSON.parse(JSON.stringify(answered(reply)).replace(new RegExp(sid.source, 'g'), 'PHPSESSID=*'));
@@ -228,6 +237,14 @@ describe('beside nginx + php-fpm', () => {
         const [theirs, mine] = await both(method, path, headers, body);
         expect({ i, ...answered(mine) }).toEqual({ i, ...answered(theirs) });
       }
+    });
+
+    it('keeps no request alive after it: memory in use stays flat over 30 requests to one worker', async () => {
+      // (Each request used to keep the last one's application alive, through
+      // the shutdown function and error handler Laravel registers as it boots.)
+      const used: number[] = [];
+      for (let i = 0; i < 30; i++) used.push(Number((await request(ours.port, 'GET', '/laravel/index.php/memory', { headers: { Host: 'peer.test' } })).body.toString()));
+      expect(used[29]! - used[9]!).toBeLessThan(100_000);
     });
 
     it('is not taken for a console command (PHP_SAPI is "cli" here), and takes uploads as valid', async () => {

@@ -26,6 +26,7 @@ describe('UploadedFiles (is_uploaded_file() for our uploads)', () => {
       `<?php
 require ${JSON.stringify(join(EXAMPLE, 'php', 'UploadedFiles.php'))};
 $files = Folk\\AppServer\\UploadedFiles::hook();
+if ($files !== null) register_shutdown_function($files->forgetAll(...)); // (as Runtime::shutdown() does)
 $file = ${JSON.stringify(file)};
 $files?->register([$file]);
 ${code}`,

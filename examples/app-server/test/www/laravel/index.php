@@ -43,6 +43,7 @@ $router->post('/upload', function (Request $request) {
 });
 $router->get('/redirect', fn () => redirect('/hello')->withCookie(cookie('seen', 'yes')));
 $router->get('/fail', fn () => throw new RuntimeException('boom'));
+$router->get('/memory', fn () => (string) memory_get_usage());
 
 $response = $kernel->handle($request = Request::capture());
 $response->send();

@@ -1,0 +1,26 @@
+<?php
+// A script that leaves things behind, as frameworks do as they boot: a
+// shutdown function (which writes and sets a header), an error handler, an
+// exception handler, and ini settings. php-fpm runs the shutdown function
+// before the answer ends, and the next request finds none of the rest
+// (?then=state: what this request finds).
+if (isset($_GET['then'])) {
+    echo json_encode([
+        'error handler' => set_error_handler(null) !== null,
+        'exception handler' => set_exception_handler(null) !== null,
+        'precision' => ini_get('precision'),
+        'include_path' => get_include_path(),
+        'error_reporting' => error_reporting(),
+    ]);
+    return;
+}
+register_shutdown_function(function (): void {
+    header('X-Shutdown: ran');
+    echo "from the shutdown function\n";
+});
+set_error_handler(fn () => true);
+set_exception_handler(fn () => null);
+ini_set('precision', '3');
+set_include_path('/nowhere');
+error_reporting(E_ERROR);
+echo "from the script\n";
