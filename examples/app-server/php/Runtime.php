@@ -315,7 +315,7 @@ final class Runtime
         }
         $this->uploads = [];
         PhpStream::$input = '';
-        $this->requestEnd->restoreIni();
+        $this->requestEnd->restore();
     }
 
     /**

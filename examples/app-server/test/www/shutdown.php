@@ -1,7 +1,7 @@
 <?php
 // A script that leaves things behind, as frameworks do as they boot: a
 // shutdown function (which writes and sets a header), an error handler, an
-// exception handler, and ini settings. php-fpm runs the shutdown function
+// exception handler, ini settings, a locale and a time zone. php-fpm runs the shutdown function
 // before the answer ends, and the next request finds none of the rest
 // (?then=state: what this request finds).
 if (isset($_GET['then'])) {
@@ -11,6 +11,8 @@ if (isset($_GET['then'])) {
         'precision' => ini_get('precision'),
         'include_path' => get_include_path(),
         'error_reporting' => error_reporting(),
+        'LC_NUMERIC' => setlocale(LC_NUMERIC, '0'),
+        'time zone' => date_default_timezone_get(),
     ]);
     return;
 }
@@ -23,4 +25,6 @@ set_exception_handler(fn () => null);
 ini_set('precision', '3');
 set_include_path('/nowhere');
 error_reporting(E_ERROR);
+setlocale(LC_NUMERIC, 'C.UTF-8');
+date_default_timezone_set('Asia/Tokyo');
 echo "from the script\n";
