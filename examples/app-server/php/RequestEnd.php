@@ -24,22 +24,93 @@ final class RequestEnd
     private readonly string $locale;
     private readonly string $timezone;
 
-    private function __construct(private readonly ?\FFI $ffi)
-    {
+    /** PHP's functions and, first in basic_globals, the table of shutdown functions (BG(user_shutdown_function_names)). */
+    private const CDEF = 'void php_call_shutdown_functions(void); void php_free_shutdown_functions(void); void zend_ini_deactivate(void);'
+        . ' typedef struct { uint32_t refcount; uint32_t type_info; uint32_t flags; uint32_t nTableMask; void *arData;'
+        . ' uint32_t nNumUsed; uint32_t nNumOfElements; } table_head;'
+        . ' typedef struct { table_head *user_shutdown_function_names; } basic_head;'
+        . ' extern basic_head basic_globals;'
+        . ' extern int64_t executor_globals[256];';
+
+    private function __construct(
+        private readonly ?\FFI $ffi,
+        /** The number of shutdown functions can be read (checked in make()): run them only when a script added some. */
+        private readonly bool $counted = false,
+        /** Which word of executor_globals is EG(modified_ini_directives), null if unknown: restore ini only when it is set. */
+        private readonly ?int $iniSlot = null,
+    ) {
         $this->locale = (string) \setlocale(\LC_ALL, '0');
         $this->timezone = \date_default_timezone_get();
     }
 
+    /** Call before registering any shutdown function of the runtime's own: it checks where PHP counts them. */
     public static function make(): self
     {
         if (!\extension_loaded('ffi')) {
             return new self(null);
         }
         try {
-            return new self(\FFI::cdef('void php_call_shutdown_functions(void); void php_free_shutdown_functions(void); void zend_ini_deactivate(void);'));
+            $ffi = \FFI::cdef(self::CDEF);
         } catch (\Throwable) {
             return new self(null);
         }
+        return new self($ffi, self::countable($ffi), self::iniSlot($ffi));
+    }
+
+    /**
+     * The word of executor_globals that is EG(modified_ini_directives):
+     * the only one that is null, is set by an ini_set(), and is null again
+     * after zend_ini_deactivate(). (Any ini change made before, a
+     * --prototype preload's, is undone here.)
+     */
+    private static function iniSlot(\FFI $ffi): ?int
+    {
+        try {
+            $ffi->zend_ini_deactivate();
+            $words = $ffi->executor_globals;
+            $before = [];
+            for ($i = 0; $i < 256; $i++) {
+                $before[$i] = $words[$i];
+            }
+            \ini_set('precision', (string) ((int) \ini_get('precision') + 1));
+            $set = [];
+            foreach ($before as $i => $word) {
+                if ($word === 0 && $words[$i] !== 0) {
+                    $set[] = $i;
+                }
+            }
+            $ffi->zend_ini_deactivate();
+            $found = \array_values(\array_filter($set, static fn (int $i): bool => $words[$i] === 0));
+            return \count($found) === 1 ? $found[0] : null;
+        } catch (\Throwable) {
+            return null;
+        }
+    }
+
+    /**
+     * Whether basic_globals starts with the table of shutdown functions,
+     * as in every PHP 8: the count read there follows a registration and
+     * PHP's own freeing of the table. (The probe registered is freed.)
+     */
+    private static function countable(\FFI $ffi): bool
+    {
+        try {
+            $before = self::count($ffi);
+            \register_shutdown_function(static function (): void {
+            });
+            $after = self::count($ffi);
+            $ffi->php_free_shutdown_functions();
+            return $before === 0 && $after === 1 && self::count($ffi) === 0;
+        } catch (\Throwable) {
+            return false;
+        }
+    }
+
+    /** Shutdown functions registered now, as basic_globals says. */
+    private static function count(\FFI $ffi): int
+    {
+        $table = $ffi->basic_globals->user_shutdown_function_names;
+        return $table === null ? 0 : $table->nNumOfElements;
     }
 
     /**
@@ -53,6 +124,9 @@ final class RequestEnd
     {
         if ($this->ffi === null) {
             return false;
+        }
+        if ($this->counted && self::count($this->ffi) <= 1) {
+            return true; // only $keep: nothing to run (three FFI calls saved, most of this class's cost)
         }
         $thrown = true;
         try {
@@ -94,7 +168,9 @@ final class RequestEnd
      */
     public function restore(): void
     {
-        $this->ffi?->zend_ini_deactivate();
+        if ($this->ffi !== null && ($this->iniSlot === null || $this->ffi->executor_globals[$this->iniSlot] !== 0)) {
+            $this->ffi->zend_ini_deactivate();
+        }
         if (\setlocale(\LC_ALL, '0') !== $this->locale) {
             \setlocale(\LC_ALL, $this->locale);
         }

@@ -66,8 +66,8 @@ final class SessionId
     /** After a request (its session written and closed): forget its id, as PHP does when a request ends. */
     public function forget(): void
     {
-        if ($this->ffi === null || \session_status() !== \PHP_SESSION_NONE) {
-            return;
+        if ($this->ffi === null || \session_id() === '' || \session_status() !== \PHP_SESSION_NONE) {
+            return; // (no id: nothing to forget, and no FFI call)
         }
         $globals = $this->ffi->ps_globals;
         $id = $globals->id;
