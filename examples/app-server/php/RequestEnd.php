@@ -4,7 +4,8 @@
 // functions the script registered run, and are dropped; the error and
 // exception handlers it set are dropped; the ini settings it changed
 // (ini_set(), error_reporting(), set_include_path() ...), its locale and
-// its default time zone go back to the worker's own. Without them, a framework that registers a shutdown
+// its default time zone go back to the worker's own, and mt_rand() seeds
+// itself afresh. Without them, a framework that registers a shutdown
 // function or sets an error handler as it boots (Laravel does both) would
 // keep each request's application alive until the worker ends, and the
 // next request would run with the last one's handlers and settings.
@@ -38,6 +39,8 @@ final class RequestEnd
         private readonly bool $counted = false,
         /** Which word of executor_globals is EG(modified_ini_directives), null if unknown: restore ini only when it is set. */
         private readonly ?int $iniSlot = null,
+        /** random_globals (PHP 8.2+), whose mt19937_seeded flag makes mt_rand() seed itself afresh; null if not found. */
+        private readonly ?\FFI $random = null,
     ) {
         $this->locale = (string) \setlocale(\LC_ALL, '0');
         $this->timezone = \date_default_timezone_get();
@@ -54,7 +57,28 @@ final class RequestEnd
         } catch (\Throwable) {
             return new self(null);
         }
-        return new self($ffi, self::countable($ffi), self::iniSlot($ffi));
+        return new self($ffi, self::countable($ffi), self::iniSlot($ffi), self::random());
+    }
+
+    /**
+     * random_globals, if its mt19937_seeded flag is where PHP 8.2 keeps it:
+     * it turns true when mt_rand() seeds itself, and a false written there
+     * makes the next mt_rand() seed again. (PHP 8.1 has no such symbol.)
+     */
+    private static function random(): ?\FFI
+    {
+        try {
+            $ffi = \FFI::cdef('typedef struct { void *combined_lcg; bool combined_lcg_seeded; void *mt19937; bool mt19937_seeded; int random_fd; } random_head;'
+                . ' extern random_head random_globals;');
+            $globals = $ffi->random_globals;
+            \mt_rand();
+            $seeded = $globals->mt19937_seeded;
+            $globals->mt19937_seeded = false;
+            \mt_rand();
+            return $seeded === true && $globals->mt19937_seeded === true ? $ffi : null;
+        } catch (\Throwable) {
+            return null;
+        }
     }
 
     /**
@@ -164,10 +188,15 @@ final class RequestEnd
      * The ini settings a script changed go back to the worker's own
      * (php.ini, -d), and so do its locale (setlocale()) and default time
      * zone (date_default_timezone_set()), which PHP also resets when a
-     * request ends. (Not mt_srand()'s seed: reseeding costs 1.6 us.)
+     * request ends; and mt_rand() seeds itself afresh the next time it is
+     * used, as in each php-fpm request, so that a script's mt_srand() does
+     * not leave the next requests a known sequence.
      */
     public function restore(): void
     {
+        if ($this->random !== null && $this->random->random_globals->mt19937_seeded) {
+            $this->random->random_globals->mt19937_seeded = false;
+        }
         if ($this->ffi !== null && ($this->iniSlot === null || $this->ffi->executor_globals[$this->iniSlot] !== 0)) {
             $this->ffi->zend_ini_deactivate();
         }

@@ -163,13 +163,13 @@ describe('beside nginx + php-fpm', () => {
     }
   });
 
-  it("runs a script's shutdown functions before its answer ends, and the next request finds none of its handlers, ini changes, locale or time zone", async () => {
+  it("runs a script's shutdown functions before its answer ends, and the next request finds none of its handlers, ini changes, locale, time zone or seed", async () => {
     const [theirs, mine] = await both('GET', '/shutdown.php', {});
     expect(answered(mine)).toEqual(answered(theirs));
     expect(answered(mine)).toMatchObject({ headers: { 'x-shutdown': 'ran' }, body: 'from the script\nfrom the shutdown function\n' });
     const [theirState, myState] = await both('GET', '/shutdown.php?then=state', {});
     expect(answered(myState)).toEqual(answered(theirState));
-    expect(JSON.parse(myState.body.toString())).toMatchObject({ 'error handler': false, 'exception handler': false, precision: '14', LC_NUMERIC: 'C', 'time zone': 'UTC' });
+    expect(JSON.parse(myState.body.toString())).toMatchObject({ 'error handler': false, 'exception handler': false, precision: '14', LC_NUMERIC: 'C', 'time zone': 'UTC', 'seeded sequence': false });
   });
 
   it("keeps PHP's sessions as php-fpm does, and no request finds another client's session", async () => {

@@ -1,7 +1,7 @@
 <?php
 // A script that leaves things behind, as frameworks do as they boot: a
 // shutdown function (which writes and sets a header), an error handler, an
-// exception handler, ini settings, a locale and a time zone. php-fpm runs the shutdown function
+// exception handler, ini settings, a locale, a time zone and a seed. php-fpm runs the shutdown function
 // before the answer ends, and the next request finds none of the rest
 // (?then=state: what this request finds).
 if (isset($_GET['then'])) {
@@ -13,6 +13,12 @@ if (isset($_GET['then'])) {
         'error_reporting' => error_reporting(),
         'LC_NUMERIC' => setlocale(LC_NUMERIC, '0'),
         'time zone' => date_default_timezone_get(),
+        // (The sequence mt_srand(42) starts, or a new one.)
+        'seeded sequence' => (static function (): bool {
+            $next = mt_rand();
+            mt_srand(42);
+            return $next === mt_rand();
+        })(),
     ]);
     return;
 }
@@ -27,4 +33,5 @@ set_include_path('/nowhere');
 error_reporting(E_ERROR);
 setlocale(LC_NUMERIC, 'C.UTF-8');
 date_default_timezone_set('Asia/Tokyo');
+mt_srand(42);
 echo "from the script\n";
