@@ -16,9 +16,11 @@
 // functions and classes stay (a script that declares a function at its top
 // level can run only once per worker: put declarations in require_once'd
 // files); exit() and fatal errors still send the response, then end the worker,
-// which the server replaces. php-cli drops header() calls; Runtime.php turns
-// that off through FFI (sapi_module.header_handler), so FFI must be enabled
-// (the default for the CLI).
+// which the server replaces. What PHP itself does when a request ends is
+// done between requests (RequestEnd.php, SessionId.php). php-cli drops
+// header() calls; Runtime.php turns that off through FFI
+// (sapi_module.header_handler), so FFI must be enabled (the default for the
+// CLI).
 
 declare(strict_types=1);
 
