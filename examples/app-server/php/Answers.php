@@ -125,10 +125,11 @@ final class Answers
      * Runtime's $stream (the script flushed): its head goes out the first
      * time (false, and nothing sent, when the head is not valid HTTP: the
      * answer is then a 502 at the end, as without a flush), then this part
-     * of the body. From then on, a worker that dies leaves the front a
-     * connection to close, not a request to answer (the scoreboard says so).
+     * of the body; null when the client is gone (nothing more reaches it).
+     * From then on, a worker that dies leaves the front a connection to
+     * close, not a request to answer (the scoreboard says so).
      */
-    public function stream(int $status, array $lines, string $part): bool
+    public function stream(int $status, array $lines, string $part): ?bool
     {
         if ($this->serving === null) {
             return false;
@@ -145,7 +146,7 @@ final class Answers
             $this->board->answering(); // before the head goes out: a worker that dies from now on leaves a connection to close
         }
         $this->streams[$id]->part($part);
-        return true;
+        return $this->streams[$id]->clientGone() ? null : true;
     }
 
     /** Write a response; keep the connection for the next request, or close it (when the client or $close says so, or when draining). */

@@ -70,6 +70,11 @@ final class Runtime
     private bool $headersWork;
     /** The FFI handle whose callback is PHP's flush() now: kept, since the callback lives as long as it does. */
     private ?\FFI $sapi = null;
+    /** PHP's php_handle_aborted_connection(), through FFI (null without it). */
+    private ?\FFI $aborted = null;
+    /** The client of the answer being streamed is gone; ending the script is under way. */
+    private bool $clientGone = false;
+    private bool $aborting = false;
     /** The process is ending (exit, a fatal error): the answer says so, see finish(). */
     private bool $ending = false;
 
@@ -100,6 +105,11 @@ final class Runtime
             'REDIRECT_STATUS' => '200',
         ], fn ($v) => $v !== null);
         $this->headersWork = $this->hookSapi();
+        try {
+            $this->aborted = $this->sapi !== null ? \FFI::cdef('void php_handle_aborted_connection(void);') : null;
+        } catch (\Throwable) {
+            // (a PHP that does not export it: the script runs on, its output going nowhere)
+        }
         if (!$this->headersWork) {
             $worker->reportError('FFI is not available, so header() calls are lost (php-cli drops them): enable ffi (ffi.enable=preload, the default) or install php-ffi');
         }
@@ -156,9 +166,33 @@ final class Runtime
     /** flush(): what a script's buffers passed down to ours goes to the client now (its own open buffers keep theirs, as under php-fpm). */
     private function flushOutput(): void
     {
+        if ($this->aborting) {
+            return;
+        }
         if ($this->stream !== null && \ob_get_level() === 1) {
             @\ob_flush();
         }
+        if ($this->clientGone && !\ignore_user_abort() && $this->aborted !== null) {
+            $this->abortScript();
+        }
+    }
+
+    /**
+     * The client of a streamed answer is gone and the script flushed again:
+     * end the script, as PHP ends one whose client aborted (unless it asked
+     * ignore_user_abort()). PHP's own php_handle_aborted_connection() does
+     * it: connection_aborted() turns 1 and the script stops where it is.
+     * That ends this worker's loop too, so the shutdown functions run and
+     * the worker ends (replaced at once) with its other connections handed
+     * back, as after exit(). Otherwise a script that streams for ever (a
+     * server-sent events loop) would hold its worker until --exec-timeout.
+     */
+    private function abortScript(): void
+    {
+        $this->aborting = true;
+        $request = ($_SERVER['REQUEST_METHOD'] ?? '') . ' ' . ($_SERVER['REQUEST_URI'] ?? '');
+        \error_log("$request: the client went away during a streamed answer: the script was ended (ignore_user_abort() keeps it running)");
+        $this->aborted?->php_handle_aborted_connection();
     }
 
     /**
@@ -179,9 +213,11 @@ final class Runtime
                 $this->finish();
             } elseif (($phase & \PHP_OUTPUT_HANDLER_FLUSH) !== 0 && $this->stream !== null && $this->flushed !== '') {
                 [$status, $lines] = $this->head();
-                if (($this->stream)($status, $lines, $this->flushed)) {
+                $sent = ($this->stream)($status, $lines, $this->flushed);
+                if ($sent !== false) {
                     $this->flushed = '';
                 }
+                $this->clientGone = $sent === null;
             }
         }
         return '';
@@ -207,6 +243,7 @@ final class Runtime
         \header_remove();
         \http_response_code(200);
         $this->flushed = '';
+        $this->clientGone = false;
         if (\ini_get('expose_php')) {
             \header('X-Powered-By: PHP/' . \PHP_VERSION);
         }

@@ -83,6 +83,12 @@ final class StreamedAnswer
         return $this->conn->answer($head . $last . ($this->chunked && !$this->noBody ? "0\r\n\r\n" : ''), !$this->keepAlive || $close);
     }
 
+    /** The client went away, or stopped reading for longer than it may: nothing more reaches it. */
+    public function clientGone(): bool
+    {
+        return $this->failed;
+    }
+
     /** Whether the script changed its status or headers after the head went out (they are not sent: PHP says "headers already sent"). */
     public function changed(int $status, array $lines): bool
     {

@@ -186,7 +186,51 @@ describe.each([
     expect(reply.body.toString()).toBe("first part\nsaw marker\nexit's own words\n");
   });
 
-  if (direct === 'off') return; // (fastcgi_finish_request() is direct mode's: see below)
+  if (direct === 'off') return; // (fastcgi_finish_request() and client aborts are direct mode's: see below)
+
+  /** GET an endless event stream (events.php), read its first event, then go away; the script's log file. */
+  async function leaveStream(query: string): Promise<string> {
+    const log = join(dir, `events-${++n}.log`);
+    await new Promise<void>((resolve, reject) => {
+      const req = http.get({ host: '127.0.0.1', port: server.port, path: `/events.php?log=${encodeURIComponent(log)}${query}` }, (res) => {
+        res.once('data', () => {
+          req.destroy();
+          resolve();
+        });
+      });
+      req.on('error', (err) => (req.destroyed ? undefined : reject(err)));
+    });
+    return log;
+  }
+  /** The script's log so far ('' before its first line: the client can see a tick before the script logs it). */
+  const logOf = (log: string) => (existsSync(log) ? readFileSync(log, 'utf8') : '');
+  const ticks = (log: string) => (logOf(log).match(/^tick/gm) ?? []).length;
+
+  it('a client that goes away from an endless stream ends its script at the next flush, as PHP ends it; its worker is replaced', async () => {
+    const log = await leaveStream('');
+    for (let i = 0; i < 100 && !/shutdown/.test(logOf(log)); i++) await sleep(50);
+    // The shutdown function ran, and saw the abort; no tick came after it.
+    expect(logOf(log)).toMatch(/^(tick \d+\n)+shutdown 1\n$/);
+    const ran = ticks(log);
+    expect(ran).toBeLessThan(10);
+    await sleep(400);
+    expect(ticks(log)).toBe(ran);
+    await server.waitFor(/GET \/events\.php\?log=[^:]*: the client went away during a streamed answer: the script was ended/, { stream: 'stderr' });
+    for (let i = 0; i < 4; i++) expect((await request(server.port, 'GET', '/plain.php')).status).toBe(201);
+  });
+
+  it('a script that asked ignore_user_abort() runs on when its client goes away (until --exec-timeout here)', async () => {
+    const logged = server.stderr().length;
+    const log = await leaveStream('&ignore=1');
+    await sleep(300);
+    const before = ticks(log);
+    await sleep(600);
+    expect(ticks(log)).toBeGreaterThan(before + 2);
+    // Killed at --exec-timeout (4 s), before the next test needs both workers.
+    for (let i = 0; i < 200 && !/has run one request for over --exec-timeout/.test(server.stderr().slice(logged)); i++) await sleep(50);
+    expect(server.stderr().slice(logged)).toMatch(/has run one request for over --exec-timeout/);
+    expect(server.stderr().slice(logged)).not.toMatch(/client went away during a streamed answer/);
+  }, 15_000);
 
   it('fastcgi_finish_request() answers whole at once, and the script runs on, its later output dropped', async () => {
     const [mark, done] = [marker(), join(dir, `done-${n}`)];
