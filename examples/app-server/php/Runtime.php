@@ -61,6 +61,10 @@ final class Runtime
     private const GC_ROOTS = 300;
     /** Shutdown functions are running between two requests, not because the process ends. */
     private bool $betweenRequests = false;
+    /** Times shutdown() was called while they ran: twice means PHP runs them again at its end (see shutdown()). */
+    private int $calledBetween = 0;
+    /** finish() is called from the output handler, where PHP allows no ob_*() call. */
+    private bool $inHandler = false;
     /** shutdown() has put itself after the shutdown functions the script registered. */
     private bool $deferred = false;
     private array $base;
@@ -210,6 +214,7 @@ final class Runtime
                 // The process is ending inside a request (exit in a
                 // shutdown function, a fatal error there): answer it now.
                 $this->ending = true;
+                $this->inHandler = true;
                 $this->finish();
             } elseif (($phase & \PHP_OUTPUT_HANDLER_FLUSH) !== 0 && $this->stream !== null && $this->flushed !== '') {
                 [$status, $lines] = $this->head();
@@ -316,10 +321,11 @@ final class Runtime
     public function scriptEnded(): void
     {
         $this->betweenRequests = true;
+        $this->calledBetween = 0;
         try {
             $thrown = $this->requestEnd->runShutdownFunctions($this->onShutdown);
         } finally {
-            $this->betweenRequests = false;
+            $this->betweenRequests = false; // (not after an exit(): PHP runs no finally then, see shutdown())
         }
         if ($thrown instanceof \Throwable) {
             $this->uncaught($thrown);
@@ -385,6 +391,11 @@ final class Runtime
     /** What the script wrote and did not send yet: buffers it left open pass their output down to ours, which is emptied. */
     private function takeOutput(): string
     {
+        if ($this->inHandler) {
+            // (Called from collect(): the buffer's contents are in $flushed, and PHP allows no ob_*() call there.)
+            [$body, $this->flushed] = [$this->flushed, ''];
+            return $body;
+        }
         $level = \ob_get_level();
         while ($level > 1 && @\ob_end_flush()) {
             $level--;
@@ -450,8 +461,18 @@ final class Runtime
      */
     public function shutdown(): void
     {
+        if ($this->betweenRequests && ++$this->calledBetween === 1) {
+            return; // first in the list the script's shutdown functions run from, between requests
+        }
         if ($this->betweenRequests) {
-            return;
+            // One of them called exit(): the process ends, and PHP runs the
+            // list again from its start, this function first. Answer now,
+            // and stop it there: exit() ends the shutdown functions after
+            // it, as under php-fpm, and those before it ran once already.
+            $this->betweenRequests = false;
+            $this->ending = true;
+            $this->finish();
+            exit();
         }
         if (!$this->deferred) {
             $this->deferred = true;

@@ -172,6 +172,20 @@ describe('beside nginx + php-fpm', () => {
     expect(JSON.parse(myState.body.toString())).toMatchObject({ 'error handler': false, 'exception handler': false, precision: '14', LC_NUMERIC: 'C', 'time zone': 'UTC', 'seeded sequence': false });
   });
 
+  it('runs shutdown functions until one calls exit(), each once, as php-fpm does; the answer still goes whole', async () => {
+    const logs = [join(dir, 'exit-fpm.log'), join(dir, 'exit-ours.log')];
+    const [theirs, mine] = await Promise.all(
+      [nginx.port, ours.port].map((port, i) => request(port, 'GET', `/exit-in-shutdown.php?log=${encodeURIComponent(logs[i]!)}`, { headers: { Host: 'peer.test' } })),
+    );
+    expect(answered(mine)).toEqual(answered(theirs));
+    expect(answered(mine)).toMatchObject({ status: 200, body: 'answered\n' });
+    for (let i = 0; i < 50 && !existsSync(logs[1]!); i++) await sleep(20);
+    await sleep(100); // (the worker that exited is being replaced)
+    expect(readFileSync(logs[1]!, 'utf8')).toBe(readFileSync(logs[0]!, 'utf8'));
+    expect(readFileSync(logs[1]!, 'utf8')).toBe('first\nsecond (exits)\n');
+    expect((await request(ours.port, 'GET', '/plain.php', { headers: { Host: 'peer.test' } })).status).toBe(201);
+  });
+
   it("keeps PHP's sessions as php-fpm does, and no request finds another client's session", async () => {
     const sid = /PHPSESSID=([a-z0-9]+)/;
     const masked = (reply: Reply) => JSON.parse(JSON.stringify(answered(reply)).replace(new RegExp(sid.source, 'g'), 'PHPSESSID=*'));
