@@ -174,9 +174,8 @@ describe('beside nginx + php-fpm', () => {
 
   it('runs shutdown functions until one calls exit(), each once, as php-fpm does; the answer still goes whole', async () => {
     const logs = [join(dir, 'exit-fpm.log'), join(dir, 'exit-ours.log')];
-    const [theirs, mine] = await Promise.all(
-      [nginx.port, ours.port].map((port, i) => request(port, 'GET', `/exit-in-shutdown.php?log=${encodeURIComponent(logs[i]!)}`, { headers: { Host: 'peer.test' } })),
-    );
+    const get = (port: number, log: string) => request(port, 'GET', `/exit-in-shutdown.php?log=${encodeURIComponent(log)}`, { headers: { Host: 'peer.test' } });
+    const [theirs, mine] = await Promise.all([get(nginx.port, logs[0]!), get(ours.port, logs[1]!)]);
     expect(answered(mine)).toEqual(answered(theirs));
     expect(answered(mine)).toMatchObject({ status: 200, body: 'answered\n' });
     for (let i = 0; i < 50 && !existsSync(logs[1]!); i++) await sleep(20);
