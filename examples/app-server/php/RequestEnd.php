@@ -113,8 +113,10 @@ final class RequestEnd
 
     /**
      * Whether basic_globals starts with the table of shutdown functions,
-     * as in every PHP 8: the count read there follows a registration and
-     * PHP's own freeing of the table. (The probe registered is freed.)
+     * as in every PHP 8: the count read there follows a registration (and,
+     * when the probe was the only one, PHP's own freeing of the table). A
+     * table that held some already (a --prototype preload's) is left as it
+     * is, probe included (a no-op): they run after the first request.
      */
     private static function countable(\FFI $ffi): bool
     {
@@ -122,9 +124,14 @@ final class RequestEnd
             $before = self::count($ffi);
             \register_shutdown_function(static function (): void {
             });
-            $after = self::count($ffi);
+            if (self::count($ffi) !== $before + 1) {
+                return false;
+            }
+            if ($before > 0) {
+                return true;
+            }
             $ffi->php_free_shutdown_functions();
-            return $before === 0 && $after === 1 && self::count($ffi) === 0;
+            return self::count($ffi) === 0;
         } catch (\Throwable) {
             return false;
         }

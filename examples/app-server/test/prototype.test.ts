@@ -21,6 +21,9 @@ const PRELOAD_VERSION = ${JSON.stringify(version)};
 $preloadTable = range(1, 50000);
 $preloadPid = getmypid();
 file_put_contents(__DIR__ . '/runs', getmypid() . "\\n", FILE_APPEND);
+register_shutdown_function(static function (): void {
+    file_put_contents(__DIR__ . '/preload-shutdown', getmypid() . "\\n", FILE_APPEND);
+});
 `,
   );
 }
@@ -70,6 +73,17 @@ describe('--prototype', () => {
       expect(seen.table).toBe(50000);
     }
     expect(runs()).toEqual([prototype]);
+  });
+
+  it("runs a shutdown function the preload registered once in each worker, after its first request, as a script's", async () => {
+    const seen = new Set<number>();
+    for (let i = 0; i < 10 && seen.size < 2; i++) {
+      const pair = await Promise.all([json(server.port, '/forked.php?ms=200'), json(server.port, '/forked.php?ms=200')]);
+      for (const answer of pair) seen.add(answer.pid);
+    }
+    await sleep(100);
+    const ran = readFileSync(join(dir, 'preload-shutdown'), 'utf8').trim().split('\n').map(Number);
+    expect([...seen].map((pid) => ran.filter((p) => p === pid).length)).toEqual([1, 1]);
   });
 
   it("gives a script the $_SERVER, globals and ini settings of an exec'd worker, plus the preload's globals", async () => {
