@@ -1,6 +1,6 @@
 <?php
 // Request data as PHP itself decodes it for $_COOKIE, $_POST and $_FILES
-// (Runtime.php fills the superglobals with it).
+// (RequestGlobals.php fills the superglobals with it).
 
 declare(strict_types=1);
 

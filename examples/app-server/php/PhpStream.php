@@ -1,5 +1,5 @@
 <?php
-// php://input for the request being served (see Runtime.php).
+// php://input for the request being served (RequestGlobals.php sets it).
 
 declare(strict_types=1);
 

@@ -6,7 +6,9 @@
 // responses go is a request source's business (TaskSource.php: tasks from
 // the Node front; ConnectionSource.php: HTTP connections the front hands
 // over); runtime.php runs the loop. ScriptPath.php picks the script,
-// FormData.php decodes cookies and multipart bodies.
+// RequestGlobals.php fills the superglobals but $_SERVER, CliSapi.php
+// makes php-cli keep header() calls and send on flush(), RequestEnd.php
+// does what PHP does when a request ends.
 
 declare(strict_types=1);
 
@@ -46,13 +48,8 @@ final class Runtime
      * request, and a file cached by opcache is not compiled again to make
      * it.
      */
-    private array $env;
-    /** Temporary files of $_FILES, removed after the request. */
-    private array $uploads = [];
-    /** What lets is_uploaded_file() and move_uploaded_file() accept them (null: FFI or this PHP's layout says no). */
-    private ?UploadedFiles $uploaded;
-    /** What keeps one request's session id from the next. */
-    private SessionId $sessionId;
+    /** $_GET, $_POST, $_COOKIE, $_FILES, $_REQUEST, $_ENV, php://input and what goes with them. */
+    private RequestGlobals $globals;
     /** What PHP does at the end of a request: shutdown functions, handlers, ini settings. */
     private RequestEnd $requestEnd;
     /** shutdown(), registered as a shutdown function (again after each request's run of them). */
@@ -71,14 +68,10 @@ final class Runtime
     private string $root;
     private ScriptPath $scripts;
     private string $cwd;
-    private bool $headersWork;
-    /** The FFI handle whose callback is PHP's flush() now: kept, since the callback lives as long as it does. */
-    private ?\FFI $sapi = null;
-    /** PHP's php_handle_aborted_connection(), through FFI (null without it). */
-    private ?\FFI $aborted = null;
-    /** The client of the answer being streamed is gone; ending the script is under way. */
+    /** php-cli's SAPI, hooked to keep header() calls and send on flush() (null: no FFI). */
+    private ?CliSapi $sapi;
+    /** The client of the answer being streamed is gone. */
     private bool $clientGone = false;
-    private bool $aborting = false;
     /** The process is ending (exit, a fatal error): the answer says so, see finish(). */
     private bool $ending = false;
 
@@ -108,20 +101,17 @@ final class Runtime
             'DOCUMENT_ROOT' => $this->root,
             'REDIRECT_STATUS' => '200',
         ], fn ($v) => $v !== null);
-        $this->headersWork = $this->hookSapi();
-        try {
-            $this->aborted = $this->sapi !== null ? \FFI::cdef('void php_handle_aborted_connection(void);') : null;
-        } catch (\Throwable) {
-            // (a PHP that does not export it: the script runs on, its output going nowhere)
+        $this->sapi = CliSapi::hook($this->flushOutput(...));
+        if ($this->sapi === null) {
+            // Without it every header() call is dropped, a redirect's
+            // Location and a session's cookie too (a 302 with nowhere to go).
+            $message = 'PHP FFI is not available, and without it php-cli drops every header() call: enable ffi (ffi.enable=preload, the default) or install the ffi extension';
+            $worker->reportError($message, true);
+            \fwrite(\STDERR, "app server: $message\n");
+            exit(78);
         }
-        if (!$this->headersWork) {
-            $worker->reportError('FFI is not available, so header() calls are lost (php-cli drops them): enable ffi (ffi.enable=preload, the default) or install php-ffi');
-        }
-        $this->env = $_ENV + ['APP_RUNNING_IN_CONSOLE' => 'false'];
-        $this->uploaded = UploadedFiles::hook();
-        $this->sessionId = SessionId::make();
+        $this->globals = new RequestGlobals();
         $this->requestEnd = RequestEnd::make();
-        PhpStream::install();
         self::$current = $this;
         // The buffer every request writes into. Not removable, so a script
         // that ends all buffers (ob_end_clean in a loop) cannot send its
@@ -131,72 +121,18 @@ final class Runtime
         \register_shutdown_function($this->onShutdown);
     }
 
-    /**
-     * php-cli's SAPI keeps no header() calls (its header handler says
-     * "do not add"). With no handler at all, PHP keeps them in the list
-     * headers_list() reads, as every web SAPI does. And flush() flushes
-     * php-cli's stdout, where a web SAPI sends what the script's buffers
-     * passed down: here that is our buffer (flushOutput()). False: FFI is
-     * missing, header() calls are lost.
-     */
-    private function hookSapi(): bool
-    {
-        if (!\extension_loaded('ffi')) {
-            return false;
-        }
-        try {
-            $ffi = \FFI::cdef('typedef struct { const char *name; const char *pretty_name;'
-                . ' void *startup; void *shutdown; void *activate; void *deactivate; void *ub_write; void (*flush)(void *);'
-                . ' void *get_stat; void *getenv; void *sapi_error; void *header_handler; } sapi_module_struct;'
-                . ' extern sapi_module_struct sapi_module;');
-            if (\FFI::string($ffi->sapi_module->name) !== 'cli') {
-                return false; // another SAPI: its handler is its own business
-            }
-            $ffi->sapi_module->header_handler = null;
-        } catch (\Throwable) {
-            return false;
-        }
-        try {
-            $ffi->sapi_module->flush = function ($context): void {
-                $this->flushOutput();
-            };
-            $this->sapi = $ffi;
-        } catch (\Throwable) {
-            // (a PHP without FFI callbacks: ob_flush() still streams, flush() alone does not)
-        }
-        return true;
-    }
-
     /** flush(): what a script's buffers passed down to ours goes to the client now (its own open buffers keep theirs, as under php-fpm). */
     private function flushOutput(): void
     {
-        if ($this->aborting) {
+        if ($this->sapi->aborting()) {
             return;
         }
         if ($this->stream !== null && \ob_get_level() === 1) {
             @\ob_flush();
         }
-        if ($this->clientGone && !\ignore_user_abort() && $this->aborted !== null) {
-            $this->abortScript();
+        if ($this->clientGone && !\ignore_user_abort()) {
+            $this->sapi->abortScript();
         }
-    }
-
-    /**
-     * The client of a streamed answer is gone and the script flushed again:
-     * end the script, as PHP ends one whose client aborted (unless it asked
-     * ignore_user_abort()). PHP's own php_handle_aborted_connection() does
-     * it: connection_aborted() turns 1 and the script stops where it is.
-     * That ends this worker's loop too, so the shutdown functions run and
-     * the worker ends (replaced at once) with its other connections handed
-     * back, as after exit(). Otherwise a script that streams for ever (a
-     * server-sent events loop) would hold its worker until --exec-timeout.
-     */
-    private function abortScript(): void
-    {
-        $this->aborting = true;
-        $request = ($_SERVER['REQUEST_METHOD'] ?? '') . ' ' . ($_SERVER['REQUEST_URI'] ?? '');
-        \error_log("$request: the client went away during a streamed answer: the script was ended (ignore_user_abort() keeps it running)");
-        $this->aborted?->php_handle_aborted_connection();
     }
 
     /**
@@ -272,28 +208,7 @@ final class Runtime
         $this->script = $server['SCRIPT_FILENAME'];
 
         $_SERVER = $server;
-        $_GET = [];
-        \parse_str($server['QUERY_STRING'] ?? '', $_GET);
-        $_COOKIE = isset($server['HTTP_COOKIE']) ? FormData::cookies($server['HTTP_COOKIE']) : [];
-        $this->sessionId->begin();
-        $_POST = [];
-        $_FILES = [];
-        $multipart = false;
-        if (($server['REQUEST_METHOD'] ?? '') === 'POST' && $body !== '') {
-            $type = \strtolower($server['CONTENT_TYPE'] ?? '');
-            if (\str_starts_with($type, 'application/x-www-form-urlencoded')) {
-                \parse_str($body, $_POST);
-            } elseif (\str_starts_with($type, 'multipart/form-data')
-                && \preg_match('/boundary=(?:"([^"]+)"|([^\s;]+))/i', $server['CONTENT_TYPE'], $m)) {
-                [$_POST, $_FILES, $this->uploads] = FormData::multipart($body, $m[1] !== '' ? $m[1] : $m[2]);
-                $this->uploaded?->register($this->uploads);
-                $multipart = true;
-            }
-        }
-        $_REQUEST = \array_merge($_GET, $_POST);
-        $_ENV = $this->env;
-        // As PHP itself does, php://input is empty once it has read a multipart body into $_POST and $_FILES.
-        PhpStream::$input = $multipart ? '' : $body;
+        $this->globals->fill($server, $body);
 
         // php-fpm runs a script in its own directory.
         $dir = \dirname($this->script);
@@ -347,19 +262,11 @@ final class Runtime
             $this->answeredEarly = false;
             $body = ''; // (answered already: $answer knows)
         }
-        if (\session_status() === \PHP_SESSION_ACTIVE) {
-            \session_write_close();
-        }
-        $this->sessionId->forget();
+        $this->globals->closeSession();
         [$status, $lines] = $this->head();
         \header_remove();
         $answer($status, $lines, $body, $this->ending);
-        $this->uploaded?->forget($this->uploads);
-        foreach ($this->uploads as $file) {
-            @\unlink($file);
-        }
-        $this->uploads = [];
-        PhpStream::$input = '';
+        $this->globals->clear();
         $this->requestEnd->restore();
     }
 
@@ -479,7 +386,7 @@ final class Runtime
             \register_shutdown_function($this->onShutdown);
             return;
         }
-        $this->uploaded?->forgetAll();
+        $this->globals->processEnding();
         if ($this->answer === null) {
             return;
         }

@@ -18,7 +18,7 @@
 // files); exit() and fatal errors still send the response, then end the worker,
 // which the server replaces. What PHP itself does when a request ends is
 // done between requests (RequestEnd.php, SessionId.php). php-cli drops
-// header() calls; Runtime.php turns that off through FFI
+// header() calls; CliSapi.php turns that off through FFI
 // (sapi_module.header_handler), so FFI must be enabled (the default for the
 // CLI).
 
@@ -31,6 +31,8 @@ require_once __DIR__ . '/FormData.php';
 require_once __DIR__ . '/UploadedFiles.php';
 require_once __DIR__ . '/SessionId.php';
 require_once __DIR__ . '/RequestEnd.php';
+require_once __DIR__ . '/RequestGlobals.php';
+require_once __DIR__ . '/CliSapi.php';
 require_once __DIR__ . '/Runtime.php';
 require_once __DIR__ . '/TaskSource.php';
 

@@ -1,0 +1,88 @@
+<?php
+// php-cli's SAPI, changed through FFI to act where a script can tell as a
+// web SAPI acts: header() calls are kept, flush() sends what the script's
+// buffers passed down, and a client that went away can end the script.
+//
+// php-cli's header handler says "do not add" to every header() call; with
+// no handler at all, PHP keeps them in the list headers_list() reads, as
+// every web SAPI does. Its flush() flushes php-cli's stdout; here it calls
+// back into the runtime (Runtime::flushOutput()).
+
+declare(strict_types=1);
+
+namespace Folk\AppServer;
+
+final class CliSapi
+{
+    private const CDEF = 'typedef struct { const char *name; const char *pretty_name;'
+        . ' void *startup; void *shutdown; void *activate; void *deactivate; void *ub_write; void (*flush)(void *);'
+        . ' void *get_stat; void *getenv; void *sapi_error; void *header_handler; } sapi_module_struct;'
+        . ' extern sapi_module_struct sapi_module;';
+
+    /** The handle whose callback is PHP's flush() now: kept, since the callback lives as long as it does (freed, it crashed the worker). */
+    private ?\FFI $module = null;
+    /** PHP's php_handle_aborted_connection() (null: a PHP without it, or without FFI callbacks). */
+    private ?\FFI $aborted = null;
+    /** Ending the script for its client is under way: flushes on the way out do nothing more. */
+    private bool $aborting = false;
+
+    private function __construct()
+    {
+    }
+
+    /** The hooks, with $onFlush as PHP's flush(); null without FFI (or under another SAPI), when header() calls are lost. */
+    public static function hook(\Closure $onFlush): ?self
+    {
+        if (!\extension_loaded('ffi')) {
+            return null;
+        }
+        try {
+            $ffi = \FFI::cdef(self::CDEF);
+            if (\FFI::string($ffi->sapi_module->name) !== 'cli') {
+                return null; // another SAPI: its handler is its own business
+            }
+            $ffi->sapi_module->header_handler = null;
+        } catch (\Throwable) {
+            return null;
+        }
+        $sapi = new self();
+        try {
+            $ffi->sapi_module->flush = static function ($context) use ($onFlush): void {
+                $onFlush();
+            };
+            $sapi->module = $ffi;
+            $sapi->aborted = \FFI::cdef('void php_handle_aborted_connection(void);');
+        } catch (\Throwable) {
+            // (no FFI callbacks: ob_flush() still streams, flush() alone does not;
+            // or no php_handle_aborted_connection(): the script runs on, its output going nowhere)
+        }
+        return $sapi;
+    }
+
+    /** The script is being ended for its client (see abortScript()). */
+    public function aborting(): bool
+    {
+        return $this->aborting;
+    }
+
+    /**
+     * The client of a streamed answer is gone and the script flushed again:
+     * end the script, as PHP ends one whose client aborted (the caller
+     * checks ignore_user_abort()). PHP's own php_handle_aborted_connection()
+     * does it: connection_aborted() turns 1 and the script stops where it
+     * is. That ends the worker's loop too, so the shutdown functions run and
+     * the worker ends (replaced at once) with its other connections handed
+     * back, as after exit(). Otherwise a script that streams for ever (a
+     * server-sent events loop) would hold its worker until --exec-timeout.
+     */
+    public function abortScript(): void
+    {
+        if ($this->aborted === null) {
+            return;
+        }
+        $this->aborting = true;
+        $request = ($_SERVER['REQUEST_METHOD'] ?? '') . ' ' . ($_SERVER['REQUEST_URI'] ?? '');
+        \error_log("$request: the client went away during a streamed answer: the script was ended (ignore_user_abort() keeps it running)");
+        $this->aborted->php_handle_aborted_connection();
+    }
+}

@@ -1,0 +1,84 @@
+<?php
+// What a request's script reads besides $_SERVER, filled in as PHP's web
+// SAPIs fill it: $_GET, $_POST, $_COOKIE, $_FILES, $_REQUEST, $_ENV and
+// php://input, with the session id and uploaded files that go with them,
+// and what is left of them taken away after the answer (Runtime.php).
+
+declare(strict_types=1);
+
+namespace Folk\AppServer;
+
+final class RequestGlobals
+{
+    /** $_ENV as the worker started (each request gets a fresh copy, as each php-fpm request does). */
+    private array $env;
+    /** Temporary files of $_FILES, removed after the request. */
+    private array $uploads = [];
+    /** What lets is_uploaded_file() and move_uploaded_file() accept them (null: FFI or this PHP's layout says no). */
+    private ?UploadedFiles $uploaded;
+    /** What keeps one request's session id from the next. */
+    private SessionId $sessionId;
+
+    public function __construct()
+    {
+        // PHP_SAPI is "cli"; Laravel would take every request for a console
+        // command without this (Laravel Octane sets it too).
+        $this->env = $_ENV + ['APP_RUNNING_IN_CONSOLE' => 'false'];
+        $this->uploaded = UploadedFiles::hook();
+        $this->sessionId = SessionId::make();
+        PhpStream::install();
+    }
+
+    /** Fill them in for a request whose CGI variables are $server. */
+    public function fill(array $server, string $body): void
+    {
+        $_GET = [];
+        \parse_str($server['QUERY_STRING'] ?? '', $_GET);
+        $_COOKIE = isset($server['HTTP_COOKIE']) ? FormData::cookies($server['HTTP_COOKIE']) : [];
+        $this->sessionId->begin();
+        $_POST = [];
+        $_FILES = [];
+        $multipart = false;
+        if (($server['REQUEST_METHOD'] ?? '') === 'POST' && $body !== '') {
+            $type = \strtolower($server['CONTENT_TYPE'] ?? '');
+            if (\str_starts_with($type, 'application/x-www-form-urlencoded')) {
+                \parse_str($body, $_POST);
+            } elseif (\str_starts_with($type, 'multipart/form-data')
+                && \preg_match('/boundary=(?:"([^"]+)"|([^\s;]+))/i', $server['CONTENT_TYPE'], $m)) {
+                [$_POST, $_FILES, $this->uploads] = FormData::multipart($body, $m[1] !== '' ? $m[1] : $m[2]);
+                $this->uploaded?->register($this->uploads);
+                $multipart = true;
+            }
+        }
+        $_REQUEST = \array_merge($_GET, $_POST);
+        $_ENV = $this->env;
+        // As PHP itself does, php://input is empty once it has read a multipart body into $_POST and $_FILES.
+        PhpStream::$input = $multipart ? '' : $body;
+    }
+
+    /** Before the answer goes: the session is written (the client's next request may read it) and its id forgotten. */
+    public function closeSession(): void
+    {
+        if (\session_status() === \PHP_SESSION_ACTIVE) {
+            \session_write_close();
+        }
+        $this->sessionId->forget();
+    }
+
+    /** After the answer: the uploaded files the script did not move are removed, and php://input emptied. */
+    public function clear(): void
+    {
+        $this->uploaded?->forget($this->uploads);
+        foreach ($this->uploads as $file) {
+            @\unlink($file);
+        }
+        $this->uploads = [];
+        PhpStream::$input = '';
+    }
+
+    /** The process is ending: PHP's own shutdown must find no upload of ours in its list (see UploadedFiles::forgetAll()). */
+    public function processEnding(): void
+    {
+        $this->uploaded?->forgetAll();
+    }
+}
