@@ -32,16 +32,31 @@ const STATUS_FOR = {
   ERR_WORKER_POOL_STOPPED: 503,
 };
 
-/** php-cli with ext-sockets (and whether it has opcache), or the reason there is none. */
-export function findPhp(php) {
-  let modules;
+/** What PHP says of itself, asked with the settings the workers get: JSON of the extensions the server needs or uses. */
+const PHP_PROBE = `echo json_encode([
+  'sockets' => extension_loaded('sockets'),
+  'opcache' => extension_loaded('Zend OPcache'),
+  'ffi' => extension_loaded('ffi') && (static function () { try { FFI::cdef(''); return true; } catch (Throwable) { return false; } })(),
+  'pcntl' => extension_loaded('pcntl'),
+  'posix' => extension_loaded('posix'),
+]);`;
+
+/**
+ * php-cli with ext-sockets, started with the ini arguments `ini` (-c, -d),
+ * and which of the other extensions it has (ffi: loaded and allowed by
+ * ffi.enable), or the reason there is none.
+ */
+export function findPhp(php, ini = []) {
+  let found;
   try {
-    modules = execFileSync(php, ['-m'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-  } catch {
-    return { ok: false, why: `${php} was not found on PATH` };
+    found = JSON.parse(execFileSync(php, [...ini, '-r', PHP_PROBE], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
+  } catch (err) {
+    if (err.code === 'ENOENT') return { ok: false, why: `${php} was not found on PATH` };
+    const said = String(err.stderr ?? err.stdout ?? '').trim().split('\n')[0];
+    return { ok: false, why: `${php} ${ini.join(' ')} did not start${said ? `: ${said}` : ''}` };
   }
-  if (!/^sockets$/m.test(modules)) return { ok: false, why: `${php} is installed but has no sockets extension (ext-sockets)` };
-  return { ok: true, opcache: /^Zend OPcache$/m.test(modules), ffi: /^FFI$/m.test(modules), pcntl: /^pcntl$/m.test(modules), posix: /^posix$/m.test(modules) };
+  if (!found.sockets) return { ok: false, why: `${php} is installed but has no sockets extension (ext-sockets)` };
+  return { ok: true, ...found };
 }
 
 /**
@@ -60,9 +75,14 @@ export function workerSpec(config) {
   if (config.prototype && config.node) throw new Error('--prototype forks PHP workers; the Node workers (--node) cannot fork');
   if (config.direct === true && config.node) throw new Error('--direct is for PHP workers: the Node workers (--node) read tasks, not connections');
   if (!config.node) {
-    const php = findPhp(config.php);
+    const given = [...(config['php-ini'] ? ['-c', config['php-ini']] : []), ...config.define.flatMap((define) => ['-d', define])];
+    const php = findPhp(config.php, given);
     if (config.prototype && php.ok && !(php.pcntl && php.posix)) {
       throw new Error(`--prototype needs ext-pcntl and ext-posix, which ${config.php} lacks (Debian's php-cli has both); run without --prototype`);
+    }
+    if (php.ok && !php.ffi) {
+      // php-cli drops every header() call; the runtime undoes that through FFI (php/CliSapi.php).
+      throw new Error(`the PHP workers need PHP's FFI, which ${config.php} lacks or ffi.enable forbids: without it every header() call is dropped. Enable it (ffi.enable=preload, PHP's default) or install it (Alpine: php83-ffi)`);
     }
     if (php.ok) {
       const ini = [];
@@ -71,7 +91,6 @@ export function workerSpec(config) {
         if (php.opcache) ini.push('-d', 'opcache.enable_cli=1');
         else notes.push(`${config.php} has no opcache (Debian: apt-get install php-opcache); the workers run without it`);
       }
-      if (!php.ffi) notes.push(`${config.php} has no FFI extension: header() calls in scripts are lost (php-cli drops them)`);
       // php-fpm's production settings: errors to the log (the server's stderr), not into pages.
       ini.push('-d', `memory_limit=${config['memory-limit']}`, '-d', 'display_errors=0', '-d', 'log_errors=1');
       for (const define of config.define) ini.push('-d', define);
