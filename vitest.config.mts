@@ -20,7 +20,7 @@ export default defineConfig({
         test: {
           name: '@folk/example-app-server --direct off',
           // (extends joins lists: these leave out what is about one mode.)
-          exclude: ['test/self-test.test.ts', 'test/direct.test.ts', 'test/http-php.test.ts', 'test/http-differential.test.ts', 'test/stream.test.ts', 'test/worker-death.test.ts', 'test/uploaded-files.test.ts', 'test/session-id.test.ts'],
+          exclude: ['test/self-test.test.ts', 'test/direct.test.ts', 'test/http-php.test.ts', 'test/http-differential.test.ts', 'test/stream.test.ts', 'test/worker-death.test.ts', 'test/uploaded-files.test.ts', 'test/session-id.test.ts', 'test/worker-exit.test.ts', 'test/no-ffi.test.ts'],
           env: { FOLK_APP_TEST_TASKS: '1' },
         },
       },

@@ -153,6 +153,8 @@ export class Front extends EventEmitter {
   #ending = new Set();
   /** Rejects when the prototype's preload fails before the first workers are ready (see ready()). */
   #startFailed;
+  /** Workers on their way out (recycled; all of them once draining): their exit is no crash, but a fault signal still says something broke. */
+  #leaving = new Set();
   #scoreboard;
   #started = false;
 
@@ -209,7 +211,12 @@ export class Front extends EventEmitter {
       else log(`starting a worker failed: ${err.message}`);
     });
     this.pool.on('stdout', (chunk) => process.stdout.write(chunk));
-    this.pool.on('exit', (info) => setTimeout(() => this.#ending.delete(info.pid), 1000).unref());
+    this.pool.on('recycle', (info) => this.#leaving.add(info.pid));
+    this.pool.on('exit', (info, exit) => {
+      setTimeout(() => this.#ending.delete(info.pid), 1000).unref();
+      const leaving = this.#leaving.delete(info.pid) || this.draining;
+      if (leaving && exit.signal && exit.signal !== 'SIGKILL' && exit.signal !== 'SIGTERM') log(`worker ${info.pid} was leaving, but ended by ${exit.signal}`);
+    });
     this.handle = this.handle.bind(this);
   }
 

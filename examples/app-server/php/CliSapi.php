@@ -21,6 +21,8 @@ final class CliSapi
 
     /** The handle whose callback is PHP's flush() now: kept, since the callback lives as long as it does (freed, it crashed the worker). */
     private ?\FFI $module = null;
+    /** php-cli's own flush(), put back by unhook(). */
+    private ?\FFI\CData $cliFlush = null;
     /** PHP's php_handle_aborted_connection() (null: a PHP without it, or without FFI callbacks). */
     private ?\FFI $aborted = null;
     /** Ending the script for its client is under way: flushes on the way out do nothing more. */
@@ -47,6 +49,7 @@ final class CliSapi
         }
         $sapi = new self();
         try {
+            $sapi->cliFlush = $ffi->sapi_module->flush;
             $ffi->sapi_module->flush = static function ($context) use ($onFlush): void {
                 $onFlush();
             };
@@ -57,6 +60,20 @@ final class CliSapi
             // or no php_handle_aborted_connection(): the script runs on, its output going nowhere)
         }
         return $sapi;
+    }
+
+    /**
+     * Give php-cli its flush() back, before the request ends. PHP calls
+     * flush() once more as the process ends, after the request's objects
+     * and FFI's callbacks are gone: our callback then crashed the worker
+     * (SIGSEGV in zend_objects_store_put()), most often after a fatal error.
+     */
+    public function unhook(): void
+    {
+        if ($this->module !== null && $this->cliFlush !== null) {
+            $this->module->sapi_module->flush = $this->cliFlush;
+            $this->cliFlush = null;
+        }
     }
 
     /** The script is being ended for its client (see abortScript()). */

@@ -161,6 +161,9 @@ final class Runtime
                 $this->clientGone = $sent === null;
             }
         }
+        if (($phase & \PHP_OUTPUT_HANDLER_FINAL) !== 0) {
+            $this->sapi?->unhook(); // (the request is ending: see CliSapi::unhook())
+        }
         return '';
     }
 
@@ -386,6 +389,7 @@ final class Runtime
             \register_shutdown_function($this->onShutdown);
             return;
         }
+        $this->sapi?->unhook(); // (the last of the shutdown functions: see CliSapi::unhook())
         $this->globals->processEnding();
         if ($this->answer === null) {
             return;
