@@ -162,6 +162,9 @@ final class RequestEnd
         $thrown = true;
         try {
             $this->ffi->php_call_shutdown_functions();
+        } catch (ScriptExited) {
+            // exit() in one: PHP skipped the ones after it, as under php-fpm (ScriptExit.php)
+            ScriptExit::endIfFatal();
         } catch (\Throwable $e) {
             $thrown = $e;
         }

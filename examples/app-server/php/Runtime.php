@@ -112,6 +112,7 @@ final class Runtime
         }
         $this->globals = new RequestGlobals();
         $this->requestEnd = RequestEnd::make();
+        ScriptExit::install();
         self::$current = $this;
         // The buffer every request writes into. Not removable, so a script
         // that ends all buffers (ob_end_clean in a loop) cannot send its
@@ -186,6 +187,7 @@ final class Runtime
 
         \header_remove();
         \http_response_code(200);
+        \error_clear_last(); // (PHP forgets it when a request ends)
         $this->flushed = '';
         $this->clientGone = false;
         if (\ini_get('expose_php')) {

@@ -15,8 +15,9 @@
 // creates are removed after each request, but static variables, defined
 // functions and classes stay (a script that declares a function at its top
 // level can run only once per worker: put declarations in require_once'd
-// files); exit() and fatal errors still send the response, then end the worker,
-// which the server replaces. What PHP itself does when a request ends is
+// files). exit() ends the script, not the worker (ScriptExit.php); fatal
+// errors still send the response, then end the worker, which the server
+// replaces. What PHP itself does when a request ends is
 // done between requests (RequestEnd.php, SessionId.php). php-cli drops
 // header() calls; CliSapi.php turns that off through FFI
 // (sapi_module.header_handler), so FFI must be enabled (the default for the
@@ -33,6 +34,7 @@ require_once __DIR__ . '/SessionId.php';
 require_once __DIR__ . '/RequestEnd.php';
 require_once __DIR__ . '/RequestGlobals.php';
 require_once __DIR__ . '/CliSapi.php';
+require_once __DIR__ . '/ScriptExit.php';
 require_once __DIR__ . '/Runtime.php';
 require_once __DIR__ . '/TaskSource.php';
 
@@ -62,6 +64,9 @@ while ($__folk_request = $__folk_source->next()) {
     if ($__folk->begin(...$__folk_request)) {
         try {
             include $__folk->script;
+        } catch (Folk\AppServer\ScriptExited) {
+            // exit() or die(): the script ends here, as under php-fpm, and the worker serves on.
+            Folk\AppServer\ScriptExit::endIfFatal();
         } catch (\Throwable $__folk_error) {
             $__folk->uncaught($__folk_error);
         }
@@ -70,3 +75,5 @@ while ($__folk_request = $__folk_source->next()) {
     $__folk->finish();
     $__folk->forgetGlobals();
 }
+// (An exit(N) a script called, and this loop caught, would otherwise be the worker's exit status.)
+exit(0);

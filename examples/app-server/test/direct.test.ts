@@ -110,27 +110,44 @@ describe('--direct', () => {
     await server.waitFor(/has run one request for over --exec-timeout 1500 ms: killed/, { stream: 'stderr' });
   });
 
-  it('exit() in a script answers its request, and the worker hands its connections back: they go on with another worker', async () => {
+  it('exit() in a script answers its request, and the worker serves on: the same connection, the same worker, its other connections too', async () => {
     const { victim, others, all, pid } = await shared();
     try {
       const exited = await victim.get('/exit.php');
       expect(exited.status).toBe(302);
       expect(exited.body.toString()).toBe('going');
-      // Its connection stays open too, given back with the others.
       expect(exited.headers.connection).toBe('keep-alive');
+      for (const c of [victim, ...others]) {
+        expect(pidOf((await c.get('/forked.php')).body)).toBe(pid);
+        expect(c.sockets()).toBe(1);
+      }
+    } finally {
+      for (const c of all) c.close();
+    }
+  });
+
+  it('a fatal error PHP cannot return from (out of memory) gets its 500, and the worker hands its connections back: they go on with another worker', async () => {
+    const { victim, others, all, pid } = await shared();
+    try {
+      const fatal = await victim.get('/out-of-memory.php');
+      expect(fatal.status).toBe(500);
+      // Its connection stays open too, given back with the others.
+      expect(fatal.headers.connection).toBe('keep-alive');
       await carryOn([victim, ...others], pid);
     } finally {
       for (const c of all) c.close();
     }
   });
 
-  it('a worker that ends on purpose (exit(), --max-jobs) is replaced at once, however often it happens', async () => {
+  it('a worker that ends on purpose (a fatal error, --max-jobs) is replaced at once, however often it happens', async () => {
     // Not as a crash loop, whose replacements wait 100 ms, then 200, 400, ...
     const logged = server.stderr().length;
     const started = Date.now();
-    for (let i = 0; i < 10; i++) expect((await request(server.port, 'GET', '/exit.php')).status).toBe(302);
+    for (let i = 0; i < 10; i++) expect((await request(server.port, 'GET', '/out-of-memory.php')).status).toBe(500);
     expect(Date.now() - started).toBeLessThan(4000);
-    expect(server.stderr().slice(logged)).not.toMatch(/exited \(exit 0\); replacing it/); // the pool's word for a crash
+    const log = server.stderr().slice(logged);
+    expect(log).not.toMatch(/replacing it in \d+ ms/); // the pool's word for a crash loop
+    expect(log).not.toMatch(/SIGSEGV/);
   });
 
   it('a route that kills its worker each time: every request to it gets its 502 at once, and the other routes go on', async () => {

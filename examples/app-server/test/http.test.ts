@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WWW, bytes, listenBacklog, rawExchange, request, requirePhp, sleep, startServer, type Server } from './helpers.js';
+import { WWW, bytes, listenBacklog, rawExchange, request, requirePhp, sleep, startServer, tree, type Server } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -166,10 +166,11 @@ describe('an ordinary PHP script', () => {
     expect(exit.status).toBe(302);
     expect(exit.headers.location).toBe('/elsewhere');
     expect(exit.body.toString()).toBe('going');
-    // exit() ends the worker after its answer; requests the server had
-    // meanwhile handed to it (never read) run on its replacement.
+    // exit() ends the script, not its worker, as php-fpm's children serve on.
+    const processes = tree(server.child.pid!);
     const many = await Promise.all(Array.from({ length: 6 }, () => request(server.port, 'GET', '/exit.php')));
     expect(many.map((r) => r.status)).toEqual(Array(6).fill(302));
+    expect(tree(server.child.pid!)).toEqual(processes);
     const fatal = await request(server.port, 'GET', '/fatal.php');
     expect(fatal.status).toBe(500);
     expect(fatal.body.toString()).toBe('before ');

@@ -129,10 +129,13 @@ describe('--prototype', () => {
     expect([...seen.values()]).toEqual([true, true]);
   });
 
-  it('an exit() in a forked worker still answers, and the worker is replaced by another fork', async () => {
+  it('an exit() in a forked worker answers, and the worker serves on; a fatal error ends it, and another fork replaces it', async () => {
     const before = startupPids(server).workers;
-    const r = await request(server.port, 'GET', '/exit.php');
-    expect(r.status).toBe(302);
+    const [prototypeNow] = childrenOf(startupPids(server).fronts[0]!);
+    for (let i = 0; i < 5; i++) expect((await request(server.port, 'GET', '/exit.php')).status).toBe(302);
+    expect(childrenOf(prototypeNow!).sort()).toEqual([...before].sort());
+    const r = await request(server.port, 'GET', '/out-of-memory.php');
+    expect(r.status).toBe(500);
     for (let i = 0; i < 10; i++) expect((await request(server.port, 'GET', '/plain.php')).status).toBe(201);
     const [prototype] = childrenOf(startupPids(server).fronts[0]!);
     let now = childrenOf(prototype!);

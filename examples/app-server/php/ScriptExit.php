@@ -1,0 +1,100 @@
+<?php
+// exit() and die() in a script end the script, not the worker, as under
+// php-fpm they end the request and not the process. Scripts call them all
+// the time (header('Location: ...'); exit;), and a worker that ended with
+// each one made such a route cost a whole worker start (35 requests/s
+// where the same worker serves thousands).
+//
+// PHP 8 carries an exit() up the stack as an "unwind exit": an object like
+// an exception that no catch matches (its class, UnwindExit, is not in the
+// class table) and that skips finally blocks. It can be caught by giving
+// that class a name: a class alias, through FFI, to the class entry of an
+// unwind-exit object PHP makes for us. runtime.php catches it around the
+// script (and RequestEnd around the script's shutdown functions), and
+// nowhere else: a script's own catch (\Throwable) still does not match it.
+//
+// PHP unwinds some fatal errors the same way (one in an included file,
+// "Allowed memory size exhausted" or "Cannot redeclare" among them), after
+// marking every object destructed: nothing may run on after those, so
+// endIfFatal() lets them end the worker as before.
+//
+// The class entry is checked before it is named: its name must read back
+// as "UnwindExit" and it must be unregistered, as PHP 8.0 to 8.4 leave it.
+// Otherwise, or without FFI, nothing is changed and exit() ends the
+// worker, which the server replaces.
+
+declare(strict_types=1);
+
+namespace Folk\AppServer;
+
+final class ScriptExit
+{
+    /** The name a catch block gives exit(); a class of that name exists only once install() succeeded. */
+    public const CAUGHT_AS = ScriptExited::class;
+
+    private const CDEF = 'typedef struct { uint32_t refcount; uint32_t type_info; uint64_t h; size_t len; char val[1]; } zstr;'
+        . ' typedef struct { char type; zstr *name; void *parent; int refcount; uint32_t ce_flags; } class_head;'
+        . ' typedef struct { uint32_t refcount; uint32_t type_info; uint32_t handle; class_head *ce; } object_head;'
+        . ' object_head *zend_create_unwind_exit(void);'
+        . ' void zend_objects_store_del(object_head *object);'
+        . ' int zend_register_class_alias_ex(const char *name, size_t name_len, class_head *ce, bool persistent);';
+    /** ZEND_ACC_LINKED: a class lookup (a catch's, class_exists()) finds only linked classes. */
+    private const LINKED = 1 << 3;
+    /** The errors PHP does not return from. */
+    private const FATAL = \E_ERROR | \E_PARSE | \E_CORE_ERROR | \E_COMPILE_ERROR | \E_USER_ERROR | \E_RECOVERABLE_ERROR;
+
+    /** Make exit() catchable as CAUGHT_AS; false (nothing changed) when FFI or this PHP's layout says no. */
+    public static function install(): bool
+    {
+        if (\class_exists(self::CAUGHT_AS, false)) {
+            return true;
+        }
+        if (!\extension_loaded('ffi') || \PHP_INT_SIZE !== 8) {
+            return false;
+        }
+        try {
+            $ffi = \FFI::cdef(self::CDEF);
+            $class = self::unwindExitClass($ffi);
+            if ($class === null) {
+                return false;
+            }
+            $class->ce_flags |= self::LINKED;
+            $name = self::CAUGHT_AS;
+            if ($ffi->zend_register_class_alias_ex($name, \strlen($name), $class, false) !== 0 || !\class_exists($name, false)) {
+                $class->ce_flags &= ~self::LINKED;
+                return false;
+            }
+            return true;
+        } catch (\Throwable) {
+            return false;
+        }
+    }
+
+    /**
+     * Call where CAUGHT_AS was caught: if what unwound was not an exit()
+     * but a fatal error (the last error, which each request starts
+     * without, is one), go on unwinding, out of the worker's loop: the
+     * process ends as after any fatal error.
+     */
+    public static function endIfFatal(): void
+    {
+        $error = \error_get_last();
+        if ($error !== null && ($error['type'] & self::FATAL) !== 0) {
+            exit(255);
+        }
+    }
+
+    /** The class entry of PHP's unwind-exit objects, if it reads as PHP 8.0 to 8.4 lay it out; the object made to find it is freed. */
+    private static function unwindExitClass(\FFI $ffi): ?\FFI\CData
+    {
+        $object = $ffi->zend_create_unwind_exit();
+        $class = $object->ce;
+        $object->refcount = 0;
+        $ffi->zend_objects_store_del($object);
+        $name = $class->name;
+        if ($name === null || $name->len !== 10 || ($class->ce_flags & self::LINKED) !== 0) {
+            return null;
+        }
+        return \FFI::string(\FFI::cast('char *', \FFI::addr($name->val)), 10) === 'UnwindExit' ? $class : null;
+    }
+}
