@@ -54,7 +54,7 @@ final class Runtime
     private RequestEnd $requestEnd;
     /** shutdown(), registered as a shutdown function (again after each request's run of them). */
     private \Closure $onShutdown;
-    /** Possible roots of garbage cycles that make forgetGlobals() collect them (Laravel leaves about 90 a request). */
+    /** Possible roots of garbage cycles that make collectCycles() collect them (Laravel leaves about 90 a request). */
     private const GC_ROOTS = 300;
     /** Shutdown functions are running between two requests, not because the process ends. */
     private bool $betweenRequests = false;
@@ -188,6 +188,9 @@ final class Runtime
         \header_remove();
         \http_response_code(200);
         \error_clear_last(); // (PHP forgets it when a request ends)
+        if (\ob_get_level() === 1 && \ob_get_length() > 0) {
+            \ob_clean(); // output from between requests (see collectCycles()): never another client's
+        }
         $this->flushed = '';
         $this->clientGone = false;
         if (\ini_get('expose_php')) {
@@ -344,25 +347,48 @@ final class Runtime
     }
 
     /**
-     * Remove the globals the last script created (php-fpm starts every
-     * request without them), and collect what scripts left in reference
-     * cycles (a framework's application object graph is one; at the end of
-     * a php-fpm request all of it goes, with its destructors) once it has
-     * GC_ROOTS possible roots: PHP's own collector waits for 10,000, about
-     * a hundred Laravel requests' worth of garbage (60 KB each). A run
-     * costs a few microseconds even with nothing to collect (it walks the
-     * runtime's own objects), so not after every request: a request that
-     * leaves no cycles (25 to 40 roots) never triggers one.
+     * Remove the globals the script created (php-fpm starts every request
+     * without them), before its answer goes: their destructors run now, and
+     * what they write is part of the answer, as when a php-fpm request ends.
+     * A destructor that throws is reported as an uncaught exception there.
      */
     public function forgetGlobals(): void
     {
         foreach (\array_keys($GLOBALS) as $name) {
             if (!isset($this->keepGlobals[$name])) {
-                unset($GLOBALS[$name]);
+                try {
+                    unset($GLOBALS[$name]);
+                } catch (ScriptExited) {
+                    ScriptExit::endIfFatal(); // (exit() in a destructor: the rest are still removed)
+                } catch (\Throwable $e) {
+                    $this->uncaught($e);
+                }
             }
         }
-        if (\gc_status()['roots'] >= self::GC_ROOTS) {
+    }
+
+    /**
+     * After the answer: collect what scripts left in reference cycles (a
+     * framework's application object graph is one; at the end of a php-fpm
+     * request all of it goes, with its destructors) once there are GC_ROOTS
+     * possible roots: PHP's own collector waits for 10,000, about a hundred
+     * Laravel requests' worth of garbage (60 KB each). A run costs a few
+     * microseconds even with nothing to collect (it walks the runtime's
+     * own objects), so not after every request: a request that leaves no
+     * cycles (25 to 40 roots) never triggers one. What their destructors
+     * write has no request to go to (begin() drops it).
+     */
+    public function collectCycles(): void
+    {
+        if (\gc_status()['roots'] < self::GC_ROOTS) {
+            return;
+        }
+        try {
             \gc_collect_cycles();
+        } catch (ScriptExited) {
+            ScriptExit::endIfFatal();
+        } catch (\Throwable $e) {
+            \error_log('PHP Fatal error:  Uncaught ' . $e . "\n  thrown in " . $e->getFile() . ' on line ' . $e->getLine());
         }
     }
 

@@ -71,9 +71,10 @@ while ($__folk_request = $__folk_source->next()) {
             $__folk->uncaught($__folk_error);
         }
         $__folk->scriptEnded();
+        $__folk->forgetGlobals();
     }
     $__folk->finish();
-    $__folk->forgetGlobals();
+    $__folk->collectCycles();
 }
 // (An exit(N) a script called, and this loop caught, would otherwise be the worker's exit status.)
 exit(0);

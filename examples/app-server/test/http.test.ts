@@ -177,6 +177,15 @@ describe('an ordinary PHP script', () => {
     await server.waitFor(/PHP Fatal error: {2}Uncaught Error: Call to undefined function undefined_function\(\)/, { stream: 'stderr' });
   });
 
+  it("sends what a global object's destructor writes with its own answer, as php-fpm does, never with the next request's", async () => {
+    // (One worker: each request after the first runs where the last one's globals were.)
+    for (let i = 0; i < 3; i++) {
+      expect((await request(server.port, 'GET', '/destructor.php')).body.toString()).toBe('body (destructed)');
+      const next = await request(server.port, 'GET', '/dir/');
+      expect(next.body.toString()).toBe(`dir index /dir/index.php  ${WWW}/dir`);
+    }
+  });
+
   it('picks scripts as nginx does: a .php file, a directory index, else the front controller', async () => {
     expect((await request(server.port, 'GET', '/dir/')).body.toString()).toBe(`dir index /dir/index.php  ${WWW}/dir`);
     expect((await request(server.port, 'GET', '/no/such/page?a=1')).body.toString()).toBe('front controller /index.php for /no/such/page?a=1');
