@@ -21,11 +21,11 @@ export const SETTINGS = {
   // machine), and each front splits the workers into a pool of its own. On
   // 2 cores, one front with all 4 workers had a lower p99 than two fronts in
   // 31 of 36 benchmark cells (two fronts: 25 to 210 ms in 16 of them), at
-  // about the same req/s (README, Performance).
+  // about the same req/s (bench/app-server/RESULTS.md).
   fronts: { kind: 'count', default: Math.max(1, Math.floor(cores / 2)), min: 1, help: 'HTTP front processes sharing the listening socket (default: half the CPU count, at least 1)' },
   // 'auto': one per core when the workers serve the connections (direct):
   // with more workers than cores, a worker the scheduler puts off holds up
-  // every connection it has, and the p99 grew (README, Performance). Twice
+  // every connection it has, and the p99 grew (bench/app-server/RESULTS.md). Twice
   // the cores otherwise: each front has a pool of its own, and a slow
   // request holds up only its own worker, not everything sent to its front.
   workers: { kind: 'count', default: 'auto', min: 1, help: 'PHP workers in all (pm.max_children), shared out among the fronts; auto: the CPU count with direct on, twice it with direct off (raise it for scripts that wait on databases or remote APIs)' },
