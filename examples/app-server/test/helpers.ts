@@ -32,8 +32,13 @@ export interface Server {
 /** Start the app server (node index.mjs ...args) and wait until it says where it listens. */
 export async function startServer(args: string[], options: { env?: NodeJS.ProcessEnv; command?: string[] } = {}): Promise<Server> {
   const server = spawnServer(args, options);
-  const m = await server.waitFor(/app server on http:\/\/[^:]+:(\d+)\//);
-  server.port = Number(m[1]);
+  try {
+    const m = await server.waitFor(/app server on http:\/\/[^:]+:(\d+)\//);
+    server.port = Number(m[1]);
+  } catch (err) {
+    await server.stop('SIGKILL'); // (a server that never said where it listens is no test's to stop)
+    throw err;
+  }
   return server;
 }
 
