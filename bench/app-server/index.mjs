@@ -5,7 +5,8 @@
 //
 //   routes        GET / (hello), GET /data (5 KB of JSON), POST /echo (a 4 KB body back),
 //                 GET /finish (hello, ended with fastcgi_finish_request(), as Symfony
-//                 and Laravel end every response)
+//                 and Laravel end every response), GET /redirect (a Location header,
+//                 then exit(), as scripts everywhere redirect)
 //   concurrency   1, 16, 64 keep-alive connections (wrk -t1)
 //   rounds        the contenders take turns on every route and concurrency,
 //                 which goes first alternating, ROUNDS times; medians printed
@@ -74,6 +75,7 @@ const ALL_ROUTES = [
   { name: 'json 5 KB', path: '/data' },
   { name: 'echo 4 KB', path: '/echo', post: 4096 },
   { name: 'hello, finish', path: '/finish' },
+  { name: 'redirect, exit()', path: '/redirect', status: 302 },
 ];
 const ROUTES = ALL_ROUTES.filter((r) => !list('routes') || list('routes').includes(r.path));
 const ONLY_TABLE = args.includes('--table-only');
@@ -142,7 +144,7 @@ function get(port, method, path, body) {
     const req = http.request({ host: '127.0.0.1', port, method, path, agent: false, headers: body ? { 'content-type': 'application/octet-stream' } : {} }, (res) => {
       const chunks = [];
       res.on('data', (c) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks) }));
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks) }));
     });
     req.on('error', reject);
     req.end(body);
@@ -291,7 +293,8 @@ try {
     const body = route.post ? Buffer.alloc(route.post, 0x61) : undefined;
     const [a, b] = await Promise.all(contenders.map((c) => get(c.port, route.post ? 'POST' : 'GET', route.path, body)));
     const unpid = (reply) => reply.body.toString('latin1').replace(/worker pid \d+/, 'worker pid N'); // (hello says which worker)
-    if (a.status !== 200 || b.status !== 200 || unpid(a) !== unpid(b)) {
+    const status = route.status ?? 200;
+    if (a.status !== status || b.status !== status || unpid(a) !== unpid(b) || a.headers.location !== b.headers.location) {
       throw new Error(`${route.path}: ours ${a.status} (${a.body.length} bytes), nginx+php-fpm ${b.status} (${b.body.length} bytes): not the same answer`);
     }
   }

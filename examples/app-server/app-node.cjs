@@ -4,8 +4,8 @@
 // @folk/worker-spawn/worker.
 const { serve } = require('@folk/worker-spawn/worker');
 
-function reply(status, body, type = 'text/plain; charset=utf-8') {
-  return Buffer.concat([Buffer.from(`${status}\nContent-Type: ${type}\n\n`), Buffer.from(body)]);
+function reply(status, body, type = 'text/plain; charset=utf-8', headers = []) {
+  return Buffer.concat([Buffer.from(`${status}\n${[`Content-Type: ${type}`, ...headers].join('\n')}\n\n`), Buffer.from(body)]);
 }
 
 function parse(task) {
@@ -24,6 +24,8 @@ serve((task) => {
     case 'GET /':
     case 'GET /finish': // (no fastcgi_finish_request() here: answered when done, as ever)
       return reply(200, `Hello from Node ${process.version} (fallback worker), worker pid ${process.pid}\n`);
+    case 'GET /redirect':
+      return reply(302, '', 'text/html; charset=UTF-8', ['Location: /']);
     case 'GET /json': {
       const query = Object.fromEntries(url.searchParams);
       const json = { node: process.version, pid: process.pid, method: server.REQUEST_METHOD, uri: server.REQUEST_URI, query, user_agent: server.HTTP_USER_AGENT ?? null };

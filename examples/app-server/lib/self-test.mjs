@@ -32,6 +32,10 @@ export async function selfTest(server) {
   show('GET', '/finish', r);
   check(r.status === 200 && r.body.toString().startsWith('Hello from'), 'GET /finish answers (through fastcgi_finish_request() where the workers have it)');
 
+  r = await fetchLocal(port, 'GET', '/redirect');
+  console.log(`GET /redirect -> ${r.status}, Location: ${r.headers.location}`);
+  check(r.status === 302 && r.headers.location === '/', 'GET /redirect answers 302 with its Location (the script ends with exit())');
+
   r = await fetchLocal(port, 'GET', '/json?name=folk');
   show('GET', '/json?name=folk', r);
   check(r.status === 200 && JSON.parse(r.body.toString()).query.name === 'folk', 'GET /json parses the query');

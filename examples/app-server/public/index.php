@@ -2,9 +2,10 @@
 // The demo application: an ordinary PHP front controller, the same file
 // php-fpm runs in bench/app-server. Routes: GET / (hello), GET /finish
 // (hello, ended as Symfony's and Laravel's Response::send() ends every
-// response: with fastcgi_finish_request() where it exists), GET /json (the
-// request as JSON), GET /data (a 5 KB JSON document), POST /echo (the body
-// back), GET /slow?ms=N, GET /error (an uncaught exception: 500).
+// response: with fastcgi_finish_request() where it exists), GET /redirect
+// (a Location header, then exit(), as scripts everywhere redirect), GET
+// /json (the request as JSON), GET /data (a 5 KB JSON document), POST /echo
+// (the body back), GET /slow?ms=N, GET /error (an uncaught exception: 500).
 $path = parse_url($_SERVER['REQUEST_URI'], PHP_URL_PATH);
 
 switch ($_SERVER['REQUEST_METHOD'] . ' ' . $path) {
@@ -19,6 +20,10 @@ switch ($_SERVER['REQUEST_METHOD'] . ' ' . $path) {
             fastcgi_finish_request();
         }
         break;
+    case 'GET /redirect':
+        // What scripts everywhere do: a header, then exit() (under php-fpm it ends the request, not the child).
+        header('Location: /');
+        exit;
     case 'GET /json':
         header('Content-Type: application/json');
         echo json_encode([
