@@ -139,8 +139,8 @@ describe('--prototype', () => {
     for (let i = 0; i < 10; i++) expect((await request(server.port, 'GET', '/plain.php')).status).toBe(201);
     const [prototype] = childrenOf(startupPids(server).fronts[0]!);
     let now = childrenOf(prototype!);
-    for (let i = 0; i < 100 && now.length < 2; i++) {
-      await sleep(50); // the replacement is being forked
+    for (let i = 0; i < 100 && (now.length !== 2 || now.every((pid) => before.includes(pid))); i++) {
+      await sleep(50); // the replacement is being forked, the worker that ended reaped
       now = childrenOf(prototype!);
     }
     expect(now).toHaveLength(2);
