@@ -149,6 +149,28 @@ describe('--prototype', () => {
   });
 });
 
+describe("--prototype: the preload's shutdown functions", () => {
+  it("run once in a worker whose first request's shutdown function calls exit(), and the worker serves on", async () => {
+    // The preload's functions come before the runtime's own in PHP's list:
+    // when an exit() there ended the worker, PHP ran the list again from
+    // its start as the process ended, and they ran twice.
+    const sub = mkdtempSync(join(dir, 'exit-first-'));
+    writePreload(join(sub, 'preload.php'), 'one');
+    const server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1', '--prototype', '--preload', join(sub, 'preload.php')]);
+    try {
+      const log = join(sub, 'exit.log');
+      const first = await request(server.port, 'GET', `/exit-in-shutdown.php?log=${encodeURIComponent(log)}`);
+      expect({ status: first.status, body: first.body.toString() }).toEqual({ status: 200, body: 'answered\n' });
+      const worker = (await json(server.port, '/forked.php')).pid;
+      expect((await json(server.port, '/forked.php')).pid).toBe(worker);
+      expect(readFileSync(log, 'utf8')).toBe('first\nsecond (exits)\n');
+      expect(readFileSync(join(sub, 'preload-shutdown'), 'utf8')).toBe(`${worker}\n`);
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe('--prototype operations', () => {
   it('SIGHUP under load starts a new prototype with the new preload and forks new workers from it, with no failed request', async () => {
     const preload = join(dir, 'reload.php');
