@@ -186,6 +186,12 @@ describe('an ordinary PHP script', () => {
     }
   });
 
+  it('starts each request without the last error of the one before (error_get_last()), as php-fpm does', async () => {
+    // (One worker: the second request runs where the first one's warning was.)
+    expect((await request(server.port, 'GET', '/last-error.php?warn=1')).body.toString()).toBe('"Undefined array key \\"missing\\""');
+    expect((await request(server.port, 'GET', '/last-error.php')).body.toString()).toBe('null');
+  });
+
   it('picks scripts as nginx does: a .php file, a directory index, else the front controller', async () => {
     expect((await request(server.port, 'GET', '/dir/')).body.toString()).toBe(`dir index /dir/index.php  ${WWW}/dir`);
     expect((await request(server.port, 'GET', '/no/such/page?a=1')).body.toString()).toBe('front controller /index.php for /no/such/page?a=1');
