@@ -88,7 +88,11 @@ export function workerSpec(config) {
       const ini = [];
       if (config['php-ini']) ini.push('-c', config['php-ini']);
       if (config.opcache) {
-        if (php.opcache) ini.push('-d', 'opcache.enable_cli=1');
+        // file_update_protection leaves uncached a file changed within 2 s
+        // of the request's start, and a worker's one request started with
+        // the worker: a file written just before it started, or since, was
+        // compiled anew on every request. --define can set it back.
+        if (php.opcache) ini.push('-d', 'opcache.enable_cli=1', '-d', 'opcache.file_update_protection=0');
         else notes.push(`${config.php} has no opcache (Debian: apt-get install php-opcache); the workers run without it`);
       }
       // php-fpm's production settings: errors to the log (the server's stderr), not into pages.

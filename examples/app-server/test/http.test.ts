@@ -203,6 +203,37 @@ describe('an ordinary PHP script', () => {
   });
 });
 
+describe('opcache', () => {
+  it('caches a script written just before the workers started, or after: php-cli\'s one request time never moves', async () => {
+    // opcache.file_update_protection (2 s by default) skips caching a file
+    // whose mtime is within 2 s of the request's start; a worker's one
+    // request started with the worker, so such a file, a deploy's, was
+    // compiled anew on every request for the worker's life (half the
+    // req/s of GET / in bench/app-server, whose document root is written
+    // just before the server starts).
+    requirePhp();
+    const dir = mkdtempSync(join(tmpdir(), 'app-server-opcache-'));
+    try {
+      const cached = (name: string) => `<?php echo json_encode(opcache_is_script_cached(__DIR__ . '/${name}'));`;
+      writeFileSync(join(dir, 'before.php'), '<?php echo "before";');
+      writeFileSync(join(dir, 'check-before.php'), cached('before.php'));
+      const server = await startServer(['--listen', '127.0.0.1:0', '--root', dir, '--fronts', '1', '--workers', '1']);
+      try {
+        writeFileSync(join(dir, 'after.php'), '<?php echo "after";');
+        writeFileSync(join(dir, 'check-after.php'), cached('after.php'));
+        for (const name of ['before', 'after']) {
+          for (let i = 0; i < 3; i++) expect((await request(server.port, 'GET', `/${name}.php`)).body.toString()).toBe(name);
+          expect({ name, cached: (await request(server.port, 'GET', `/check-${name}.php`)).body.toString() }).toEqual({ name, cached: 'true' });
+        }
+      } finally {
+        await server.stop();
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
 describe('settings', () => {
   it('reads a config file of "key = value" lines, flags winning over it, and writes a combined access log', async () => {
     requirePhp();

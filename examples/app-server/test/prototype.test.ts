@@ -48,7 +48,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 describe('--prototype', () => {
   let server: Server;
   let exec: Server;
-  const common = ['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '2', '--define', 'precision=7', '--define', 'opcache.file_update_protection=0'];
+  const common = ['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '2', '--define', 'precision=7'];
   beforeAll(async () => {
     writePreload(join(dir, 'preload.php'), 'one');
     [server, exec] = await Promise.all([startServer([...common, '--prototype', '--preload', join(dir, 'preload.php')]), startServer(common)]);
