@@ -88,11 +88,16 @@ export function workerSpec(config) {
       const ini = [];
       if (config['php-ini']) ini.push('-c', config['php-ini']);
       if (config.opcache) {
-        // file_update_protection leaves uncached a file changed within 2 s
-        // of the request's start, and a worker's one request started with
-        // the worker: a file written just before it started, or since, was
-        // compiled anew on every request. --define can set it back.
-        if (php.opcache) ini.push('-d', 'opcache.enable_cli=1', '-d', 'opcache.file_update_protection=0');
+        // opcache's clock is the request's start, and a worker's one
+        // request started with the worker. file_update_protection (2 s)
+        // then left a file written just before the start, or since,
+        // compiled anew on every request; and revalidate_freq (2 s) meant
+        // never looking at a file's timestamp again, so an edited script
+        // was never seen. With 0, opcache checks the timestamp of each
+        // script a request includes (one stat; the classes a worker loaded
+        // stay loaded, their files are not included again). --define can
+        // set either back, or opcache.validate_timestamps=0 for none.
+        if (php.opcache) ini.push('-d', 'opcache.enable_cli=1', '-d', 'opcache.file_update_protection=0', '-d', 'opcache.revalidate_freq=0');
         else notes.push(`${config.php} has no opcache (Debian: apt-get install php-opcache); the workers run without it`);
       }
       // php-fpm's production settings: errors to the log (the server's stderr), not into pages.

@@ -204,7 +204,7 @@ describe('an ordinary PHP script', () => {
 });
 
 describe('opcache', () => {
-  it('caches a script written just before the workers started, or after: php-cli\'s one request time never moves', async () => {
+  it('caches a script written just before the workers started, or after, and serves an edited one anew: php-cli\'s one request time never moves', async () => {
     // opcache.file_update_protection (2 s by default) skips caching a file
     // whose mtime is within 2 s of the request's start; a worker's one
     // request started with the worker, so such a file, a deploy's, was
@@ -225,6 +225,12 @@ describe('opcache', () => {
           for (let i = 0; i < 3; i++) expect((await request(server.port, 'GET', `/${name}.php`)).body.toString()).toBe(name);
           expect({ name, cached: (await request(server.port, 'GET', `/check-${name}.php`)).body.toString() }).toEqual({ name, cached: 'true' });
         }
+        // And an edited script is served anew, as php-fpm serves it once
+        // revalidate_freq has passed (opcache would never look again: its
+        // clock is the worker's one request time).
+        await sleep(1100); // (a new mtime, in whole seconds)
+        writeFileSync(join(dir, 'before.php'), '<?php echo "edited";');
+        expect((await request(server.port, 'GET', '/before.php')).body.toString()).toBe('edited');
       } finally {
         await server.stop();
       }
