@@ -188,6 +188,9 @@ final class Runtime
         \header_remove();
         \http_response_code(200);
         \error_clear_last(); // (PHP forgets it when a request ends)
+        if (\function_exists('memory_reset_peak_usage')) {
+            \memory_reset_peak_usage(); // (PHP 8.2+; a request's peak is its own, as under php-fpm)
+        }
         if (\ob_get_level() === 1 && \ob_get_length() > 0) {
             \ob_clean(); // output from between requests (see collectCycles()): never another client's
         }

@@ -192,6 +192,12 @@ describe('an ordinary PHP script', () => {
     expect((await request(server.port, 'GET', '/last-error.php')).body.toString()).toBe('null');
   });
 
+  it('starts each request with its own peak memory (memory_get_peak_usage()), as php-fpm does', async () => {
+    // (One worker: the second request runs where the first one's 40 MB were.)
+    expect(Number((await request(server.port, 'GET', '/peak-memory.php?mb=40')).body.toString())).toBeGreaterThanOrEqual(40);
+    expect(Number((await request(server.port, 'GET', '/peak-memory.php')).body.toString())).toBeLessThan(20);
+  });
+
   it('picks scripts as nginx does: a .php file, a directory index, else the front controller', async () => {
     expect((await request(server.port, 'GET', '/dir/')).body.toString()).toBe(`dir index /dir/index.php  ${WWW}/dir`);
     expect((await request(server.port, 'GET', '/no/such/page?a=1')).body.toString()).toBe('front controller /index.php for /no/such/page?a=1');
