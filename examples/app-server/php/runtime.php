@@ -43,6 +43,10 @@ require_once __DIR__ . '/TaskSource.php';
 // Forked by a prototype (--prototype), the prototype's own variable is
 // not the application's: scripts see the same globals either way.
 unset($__folkScript);
+// php-fpm defines no $argv or $argc (register_argc_argv is off in its
+// php.ini); a script that takes them for a sign of the command line must
+// not find the worker's own.
+unset($argv, $argc);
 $__folk_worker = Folk\Worker::fromEnv();
 $__folk = new Folk\AppServer\Runtime($__folk_worker);
 if (getenv('FOLK_APP_DIRECT')) {

@@ -285,6 +285,12 @@ describe('beside nginx + php-fpm', () => {
     }
   });
 
+  it("gives a script none of php-cli's own globals ($argv, $argc) that php-fpm does not", async () => {
+    const [theirs, mine] = await both('GET', '/globals.php', {});
+    expect(answered(mine)).toEqual(answered(theirs));
+    expect(JSON.parse(mine.body.toString())).toEqual({ argv: false, argc: false, server_argv: false });
+  });
+
   it('answers exit() and a fatal error as php-fpm does: what the script wrote before, and a 500 for the fatal error', async () => {
     const exits = ['nested', 'caught', 'buffered', 'status', 'shutdown', 'fiber'].map((how) => `/exit-ways.php?how=${how}`);
     for (const path of ['/exit.php', ...exits, '/fatal.php', '/out-of-memory.php']) {
