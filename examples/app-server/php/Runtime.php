@@ -184,21 +184,7 @@ final class Runtime
         $this->stream = $stream;
         $this->early = $early;
         $server = \array_replace($this->base, $vars);
-
-        \header_remove();
-        \http_response_code(200);
-        \error_clear_last(); // (PHP forgets it when a request ends)
-        if (\function_exists('memory_reset_peak_usage')) {
-            \memory_reset_peak_usage(); // (PHP 8.2+; a request's peak is its own, as under php-fpm)
-        }
-        if (\ob_get_level() === 1 && \ob_get_length() > 0) {
-            \ob_clean(); // output from between requests (see collectCycles()): never another client's
-        }
-        $this->flushed = '';
-        $this->clientGone = false;
-        if (\ini_get('expose_php')) {
-            \header('X-Powered-By: PHP/' . \PHP_VERSION);
-        }
+        $this->startRequest();
 
         $found = $this->scripts->resolve($server['REQUEST_URI'] ?? '/');
         if ($found === null) {
@@ -227,6 +213,33 @@ final class Runtime
             $this->cwd = $dir;
         }
         return true;
+    }
+
+    /**
+     * What PHP gives each request fresh when it starts, and php-cli only
+     * once: no headers but its own, status 200, no last error, its own
+     * peak memory and max_execution_time, an empty output buffer.
+     */
+    private function startRequest(): void
+    {
+        \header_remove();
+        \http_response_code(200);
+        \error_clear_last();
+        if (\function_exists('memory_reset_peak_usage')) {
+            \memory_reset_peak_usage(); // (PHP 8.2+)
+        }
+        $limit = (int) \ini_get('max_execution_time');
+        if ($limit > 0) {
+            \set_time_limit($limit); // (PHP's timer started with the worker: start it again)
+        }
+        if (\ob_get_level() === 1 && \ob_get_length() > 0) {
+            \ob_clean(); // output from between requests (see collectCycles()): never another client's
+        }
+        $this->flushed = '';
+        $this->clientGone = false;
+        if (\ini_get('expose_php')) {
+            \header('X-Powered-By: PHP/' . \PHP_VERSION);
+        }
     }
 
     /** An exception nothing caught: logged as PHP logs it, and a 500 unless the script chose a status. */

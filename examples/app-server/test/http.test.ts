@@ -246,6 +246,25 @@ describe('opcache', () => {
   });
 });
 
+describe('max_execution_time', () => {
+  it('counts each request from its start, as under php-fpm, not the worker from its own', async () => {
+    // php-cli sets PHP's timer once, when its one request starts: a worker
+    // given max_execution_time=1 failed whichever request took its CPU
+    // time past one second in all.
+    requirePhp();
+    const server = await startServer(['--listen', '127.0.0.1:0', '--root', WWW, '--fronts', '1', '--workers', '1', '--define', 'max_execution_time=1']);
+    try {
+      for (let i = 0; i < 5; i++) expect((await request(server.port, 'GET', '/busy.php?ms=300')).status).toBe(200);
+      const slow = await request(server.port, 'GET', '/busy.php?ms=1500');
+      expect(slow.status).toBe(500);
+      await server.waitFor(/PHP Fatal error: {2}Maximum execution time of 1 second exceeded/, { stream: 'stderr' });
+      expect((await request(server.port, 'GET', '/busy.php?ms=300')).status).toBe(200);
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe('settings', () => {
   it('reads a config file of "key = value" lines, flags winning over it, and writes a combined access log', async () => {
     requirePhp();
