@@ -3,9 +3,9 @@
 // that serves many (php-cli's one request never ends): the shutdown
 // functions the script registered run, and are dropped; the error and
 // exception handlers it set are dropped; the ini settings it changed
-// (ini_set(), error_reporting(), set_include_path() ...), its locale and
-// its default time zone go back to the worker's own, and mt_rand() seeds
-// itself afresh. Without them, a framework that registers a shutdown
+// (ini_set(), error_reporting(), set_include_path() ...), its locale, its
+// default time zone and the environment variables it putenv() go back to
+// the worker's own, and mt_rand() seeds itself afresh. Without them, a framework that registers a shutdown
 // function or sets an error handler as it boots (Laravel does both) would
 // keep each request's application alive until the worker ends, and the
 // next request would run with the last one's handlers and settings.
@@ -25,11 +25,16 @@ final class RequestEnd
     private readonly string $locale;
     private readonly string $timezone;
 
-    /** PHP's functions and, first in basic_globals, the table of shutdown functions (BG(user_shutdown_function_names)). */
+    /**
+     * PHP's functions and, first in basic_globals, the table of shutdown
+     * functions (BG(user_shutdown_function_names)) and, right after it,
+     * the table of a request's putenv() calls (BG(putenv_ht)).
+     */
     private const CDEF = 'void php_call_shutdown_functions(void); void php_free_shutdown_functions(void); void zend_ini_deactivate(void);'
         . ' typedef struct { uint32_t refcount; uint32_t type_info; uint32_t flags; uint32_t nTableMask; void *arData;'
-        . ' uint32_t nNumUsed; uint32_t nNumOfElements; } table_head;'
-        . ' typedef struct { table_head *user_shutdown_function_names; } basic_head;'
+        . ' uint32_t nNumUsed; uint32_t nNumOfElements; uint32_t nTableSize; uint32_t nInternalPointer; int64_t nNextFreeElement; void *pDestructor; } table_head;'
+        . ' typedef struct { table_head *user_shutdown_function_names; table_head putenv_ht; } basic_head;'
+        . ' void zend_hash_clean(table_head *ht);'
         . ' extern basic_head basic_globals;'
         . ' extern int64_t executor_globals[256];';
 
@@ -41,6 +46,8 @@ final class RequestEnd
         private readonly ?int $iniSlot = null,
         /** random_globals (PHP 8.2+), whose mt19937_seeded flag makes mt_rand() seed itself afresh; null if not found. */
         private readonly ?\FFI $random = null,
+        /** BG(putenv_ht) is where make() checked it is: emptying it undoes a request's putenv() calls. */
+        private readonly bool $putenv = false,
     ) {
         $this->locale = (string) \setlocale(\LC_ALL, '0');
         $this->timezone = \date_default_timezone_get();
@@ -57,7 +64,33 @@ final class RequestEnd
         } catch (\Throwable) {
             return new self(null);
         }
-        return new self($ffi, self::countable($ffi), self::iniSlot($ffi), self::random());
+        return new self($ffi, self::countable($ffi), self::iniSlot($ffi), self::random(), self::putenvTable($ffi));
+    }
+
+    /**
+     * Whether the second field of basic_globals is the table of putenv()
+     * calls, which PHP empties when a request ends, each entry's destructor
+     * putting the variable back as it was: one putenv() must add an entry,
+     * and emptying the table must undo it. Not when it holds entries
+     * already (a --prototype preload's: they stay, as its other settings).
+     */
+    private static function putenvTable(\FFI $ffi): bool
+    {
+        try {
+            $table = $ffi->basic_globals->putenv_ht;
+            if ($table->nNumOfElements !== 0 || \getenv('FOLK_PUTENV_PROBE') !== false) {
+                return false;
+            }
+            \putenv('FOLK_PUTENV_PROBE=1');
+            if ($ffi->basic_globals->putenv_ht->nNumOfElements !== 1) {
+                \putenv('FOLK_PUTENV_PROBE');
+                return false;
+            }
+            $ffi->zend_hash_clean(\FFI::addr($ffi->basic_globals->putenv_ht));
+            return \getenv('FOLK_PUTENV_PROBE') === false && $ffi->basic_globals->putenv_ht->nNumOfElements === 0;
+        } catch (\Throwable) {
+            return false;
+        }
     }
 
     /**
@@ -196,14 +229,17 @@ final class RequestEnd
 
     /**
      * The ini settings a script changed go back to the worker's own
-     * (php.ini, -d), and so do its locale (setlocale()) and default time
-     * zone (date_default_timezone_set()), which PHP also resets when a
-     * request ends; and mt_rand() seeds itself afresh the next time it is
+     * (php.ini, -d), and so do its locale (setlocale()), default time
+     * zone (date_default_timezone_set()) and putenv() calls, which PHP
+     * also undoes when a request ends; and mt_rand() seeds itself afresh the next time it is
      * used, as in each php-fpm request, so that a script's mt_srand() does
      * not leave the next requests a known sequence.
      */
     public function restore(): void
     {
+        if ($this->putenv && $this->ffi->basic_globals->putenv_ht->nNumOfElements !== 0) {
+            $this->ffi->zend_hash_clean(\FFI::addr($this->ffi->basic_globals->putenv_ht));
+        }
         if ($this->random !== null && $this->random->random_globals->mt19937_seeded) {
             $this->random->random_globals->mt19937_seeded = false;
         }

@@ -198,6 +198,12 @@ describe('an ordinary PHP script', () => {
     expect(Number((await request(server.port, 'GET', '/peak-memory.php')).body.toString())).toBeLessThan(20);
   });
 
+  it("undoes a request's putenv() when it ends, as PHP does, so the next request has the worker's environment", async () => {
+    // (One worker: the second request runs where the first one's putenv() was.)
+    expect((await request(server.port, 'GET', '/putenv.php?set=one')).body.toString()).toBe('"one"');
+    expect((await request(server.port, 'GET', '/putenv.php')).body.toString()).toBe('false');
+  });
+
   it('picks scripts as nginx does: a .php file, a directory index, else the front controller', async () => {
     expect((await request(server.port, 'GET', '/dir/')).body.toString()).toBe(`dir index /dir/index.php  ${WWW}/dir`);
     expect((await request(server.port, 'GET', '/no/such/page?a=1')).body.toString()).toBe('front controller /index.php for /no/such/page?a=1');
