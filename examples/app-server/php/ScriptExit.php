@@ -33,7 +33,13 @@ final class ScriptExit
     public const CAUGHT_AS = ScriptExited::class;
 
     private const CDEF = 'typedef struct { uint32_t refcount; uint32_t type_info; uint64_t h; size_t len; char val[1]; } zstr;'
-        . ' typedef struct { char type; zstr *name; void *parent; int refcount; uint32_t ce_flags; } class_head;'
+        . ' typedef struct { uint32_t refcount; uint32_t type_info; uint32_t flags; uint32_t nTableMask; void *arData;'
+        . ' uint32_t nNumUsed; uint32_t nNumOfElements; uint32_t nTableSize; uint32_t nInternalPointer; int64_t nNextFreeElement; void *pDestructor; } table;'
+        . ' typedef struct { char type; zstr *name; void *parent; int refcount; uint32_t ce_flags;'
+        . ' int default_properties_count; int default_static_members_count; void *default_properties_table;'
+        . ' void *default_static_members_table; void *static_members_table;'
+        . ' table function_table; table properties_info; table constants_table; } class_head;'
+        . ' void _zend_hash_init(table *ht, uint32_t nSize, void *pDestructor, bool persistent);'
         . ' typedef struct { uint32_t refcount; uint32_t type_info; uint32_t handle; class_head *ce; } object_head;'
         . ' object_head *zend_create_unwind_exit(void);'
         . ' void zend_objects_store_del(object_head *object);'
@@ -57,6 +63,13 @@ final class ScriptExit
             $class = self::unwindExitClass($ffi);
             if ($class === null) {
                 return false;
+            }
+            // PHP never filled in this class entry's tables of methods,
+            // properties and constants: empty ones, so that a lookup in the
+            // class (method_exists(), reflection, a loop over
+            // get_declared_classes()) finds nothing instead of crashing.
+            foreach (['function_table', 'properties_info', 'constants_table'] as $tableName) {
+                $ffi->_zend_hash_init(\FFI::addr($class->{$tableName}), 0, null, true);
             }
             $class->ce_flags |= self::LINKED;
             $name = self::CAUGHT_AS;
@@ -92,8 +105,14 @@ final class ScriptExit
         $object->refcount = 0;
         $ffi->zend_objects_store_del($object);
         $name = $class->name;
-        if ($name === null || $name->len !== 10 || ($class->ce_flags & self::LINKED) !== 0) {
+        if ($name === null || $name->len !== 10 || ($class->ce_flags & self::LINKED) !== 0
+            || $class->default_properties_count !== 0 || $class->default_static_members_count !== 0) {
             return null;
+        }
+        foreach ([$class->function_table, $class->properties_info, $class->constants_table] as $table) {
+            if ($table->arData !== null || $table->nTableSize !== 0 || $table->nNumUsed !== 0) {
+                return null; // (not the all-zero tables of an entry PHP never registered)
+            }
         }
         return \FFI::string(\FFI::cast('char *', \FFI::addr($name->val)), 10) === 'UnwindExit' ? $class : null;
     }
