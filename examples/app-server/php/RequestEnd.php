@@ -197,11 +197,21 @@ final class RequestEnd
             $this->ffi->php_call_shutdown_functions();
         } catch (ScriptExited) {
             // exit() in one: PHP skipped the ones after it, as under php-fpm (ScriptExit.php)
-            ScriptExit::endIfFatal();
         } catch (\Throwable $e) {
             $thrown = $e;
         }
-        $this->ffi->php_free_shutdown_functions();
+        // A fatal error PHP jumps out of (E_USER_ERROR, a time limit) ends
+        // the list inside PHP's own zend_try: the call returns as if all
+        // went well, from a process no longer fit to serve (its cycle
+        // collector off for good). The worker ends, as after any fatal error.
+        ScriptExit::endIfFatal();
+        try {
+            $this->ffi->php_free_shutdown_functions(); // (what their closures held goes: destructors run)
+        } catch (ScriptExited) {
+            ScriptExit::endIfFatal();
+        } catch (\Throwable $e) {
+            $thrown = $thrown === true ? $e : $thrown;
+        }
         \register_shutdown_function($keep);
         return $thrown;
     }

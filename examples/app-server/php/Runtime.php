@@ -281,12 +281,21 @@ final class Runtime
         }
         $this->answer = null;
         $this->stream = $this->early = null;
-        $body = $this->takeOutput();
+        $body = '';
+        try {
+            // Script code may run in both: the callbacks of output buffers
+            // it left open, a session save handler's write().
+            $body = $this->takeOutput();
+            $this->globals->closeSession();
+        } catch (ScriptExited) {
+            ScriptExit::endIfFatal();
+        } catch (\Throwable $e) {
+            $this->uncaught($e);
+        }
         if ($this->answeredEarly) {
             $this->answeredEarly = false;
             $body = ''; // (answered already: $answer knows)
         }
-        $this->globals->closeSession();
         [$status, $lines] = $this->head();
         \header_remove();
         $answer($status, $lines, $body, $this->ending);

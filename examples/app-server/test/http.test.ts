@@ -204,6 +204,24 @@ describe('an ordinary PHP script', () => {
     expect((await request(server.port, 'GET', '/putenv.php')).body.toString()).toBe('false');
   });
 
+  it('ends a request whose shutdown function has a fatal error with a 500, and serves the next one from a sound worker', async () => {
+    // PHP jumps out of such an error (it does not unwind); the worker went
+    // on serving with its cycle collector switched off for good.
+    expect((await request(server.port, 'GET', '/gc-works.php')).body.toString()).toBe('collects');
+    const fatal = await request(server.port, 'GET', '/shutdown-fatal.php');
+    expect(fatal.status).toBe(500);
+    await server.waitFor(/PHP Fatal error: {2}the shutdown function gave up/, { stream: 'stderr' });
+    expect((await request(server.port, 'GET', '/gc-works.php')).body.toString()).toBe('collects');
+  });
+
+  it('answers a script whose output callback, run as the request ends, calls exit(); the worker serves on', async () => {
+    const processes = tree(server.child.pid!);
+    const r = await request(server.port, 'GET', '/exit-in-buffer.php');
+    expect({ status: r.status, body: r.body.toString() }).toEqual({ status: 200, body: '' }); // (as php-fpm: output inside a handler goes nowhere)
+    expect(tree(server.child.pid!)).toEqual(processes);
+    expect((await request(server.port, 'GET', '/dir/')).body.toString()).toBe(`dir index /dir/index.php  ${WWW}/dir`);
+  });
+
   it('picks scripts as nginx does: a .php file, a directory index, else the front controller', async () => {
     expect((await request(server.port, 'GET', '/dir/')).body.toString()).toBe(`dir index /dir/index.php  ${WWW}/dir`);
     expect((await request(server.port, 'GET', '/no/such/page?a=1')).body.toString()).toBe('front controller /index.php for /no/such/page?a=1');

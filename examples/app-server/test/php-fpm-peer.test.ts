@@ -293,7 +293,7 @@ describe('beside nginx + php-fpm', () => {
 
   it('answers exit() and a fatal error as php-fpm does: what the script wrote before, and a 500 for the fatal error', async () => {
     const exits = ['nested', 'caught', 'buffered', 'status', 'shutdown', 'fiber'].map((how) => `/exit-ways.php?how=${how}`);
-    for (const path of ['/exit.php', ...exits, '/fatal.php', '/out-of-memory.php']) {
+    for (const path of ['/exit.php', ...exits, '/exit-in-buffer.php', '/fatal.php', '/out-of-memory.php']) {
       const [theirs, mine] = await both('GET', path, {});
       expect({ path, ...answered(mine) }).toEqual({ path, ...answered(theirs) });
     }
