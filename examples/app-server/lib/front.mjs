@@ -49,10 +49,11 @@ const PHP_PROBE = `echo json_encode([
 export function findPhp(php, ini = []) {
   let found;
   try {
-    found = JSON.parse(execFileSync(php, [...ini, '-r', PHP_PROBE], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
+    // (display_errors=stderr: a start-up warning, such as a module loaded twice, must not land in the JSON.)
+    found = JSON.parse(execFileSync(php, [...ini, '-d', 'display_errors=stderr', '-r', PHP_PROBE], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }));
   } catch (err) {
     if (err.code === 'ENOENT') return { ok: false, why: `${php} was not found on PATH` };
-    const said = String(err.stderr ?? err.stdout ?? '').trim().split('\n')[0];
+    const said = String(err.stderr || err.message || '').trim().split('\n')[0];
     return { ok: false, why: `${php} ${ini.join(' ')} did not start${said ? `: ${said}` : ''}` };
   }
   if (!found.sockets) return { ok: false, why: `${php} is installed but has no sockets extension (ext-sockets)` };
