@@ -375,20 +375,30 @@ final class Runtime
      * Remove the globals the script created (php-fpm starts every request
      * without them), before its answer goes: their destructors run now, and
      * what they write is part of the answer, as when a php-fpm request ends.
-     * A destructor that throws is reported as an uncaught exception there.
+     * In PHP's order: the objects last to first while the other globals are
+     * still there, then the rest. A destructor that throws is reported as
+     * an uncaught exception there.
      */
     public function forgetGlobals(): void
     {
-        foreach (\array_keys($GLOBALS) as $name) {
-            if (!isset($this->keepGlobals[$name])) {
-                try {
-                    unset($GLOBALS[$name]);
-                } catch (ScriptExited) {
-                    ScriptExit::endIfFatal(); // (exit() in a destructor: the rest are still removed)
-                } catch (\Throwable $e) {
-                    $this->uncaught($e);
+        $names = \array_reverse(\array_keys($GLOBALS));
+        foreach ([true, false] as $objectsFirst) {
+            foreach ($names as $name) {
+                if (!isset($this->keepGlobals[$name]) && (!$objectsFirst || \is_object($GLOBALS[$name] ?? null))) {
+                    $this->forgetGlobal($name);
                 }
             }
+        }
+    }
+
+    private function forgetGlobal(string $name): void
+    {
+        try {
+            unset($GLOBALS[$name]);
+        } catch (ScriptExited) {
+            ScriptExit::endIfFatal(); // (exit() in a destructor: the rest are still removed)
+        } catch (\Throwable $e) {
+            $this->uncaught($e);
         }
     }
 

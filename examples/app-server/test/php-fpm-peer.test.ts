@@ -291,6 +291,11 @@ describe('beside nginx + php-fpm', () => {
     expect(JSON.parse(mine.body.toString())).toEqual({ argv: false, argc: false, server_argv: false });
   });
 
+  it("destroys a script's global objects when it ends as php-fpm does: last to first, the other globals still there", async () => {
+    const [theirs, mine] = await both('GET', '/destruct-order.php', {});
+    expect(answered(mine)).toEqual(answered(theirs));
+  });
+
   it('answers exit() and a fatal error as php-fpm does: what the script wrote before, and a 500 for the fatal error', async () => {
     const exits = ['nested', 'caught', 'buffered', 'status', 'shutdown', 'fiber'].map((how) => `/exit-ways.php?how=${how}`);
     for (const path of ['/exit.php', ...exits, '/exit-in-buffer.php', '/fatal.php', '/out-of-memory.php']) {
