@@ -5,7 +5,7 @@
 // every response (php/ConnectionSource.php), so no request passes through
 // Node. The front keeps its own copy of each connection, paused (Node never
 // reads it), so a connection outlives its worker: one given back (a reload,
-// exit() in a script) goes on to another worker with the bytes already read
+// a fatal error in a script) goes on to another worker with the bytes already read
 // of its next request, and so does one whose worker died. Each worker
 // writes into a scoreboard file which connection's request it is serving
 // and since when: the front answers that one with a 502 if the worker dies
@@ -232,8 +232,8 @@ export class ConnectionBroker {
         if (conn !== undefined) conn.dropping = false;
       }
     } else if (message.type === 'release' && Array.isArray(message.connections)) {
-      // It gives its connections back because it ends (exit() in a script,
-      // --max-jobs, a stop): none for it any more, and its replacement now.
+      // It gives its connections back because it ends (a fatal error in a
+      // script, --max-jobs, a stop): none for it any more, and its replacement now.
       this.#leaving(pid);
       this.#pool.retire(pid);
       for (const [id, buffered] of message.connections) {

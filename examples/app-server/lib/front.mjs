@@ -159,7 +159,7 @@ export class Front extends EventEmitter {
   #cgi;
   #drained = null;
   #servers = [];
-  /** Workers whose last answer said they are ending (exit(), a fatal error): a task sent to one after it was never read. */
+  /** Workers whose last answer said they are ending (a fatal error): a task sent to one after it was never read. */
   #ending = new Set();
   /** Rejects when the prototype's preload fails before the first workers are ready (see ready()). */
   #startFailed;

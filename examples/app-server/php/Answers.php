@@ -152,7 +152,7 @@ final class Answers
     /** Write a response; keep the connection for the next request, or close it (when the client or $close says so, or when draining). */
     public function send(int $id, Request $request, int $status, array $lines, string $body, bool $close = false): void
     {
-        // A worker that stops or ends (exit()) keeps the connection open:
+        // A worker that stops or ends (a fatal error) keeps the connection open:
         // it goes back to the front with the others, and on to another worker.
         $keepAlive = $request->keepAlive && !$this->conns->draining && !$close;
         $bodyless = $request->method === 'HEAD';

@@ -89,7 +89,7 @@ final class CliSapi
      * does it: connection_aborted() turns 1 and the script stops where it
      * is. That ends the worker's loop too, so the shutdown functions run and
      * the worker ends (replaced at once) with its other connections handed
-     * back, as after exit(). Otherwise a script that streams for ever (a
+     * back, as after a fatal error. Otherwise a script that streams for ever (a
      * server-sent events loop) would hold its worker until --exec-timeout.
      */
     public function abortScript(): void

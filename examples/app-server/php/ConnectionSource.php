@@ -6,8 +6,8 @@
 // all, so no request passes through the front. A connection arrives as a
 // "conn" message (id, addresses, bytes already read, base64) with its
 // descriptor. The front keeps its own
-// copy of every connection: when this worker stops (a reload, exit() in a
-// script) it hands back the ones it holds, with any bytes of a request it
+// copy of every connection: when this worker stops (a reload, a fatal error
+// in a script) it hands back the ones it holds, with any bytes of a request it
 // had read, and the front gives them to another worker.
 //
 // Messages to the front: {"type":"closed","ids":[...]} for connections this
@@ -264,7 +264,7 @@ final class ConnectionSource
         }
     }
 
-    /** Runtime's $answer for the request being served (take()); $ending: exit() or a fatal error, this process ends after the answer. */
+    /** Runtime's $answer for the request being served (take()); $ending: a fatal error (or an exit() ScriptExit could not catch), this process ends after the answer. */
     private function answer(int $status, array $lines, string $body, bool $ending): void
     {
         if (!$this->answers->whole($status, $lines, $body)) {

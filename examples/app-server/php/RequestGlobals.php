@@ -10,7 +10,15 @@ namespace Folk\AppServer;
 
 final class RequestGlobals
 {
-    /** $_ENV as the worker started (each request gets a fresh copy, as each php-fpm request does). */
+    /**
+     * $_ENV as PHP filled it at startup (empty with the usual
+     * variables_order "GPCS"), given to each request afresh as php-fpm
+     * gives it, with APP_RUNNING_IN_CONSOLE "false" unless it is set.
+     * Naming $_ENV in this file also makes PHP create it before the loop
+     * notes which globals to keep: made later, when a script first names
+     * it, it would be removed after that request, and a file cached by
+     * opcache is not compiled again to make it.
+     */
     private array $env;
     /** Temporary files of $_FILES, removed after the request. */
     private array $uploads = [];

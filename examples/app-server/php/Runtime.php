@@ -36,18 +36,6 @@ final class Runtime
     private static ?self $current = null;
     /** Output a script flushed through our buffer (ob_flush, flush of its own buffers). */
     private string $flushed = '';
-    /**
-     * $_ENV as PHP filled it at startup (empty with the usual
-     * variables_order "GPCS"), given to each request afresh as php-fpm
-     * gives it, with APP_RUNNING_IN_CONSOLE "false" unless it is set:
-     * Laravel reads that before PHP_SAPI, which is "cli" here, and would
-     * take every request for a console command (Laravel Octane, on
-     * php-cli too, sets it the same way). Naming $_ENV here also makes PHP
-     * create it before the loop notes which globals to keep: made later,
-     * when a script first names it, it would be removed after that
-     * request, and a file cached by opcache is not compiled again to make
-     * it.
-     */
     /** $_GET, $_POST, $_COOKIE, $_FILES, $_REQUEST, $_ENV, php://input and what goes with them. */
     private RequestGlobals $globals;
     /** What PHP does at the end of a request: shutdown functions, handlers, ini settings. */
@@ -68,8 +56,8 @@ final class Runtime
     private string $root;
     private ScriptPath $scripts;
     private string $cwd;
-    /** php-cli's SAPI, hooked to keep header() calls and send on flush() (null: no FFI). */
-    private ?CliSapi $sapi;
+    /** php-cli's SAPI, hooked to keep header() calls and send on flush(). */
+    private CliSapi $sapi;
     /** The client of the answer being streamed is gone. */
     private bool $clientGone = false;
     /** The process is ending (exit, a fatal error): the answer says so, see finish(). */
@@ -101,8 +89,8 @@ final class Runtime
             'DOCUMENT_ROOT' => $this->root,
             'REDIRECT_STATUS' => '200',
         ], fn ($v) => $v !== null);
-        $this->sapi = CliSapi::hook($this->flushOutput(...));
-        if ($this->sapi === null) {
+        $sapi = CliSapi::hook($this->flushOutput(...));
+        if ($sapi === null) {
             // Without it every header() call is dropped, a redirect's
             // Location and a session's cookie too (a 302 with nowhere to go).
             $message = 'PHP FFI is not available, and without it php-cli drops every header() call: enable ffi (ffi.enable=preload, the default) or install the ffi extension';
@@ -110,9 +98,12 @@ final class Runtime
             \fwrite(\STDERR, "app server: $message\n");
             exit(78);
         }
+        $this->sapi = $sapi;
         $this->globals = new RequestGlobals();
         $this->requestEnd = RequestEnd::make();
-        ScriptExit::install();
+        if (!ScriptExit::install()) {
+            $worker->reportError('exit() cannot be caught on this PHP (its UnwindExit class entry is not as expected): each exit() in a script ends its worker, which is replaced');
+        }
         self::$current = $this;
         // The buffer every request writes into. Not removable, so a script
         // that ends all buffers (ob_end_clean in a loop) cannot send its
@@ -163,7 +154,7 @@ final class Runtime
             }
         }
         if (($phase & \PHP_OUTPUT_HANDLER_FINAL) !== 0) {
-            $this->sapi?->unhook(); // (the request is ending: see CliSapi::unhook())
+            $this->sapi->unhook(); // (the request is ending: see CliSapi::unhook())
         }
         return '';
     }
@@ -264,7 +255,7 @@ final class Runtime
         try {
             $thrown = $this->requestEnd->runShutdownFunctions($this->onShutdown);
         } finally {
-            $this->betweenRequests = false; // (not after an exit(): PHP runs no finally then, see shutdown())
+            $this->betweenRequests = false; // (not after an exit() ScriptExit could not catch, or a fatal error: PHP runs no finally then, see shutdown())
         }
         if ($thrown instanceof \Throwable) {
             $this->uncaught($thrown);
@@ -428,9 +419,10 @@ final class Runtime
     }
 
     /**
-     * exit() or a fatal error inside a script: answer the request before
-     * the process ends, after the shutdown functions the script registered
-     * (the first call puts this one after them). Nothing between requests.
+     * A fatal error inside a script (or an exit() ScriptExit could not
+     * catch): answer the request before the process ends, after the
+     * shutdown functions the script registered (the first call puts this
+     * one after them). Nothing between requests.
      */
     public function shutdown(): void
     {
@@ -438,10 +430,10 @@ final class Runtime
             return; // first in the list the script's shutdown functions run from, between requests
         }
         if ($this->betweenRequests) {
-            // One of them called exit(): the process ends, and PHP runs the
-            // list again from its start, this function first. Answer now,
-            // and stop it there: exit() ends the shutdown functions after
-            // it, as under php-fpm, and those before it ran once already.
+            // One of them ended the process (a fatal error, or an exit()
+            // ScriptExit could not catch), and PHP runs the list again from
+            // its start, this function first. Answer now, and stop it
+            // there: those before it ran once already.
             $this->betweenRequests = false;
             $this->ending = true;
             $this->finish();
@@ -452,13 +444,13 @@ final class Runtime
             \register_shutdown_function($this->onShutdown);
             return;
         }
-        $this->sapi?->unhook(); // (the last of the shutdown functions: see CliSapi::unhook())
+        $this->sapi->unhook(); // (the last of the shutdown functions: see CliSapi::unhook())
         $this->globals->processEnding();
         if ($this->answer === null) {
             return;
         }
         $error = \error_get_last();
-        if ($error !== null && ($error['type'] & (\E_ERROR | \E_PARSE | \E_CORE_ERROR | \E_COMPILE_ERROR | \E_USER_ERROR)) !== 0
+        if ($error !== null && ($error['type'] & ScriptExit::FATAL) !== 0
             && \http_response_code() === 200) {
             \http_response_code(500);
         }
