@@ -14,7 +14,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=$(realpath -m "${1:-.tools/arm64-php}")
-wanted=(php8.2-cli php8.2-common php8.2-opcache php8.2-readline php8.2-mbstring php8.2-xml php8.2-intl)
+# The same PHP version as the machine's own php (Debian 12: 8.2; Ubuntu 24.04: 8.3).
+v=$(php -r 'echo PHP_MAJOR_VERSION, ".", PHP_MINOR_VERSION;' 2>/dev/null) || { echo "arm64-php: no php on PATH to take the version from (apt-get install php-cli)" >&2; exit 1; }
+wanted=()
+for part in cli common opcache readline mbstring xml intl; do wanted+=("php$v-$part"); done
 
 if [ -x "$dir/bin/php" ] && [ "$("$dir/bin/php" -r 'echo php_uname("m");' 2>/dev/null)" = aarch64 ]; then
   echo "arm64 php: $dir/bin/php (already there)"
@@ -37,17 +40,17 @@ rm -rf "$dir/debs"
 
 # What the packages' maintainer scripts would have done: php.ini, and each
 # extension's ini linked into conf.d under the priority it asks for.
-etc="$dir/root/etc/php/8.2"
+etc="$dir/root/etc/php/$v"
 mkdir -p "$etc/cli/conf.d" "$etc/mods-available"
-cp "$dir/root/usr/lib/php/8.2/php.ini-production.cli" "$etc/cli/php.ini"
-for ini in "$dir"/root/usr/share/php8.2-*/*/*.ini; do
+cp "$dir/root/usr/lib/php/$v/php.ini-production.cli" "$etc/cli/php.ini"
+for ini in "$dir"/root/usr/share/php"$v"-*/*/*.ini; do
   name=$(basename "$ini" .ini)
   priority=$(sed -n 's/^; *priority=//p' "$ini")
   cp "$ini" "$etc/mods-available/"
   ln -sf "../../mods-available/$name.ini" "$etc/cli/conf.d/${priority:-20}-$name.ini"
 done
 
-printf '#!/bin/sh\nexec qemu-aarch64-static -L "%s" "%s" "$@"\n' "$dir/root" "$dir/root/usr/bin/php8.2" > "$dir/bin/php"
+printf '#!/bin/sh\nexec qemu-aarch64-static -L "%s" "%s" "$@"\n' "$dir/root" "$dir/root/usr/bin/php$v" > "$dir/bin/php"
 chmod +x "$dir/bin/php"
 machine=$("$dir/bin/php" -r 'echo php_uname("m"), " PHP ", PHP_VERSION, ", ", implode(" ", array_intersect(["FFI", "sockets", "Zend OPcache", "mbstring"], get_loaded_extensions(false) + get_loaded_extensions(true)));')
 case "$machine" in
