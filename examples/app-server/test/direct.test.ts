@@ -139,7 +139,7 @@ describe('--direct', () => {
     }
   });
 
-  it('a worker that ends on purpose (a fatal error, --max-jobs) is replaced at once, however often it happens', async () => {
+  it('a worker that ends after a fatal error is replaced at once, however often it happens', async () => {
     // Not as a crash loop, whose replacements wait 100 ms, then 200, 400, ...
     const logged = server.stderr().length;
     const started = Date.now();
