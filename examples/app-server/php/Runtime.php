@@ -245,8 +245,8 @@ final class Runtime
     /**
      * The script is done: the shutdown functions it registered run now,
      * before its answer goes, so their output and headers count (php-fpm
-     * runs them there too), and are dropped; so are the error and
-     * exception handlers it set (RequestEnd).
+     * runs them there too), and are dropped (RequestEnd). Its error and
+     * exception handlers go after its globals (forgetGlobals()).
      */
     public function scriptEnded(): void
     {
@@ -260,7 +260,6 @@ final class Runtime
         if ($thrown instanceof \Throwable) {
             $this->uncaught($thrown);
         }
-        RequestEnd::dropHandlers();
     }
 
     /** Send the response of the current request and forget the request. */
@@ -367,8 +366,9 @@ final class Runtime
      * without them), before its answer goes: their destructors run now, and
      * what they write is part of the answer, as when a php-fpm request ends.
      * In PHP's order: the objects last to first while the other globals are
-     * still there, then the rest. A destructor that throws is reported as
-     * an uncaught exception there.
+     * still there, then the rest; then the script's error and exception
+     * handlers go. A destructor that throws is reported as an uncaught
+     * exception there.
      */
     public function forgetGlobals(): void
     {
@@ -380,6 +380,7 @@ final class Runtime
                 }
             }
         }
+        RequestEnd::dropHandlers(); // (after the destructors: they ran with the script's handlers, as under php-fpm)
     }
 
     private function forgetGlobal(string $name): void

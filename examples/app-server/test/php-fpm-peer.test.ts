@@ -291,9 +291,11 @@ describe('beside nginx + php-fpm', () => {
     expect(JSON.parse(mine.body.toString())).toEqual({ argv: false, argc: false, server_argv: false });
   });
 
-  it("destroys a script's global objects when it ends as php-fpm does: last to first, the other globals still there", async () => {
-    const [theirs, mine] = await both('GET', '/destruct-order.php', {});
-    expect(answered(mine)).toEqual(answered(theirs));
+  it("destroys a script's global objects when it ends as php-fpm does: last to first, the other globals and its error handler still there", async () => {
+    for (const path of ['/destruct-order.php', '/handler-in-destructor.php']) {
+      const [theirs, mine] = await both('GET', path, {});
+      expect({ path, ...answered(mine) }).toEqual({ path, ...answered(theirs) });
+    }
   });
 
   it('answers exit() and a fatal error as php-fpm does: what the script wrote before, and a 500 for the fatal error', async () => {
