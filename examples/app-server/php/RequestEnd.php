@@ -4,8 +4,10 @@
 // functions the script registered run, and are dropped; the error and
 // exception handlers it set are dropped; the ini settings it changed
 // (ini_set(), error_reporting(), set_include_path() ...), its locale, its
-// default time zone and the environment variables it putenv() go back to
-// the worker's own, and mt_rand() seeds itself afresh. Without them, a framework that registers a shutdown
+// default time zone, the environment variables it putenv(), its umask,
+// libxml's error mode and entity loader, mbstring's encodings and the
+// stream wrappers it added or removed go back to the worker's own, and
+// mt_rand() seeds itself afresh. Without them, a framework that registers a shutdown
 // function or sets an error handler as it boots (Laravel does both) would
 // keep each request's application alive until the worker ends, and the
 // next request would run with the last one's handlers and settings.
@@ -24,6 +26,12 @@ final class RequestEnd
     /** The worker's own locale (all categories) and default time zone, which a request may change. */
     private readonly string $locale;
     private readonly string $timezone;
+    /** Its umask, libxml's error mode (null without libxml) and mbstring's settings (see mbstring()). */
+    private readonly int $umask;
+    private readonly ?bool $libxmlErrors;
+    private readonly array $mbstring;
+    /** Its stream wrappers' names, in the order stream_get_wrappers() gives them (which changes: see restoreWrappers()). */
+    private array $wrappers;
 
     /**
      * PHP's functions and, first in basic_globals, the table of shutdown
@@ -51,6 +59,28 @@ final class RequestEnd
     ) {
         $this->locale = (string) \setlocale(\LC_ALL, '0');
         $this->timezone = \date_default_timezone_get();
+        $this->umask = \umask();
+        $this->libxmlErrors = \function_exists('libxml_use_internal_errors') ? \libxml_use_internal_errors() : null;
+        $this->mbstring = self::mbstring();
+        $this->wrappers = \stream_get_wrappers();
+    }
+
+    /**
+     * mbstring's settings that are not ini settings, which PHP resets when
+     * a request ends: each function's name and what it gives now (with no
+     * argument, each is the getter; given that value, the setter).
+     *
+     * @return array<string, mixed>
+     */
+    private static function mbstring(): array
+    {
+        $settings = [];
+        foreach (['mb_internal_encoding', 'mb_regex_encoding', 'mb_substitute_character', 'mb_detect_order'] as $function) {
+            if (\function_exists($function)) { // (mb_regex_encoding: not without Oniguruma)
+                $settings[$function] = $function();
+            }
+        }
+        return $settings;
     }
 
     /** Call before registering any shutdown function of the runtime's own: it checks where PHP counts them. */
@@ -243,9 +273,16 @@ final class RequestEnd
      * zone (date_default_timezone_set()) and putenv() calls, which PHP
      * also undoes when a request ends; and mt_rand() seeds itself afresh the next time it is
      * used, as in each php-fpm request, so that a script's mt_srand() does
-     * not leave the next requests a known sequence.
+     * not leave the next requests a known sequence. Then what extensions
+     * reset (restoreExtensions()).
      */
     public function restore(): void
+    {
+        $this->restoreCore();
+        $this->restoreExtensions();
+    }
+
+    private function restoreCore(): void
     {
         if ($this->putenv && $this->ffi->basic_globals->putenv_ht->nNumOfElements !== 0) {
             $this->ffi->zend_hash_clean(\FFI::addr($this->ffi->basic_globals->putenv_ht));
@@ -262,5 +299,54 @@ final class RequestEnd
         if (\date_default_timezone_get() !== $this->timezone) {
             \date_default_timezone_set($this->timezone);
         }
+    }
+
+    /**
+     * What PHP and its extensions reset when a request ends: the umask
+     * (umask(), as Symfony's front controllers once set it), libxml's
+     * error mode, its errors and its entity loader
+     * (libxml_use_internal_errors(true) is what a script sets to read
+     * untrusted XML quietly: left on, the next script's XML errors would
+     * pile up unseen), mbstring's encodings, and the stream wrappers.
+     */
+    private function restoreExtensions(): void
+    {
+        \umask($this->umask); // (one system call: as cheap as asking whether it changed)
+        if ($this->libxmlErrors !== null && \libxml_use_internal_errors($this->libxmlErrors) && $this->libxmlErrors) {
+            \libxml_clear_errors(); // (turning internal errors off drops them itself)
+        }
+        if (\function_exists('libxml_get_external_entity_loader') && \libxml_get_external_entity_loader() !== null) {
+            \libxml_set_external_entity_loader(null); // (PHP 8.2+ can tell; the worker never sets one)
+        }
+        foreach ($this->mbstring as $function => $value) {
+            if ($function() !== $value) {
+                $function($value);
+            }
+        }
+        $this->restoreWrappers();
+    }
+
+    /**
+     * The stream wrappers a script registered go, and PHP's own that it
+     * unregistered come back, as in each php-fpm request (there, a script
+     * that registers its wrapper on every request gets "already defined"
+     * from the second on). A wrapper of PHP's that a script replaced by its
+     * own under the same name is not seen.
+     */
+    private function restoreWrappers(): void
+    {
+        $now = \stream_get_wrappers();
+        if ($now === $this->wrappers) {
+            return;
+        }
+        foreach (\array_diff($now, $this->wrappers) as $added) {
+            @\stream_wrapper_unregister($added);
+        }
+        foreach (\array_diff($this->wrappers, $now) as $removed) {
+            @\stream_wrapper_restore($removed);
+        }
+        // (The same names in another order, too: PhpStream re-registers
+        // php:// whenever it opens another php:// URL.)
+        $this->wrappers = \stream_get_wrappers();
     }
 }

@@ -40,6 +40,8 @@ final class Runtime
     private RequestGlobals $globals;
     /** What PHP does at the end of a request: shutdown functions, handlers, ini settings. */
     private RequestEnd $requestEnd;
+    /** The autoloaders scripts registered, so that one registered on every request is there once. */
+    private Autoloaders $autoloaders;
     /** shutdown(), registered as a shutdown function (again after each request's run of them). */
     private \Closure $onShutdown;
     /** Possible roots of garbage cycles that make collectCycles() collect them (Laravel leaves about 90 a request). */
@@ -104,6 +106,7 @@ final class Runtime
         if (!ScriptExit::install()) {
             $worker->reportError('exit() cannot be caught on this PHP (its UnwindExit class entry is not as expected): each exit() in a script ends its worker, which is replaced');
         }
+        $this->autoloaders = new Autoloaders();
         self::$current = $this;
         // The buffer every request writes into. Not removable, so a script
         // that ends all buffers (ob_end_clean in a loop) cannot send its
@@ -395,27 +398,38 @@ final class Runtime
     }
 
     /**
-     * After the answer: collect what scripts left in reference cycles (a
+     * After the answer: an autoloader the request registered again goes
+     * once (Autoloaders.php), and garbage cycles are collected (see
+     * collectCycles()). Destructors may run in both: what they write has
+     * no request to go to (begin() drops it), an exit() there ends
+     * nothing, and what they throw is logged.
+     */
+    public function afterAnswer(): void
+    {
+        try {
+            $this->autoloaders->forgetPerRequest();
+            $this->collectCycles();
+        } catch (ScriptExited) {
+            ScriptExit::endIfFatal();
+        } catch (\Throwable $e) {
+            \error_log('PHP Fatal error:  Uncaught ' . $e . "\n  thrown in " . $e->getFile() . ' on line ' . $e->getLine());
+        }
+    }
+
+    /**
+     * Collect what scripts left in reference cycles (a
      * framework's application object graph is one; at the end of a php-fpm
      * request all of it goes, with its destructors) once there are GC_ROOTS
      * possible roots: PHP's own collector waits for 10,000, about a hundred
      * Laravel requests' worth of garbage (60 KB each). A run costs a few
      * microseconds even with nothing to collect (it walks the runtime's
      * own objects), so not after every request: a request that leaves no
-     * cycles (25 to 40 roots) never triggers one. What their destructors
-     * write has no request to go to (begin() drops it).
+     * cycles (25 to 40 roots) never triggers one.
      */
-    public function collectCycles(): void
+    private function collectCycles(): void
     {
-        if (\gc_status()['roots'] < self::GC_ROOTS) {
-            return;
-        }
-        try {
+        if (\gc_status()['roots'] >= self::GC_ROOTS) {
             \gc_collect_cycles();
-        } catch (ScriptExited) {
-            ScriptExit::endIfFatal();
-        } catch (\Throwable $e) {
-            \error_log('PHP Fatal error:  Uncaught ' . $e . "\n  thrown in " . $e->getFile() . ' on line ' . $e->getLine());
         }
     }
 

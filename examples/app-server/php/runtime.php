@@ -33,6 +33,7 @@ require_once __DIR__ . '/UploadedFiles.php';
 require_once __DIR__ . '/SessionId.php';
 require_once __DIR__ . '/RequestEnd.php';
 require_once __DIR__ . '/RequestGlobals.php';
+require_once __DIR__ . '/Autoloaders.php';
 require_once __DIR__ . '/CliSapi.php';
 require_once __DIR__ . '/ScriptExit.php';
 require_once __DIR__ . '/Runtime.php';
@@ -78,7 +79,7 @@ while ($__folk_request = $__folk_source->next()) {
         $__folk->forgetGlobals();
     }
     $__folk->finish();
-    $__folk->collectCycles();
+    $__folk->afterAnswer();
 }
 // (An exit(N) a script called, and this loop caught, would otherwise be the worker's exit status.)
 exit(0);

@@ -163,13 +163,37 @@ describe('beside nginx + php-fpm', () => {
     }
   });
 
-  it("runs a script's shutdown functions before its answer ends, and the next request finds none of its handlers, ini changes, locale, time zone or seed", async () => {
+  it("runs a script's shutdown functions before its answer ends, and the next request finds none of its handlers, ini changes, locale, time zone, seed, umask, libxml and mbstring state or stream wrappers", async () => {
     const [theirs, mine] = await both('GET', '/shutdown.php', {});
     expect(answered(mine)).toEqual(answered(theirs));
     expect(answered(mine)).toMatchObject({ headers: { 'x-shutdown': 'ran' }, body: 'from the script\nfrom the shutdown function\n' });
     const [theirState, myState] = await both('GET', '/shutdown.php?then=state', {});
     expect(answered(myState)).toEqual(answered(theirState));
-    expect(JSON.parse(myState.body.toString())).toMatchObject({ 'error handler': false, 'exception handler': false, precision: '14', LC_NUMERIC: 'C', 'time zone': 'UTC', 'seeded sequence': false });
+    expect(JSON.parse(myState.body.toString())).toMatchObject({
+      'error handler': false, 'exception handler': false, precision: '14', LC_NUMERIC: 'C', 'time zone': 'UTC', 'seeded sequence': false,
+      umask: process.umask().toString(8).padStart(4, '0'), 'libxml internal errors': false, 'libxml errors': 0, 'libxml entity loader': false, 'mb internal encoding': 'UTF-8', 'mb regex encoding': 'UTF-8',
+      'mb substitute character': 63, 'mb language': 'neutral', 'mb detect order': ['ASCII', 'UTF-8'], 'stream wrapper added': false, 'stream wrapper removed': false,
+    });
+  });
+
+  it('has a script that registers its autoloaders on every request find them once, as under php-fpm, not once more per request', async () => {
+    const found: number[] = [];
+    for (let i = 0; i < 6; i++) {
+      const [theirs, mine] = await both('GET', '/autoload.php', {});
+      expect(JSON.parse(theirs.body.toString())).toEqual({ 'autoloaders of this file': 3, loads: true });
+      expect(JSON.parse(mine.body.toString())).toMatchObject({ loads: true });
+      found.push(JSON.parse(mine.body.toString())['autoloaders of this file']);
+    }
+    // (The worker learns that they come again on the second request, which finds the first's copies beside its own.)
+    expect(found).toEqual([3, 6, 3, 3, 3, 3]);
+  });
+
+  it("keeps the autoloader a require_once'd file registered (it runs once per worker) beside one from the same code registered on every request", async () => {
+    for (let i = 0; i < 5; i++) {
+      const [theirs, mine] = await both('GET', '/autoload-once.php', {});
+      expect(answered(mine)).toEqual(answered(theirs));
+      expect(JSON.parse(mine.body.toString())).toEqual({ once: true, each: true });
+    }
   });
 
   it('runs shutdown functions until one calls exit(), each once, as php-fpm does; the answer still goes whole', async () => {
