@@ -17,6 +17,22 @@ export function requirePhp(): void {
   if (!php.ok) throw new Error(`${php.why}: these tests need php-cli 8.1+ with it (Debian/Ubuntu: apt-get install -y php-cli)`);
 }
 
+/**
+ * Whether the PHP the tests run has a feature the server uses only where
+ * PHP has it (opcache's caching, PHP 8.2's memory_reset_peak_usage()): a
+ * test of it is skipped, by name, on a PHP without it. True when php
+ * cannot be run at all, so that such a test fails with requirePhp()'s
+ * reason rather than skip.
+ */
+export function phpHas(feature: 'opcache' | 'memory_reset_peak_usage'): boolean {
+  const check = feature === 'opcache' ? "function_exists('opcache_is_script_cached')" : "function_exists('memory_reset_peak_usage')";
+  try {
+    return execFileSync('php', ['-d', 'display_errors=stderr', '-r', `echo ${check} ? 'yes' : 'no';`], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }) !== 'no';
+  } catch {
+    return true;
+  }
+}
+
 export interface Server {
   child: ChildProcess;
   port: number;

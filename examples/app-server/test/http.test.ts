@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import * as net from 'node:net';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { WWW, bytes, listenBacklog, rawExchange, request, requirePhp, sleep, startServer, tree, type Server } from './helpers.js';
+import { WWW, bytes, listenBacklog, phpHas, rawExchange, request, requirePhp, sleep, startServer, tree, type Server } from './helpers.js';
 
 const MiB = 1024 * 1024;
 
@@ -192,7 +192,7 @@ describe('an ordinary PHP script', () => {
     expect((await request(server.port, 'GET', '/last-error.php')).body.toString()).toBe('null');
   });
 
-  it('starts each request with its own peak memory (memory_get_peak_usage()), as php-fpm does', async () => {
+  it.skipIf(!phpHas('memory_reset_peak_usage'))('starts each request with its own peak memory (memory_get_peak_usage()), as php-fpm does (PHP 8.2+)', async () => {
     // (One worker: the second request runs where the first one's 40 MB were.)
     expect(Number((await request(server.port, 'GET', '/peak-memory.php?mb=40')).body.toString())).toBeGreaterThanOrEqual(40);
     expect(Number((await request(server.port, 'GET', '/peak-memory.php')).body.toString())).toBeLessThan(20);
@@ -234,7 +234,7 @@ describe('an ordinary PHP script', () => {
 });
 
 describe('opcache', () => {
-  it('caches a script written just before the workers started, or after, and serves an edited one anew: php-cli\'s one request time never moves', async () => {
+  it.skipIf(!phpHas('opcache'))('caches a script written just before the workers started, or after, and serves an edited one anew: php-cli\'s one request time never moves', async () => {
     // opcache.file_update_protection (2 s by default) skips caching a file
     // whose mtime is within 2 s of the request's start; a worker's one
     // request started with the worker, so such a file, a deploy's, was
