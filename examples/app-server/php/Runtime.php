@@ -8,7 +8,8 @@
 // over); runtime.php runs the loop. ScriptPath.php picks the script,
 // RequestGlobals.php fills the superglobals but $_SERVER, CliSapi.php
 // makes php-cli keep header() calls and send on flush(), RequestEnd.php
-// does what PHP does when a request ends.
+// does what PHP does when a request ends, Leftovers.php takes away what
+// the script left in the worker.
 
 declare(strict_types=1);
 
@@ -20,8 +21,8 @@ final class Runtime
 {
     /** The script to include for the current request (read by the loop at the end of this file). */
     public string $script = '';
-    /** Globals that exist between requests; everything else a script creates is removed after it. */
-    public array $keepGlobals = [];
+    /** What a script leaves in the worker, taken away when it ends. */
+    public readonly Leftovers $leftovers;
 
     private Worker $worker;
     /** Sends the response of the request being served; null between requests. */
@@ -40,12 +41,8 @@ final class Runtime
     private RequestGlobals $globals;
     /** What PHP does at the end of a request: shutdown functions, handlers, ini settings. */
     private RequestEnd $requestEnd;
-    /** The autoloaders scripts registered, so that one registered on every request is there once. */
-    private Autoloaders $autoloaders;
     /** shutdown(), registered as a shutdown function (again after each request's run of them). */
     private \Closure $onShutdown;
-    /** Possible roots of garbage cycles that make collectCycles() collect them (Laravel leaves about 90 a request). */
-    private const GC_ROOTS = 300;
     /** Shutdown functions are running between two requests, not because the process ends. */
     private bool $betweenRequests = false;
     /** Times shutdown() was called while they ran: twice means PHP runs them again at its end (see shutdown()). */
@@ -106,7 +103,7 @@ final class Runtime
         if (!ScriptExit::install()) {
             $worker->reportError('exit() cannot be caught on this PHP (its UnwindExit class entry is not as expected): each exit() in a script ends its worker, which is replaced');
         }
-        $this->autoloaders = new Autoloaders();
+        $this->leftovers = new Leftovers($this->uncaught(...));
         self::$current = $this;
         // The buffer every request writes into. Not removable, so a script
         // that ends all buffers (ob_end_clean in a loop) cannot send its
@@ -227,7 +224,7 @@ final class Runtime
             \set_time_limit($limit); // (PHP's timer started with the worker: start it again)
         }
         if (\ob_get_level() === 1 && \ob_get_length() > 0) {
-            \ob_clean(); // output from between requests (see collectCycles()): never another client's
+            \ob_clean(); // output from between requests (see Leftovers::afterAnswer()): never another client's
         }
         $this->flushed = '';
         $this->clientGone = false;
@@ -249,7 +246,7 @@ final class Runtime
      * The script is done: the shutdown functions it registered run now,
      * before its answer goes, so their output and headers count (php-fpm
      * runs them there too), and are dropped (RequestEnd). Its error and
-     * exception handlers go after its globals (forgetGlobals()).
+     * exception handlers go after its globals (Leftovers::forgetGlobals()).
      */
     public function scriptEnded(): void
     {
@@ -362,75 +359,6 @@ final class Runtime
             $lines[] = 'Content-Type: ' . $mime . ($charset !== '' && \strncasecmp($mime, 'text/', 5) === 0 ? "; charset=$charset" : '');
         }
         return [$status, $lines];
-    }
-
-    /**
-     * Remove the globals the script created (php-fpm starts every request
-     * without them), before its answer goes: their destructors run now, and
-     * what they write is part of the answer, as when a php-fpm request ends.
-     * In PHP's order: the objects last to first while the other globals are
-     * still there, then the rest; then the script's error and exception
-     * handlers go. A destructor that throws is reported as an uncaught
-     * exception there.
-     */
-    public function forgetGlobals(): void
-    {
-        $names = \array_reverse(\array_keys($GLOBALS));
-        foreach ([true, false] as $objectsFirst) {
-            foreach ($names as $name) {
-                if (!isset($this->keepGlobals[$name]) && (!$objectsFirst || \is_object($GLOBALS[$name] ?? null))) {
-                    $this->forgetGlobal($name);
-                }
-            }
-        }
-        RequestEnd::dropHandlers(); // (after the destructors: they ran with the script's handlers, as under php-fpm)
-    }
-
-    private function forgetGlobal(string $name): void
-    {
-        try {
-            unset($GLOBALS[$name]);
-        } catch (ScriptExited) {
-            ScriptExit::endIfFatal(); // (exit() in a destructor: the rest are still removed)
-        } catch (\Throwable $e) {
-            $this->uncaught($e);
-        }
-    }
-
-    /**
-     * After the answer: an autoloader the request registered again goes
-     * once (Autoloaders.php), and garbage cycles are collected (see
-     * collectCycles()). Destructors may run in both: what they write has
-     * no request to go to (begin() drops it), an exit() there ends
-     * nothing, and what they throw is logged.
-     */
-    public function afterAnswer(): void
-    {
-        try {
-            $this->autoloaders->forgetPerRequest();
-            $this->collectCycles();
-        } catch (ScriptExited) {
-            ScriptExit::endIfFatal();
-        } catch (\Throwable $e) {
-            \error_log('PHP Fatal error:  Uncaught ' . $e . "\n  thrown in " . $e->getFile() . ' on line ' . $e->getLine());
-        }
-    }
-
-    /**
-     * Collect what scripts left in reference cycles (a
-     * framework's application object graph is one; at the end of a php-fpm
-     * request all of it goes, with its destructors) once there are GC_ROOTS
-     * possible roots: PHP's own collector waits for 10,000, about a hundred
-     * Laravel requests' worth of garbage (60 KB each). A run costs a few
-     * microseconds even with nothing to collect (it walks the runtime's
-     * own objects), so not after every request: a request that leaves no
-     * cycles (25 to 40 roots) never triggers one.
-     */
-    private function collectCycles(): void
-    {
-        if (\gc_status()['roots'] >= self::GC_ROOTS) {
-            \gc_collect_cycles();
-        }
     }
 
     /**

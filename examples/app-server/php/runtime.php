@@ -34,6 +34,7 @@ require_once __DIR__ . '/SessionId.php';
 require_once __DIR__ . '/RequestEnd.php';
 require_once __DIR__ . '/RequestGlobals.php';
 require_once __DIR__ . '/Autoloaders.php';
+require_once __DIR__ . '/Leftovers.php';
 require_once __DIR__ . '/CliSapi.php';
 require_once __DIR__ . '/ScriptExit.php';
 require_once __DIR__ . '/Runtime.php';
@@ -64,7 +65,7 @@ if (getenv('FOLK_APP_DIRECT')) {
 } else {
     $__folk_source = new Folk\AppServer\TaskSource($__folk_worker);
 }
-$__folk->keepGlobals = array_fill_keys(array_keys($GLOBALS), true);
+$__folk->leftovers->keepGlobals();
 while ($__folk_request = $__folk_source->next()) {
     if ($__folk->begin(...$__folk_request)) {
         try {
@@ -76,10 +77,10 @@ while ($__folk_request = $__folk_source->next()) {
             $__folk->uncaught($__folk_error);
         }
         $__folk->scriptEnded();
-        $__folk->forgetGlobals();
+        $__folk->leftovers->forgetGlobals();
     }
     $__folk->finish();
-    $__folk->afterAnswer();
+    $__folk->leftovers->afterAnswer();
 }
 // (An exit(N) a script called, and this loop caught, would otherwise be the worker's exit status.)
 exit(0);
