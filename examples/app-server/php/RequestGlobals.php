@@ -26,6 +26,8 @@ final class RequestGlobals
     private ?UploadedFiles $uploaded;
     /** What keeps one request's session id from the next. */
     private SessionId $sessionId;
+    /** The CGI variables of the request being served (not $_SERVER, which a script may change). */
+    private array $server = [];
 
     public function __construct()
     {
@@ -40,6 +42,7 @@ final class RequestGlobals
     /** Fill them in for a request whose CGI variables are $server. */
     public function fill(array $server, string $body): void
     {
+        $this->server = $server;
         $_GET = [];
         \parse_str($server['QUERY_STRING'] ?? '', $_GET);
         $_COOKIE = isset($server['HTTP_COOKIE']) ? FormData::cookies($server['HTTP_COOKIE']) : [];
@@ -64,6 +67,32 @@ final class RequestGlobals
         PhpStream::$input = $multipart ? '' : $body;
     }
 
+    /**
+     * The request's headers, as php-fpm's getallheaders() gives them. It
+     * reads nginx's variables last to first, naming them back
+     * ("HTTP_X_REAL_IP": "X-Real-Ip"): the headers in reverse order, then
+     * Content-Length and Content-Type, which nginx sends first (empty when
+     * the request had none). A name seen twice keeps the first place and
+     * takes the later value (Content-Type is both CONTENT_TYPE and
+     * HTTP_CONTENT_TYPE, with the same value).
+     *
+     * @return array<string, string>
+     */
+    public function headers(): array
+    {
+        $named = [['Content-Type', $this->server['CONTENT_TYPE'] ?? ''], ['Content-Length', $this->server['CONTENT_LENGTH'] ?? '']];
+        foreach ($this->server as $name => $value) {
+            if (\str_starts_with($name, 'HTTP_')) {
+                $named[] = [\str_replace('_', '-', \ucwords(\strtolower(\substr($name, 5)), '_')), $value];
+            }
+        }
+        $headers = [];
+        foreach (\array_reverse($named) as [$name, $value]) {
+            $headers[$name] = $value;
+        }
+        return $headers;
+    }
+
     /** Before the answer goes: the session is written (the client's next request may read it) and its id forgotten. */
     public function closeSession(): void
     {
@@ -81,6 +110,7 @@ final class RequestGlobals
             @\unlink($file);
         }
         $this->uploads = [];
+        $this->server = [];
         PhpStream::$input = '';
     }
 

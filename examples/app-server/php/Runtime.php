@@ -312,6 +312,12 @@ final class Runtime
         return true;
     }
 
+    /** The headers of the request being served, as getallheaders() gives them ([] between requests). */
+    public function requestHeaders(): array
+    {
+        return $this->globals->headers();
+    }
+
     /** The runtime of this process (null before it is made). */
     public static function current(): ?self
     {

@@ -39,6 +39,7 @@ require_once __DIR__ . '/CliSapi.php';
 require_once __DIR__ . '/ScriptExit.php';
 require_once __DIR__ . '/Runtime.php';
 require_once __DIR__ . '/TaskSource.php';
+require_once __DIR__ . '/request-headers.php';
 
 // The loop runs in the global scope, so a script's top-level variables
 // are globals, as under php-fpm ("global $db" in its functions finds them).

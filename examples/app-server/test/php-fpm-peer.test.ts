@@ -302,6 +302,19 @@ describe('beside nginx + php-fpm', () => {
     else expect(answered(mine).body).toBe('answered early\nno fastcgi_finish_request\n');
   });
 
+  it('has getallheaders() and apache_request_headers() as php-fpm has them: the same names, values and order', async () => {
+    const cases: [string, Record<string, string>, string?][] = [
+      ['GET', { Authorization: 'Bearer abc', 'X-Forwarded-For': '10.0.0.1', 'x-lower-case': 'v', 'X-MiXeD-cAsE': 'w', Accept: 'a', 'X-Empty': '' }],
+      ['POST', { 'Content-Type': 'application/json', 'X-Requested-With': 'XMLHttpRequest' }, '{}'],
+      ['GET', { 'X-Multi': 'a', 'x-multi': 'b', 'X-Utf8': bytes('tüst') }],
+    ];
+    for (const [method, headers, body] of cases) {
+      const [theirs, mine] = await both(method, '/request-headers.php', headers, body);
+      expect(mine.body.toString('latin1')).toBe(theirs.body.toString('latin1'));
+      expect(JSON.parse(mine.body.toString()).getallheaders).toMatchObject({ Host: 'peer.test' });
+    }
+  });
+
   it('picks the same script: a directory index, the front controller for a path with no file, PATH_INFO', async () => {
     for (const path of ['/dir/', '/dir/index.php/x/y', '/no/such/route?z=1', '/nothing.txt', '/']) {
       const [theirs, mine] = await both('GET', path, {});
