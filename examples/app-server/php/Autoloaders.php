@@ -20,7 +20,7 @@ final class Autoloaders
 {
     /** The autoloaders there were when the request began. */
     private array $before;
-    /** The autoloaders (as signature() gives them) that requests register on every request. */
+    /** What autoloaders that requests register on every request are, as pattern() gives it. */
     private array $perRequest = [];
 
     public function __construct()
@@ -44,23 +44,25 @@ final class Autoloaders
         $added = \array_filter($now, fn ($loader): bool => !\in_array($loader, $this->before, true));
         $earlier = \array_diff_key($now, $added);
         foreach ($added as $loader) {
-            $signature = self::signature($loader);
-            if ($signature !== null && !isset($this->perRequest[$signature]) && self::forgetCopy($signature, $loader, $earlier)) {
-                $this->perRequest[$signature] = true;
+            $pattern = self::pattern($loader);
+            if ($pattern === null) {
+                continue;
             }
-            if ($signature !== null && isset($this->perRequest[$signature])) {
+            if (!\in_array($pattern, $this->perRequest, true) && self::forgetCopy($pattern, $earlier)) {
+                $this->perRequest[] = $pattern;
+            }
+            if (\in_array($pattern, $this->perRequest, true)) {
                 \spl_autoload_unregister($loader);
             }
         }
         $this->before = \spl_autoload_functions();
     }
 
-    /** Unregister the first of $loaders whose signature is $signature: false if there is none. */
-    private static function forgetCopy(string $signature, callable $of, array $loaders): bool
+    /** Unregister the first of $loaders that has $pattern: false if there is none. */
+    private static function forgetCopy(array $pattern, array $loaders): bool
     {
-        $code = self::code($of);
         foreach ($loaders as $loader) {
-            if (self::code($loader) === $code && self::signature($loader) === $signature) { // (code first: values may be big, a class map)
+            if (self::code($loader) === $pattern[0] && self::pattern($loader) === $pattern) { // (code first: it is cheaper)
                 return \spl_autoload_unregister($loader);
             }
         }
@@ -68,13 +70,27 @@ final class Autoloaders
     }
 
     /**
-     * What makes two autoloaders the same (see code() and values()); null
-     * for a named callable.
+     * What makes two autoloaders the same: their code (see code()) and the
+     * values they hold, a closure's captured values or an object's
+     * properties, compared as they are (===), but an object among them
+     * (not one inside an array) by its class: a loader made anew on each
+     * request is a new object, not another loader. An array compares fast
+     * when it is the same array (a class map both captured), and in C
+     * otherwise. Null for a named callable.
      */
-    private static function signature(callable $loader): ?string
+    private static function pattern(callable $loader): ?array
     {
         $code = self::code($loader);
-        return $code === null ? null : \serialize([$code, self::values($loader)]);
+        if ($code === null) {
+            return null;
+        }
+        $values = $loader instanceof \Closure ? (new \ReflectionFunction($loader))->getStaticVariables() : (array) $loader[0];
+        foreach ($values as $name => $value) {
+            if (\is_object($value)) {
+                $values[$name] = ['object', self::plain($value::class)];
+            }
+        }
+        return [$code, $values];
     }
 
     /**
@@ -99,28 +115,5 @@ final class Autoloaders
     private static function plain(?string $class): ?string
     {
         return $class !== null && \str_contains($class, "@anonymous\0") ? \substr($class, 0, (int) \strrpos($class, '$')) : $class;
-    }
-
-    /**
-     * What a closure captured, or an object's properties: as they are, but
-     * objects among them by their class (a loader object made anew on each
-     * request is a new object, not another loader), arrays a few levels deep.
-     */
-    private static function values(callable $loader): array
-    {
-        return self::flatten($loader instanceof \Closure ? (new \ReflectionFunction($loader))->getStaticVariables() : (array) $loader[0]);
-    }
-
-    private static function flatten(array $values, int $depth = 0): array
-    {
-        foreach ($values as $key => $value) {
-            $values[$key] = match (true) {
-                \is_object($value) => ['object', self::plain($value::class)],
-                \is_array($value) => $depth < 4 ? self::flatten($value, $depth + 1) : ['array', \count($value)],
-                \is_resource($value) => ['resource', \get_resource_type($value)],
-                default => $value,
-            };
-        }
-        return $values;
     }
 }
