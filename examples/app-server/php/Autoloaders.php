@@ -6,11 +6,13 @@
 // will not run again. Kept, the ones registered on every request piled up,
 // one more a request (a closure and all it holds, for the worker's life,
 // each called for every class not found). So the worker learns which ones
-// come again: an autoloader a request registers that is the same as one an
-// earlier request registered (the same code, holding the same values) is
-// registered on every request, and from then on goes when its request
-// ends, as under php-fpm. The second request of a worker still finds the
-// first request's copy beside its own.
+// come again: an autoloader that a request of a script registers and that
+// is the same as one an earlier request of that script registered (the
+// same code, holding the same values) is registered on every request of
+// that script, and from then on goes when such a request ends, as under
+// php-fpm. The second request of a script still finds the first request's
+// copy beside its own. An autoloader registered once, by a file another
+// script require_once'd, stays, whatever this script registers.
 
 declare(strict_types=1);
 
@@ -18,10 +20,14 @@ namespace Folk\AppServer;
 
 final class Autoloaders
 {
+    /** The most values an array an autoloader holds may have for the autoloader to be compared (see pattern()). */
+    private const SHORT = 64;
     /** The autoloaders there were when the request began. */
     private array $before;
-    /** What autoloaders that requests register on every request are, as pattern() gives it. */
+    /** By script: what the autoloaders its requests register on every request are, as pattern() gives it. */
     private array $perRequest = [];
+    /** The script whose request registered each autoloader still registered, by id(); none for those of the worker's start. */
+    private array $addedBy = [];
 
     public function __construct()
     {
@@ -29,13 +35,13 @@ final class Autoloaders
     }
 
     /**
-     * After a request: the autoloaders it registered that are registered on
-     * every request go, and so does an earlier request's copy of one. A
-     * named function or a static method, registered again, is one already
-     * (spl_autoload_register() keeps one of each): only closures and
-     * objects' methods are new each time.
+     * After a request of $script: the autoloaders it registered that the
+     * script registers on every request go, and so does an earlier request's
+     * copy of one. A named function or a static method, registered again,
+     * is one already (spl_autoload_register() keeps one of each): only
+     * closures and objects' methods are new each time.
      */
-    public function forgetPerRequest(): void
+    public function forgetPerRequest(string $script): void
     {
         $now = \spl_autoload_functions();
         if ($now === $this->before) {
@@ -48,35 +54,55 @@ final class Autoloaders
             if ($pattern === null) {
                 continue;
             }
-            if (!\in_array($pattern, $this->perRequest, true) && self::forgetCopy($pattern, $earlier)) {
-                $this->perRequest[] = $pattern;
+            $learned = \in_array($pattern, $this->perRequest[$script] ?? [], true);
+            if (!$learned && $this->forgetCopy($pattern, $script, $earlier)) {
+                $this->perRequest[$script][] = $pattern;
+                $learned = true;
             }
-            if (\in_array($pattern, $this->perRequest, true)) {
+            if ($learned) {
                 \spl_autoload_unregister($loader);
+            } else {
+                $this->addedBy[self::id($loader)] = $script;
             }
         }
         $this->before = \spl_autoload_functions();
+        // (An id is reused by the next object made: keep only those of autoloaders still registered.)
+        $this->addedBy = \array_intersect_key($this->addedBy, \array_flip(\array_map(self::id(...), $this->before)));
     }
 
-    /** Unregister the first of $loaders that has $pattern: false if there is none. */
-    private static function forgetCopy(array $pattern, array $loaders): bool
+    /** Unregister the first of $loaders that a request of $script registered and that has $pattern: false if there is none. */
+    private function forgetCopy(array $pattern, string $script, array $loaders): bool
     {
         foreach ($loaders as $loader) {
-            if (self::code($loader) === $pattern[0] && self::pattern($loader) === $pattern) { // (code first: it is cheaper)
+            if (($this->addedBy[self::id($loader)] ?? null) === $script && self::pattern($loader) === $pattern) {
                 return \spl_autoload_unregister($loader);
             }
         }
         return false;
     }
 
+    /** Which autoloader this is, while it lives: its closure's or object's id (with the method). */
+    private static function id(callable $loader): string
+    {
+        return match (true) {
+            $loader instanceof \Closure => (string) \spl_object_id($loader),
+            \is_array($loader) && \is_object($loader[0]) => \spl_object_id($loader[0]) . '::' . $loader[1],
+            default => \is_array($loader) ? \implode('::', $loader) : (string) $loader,
+        };
+    }
+
     /**
      * What makes two autoloaders the same: their code (see code()) and the
-     * values they hold, a closure's captured values or an object's
-     * properties, compared as they are (===), but an object among them
-     * (not one inside an array) by its class: a loader made anew on each
-     * request is a new object, not another loader. An array compares fast
-     * when it is the same array (a class map both captured), and in C
-     * otherwise. Null for a named callable.
+     * values they hold, a closure's captured variables (not its static
+     * ones, which change as it runs) or an object's properties, compared as
+     * they are (===), but an object among them (not one inside an array) by
+     * its class: a loader made anew on each request is a new object, not
+     * another loader. An array is compared only if it is short and holds
+     * no array: one that holds itself would stop PHP's === with a fatal
+     * error, and a long one would cost a walk per request. Null for a named
+     * callable, or one holding another array: never taken for one
+     * registered on every request (it stays, as before the worker learned
+     * any).
      */
     private static function pattern(callable $loader): ?array
     {
@@ -84,13 +110,29 @@ final class Autoloaders
         if ($code === null) {
             return null;
         }
-        $values = $loader instanceof \Closure ? (new \ReflectionFunction($loader))->getStaticVariables() : (array) $loader[0];
-        foreach ($values as $name => $value) {
-            if (\is_object($value)) {
-                $values[$name] = ['object', self::plain($value::class)];
+        $held = $loader instanceof \Closure ? (new \ReflectionFunction($loader))->getClosureUsedVariables() : (array) $loader[0];
+        $values = []; // (a new array: one captured by reference must not be written through)
+        foreach ($held as $name => $value) {
+            if (\is_array($value) && !self::flat($value)) {
+                return null;
             }
+            $values[$name] = \is_object($value) ? ['object', self::plain($value::class)] : $value;
         }
         return [$code, $values];
+    }
+
+    /** At most SHORT values, none of them an array. */
+    private static function flat(array $values): bool
+    {
+        if (\count($values) > self::SHORT) {
+            return false;
+        }
+        foreach ($values as $value) {
+            if (\is_array($value)) {
+                return false;
+            }
+        }
+        return true;
     }
 
     /**

@@ -63,16 +63,16 @@ final class Leftovers
     }
 
     /**
-     * After the answer: an autoloader the request registered again goes
-     * once (Autoloaders.php), and garbage cycles are collected (see
+     * After the answer of a request of $script: the autoloaders the script
+     * registers on every request go (Autoloaders.php), and garbage cycles are collected (see
      * collectCycles()). Destructors may run in both: what they write has
      * no request to go to (Runtime::begin() drops it), an exit() there ends
      * nothing, and what they throw is logged.
      */
-    public function afterAnswer(): void
+    public function afterAnswer(string $script): void
     {
         try {
-            $this->autoloaders->forgetPerRequest();
+            $this->autoloaders->forgetPerRequest($script);
             $this->collectCycles();
         } catch (ScriptExited) {
             ScriptExit::endIfFatal();

@@ -5,9 +5,8 @@
 // exception handlers it set are dropped; the ini settings it changed
 // (ini_set(), error_reporting(), set_include_path() ...), its locale, its
 // default time zone, the environment variables it putenv(), its umask,
-// libxml's error mode and entity loader, mbstring's encodings and the
-// stream wrappers it added or removed go back to the worker's own, and
-// mt_rand() seeds itself afresh. Without them, a framework that registers a shutdown
+// libxml's error mode, errors and entity loader, and mbstring's encodings
+// go back to the worker's own, and mt_rand() seeds itself afresh. Without them, a framework that registers a shutdown
 // function or sets an error handler as it boots (Laravel does both) would
 // keep each request's application alive until the worker ends, and the
 // next request would run with the last one's handlers and settings.
@@ -30,8 +29,6 @@ final class RequestEnd
     private readonly int $umask;
     private readonly ?bool $libxmlErrors;
     private readonly array $mbstring;
-    /** Its stream wrappers' names, in the order stream_get_wrappers() gives them (which changes: see restoreWrappers()). */
-    private array $wrappers;
 
     /**
      * PHP's functions and, first in basic_globals, the table of shutdown
@@ -62,7 +59,6 @@ final class RequestEnd
         $this->umask = \umask();
         $this->libxmlErrors = \function_exists('libxml_use_internal_errors') ? \libxml_use_internal_errors() : null;
         $this->mbstring = self::mbstring();
-        $this->wrappers = \stream_get_wrappers();
     }
 
     /**
@@ -307,46 +303,23 @@ final class RequestEnd
      * error mode, its errors and its entity loader
      * (libxml_use_internal_errors(true) is what a script sets to read
      * untrusted XML quietly: left on, the next script's XML errors would
-     * pile up unseen), mbstring's encodings, and the stream wrappers.
+     * pile up unseen, and libxml_get_last_error() would report one on valid
+     * XML), and mbstring's encodings.
      */
     private function restoreExtensions(): void
     {
-        \umask($this->umask); // (one system call: as cheap as asking whether it changed)
-        if ($this->libxmlErrors !== null && \libxml_use_internal_errors($this->libxmlErrors) && $this->libxmlErrors) {
-            \libxml_clear_errors(); // (turning internal errors off drops them itself)
-        }
-        if (\function_exists('libxml_get_external_entity_loader') && \libxml_get_external_entity_loader() !== null) {
-            \libxml_set_external_entity_loader(null); // (PHP 8.2+ can tell; the worker never sets one)
+        \umask($this->umask);
+        if ($this->libxmlErrors !== null) {
+            \libxml_use_internal_errors($this->libxmlErrors);
+            \libxml_clear_errors(); // (the list, and the last error, which turning internal errors off keeps)
+            if (!\function_exists('libxml_get_external_entity_loader') || \libxml_get_external_entity_loader() !== null) {
+                \libxml_set_external_entity_loader(null); // (PHP 8.1 cannot tell whether one is set; the worker never sets one)
+            }
         }
         foreach ($this->mbstring as $function => $value) {
             if ($function() !== $value) {
                 $function($value);
             }
         }
-        $this->restoreWrappers();
-    }
-
-    /**
-     * The stream wrappers a script registered go, and PHP's own that it
-     * unregistered come back, as in each php-fpm request (there, a script
-     * that registers its wrapper on every request gets "already defined"
-     * from the second on). A wrapper of PHP's that a script replaced by its
-     * own under the same name is not seen.
-     */
-    private function restoreWrappers(): void
-    {
-        $now = \stream_get_wrappers();
-        if ($now === $this->wrappers) {
-            return;
-        }
-        foreach (\array_diff($now, $this->wrappers) as $added) {
-            @\stream_wrapper_unregister($added);
-        }
-        foreach (\array_diff($this->wrappers, $now) as $removed) {
-            @\stream_wrapper_restore($removed);
-        }
-        // (The same names in another order, too: PhpStream re-registers
-        // php:// whenever it opens another php:// URL.)
-        $this->wrappers = \stream_get_wrappers();
     }
 }

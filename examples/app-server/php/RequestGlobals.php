@@ -70,7 +70,7 @@ final class RequestGlobals
     /**
      * The request's headers, as php-fpm's getallheaders() gives them. It
      * reads nginx's variables last to first, naming them back
-     * ("HTTP_X_REAL_IP": "X-Real-Ip"): the headers in reverse order, then
+     * (headerName()): the headers in reverse order, then
      * Content-Length and Content-Type, which nginx sends first (empty when
      * the request had none). A name seen twice keeps the first place and
      * takes the later value (Content-Type is both CONTENT_TYPE and
@@ -83,7 +83,7 @@ final class RequestGlobals
         $named = [['Content-Type', $this->server['CONTENT_TYPE'] ?? ''], ['Content-Length', $this->server['CONTENT_LENGTH'] ?? '']];
         foreach ($this->server as $name => $value) {
             if (\str_starts_with($name, 'HTTP_')) {
-                $named[] = [\str_replace('_', '-', \ucwords(\strtolower(\substr($name, 5)), '_')), $value];
+                $named[] = [self::headerName($name), $value];
             }
         }
         $headers = [];
@@ -91,6 +91,25 @@ final class RequestGlobals
             $headers[$name] = $value;
         }
         return $headers;
+    }
+
+    /**
+     * A header's name from its CGI variable, by php-fpm's rule ("HTTP_X_REAL_IP":
+     * "X-Real-Ip"): the first letter kept, each "_" a "-" with the letter
+     * after it kept, the others in ASCII lower case (not the locale's).
+     */
+    private static function headerName(string $variable): string
+    {
+        $name = $variable[5] ?? '';
+        for ($i = 6, $length = \strlen($variable); $i < $length; $i++) {
+            $c = $variable[$i];
+            if ($c === '_') {
+                $name .= '-' . ($variable[++$i] ?? '');
+            } else {
+                $name .= $c >= 'A' && $c <= 'Z' ? \chr(\ord($c) + 32) : $c;
+            }
+        }
+        return $name;
     }
 
     /** Before the answer goes: the session is written (the client's next request may read it) and its id forgotten. */

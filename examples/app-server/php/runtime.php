@@ -81,7 +81,7 @@ while ($__folk_request = $__folk_source->next()) {
         $__folk->leftovers->forgetGlobals();
     }
     $__folk->finish();
-    $__folk->leftovers->afterAnswer();
+    $__folk->leftovers->afterAnswer($__folk->script);
 }
 // (An exit(N) a script called, and this loop caught, would otherwise be the worker's exit status.)
 exit(0);

@@ -81,7 +81,8 @@ const REQUESTS: [string, string, Record<string, string>, string?][] = [
   ['GET', '/plain.php/extra/path?q=1', {}],
   ['GET', '/dir/../plain.php', {}],
   ['GET', '/plain%2Ephp?x=%2F', {}],
-  ['GET', '/plain.php', { 'Accept-Language': 'en', 'X-Multi': 'a', 'x-multi': 'b' }],
+  // (A header sent twice: see the getallheaders() test. Node's client folds 'X-A' and 'x-a' into one.)
+  ['GET', '/plain.php', { 'Accept-Language': 'en', 'x-lower-case': 'b' }],
   ['GET', '/plain.php?status=404', {}],
   ['GET', '/plain.php?a[]=1&a[x]=2&=3&b&c=%zz&d[=4&e]=5&f.g=6&h%20i=7', { Cookie: 'a=1; a=2;b=3; $c=4; d.e=5', 'X-Empty': '' }],
   ['POST', '/plain.php', { 'Content-Type': 'application/x-www-form-urlencoded; charset=UTF-8' }, `big=${'x'.repeat(300_000)}&n=${encodeURIComponent('ü')}`],
@@ -109,7 +110,7 @@ describe('beside nginx + php-fpm', () => {
   });
 
   /** The same request to both: [php-fpm's reply, ours]. */
-  const both = async (method: string, path: string, headers: Record<string, string>, body?: string): Promise<[Reply, Reply]> => {
+  const both = async (method: string, path: string, headers: Record<string, string | string[]>, body?: string): Promise<[Reply, Reply]> => {
     const send = (port: number) => request(port, method, path, { headers: { Host: 'peer.test', ...headers }, body: body === undefined ? undefined : Buffer.from(body, 'latin1') });
     return [await send(nginx.port), await send(ours.port)];
   };
@@ -163,7 +164,7 @@ describe('beside nginx + php-fpm', () => {
     }
   });
 
-  it("runs a script's shutdown functions before its answer ends, and the next request finds none of its handlers, ini changes, locale, time zone, seed, umask, libxml and mbstring state or stream wrappers", async () => {
+  it("runs a script's shutdown functions before its answer ends, and the next request finds none of its handlers, ini changes, locale, time zone, seed, umask, or libxml and mbstring state", async () => {
     const [theirs, mine] = await both('GET', '/shutdown.php', {});
     expect(answered(mine)).toEqual(answered(theirs));
     expect(answered(mine)).toMatchObject({ headers: { 'x-shutdown': 'ran' }, body: 'from the script\nfrom the shutdown function\n' });
@@ -171,8 +172,8 @@ describe('beside nginx + php-fpm', () => {
     expect(answered(myState)).toEqual(answered(theirState));
     expect(JSON.parse(myState.body.toString())).toMatchObject({
       'error handler': false, 'exception handler': false, precision: '14', LC_NUMERIC: 'C', 'time zone': 'UTC', 'seeded sequence': false,
-      umask: process.umask().toString(8).padStart(4, '0'), 'libxml internal errors': false, 'libxml errors': 0, 'libxml entity loader': false, 'mb internal encoding': 'UTF-8', 'mb regex encoding': 'UTF-8',
-      'mb substitute character': 63, 'mb language': 'neutral', 'mb detect order': ['ASCII', 'UTF-8'], 'stream wrapper added': false, 'stream wrapper removed': false,
+      umask: process.umask().toString(8).padStart(4, '0'), 'libxml internal errors': false, 'libxml errors': 0, 'libxml last error': false, 'libxml entity loader': false, 'mb internal encoding': 'UTF-8', 'mb regex encoding': 'UTF-8',
+      'mb substitute character': 63, 'mb language': 'neutral', 'mb detect order': ['ASCII', 'UTF-8'],
     });
   });
 
@@ -180,19 +181,27 @@ describe('beside nginx + php-fpm', () => {
     const found: number[] = [];
     for (let i = 0; i < 6; i++) {
       const [theirs, mine] = await both('GET', '/autoload.php', {});
-      expect(JSON.parse(theirs.body.toString())).toEqual({ 'autoloaders of this file': 3, loads: true });
+      expect(JSON.parse(theirs.body.toString())).toEqual({ 'autoloaders of this file': 4, loads: true });
       expect(JSON.parse(mine.body.toString())).toMatchObject({ loads: true });
       found.push(JSON.parse(mine.body.toString())['autoloaders of this file']);
     }
     // (The worker learns that they come again on the second request, which finds the first's copies beside its own.)
-    expect(found).toEqual([3, 6, 3, 3, 3, 3]);
+    expect(found).toEqual([4, 8, 4, 4, 4, 4]);
   });
 
-  it("keeps the autoloader a require_once'd file registered (it runs once per worker) beside one from the same code registered on every request", async () => {
-    for (let i = 0; i < 5; i++) {
-      const [theirs, mine] = await both('GET', '/autoload-once.php', {});
+  it("keeps the autoloaders a require_once'd file registered (it runs once per worker), even when another script registers the same one on every request", async () => {
+    for (const script of ['once', 'each', 'once', 'once', 'each', 'each', 'once']) {
+      const [theirs, mine] = await both('GET', `/autoload-${script}.php`, {});
+      expect({ script, ...answered(mine) }).toEqual({ script, ...answered(theirs) });
+      expect(JSON.parse(mine.body.toString())).toEqual(script === 'once' ? { once: true, each: true, kept: true } : { once: true });
+    }
+  });
+
+  it('serves on beside autoloaders that hold what is awkward to compare (an array that contains itself, objects made anew)', async () => {
+    for (let i = 0; i < 4; i++) {
+      const [theirs, mine] = await both('GET', '/autoload-odd.php', {});
       expect(answered(mine)).toEqual(answered(theirs));
-      expect(JSON.parse(mine.body.toString())).toEqual({ once: true, each: true });
+      expect(JSON.parse(mine.body.toString())).toEqual({ loads: true, pid: true });
     }
   });
 
@@ -281,7 +290,11 @@ describe('beside nginx + php-fpm', () => {
       // the shutdown function and error handler Laravel registers as it boots.)
       const used: number[] = [];
       for (let i = 0; i < 30; i++) used.push(Number((await request(ours.port, 'GET', '/laravel/index.php/memory', { headers: { Host: 'peer.test' } })).body.toString()));
-      expect(used[29]! - used[9]!).toBeLessThan(100_000);
+      // The highest of each ten: garbage cycles pile up for a few requests
+      // (about 60 KB each) until the collector runs, so single requests a
+      // few apart differ by that much; a request kept alive would add up.
+      const highest = (from: number) => Math.max(...used.slice(from, from + 10));
+      expect(highest(20) - highest(10)).toBeLessThan(100_000);
     });
 
     it('is not taken for a console command (PHP_SAPI is "cli" here), and takes uploads as valid', async () => {
@@ -306,13 +319,17 @@ describe('beside nginx + php-fpm', () => {
     const cases: [string, Record<string, string>, string?][] = [
       ['GET', { Authorization: 'Bearer abc', 'X-Forwarded-For': '10.0.0.1', 'x-lower-case': 'v', 'X-MiXeD-cAsE': 'w', Accept: 'a', 'X-Empty': '' }],
       ['POST', { 'Content-Type': 'application/json', 'X-Requested-With': 'XMLHttpRequest' }, '{}'],
-      ['GET', { 'X-Multi': 'a', 'x-multi': 'b', 'X-Utf8': bytes('tüst') }],
+      ['GET', { 'X-Utf8': bytes('tüst'), 'X--Odd_Name': 'dropped', 'X--Y': 'kept as php-fpm names it' }],
     ];
     for (const [method, headers, body] of cases) {
       const [theirs, mine] = await both(method, '/request-headers.php', headers, body);
       expect(mine.body.toString('latin1')).toBe(theirs.body.toString('latin1'));
       expect(JSON.parse(mine.body.toString()).getallheaders).toMatchObject({ Host: 'peer.test' });
     }
+    // A header sent twice: joined, as nginx joins it since 1.23 (1.22, Debian 12's, passes the last one on).
+    const [theirs, mine] = await both('GET', '/request-headers.php', { 'X-Dup': ['a', 'b'] });
+    expect(JSON.parse(mine.body.toString()).getallheaders['X-Dup']).toBe('a, b');
+    expect(['b', 'a, b']).toContain(JSON.parse(theirs.body.toString()).getallheaders['X-Dup']);
   });
 
   it('picks the same script: a directory index, the front controller for a path with no file, PATH_INFO', async () => {

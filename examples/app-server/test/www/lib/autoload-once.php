@@ -1,6 +1,9 @@
 <?php
-// Included with require_once by autoload-once.php: it runs in a worker's
-// first request only, and so registers its autoloader once.
+// Included with require_once by autoload-once.php and autoload-each.php: it
+// runs in the first request of a worker that includes it, and so registers
+// its autoloaders once: one for Once\ from folk_test_register_prefix(),
+// which autoload-each.php also calls on every request with the same
+// prefix, and one for Kept\ that reaches its loader object by reference.
 function folk_test_register_prefix(string $prefix): void
 {
     spl_autoload_register(function (string $class) use ($prefix): void {
@@ -10,4 +13,21 @@ function folk_test_register_prefix(string $prefix): void
     });
 }
 
+function folk_test_register_by_reference(): void
+{
+    static $loader = null;
+    $loader ??= new class () {
+        public function load(string $class): void
+        {
+            if (str_starts_with($class, 'Kept\\') && !class_exists($class, false)) {
+                eval('namespace Kept; class ' . substr($class, 5) . ' {}');
+            }
+        }
+    };
+    spl_autoload_register(function (string $class) use (&$loader): void {
+        $loader->load($class);
+    });
+}
+
 folk_test_register_prefix('Once\\');
+folk_test_register_by_reference();
