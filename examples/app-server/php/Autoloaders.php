@@ -85,24 +85,26 @@ final class Autoloaders
     private static function id(callable $loader): string
     {
         return match (true) {
-            $loader instanceof \Closure => (string) \spl_object_id($loader),
+            \is_object($loader) => (string) \spl_object_id($loader), // (a closure, or an object with __invoke())
             \is_array($loader) && \is_object($loader[0]) => \spl_object_id($loader[0]) . '::' . $loader[1],
-            default => \is_array($loader) ? \implode('::', $loader) : (string) $loader,
+            \is_array($loader) => \implode('::', $loader),
+            default => $loader,
         };
     }
 
     /**
      * What makes two autoloaders the same: their code (see code()) and the
-     * values they hold, a closure's captured variables (not its static
-     * ones, which change as it runs) or an object's properties, compared as
-     * they are (===), but an object among them (not one inside an array) by
-     * its class: a loader made anew on each request is a new object, not
-     * another loader. An array is compared only if it is short and holds
-     * no array: one that holds itself would stop PHP's === with a fatal
-     * error, and a long one would cost a walk per request. Null for a named
-     * callable, or one holding another array: never taken for one
-     * registered on every request (it stays, as before the worker learned
-     * any).
+     * values they hold: a closure's captured variables (not its static
+     * ones, which change as it runs) and the properties of its $this, or
+     * the properties of a loader object. They compare as they are (===),
+     * but an object among them by its class: a loader made anew on each
+     * request is a new object, not another loader. An array among them is
+     * compared only if it is short and holds no array (one that holds
+     * itself would stop PHP's === with a fatal error; a long one would cost
+     * a walk per request), and its own objects compare as objects do (the
+     * same object only). Null for a named callable, or one holding another
+     * array: never taken for one registered on every request (it stays, as
+     * before the worker learned any).
      */
     private static function pattern(callable $loader): ?array
     {
@@ -110,15 +112,27 @@ final class Autoloaders
         if ($code === null) {
             return null;
         }
-        $held = $loader instanceof \Closure ? (new \ReflectionFunction($loader))->getClosureUsedVariables() : (array) $loader[0];
-        $values = []; // (a new array: one captured by reference must not be written through)
-        foreach ($held as $name => $value) {
-            if (\is_array($value) && !self::flat($value)) {
-                return null;
+        $values = [];
+        foreach (self::held($loader) as $part => $held) {
+            foreach ($held as $name => $value) { // (copied: one captured by reference must not be written through)
+                if (\is_array($value) && !self::flat($value)) {
+                    return null;
+                }
+                $values[$part][$name] = \is_object($value) ? ['object', self::plain($value::class)] : $value;
             }
-            $values[$name] = \is_object($value) ? ['object', self::plain($value::class)] : $value;
         }
         return [$code, $values];
+    }
+
+    /** @return array<string, array> what a loader holds: a closure's captured variables, its $this's or a loader object's properties */
+    private static function held(callable $loader): array
+    {
+        if ($loader instanceof \Closure) {
+            $function = new \ReflectionFunction($loader);
+            $bound = $function->getClosureThis();
+            return ['used' => $function->getClosureUsedVariables(), 'this' => $bound === null ? [] : (array) $bound];
+        }
+        return ['object' => (array) (\is_array($loader) ? $loader[0] : $loader)];
     }
 
     /** At most SHORT values, none of them an array. */
@@ -137,7 +151,8 @@ final class Autoloaders
 
     /**
      * A closure's code (file, line, name, class, the class of its $this),
-     * or an object's class and method; null for a named callable.
+     * or an object's class and method (__invoke() for an object registered
+     * itself); null for a named callable.
      */
     private static function code(callable $loader): ?array
     {
@@ -147,7 +162,11 @@ final class Autoloaders
             return [$function->getFileName(), $function->getStartLine(), $function->getName(),
                 self::plain($function->getClosureScopeClass()?->name), self::plain($bound === null ? null : $bound::class)];
         }
-        return \is_array($loader) && \is_object($loader[0]) ? [self::plain($loader[0]::class), $loader[1]] : null;
+        return match (true) {
+            \is_object($loader) => [self::plain($loader::class), '__invoke'],
+            \is_array($loader) && \is_object($loader[0]) => [self::plain($loader[0]::class), $loader[1]],
+            default => null,
+        };
     }
 
     /**

@@ -300,7 +300,7 @@ final class RequestEnd
     /**
      * What PHP and its extensions reset when a request ends: the umask
      * (umask(), as Symfony's front controllers once set it), libxml's
-     * error mode, its errors and its entity loader
+     * error mode, its errors, its entity loader and its stream context
      * (libxml_use_internal_errors(true) is what a script sets to read
      * untrusted XML quietly: left on, the next script's XML errors would
      * pile up unseen, and libxml_get_last_error() would report one on valid
@@ -315,6 +315,10 @@ final class RequestEnd
             if (!\function_exists('libxml_get_external_entity_loader') || \libxml_get_external_entity_loader() !== null) {
                 \libxml_set_external_entity_loader(null); // (PHP 8.1 cannot tell whether one is set; the worker never sets one)
             }
+            // Its stream context: a script's (libxml_set_streams_context(),
+            // with a token in its headers, say) would go with every later
+            // request's XML loads. The default is what libxml uses with none.
+            \libxml_set_streams_context(\stream_context_get_default());
         }
         foreach ($this->mbstring as $function => $value) {
             if ($function() !== $value) {

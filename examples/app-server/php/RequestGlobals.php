@@ -65,6 +65,10 @@ final class RequestGlobals
         $_ENV = $this->env;
         // As PHP itself does, php://input is empty once it has read a multipart body into $_POST and $_FILES.
         PhpStream::$input = $multipart ? '' : $body;
+        // Again on every request (0.1 us): a script that unregistered php://,
+        // or gave it back to PHP's own wrapper, would have taken php://input
+        // (and php://memory) from every later request of the worker.
+        PhpStream::install();
     }
 
     /**

@@ -193,15 +193,28 @@ describe('beside nginx + php-fpm', () => {
     for (const script of ['once', 'each', 'once', 'once', 'each', 'each', 'once']) {
       const [theirs, mine] = await both('GET', `/autoload-${script}.php`, {});
       expect({ script, ...answered(mine) }).toEqual({ script, ...answered(theirs) });
-      expect(JSON.parse(mine.body.toString())).toEqual(script === 'once' ? { once: true, each: true, kept: true } : { once: true });
+      expect(JSON.parse(mine.body.toString())).toEqual(script === 'once' ? { once: true, each: true, kept: true, vendor: true, invokable: true } : { once: true });
     }
   });
 
-  it('serves on beside autoloaders that hold what is awkward to compare (an array that contains itself, objects made anew)', async () => {
+  it('serves on beside autoloaders that hold what is awkward to compare (an array that contains itself, objects made anew), in the same worker', async () => {
+    const pids = new Set<unknown>();
     for (let i = 0; i < 4; i++) {
       const [theirs, mine] = await both('GET', '/autoload-odd.php', {});
+      const { 'x-pid': _a, ...myHeaders } = answered(mine).headers;
+      const { 'x-pid': _b, ...theirHeaders } = answered(theirs).headers;
+      expect({ ...answered(mine), headers: myHeaders }).toEqual({ ...answered(theirs), headers: theirHeaders });
+      expect(JSON.parse(mine.body.toString())).toEqual({ loads: true });
+      pids.add(mine.headers['x-pid']);
+    }
+    expect(pids.size).toBe(1);
+  });
+
+  it("keeps the stream wrappers a require_once'd file removed, and php://input whatever a request did to php://", async () => {
+    for (const [query, body] of [['?then=break', 'first'], ['', 'second'], ['', 'third']] as const) {
+      const [theirs, mine] = await both('POST', `/streams.php${query}`, { 'Content-Type': 'text/plain' }, body);
       expect(answered(mine)).toEqual(answered(theirs));
-      expect(JSON.parse(mine.body.toString())).toEqual({ loads: true, pid: true });
+      expect(JSON.parse(mine.body.toString())).toEqual({ phar: false, input: body, memory: true });
     }
   });
 

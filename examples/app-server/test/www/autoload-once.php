@@ -5,5 +5,12 @@
 // asks for classes no request loaded before).
 require_once __DIR__ . '/lib/autoload-once.php';
 folk_test_register_prefix('Each\\');
+spl_autoload_register((new FolkTestPrefixLoader('App\\Each\\'))->load(...));
 $name = 'C' . bin2hex(random_bytes(4));
-echo json_encode(['once' => class_exists("Once\\$name"), 'each' => class_exists("Each\\$name"), 'kept' => class_exists("Kept\\$name")]), "\n";
+echo json_encode([
+    'once' => class_exists("Once\\$name"),
+    'each' => class_exists("Each\\$name") && class_exists("App\\Each\\$name"),
+    'kept' => class_exists("Kept\\$name"),
+    'vendor' => class_exists("Vendor\\$name"),
+    'invokable' => class_exists("Inv\\$name"),
+]), "\n";

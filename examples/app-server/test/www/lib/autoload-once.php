@@ -3,7 +3,10 @@
 // runs in the first request of a worker that includes it, and so registers
 // its autoloaders once: one for Once\ from folk_test_register_prefix(),
 // which autoload-each.php also calls on every request with the same
-// prefix, and one for Kept\ that reaches its loader object by reference.
+// prefix, one for Kept\ that reaches its loader object by reference, one
+// for Vendor\ that is a loader object's method (its prefix in the object:
+// autoload-once.php registers another such loader on every request), and
+// an object with __invoke() for Inv\.
 function folk_test_register_prefix(string $prefix): void
 {
     spl_autoload_register(function (string $class) use ($prefix): void {
@@ -29,5 +32,31 @@ function folk_test_register_by_reference(): void
     });
 }
 
+final class FolkTestPrefixLoader
+{
+    public function __construct(private string $prefix)
+    {
+    }
+
+    public function load(string $class): void
+    {
+        if (str_starts_with($class, $this->prefix) && !class_exists($class, false)) {
+            eval('namespace ' . rtrim($this->prefix, '\\') . '; class ' . substr($class, strlen($this->prefix)) . ' {}');
+        }
+    }
+}
+
+final class FolkTestInvokableLoader
+{
+    public function __invoke(string $class): void
+    {
+        if (str_starts_with($class, 'Inv\\') && !class_exists($class, false)) {
+            eval('namespace Inv; class ' . substr($class, 4) . ' {}');
+        }
+    }
+}
+
 folk_test_register_prefix('Once\\');
 folk_test_register_by_reference();
+spl_autoload_register((new FolkTestPrefixLoader('Vendor\\'))->load(...));
+spl_autoload_register(new FolkTestInvokableLoader());
