@@ -5,8 +5,8 @@
 // exception handlers it set are dropped; the ini settings it changed
 // (ini_set(), error_reporting(), set_include_path() ...), its locale, its
 // default time zone, the environment variables it putenv(), its umask,
-// libxml's error mode, errors and entity loader, and mbstring's encodings
-// go back to the worker's own, and mt_rand() seeds itself afresh. Without them, a framework that registers a shutdown
+// libxml's error mode, errors, entity loader and stream context, and
+// mbstring's encodings go back to the worker's own, and mt_rand() seeds itself afresh. Without them, a framework that registers a shutdown
 // function or sets an error handler as it boots (Laravel does both) would
 // keep each request's application alive until the worker ends, and the
 // next request would run with the last one's handlers and settings.

@@ -25,6 +25,8 @@
 // as "UnwindExit", and it must be unregistered with tables never filled in,
 // as PHP 8.0 to 8.4 leave it. Otherwise nothing is changed and exit() ends
 // the worker, which the server replaces (the worker says so at start).
+// A caught exit(N) leaves N as the process's exit status; endIfFatal()
+// puts 0 back where it finds that status (findExitStatus()).
 
 declare(strict_types=1);
 
@@ -51,6 +53,9 @@ final class ScriptExit
     private const LINKED = 1 << 3;
     /** The errors PHP does not return from. */
     public const FATAL = \E_ERROR | \E_PARSE | \E_CORE_ERROR | \E_COMPILE_ERROR | \E_USER_ERROR | \E_RECOVERABLE_ERROR;
+    /** executor_globals as 32-bit words, and which of them is EG(exit_status) (see findExitStatus()); null if not found. */
+    private static ?\FFI $executor = null;
+    private static int $exitStatus = -1;
 
     /** Make exit() catchable as CAUGHT_AS; false (nothing changed) when FFI or this PHP's layout says no. */
     public static function install(): bool
@@ -80,6 +85,7 @@ final class ScriptExit
                 $class->ce_flags &= ~self::LINKED;
                 return false;
             }
+            self::findExitStatus();
             return true;
         } catch (\Throwable) {
             return false;
@@ -97,6 +103,52 @@ final class ScriptExit
         $error = \error_get_last();
         if ($error !== null && ($error['type'] & self::FATAL) !== 0) {
             exit(255);
+        }
+        if (self::$executor !== null) {
+            // exit(N) left N as the process's status: a worker that ends
+            // later without an exit() of its own (its client aborted a
+            // streamed answer) would end with the status of a request long gone.
+            self::$executor->executor_globals[self::$exitStatus] = 0;
+        }
+    }
+
+    /**
+     * EG(exit_status), which exit() sets: the word after EG(error_reporting)
+     * (the only one that follows error_reporting() through three values),
+     * if an exit(7) caught here reads there as 7. Left unfound otherwise.
+     */
+    private static function findExitStatus(): void
+    {
+        try {
+            $executor = \FFI::cdef('extern int32_t executor_globals[512];');
+            $words = $executor->executor_globals;
+            $level = \error_reporting();
+            $found = null;
+            foreach ([\E_ALL & ~\E_NOTICE, \E_ALL & ~\E_WARNING, \E_ERROR | \E_PARSE] as $value) {
+                \error_reporting($value);
+                $now = [];
+                for ($i = 0; $i < 511; $i++) {
+                    if ($words[$i] === $value) {
+                        $now[] = $i;
+                    }
+                }
+                $found = $found === null ? $now : \array_values(\array_intersect($found, $now));
+            }
+            \error_reporting($level);
+            if (\count($found) !== 1) {
+                return;
+            }
+            $at = $found[0] + 1;
+            $before = $words[$at];
+            try {
+                exit(7);
+            } catch (ScriptExited) {
+            }
+            if ($words[$at] === 7) {
+                $words[$at] = $before;
+                [self::$executor, self::$exitStatus] = [$executor, $at];
+            }
+        } catch (\Throwable) {
         }
     }
 

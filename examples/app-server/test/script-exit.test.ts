@@ -32,6 +32,11 @@ describe('ScriptExit', () => {
     expect(r).toEqual({ status: 0, signal: null, out: JSON.stringify([true, true, false, false, false, false, false, [], [], false]), err: '' });
   });
 
+  it("forgets a caught exit()'s status: a process that ends later, as a worker ends when its client aborts, exits with its own", () => {
+    const r = php(`try { exit(3); } catch (Folk\\AppServer\\ScriptExited) { Folk\\AppServer\\ScriptExit::endIfFatal(); echo '[caught]'; }`);
+    expect(r).toEqual({ status: 0, signal: null, out: '[caught]', err: '' });
+  });
+
   it('tells a fatal error PHP unwound the same way from an exit(): endIfFatal() goes on to end the process', () => {
     const r = php(`
       try { eval('$all = str_repeat("x", 32 << 20);'); } catch (Folk\\AppServer\\ScriptExited) { echo '[unwound]'; Folk\\AppServer\\ScriptExit::endIfFatal(); echo '[not reached]'; }`, ['display_errors=0', 'log_errors=0', 'memory_limit=16M']);
