@@ -36,7 +36,6 @@ final class RequestGlobals
         $this->env = $_ENV + ['APP_RUNNING_IN_CONSOLE' => 'false'];
         $this->uploaded = UploadedFiles::hook();
         $this->sessionId = SessionId::make();
-        PhpStream::install();
     }
 
     /** Fill them in for a request whose CGI variables are $server. */
@@ -65,9 +64,9 @@ final class RequestGlobals
         $_ENV = $this->env;
         // As PHP itself does, php://input is empty once it has read a multipart body into $_POST and $_FILES.
         PhpStream::$input = $multipart ? '' : $body;
-        // Again on every request (0.1 us): a script that unregistered php://,
-        // or gave it back to PHP's own wrapper, would have taken php://input
-        // (and php://memory) from every later request of the worker.
+        // On every request (0.1 us), not once: a script that unregistered
+        // php://, or gave it back to PHP's own wrapper, would have taken
+        // php://input (and php://memory) from every later request.
         PhpStream::install();
     }
 
