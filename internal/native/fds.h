@@ -12,8 +12,8 @@
 // crashes the process nor redirects a call to a stranger.
 //
 // The public number is closed later only while it still refers to the file
-// it did when the object took it (PublicFd, by device and inode): after a
-// close by hand the kernel hands the number to the next open, and closing it
+// it did when the object took it (PublicFd: the same open file description
+// as the private duplicate, by kcmp): after a close by hand the kernel hands the number to the next open, and closing it
 // from close() or from the garbage collector at a time nobody chose would
 // close that stranger.
 //
@@ -26,9 +26,11 @@
 
 #include "errors.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <set>
@@ -65,32 +67,6 @@ inline bool IdentifyFile(int fd, FileId* id) {
 #endif
   return true;
 }
-
-// The number an object was handed, closed only while it still refers to
-// the same file (see the top). Where the file cannot be identified, it is
-// trusted. For a pidfd before Linux 6.9 that tells little (every pidfd, and
-// eventfd, epoll fd..., shares one anonymous inode); on pidfs the inode
-// names the process.
-class PublicFd {
- public:
-  void Take(int fd) {
-    fd_ = fd;
-    identified_ = IdentifyFile(fd, &file_);
-  }
-
-  // close(2) it if it is still the same file; forget it either way. Idempotent.
-  void Close() {
-    if (fd_ < 0) return;
-    FileId now;
-    if (!identified_ || (IdentifyFile(fd_, &now) && now == file_)) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_ = -1;
-  FileId file_;
-  bool identified_ = false;
-};
 
 // The list of private duplicates and its lock. A pthread mutex, statically
 // initialised and never destroyed: pidfd's reaper threads close theirs at
@@ -158,6 +134,62 @@ inline void ClosePrivate(int io) {
     fds = nullptr;
   }
 }
+
+// Whether `a` and `b` are one open file description (the one a dup() of
+// the other shares): 1 or 0; -1 where kcmp(2) cannot say (a kernel built
+// without CONFIG_KCMP, or a seccomp filter such as Docker's default, which
+// allows kcmp only with CAP_SYS_PTRACE). A number not open is not the same.
+inline int SameDescription(int a, int b) {
+  constexpr int kKcmpFile = 0;  // KCMP_FILE, <linux/kcmp.h>
+  long r = syscall(SYS_kcmp, getpid(), getpid(), kKcmpFile, a, b);
+  if (r == 0) return 1;
+  if (r > 0 || errno == EBADF) return 0;
+  return -1;
+}
+
+// The number an object was handed, closed only while it still refers to
+// the file it did (see the top). kcmp tells that exactly, against the
+// object's private duplicate, which shares its open file description.
+// Without kcmp, or once the duplicate is gone (pidfd's reaper has it): by
+// device and inode, which tells little for a pidfd (before Linux 6.9 every
+// pidfd shares one anonymous inode with eventfds, epoll fds...; on pidfs,
+// every pidfd of one process shares the process's), and never a number
+// that is a private duplicate now: closing that would make its object's
+// calls reach whatever file takes the number next (another process's
+// pidfd: a signal to a stranger), and libuv abort at its poll's next
+// epoll_ctl. Where the file cannot be identified either, it is trusted.
+class PublicFd {
+ public:
+  void Take(int fd) {
+    fd_ = fd;
+    identified_ = IdentifyFile(fd, &file_);
+  }
+
+  // close(2) it if it is still the same file; forget it either way.
+  // `io`: the object's private duplicate, still open, or -1. Idempotent.
+  // Under the lock of the private duplicates, so that none is made on the
+  // number or closed while it is looked at.
+  void Close(int io) {
+    if (fd_ < 0) return;
+    PrivateGuard guard;
+    if (StillOurs(io)) ::close(fd_);
+    fd_ = -1;
+  }
+
+ private:
+  bool StillOurs(int io) const {
+    int same = io >= 0 ? SameDescription(fd_, io) : -1;
+    if (same >= 0) return same == 1;
+    std::set<int>* privates = PrivateFds();
+    if (privates != nullptr && privates->count(fd_) != 0) return false;
+    FileId now;
+    return !identified_ || (IdentifyFile(fd_, &now) && now == file_);
+  }
+
+  int fd_ = -1;
+  FileId file_;
+  bool identified_ = false;
+};
 
 }  // namespace folk
 

@@ -232,11 +232,11 @@ class OwnedFd {
   // libuv handles are closed. Idempotent; safe from a finalizer. The
   // EnvResources may be freed here.
   void Release() {
+    public_.Close(io_);  // first: the private duplicate tells whether it is still ours
     if (io_ >= 0) {
       ClosePrivate(io_);
       io_ = -1;
     }
-    public_.Close();
     if (resources_ != nullptr) {
       resources_->Leave(owner_);
       resources_ = nullptr;
@@ -244,8 +244,10 @@ class OwnedFd {
   }
 
   // The private duplicate, no longer closed by Release: the caller's to
-  // ClosePrivate (pidfd's ReapLater).
+  // ClosePrivate (pidfd's ReapLater). The caller's number is closed now, as
+  // Release would, while the duplicate can still tell whether it is ours.
   int HandOver() {
+    public_.Close(io_);
     int io = io_;
     io_ = -1;
     return io;

@@ -63,6 +63,8 @@ export interface NativeBinding {
   getfd(pidfd: number, targetFd: number): number;
   /** The pid of a pidfd from fstatfs + ioctl(PIDFD_GET_INFO) (6.13); -1 when that cannot tell. Never throws. */
   pidfdPid(fd: number): number;
+  /** Whether fd is a pidfd for one thread (PIDFD_THREAD, 6.9: O_EXCL in its status flags); false if not open. */
+  isThreadPidfd(fd: number): boolean;
   /**
    * ioctl(PIDFD_GET_INFO, PIDFD_INFO_EXIT) (Linux 6.15): the wait status of a
    * process that has exited and been reaped by its parent, whoever that was;

@@ -116,6 +116,9 @@ export class PidFd {
     } else {
       throw systemError('ESRCH', 'adopt', `the process of fd ${fd} was already reaped and no options.pid was given`);
     }
+    if (native.isThreadPidfd(fd)) {
+      throw invalidArgValue('fd', 'is a pidfd for one thread (PIDFD_THREAD); a PidFd is for a whole process', fd);
+    }
     try {
       return new PidFd(CONSTRUCT, fd, pid, reap);
     } catch (err) {

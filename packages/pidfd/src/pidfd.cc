@@ -22,6 +22,8 @@
 
 // pidfs (Linux 6.9): the filesystem every pidfd lives on since then.
 constexpr long kPidfsMagic = 0x50494446;
+// PIDFD_THREAD (Linux 6.9): a pidfd for one thread; it is O_EXCL's bit.
+constexpr int kPidfdThread = O_EXCL;
 
 // struct pidfd_info as PIDFD_GET_INFO (Linux 6.13) first defined it; the
 // kernel accepts this size from newer callers' older builds and vice versa.
@@ -161,6 +163,19 @@ Napi::Value PidfdPid(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), static_cast<double>(pi.pid));
 }
 
+// isThreadPidfd(pidfd: number): boolean
+//
+// Whether a pidfd was opened for one thread (PIDFD_THREAD, Linux 6.9): the
+// kernel keeps that flag, which is O_EXCL's bit, in the file's status
+// flags (open(2) never leaves O_EXCL there). A PidFd is for a process: such
+// a pidfd polls readable when its thread ends, its waitid fails with
+// ECHILD, and a signal reaches only that thread. false if fd is not open.
+Napi::Value IsThreadPidfd(const Napi::CallbackInfo& info) {
+  int fd = Int32Arg(info, 0, "isThreadPidfd(pidfd: number)");
+  int flags = fd < 0 ? -1 : fcntl(fd, F_GETFL);
+  return Napi::Boolean::New(info.Env(), flags != -1 && (flags & kPidfdThread) != 0);
+}
+
 // exitStatus(pidfd: number): number | null
 //
 // PIDFD_GET_INFO with PIDFD_INFO_EXIT (Linux 6.15): the wait status (as
@@ -210,6 +225,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readable", Napi::Function::New(env, Readable, "readable"));
   exports.Set("getfd", Napi::Function::New(env, Getfd, "getfd"));
   exports.Set("pidfdPid", Napi::Function::New(env, PidfdPid, "pidfdPid"));
+  exports.Set("isThreadPidfd", Napi::Function::New(env, IsThreadPidfd, "isThreadPidfd"));
   exports.Set("exitStatus", Napi::Function::New(env, ExitStatus, "exitStatus"));
   exports.Set("close", Napi::Function::New(env, Close, "close"));
   exports.Set("Handle", pidfd::DefineHandle(env));

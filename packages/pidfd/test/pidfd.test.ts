@@ -573,6 +573,32 @@ describe('fds', () => {
     }
   });
 
+  const [kernelMajor, kernelMinor] = release().split('.').map(Number) as [number, number];
+  const threadPidfds = kernelMajor > 6 || (kernelMajor === 6 && kernelMinor >= 9);
+  it.skipIf(!threadPidfds)('adopt refuses a thread pidfd (PIDFD_THREAD, Linux 6.9), leaving it to the caller: a PidFd is for a process', async () => {
+    // Python opens one for a thread of ours that is not the leader; we take a copy with getFd().
+    const tid = readdirSync('/proc/self/task').map(Number).find((t) => t !== process.pid)!;
+    const script = 'import os, sys, time; print(os.pidfd_open(int(sys.argv[1]), 0o200), flush=True); time.sleep(100)';
+    const py = spawn('python3', ['-c', script, String(tid)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    try {
+      const [line] = (await once(py.stdout!, 'data')) as [Buffer];
+      using holder = PidFd.open(py.pid!);
+      const fd = holder.getFd(Number(line.toString().trim()));
+      try {
+        for (const options of [undefined, { pid: tid }]) {
+          const err = errorOf(() => PidFd.adopt(fd, options));
+          expect(err).toMatchObject({ name: 'TypeError', code: 'ERR_INVALID_ARG_VALUE' });
+          expect(err.message).toMatch(/thread/);
+        }
+        expect(fdFlags(fd)).toBeGreaterThanOrEqual(0); // still open: the caller's
+      } finally {
+        closeSync(fd);
+      }
+    } finally {
+      py.kill('SIGKILL');
+    }
+  });
+
   it('adopt of a pidfd whose process was already reaped needs options.pid, else ESRCH and the fd stays the caller’s', async () => {
     using self = PidFd.open(process.pid);
     const pid = spawnUnreaped('sh', ['-c', 'exit 7']);
@@ -627,6 +653,22 @@ describe('an fd closed by hand, against the README’s advice', () => {
       expect(fdFlags(stranger)).toBeGreaterThanOrEqual(0); // still open
     } finally {
       closeSync(stranger);
+    }
+  });
+
+  it("close() leaves the number alone once it is another PidFd's for the same process (the same inode on pidfs)", () => {
+    const child = spawn('sleep', ['1000'], { stdio: 'ignore' });
+    try {
+      const p = PidFd.open(child.pid!);
+      const fd = p.fd;
+      closeSync(fd);
+      using q = PidFd.open(child.pid!);
+      expect(q.fd).toBe(fd); // the lowest free number
+      p.close();
+      expect(fdFlags(fd)).toBeGreaterThanOrEqual(0); // q's number is still open
+      expect(native.pidfdPid(q.fd)).toBe(child.pid);
+    } finally {
+      child.kill('SIGKILL');
     }
   });
 

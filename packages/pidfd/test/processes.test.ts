@@ -277,4 +277,16 @@ describe('permissions and kernels', () => {
     expect(others['tryWait']!.message).toMatch(/waitid needs Linux 5\.4 \(P_PIDFD\) or later$/);
     expect(others['wait']).toEqual(others['tryWait']);
   });
+
+  it.skipIf(!cc)(
+    "close() never closes another PidFd's private duplicate that took its number closed by hand, with kcmp(2) and without (Docker's seccomp refuses it)",
+    () => {
+      const exe = join(mkdtempSync(join(tmpdir(), 'pidfd-enosys-')), 'enosys');
+      execFileSync(cc!, ['-O2', '-o', exe, fixture('enosys.c')]);
+      const expected = { setUp: true, takerFdIsQs: false, mine: 'SIGKILL', stranger: 'running' };
+      expect(json(execFileSync(process.execPath, [fixture('private-taken.mjs')], { encoding: 'utf8' }))).toEqual(expected);
+      const run = ['kcmp', '--', process.execPath, fixture('private-taken.mjs')];
+      expect(json(execFileSync(exe, run, { encoding: 'utf8' }))).toEqual(expected);
+    },
+  );
 });
