@@ -19,12 +19,14 @@ use Folk\Worker;
 
 final class Runtime
 {
-    /** The script to include for the current request (read by the loop at the end of this file). */
+    /** The script to include for the current request (read by the loop in runtime.php). */
     public string $script = '';
     /** What a script leaves in the worker, taken away when it ends. */
     public readonly Leftovers $leftovers;
 
     private Worker $worker;
+    /** Where the requests come from (serveFrom()). */
+    private TaskSource|ConnectionSource $source;
     /** Sends the response of the request being served; null between requests. */
     private $answer = null;
     /** Sends part of it while the script runs (it flushed), if the request source can; see collect(). */
@@ -33,7 +35,7 @@ final class Runtime
     private $early = null;
     /** fastcgi_finish_request() answered the request: what the script writes from now on is dropped. */
     private bool $answeredEarly = false;
-    /** The runtime of this process, for fastcgi_finish_request(). */
+    /** The runtime of this process: for the loop in runtime.php, and fastcgi_finish_request(). */
     private static ?self $current = null;
     /** Output a script flushed through our buffer (ob_flush, flush of its own buffers). */
     private string $flushed = '';
@@ -54,7 +56,6 @@ final class Runtime
     private array $base;
     private string $root;
     private ScriptPath $scripts;
-    private string $cwd;
     /** php-cli's SAPI, hooked to keep header() calls and send on flush(). */
     private CliSapi $sapi;
     /** The client of the answer being streamed is gone. */
@@ -75,7 +76,6 @@ final class Runtime
         $this->root = $real;
         $index = (string) \getenv('FOLK_APP_INDEX');
         $this->scripts = new ScriptPath($real, $index === '' ? null : '/' . \ltrim($index, '/'));
-        $this->cwd = (string) \getcwd();
         // What php-fpm behind nginx puts in every request's $_SERVER (with
         // clear_env, its default, the environment is only USER and HOME,
         // from the pool user's passwd entry: here the worker's).
@@ -159,6 +159,28 @@ final class Runtime
         return '';
     }
 
+    /** Where the requests come from: the front (TaskSource), or connections (ConnectionSource, direct mode). */
+    public function serveFrom(TaskSource|ConnectionSource $source): void
+    {
+        $this->source = $source;
+    }
+
+    /**
+     * The next request with a script to run, begun (see begin()): false
+     * when the worker is to end. Requests that need no script (a 404) are
+     * answered here.
+     */
+    public function next(): bool
+    {
+        while (($request = $this->source->next()) !== null) {
+            if ($this->begin(...$request)) {
+                return true;
+            }
+            $this->answered();
+        }
+        return false;
+    }
+
     /**
      * Set up PHP's request state for a request: $vars are its CGI
      * variables (what nginx's fastcgi_params give), $answer($status,
@@ -198,11 +220,9 @@ final class Runtime
         $_SERVER = $server;
         $this->globals->fill($server, $body);
 
-        // php-fpm runs a script in its own directory.
-        $dir = \dirname($this->script);
-        if ($dir !== $this->cwd && @\chdir($dir)) {
-            $this->cwd = $dir;
-        }
+        // php-fpm runs a script in its own directory; every time, since the
+        // last script may have left it (chdir()).
+        @\chdir(\dirname($this->script));
         return true;
     }
 
@@ -233,6 +253,28 @@ final class Runtime
         }
     }
 
+    /**
+     * An exception the script did not catch: to the handler it set with
+     * set_exception_handler(), as PHP does, or else uncaught(). One the
+     * handler throws is uncaught(), as PHP makes it a fatal error.
+     */
+    public function scriptThrew(\Throwable $e): void
+    {
+        $handler = \set_exception_handler(null); // (only to read it: put back at once)
+        \restore_exception_handler();
+        if ($handler === null) {
+            $this->uncaught($e);
+            return;
+        }
+        try {
+            $handler($e);
+        } catch (ScriptExited) {
+            ScriptExit::endIfFatal();
+        } catch (\Throwable $again) {
+            $this->uncaught($again);
+        }
+    }
+
     /** An exception nothing caught: logged as PHP logs it, and a 500 unless the script chose a status. */
     public function uncaught(\Throwable $e): void
     {
@@ -245,8 +287,9 @@ final class Runtime
     /**
      * The script is done: the shutdown functions it registered run now,
      * before its answer goes, so their output and headers count (php-fpm
-     * runs them there too), and are dropped (RequestEnd). Its error and
-     * exception handlers go after its globals (Leftovers::forgetGlobals()).
+     * runs them there too), and are dropped (RequestEnd). Then its globals
+     * go (Leftovers::forgetGlobals()), its error and exception handlers
+     * after them, and the answer goes (finish()).
      */
     public function scriptEnded(): void
     {
@@ -260,6 +303,15 @@ final class Runtime
         if ($thrown instanceof \Throwable) {
             $this->uncaught($thrown);
         }
+        $this->leftovers->forgetGlobals();
+        $this->answered();
+    }
+
+    /** The request's answer goes, and what it left behind goes too. */
+    private function answered(): void
+    {
+        $this->finish();
+        $this->leftovers->afterAnswer($this->script);
     }
 
     /** Send the response of the current request and forget the request. */

@@ -41,8 +41,15 @@ require_once __DIR__ . '/Runtime.php';
 require_once __DIR__ . '/TaskSource.php';
 require_once __DIR__ . '/request-headers.php';
 
+use Folk\AppServer\Runtime;
+use Folk\AppServer\ScriptExit;
+use Folk\AppServer\ScriptExited;
+
 // The loop runs in the global scope, so a script's top-level variables
 // are globals, as under php-fpm ("global $db" in its functions finds them).
+// So it keeps no variable of its own there: a script could overwrite it
+// (extract($_GET) with a name a client chose) or find it in $GLOBALS. It
+// asks Runtime::current() each time instead.
 // Forked by a prototype (--prototype), the prototype's own variable is
 // not the application's: scripts see the same globals either way.
 unset($__folkScript);
@@ -50,38 +57,36 @@ unset($__folkScript);
 // php.ini); a script that takes them for a sign of the command line must
 // not find the worker's own.
 unset($argv, $argc);
-$__folk_worker = Folk\Worker::fromEnv();
-$__folk = new Folk\AppServer\Runtime($__folk_worker);
-if (getenv('FOLK_APP_DIRECT')) {
-    require_once __DIR__ . '/Http.php';
-    require_once __DIR__ . '/AccessLog.php';
-    require_once __DIR__ . '/Scoreboard.php';
-    require_once __DIR__ . '/Connection.php';
-    require_once __DIR__ . '/StreamedAnswer.php';
-    require_once __DIR__ . '/Connections.php';
-    require_once __DIR__ . '/Answers.php';
-    require_once __DIR__ . '/fastcgi-finish-request.php';
-    require_once __DIR__ . '/ConnectionSource.php';
-    $__folk_source = new Folk\AppServer\ConnectionSource($__folk_worker, json_decode(getenv('FOLK_APP_DIRECT'), true));
-} else {
-    $__folk_source = new Folk\AppServer\TaskSource($__folk_worker);
-}
-$__folk->leftovers->keepGlobals();
-while ($__folk_request = $__folk_source->next()) {
-    if ($__folk->begin(...$__folk_request)) {
-        try {
-            include $__folk->script;
-        } catch (Folk\AppServer\ScriptExited) {
-            // exit() or die(): the script ends here, as under php-fpm, and the worker serves on.
-            Folk\AppServer\ScriptExit::endIfFatal();
-        } catch (\Throwable $__folk_error) {
-            $__folk->uncaught($__folk_error);
-        }
-        $__folk->scriptEnded();
-        $__folk->leftovers->forgetGlobals();
+(static function (): void {
+    $worker = Folk\Worker::fromEnv();
+    $runtime = new Runtime($worker);
+    if (getenv('FOLK_APP_DIRECT')) {
+        require_once __DIR__ . '/Http.php';
+        require_once __DIR__ . '/AccessLog.php';
+        require_once __DIR__ . '/Scoreboard.php';
+        require_once __DIR__ . '/Connection.php';
+        require_once __DIR__ . '/StreamedAnswer.php';
+        require_once __DIR__ . '/Connections.php';
+        require_once __DIR__ . '/Answers.php';
+        require_once __DIR__ . '/fastcgi-finish-request.php';
+        require_once __DIR__ . '/ConnectionSource.php';
+        $runtime->serveFrom(new Folk\AppServer\ConnectionSource($worker, json_decode(getenv('FOLK_APP_DIRECT'), true)));
+    } else {
+        $runtime->serveFrom(new Folk\AppServer\TaskSource($worker));
     }
-    $__folk->finish();
-    $__folk->leftovers->afterAnswer($__folk->script);
+})();
+Runtime::current()->leftovers->keepGlobals();
+while (Runtime::current()->next()) {
+    try {
+        include Runtime::current()->script;
+    } catch (ScriptExited) {
+        // exit() or die(): the script ends here, as under php-fpm, and the worker serves on.
+        ScriptExit::endIfFatal();
+    } catch (\Throwable $__folk_error) {
+        Runtime::current()->scriptThrew($__folk_error);
+        unset($__folk_error);
+    }
+    Runtime::current()->scriptEnded();
 }
 // (An exit(N) a script called, and this loop caught, would otherwise be the worker's exit status.)
 exit(0);

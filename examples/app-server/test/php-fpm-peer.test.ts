@@ -373,6 +373,28 @@ describe('beside nginx + php-fpm', () => {
     }
   });
 
+  it('calls the handler set_exception_handler() gave for an exception nothing caught, as php-fpm does, before the shutdown functions', async () => {
+    for (const name of ['handled', 'handler-throws', 'handler-exits', 'replaced', 'removed', 'none']) {
+      const [theirs, mine] = await both('GET', `/exception-handler.php?case=${name}`, {});
+      expect({ name, ...answered(mine) }).toEqual({ name, ...answered(theirs) });
+    }
+  });
+
+  it('starts every request in its script\'s directory, also after the same script changed it', async () => {
+    for (const path of ['/cwd.php?chdir=1', '/cwd.php', '/dir/cwd.php?chdir=1', '/cwd.php']) {
+      const [theirs, mine] = await both('GET', path, {});
+      expect({ path, ...answered(mine) }).toEqual({ path, ...answered(theirs) });
+    }
+  });
+
+  it("keeps none of the server's own variables in a script's globals: extract() of what a client sent cannot end the worker", async () => {
+    const names = ['__folk', '__folk_worker', '__folk_source', '__folk_request', '__folk_error'];
+    for (const path of [`/extract.php?${names.map((name) => `${name}=1`).join('&')}`, '/extract.php', '/globals.php']) {
+      const [theirs, mine] = await both('GET', path, {});
+      expect({ path, ...answered(mine) }).toEqual({ path, ...answered(theirs) });
+    }
+  });
+
   it('says 404 where php-fpm does (a .php path with no such file), and HEAD has no body', async () => {
     const [theirs, mine] = await both('GET', '/missing.php', {});
     expect([mine.status, theirs.status]).toEqual([404, 404]);
