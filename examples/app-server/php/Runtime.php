@@ -37,8 +37,10 @@ final class Runtime
     private bool $answeredEarly = false;
     /** The runtime of this process: for the loop in runtime.php, and fastcgi_finish_request(). */
     private static ?self $current = null;
-    /** Output a script flushed through our buffer (ob_flush, flush of its own buffers). */
+    /** Output a script flushed through our buffer (ob_flush, flush of its own buffers), or wrote past it (written()). */
     private string $flushed = '';
+    /** Our buffer (collect()) is there, at the bottom; a script may end it, as php-fpm's output_buffering. */
+    private bool $collecting = false;
     /** $_GET, $_POST, $_COOKIE, $_FILES, $_REQUEST, $_ENV, php://input and what goes with them. */
     private RequestGlobals $globals;
     /** What PHP does at the end of a request: shutdown functions, handlers, ini settings. */
@@ -88,7 +90,10 @@ final class Runtime
             'DOCUMENT_ROOT' => $this->root,
             'REDIRECT_STATUS' => '200',
         ], fn ($v) => $v !== null);
-        $sapi = CliSapi::hook($this->flushOutput(...));
+        // php-cli flushes after every write that no buffer holds; php-fpm's
+        // php.ini does not (and a script may end the buffer it starts with).
+        \ini_set('implicit_flush', '0');
+        $sapi = CliSapi::hook($this->flushOutput(...), $this->written(...));
         if ($sapi === null) {
             // Without it every header() call is dropped, a redirect's
             // Location and a session's cookie too (a 302 with nowhere to go).
@@ -105,10 +110,7 @@ final class Runtime
         }
         $this->leftovers = new Leftovers($this->uncaught(...));
         self::$current = $this;
-        // The buffer every request writes into. Not removable, so a script
-        // that ends all buffers (ob_end_clean in a loop) cannot send its
-        // output past it to the worker's stdout.
-        \ob_start([$this, 'collect'], 0, \PHP_OUTPUT_HANDLER_CLEANABLE | \PHP_OUTPUT_HANDLER_FLUSHABLE);
+        $this->startCollecting();
         $this->onShutdown = $this->shutdown(...);
         \register_shutdown_function($this->onShutdown);
     }
@@ -119,12 +121,28 @@ final class Runtime
         if ($this->sapi->aborting()) {
             return;
         }
-        if ($this->stream !== null && \ob_get_level() === 1) {
-            @\ob_flush();
+        if ($this->stream !== null && $this->collecting && \ob_get_level() === 1) {
+            @\ob_flush(); // (collect() sends it)
+        } elseif ($this->stream !== null && !$this->collecting && \ob_get_level() === 0) {
+            $this->sendFlushed();
         }
         if ($this->clientGone && !\ignore_user_abort()) {
             $this->sapi->abortScript();
         }
+    }
+
+    /**
+     * The buffer every request writes into, at the bottom, as php-fpm's
+     * output_buffering: a script may end it (a download script's
+     * `while (ob_get_level()) ob_end_clean();`), and what it writes after
+     * reaches written() instead, through php-cli's unbuffered write.
+     */
+    private function startCollecting(): void
+    {
+        // (Not removable where PHP's record that headers were sent cannot be undone.)
+        $removable = $this->sapi->canForgetHeadersSent() ? \PHP_OUTPUT_HANDLER_REMOVABLE : 0;
+        \ob_start([$this, 'collect'], 0, \PHP_OUTPUT_HANDLER_CLEANABLE | \PHP_OUTPUT_HANDLER_FLUSHABLE | $removable);
+        $this->collecting = true;
     }
 
     /**
@@ -134,29 +152,53 @@ final class Runtime
      */
     public function collect(string $buffer, int $phase): string
     {
+        $final = ($phase & \PHP_OUTPUT_HANDLER_FINAL) !== 0;
+        if ($final && \count(\debug_backtrace(\DEBUG_BACKTRACE_IGNORE_ARGS, 2)) > 1) {
+            // A script ended it (ob_end_clean(), ob_get_clean(), ob_end_flush()):
+            // the process is not ending, and neither is the request.
+            $this->collecting = false;
+            $final = false;
+        }
         if (($phase & \PHP_OUTPUT_HANDLER_CLEAN) === 0) {
             if (!$this->answeredEarly) {
                 $this->flushed .= $buffer;
             }
-            if (($phase & \PHP_OUTPUT_HANDLER_FINAL) !== 0 && $this->answer !== null) {
+            if ($final && $this->answer !== null) {
                 // The process is ending inside a request (exit in a
                 // shutdown function, a fatal error there): answer it now.
                 $this->ending = true;
                 $this->inHandler = true;
                 $this->finish();
-            } elseif (($phase & \PHP_OUTPUT_HANDLER_FLUSH) !== 0 && $this->stream !== null && $this->flushed !== '') {
-                [$status, $lines] = $this->head();
-                $sent = ($this->stream)($status, $lines, $this->flushed);
-                if ($sent !== false) {
-                    $this->flushed = '';
-                }
-                $this->clientGone = $sent === null;
+            } elseif (($phase & \PHP_OUTPUT_HANDLER_FLUSH) !== 0) {
+                $this->sendFlushed();
             }
         }
-        if (($phase & \PHP_OUTPUT_HANDLER_FINAL) !== 0) {
+        if ($final) {
             $this->sapi->unhook(); // (the request is ending: see CliSapi::unhook())
         }
         return '';
+    }
+
+    /** Output that no buffer holds: the script ended ours (see startCollecting()). */
+    private function written(string $bytes): void
+    {
+        if (!$this->answeredEarly) {
+            $this->flushed .= $bytes;
+        }
+    }
+
+    /** What the script flushed goes to the client now, when the request source can stream it. */
+    private function sendFlushed(): void
+    {
+        if ($this->stream === null || $this->flushed === '') {
+            return;
+        }
+        [$status, $lines] = $this->head();
+        $sent = ($this->stream)($status, $lines, $this->flushed);
+        if ($sent !== false) {
+            $this->flushed = '';
+        }
+        $this->clientGone = $sent === null;
     }
 
     /** Where the requests come from: the front (TaskSource), or connections (ConnectionSource, direct mode). */
@@ -242,6 +284,13 @@ final class Runtime
         $limit = (int) \ini_get('max_execution_time');
         if ($limit > 0) {
             \set_time_limit($limit); // (PHP's timer started with the worker: start it again)
+        }
+        if (!$this->collecting) {
+            // The last script ended ours; a buffer opened since, between
+            // requests, holds nothing of this one.
+            while (\ob_get_level() > 0 && @\ob_end_clean()) {
+            }
+            $this->startCollecting();
         }
         if (\ob_get_level() === 1 && \ob_get_length() > 0) {
             \ob_clean(); // output from between requests (see Leftovers::afterAnswer()): never another client's
@@ -339,6 +388,9 @@ final class Runtime
             $body = ''; // (answered already: $answer knows)
         }
         [$status, $lines] = $this->head();
+        if (!$this->collecting) {
+            $this->sapi->forgetHeadersSent(); // (what it wrote past our buffer made PHP mark them sent)
+        }
         \header_remove();
         $answer($status, $lines, $body, $this->ending);
         $this->globals->clear();
@@ -385,7 +437,8 @@ final class Runtime
             return $body;
         }
         $level = \ob_get_level();
-        while ($level > 1 && @\ob_end_flush()) {
+        $ours = $this->collecting ? 1 : 0;
+        while ($level > $ours && @\ob_end_flush()) {
             $level--;
         }
         $body = $this->flushed . (string) \ob_get_contents();

@@ -395,6 +395,15 @@ describe('beside nginx + php-fpm', () => {
     }
   });
 
+  it('sends what a script writes after ending the output buffer it started with, as php-fpm does, and the next request has one again', async () => {
+    for (const name of ['loop-clean', 'get-clean', 'end-flush', 'new-buffer', 'flush']) {
+      for (const path of [`/ob-end.php?case=${name}`, '/ob-end.php']) {
+        const [theirs, mine] = await both('GET', path, {});
+        expect({ path, ...answered(mine) }).toEqual({ path, ...answered(theirs) });
+      }
+    }
+  });
+
   it('says 404 where php-fpm does (a .php path with no such file), and HEAD has no body', async () => {
     const [theirs, mine] = await both('GET', '/missing.php', {});
     expect([mine.status, theirs.status]).toEqual([404, 404]);
