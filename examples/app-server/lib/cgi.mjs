@@ -135,7 +135,9 @@ const HOP_BY_HOP = new Set([
 
 /**
  * A worker's answer ("status\nName: value\n...\n\nbody") as { status,
- * headers (a flat [name, value, ...] list for writeHead), body, endingPid }.
+ * headers (a flat [name, value, ...] list for writeHead), body, endingPid,
+ * contentLength (the script's own Content-Length, digits, or null: it
+ * stands only where there is no body to measure, a HEAD answer) }.
  * A "Status:" header sets the status, as under php-fpm. A first line
  * "302 ending 1234" says worker 1234 exits after this answer (endingPid;
  * else 0). Throws on an answer that is not this format.
@@ -148,6 +150,7 @@ export function decodeAnswer(answer) {
   let status = Number(first[0]);
   const endingPid = first[1] === 'ending' ? Number(first[2]) : 0;
   const headers = [];
+  let contentLength = null;
   for (let i = 1; i < lines.length; i++) {
     const line = lines[i];
     const colon = line.indexOf(':');
@@ -157,7 +160,8 @@ export function decodeAnswer(answer) {
     const lower = name.toLowerCase();
     if (lower === 'status') status = Number.parseInt(value, 10);
     else if (!HOP_BY_HOP.has(lower)) headers.push(name, value);
+    else if (lower === 'content-length' && /^\d+$/.test(value)) contentLength = value;
   }
   if (!Number.isInteger(status) || status < 100 || status > 999) throw new Error(`the answer has no valid status: ${JSON.stringify(lines[0])}`);
-  return { status, headers, body: answer.subarray(end + 2), endingPid };
+  return { status, headers, body: answer.subarray(end + 2), endingPid, contentLength };
 }

@@ -427,11 +427,13 @@ export class Front extends EventEmitter {
       this.#fail(req, res, 502, `response body of ${decoded.body.length} bytes is over --max-response ${this.#maxResponse}`);
       return;
     }
-    this.#send(req, res, decoded.status, decoded.headers, decoded.body);
+    this.#send(req, res, decoded.status, decoded.headers, decoded.body, false, decoded.contentLength);
   }
 
-  #send(req, res, status, headers, body, close = false) {
-    if (status >= 200 && status !== 204 && status !== 304) headers.push('Content-Length', String(body.length));
+  /** `length`: the script's own Content-Length, kept for a HEAD answer (no body to measure), as nginx keeps it. */
+  #send(req, res, status, headers, body, close = false, length = null) {
+    const measured = req.method === 'HEAD' && length !== null ? length : String(body.length);
+    if (status >= 200 && status !== 204 && status !== 304) headers.push('Content-Length', measured);
     if (this.draining || close) headers.push('Connection', 'close');
     try {
       res.writeHead(status, headers);

@@ -71,7 +71,7 @@ final class RequestEnd
     private static function mbstring(): array
     {
         $settings = [];
-        foreach (['mb_internal_encoding', 'mb_regex_encoding', 'mb_substitute_character', 'mb_detect_order'] as $function) {
+        foreach (['mb_internal_encoding', 'mb_regex_encoding', 'mb_substitute_character', 'mb_detect_order', 'mb_http_output'] as $function) {
             if (\function_exists($function)) { // (mb_regex_encoding: not without Oniguruma)
                 $settings[$function] = $function();
             }

@@ -409,5 +409,9 @@ describe('beside nginx + php-fpm', () => {
     expect([mine.status, theirs.status]).toEqual([404, 404]);
     const [theirHead, myHead] = await both('HEAD', '/plain.php', {});
     expect(answered(myHead)).toEqual(answered(theirHead));
+    // A HEAD answer keeps the Content-Length the script gave (its GET body's).
+    const [theirs2, mine2] = await both('HEAD', '/head.php', {});
+    expect([mine2.headers['content-length'], theirs2.headers['content-length']]).toEqual(['12345', '12345']);
+    expect(answered(mine2)).toEqual(answered(theirs2));
   });
 });

@@ -31,6 +31,7 @@ if (isset($_GET['then'])) {
         'mb substitute character' => mb_substitute_character(),
         'mb language' => mb_language(),
         'mb detect order' => mb_detect_order(),
+        'mb http output' => mb_http_output(),
     ]);
     return;
 }
@@ -55,4 +56,5 @@ mb_regex_encoding('EUC-JP');
 mb_substitute_character('none');
 mb_language('Japanese');
 mb_detect_order(['ASCII', 'SJIS']);
+mb_http_output('ISO-8859-1');
 echo "from the script\n";
