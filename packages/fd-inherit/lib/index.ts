@@ -58,9 +58,9 @@ export function spawn(file: string, args: readonly string[] = [], options?: Spaw
   return createSubprocess(pid, pidfd, parentStreams(setups));
 }
 
-/** The program's path, PATH searched in the parent before the clone (the child must not allocate). */
+/** The program's path, PATH searched in the parent before the clone (the child must not allocate); inside the new root, if any. */
 function findProgram(request: SpawnRequest): string {
-  const found = resolveFile(request.file, request.path, request.cwd);
+  const found = resolveFile(request.file, request.path, request.cwd, request.isolation?.root ?? null);
   if (typeof found === 'string') return found;
   throw spawnError(systemError(found.code, 'execve', 'execve'), request);
 }

@@ -20,6 +20,16 @@ const ISOLATION_KEYS = ['namespaces', 'uidMap', 'gidMap', 'setgroups', 'hostname
 /** The largest id a map may name: (uid_t)-1 is no id. */
 const MAX_ID = 2 ** 32 - 2;
 
+/** Lines a uid_map or gid_map may have (UID_GID_MAP_MAX_EXTENTS since Linux 4.15; 5 before). */
+const MAX_MAP_LINES = 340;
+
+/**
+ * The kernel takes a map in one write of less than a page, and refuses a
+ * longer one (EINVAL) whatever its lines. 4096 is the page on x86-64 and
+ * the smallest anywhere, so a map that passes here passes on any machine.
+ */
+const MAX_MAP_BYTES = 4095;
+
 /** HOST_NAME_MAX. */
 const MAX_HOSTNAME_BYTES = 64;
 
@@ -86,17 +96,37 @@ function parseNamespaces(value: unknown): NamespaceName[] {
 function parseIdMap(value: unknown, name: string): IdMapping[] | null {
   if (value === undefined) return null;
   if (!Array.isArray(value)) throw invalidArgType(name, 'an instance of Array', value);
-  return Array.from(value, (entry: unknown, i: number) => {
-    const at = `${name}[${i}]`;
-    if (entry === null || typeof entry !== 'object') throw invalidArgType(at, 'of type object', entry);
-    const e = entry as Record<string, unknown>;
-    const inside = validateInteger(e['inside'], `${at}.inside`, 0, MAX_ID);
-    const outside = validateInteger(e['outside'], `${at}.outside`, 0, MAX_ID);
-    const count = validateInteger(e['count'], `${at}.count`, 1, MAX_ID + 1);
-    const last = Math.max(inside, outside) + count - 1;
-    if (last > MAX_ID) throw outOfRange(`${at}.count`, `at most ${MAX_ID + 1 - Math.max(inside, outside)} here (ids end at ${MAX_ID})`, count);
-    return { inside, outside, count };
-  });
+  const map = Array.from(value, (entry: unknown, i: number) => parseIdMapping(entry, `${name}[${i}]`));
+  checkMapSize(map, name);
+  return map;
+}
+
+function parseIdMapping(entry: unknown, at: string): IdMapping {
+  if (entry === null || typeof entry !== 'object') throw invalidArgType(at, 'of type object', entry);
+  const e = entry as Record<string, unknown>;
+  const inside = validateInteger(e['inside'], `${at}.inside`, 0, MAX_ID);
+  const outside = validateInteger(e['outside'], `${at}.outside`, 0, MAX_ID);
+  const count = validateInteger(e['count'], `${at}.count`, 1, MAX_ID + 1);
+  const last = Math.max(inside, outside) + count - 1;
+  if (last > MAX_ID) throw outOfRange(`${at}.count`, `at most ${MAX_ID + 1 - Math.max(inside, outside)} here (ids end at ${MAX_ID})`, count);
+  return { inside, outside, count };
+}
+
+/**
+ * Refuses up front, with its reason, a map the kernel would refuse with a
+ * bare EINVAL from the middle of the spawn: more lines than its limit, or
+ * more text than one write may carry (MAX_MAP_BYTES).
+ */
+function checkMapSize(map: IdMapping[], name: string): void {
+  if (map.length > MAX_MAP_LINES) throw outOfRange(name, `at most ${MAX_MAP_LINES} entries long (the kernel's limit)`, map.length);
+  const bytes = mapText(map).length; // ASCII digits, spaces and newlines: a byte each
+  if (bytes > MAX_MAP_BYTES) {
+    throw outOfRange(
+      name,
+      `less than ${MAX_MAP_BYTES + 1} bytes written out as "inside outside count" lines (the kernel takes a map in one write of less than a page)`,
+      bytes,
+    );
+  }
 }
 
 function parseHostname(value: unknown): string | null {
@@ -109,8 +139,8 @@ function parseHostname(value: unknown): string | null {
 }
 
 /** The map as /proc/PID/uid_map takes it: one "inside outside count" line per range. */
-function mapText(map: IdMapping[] | null): string | null {
-  return map === null ? null : map.map((m) => `${m.inside} ${m.outside} ${m.count}\n`).join('');
+function mapText(map: IdMapping[]): string {
+  return map.map((m) => `${m.inside} ${m.outside} ${m.count}\n`).join('');
 }
 
 /** The binding's share of the plan: null for a spawn without isolation. */
@@ -119,8 +149,8 @@ export function nativeIsolation(iso: IsolationRequest | null): NativeIsolationPl
   const has = (ns: NamespaceName) => iso.namespaces.includes(ns);
   return {
     cloneFlags: iso.namespaces.reduce((flags, ns) => flags | native.NAMESPACES[ns]!, 0),
-    uidMap: mapText(iso.uidMap),
-    gidMap: mapText(iso.gidMap),
+    uidMap: iso.uidMap && mapText(iso.uidMap),
+    gidMap: iso.gidMap && mapText(iso.gidMap),
     denySetgroups: has('user') && iso.setgroups === 'deny',
     hostname: iso.hostname,
     propagation: has('mount') ? iso.mountPropagation : null,
@@ -203,7 +233,8 @@ function cloneHint(code: string, iso: IsolationRequest): string | undefined {
 }
 
 function mapHint(code: string, step: string, iso: IsolationRequest): string | undefined {
-  if (code === 'EINVAL') return 'the kernel refused the map (overlapping ranges, or more than 340 lines)';
+  // Size and line count were checked before the spawn (checkMapSize).
+  if (code === 'EINVAL') return "the kernel refused the map (overlapping ranges, an outside id this process's namespace does not map, or more than 5 lines before Linux 4.15)";
   if (code !== 'EPERM') return undefined;
   if (step === 'write gid_map' && iso.setgroups === 'allow') {
     return "without CAP_SETGID here, a gid map needs setgroups: 'deny' (and can map only your own gid)";

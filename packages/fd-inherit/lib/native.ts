@@ -7,7 +7,7 @@ export interface NativeSpawnPlan {
   /** The program to execve: a path (PATH was already searched). */
   file: string;
   argv: string[];
-  /** "NAME=value" strings; null for this process's own environment (main thread only: a worker's process.env is its own copy). */
+  /** "NAME=value" strings; null for the C environment (environ), when process.env is Node's own object backed by it (lib/env.ts). */
   envp: string[] | null;
   /** Index in envp of the string "LISTEN_PID=", whose value the child fills with its pid; -1 for none. */
   listenPidIndex: number;
@@ -134,6 +134,8 @@ export interface NativeBinding {
   close(fd: number): void;
   /** The inode id of a pidfd for this process (pidfs, Linux 6.9+) in decimal, as LISTEN_PIDFDID holds it; null when the kernel cannot tell. */
   selfPidfdInodeId(): string | null;
+  /** getenv(3): the variable's value in the C environment, or null. */
+  getenv(name: string): string | null;
   /** SIGKILL, reap and close the pidfd of a child spawn() could not hand out. */
   killAndReap(pid: number, pidfd: number): void;
   getCloexec(fd: number): boolean;

@@ -14,6 +14,12 @@ type ErrnoException = NodeJS.ErrnoException;
 /** sizeof(sockaddr_un.sun_path) on Linux. */
 const SUN_PATH_MAX = 108;
 
+/**
+ * The longest NOTIFY_SOCKET libsystemd takes, in bytes: sun_path less the
+ * NUL byte it insists on (a path's last, an abstract name's first).
+ */
+const MAX_SOCKET_BYTES = SUN_PATH_MAX - 1;
+
 /** The message: "NAME=value" lines, in the order given. */
 function message(state: unknown): Buffer {
   let text: string;
@@ -35,23 +41,33 @@ function message(state: unknown): Buffer {
   } else {
     throw invalidArgType('state', 'of type string or object', state);
   }
-  // systemd drops a message with a NUL in it, and sd_notify refuses an empty one.
-  if (text === '') throw invalidArgValue('state', 'must not be empty', text);
+  // systemd drops a message with a NUL in it (sd_notify, given a C string,
+  // could not send one). An empty state is an empty datagram, as sd_notify
+  // sends it.
   if (text.includes('\0')) throw invalidArgValue('state', 'must be a string without null bytes', text);
   return Buffer.from(text, 'utf8');
 }
 
-/** sun_path's bytes for NOTIFY_SOCKET's value: an absolute path, or "@name" for an abstract socket. */
+/**
+ * sun_path's bytes for NOTIFY_SOCKET's value: an absolute path, or "@name"
+ * for an abstract socket. Refused as libsystemd 252 refuses it: EINVAL for
+ * less than 2 bytes or another first character, and past MAX_SOCKET_BYTES
+ * ENAMETOOLONG for a path, EINVAL for an abstract name. (It says EINVAL for
+ * "vsock:" too; 253 and later speak AF_VSOCK, which this does not.)
+ */
 function address(socket: string): Buffer {
-  let bytes: Buffer;
-  if (socket.startsWith('/')) bytes = Buffer.from(socket, 'utf8');
-  else if (socket.startsWith('@')) bytes = Buffer.concat([Buffer.alloc(1), Buffer.from(socket.slice(1), 'utf8')]);
-  else if (socket.startsWith('vsock:')) {
+  if (socket.startsWith('vsock:')) {
     throw systemError('EAFNOSUPPORT', 'notify', `notify '${socket}' (AF_VSOCK notification sockets are not supported)`);
-  } else {
-    throw systemError('EINVAL', 'notify', `notify '${socket}' (NOTIFY_SOCKET must be an absolute path or @name)`);
   }
-  if (bytes.length > SUN_PATH_MAX) throw systemError('ENAMETOOLONG', 'notify', `notify '${socket}' (longer than ${SUN_PATH_MAX} bytes)`);
+  const bytes = Buffer.from(socket, 'utf8');
+  const abstract = socket.startsWith('@');
+  if (bytes.length < 2 || !(abstract || socket.startsWith('/'))) {
+    throw systemError('EINVAL', 'notify', `notify '${socket}' (NOTIFY_SOCKET must be an absolute path or @name, at least 2 bytes long)`);
+  }
+  if (bytes.length > MAX_SOCKET_BYTES) {
+    throw systemError(abstract ? 'EINVAL' : 'ENAMETOOLONG', 'notify', `notify '${socket}' (longer than ${MAX_SOCKET_BYTES} bytes)`);
+  }
+  if (abstract) bytes[0] = 0;
   return bytes;
 }
 
@@ -61,7 +77,7 @@ function address(socket: string): Buffer {
  * datagram to `options.socket`, by default `$NOTIFY_SOCKET`; returns false
  * without sending when there is none (not started by systemd), true once
  * sent. With `unsetEnvironment`, NOTIFY_SOCKET is removed from process.env
- * afterwards, sent or not, so children do not inherit it.
+ * afterwards, sent or not, errors included, so children do not inherit it.
  *
  * @throws TypeError/RangeError for a bad state or options; an errno Error
  * (`ENOENT`, `ECONNREFUSED`, `EACCES`, `EAGAIN`, ...; `syscall` 'sendto' or
@@ -72,24 +88,30 @@ function address(socket: string): Buffer {
 export function notify(state: NotifyState, options?: NotifyOptions): boolean {
   const opts = optionsObject(options);
   const unset = optionalBoolean(opts, 'unsetEnvironment', false);
-  if (opts.socket !== undefined && typeof opts.socket !== 'string') throw invalidArgType('options.socket', 'of type string', opts.socket);
-  const payload = message(state);
-  const socket = (opts.socket as string | undefined) ?? process.env.NOTIFY_SOCKET;
   try {
-    if (socket === undefined || socket === '') return false;
-    const to = address(socket);
-    try {
-      native.notifySend(to, payload);
-    } catch (err) {
-      const e = err as ErrnoException;
-      if (e instanceof Error && typeof e.syscall === 'string') {
-        e.message += ` '${socket}'`;
-        (e as ErrnoException & { address?: string }).address = socket;
-      }
-      throw e;
-    }
-    return true;
+    return send(state, opts);
   } finally {
+    // As sd_notify(1, ...): gone whatever happened, errors included.
     if (unset) delete process.env.NOTIFY_SOCKET;
   }
+}
+
+/** One datagram of `state` to options.socket, else $NOTIFY_SOCKET; false when there is neither. */
+function send(state: unknown, opts: Record<string, unknown>): boolean {
+  if (opts['socket'] !== undefined && typeof opts['socket'] !== 'string') throw invalidArgType('options.socket', 'of type string', opts['socket']);
+  const payload = message(state);
+  const socket = (opts['socket'] as string | undefined) ?? process.env.NOTIFY_SOCKET;
+  if (socket === undefined) return false;
+  const to = address(socket);
+  try {
+    native.notifySend(to, payload);
+  } catch (err) {
+    const e = err as ErrnoException;
+    if (e instanceof Error && typeof e.syscall === 'string') {
+      e.message += ` '${socket}'`;
+      (e as ErrnoException & { address?: string }).address = socket;
+    }
+    throw e;
+  }
+  return true;
 }

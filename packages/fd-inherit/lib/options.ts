@@ -28,7 +28,7 @@ export interface SpawnRequest {
   file: string;
   args: string[];
   argv0: string;
-  /** "NAME=value" strings; null for this process's own environment (main thread only). */
+  /** "NAME=value" strings; null for the C environment, which process.env then holds (see lib/env.ts). */
   envp: string[] | null;
   /** The index in envp of "LISTEN_PID=", which the child fills in; -1 for none. */
   listenPidIndex: number;

@@ -7,6 +7,7 @@
 #include <napi.h>
 
 #include <stdint.h>
+#include <stdlib.h>
 #include <string>
 #include <sys/resource.h>
 
@@ -45,6 +46,19 @@ Napi::Value SelfPidfdInodeIdValue(const Napi::CallbackInfo& info) {
   uint64_t id;
   if (!folk::SelfPidfdInodeId(&id)) return info.Env().Null();
   return Napi::String::New(info.Env(), std::to_string(id));
+}
+
+// getenv(name): the variable's value in the C environment (environ), or
+// null. lib/env.ts asks once, at load, whether a variable set through
+// process.env arrives there: only then may a spawn leave the child's
+// environment to the copy of environ in spawn_request.cc.
+Napi::Value Getenv(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsString()) throw Napi::TypeError::New(env, "getenv(name: string)");
+  const std::string name = info[0].As<Napi::String>().Utf8Value();
+  const char* value = getenv(name.c_str());
+  if (value == nullptr) return env.Null();
+  return Napi::String::New(env, value);
 }
 
 // killAndReap(pid, pidfd): for a child spawn() cannot hand out after all.
@@ -123,6 +137,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setCloexec", Napi::Function::New(env, folk::binding::SetCloexec, "setCloexec"));
   exports.Set("killAndReap", Napi::Function::New(env, KillAndReap, "killAndReap"));
   exports.Set("selfPidfdInodeId", Napi::Function::New(env, SelfPidfdInodeIdValue, "selfPidfdInodeId"));
+  exports.Set("getenv", Napi::Function::New(env, Getenv, "getenv"));
   exports.Set("testing", TestingHooks(env));
   exports.Set("notifySend", Napi::Function::New(env, folk::binding::NotifySend, "notifySend"));
 

@@ -110,8 +110,9 @@ void ReadProgram(const Napi::Object& plan, SpawnRequest* r) {
   if (!file.IsString()) throw Napi::TypeError::New(env, "spawn plan: file must be a string");
   r->file = file.As<Napi::String>().Utf8Value();
   r->argv = Strings(ArrayProp(plan, "argv"), "argv");
-  // null: this process's own environment (the main thread's process.env),
-  // copied here in C++ rather than listed out in JavaScript.
+  // null: the C environment, which process.env holds when it is Node's own
+  // object (lib/env.ts finds that out), copied here in C++ rather than
+  // listed out in JavaScript.
   Napi::Value envp = plan.Get("envp");
   if (envp.IsNull()) {
     for (char** e = environ; *e != nullptr; ++e) r->envp.emplace_back(*e);

@@ -1,11 +1,12 @@
 // FD_CLOEXEC helpers, and the fd map as a child_process stdio array.
 import * as childProcess from 'node:child_process';
 import { closeSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 
 const INT32_MAX = 2 ** 31 - 1;
 import { describe, expect, it } from 'vitest';
-import { isInheritable, setInheritable, stdioFromFdMap } from '../lib/index.js';
-import { errorOf, hasCloexec, readAll } from './helpers.js';
+import { isInheritable, setInheritable, spawn, stdioFromFdMap } from '../lib/index.js';
+import { DIST, errorOf, hasCloexec, outputOf, readAll, requireDist, withTempDir } from './helpers.js';
 
 describe('isInheritable / setInheritable', () => {
   it('reads and flips FD_CLOEXEC', () => {
@@ -24,6 +25,39 @@ describe('isInheritable / setInheritable', () => {
     } finally {
       closeSync(fd);
     }
+  });
+
+  it('0-2 are close-on-exec too: Node sets FD_CLOEXEC on them at startup; children still get them (placed with dup2)', async () => {
+    requireDist();
+    // Prints isInheritable(0-2), then which of 0-2 a child of spawn() and one
+    // of child_process have open (a close-on-exec fd would be gone after exec).
+    const children = `for fd in 0 1 2; do [ -e /proc/self/fd/$fd ] && printf $fd; done; echo`;
+    const script = `
+      const { isInheritable, spawn } = require(${JSON.stringify(DIST)});
+      const { execFileSync } = require('node:child_process');
+      const { writeSync } = require('node:fs');
+      writeSync(1, JSON.stringify([0, 1, 2].map(isInheritable)) + '\\n');
+      writeSync(1, execFileSync('/bin/sh', ['-c', ${JSON.stringify(children)}], { stdio: ['inherit', 'pipe', 'inherit'] }));
+      spawn('/bin/sh', ['-c', ${JSON.stringify(children)}]).wait();`;
+    const expected = ['[false,false,false]', '012', '012', ''];
+    // stdin /dev/null, stdout a socket (child_process's 'pipe'), stderr a file.
+    await withTempDir(async (dir) => {
+      const file = openSync(join(dir, 'stderr'), 'w');
+      try {
+        const r = childProcess.spawnSync(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', file], encoding: 'utf8' });
+        expect(r.status).toBe(0);
+        expect(r.stdout.split('\n')).toEqual(expected);
+      } finally {
+        closeSync(file);
+      }
+    });
+    // Pipes (pipe2, as spawn() makes them) at 0-2.
+    const child = spawn(process.execPath, ['-e', script], { stdin: 'pipe', stdout: 'pipe', stderr: 'pipe' });
+    child.stdin!.end();
+    child.stderr!.resume();
+    const { out, code } = await outputOf(child);
+    expect(code).toBe(0);
+    expect(out.split('\n')).toEqual(expected);
   });
 
   it('EBADF for an fd that is not open; TypeError/RangeError for bad arguments', () => {

@@ -3,7 +3,7 @@
 // this process is what was asked for, and nothing else. This process is
 // root; the unprivileged cases run a Node process as nobody.
 import { execFileSync, spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, readlinkSync, symlinkSync, writeFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +32,13 @@ const ours = (): Record<Kind, string> => Object.fromEntries(KINDS.map((k) => [k,
 
 async function sh(script: string, options: SpawnOptions): Promise<{ out: string; code: number | null }> {
   return outputOf(spawn('/bin/sh', ['-c', script], { stdout: 'pipe', stdin: 'ignore', ...options }));
+}
+
+/** `file args` started with `options`: what it printed (it must exit 0). */
+async function printedBy(file: string, args: string[], options: SpawnOptions): Promise<string> {
+  const { out, code } = await outputOf(spawn(file, args, { stdout: 'pipe', stdin: 'ignore', ...options }));
+  expect(code).toBe(0);
+  return out;
 }
 
 const NOBODY = ['setpriv', '--reuid=65534', '--regid=65534', '--clear-groups'];
@@ -164,6 +171,30 @@ describe('user namespaces', () => {
     expect(children()).toEqual([]);
   });
 
+  it('a map a 4 KiB-page kernel would refuse is a RangeError before anything happens: 4096 bytes or more, more than 340 lines', async () => {
+    const mapped = (options: SpawnOptions) => printedBy('/bin/sh', ['-c', 'wc -l < /proc/self/uid_map; wc -l < /proc/self/gid_map'], { namespaces: { user: true }, ...options });
+    // "1000000000 2000000000 1\n" is 24 bytes: 170 of them and a last line of 15 bytes ("1234 567890 12\n") make 4095.
+    const lines = Array.from({ length: 170 }, (_, i) => ({ inside: 1_000_000_000 + i * 10, outside: 2_000_000_000 + i * 10, count: 1 }));
+    const under = [...lines, { inside: 1234, outside: 567_890, count: 12 }];
+    const over = [...lines, { inside: 1234, outside: 567_890, count: 123 }];
+    expect(await mapped({ uidMap: under, gidMap: under })).toBe('171\n171\n');
+    for (const key of ['uidMap', 'gidMap'] as const) {
+      const err = errorOf(() => spawn('/bin/true', [], { namespaces: { user: true }, [key]: over }));
+      expect(err).toMatchObject({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+      expect(err.message).toBe(
+        `The value of "options.${key}" is out of range. It must be less than 4096 bytes written out as "inside outside count" lines ` +
+          '(the kernel takes a map in one write of less than a page). Received 4096',
+      );
+    }
+    // 340 short lines are taken; 341 are not, however short.
+    const identity = (n: number) => Array.from({ length: n }, (_, i) => ({ inside: i, outside: i, count: 1 }));
+    expect(await mapped({ uidMap: identity(340) })).toMatch(/^340\n/);
+    const err = errorOf(() => spawn('/bin/true', [], { namespaces: { user: true }, uidMap: identity(341) }));
+    expect(err).toMatchObject({ name: 'RangeError', code: 'ERR_OUT_OF_RANGE' });
+    expect(err.message).toBe('The value of "options.uidMap" is out of range. It must be at most 340 entries long (the kernel\'s limit). Received 341');
+    expect(children()).toEqual([]);
+  });
+
   it('an exec error in a user namespace is reported like any other', () => {
     const err = errorOf(() => spawn('/nonexistent/x', [], { namespaces: { user: true, mount: true }, uidMap: [{ inside: 0, outside: 0, count: 1 }] }));
     expect(err).toMatchObject({ code: 'ENOENT', step: 'execve', message: "ENOENT: no such file or directory, spawn '/nonexistent/x'" });
@@ -265,6 +296,44 @@ describe('mount namespaces', () => {
       expect(code).toBe(0);
       expect(out.split('\n')).toEqual(['inside the root', '/work', '1', '/', '/proc', expect.stringContaining('No such file'), 'no-etc', '']);
     }));
+
+  it('root: a program name is looked up in PATH inside the new root, symlinks followed there, never on this side', () =>
+    withTempDir((root) =>
+      withTempDir(async (host) => {
+        // In the root: a shell at /opt/tools/hello, reached also through
+        // symlinks that mean something else here: absolute ones (as Alpine's
+        // /bin/sh -> /bin/busybox), one climbing above the root, a
+        // directory one. None of these paths exists on this side.
+        const real = join('/bin', readlinkSafe('/bin/sh'));
+        for (const file of libraries(real)) copyInto(root, file);
+        copyInto(root, real, '/opt/tools/hello');
+        mkdirSync(join(root, 'usr/local/bin'), { recursive: true });
+        symlinkSync('/opt/tools/hello', join(root, 'usr/local/bin/hello'));
+        mkdirSync(join(root, 'up'));
+        symlinkSync('../../../../../../opt/tools/hello', join(root, 'up/hello'));
+        symlinkSync('/opt/tools', join(root, 'tools-link'));
+        for (const path of ['/opt/tools/hello', '/tools-link', '/up/hello']) expect(existsSync(path), path).toBe(false);
+        // Here: a `hello` of our own, earlier in PATH; the root has no such directory.
+        writeFileSync(join(host, 'hello'), '#!/bin/sh\necho from this side\n', { mode: 0o755 });
+
+        const run = (PATH: string, cwd?: string) =>
+          printedBy('hello', ['-c', 'echo from the root'], { namespaces: { mount: true }, root, env: { PATH }, ...(cwd ? { cwd } : {}) });
+        expect(await run('/opt/tools')).toBe('from the root\n');
+        expect(await run(`${host}:/opt/tools`)).toBe('from the root\n');
+        expect(await run('/usr/local/bin')).toBe('from the root\n');
+        expect(await run('/up')).toBe('from the root\n');
+        expect(await run('/tools-link')).toBe('from the root\n');
+        // A relative entry is relative to cwd, a path inside the root.
+        expect(await run('tools', '/opt')).toBe('from the root\n');
+        // Found only here: not found, as execvp in the root would say.
+        expect(errorOf(() => spawn('hello', [], { namespaces: { mount: true }, root, env: { PATH: host } }))).toMatchObject({
+          code: 'ENOENT',
+          step: 'execve',
+          message: "ENOENT: no such file or directory, spawn 'hello'",
+        });
+        expect(children()).toEqual([]);
+      }),
+    ));
 
   it('without a new mount namespace, mount steps are refused by the binding too (they would change ours)', () => {
     const plan = nativePlan(parseSpawn('/bin/true', [], { env: {} }), '/bin/true', []);

@@ -1,6 +1,7 @@
 // What the child is started with: environment, directory, argv[0], session,
 // umask, limits, privileges, signal dispositions. Each is read back from the
 // child itself (/proc/self/... or the program's own output).
+import { spawnSync } from 'node:child_process';
 import { realpathSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -26,6 +27,42 @@ async function childStatus(options: SpawnOptions, field: string): Promise<string
 
 const isRoot = process.getuid?.() === 0;
 
+/**
+ * Runs `setup` in a new Node process, then loads the built package and
+ * reports what a child sees of FOLK_FD_INHERIT_TEST and HOME when started
+ * by spawn() and by child_process with the default environment, whether
+ * spawn() built the list itself (`copied`) rather than leave the copy of
+ * the C environment to the binding, and process.env's keys before and
+ * after the package was loaded (with Node's own process.env, the C
+ * environment's).
+ */
+function environmentSeen(setup: string): {
+  ours: string;
+  childProcess: string;
+  copied: boolean;
+  keysBeforeLoad: string[];
+  keysAfterLoad: string[];
+} {
+  requireDist();
+  const script = `
+    ${setup}
+    const keysBeforeLoad = Object.keys(process.env);
+    const { spawn } = require(${JSON.stringify(DIST)});
+    const { childEnvironment } = require(${JSON.stringify(join(DIST, '..', 'env.js'))});
+    const keysAfterLoad = Object.keys(process.env);
+    const { execFileSync } = require('node:child_process');
+    const show = ['-c', 'echo "\${FOLK_FD_INHERIT_TEST-unset}, HOME \${HOME+set}\${HOME-unset}"'];
+    const childProcess = execFileSync('/bin/sh', show, { encoding: 'utf8' });
+    const copied = childEnvironment(undefined, false).envp !== null;
+    const child = spawn('/bin/sh', show, { stdout: 'pipe' });
+    let ours = '';
+    child.stdout.on('data', (d) => (ours += d));
+    child.wait().then(() => process.stdout.write(JSON.stringify({ ours, childProcess, copied, keysBeforeLoad, keysAfterLoad })));`;
+  const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, FOLK_FD_INHERIT_TEST: 'C environment' } });
+  if (r.status !== 0) throw new Error(`node exited ${r.status ?? r.signal}: ${r.stderr}`);
+  return JSON.parse(r.stdout);
+}
+
 describe('environment, directory, argv0', () => {
   it('env is the whole environment of the child; undefined values are left out', async () => {
     const out = await run('/usr/bin/env', [], { env: { A: '1', B: 'two words', C: undefined } });
@@ -49,6 +86,30 @@ describe('environment, directory, argv0', () => {
     } finally {
       process.env = real;
     }
+  });
+
+  it('follows a plain object put in process.env before the package was loaded, as child_process does', () => {
+    // As a test setup does (`process.env = { ...process.env, X }`) before
+    // anything requires the package.
+    const seen = environmentSeen(`
+      process.env = { ...process.env, FOLK_FD_INHERIT_TEST: 'plain object' };
+      delete process.env.HOME;`);
+    expect(seen.childProcess).toBe('plain object, HOME unset\n');
+    expect(seen.ours).toBe(seen.childProcess);
+    expect(seen.copied).toBe(true);
+    // Finding that out left no trace in the object.
+    expect(seen.keysAfterLoad).toEqual(seen.keysBeforeLoad);
+  });
+
+  it("with Node's own process.env, lets the binding copy the C environment (no list built per spawn)", () => {
+    const seen = environmentSeen(`
+      process.env.FOLK_FD_INHERIT_TEST = 'plain object';
+      delete process.env.HOME;`);
+    expect(seen.ours).toBe('plain object, HOME unset\n');
+    expect(seen.ours).toBe(seen.childProcess);
+    expect(seen.copied).toBe(false);
+    // Nor in the C environment.
+    expect(seen.keysAfterLoad).toEqual(seen.keysBeforeLoad);
   });
 
   it("from a worker thread, defaults to that worker's own process.env, and pipes raise no warning", async () => {

@@ -2,7 +2,7 @@
 // binding carries out, checked as plain values: nothing is spawned here and
 // no fd is opened.
 import { constants } from 'node:os';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { resolveFile } from '../lib/env.js';
@@ -283,6 +283,18 @@ describe('resolveFile (the PATH search)', () => {
       expect(resolveFile('prog', `${dir}/b`, null)).toEqual({ code: 'ENOENT' });
       expect(resolveFile('./prog', `${dir}/c`, null)).toBe('./prog'); // a path is not searched
       expect(resolveFile('prog', `${dir}/a:${dir}/b`, null)).toEqual({ code: 'EACCES' });
+    });
+  });
+
+  it('with a root, returns the path inside it; a symlink loop there is not found rather than followed forever', () => {
+    withTempDir((root) => {
+      mkdirSync(join(root, 'c'));
+      writeFileSync(join(root, 'c', 'prog'), '#!/bin/sh\n', { mode: 0o755 });
+      symlinkSync('/loop/prog', join(root, 'loop'));
+      expect(resolveFile('prog', '/loop:/c', null, root)).toBe('/c/prog');
+      expect(resolveFile('prog', 'c', null, root)).toBe('/c/prog'); // cwd is the root's /
+      expect(resolveFile('prog', '.', 'c', root)).toBe('/c/prog'); // a relative cwd is relative to it
+      expect(resolveFile('prog', '/loop', null, root)).toEqual({ code: 'ENOENT' });
     });
   });
 });
