@@ -52,10 +52,11 @@ export class FdSocket extends EventEmitter {
   #poller: NativePoller;
   #outbox: Outbox;
   #receiver: Receiver;
-  /** The receiver's: messages not yet handed over. */
-  #inbox: Queue<FdMessage>;
   #allowHalfOpen: boolean;
   #highWaterMark: number;
+  #fdHighWaterMark: number;
+  /** The fds the native reads may bring in, as last told (see #update). */
+  #fdBudget = 0;
 
   #closed = false;
   #paused = false;
@@ -89,6 +90,7 @@ export class FdSocket extends EventEmitter {
     this.type = stream ? 'stream' : 'seqpacket';
     this.#allowHalfOpen = opts.allowHalfOpen;
     this.#highWaterMark = opts.highWaterMark;
+    this.#fdHighWaterMark = opts.fdHighWaterMark;
     // A datagram must land whole, so each seqpacket read gets room for the
     // largest; stream reads take what is there.
     const chunk = stream ? STREAM_CHUNK : opts.maxMessageBytes;
@@ -104,7 +106,6 @@ export class FdSocket extends EventEmitter {
     }
     this.#outbox = new Outbox(this.#poller, this.#poller.io(), stream, () => this.#update());
     this.#receiver = new Receiver(stream, opts.maxMessageBytes, (fds) => this.#drop(fds));
-    this.#inbox = this.#receiver.inbox;
     this.fd = fd;
     OWNED.add(fd);
   }
@@ -237,7 +238,7 @@ export class FdSocket extends EventEmitter {
   };
 
   #next(): Promise<IteratorResult<FdMessage>> {
-    const m = this.#waiters.length === 0 ? this.#inbox.shift() : undefined;
+    const m = this.#waiters.length === 0 ? this.#receiver.shift() : undefined;
     if (m !== undefined) {
       this.#handOver(m);
       this.#update();
@@ -268,12 +269,12 @@ export class FdSocket extends EventEmitter {
       // A listener may close the socket; then nothing more is delivered.
       while (!this.#closed) {
         if (this.#iterating) {
-          if (this.#waiters.length === 0 || this.#inbox.length === 0) break;
+          if (this.#waiters.length === 0 || this.#receiver.queuedMessages === 0) break;
           const w = this.#waiters.shift()!;
-          w.resolve({ value: this.#handOver(this.#inbox.shift()!), done: false });
+          w.resolve({ value: this.#handOver(this.#receiver.shift()!), done: false });
         } else {
-          if (this.#paused || this.#inbox.length === 0 || this.listenerCount('message') === 0) break;
-          this.emit('message', this.#handOver(this.#inbox.shift()!));
+          if (this.#paused || this.#receiver.queuedMessages === 0 || this.listenerCount('message') === 0) break;
+          this.emit('message', this.#handOver(this.#receiver.shift()!));
         }
       }
       threw = false;
@@ -285,7 +286,7 @@ export class FdSocket extends EventEmitter {
     }
     if (this.#closed) return;
     const terminal = this.#receiver.terminal;
-    if (this.#inbox.length === 0 && terminal !== null && !terminal.finished) this.#finish(terminal);
+    if (this.#receiver.queuedMessages === 0 && terminal !== null && !terminal.finished) this.#finish(terminal);
     this.#update();
   }
 
@@ -329,16 +330,27 @@ export class FdSocket extends EventEmitter {
     if (fds && fds.length > 0) this.#poller.drop(fds);
   }
 
-  /** Point the poll handle at what is wanted now: reading while someone consumes and the inbox has room; writing while sends wait. */
+  /**
+   * Point the poll handle at what is wanted now: reading while someone
+   * consumes and the inbox has room, in messages and in fds; writing while
+   * sends wait. Messages read ahead keep their fds open in this process, so
+   * the fds they may bring in are capped too: past that the peer meets a
+   * full socket buffer (backpressure) instead of filling our fd table.
+   */
   #update(): void {
     if (this.#closed) return;
     const consumer = this.#iterating || (!this.#paused && this.listenerCount('message') > 0);
-    const reading = consumer && this.#receiver.terminal === null && this.#inbox.length < this.#highWaterMark;
+    const fdRoom = this.#fdHighWaterMark - this.#receiver.queuedFds;
+    const reading =
+      consumer && this.#receiver.terminal === null && this.#receiver.queuedMessages < this.#highWaterMark && fdRoom > 0;
     const writing = this.#outbox.length > 0;
-    if (reading === this.#reading && writing === this.#writing) return;
+    // The budget matters only while reading; telling it costs a native call.
+    const budget = reading ? fdRoom : this.#fdBudget;
+    if (reading === this.#reading && writing === this.#writing && budget === this.#fdBudget) return;
     this.#reading = reading;
     this.#writing = writing;
-    this.#poller.setEvents(reading, writing);
+    this.#fdBudget = budget;
+    this.#poller.setEvents(reading, writing, budget);
   }
 
   #destroy(error: Error | null): void {

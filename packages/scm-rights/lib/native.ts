@@ -6,8 +6,12 @@ import { loadNative } from './internal/native-loader.js';
 export type OnRead = (chunks: number, data: Buffer | undefined, status: number) => void;
 
 export interface NativePoller {
-  /** Which readiness the uv_poll_t watches; (false, false) stops it. */
-  setEvents(readable: boolean, writable: boolean): void;
+  /**
+   * Which readiness the uv_poll_t watches; (false, false) stops it.
+   * `fdBudget`: how many fds the reads of one readable wakeup may bring in;
+   * they stop after the message that reaches it (so at most 253 over).
+   */
+  setEvents(readable: boolean, writable: boolean, fdBudget: number): void;
   ref(): void;
   unref(): void;
   /** The private duplicate of the socket fd that the poll, reads and writes use; -1 once closed. */

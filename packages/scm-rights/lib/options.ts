@@ -16,6 +16,15 @@ export interface FdSocketOptions {
   allowHalfOpen?: boolean;
   /** Messages read ahead of the consumer before reading pauses (the kernel buffer then holds the rest). Default 1024. */
   highWaterMark?: number;
+  /**
+   * Fds read ahead of the consumer (carried by messages received and not
+   * yet taken) before reading pauses; the kernel buffer then holds the
+   * rest, and a fast sender meets a full socket. Each sits in this process's
+   * fd table until consumed, so this, not the message count, is what keeps
+   * a peer from filling the table (EMFILE). One read may take it over by
+   * one message's fds (at most 253). Default 256.
+   */
+  fdHighWaterMark?: number;
 }
 
 export interface SendOptions {
@@ -40,6 +49,11 @@ export function isStreamSocket(fd: number): boolean {
   return type === native.SOCK_STREAM;
 }
 
+// Fds read ahead by default: enough to keep a consumer of one-fd messages
+// busy in batches, far below any RLIMIT_NOFILE Node runs under (1024 at the
+// least), so a peer cannot fill the fd table, however many fds it sends.
+const DEFAULT_FD_HIGH_WATER_MARK = 256;
+
 export function socketOptions(opts: Record<string, unknown>, stream: boolean): Required<FdSocketOptions> {
   // A stream frame is assembled in one Buffer, so no larger than Node allows.
   const most = stream ? Math.min(0xffffffff, kMaxLength) : 64 * 1024 * 1024;
@@ -47,7 +61,13 @@ export function socketOptions(opts: Record<string, unknown>, stream: boolean): R
   const allowHalfOpen = opts['allowHalfOpen'] ?? false;
   if (typeof allowHalfOpen !== 'boolean') throw invalidArgType('options.allowHalfOpen', 'of type boolean', allowHalfOpen);
   const highWaterMark = validateInteger(opts['highWaterMark'] ?? 1024, 'options.highWaterMark', 1, 0x7fffffff);
-  return { maxMessageBytes, allowHalfOpen, highWaterMark };
+  const fdHighWaterMark = validateInteger(
+    opts['fdHighWaterMark'] ?? DEFAULT_FD_HIGH_WATER_MARK,
+    'options.fdHighWaterMark',
+    1,
+    0x7fffffff,
+  );
+  return { maxMessageBytes, allowHalfOpen, highWaterMark, fdHighWaterMark };
 }
 
 /** The `signal` of send()'s options, if any. */

@@ -22,7 +22,9 @@ export const FDS = new Int32Array(4 * native.SCM_MAX_FD);
 
 export class Receiver {
   /** Messages received, not yet handed to a consumer (their fds still held). */
-  readonly inbox = new Queue<FdMessage>();
+  readonly #inbox = new Queue<FdMessage>();
+  /** The fds of the messages in #inbox: they sit in this process's fd table until consumed. */
+  #inboxFds = 0;
   #terminal: Terminal | null = null;
   readonly #maxMessageBytes: number;
   /** Stream sockets only. */
@@ -33,12 +35,29 @@ export class Receiver {
   constructor(stream: boolean, maxMessageBytes: number, drop: (fds: readonly number[] | null) => void) {
     this.#maxMessageBytes = maxMessageBytes;
     this.#drop = drop;
-    this.#decoder = stream ? new FrameDecoder(maxMessageBytes, (data, fds) => this.inbox.push({ data, fds }), drop) : null;
+    this.#decoder = stream ? new FrameDecoder(maxMessageBytes, (data, fds) => this.#enqueue(data, fds), drop) : null;
   }
 
   /** Null while receiving goes on. */
   get terminal(): Terminal | null {
     return this.#terminal;
+  }
+
+  /** Messages received and not yet taken. */
+  get queuedMessages(): number {
+    return this.#inbox.length;
+  }
+
+  /** The fds those messages carry (a stream frame still in progress holds its own, not counted). */
+  get queuedFds(): number {
+    return this.#inboxFds;
+  }
+
+  /** The oldest message received, out of the inbox (its fds still held: hand them over); undefined if none. */
+  shift(): FdMessage | undefined {
+    const m = this.#inbox.shift();
+    if (m !== undefined) this.#inboxFds -= m.fds.length;
+    return m;
   }
 
   /** One batch (see META); status: 0, 1 for end of file, or -errno. */
@@ -67,8 +86,14 @@ export class Receiver {
 
   /** The socket closed: forget what is unread (the socket closed its fds). */
   close(): void {
-    this.inbox.drain();
+    this.#inbox.drain();
+    this.#inboxFds = 0;
     this.#decoder?.reset();
+  }
+
+  #enqueue(data: Buffer, fds: number[]): void {
+    this.#inbox.push({ data, fds });
+    this.#inboxFds += fds.length;
   }
 
   /** One recvmsg's worth: a datagram, or a piece of the stream for the decoder. */
@@ -90,7 +115,7 @@ export class Receiver {
         ),
       );
     } else {
-      this.inbox.push({ data: bytes, fds });
+      this.#enqueue(bytes, fds);
     }
   }
 

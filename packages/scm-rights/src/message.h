@@ -35,10 +35,23 @@ constexpr int kMaxFds = 253;
 #define POLLRDHUP POLLHUP
 #endif
 
-// Room, besides the fds, for the control messages a socket may be set to
-// add ahead of them: SCM_CREDENTIALS with SO_PASSCRED (systemd's
-// PassCredentials=, say), a short SCM_SECURITY label with SO_PASSSEC.
-constexpr size_t kOtherControl = CMSG_SPACE(64);
+#if defined(__linux__) && !defined(SCM_PIDFD)
+#define SCM_PIDFD 0x04  // Linux 6.5; older libc headers lack it
+#endif
+
+// Room, besides the fds, for the control messages a socket may be set to add
+// to every message it receives. The kernel writes them in this order:
+// SCM_CREDENTIALS (SO_PASSCRED, as systemd's PassCredentials= sets), then
+// SCM_SECURITY (SO_PASSSEC: the sender's LSM label), then SCM_RIGHTS, then
+// SCM_PIDFD (SO_PASSPIDFD, Linux 6.5+: a pidfd, installed for every message).
+// The ones before the fds would crowd them out, and a pidfd without room
+// sets MSG_CTRUNC although every fd arrived, so there is room for all of
+// them. A label longer than kSecurityLabelRoom crowds out fds (MSG_CTRUNC).
+constexpr size_t kCredentialsControl = CMSG_SPACE(3 * sizeof(int));  // struct ucred: pid, uid, gid
+constexpr size_t kSecurityLabelRoom = 256;
+constexpr size_t kSecurityControl = CMSG_SPACE(kSecurityLabelRoom);
+constexpr size_t kPidFdControl = CMSG_SPACE(sizeof(int));
+constexpr size_t kOtherControl = kCredentialsControl + kSecurityControl + kPidFdControl;
 
 // Room for a full SCM_RIGHTS array plus that, aligned for cmsghdr.
 union ControlBuf {
@@ -134,18 +147,48 @@ inline ssize_t SendMsg(int fd, struct iovec* iov, int iovcnt, const int* fds, in
   return n;
 }
 
-// Copies the fds of every SCM_RIGHTS message in msg into out (room for `cap`).
-// Whatever does not fit is closed, and MSG_CTRUNC set, so nothing that
-// arrived is ever lost track of.
+// Whether a control message carries fds: SCM_RIGHTS (the fds sent), and
+// SCM_PIDFD (a pidfd of the sender). Every other one (credentials, a
+// security label) carries data only.
+inline bool CarriesFds(const struct cmsghdr* c) {
+  if (c->cmsg_level != SOL_SOCKET) return false;
+#ifdef SCM_PIDFD
+  if (c->cmsg_type == SCM_PIDFD) return true;
+#endif
+  return c->cmsg_type == SCM_RIGHTS;
+}
+
+// The fds in such a message: an int array, all of its data (a message cut
+// short by MSG_CTRUNC has a cmsg_len that covers only what was written).
+inline size_t FdCount(const struct cmsghdr* c) {
+  return c->cmsg_len < CMSG_LEN(0) ? 0 : (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+}
+
+inline int FdAt(const struct cmsghdr* c, size_t i) {
+  int fd;
+  memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+  return fd;
+}
+
+// Copies the fds of every SCM_RIGHTS message in msg into out (room for
+// `cap`). Whatever does not fit is closed, and MSG_CTRUNC set. Every other
+// fd that arrived is closed: the pidfd SO_PASSPIDFD adds to each message,
+// which is not handed over (peerPidFd gives one), would otherwise leak one
+// fd per message. So nothing that arrived is ever lost track of.
 inline int TakeFds(struct msghdr* msg, int* out, int cap) {
   int count = 0;
   for (struct cmsghdr* c = CMSG_FIRSTHDR(msg); c != nullptr; c = CMSG_NXTHDR(msg, c)) {
-    if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS) continue;
-    size_t n = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-    const unsigned char* p = CMSG_DATA(c);
-    for (size_t i = 0; i < n; i++) {
-      int fd;
-      memcpy(&fd, p + i * sizeof(int), sizeof fd);
+    if (!CarriesFds(c)) continue;
+    bool rights = c->cmsg_type == SCM_RIGHTS;
+    for (size_t i = 0, n = FdCount(c); i < n; i++) {
+      int fd = FdAt(c, i);
+      // A pidfd the kernel could not make (out of fds, say) is a negative
+      // errno in its place; there is nothing to close.
+      if (fd < 0) continue;
+      if (!rights) {
+        close(fd);
+        continue;
+      }
 #ifdef SCM_SET_CLOEXEC_AFTER
       fcntl(fd, F_SETFD, FD_CLOEXEC);
 #endif

@@ -3,6 +3,7 @@
 #include <uv.h>
 
 #include <errno.h>
+#include <stdint.h>
 
 #include <memory>
 
@@ -86,10 +87,15 @@ Poller::PollBlock* Poller::OpenPoll(Napi::Env env, int fd) {
   return block;
 }
 
-// setEvents(readable, writable): what the poll watches; nothing stops it.
+// setEvents(readable, writable, fdBudget): what the poll watches; nothing
+// stops it. fdBudget: the fds the next reads may bring in (Batch::SetFdBudget).
 Napi::Value Poller::SetEvents(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (handle_ == nullptr) return env.Undefined();
+  if (info.Length() > 2 && info[2].IsNumber()) {
+    int64_t budget = info[2].As<Napi::Number>().Int64Value();
+    batch_.SetFdBudget(budget < 1 ? 1 : static_cast<size_t>(budget));
+  }
   int events = (info[0].ToBoolean() ? UV_READABLE : 0) | (info[1].ToBoolean() ? UV_WRITABLE : 0);
   if (events == events_) return env.Undefined();
   int err = events == 0 ? uv_poll_stop(&handle_->poll) : uv_poll_start(&handle_->poll, events, OnPoll);

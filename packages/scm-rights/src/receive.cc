@@ -53,7 +53,8 @@ int Batch::Read(int io, HeldFds* held, size_t* chunks_out, size_t* used_out) {
   size_t chunks = 0;
   size_t nfds = 0;
   int status = 0;  // 0: more may come; 1: end of file; < 0: -errno
-  while (chunks < metaCap_ && scratchSize_ - used >= chunk_ && fdsCap_ - nfds >= static_cast<size_t>(kMaxFds)) {
+  while (chunks < metaCap_ && scratchSize_ - used >= chunk_ && fdsCap_ - nfds >= static_cast<size_t>(kMaxFds) &&
+         nfds < fdBudget_) {
     struct iovec iov = {buf + used, chunk_};
     ControlBuf control;
     struct msghdr msg = Message(&iov, 1, control.buf, sizeof control.buf);

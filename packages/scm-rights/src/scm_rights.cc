@@ -118,8 +118,10 @@ Napi::Value RecvFds(const Napi::CallbackInfo& info) {
 
   struct iovec iov = {buf, static_cast<size_t>(maxBytes)};
   // Room for exactly maxFds would not do: credentials come first and would
-  // take it, and the fds would be cut off (MSG_CTRUNC). The kernel may then
-  // install a few more than maxFds; TakeFds closes those and sets MSG_CTRUNC.
+  // take it, and the fds would be cut off (MSG_CTRUNC); a pidfd comes after
+  // them and would set MSG_CTRUNC with every fd there. So kOtherControl more
+  // (message.h). The kernel may then install more than maxFds; TakeFds
+  // closes those and sets MSG_CTRUNC, and closes the pidfd.
   ControlBuf control;
   struct msghdr msg = Message(&iov, 1, control.buf, CMSG_SPACE(sizeof(int) * maxFds) + kOtherControl);
   ssize_t n;

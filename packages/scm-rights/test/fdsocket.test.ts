@@ -8,8 +8,21 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { socketpair } from '@folk/socketpair';
 import { SURVIVED, terminateMidCall } from '@folk/test-support';
-import { FRAME_HEADER_BYTES, FdSocket, type FdMessage, recvFds, sendFds } from '../lib/index.js';
-import { DIST, O_CLOEXEC, errorOf, fdFlags, frame, openFds, python, runOutOfFds, runWithFd3, target } from './helpers.js';
+import { FRAME_HEADER_BYTES, FdSocket, type FdMessage, SCM_MAX_FD, recvFds, sendFds } from '../lib/index.js';
+import {
+  DIST,
+  O_CLOEXEC,
+  enableSocketOptions,
+  errorOf,
+  fdFlags,
+  frame,
+  openFds,
+  openPidFds,
+  python,
+  runOutOfFds,
+  runWithFd3,
+  target,
+} from './helpers.js';
 
 const PKG = fileURLToPath(new URL('..', import.meta.url));
 let dir: string;
@@ -206,6 +219,30 @@ describe.each(KINDS)('FdSocket on %s', (type) => {
     await once(b, 'close');
     expect(openFds()).toEqual(before);
     closeSync(f);
+  });
+
+  it('on a socket with SO_PASSPIDFD (a pidfd with every message, Linux 6.5+): each message brings only its own fds, and no pidfd is left open', async (ctx) => {
+    const before = openFds();
+    const [x, y] = socketpair(type);
+    if (!enableSocketOptions(y, ['SO_PASSCRED', 'SO_PASSPIDFD'])) {
+      for (const fd of [x, y]) closeSync(fd);
+      ctx.skip('SO_PASSPIDFD needs Linux 6.5');
+    }
+    const [a, b] = [new FdSocket(x), new FdSocket(y)];
+    const f = openSync(files[1]!, 'r');
+    const fdCount = (i: number) => (i % 10 === 0 ? SCM_MAX_FD : i % 3);
+    const got = collect(b, 100);
+    for (let i = 0; i < 100; i++) await a.send(Buffer.from(`${i}`), Array(fdCount(i)).fill(f));
+    const ms = await got;
+    expect(ms.map((m) => m.fds.length)).toEqual([...Array(100).keys()].map(fdCount));
+    expect(new Set(ms.flatMap((m) => m.fds.map(target)))).toEqual(new Set([files[1]]));
+    for (const m of ms) for (const fd of m.fds) closeSync(fd);
+    expect(openPidFds()).toEqual([]);
+    a.close();
+    b.close();
+    await once(b, 'close');
+    closeSync(f);
+    expect(openFds()).toEqual(before);
   });
 
   it('backpressure: sends queue behind a full socket and all resolve in order', async () => {
@@ -856,6 +893,50 @@ describe('seqpacket specifics', () => {
     closeSync(f);
   });
 
+  it('fdHighWaterMark bounds the fds read ahead of a loop that stops pulling: the peer then meets a full socket, and nothing is lost', async () => {
+    const f = openSync(files[0]!, 'r');
+    const [x, y] = socketpair('seqpacket', { nonblock: true });
+    const s = new FdSocket(x, { fdHighWaterMark: 10 });
+    const before = openFds();
+    const it = s[Symbol.asyncIterator]();
+    const first = it.next(); // reading starts; nothing pulls after this one
+    let sent = 0;
+    const fill = () => {
+      for (;;) {
+        try {
+          sendFds(y, Buffer.from(String(sent)), [f, f, f, f]);
+          sent++;
+        } catch (err) {
+          expect((err as NodeJS.ErrnoException).code).toBe('EAGAIN');
+          return;
+        }
+      }
+    };
+    const turns = async () => {
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    };
+    fill();
+    await turns();
+    fill();
+    await turns();
+    expect(errorOf(() => sendFds(y, Buffer.from('more'), [f])).code).toBe('EAGAIN');
+    // The first message's 4 fds are the loop's; read ahead: reading stops
+    // once 10 are held, and a read may take it over by one message's fds.
+    const readAhead = openFds().length - before.length - 4;
+    expect(readAhead).toBeGreaterThanOrEqual(10);
+    expect(readAhead).toBeLessThanOrEqual(10 - 1 + 4);
+    const seen: number[] = [];
+    const take = (m: FdMessage) => {
+      seen.push(Number(m.data.toString()));
+      for (const fd of m.fds) closeSync(fd);
+    };
+    take((await first).value as FdMessage);
+    closeSync(y);
+    for (let r = await it.next(); !r.done; r = await it.next()) take(r.value);
+    expect(seen).toEqual([...Array(sent).keys()]);
+    closeSync(f);
+  });
+
   it('a peer killed right after sending ends the socket after its last message, fds included', async () => {
     const before = openFds();
     const [ours, theirs] = socketpair('seqpacket');
@@ -956,6 +1037,73 @@ for i in range(3):
     closeSync(theirs);
     s.close();
   });
+});
+
+describe('read-ahead with default options', () => {
+  it.each(KINDS)(
+    '%s: a peer sending 253-fd messages to a slow for-await loop is held back by the socket buffer, not by our fd table; every message arrives',
+    async (type) => {
+      const [ours, theirs] = socketpair(type);
+      // A receiver under RLIMIT_NOFILE 1024 (where Node cannot raise it)
+      // taking one message per 5 ms; how many fds it holds at most.
+      const receiver = runWithFd3(
+        'sh',
+        [
+          '-c',
+          'ulimit -n 1024 && exec "$0" -e "$1"',
+          process.execPath,
+          `const fs = require('node:fs');
+           const { FdSocket, closeFds } = require(${JSON.stringify(DIST)});
+           const count = () => fs.readdirSync('/proc/self/fd').length;
+           const s = new FdSocket(3);
+           const base = count();
+           let n = 0, most = 0;
+           const wrong = [];
+           (async () => {
+             try {
+               for await (const m of s) {
+                 most = Math.max(most, count() - base);
+                 if (m.data.toString() !== String(n) || m.fds.length !== 253) wrong.push(n);
+                 n++;
+                 closeFds(m.fds);
+                 await new Promise((r) => setTimeout(r, 5));
+               }
+               console.log(JSON.stringify({ n, most, wrong }));
+             } catch (e) {
+               console.log(JSON.stringify({ n, most, error: e.code }));
+             }
+           })();`,
+        ],
+        ours,
+      );
+      // The peer, CPython, sends 40 messages of 253 fds (10,120) as fast as
+      // the socket takes them.
+      const sender = runWithFd3(
+        'python3',
+        [
+          '-c',
+          `import os, socket, struct
+s = socket.socket(fileno=3)
+f = os.open('/dev/null', os.O_RDONLY)
+for i in range(40):
+    body = b'%d' % i
+    head = struct.pack('<II', len(body), 253) if s.type == socket.SOCK_STREAM else b''
+    socket.send_fds(s, [head + body], [f] * 253)`,
+        ],
+        theirs,
+      );
+      closeSync(ours);
+      closeSync(theirs);
+      const [r, p] = await Promise.all([receiver, sender]);
+      expect(r.stderr).toBe('');
+      const out = JSON.parse(r.stdout) as { n: number; most: number; wrong?: number[]; error?: string };
+      expect(out).toMatchObject({ n: 40, wrong: [] });
+      // At most the default fdHighWaterMark (256), one message over it, and
+      // the message in the loop's hands.
+      expect(out.most).toBeLessThanOrEqual(256 - 1 + 253);
+      expect(p.code).toBe(0);
+    },
+  );
 });
 
 describe('half-open', () => {
@@ -1384,6 +1532,8 @@ describe('bad arguments', () => {
     expect(errorOf(() => new FdSocket(a, { maxMessageBytes: 0 })).message).toContain('"options.maxMessageBytes"');
     expect(errorOf(() => new FdSocket(a, { allowHalfOpen: 1 as never })).message).toContain('"options.allowHalfOpen"');
     expect(errorOf(() => new FdSocket(a, { highWaterMark: 1.5 })).message).toContain('"options.highWaterMark"');
+    expect(errorOf(() => new FdSocket(a, { fdHighWaterMark: 0 })).message).toContain('"options.fdHighWaterMark"');
+    expect(errorOf(() => new FdSocket(a, { fdHighWaterMark: 2.5 })).message).toContain('"options.fdHighWaterMark"');
     const s = new FdSocket(a);
     expect(errorOf(() => s.send('text' as never)).message).toContain('"data"');
     expect(errorOf(() => s.send(Buffer.from('x'), Array(254).fill(0))).code).toBe('ERR_OUT_OF_RANGE');

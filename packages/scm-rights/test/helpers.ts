@@ -1,8 +1,8 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 
-import { fdTarget } from '@folk/test-support';
+import { fdTarget, openFds } from '@folk/test-support';
 import { FRAME_HEADER_BYTES } from '../lib/index.js';
 
 export { O_CLOEXEC, errorOf, fdFlags, openFds } from '@folk/test-support';
@@ -85,4 +85,43 @@ export function runLimited(limit: string, script: string): string {
     encoding: 'utf8',
     cwd: fileURLToPath(new URL('..', import.meta.url)),
   });
+}
+
+/**
+ * SOL_SOCKET options (asm-generic numbers, as on x86-64 and arm64) that make
+ * the kernel add a control message to every message a socket receives.
+ */
+export const PASS = { SO_PASSCRED: 16, SO_PASSSEC: 34, SO_PASSPIDFD: 76 } as const;
+
+/**
+ * setsockopt(fd, SOL_SOCKET, option, 1) for each option, through CPython
+ * (Node has no setsockopt). Socket options belong to the socket, so the
+ * child's copy of fd sets them for ours. False when the kernel does not know
+ * one of them (ENOPROTOOPT: SO_PASSPIDFD before Linux 6.5).
+ */
+export function enableSocketOptions(fd: number, options: (keyof typeof PASS)[]): boolean {
+  const r = spawnSync(
+    'python3',
+    [
+      '-c',
+      `import errno, socket, sys
+s = socket.socket(fileno=3)
+try:
+    for opt in [${options.map((o) => PASS[o]).join(', ')}]:
+        s.setsockopt(socket.SOL_SOCKET, opt, 1)
+except OSError as e:
+    if e.errno != errno.ENOPROTOOPT: raise
+    print('unsupported')
+finally:
+    s.detach()`,
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe', fd], encoding: 'utf8' },
+  );
+  if (r.status !== 0) throw new Error(`python3 setsockopt failed: ${r.stderr}`);
+  return r.stdout.trim() !== 'unsupported';
+}
+
+/** The fds of ours that are pidfds ("anon_inode:[pidfd]"). */
+export function openPidFds(): string[] {
+  return openFds().filter((f) => f.includes('pidfd'));
 }

@@ -21,9 +21,11 @@ import {
   DIST,
   O_CLOEXEC,
   errorOf,
+  enableSocketOptions,
   fdFlags,
   frame,
   openFds,
+  openPidFds,
   python,
   runLimited,
   runOutOfFds,
@@ -283,6 +285,46 @@ fds = [a.fileno(), b.fileno()]`);
       expect([m.data.toString(), m.fds.length]).toEqual(['all', SCM_MAX_FD]);
       for (const fd of [...m.fds, a, f]) closeSync(fd);
       s.close();
+      expect(openFds()).toEqual(before);
+    },
+  );
+
+  it.for(['seqpacket', 'stream'] as const)(
+    '%s with SO_PASSPIDFD (a pidfd with every message, Linux 6.5+): recvFds closes it, and a full SCM_RIGHTS beside it and credentials still fits',
+    (type, ctx) => {
+      const before = openFds();
+      const [a, b] = pair(type);
+      if (!enableSocketOptions(b, ['SO_PASSPIDFD'])) {
+        for (const fd of [a, b]) closeSync(fd);
+        ctx.skip('SO_PASSPIDFD needs Linux 6.5');
+      }
+      const f = openSync(file, 'r');
+      // The kernel installs a pidfd of the sender for every message read,
+      // fds or not; none may outlive the call.
+      for (let i = 0; i < 100; i++) {
+        sendFds(a, Buffer.from(`${i}`), i % 10 === 0 ? [f, f] : []);
+        const m = recvFds(b);
+        expect([m.data.toString(), m.fds.map(target)]).toEqual([`${i}`, i % 10 === 0 ? [file, file] : []]);
+        for (const fd of m.fds) closeSync(fd);
+      }
+      expect(openPidFds()).toEqual([]);
+      // Credentials come before the fds and the pidfd after them: with room
+      // for both, 253 fds arrive whole (no MSG_CTRUNC), at every maxFds.
+      expect(enableSocketOptions(b, ['SO_PASSCRED', 'SO_PASSSEC'])).toBe(true);
+      for (const [n, maxFds] of [
+        [SCM_MAX_FD, SCM_MAX_FD],
+        [1, 1],
+        [0, 0],
+      ] as const) {
+        sendFds(a, Buffer.from(`${n}`), Array(n).fill(f));
+        const m = recvFds(b, { maxFds });
+        expect([m.data.toString(), m.fds.length]).toEqual([`${n}`, n]);
+        for (const fd of m.fds) closeSync(fd);
+      }
+      // One more than maxFds is still refused, with the pidfd closed too.
+      sendFds(a, Buffer.from('3'), [f, f, f]);
+      expect(errorOf(() => recvFds(b, { maxFds: 2 })).code).toBe('ERR_FDS_TRUNCATED');
+      for (const fd of [a, b, f]) closeSync(fd);
       expect(openFds()).toEqual(before);
     },
   );
