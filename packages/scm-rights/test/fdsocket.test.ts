@@ -24,6 +24,26 @@ import {
   target,
 } from './helpers.js';
 
+/**
+ * Messages numbered from `from` (the data is the number), each with `fds`,
+ * sent on the non-blocking `fd` until the socket is full: the next number.
+ */
+function sendUntilFull(fd: number, fds: number[], from: number): number {
+  for (let n = from; ; n++) {
+    try {
+      sendFds(fd, Buffer.from(String(n)), fds);
+    } catch (err) {
+      expect((err as NodeJS.ErrnoException).code).toBe('EAGAIN');
+      return n;
+    }
+  }
+}
+
+/** A few turns of the event loop, for reads to happen. */
+async function turns(): Promise<void> {
+  for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
 const PKG = fileURLToPath(new URL('..', import.meta.url));
 let dir: string;
 const files: string[] = [];
@@ -858,20 +878,7 @@ describe('seqpacket specifics', () => {
     const it = s[Symbol.asyncIterator]();
     const first = it.next(); // reading starts; nothing pulls after this one
     let sent = 0;
-    const fill = () => {
-      for (;;) {
-        try {
-          sendFds(y, Buffer.from(String(sent)), [f]);
-          sent++;
-        } catch (err) {
-          expect((err as NodeJS.ErrnoException).code).toBe('EAGAIN');
-          return;
-        }
-      }
-    };
-    const turns = async () => {
-      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
-    };
+    const fill = () => (sent = sendUntilFull(y, [f], sent));
     // The first batch read drains what is queued, past the mark; then reading
     // stops. A reading socket would drain the refilled queue on the later
     // turns of the loop; this one stays full.
@@ -901,20 +908,7 @@ describe('seqpacket specifics', () => {
     const it = s[Symbol.asyncIterator]();
     const first = it.next(); // reading starts; nothing pulls after this one
     let sent = 0;
-    const fill = () => {
-      for (;;) {
-        try {
-          sendFds(y, Buffer.from(String(sent)), [f, f, f, f]);
-          sent++;
-        } catch (err) {
-          expect((err as NodeJS.ErrnoException).code).toBe('EAGAIN');
-          return;
-        }
-      }
-    };
-    const turns = async () => {
-      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
-    };
+    const fill = () => (sent = sendUntilFull(y, [f, f, f, f], sent));
     fill();
     await turns();
     fill();
