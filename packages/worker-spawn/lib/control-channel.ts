@@ -34,14 +34,34 @@ export const RESERVED_CONTROL_TYPES: readonly string[] = Object.freeze(['ready',
 /** Only a WorkerHandle constructs its ControlChannel. @internal */
 export const CONSTRUCT_CONTROL: unique symbol = Symbol('ControlChannel');
 
+/** What a ControlChannel asks of the WorkerHandle that owns it. @internal */
+export interface ControlHooks {
+  /** Ring the doorbell on the task socket: a message is waiting on fd 4. */
+  wake(): void;
+  /** One message from the worker, with its fds. */
+  receive(message: ControlMessage, fds: number[]): void;
+  /** The worker broke the protocol on fd 4 (`what` follows "worker pid N "): it must be killed. */
+  breach(what: string): void;
+  /** Why nothing may be sent to the worker now (it broke the protocol and is being killed), or null. */
+  refusal(): Error | null;
+}
+
+/**
+ * A control datagram as a message (PROTOCOL.md), on either side.
+ * @throws Error saying why it is none: not JSON, or JSON of anything but an object with a string `type` @internal
+ */
+export function decodeMessage(data: Buffer): ControlMessage {
+  const parsed: unknown = JSON.parse(data.toString('utf8'));
+  if (parsed === null || typeof parsed !== 'object' || typeof (parsed as ControlMessage).type !== 'string') {
+    throw new Error('not an object with a string "type"');
+  }
+  return parsed as ControlMessage;
+}
+
 /** A datagram from the worker as a message; one that is not JSON with a string `type` becomes a non-fatal `error`. */
 function parseMessage(data: Buffer): ControlMessage {
   try {
-    const parsed: unknown = JSON.parse(data.toString('utf8'));
-    if (parsed === null || typeof parsed !== 'object' || typeof (parsed as ControlMessage).type !== 'string') {
-      throw new Error('not an object with a string "type"');
-    }
-    return parsed as ControlMessage;
+    return decodeMessage(data);
   } catch (err) {
     return { type: 'error', message: `unreadable control message from the worker: ${(err as Error).message}`, fatal: false };
   }
@@ -80,27 +100,47 @@ export function encodeMessage(message: ControlMessage): Buffer {
 export class ControlChannel extends EventEmitter {
   /** The underlying message socket (from @folk/scm-rights). */
   readonly socket: FdSocket;
+  readonly #hooks: ControlHooks;
   readonly #wake: () => void;
 
   /** @internal */
-  constructor(token: typeof CONSTRUCT_CONTROL, socket: FdSocket, wake: () => void, receive: (message: ControlMessage, fds: number[]) => void) {
+  constructor(token: typeof CONSTRUCT_CONTROL, socket: FdSocket, hooks: ControlHooks) {
     if (token !== CONSTRUCT_CONTROL) throw illegalConstructor("a ControlChannel comes from a WorkerHandle's `control`");
     super();
     this.socket = socket;
-    this.#wake = wake;
-    socket.on('message', ({ data, fds }) => receive(parseMessage(data), fds));
-    // The worker going away shows up as the pidfd exit; socket errors (EPIPE,
-    // ECONNRESET) are that same event seen from here.
-    socket.on('error', () => {});
+    this.#hooks = hooks;
+    this.#wake = () => hooks.wake();
+    socket.on('message', ({ data, fds }) => hooks.receive(parseMessage(data), fds));
+    socket.on('error', (err: NodeJS.ErrnoException) => this.#failed(err));
     socket.on('close', () => this.emit('close'));
+  }
+
+  /**
+   * The socket failed (it closes; the messages before the failure were all
+   * delivered). EPIPE and ECONNRESET are the worker going away, which its
+   * exit (the pidfd) reports. A datagram over CONTROL_MAX breaks the
+   * protocol. Any other failure leaves a worker that can neither be told
+   * to stop nor heard any more: it is killed the same way, saying why.
+   */
+  #failed(err: NodeJS.ErrnoException): void {
+    if (err.code === 'EPIPE' || err.code === 'ECONNRESET') return;
+    this.#hooks.breach(
+      err.code === 'ERR_MESSAGE_TOO_LARGE'
+        ? `sent a control datagram over ${CONTROL_MAX} bytes, the most one control message may be (PROTOCOL.md)`
+        : `lost its control socket (fd 4: ${err.message})`,
+    );
   }
 
   /**
    * Send one control message, with fds attached if given (the worker gets its
    * own copies). Bad arguments (no string `type`, JSON.stringify failing,
-   * over 64 KiB of JSON, fds that are not fd numbers) reject, and nothing is sent.
+   * over 64 KiB of JSON, fds that are not fd numbers) reject, and nothing is
+   * sent; so does a worker that broke the protocol and is being killed (with
+   * the `ERR_WORKER_PROTOCOL` error saying how).
    */
   send(message: ControlMessage, fds: number[] = []): Promise<void> {
+    const refused = this.#hooks.refusal();
+    if (refused) return Promise.reject(refused);
     let sent: Promise<void>;
     try {
       // FdSocket.send throws (rather than rejects) for fds that are not fd numbers.

@@ -28,7 +28,12 @@ export interface WorkerPoolOptions extends SpawnWorkerOptions {
   maxWorkerMemory?: number;
   /** Milliseconds a stopping worker gets to finish its task before SIGTERM (then SIGKILL 1 s later). Default 5000. */
   destroyTimeout?: number;
-  /** Milliseconds a new worker has to say ready before it is killed (and counted as a crash). Default 30000. */
+  /**
+   * Milliseconds a new worker has to say ready before it is killed (and
+   * counted as a crash); with `prototype`, also what a prototype's preload
+   * has to finish in (else it is killed: a 'spawnError', retried with the
+   * crash backoff). Default 30000.
+   */
   readyTimeout?: number;
   /** Tasks that may wait for a worker; more are rejected with ERR_WORKER_QUEUE_FULL. Default 10000. */
   maxQueue?: number;

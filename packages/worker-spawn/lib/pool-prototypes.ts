@@ -24,6 +24,8 @@ export class PoolPrototypes {
   readonly #spawnOptions: SpawnWorkerOptions;
   readonly #preload: string;
   readonly #maxFrame: number;
+  /** How long a prototype's preload may run (the pool's readyTimeout). */
+  readonly #readyTimeout: number;
   readonly #hooks: PrototypeHooks;
   /** The prototype new workers are forked from; null until needed, and after a reload or its exit. */
   #current: Prototype | null = null;
@@ -34,10 +36,11 @@ export class PoolPrototypes {
   /** Each fork until it is answered and what `forked` returned for it (a closing worker's `exited`) has settled: stopAll() waits for them. */
   readonly #settling = new Set<Promise<unknown>>();
 
-  constructor(spawnOptions: SpawnWorkerOptions, preload: string, maxFrame: number, hooks: PrototypeHooks) {
+  constructor(spawnOptions: SpawnWorkerOptions, preload: string, maxFrame: number, readyTimeout: number, hooks: PrototypeHooks) {
     this.#spawnOptions = spawnOptions;
     this.#preload = preload;
     this.#maxFrame = maxFrame;
+    this.#readyTimeout = readyTimeout;
     this.#hooks = hooks;
   }
 
@@ -102,7 +105,7 @@ export class PoolPrototypes {
   #currentPrototype(): Prototype {
     if (this.#current && !this.#current.hasExited) return this.#current;
     const plan = processPlan(this.#spawnOptions, true);
-    const proto = new Prototype({ ...plan, argv: [PROTOTYPE_SCRIPT, this.#preload, ...plan.argv] }, this.#preload, this.#maxFrame);
+    const proto = new Prototype({ ...plan, argv: [PROTOTYPE_SCRIPT, this.#preload, ...plan.argv] }, this.#preload, this.#maxFrame, this.#readyTimeout);
     this.#current = proto;
     this.#all.add(proto);
     proto.process.stdout.on('data', (chunk: Buffer) => this.#hooks.stdout(chunk, proto.pid));

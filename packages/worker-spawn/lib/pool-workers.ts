@@ -53,7 +53,7 @@ export class PoolWorkers {
     this.#prototypes =
       settings.preload === null
         ? null
-        : new PoolPrototypes(spawnOptions, settings.preload, settings.maxFrame, {
+        : new PoolPrototypes(spawnOptions, settings.preload, settings.maxFrame, settings.readyTimeout, {
             stdout: (chunk, pid) => hooks.emit('stdout', chunk, { pid, state: 'prototype' }),
             ended: (proto) => this.#prototypeEnded(proto),
           });
@@ -71,7 +71,8 @@ export class PoolWorkers {
 
   /**
    * Start workers until `size` of the current generation are alive or
-   * starting, or up to `maxSize` while tasks wait. Only the replacements of workers lost in a crash loop wait for
+   * starting, or up to `maxSize` while tasks wait or, during a reload, old
+   * workers are busy. Only the replacements of workers lost in a crash loop wait for
    * the backoff; any other (a worker that died with its task, one recycled,
    * a reload) starts now, so a crash loop never costs the pool the rest of
    * its capacity.
@@ -81,8 +82,14 @@ export class PoolWorkers {
     let live = 0;
     let busy = 0;
     for (const slot of this.slots) {
+      if (slot.generation !== this.generation) {
+        // A reload's old worker in service with no replacement yet: the load
+        // it carries needs a new one (#makeWay retires it when one is ready).
+        if (slot.state === 'busy' && !slot.draining) busy++;
+        continue;
+      }
       // One out of service unasked (#broken) holds its place until its exit says whether it crashed.
-      if (slot.generation !== this.generation || (slot.state === 'stopping' && slot.reason !== null)) continue;
+      if (slot.state === 'stopping' && slot.reason !== null) continue;
       live++;
       if (slot.state === 'busy') busy++;
     }
@@ -331,38 +338,56 @@ export class PoolWorkers {
     slot.readyAt = Date.now();
     this.becomeIdle(slot);
     this.#hooks.emit('ready', slotInfo(slot));
-    if (slot.generation === this.generation) this.#retireOne();
+    if (slot.generation === this.generation) this.#makeWay();
+    // Forked for a generation a reload has since replaced (the fork was in
+    // flight): it serves nobody, as the old workers reload() drops at once.
+    else this.recycle(slot, 'reload');
     if (this.readyCount() >= this.#settings.size) for (const w of this.#readyWaiters.splice(0)) w();
     this.#hooks.dispatch();
   }
 
-  /** A new-generation worker is ready: one old worker may go (now if idle, else after its task). */
-  #retireOne(): void {
-    let busy: Slot | undefined;
-    for (const slot of this.slots) {
-      if (slot.generation === this.generation || slot.draining || slot.state === 'stopping') continue;
-      if (slot.state === 'idle') {
-        this.recycle(slot, 'reload');
-        return;
-      }
-      busy ??= slot;
+  /**
+   * A worker of the current generation is ready: old workers make way for
+   * it. Until `size` new ones are ready, one old worker per new one (an
+   * idle one first), so the pool keeps its capacity through a reload; from
+   * then on, every old worker left, so a pool grown above `size` is
+   * replaced whole, and then shrinks to what its load needs (ensure()).
+   */
+  #makeWay(): void {
+    const old = [...this.slots].filter((slot) => slot.generation !== this.generation && slot.state !== 'stopping' && !slot.draining);
+    if (this.readyCount() >= this.#settings.size) {
+      for (const slot of old) this.#retireOld(slot);
+      return;
     }
-    if (!busy) return;
-    busy.draining = true;
-    const job = busy.job;
+    const next = old.find((slot) => slot.state === 'idle') ?? old[0];
+    if (next) this.#retireOld(next);
+  }
+
+  /** A reload's old worker goes: at once if it serves nobody now, else after its task (within drainTimeout). */
+  #retireOld(slot: Slot): void {
+    if (slot.state !== 'busy') {
+      this.recycle(slot, 'reload');
+      return;
+    }
+    slot.draining = true;
+    const job = slot.job;
     if (this.#drainTimeout > 0 && job) {
       const timeout = this.#drainTimeout;
-      busy.drainTimer = setTimeout(() => this.#drainTimedOut(busy, job, timeout), timeout);
+      slot.drainTimer = setTimeout(() => this.#drainTimedOut(slot, job, timeout), timeout);
     }
   }
 
   /** A reload's old worker is still on its task drainTimeout ms after its replacement was ready: give up on the task. */
   #drainTimedOut(slot: Slot, job: Job, timeout: number): void {
     slot.drainTimer = null;
-    if (job.settled) return;
-    const { pid } = slot.worker;
-    const message = `the task was still running drainTimeout (${timeout} ms) after reload() replaced its worker; worker pid ${pid} was killed`;
-    this.#hooks.fail(job, new WorkerError('ERR_WORKER_DRAIN_TIMEOUT', message, { pid }));
+    if (slot.job !== job) return;
+    // A task its onPart failed is settled, and its worker still on it: that
+    // worker is killed all the same, the task's own error kept.
+    if (!job.settled) {
+      const { pid } = slot.worker;
+      const message = `the task was still running drainTimeout (${timeout} ms) after reload() replaced its worker; worker pid ${pid} was killed`;
+      this.#hooks.fail(job, new WorkerError('ERR_WORKER_DRAIN_TIMEOUT', message, { pid }));
+    }
     this.abandon(slot, 'reload');
   }
 

@@ -15,7 +15,7 @@ import type { Job, Slot } from './pool-slot.js';
 import { PoolWorkers } from './pool-workers.js';
 import { taskPayload } from './protocol.js';
 import { readRss } from './rss.js';
-import { requestOptions, type Pending, type RequestOptions } from './task-channel.js';
+import { isThenable, requestOptions, type Pending, type RequestOptions } from './task-channel.js';
 
 export type { PoolStats, PoolWorkerInfo, RecycleReason, ReloadOptions, WorkerPoolOptions } from './pool-options.js';
 
@@ -91,7 +91,8 @@ export class WorkerPool extends EventEmitter {
    * ERR_WORKER_QUEUE_FULL, ERR_WORKER_POOL_STOPPED. `options.onPart`
    * takes the answer in pieces as the worker sends them (RequestOptions);
    * the task then resolves with the last piece, and a task rejected after
-   * some pieces came was cut short.
+   * some pieces came was cut short. An onPart that throws, or whose promise
+   * rejects, rejects the task with that error (the worker stays).
    */
   run(payload: string | Uint8Array, options?: RequestOptions): Promise<Buffer> {
     let bytes: Uint8Array;
@@ -118,7 +119,8 @@ export class WorkerPool extends EventEmitter {
    * worker gets its own copies, yours stay open. Resolves once the message
    * is in the worker's socket buffer and the worker has been woken to read
    * it. Rejects with WorkerError `ERR_WORKER_NOT_FOUND` when no worker of
-   * this pool with that pid is alive, and, with nothing sent, with
+   * this pool with that pid is alive, with `ERR_WORKER_PROTOCOL` (the
+   * reason) while one that broke the protocol is being killed, and, with nothing sent, with
    * `ERR_INVALID_ARG_VALUE` for a type the library uses itself
    * (RESERVED_CONTROL_TYPES) and the errors of ControlChannel.send() for
    * other bad arguments (`ERR_OUT_OF_RANGE` over 64 KiB of JSON).
@@ -173,7 +175,9 @@ export class WorkerPool extends EventEmitter {
   /**
    * Replace every worker with a fresh one (after deploying new code, say)
    * without failing a task: each old worker keeps serving until a new one is
-   * ready, then finishes its current task and stops. A task still running
+   * ready, then finishes its current task and stops; once `size` new ones
+   * are ready, all the old ones left do (a pool grown toward maxSize is
+   * replaced whole, and grows again as its load needs). A task still running
    * `drainTimeout` ms after that (default 60000) is rejected with
    * ERR_WORKER_DRAIN_TIMEOUT and its worker killed. Resolves when every old
    * worker has exited. Bad options reject (TypeError/RangeError), and nothing
@@ -308,22 +312,43 @@ export class WorkerPool extends EventEmitter {
       reject: (err) => {
         if (slot.job) this.#taskFailed(slot, slot.job, err);
       },
-      part: (chunk) => (slot.job && !slot.job.settled ? slot.job.onPart?.(chunk) : undefined),
+      part: (chunk) => (slot.job && !slot.job.settled ? this.#part(slot.job, chunk) : undefined),
     };
   }
 
+  /**
+   * One piece of the answer, to the task's onPart. If it throws, or the
+   * promise it returned rejects, the task fails with that error now; its
+   * worker is still producing the rest of the answer (dropped: the task is
+   * settled), and takes no other task before that answer is read (see
+   * #completed) or execTimeout ends it. What is given back to the task
+   * channel never throws or rejects: the failure is handled here, where
+   * the slot is known.
+   */
+  #part(job: Job, chunk: Buffer): unknown {
+    let returned: unknown;
+    try {
+      returned = job.onPart?.(chunk);
+    } catch (err) {
+      this.#fail(job, err as Error);
+      return undefined;
+    }
+    return isThenable(returned) ? Promise.resolve(returned).catch((err: unknown) => this.#fail(job, err as Error)) : undefined;
+  }
+
+  /** The worker answered the task in hand; the task may be settled already (its onPart failed), but only now is the worker free. */
   #completed(slot: Slot, job: Job, response: Buffer): void {
-    if (job.settled) return;
-    job.settled = true;
-    this.#counts.completed++;
     this.#workers.taskCompleted();
     slot.jobs++;
-    job.resolve(response);
+    if (!job.settled) {
+      job.settled = true;
+      this.#counts.completed++;
+      job.resolve(response);
+    }
     this.#afterJob(slot);
   }
 
   #taskFailed(slot: Slot, job: Job, err: Error): void {
-    if (job.settled) return;
     if (err instanceof WorkerError && err.code === 'ERR_WORKER_PROTOCOL') {
       // The worker is being killed; its exit removes the slot. The task gets
       // the reason (PROTOCOL.md) rather than a bare "crashed".
@@ -335,6 +360,8 @@ export class WorkerPool extends EventEmitter {
     // A dead worker is handled (and its task rejected) by the exit
     // handler. Anything that is not a WorkerError never reached the
     // worker (request() refused it): the task fails, the worker is free.
+    // So is one that answered with an error (a task its onPart failed
+    // is settled already: only the worker's freedom is news).
     if (err instanceof WorkerError && !RETRYABLE_TASK_ERRORS.has(err.code)) return;
     this.#fail(job, err);
     slot.jobs++;
@@ -358,11 +385,15 @@ export class WorkerPool extends EventEmitter {
 
   #execTimedOut(slot: Slot, job: Job): void {
     slot.execTimer = null;
-    if (job.settled) return;
-    this.#counts.timedOut++;
-    const { pid } = slot.worker;
-    const message = `task exceeded execTimeout (${this.execTimeout} ms); worker pid ${pid} was killed and is being replaced`;
-    this.#fail(job, new WorkerError('ERR_WORKER_EXEC_TIMEOUT', message, { pid }));
+    if (slot.job !== job) return;
+    // A task its onPart failed is settled, and its worker still on it: that
+    // worker is killed all the same, the task's own error kept.
+    if (!job.settled) {
+      this.#counts.timedOut++;
+      const { pid } = slot.worker;
+      const message = `task exceeded execTimeout (${this.execTimeout} ms); worker pid ${pid} was killed and is being replaced`;
+      this.#fail(job, new WorkerError('ERR_WORKER_EXEC_TIMEOUT', message, { pid }));
+    }
     this.#workers.abandon(slot, 'execTimeout');
   }
 }

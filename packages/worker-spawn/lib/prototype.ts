@@ -85,10 +85,13 @@ export class Prototype {
   readonly #reports = new Map<number, ExitReport>();
   readonly #reportWaiters = new Map<number, (r: ExitReport | null) => void>();
   #readySettle: { resolve: () => void; reject: (e: Error) => void } | null = null;
+  /** Ends a preload that runs past readyTimeout. */
+  #readyTimer: NodeJS.Timeout | null = null;
   /** Pids of the workers forked here that have not yet exited. */
   readonly workers = new Set<number>();
 
-  constructor(plan: ProcessPlan, preload: string, maxFrame: number) {
+  /** `readyTimeout` (ms; 0 for none): how long the preload may take before the prototype is killed. */
+  constructor(plan: ProcessPlan, preload: string, maxFrame: number, readyTimeout = 0) {
     this.#preload = preload;
     // The prototype's own pdeathsig is SIGTERM: its handler SIGKILLs every
     // worker it forked before it exits, so none outlives the supervisor.
@@ -103,6 +106,29 @@ export class Prototype {
       this.#onMessage(data);
     });
     this.process.on('exit', (info: ExitInfo) => this.#onExit(info));
+    if (readyTimeout > 0) this.#readyTimer = setTimeout(() => this.#preloadTimedOut(readyTimeout), readyTimeout);
+  }
+
+  /**
+   * The preload has not finished within readyTimeout. A bootstrap stuck for
+   * good (a database that never answers) looks like a slow one, and
+   * nothing else would ever end it: the forks waiting for it would wait
+   * for ever, and the pool with them. It fails them now, saying why, and
+   * the prototype is killed; the pool treats that as a preload that failed.
+   */
+  #preloadTimedOut(ms: number): void {
+    this.#readyTimer = null;
+    const settle = this.#readySettle;
+    if (settle === null) return;
+    this.#readySettle = null;
+    const message = `prototype pid ${this.pid} did not finish its preload ${JSON.stringify(this.#preload)} within readyTimeout (${ms} ms); it was killed`;
+    settle.reject(new WorkerError('ERR_WORKER_PROTOTYPE', message, { pid: this.pid }));
+    this.kill();
+  }
+
+  #clearReadyTimer(): void {
+    if (this.#readyTimer) clearTimeout(this.#readyTimer);
+    this.#readyTimer = null;
   }
 
   get pid(): number {
@@ -221,6 +247,7 @@ export class Prototype {
     }
     switch (m['type']) {
       case 'ready':
+        this.#clearReadyTimer();
         this.#readySettle?.resolve();
         this.#readySettle = null;
         break;
@@ -251,6 +278,7 @@ export class Prototype {
 
   #onExit(info: ExitInfo): void {
     this.#exited = true;
+    this.#clearReadyTimer();
     const err = new WorkerError(
       'ERR_WORKER_PROTOTYPE',
       this.#readySettle

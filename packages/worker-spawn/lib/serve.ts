@@ -10,7 +10,7 @@ import { EventEmitter } from 'node:events';
 import { fstatSync } from 'node:fs';
 import * as net from 'node:net';
 import { FdSocket, closeFds } from '@folk/scm-rights';
-import { RESERVED_CONTROL_TYPES, encodeMessage, type ControlMessage } from './control-channel.js';
+import { RESERVED_CONTROL_TYPES, decodeMessage, encodeMessage, type ControlMessage } from './control-channel.js';
 import { illegalConstructor, invalidArgType, invalidArgValue, optionsObject } from './internal/args.js';
 import { CONTROL_MAX, DEFAULT_MAX_FRAME, FrameDecoder, FrameFlags, FrameType, MAX_FRAME_LIMIT, encodeErrorBody, encodeFrame, toPayload } from './protocol.js';
 
@@ -196,9 +196,10 @@ export class WorkerConnection extends EventEmitter {
   }
 
   #controlMessage(data: Buffer, fds: number[]): void {
-    let message: { type?: unknown; tag?: unknown; meta?: unknown };
+    let message: ControlMessage;
     try {
-      message = JSON.parse(data.toString('utf8'));
+      // JSON of anything but an object with a string type (null, 5, {"type":true}) is no message either.
+      message = decodeMessage(data);
     } catch {
       closeFds(fds);
       this.reportError(`unreadable control message: ${data.subarray(0, 200).toString('utf8')}`);
@@ -208,11 +209,11 @@ export class WorkerConnection extends EventEmitter {
       closeFds(fds);
       this.#stop();
     } else if (message.type === 'fds' && this.#onFds) {
-      this.#onFds(fds, String(message.tag ?? ''), message.meta ?? null);
-    } else if (typeof message.type === 'string' && !RESERVED_CONTROL_TYPES.includes(message.type)) {
-      this.#hear(message as ControlMessage, fds);
+      this.#onFds(fds, String(message['tag'] ?? ''), message['meta'] ?? null);
+    } else if (!RESERVED_CONTROL_TYPES.includes(message.type)) {
+      this.#hear(message, fds);
     } else {
-      closeFds(fds); // fds nobody asked for, and messages without a type, are dropped
+      closeFds(fds); // fds nobody asked for are dropped
     }
   }
 

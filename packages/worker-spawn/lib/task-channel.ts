@@ -17,7 +17,9 @@ export interface Pending {
   /**
    * The pieces of the answer that come before its end (PART frames), in
    * order, for a request sent with `parts`. A promise returned stops the
-   * reading of the task socket until it settles.
+   * reading of the task socket until it settles, and the request is settled
+   * only after it has. A throw, or a promise that rejects, fails the
+   * request (see PartCalls).
    */
   part?(chunk: Buffer): unknown;
 }
@@ -30,9 +32,17 @@ export interface RequestOptions {
    * Without it, the worker's library joins the pieces into one answer (up
    * to maxFrame in all). Return a promise to stop reading the worker's
    * answers until it settles: the worker then waits in its next write once
-   * the socket's buffer is full (pieces already read still come, in order).
+   * the socket's buffer is full (pieces already read still come, in order);
+   * the request settles only after every promise it returned has. If it
+   * throws, or a promise it returned rejects, the request rejects with that
+   * error (the first one), and the rest of the answer is dropped as it comes.
    */
   onPart?: (chunk: Buffer) => unknown;
+}
+
+/** Whether `value` is a promise, or anything else with a `then` to wait on. @internal */
+export function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return value !== null && (typeof value === 'object' || typeof value === 'function') && typeof (value as PromiseLike<unknown>).then === 'function';
 }
 
 /** `options` of request() and run(), checked. @throws TypeError naming the bad option */
@@ -44,12 +54,75 @@ export function requestOptions(options: RequestOptions | undefined): RequestOpti
   return { onPart: onPart as RequestOptions['onPart'] };
 }
 
-/** A request written and not yet answered; `pending` null once abandon()ed (its answer is dropped). */
+/**
+ * What the part() calls of one request came to. A part() that throws, or a
+ * promise it returned that rejects, is the receiver's failure, never the
+ * worker's: it must neither escape into the socket's read callback (the
+ * rest of what was read would be lost, and the stream with it) nor go
+ * unheard. The first one fails the request; and the request settles only
+ * once every promise part() returned has, so no failure comes after it
+ * resolved.
+ */
+class PartCalls {
+  /** The first failure, once there is one. */
+  failure: { error: unknown } | null = null;
+  #unsettled = 0;
+  #afterAll: (() => void) | null = null;
+  readonly #failed: (error: unknown) => void;
+
+  /** `failed` hears of the first failure as it happens. */
+  constructor(failed: (error: unknown) => void) {
+    this.#failed = failed;
+  }
+
+  /** Run `call`; what it returned, if a promise, comes back as one that never rejects, to hold the reading on. */
+  call(call: () => unknown): PromiseLike<void> | undefined {
+    let returned: unknown;
+    try {
+      returned = call();
+    } catch (err) {
+      this.#fail(err);
+      return undefined;
+    }
+    if (!isThenable(returned)) return undefined;
+    this.#unsettled++;
+    return Promise.resolve(returned).then(
+      () => this.#settled(),
+      (err: unknown) => {
+        this.#fail(err);
+        this.#settled();
+      },
+    );
+  }
+
+  /** Run `settle` once every promise part() returned has settled: now, if none is pending. */
+  afterAll(settle: () => void): void {
+    if (this.#unsettled === 0) settle();
+    else this.#afterAll = settle;
+  }
+
+  #fail(error: unknown): void {
+    if (this.failure !== null) return;
+    this.failure = { error };
+    this.#failed(error);
+  }
+
+  #settled(): void {
+    if (--this.#unsettled > 0 || this.#afterAll === null) return;
+    const settle = this.#afterAll;
+    this.#afterAll = null;
+    settle();
+  }
+}
+
+/** A request written and not yet answered; `pending` null once abandon()ed, or failed by its part() (its answer is dropped). */
 interface Sent {
   id: number;
   pending: Pending | null;
   /** Sent flagged PARTS: PART frames may come before its answer. */
   parts: boolean;
+  /** Made at its first PART frame. */
+  calls: PartCalls | null;
 }
 
 /** What the channel tells its owner; each `what` follows "worker pid N ". */
@@ -193,7 +266,7 @@ export class TaskChannel {
       return;
     }
     this.#nextId = id >= 0xffff_ffff ? 1 : id + 1;
-    this.#sent.push({ id, pending, parts });
+    this.#sent.push({ id, pending, parts, calls: null });
     this.#waiting++;
     if (!this.#socket.destroyed) this.#write(frame);
   }
@@ -238,7 +311,7 @@ export class TaskChannel {
 
   /** Forget the requests written so far (their answers, if they come, are dropped). */
   abandon(): void {
-    for (const sent of this.#sent.drain()) this.#sent.push({ id: sent.id, pending: null, parts: sent.parts });
+    for (const sent of this.#sent.drain()) this.#sent.push({ id: sent.id, pending: null, parts: sent.parts, calls: null });
     this.#waiting = 0;
   }
 
@@ -284,9 +357,10 @@ export class TaskChannel {
    * The request an answer for `id` settles: the oldest one written, since
    * a worker answers in order. An id that is anything else (one never sent,
    * one answered already, one out of turn) breaks the protocol: undefined.
-   * Null for an abandon()ed request: drop the answer.
+   * One whose `pending` is null (abandon()ed, or failed by its part()) has
+   * its answer dropped.
    */
-  #answer(id: number): Pending | null | undefined {
+  #answer(id: number): Sent | undefined {
     const oldest = this.#sent.peek();
     if (oldest === undefined || oldest.id !== id) {
       this.#events.breach(`answered request ${id}, which is not the one waiting for an answer${oldest === undefined ? ' (none is)' : ` (${oldest.id})`}`);
@@ -294,7 +368,21 @@ export class TaskChannel {
     }
     this.#sent.shift();
     if (oldest.pending !== null) this.#waiting--;
-    return oldest.pending;
+    return oldest;
+  }
+
+  /**
+   * Settle an answered request with `settle`, once the promises its part()
+   * returned have settled; with the first failure of its part() instead,
+   * if there was one.
+   */
+  #finish(sent: Sent, pending: Pending, settle: () => void): void {
+    const calls = sent.calls;
+    if (calls === null) {
+      settle();
+      return;
+    }
+    calls.afterAll(() => (calls.failure === null ? settle() : pending.reject(calls.failure.error as Error)));
   }
 
   /**
@@ -312,8 +400,25 @@ export class TaskChannel {
       this.#events.breach(`sent a PART frame for request ${id}, which takes no parts now (${waiting})`);
       return;
     }
-    const wait = oldest.pending?.part?.(payload);
-    if (wait !== null && typeof wait === 'object' && typeof (wait as PromiseLike<unknown>).then === 'function') this.#holdReading(wait as PromiseLike<unknown>);
+    const pending = oldest.pending;
+    // Abandon()ed, or failed by its part(): the rest of its answer is dropped.
+    if (pending === null || pending.part === undefined) return;
+    const calls = (oldest.calls ??= new PartCalls(() => this.#partFailed(oldest)));
+    const wait = calls.call(() => pending.part!(payload));
+    if (wait !== undefined) this.#holdReading(wait);
+  }
+
+  /**
+   * The part() of `sent` failed. Not answered yet: it rejects now, and the
+   * rest of its answer is dropped as it comes, so the requests after it are
+   * read as ever. Answered already: #finish rejects it.
+   */
+  #partFailed(sent: Sent): void {
+    const pending = sent.pending;
+    if (pending === null || this.#sent.peek() !== sent) return;
+    sent.pending = null;
+    this.#waiting--;
+    pending.reject(sent.calls!.failure!.error as Error);
   }
 
   /** Stop reading the task socket until `until` settles (and every other hold has ended). */
@@ -327,15 +432,18 @@ export class TaskChannel {
 
   #settle(type: number, id: number, payload: Buffer): void {
     if (!this.#isAnswer(type, id)) return;
-    const p = this.#answer(id);
-    if (!p) return;
+    const sent = this.#answer(id);
+    const p = sent?.pending;
+    if (!sent || !p) return;
     if (type === FrameType.RESPONSE) {
-      p.resolve(payload);
+      if (sent.calls === null) p.resolve(payload); // the usual case, without a closure
+      else this.#finish(sent, p, () => p.resolve(payload));
       return;
     }
     const body = decodeErrorBody(payload);
     const code = body.code === 'FRAME_TOO_LARGE' ? 'ERR_WORKER_FRAME_TOO_LARGE' : 'ERR_WORKER_TASK';
-    p.reject(new WorkerError(code, `worker pid ${this.#pid} failed the task (${body.code}): ${body.message}`, { pid: this.#pid, workerCode: body.code }));
+    const err = new WorkerError(code, `worker pid ${this.#pid} failed the task (${body.code}): ${body.message}`, { pid: this.#pid, workerCode: body.code });
+    this.#finish(sent, p, () => p.reject(err));
   }
 
   /**
@@ -345,8 +453,9 @@ export class TaskChannel {
    */
   #oversize(type: number, id: number, length: number): void {
     if (!this.#isAnswer(type, id)) return;
-    const pending = this.#answer(id);
-    if (!pending) return;
+    const sent = this.#answer(id);
+    const pending = sent?.pending;
+    if (!sent || !pending) return;
     // After the rest of this chunk has been pushed: an answer whose bytes
     // have all arrived leaves the decoder back in step (inSync) by then.
     const err = new WorkerError(
@@ -354,6 +463,6 @@ export class TaskChannel {
       `worker pid ${this.#pid} answered with ${length} bytes, over the maximum frame size of ${this.#maxFrame} bytes; the response was discarded`,
       { pid: this.#pid },
     );
-    queueMicrotask(() => pending.reject(err));
+    queueMicrotask(() => this.#finish(sent, pending, () => pending.reject(err)));
   }
 }

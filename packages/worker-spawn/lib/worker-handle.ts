@@ -63,8 +63,9 @@ function exitedError(pid: number, info: ExitInfo, before: string): WorkerError {
  * Events: `'ready'` (ReadyMessage), `'message'` (ControlMessage, fds) for
  * control messages other than ready, `'workerError'` (message, fatal) for
  * the worker's error reports, `'broken'` (WorkerError `ERR_WORKER_PROTOCOL`)
- * once when the worker can take no more requests because it broke the task
- * protocol or its task socket ended (it is being killed), `'exit'`
+ * once when the worker can take no more requests because it broke the
+ * protocol (on its task socket, or with a control datagram over 64 KiB) or
+ * its task socket ended (it is being killed), `'exit'`
  * (WorkerExitInfo) once it has been reaped.
  */
 export class WorkerHandle extends EventEmitter {
@@ -123,12 +124,13 @@ export class WorkerHandle extends EventEmitter {
       breach: (what) => this.#breach(what),
       lost: (what) => this.#loseTask(what),
     });
-    this.control = new ControlChannel(
-      CONSTRUCT_CONTROL,
-      proc.control,
-      () => this.#tasks.wake(),
-      (message, fds) => this.#receive(message, fds),
-    );
+    this.control = new ControlChannel(CONSTRUCT_CONTROL, proc.control, {
+      wake: () => this.#tasks.wake(),
+      receive: (message, fds) => this.#receive(message, fds),
+      breach: (what) => this.#breach(what),
+      // A worker whose task socket merely ended is most likely exiting: what is sent to it still may be read.
+      refusal: () => (this.#broken !== null && !this.#taskLost ? this.#broken : null),
+    });
     this.ready = new Promise<ReadyMessage>((resolve, reject) => {
       this.#readySettle = { resolve, reject };
     });
@@ -337,7 +339,7 @@ export class WorkerHandle extends EventEmitter {
     this.#readySettle = null;
   }
 
-  /** The worker broke the protocol: fail `ready` and every request with the reason, stop reading, kill it. */
+  /** The worker broke the protocol (task channel or control channel): fail `ready` and every request with the reason, stop reading, kill it. */
   #breach(what: string): void {
     if (this.#broken) return;
     this.#broken = new WorkerError('ERR_WORKER_PROTOCOL', `worker pid ${this.pid} ${what}`, { pid: this.pid });

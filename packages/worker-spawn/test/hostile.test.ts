@@ -99,6 +99,41 @@ describe('a WorkerHandle whose process breaks the task protocol', () => {
   }, GUARD);
 });
 
+describe('a worker that sends a control datagram over 64 KiB (the most PROTOCOL.md allows)', () => {
+  const OVER = 'sent a control datagram over 65536 bytes, the most one control message may be (PROTOCOL.md)';
+
+  it('WorkerHandle: it is killed for breaking the protocol; its pending request, control.send() and its exit say why', async () => {
+    const worker = spawnWorker({ script: fixture('hostile.php') });
+    try {
+      await worker.ready;
+      const broken = once<[WorkerError]>(worker, 'broken');
+      const err = await errorOf(worker.request('bigcontrol:70000'));
+      expect(err).toBeInstanceOf(WorkerError);
+      expect([err.code, err.message]).toEqual(['ERR_WORKER_PROTOCOL', `worker pid ${worker.pid} ${OVER}`]);
+      expect((await broken)[0]).toBe(err);
+      // Before its exit has been seen: refused with the reason, not sent into a closed socket.
+      expect(await errorOf(worker.control.send({ type: 'hello' }))).toBe(err);
+      expect(await worker.exited).toMatchObject({ signal: 'SIGKILL', reason: err });
+    } finally {
+      await worker.stop({ timeout: 0 });
+    }
+  }, GUARD);
+
+  it('WorkerPool: its task is rejected, send() refuses, and it is replaced, its crash giving the reason', async () => {
+    await withHostilePool(async (pool) => {
+      const first = await pidOf(pool);
+      const crashed = once<[PoolWorkerInfo, WorkerExitInfo]>(pool, 'crash');
+      const err = await errorOf(pool.run('bigcontrol:70000'));
+      expect([err.code, err.message]).toEqual(['ERR_WORKER_PROTOCOL', `worker pid ${first} ${OVER}`]);
+      expect(await errorOf(pool.send(first, { type: 'hello' }))).toBe(err);
+      const [info, exit] = await crashed;
+      expect([info.pid, exit.signal, exit.reason]).toEqual([first, 'SIGKILL', err]);
+      expect(await pidOf(pool)).not.toBe(first);
+      expect((await errorOf(pool.send(first, { type: 'hello' }))).code).toBe('ERR_WORKER_NOT_FOUND');
+    });
+  }, GUARD);
+});
+
 describe('a WorkerPool (execTimeout 0) whose worker breaks the task protocol', () => {
   it("writes newline-delimited text on fd 3 before saying ready: the pool's 'workerError' and 'crash' carry the protocol error", async () => {
     await withPool({ script: fixture('lines.php'), backoff: { initial: 60_000 } }, async (pool) => {

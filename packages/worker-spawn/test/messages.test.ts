@@ -5,7 +5,7 @@ import { closeSync, fstatSync, statSync } from 'node:fs';
 import * as net from 'node:net';
 import { socketpair } from '@folk/socketpair';
 import { beforeAll, describe, expect, it, vi } from 'vitest';
-import { RESERVED_CONTROL_TYPES, type ControlMessage, type PoolWorkerInfo, type WorkerPool } from '../lib/index.js';
+import { FrameType, RESERVED_CONTROL_TYPES, encodeFrame, spawnWorker, type ControlMessage, type PoolWorkerInfo, type WorkerPool } from '../lib/index.js';
 import { errorOf, fixture, once, openFds, requirePhp, withPool } from './helpers.js';
 
 const messages = fixture('messages.php');
@@ -360,6 +360,34 @@ describe("the Node worker library's send() and 'message'", () => {
         { type: 'heard', message: { type: 'write' }, fds: 1 },
       ]);
     });
+  });
+});
+
+describe.each([
+  ['PHP', { script: fixture('echo.php') }],
+  ['Node', { command: process.execPath, script: fixture('echo-node.cjs') }],
+])('%s worker library: a control message from the supervisor that is not an object with a string "type"', (_lib, options) => {
+  it('is reported as unreadable (a non-fatal error report) and otherwise ignored: the worker goes on, and stops only on a real stop', async () => {
+    const worker = spawnWorker(options);
+    try {
+      const reports: Array<[string, boolean]> = [];
+      worker.on('workerError', (message: string, fatal: boolean) => reports.push([message, fatal]));
+      await worker.ready;
+      // Sent raw: control.send() refuses all of these. {"type":true} is no "stop".
+      const bodies = ['null', '5', '"stop"', '[]', '{"type":true}', '{"type":0}', '{"type":["stop"]}', 'not json'];
+      const wake = Buffer.concat(encodeFrame(FrameType.WAKE, 0, Buffer.alloc(0)));
+      for (const body of bodies) {
+        await worker.control.socket.send(Buffer.from(body));
+        worker.task.write(wake); // the PHP library reads fd 4 on the WAKE frame that follows a message
+        expect((await worker.request(body)).toString()).toBe(body);
+      }
+      await vi.waitFor(() => expect(reports).toHaveLength(bodies.length));
+      expect(reports).toEqual(bodies.map((body) => [`unreadable control message: ${body}`, false]));
+      expect((await worker.request('still here')).toString()).toBe('still here');
+      expect((await worker.stop()).code).toBe(0);
+    } finally {
+      worker.close();
+    }
   });
 });
 

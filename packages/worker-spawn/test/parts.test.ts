@@ -112,6 +112,56 @@ describe.each(LIBRARIES)('%s worker: part()', (_lib, options) => {
     }
   });
 
+  it('an onPart that throws: the request rejects with that error, the rest of its answer is dropped, and the worker and the requests after it are unaffected', async () => {
+    const worker = spawnWorker(options);
+    try {
+      const bug = new Error('bug in onPart');
+      let calls = 0;
+      const failing = worker.request('parts:3:10', {
+        onPart: () => {
+          calls++;
+          throw bug;
+        },
+      });
+      const next = worker.request('echo:next'); // pipelined behind it
+      expect(await errorOf(failing)).toBe(bug);
+      expect((await next).toString()).toBe('next');
+      expect(calls).toBe(1);
+      const got: string[] = [];
+      expect((await worker.request('parts:2:1', { onPart: (chunk) => void got.push(chunk.toString()) })).toString()).toMatch(/^end \d+$/);
+      expect(got).toEqual(pieces(2, 1));
+      expect(worker.hasExited).toBe(false);
+    } finally {
+      await worker.stop();
+    }
+  }, 10_000);
+
+  it('an onPart whose promise rejects: the request rejects with that reason, whether its answer had been read by then or not', async () => {
+    const worker = spawnWorker(options);
+    try {
+      const reason = new Error('async bug in onPart');
+      // Rejected after the answer may well have been read (in the same chunk as the piece).
+      const late = worker.request('parts:1:10', { onPart: () => sleep(100).then(() => Promise.reject(reason)) });
+      const next = worker.request('echo:next');
+      expect(await errorOf(late)).toBe(reason);
+      expect((await next).toString()).toBe('next');
+      // Rejected at once: no piece comes after the request has rejected.
+      let rejected = false;
+      let after = 0;
+      const early = worker.request('parts:3:10', {
+        onPart: () => {
+          if (rejected) after++;
+          return Promise.reject(reason);
+        },
+      });
+      expect(await errorOf(early.finally(() => (rejected = true)))).toBe(reason);
+      expect((await worker.request('echo:after')).toString()).toBe('after');
+      expect(after).toBe(0);
+    } finally {
+      await worker.stop();
+    }
+  }, 10_000);
+
   it('refuses an onPart that is no function, sending nothing', async () => {
     const worker = spawnWorker(options);
     try {
@@ -163,6 +213,76 @@ describe('WorkerPool.run(payload, { onPart })', () => {
       expect((await pool.run('echo:next')).toString()).toBe('next');
     });
   });
+
+  it('an onPart that throws: run() rejects with that error; the worker finishes that task before it takes the next, and stays', async () => {
+    await withPool({ script: fixture('tasks.php'), size: 1 }, async (pool) => {
+      await pool.ready();
+      const pid = pool.stats().list[0]!.pid;
+      const bug = new Error('bug in onPart');
+      let calls = 0;
+      let queuedAtRejection = -1;
+      // 64 pieces of 64 KiB: the worker is still sending them when the task rejects.
+      const failing = pool.run('parts:64:65536', {
+        onPart: () => {
+          calls++;
+          throw bug;
+        },
+      });
+      const next = pool.run('pid');
+      const err = await errorOf(failing.catch((e: unknown) => {
+        queuedAtRejection = pool.stats().queued;
+        throw e;
+      }));
+      expect(err).toBe(bug);
+      expect(Number((await next).toString())).toBe(pid);
+      expect(calls).toBe(1);
+      // The next task waited for the worker to be done with this one.
+      expect(queuedAtRejection).toBe(1);
+      expect(pool.stats()).toMatchObject({ failed: 1, completed: 1, crashed: 0, recycled: 0, spawned: 1 });
+    });
+  }, 10_000);
+
+  it('an onPart whose promise rejects: run() rejects with that reason, no piece comes after, and the worker stays', async () => {
+    await withPool({ script: fixture('tasks.php'), size: 1 }, async (pool) => {
+      await pool.ready();
+      const reason = new Error('async bug in onPart');
+      let rejected = false;
+      let after = 0;
+      const failing = pool.run('parts:3:10', {
+        onPart: () => {
+          if (rejected) after++;
+          return Promise.reject(reason);
+        },
+      });
+      expect(await errorOf(failing.finally(() => (rejected = true)))).toBe(reason);
+      expect((await pool.run('echo:next')).toString()).toBe('next');
+      expect(after).toBe(0);
+      expect(pool.stats()).toMatchObject({ failed: 1, completed: 1, crashed: 0, spawned: 1 });
+    });
+  }, 10_000);
+
+  it('a task its onPart failed is still bounded by execTimeout: a worker still on it then is killed and replaced', async () => {
+    await withPool({ script: fixture('tasks.php'), size: 1, execTimeout: 300, backoff: { initial: 0 } }, async (pool) => {
+      await pool.ready();
+      const pid = pool.stats().list[0]!.pid;
+      const bug = new Error('bug in onPart');
+      const recycled = once<[PoolWorkerInfo, string]>(pool, 'recycle');
+      // 100 pieces 20 ms apart: two seconds of work left when onPart throws.
+      expect(
+        await errorOf(
+          pool.run('partsslow:100:20', {
+            onPart: () => {
+              throw bug;
+            },
+          }),
+        ),
+      ).toBe(bug);
+      const [info, reason] = await recycled;
+      expect([info.pid, reason]).toEqual([pid, 'execTimeout']);
+      expect(Number((await pool.run('pid')).toString())).not.toBe(pid);
+      expect(pool.stats()).toMatchObject({ failed: 1, timedOut: 0 });
+    });
+  }, 10_000);
 
   it('refuses an onPart that is no function, as a bad argument (no task is run)', async () => {
     await withPool({ script: fixture('tasks.php'), size: 1 }, async (pool) => {

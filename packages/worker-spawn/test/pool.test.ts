@@ -7,6 +7,10 @@ import { errorOf, fixture, once, openFds, processExists, requirePhp, withPool, z
 
 const pidOf = async (pool: WorkerPool): Promise<number> => Number((await pool.run('pid')).toString());
 
+/** 'resolved', 'rejected', or 'pending' if `promise` has not settled within `ms`: a hang becomes a failure that says so. */
+const settlesWithin = (promise: Promise<unknown>, ms: number): Promise<string> =>
+  Promise.race([promise.then(() => 'resolved', () => 'rejected'), new Promise<string>((resolve) => setTimeout(resolve, ms, 'pending'))]);
+
 beforeAll(() => requirePhp());
 
 describe('WorkerPool with php-cli', () => {
@@ -341,6 +345,52 @@ describe('WorkerPool with php-cli', () => {
       // Both generations served tasks.
       expect([...servedBy].some((p) => before.has(p))).toBe(true);
       expect([...servedBy].some((p) => !before.has(p))).toBe(true);
+    });
+  });
+
+  it('reload() of a pool grown above size (maxSize): every old worker is replaced, not only `size` of them, and reload() resolves', async () => {
+    await withPool({ size: 1, maxSize: 3 }, async (pool) => {
+      await pool.ready();
+      // Three tasks at once: the pool grows to three workers, idle once they are done.
+      await Promise.all([1, 2, 3].map(() => pool.run('sleep:300')));
+      const old = pool.stats().list.map((w) => w.pid);
+      expect(old).toHaveLength(3);
+      expect(await settlesWithin(pool.reload(), 10_000)).toBe('resolved');
+      const after = pool.stats();
+      expect(after.list.filter((w) => old.includes(w.pid))).toEqual([]);
+      expect(after.list.every((w) => w.generation === 1)).toBe(true);
+      expect(after).toMatchObject({ failed: 0, crashed: 0, recycled: 3 });
+      // No more than it needs: `size`, as nothing waits.
+      expect(after.workers).toBe(1);
+      expect(old).not.toContain(await pidOf(pool));
+    });
+  });
+
+  it('reload() of a grown pool under load: every old worker goes, no task fails, and reload() resolves', async () => {
+    await withPool({ size: 1, maxSize: 3 }, async (pool) => {
+      await pool.ready();
+      let running = true;
+      let failures = 0;
+      // Three clients in closed loops, each pausing between its tasks: the
+      // pool grows to three workers, and tasks seldom wait for one.
+      const clients = Array.from({ length: 3 }, async () => {
+        while (running) {
+          await pool.run('pid').catch(() => failures++);
+          await new Promise((resolve) => setTimeout(resolve, 5));
+        }
+      });
+      // Three ready (one still starting would be dropped by reload() at once).
+      while (pool.stats().list.filter((w) => w.state === 'idle' || w.state === 'busy').length < 3) await new Promise((resolve) => setTimeout(resolve, 10));
+      const old = pool.stats().list.map((w) => w.pid);
+      expect(await settlesWithin(pool.reload(), 10_000)).toBe('resolved');
+      const after = pool.stats().list;
+      running = false;
+      await Promise.all(clients);
+      expect(after.filter((w) => old.includes(w.pid))).toEqual([]);
+      expect(after.every((w) => w.generation === 1)).toBe(true);
+      expect(failures).toBe(0);
+      expect(pool.stats()).toMatchObject({ failed: 0, crashed: 0 });
+      for (let i = 0; i < 5; i++) expect(old).not.toContain(await pidOf(pool));
     });
   });
 

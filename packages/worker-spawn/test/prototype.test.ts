@@ -206,6 +206,44 @@ describe('a prototype pool', () => {
     }
   });
 
+  it('a preload that hangs is killed at readyTimeout: a clear pool error, retried with the crash backoff', async () => {
+    process.env['PRELOAD_FAIL'] = 'hang';
+    try {
+      const pool = new WorkerPool({
+        script: fixture('tasks.php'),
+        size: 1,
+        readyTimeout: 300,
+        destroyTimeout: 100,
+        prototype: { preload: fixture('preload.php') },
+        backoff: { initial: 50 },
+      });
+      const errors: Array<[Error, number]> = [];
+      const two = new Promise<void>((resolve) =>
+        pool.on('spawnError', (err: Error) => {
+          errors.push([err, Date.now()]);
+          if (errors.length === 2) resolve();
+        }),
+      );
+      const started = Date.now();
+      await two;
+      await pool.stop();
+      const pids: number[] = [];
+      for (const [err] of errors) {
+        expect(err).toMatchObject({ code: 'ERR_WORKER_PROTOTYPE' });
+        expect(err.message).toMatch(/^prototype pid \d+ did not finish its preload ".*preload\.php" within readyTimeout \(300 ms\); it was killed$/);
+        pids.push(Number(/^prototype pid (\d+)/.exec(err.message)![1]));
+      }
+      // Two prototypes, each given readyTimeout, the second after the backoff; neither is left.
+      expect(new Set(pids).size).toBe(2);
+      expect(errors[0]![1] - started).toBeGreaterThanOrEqual(290);
+      expect(errors[1]![1] - errors[0]![1]).toBeGreaterThanOrEqual(300 + 50 - 10);
+      for (const pid of pids) expect(processExists(pid)).toBe(false);
+      expect(pool.stats().spawned).toBe(0);
+    } finally {
+      delete process.env['PRELOAD_FAIL'];
+    }
+  }, 20_000);
+
   it('reload() under load: a new prototype, then new workers; no task fails', async () => {
     await withPrototypePool({ size: 2 }, async (pool) => {
       await pool.ready();

@@ -196,46 +196,49 @@ final class ControlChannel
     private function handle(string $body, array $fds, bool $truncated): void
     {
         $message = \json_decode($body, true);
-        if (!\is_array($message) || !isset($message['type'])) {
+        // A string type or none: compared loosely, {"type": true} would be a "stop".
+        if (!\is_array($message) || !\is_string($message['type'] ?? null)) {
             self::closeAll($fds);
             $this->reportError('unreadable control message: ' . \substr($body, 0, 200), false);
             return;
         }
-        switch ($message['type']) {
-            case 'stop':
-                $this->stopping = true;
-                break;
-            case 'fds':
-                if ($truncated) {
-                    $this->reportError('control message carried more descriptors than fit; some were dropped', false);
-                }
-                $tag = (string) ($message['tag'] ?? '');
-                $meta = $message['meta'] ?? null;
-                if ($this->fdHandlers === []) {
-                    $this->pendingFds[] = ['tag' => $tag, 'fds' => $fds, 'meta' => $meta];
-                } else {
-                    foreach ($this->fdHandlers as $handler) {
-                        $handler($fds, $tag, $meta);
-                    }
-                }
-                break;
-            case 'ready':
-            case 'error':
-                self::closeAll($fds); // the worker's own types: no supervisor sends them
-                break;
-            default:
-                // The caller's own types (WorkerConnection::onMessage).
-                if ($truncated) {
-                    $this->reportError('control message carried more descriptors than fit; some were dropped', false);
-                }
-                if ($this->messageHandlers === []) {
-                    $this->pendingMessages[] = [$message, $fds];
-                } else {
-                    foreach ($this->messageHandlers as $handler) {
-                        $handler($message, $fds);
-                    }
-                }
-                break;
+        match ($message['type']) {
+            'stop' => $this->stopping = true,
+            'fds' => $this->receivedFds($message, $fds, $truncated),
+            'ready', 'error' => self::closeAll($fds), // the worker's own types: no supervisor sends them
+            default => $this->receivedMessage($message, $fds, $truncated),
+        };
+    }
+
+    /** An `fds` message: to the onFds() handlers, or kept until there is one. */
+    private function receivedFds(array $message, array $fds, bool $truncated): void
+    {
+        if ($truncated) {
+            $this->reportError('control message carried more descriptors than fit; some were dropped', false);
+        }
+        $tag = (string) ($message['tag'] ?? '');
+        $meta = $message['meta'] ?? null;
+        if ($this->fdHandlers === []) {
+            $this->pendingFds[] = ['tag' => $tag, 'fds' => $fds, 'meta' => $meta];
+            return;
+        }
+        foreach ($this->fdHandlers as $handler) {
+            $handler($fds, $tag, $meta);
+        }
+    }
+
+    /** A message of the caller's own type: to the onMessage() handlers, or kept until there is one. */
+    private function receivedMessage(array $message, array $fds, bool $truncated): void
+    {
+        if ($truncated) {
+            $this->reportError('control message carried more descriptors than fit; some were dropped', false);
+        }
+        if ($this->messageHandlers === []) {
+            $this->pendingMessages[] = [$message, $fds];
+            return;
+        }
+        foreach ($this->messageHandlers as $handler) {
+            $handler($message, $fds);
         }
     }
 
