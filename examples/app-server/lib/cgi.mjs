@@ -49,7 +49,7 @@ function connectionVars(socket) {
  */
 export function cgiVariables(req, { https, serverName }) {
   const raw = req.rawHeaders;
-  const url = req.url;
+  const url = originForm(req.url);
   const q = url.indexOf('?');
   let contentLength = -1;
   let contentType = '';
@@ -99,6 +99,19 @@ export function cgiVariables(req, { https, serverName }) {
     `\0SERVER_PROTOCOL\0HTTP/${req.httpVersion}\0REQUEST_SCHEME\0${https ? 'https\0HTTPS\0on' : 'http'}` +
     `\0SERVER_NAME\0${name}\0CONTENT_TYPE\0${contentType}${connection.text}${headers}`;
   return { head, contentLength, chunked };
+}
+
+/**
+ * A request target in absolute form ("http://host/a.php?x", which a server
+ * must take: RFC 9112, 3.2.2) as the path and query nginx passes on
+ * ("/a.php?x"); any other target as it is.
+ */
+function originForm(target) {
+  if (target.startsWith('/')) return target;
+  const m = /^[A-Za-z][A-Za-z0-9+.-]*:\/\/[^/?#]*/.exec(target);
+  if (m === null) return target;
+  const rest = target.slice(m[0].length);
+  return rest.startsWith('/') ? rest : `/${rest}`;
 }
 
 /** The host part of a Host header ("example.com:8080" -> "example.com", "[::1]:80" -> "::1"). */

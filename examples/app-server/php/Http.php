@@ -157,7 +157,7 @@ function cgiVariables(Request $r, array $connection, array $settings): array
     }
     $remoteAddr = plainAddress($connection['remoteAddr'] ?? null);
     $serverAddr = plainAddress($connection['serverAddr'] ?? null);
-    $target = $r->target;
+    $target = originForm($r->target);
     $q = \strpos($target, '?');
     $vars = [
         'REQUEST_METHOD' => $r->method,
@@ -184,6 +184,20 @@ function cgiVariables(Request $r, array $connection, array $settings): array
     $length = \strlen($r->body);
     $vars['CONTENT_LENGTH'] = $r->contentLength >= 0 || $length > 0 ? (string) $length : '';
     return $vars;
+}
+
+/**
+ * A request target in absolute form ("http://host/a.php?x", which a server
+ * must take: RFC 9112, 3.2.2) as the path and query nginx passes on
+ * ("/a.php?x"), as cgi.mjs takes it; any other target as it is.
+ */
+function originForm(string $target): string
+{
+    if ($target[0] === '/' || \preg_match('~\A[A-Za-z][A-Za-z0-9+.\-]*+://[^/?#]*+~', $target, $m) !== 1) {
+        return $target;
+    }
+    $rest = \substr($target, \strlen($m[0]));
+    return $rest === '' || $rest[0] !== '/' ? '/' . $rest : $rest;
 }
 
 /** An IPv4 address mapped into IPv6 ("::ffff:127.0.0.1") as plain IPv4, as cgi.mjs gives it. */

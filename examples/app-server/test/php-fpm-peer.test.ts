@@ -81,6 +81,8 @@ const REQUESTS: [string, string, Record<string, string>, string?][] = [
   ['GET', '/plain.php/extra/path?q=1', {}],
   ['GET', '/dir/../plain.php', {}],
   ['GET', '/plain%2Ephp?x=%2F', {}],
+  // The absolute form of a request target, which a server must take (RFC 9112, 3.2.2).
+  ['GET', 'http://peer.test/plain.php?x=1', {}],
   // (A header sent twice: see the getallheaders() test. Node's client folds 'X-A' and 'x-a' into one.)
   ['GET', '/plain.php', { 'Accept-Language': 'en', 'x-lower-case': 'b' }],
   ['GET', '/plain.php?status=404', {}],
