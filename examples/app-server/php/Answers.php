@@ -162,8 +162,9 @@ final class Answers
         } catch (\InvalidArgumentException $e) {
             // A header PHP let through that is not valid HTTP: the script's mistake, said in the log.
             \error_log("502 {$request->method} {$request->target}: the worker's response headers are not valid HTTP: {$e->getMessage()}");
+            $status = 502;
             $body = "502 Bad Gateway\n";
-            $head = responseHead(502, ['Content-Type: text/plain; charset=utf-8'], \strlen($body), $keepAlive, $bodyless);
+            $head = responseHead($status, ['Content-Type: text/plain; charset=utf-8'], \strlen($body), $keepAlive, $bodyless);
         }
         // A 1xx, 204 or 304 response has no body, whatever the script echoed (RFC 9112 6.3; nginx drops it too).
         $noBody = $bodyless || $status < 200 || $status === 204 || $status === 304;

@@ -132,6 +132,13 @@ describe('beside nginx + php-fpm', () => {
     }
   });
 
+  it("answers 502 to a script's Status header that names no status, as nginx does (the error pages differ by design)", async () => {
+    for (const method of ['GET', 'HEAD']) {
+      const [theirs, mine] = await both(method, '/headers.php?case=status-bad', {});
+      expect({ method, status: mine.status }).toEqual({ method, status: theirs.status });
+    }
+  });
+
   it('answers a script that flushes as php-fpm does: the same status, headers and body', async () => {
     for (const query of ['parts=2&size=5', 'how=ob', 'how=nested', 'then=exit']) {
       const [theirs, mine] = await both('GET', `/stream.php?${query}`, {});

@@ -14,6 +14,9 @@ switch ($_GET['case'] ?? '') {
     case 'status-header':
         header('Status: 404 Not Found');
         break;
+    case 'status-bad': // (php-fpm passes it on; nginx answers 502)
+        header('Status: abc');
+        break;
     case 'no-content':
         http_response_code(204);
         break;
