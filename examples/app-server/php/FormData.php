@@ -192,7 +192,17 @@ final class FormData
         if ($this->overPostMaxSize($length)) {
             return null;
         }
-        // The boundary: after "boundary" (any case) and '=', quoted or up to ',' or ';'.
+        $boundary = $this->boundary($contentType);
+        return $boundary === null ? null : $this->parts($body, $boundary);
+    }
+
+    /**
+     * The boundary of a multipart/form-data Content-Type: after "boundary"
+     * (any case) and '=', quoted or up to ',' or ';'. Null, with PHP's
+     * warning, when there is none.
+     */
+    private function boundary(string $contentType): ?string
+    {
         $at = \strpos($contentType, 'boundary');
         $at = $at === false ? \stripos($contentType, 'boundary') : $at;
         $equals = $at === false ? false : \strpos($contentType, '=', $at);
@@ -201,64 +211,48 @@ final class FormData
             return null;
         }
         $boundary = \substr($contentType, $equals + 1);
-        if (\str_starts_with($boundary, '"')) {
-            $close = \strpos($boundary, '"', 1);
-            if ($close === false) {
-                $this->warn('Invalid boundary in multipart/form-data POST data');
-                return null;
-            }
-            $boundary = \substr($boundary, 1, $close - 1);
-        } else {
-            $boundary = \substr($boundary, 0, \strcspn($boundary, ',;'));
+        if (!\str_starts_with($boundary, '"')) {
+            return \substr($boundary, 0, \strcspn($boundary, ',;'));
         }
+        $close = \strpos($boundary, '"', 1);
+        if ($close === false) {
+            $this->warn('Invalid boundary in multipart/form-data POST data');
+            return null;
+        }
+        return \substr($boundary, 1, $close - 1);
+    }
 
+    /**
+     * The parts of a multipart body, in order, into [$_POST, $_FILES, the
+     * temporary files] (see multipart()). The body is read in place, by
+     * offset (`$pos`), never cut into copies: only header lines, values
+     * and files' contents are taken out of it.
+     *
+     * @return array{array, array, list<string>}
+     */
+    private function parts(string $body, string $boundary): array
+    {
         $delimiter = "--$boundary";
         $next = "\n--$boundary";
-        $end = \strlen($body);
         $pos = 0;
         $post = $files = $uploads = [];
-        $fields = 0;
+        $fields = $maxFileSize = $anonymous = 0;
         $uploadsLeft = $this->maxFileUploads;
         $partsLeft = $this->maxBodyParts;
         $skip = !$this->fileUploads; // (once a file is skipped, PHP skips every file after it)
-        $maxFileSize = 0;
-        $anonymous = 0;
-        while ($pos < $end) {
-            $pos = self::afterDelimiter($body, $pos, $delimiter);
-            if ($pos === null) {
-                break;
-            }
-            $headers = self::headers($body, $pos);
-            $disposition = self::header($headers, 'content-disposition');
-            if ($disposition === null) {
-                continue; // (what it holds is passed over on the way to the next boundary)
-            }
-            if (--$partsLeft < 0) {
-                $this->warn("PHP Request Startup: Multipart body parts limit exceeded {$this->maxBodyParts}. To increase the limit change max_multipart_body_parts in php.ini.");
-                break;
-            }
+        while (($part = $this->nextPart($body, $pos, $delimiter, $partsLeft)) !== null) {
+            [$headers, $disposition] = $part;
             [$name, $filename] = self::disposition($disposition);
-
             if ($filename === null && $name !== null) {
                 [$value, $pos] = self::content($body, $pos, $next);
-                if (++$fields <= $this->maxInputVars) {
-                    $this->register($post, $name, $value);
-                } elseif ($fields === $this->maxInputVars + 1) {
-                    $this->warn("PHP Request Startup: Input variables exceeded {$this->maxInputVars}. To increase the limit change max_input_vars in php.ini.");
-                }
+                $this->field($post, ++$fields, $name, $value);
                 if (\strcasecmp($name, 'MAX_FILE_SIZE') === 0) {
                     $maxFileSize = (int) $value;
                 }
                 continue;
             }
-
-            if (!$this->fileUploads) {
+            if ($this->uploadRefused($uploadsLeft)) {
                 $skip = true;
-            } elseif ($uploadsLeft <= 0) {
-                $skip = true;
-                if ($uploadsLeft-- === 0) {
-                    $this->warn('Maximum number of allowable file uploads has been exceeded');
-                }
             }
             if ($name === null && $filename === null) {
                 $this->warn('File Upload Mime headers garbled');
@@ -269,52 +263,133 @@ final class FormData
             if ($skip) {
                 continue;
             }
-
-            $tmp = '';
-            $size = 0;
-            $error = \UPLOAD_ERR_OK;
             if ($filename === '') {
-                $error = \UPLOAD_ERR_NO_FILE;
+                $upload = ['', \UPLOAD_ERR_NO_FILE, 0];
             } else {
-                [$data, $pos, $ended] = self::content($body, $pos, $next);
-                $size = \strlen($data);
-                $tmp = (string) @\tempnam($this->uploadDir, 'php');
+                $upload = $this->upload($body, $pos, $next, $maxFileSize, $uploads);
                 $uploadsLeft--;
-                if ($tmp === '') {
-                    $this->warn('File upload error - unable to create a temporary file');
-                    $error = \UPLOAD_ERR_NO_TMP_DIR;
-                } elseif ($size > 0 && $this->uploadMaxFilesize > 0 && $size > $this->uploadMaxFilesize) {
-                    $error = \UPLOAD_ERR_INI_SIZE;
-                } elseif ($size > 0 && $maxFileSize !== 0 && $size > $maxFileSize) {
-                    $error = \UPLOAD_ERR_FORM_SIZE;
-                } elseif (@\file_put_contents($tmp, $data) !== $size) {
-                    $error = \UPLOAD_ERR_CANT_WRITE;
-                } elseif (!$ended) {
-                    $error = \UPLOAD_ERR_PARTIAL;
-                }
-                if ($error !== \UPLOAD_ERR_OK) {
-                    if ($tmp !== '') {
-                        @\unlink($tmp);
-                    }
-                    $tmp = '';
-                    $size = 0;
-                } else {
-                    $uploads[] = $tmp;
-                }
             }
-            $type = $error === \UPLOAD_ERR_OK ? (string) self::header($headers, 'content-type') : '';
-            $semicolon = \strpos($type, ';');
-            $type = $semicolon === false ? $type : \substr($type, 0, $semicolon);
-
-            // $_FILES['a']['name'] for a field named a, $_FILES['a']['name']['b'] for a[b], as PHP lays them out.
-            $open = \strpos($name, '[');
-            [$base, $index] = $open !== false && \str_ends_with($name, ']') ? [\substr($name, 0, $open), \substr($name, $open)] : [$name, ''];
-            $slash = \max((int) \strrpos('/' . $filename, '/'), (int) \strrpos('/' . $filename, '\\'));
-            foreach (['name' => \substr($filename, $slash), 'full_path' => $filename, 'type' => $type, 'tmp_name' => $tmp, 'error' => $error, 'size' => $size] as $key => $value) {
-                $this->register($files, "{$base}[{$key}]{$index}", $value);
-            }
+            $this->registerFile($files, $name, $filename, $headers, $upload);
         }
         return [$post, $files, $uploads];
+    }
+
+    /**
+     * The next part with a Content-Disposition, from `$pos` (moved past its
+     * headers): [its headers, the Content-Disposition]. Null at the end of
+     * the body, or past max_multipart_body_parts (with PHP's warning).
+     *
+     * @return array{list<array{string, string}>, string}|null
+     */
+    private function nextPart(string $body, int &$pos, string $delimiter, int &$partsLeft): ?array
+    {
+        $end = \strlen($body);
+        while ($pos < $end) {
+            $after = self::afterDelimiter($body, $pos, $delimiter);
+            if ($after === null) {
+                return null;
+            }
+            $pos = $after;
+            $headers = self::headers($body, $pos);
+            $disposition = self::header($headers, 'content-disposition');
+            if ($disposition === null) {
+                continue; // (what it holds is passed over on the way to the next boundary)
+            }
+            if (--$partsLeft < 0) {
+                $this->warn("PHP Request Startup: Multipart body parts limit exceeded {$this->maxBodyParts}. To increase the limit change max_multipart_body_parts in php.ini.");
+                return null;
+            }
+            return [$headers, $disposition];
+        }
+        return null;
+    }
+
+    /** A form field into `$post`, the `$count`th: past max_input_vars dropped, PHP warning at the first one only. */
+    private function field(array &$post, int $count, string $name, string $value): void
+    {
+        if ($count <= $this->maxInputVars) {
+            $this->register($post, $name, $value);
+        } elseif ($count === $this->maxInputVars + 1) {
+            $this->warn("PHP Request Startup: Input variables exceeded {$this->maxInputVars}. To increase the limit change max_input_vars in php.ini.");
+        }
+    }
+
+    /**
+     * Whether a file part is refused: file_uploads off, or max_file_uploads
+     * used up (PHP warns at the first file over it only, so `$uploadsLeft`
+     * goes on counting down past 0).
+     */
+    private function uploadRefused(int &$uploadsLeft): bool
+    {
+        if (!$this->fileUploads) {
+            return true;
+        }
+        if ($uploadsLeft > 0) {
+            return false;
+        }
+        if ($uploadsLeft-- === 0) {
+            $this->warn('Maximum number of allowable file uploads has been exceeded');
+        }
+        return true;
+    }
+
+    /**
+     * A file part's content, from `$pos` (moved past it), in a temporary
+     * file added to `$uploads`, as PHP keeps an upload: within
+     * upload_max_filesize and the form's MAX_FILE_SIZE (`$maxFileSize`, 0:
+     * none), and UPLOAD_ERR_PARTIAL when the body ends before its boundary.
+     * [tmp_name, error, size]; on an error no file is kept ('', error, 0).
+     *
+     * @return array{string, int, int}
+     */
+    private function upload(string $body, int &$pos, string $next, int $maxFileSize, array &$uploads): array
+    {
+        [$data, $pos, $ended] = self::content($body, $pos, $next);
+        $size = \strlen($data);
+        $tmp = (string) @\tempnam($this->uploadDir, 'php');
+        $error = \UPLOAD_ERR_OK;
+        if ($tmp === '') {
+            $this->warn('File upload error - unable to create a temporary file');
+            $error = \UPLOAD_ERR_NO_TMP_DIR;
+        } elseif ($size > 0 && $this->uploadMaxFilesize > 0 && $size > $this->uploadMaxFilesize) {
+            $error = \UPLOAD_ERR_INI_SIZE;
+        } elseif ($size > 0 && $maxFileSize !== 0 && $size > $maxFileSize) {
+            $error = \UPLOAD_ERR_FORM_SIZE;
+        } elseif (@\file_put_contents($tmp, $data) !== $size) {
+            $error = \UPLOAD_ERR_CANT_WRITE;
+        } elseif (!$ended) {
+            $error = \UPLOAD_ERR_PARTIAL;
+        }
+        if ($error !== \UPLOAD_ERR_OK) {
+            if ($tmp !== '') {
+                @\unlink($tmp);
+            }
+            return ['', $error, 0];
+        }
+        $uploads[] = $tmp;
+        return [$tmp, $error, $size];
+    }
+
+    /**
+     * A file part's entry in `$files`, as PHP lays them out:
+     * $_FILES['a']['name'] for a field named a, $_FILES['a']['name']['b']
+     * for a[b]. The type is the part's Content-Type up to ';', none for a
+     * file not received.
+     *
+     * @param array{string, int, int} $upload [tmp_name, error, size]
+     */
+    private function registerFile(array &$files, string $name, string $filename, array $headers, array $upload): void
+    {
+        [$tmp, $error, $size] = $upload;
+        $type = $error === \UPLOAD_ERR_OK ? (string) self::header($headers, 'content-type') : '';
+        $semicolon = \strpos($type, ';');
+        $type = $semicolon === false ? $type : \substr($type, 0, $semicolon);
+        $open = \strpos($name, '[');
+        [$base, $index] = $open !== false && \str_ends_with($name, ']') ? [\substr($name, 0, $open), \substr($name, $open)] : [$name, ''];
+        $slash = \max((int) \strrpos('/' . $filename, '/'), (int) \strrpos('/' . $filename, '\\'));
+        foreach (['name' => \substr($filename, $slash), 'full_path' => $filename, 'type' => $type, 'tmp_name' => $tmp, 'error' => $error, 'size' => $size] as $key => $value) {
+            $this->register($files, "{$base}[{$key}]{$index}", $value);
+        }
     }
 
     /** Where the line after the next delimiter line ("--boundary", alone on its line) starts, from `$pos` (at a line's start); null: none. */
@@ -529,11 +604,7 @@ final class FormData
      */
     private function register(array &$vars, string $name, string|int $value, bool $cookie = false): void
     {
-        $name = \ltrim($name, ' ');
-        $nul = \strpos($name, "\0");
-        if ($nul !== false) {
-            $name = \substr($name, 0, $nul);
-        }
+        $name = self::variableName($name);
         $open = \strpos($name, '[');
         $base = \strtr($open === false ? $name : \substr($name, 0, $open), ' .', '__');
         if ($base === '') {
@@ -543,44 +614,23 @@ final class FormData
         $index = $base;
         $top = true;
         if ($open !== false) {
-            $length = \strlen($name);
             $at = $open;
             for ($level = 1; ; $level++) {
                 if ($level > $this->maxNesting) {
-                    unset($vars[$base]);
-                    // (PHP says so only where it does not display errors.)
-                    \ini_get('display_errors') || $this->warn("PHP Request Startup: Input variable nesting level exceeded {$this->maxNesting}. To increase the limit change max_input_nesting_level in php.ini.");
+                    $this->dropTooDeep($vars, $base);
                     return;
                 }
-                $start = ++$at;
-                if ($at < $length && \str_contains(self::SPACE, $name[$at])) {
-                    $at++;
-                }
-                if (($name[$at] ?? '') === ']') {
-                    $key = null;
-                } else {
-                    $close = \strpos($name, ']', $at);
-                    if ($close === false) {
-                        if ($level === 1) {
-                            $index = $base . '_' . \strtr(\substr($name, $start), ' .[', '___');
-                        }
-                        break;
+                $key = self::bracketKey($name, $at);
+                if ($key === false) {
+                    if ($level === 1) {
+                        $index = $base . '_' . \strtr(\substr($name, $open + 1), ' .[', '___');
                     }
-                    $key = \substr($name, $start, $close - $start);
-                    $at = $close;
+                    break;
                 }
-                if ($index === null) {
-                    $target[] = [];
-                    $target = &$target[\array_key_last($target)];
-                } else {
-                    if (self::forbidden($index, $name)) {
-                        return;
-                    }
-                    if (!\is_array($target[$index] ?? null)) {
-                        $target[$index] = [];
-                    }
-                    $target = &$target[$index];
+                if ($index !== null && self::forbidden($index, $name)) {
+                    return;
                 }
+                $target = &self::child($target, $index);
                 $top = false;
                 $index = $key;
                 if (($name[++$at] ?? '') !== '[') {
@@ -593,5 +643,56 @@ final class FormData
         } elseif (!self::forbidden($index, $name) && !($cookie && $top && \array_key_exists($index, $target))) {
             $target[$index] = $value;
         }
+    }
+
+    /** A variable's name as PHP takes it: without its leading spaces, and up to a NUL (where PHP's C string ends). */
+    private static function variableName(string $name): string
+    {
+        $name = \ltrim($name, ' ');
+        $nul = \strpos($name, "\0");
+        return $nul === false ? $name : \substr($name, 0, $nul);
+    }
+
+    /**
+     * The key between the '[' at `$at` and its ']' (`$at` moved to the
+     * ']'): null for "[]" (or "[ ]": one blank after '[' is let pass),
+     * which appends; false for a '[' never closed.
+     */
+    private static function bracketKey(string $name, int &$at): string|null|false
+    {
+        $start = ++$at;
+        if ($at < \strlen($name) && \str_contains(self::SPACE, $name[$at])) {
+            $at++;
+        }
+        if (($name[$at] ?? '') === ']') {
+            return null;
+        }
+        $close = \strpos($name, ']', $at);
+        if ($close === false) {
+            return false;
+        }
+        $at = $close;
+        return \substr($name, $start, $close - $start);
+    }
+
+    /** The array one level down in `$parent`, under `$index` (null: a new one appended), made there if what is there is no array. */
+    private static function &child(array &$parent, ?string $index): array
+    {
+        if ($index === null) {
+            $parent[] = [];
+            return $parent[\array_key_last($parent)];
+        }
+        if (!\is_array($parent[$index] ?? null)) {
+            $parent[$index] = [];
+        }
+        return $parent[$index];
+    }
+
+    /** A variable nested deeper than max_input_nesting_level: PHP drops all of it (what its base name holds). */
+    private function dropTooDeep(array &$vars, string $base): void
+    {
+        unset($vars[$base]);
+        // (PHP says so only where it does not display errors.)
+        \ini_get('display_errors') || $this->warn("PHP Request Startup: Input variable nesting level exceeded {$this->maxNesting}. To increase the limit change max_input_nesting_level in php.ini.");
     }
 }
