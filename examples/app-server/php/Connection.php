@@ -236,8 +236,11 @@ final class Connection
         if ($this->spool !== null || \strlen($this->out) <= self::SPOOL_OVER) {
             return;
         }
-        $spool = \fopen('php://temp/maxmemory:' . self::SPOOL_OVER, 'w+b');
-        if ($spool === false || \fwrite($spool, $this->out) === false || !\rewind($spool)) {
+        // Unlinked at once (not php://temp, whose file PHP removes only when
+        // it closes it): a worker killed meanwhile (--exec-timeout, the OOM
+        // killer) leaves nothing in the temporary directory.
+        $spool = self::unlinkedFile('folk-spool-');
+        if ($spool === null || \fwrite($spool, $this->out) === false || !\rewind($spool)) {
             return; // kept in memory then
         }
         $this->out = '';
@@ -254,12 +257,8 @@ final class Connection
      */
     public function restInFile()
     {
-        $path = \tempnam(\sys_get_temp_dir(), 'folk-rest-');
-        $file = $path === false ? false : @\fopen($path, 'w+b');
-        if ($path !== false) {
-            @\unlink($path);
-        }
-        if ($file === false) {
+        $file = self::unlinkedFile('folk-rest-');
+        if ($file === null) {
             return null;
         }
         $ok = \fwrite($file, $this->out) === \strlen($this->out);
@@ -273,6 +272,22 @@ final class Connection
             return null;
         }
         return $file;
+    }
+
+    /**
+     * A new temporary file, open for reading and writing, already unlinked:
+     * it goes when its last descriptor closes, however the process ends.
+     *
+     * @return resource|null
+     */
+    private static function unlinkedFile(string $prefix)
+    {
+        $path = \tempnam(\sys_get_temp_dir(), $prefix);
+        $file = $path === false ? false : @\fopen($path, 'w+b');
+        if ($path !== false) {
+            @\unlink($path);
+        }
+        return $file === false ? null : $file;
     }
 
     private function dropSpool(): void

@@ -9,9 +9,12 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, readlink
 import { availableParallelism, tmpdir } from 'node:os';
 import * as http from 'node:http';
 import * as net from 'node:net';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { WWW, childrenOf, keepAliveClient as connection, request, requirePhp, sleep, spawnServer, startServer, type Server } from './helpers.js';
+
+/** The names in the temporary directory that PHP's temporary files (php*) and ours (folk-*) take. */
+const temporaryFiles = () => new Set(readdirSync(tmpdir()).filter((f) => f.startsWith('php') || f.startsWith('folk-')));
 
 const pidOf = (body: Buffer) => Number(/"pid":(\d+)/.exec(body.toString())?.[1] ?? JSON.parse(body.toString()).server?.pid);
 
@@ -437,6 +440,7 @@ describe('a client that reads its answer slowly', () => {
   it('gets the rest of an answer sent early (fastcgi_finish_request()) while the script runs on: the front writes it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'folk-direct-'));
     const [mark, done] = [join(dir, 'mark'), join(dir, 'done')];
+    const before = temporaryFiles();
     try {
       const socket = net.connect(server.port, '127.0.0.1');
       socket.pause();
@@ -475,12 +479,15 @@ describe('a client that reads its answer slowly', () => {
         });
       expect([...open(childrenOf(server.child.pid!)[0]!), ...open(worker())].filter((f) => f.includes('folk-rest-'))).toEqual([]);
       expect(readdirSync(tmpdir()).filter((f) => f.startsWith('folk-rest-'))).toEqual([]);
+      // Nor the one that held the answer while the client was slow: no file of ours is left, whatever ends the worker.
+      expect([...temporaryFiles()].filter((f) => !before.has(f) && f !== basename(dir))).toEqual([]);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
   });
 
-  it('is closed, not handed to another worker, when its worker dies before the answer is written', async () => {
+  it('is closed, not handed to another worker, when its worker dies before the answer is written; the file that held the answer goes with the worker', async () => {
+    const before = temporaryFiles();
     const slow = stalled(20_000_000);
     await sleep(300);
     process.kill(worker(), 'SIGKILL');
@@ -497,6 +504,7 @@ describe('a client that reads its answer slowly', () => {
     // answers a request whose worker died only when nothing was sent yet).
     expect(got.toString('latin1').match(/HTTP\/1\.1 /g)).toEqual(['HTTP/1.1 ']);
     expect((await request(server.port, 'GET', '/plain.php')).status).toBe(201);
+    expect([...temporaryFiles()].filter((f) => !before.has(f))).toEqual([]);
   });
 });
 
