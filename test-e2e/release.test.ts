@@ -10,7 +10,7 @@
 // four @folk dependencies in different orders.
 import { createHash } from 'node:crypto';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { basename, join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -109,6 +109,16 @@ it('would publish the very tarballs the suite tests (same files, same bytes)', (
         expect({ path, sha: createHash('sha256').update(other).digest('hex') }).toEqual({ path, sha: createHash('sha256').update(bytes).digest('hex') });
       }
     }
+  }
+});
+
+it('ships no stale build output: every compiled file in a tarball has its source in the package', () => {
+  // tsc never removes what an earlier build wrote, so a module renamed or
+  // removed from lib/ would ship on from a working copy's dist/.
+  for (const pkg of packed.values()) {
+    const compiled = pkg.files.filter((f) => /^dist\/.*(?<!\.d)\.js$|^dist\/.*\.d\.ts$/.test(f));
+    const orphans = compiled.filter((f) => !existsSync(join(repoRoot, 'packages', pkg.dir, 'lib', f.replace(/^dist\//, '').replace(/(\.d)?\.[jt]s$/, '.ts'))));
+    expect({ name: pkg.name, orphans }).toEqual({ name: pkg.name, orphans: [] });
   }
 });
 
