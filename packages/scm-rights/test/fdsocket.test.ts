@@ -39,6 +39,23 @@ function sendUntilFull(fd: number, fds: number[], from: number): number {
   }
 }
 
+/**
+ * The numbers of the messages sendUntilFull() sent, as a loop takes them
+ * (`first`, the pending pull, then the rest once `peer` is closed), each
+ * message's fds closed.
+ */
+async function numbersToTheEnd(first: Promise<IteratorResult<FdMessage>>, it: AsyncIterator<FdMessage>, peer: number): Promise<number[]> {
+  const seen: number[] = [];
+  const take = (m: FdMessage) => {
+    seen.push(Number(m.data.toString()));
+    for (const fd of m.fds) closeSync(fd);
+  };
+  take((await first).value as FdMessage);
+  closeSync(peer);
+  for (let r = await it.next(); !r.done; r = await it.next()) take(r.value);
+  return seen;
+}
+
 /** A few turns of the event loop, for reads to happen. */
 async function turns(): Promise<void> {
   for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
@@ -887,15 +904,7 @@ describe('seqpacket specifics', () => {
     fill();
     await turns();
     expect(errorOf(() => sendFds(y, Buffer.from('more'), [])).code).toBe('EAGAIN');
-    const seen: number[] = [];
-    const take = (m: FdMessage) => {
-      seen.push(Number(m.data.toString()));
-      for (const fd of m.fds) closeSync(fd);
-    };
-    take((await first).value as FdMessage);
-    closeSync(y);
-    for (let r = await it.next(); !r.done; r = await it.next()) take(r.value);
-    expect(seen).toEqual([...Array(sent).keys()]);
+    expect(await numbersToTheEnd(first, it, y)).toEqual([...Array(sent).keys()]);
     expect(openFds()).toEqual(before);
     closeSync(f);
   });
@@ -919,15 +928,7 @@ describe('seqpacket specifics', () => {
     const readAhead = openFds().length - before.length - 4;
     expect(readAhead).toBeGreaterThanOrEqual(10);
     expect(readAhead).toBeLessThanOrEqual(10 - 1 + 4);
-    const seen: number[] = [];
-    const take = (m: FdMessage) => {
-      seen.push(Number(m.data.toString()));
-      for (const fd of m.fds) closeSync(fd);
-    };
-    take((await first).value as FdMessage);
-    closeSync(y);
-    for (let r = await it.next(); !r.done; r = await it.next()) take(r.value);
-    expect(seen).toEqual([...Array(sent).keys()]);
+    expect(await numbersToTheEnd(first, it, y)).toEqual([...Array(sent).keys()]);
     closeSync(f);
   });
 

@@ -43,6 +43,25 @@ export function describeExit(exit: { code: number | null; signal: string | null 
 }
 
 /** ERR_WORKER_FRAME_TOO_LARGE for a task payload refused before anything was sent. */
+/**
+ * What a pool task that was running on a worker that exited is rejected
+ * with: the reason the worker was killed for breaking the protocol (its
+ * task socket ended and it did not exit), ERR_WORKER_POOL_STOPPED while
+ * the pool stops, else ERR_WORKER_CRASHED.
+ */
+export function taskEndedError(
+  info: { pid: number; code: number | null; signal: string | null; reason?: WorkerError },
+  poolStopping: boolean,
+): WorkerError {
+  if (info.reason) return info.reason;
+  const exit = { code: info.code, signal: info.signal };
+  if (poolStopping) {
+    const message = `the worker pool was stopped while the task ran; worker pid ${info.pid} ended (${describeExit(info)})`;
+    return new WorkerError('ERR_WORKER_POOL_STOPPED', message, { pid: info.pid, exit });
+  }
+  return new WorkerError('ERR_WORKER_CRASHED', `worker pid ${info.pid} crashed (${describeExit(info)}) while running the task`, { pid: info.pid, exit });
+}
+
 export function payloadTooLarge(bytes: number, maxFrame: number, pid?: number): WorkerError {
   return new WorkerError(
     'ERR_WORKER_FRAME_TOO_LARGE',

@@ -5,7 +5,7 @@
 
 import { CrashBackoff } from './backoff.js';
 import type { ControlMessage } from './control-channel.js';
-import { WorkerError, describeExit } from './errors.js';
+import { WorkerError, taskEndedError } from './errors.js';
 import type { Job } from './pool-slot.js';
 import type { PoolSettings, PoolWorkerInfo, RecycleReason } from './pool-options.js';
 import { clearSlotTimers, newSlot, slotInfo, type Slot } from './pool-slot.js';
@@ -448,7 +448,7 @@ export class PoolWorkers {
     const job = slot.job;
     slot.job = null;
     slot.state = 'stopping';
-    if (job && !job.settled) this.#hooks.fail(job, this.#exitError(info));
+    if (job && !job.settled) this.#hooks.fail(job, taskEndedError(info, this.stopping));
     const workerInfo = slotInfo(slot);
     this.#hooks.emit('exit', workerInfo, info);
     if (crashed) {
@@ -458,19 +458,6 @@ export class PoolWorkers {
     this.ensure();
     this.#hooks.dispatch();
     this.#checkReloads();
-  }
-
-  /** What a task that was running on a worker that exited is rejected with. */
-  #exitError(info: WorkerExitInfo): WorkerError {
-    // Killed for breaking the protocol (its task socket ended and it did not
-    // exit): that is the reason, not a crash of its own.
-    if (info.reason) return info.reason;
-    const exit = { code: info.code, signal: info.signal };
-    if (this.stopping) {
-      const message = `the worker pool was stopped while the task ran; worker pid ${info.pid} ended (${describeExit(info)})`;
-      return new WorkerError('ERR_WORKER_POOL_STOPPED', message, { pid: info.pid, exit });
-    }
-    return new WorkerError('ERR_WORKER_CRASHED', `worker pid ${info.pid} crashed (${describeExit(info)}) while running the task`, { pid: info.pid, exit });
   }
 
   #checkReloads(): void {
