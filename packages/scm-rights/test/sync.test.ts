@@ -33,6 +33,16 @@ import {
   target,
 } from './helpers.js';
 
+/** For each n: n copies of `f` sent on `a` arrive whole on `b` through recvFds({ maxFds: n }), and are closed. */
+function arriveWhole(a: number, b: number, f: number, counts: number[]): void {
+  for (const n of counts) {
+    sendFds(a, Buffer.from(`${n}`), Array(n).fill(f));
+    const m = recvFds(b, { maxFds: n });
+    expect([m.data.toString(), m.fds.length]).toEqual([`${n}`, n]);
+    for (const fd of m.fds) closeSync(fd);
+  }
+}
+
 let dir: string;
 let file: string;
 
@@ -263,17 +273,7 @@ b.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
 fds = [a.fileno(), b.fileno()]`);
       const [a, b] = made.fds as [number, number];
       const f = openSync(file, 'r');
-      for (const [n, maxFds] of [
-        [1, 1],
-        [2, 2],
-        [SCM_MAX_FD, SCM_MAX_FD],
-        [0, 0],
-      ] as const) {
-        sendFds(a, Buffer.from(`${n}`), Array(n).fill(f));
-        const m = recvFds(b, { maxFds });
-        expect([m.data.toString(), m.fds.length]).toEqual([`${n}`, n]);
-        for (const fd of m.fds) closeSync(fd);
-      }
+      arriveWhole(a, b, f, [1, 2, SCM_MAX_FD, 0]);
       // One more than maxFds is still refused, every fd closed.
       sendFds(a, Buffer.from('3'), [f, f, f]);
       expect(errorOf(() => recvFds(b, { maxFds: 2 })).message).toMatch(/more fds than maxFds \(2\)/);
@@ -311,16 +311,7 @@ fds = [a.fileno(), b.fileno()]`);
       // Credentials come before the fds and the pidfd after them: with room
       // for both, 253 fds arrive whole (no MSG_CTRUNC), at every maxFds.
       expect(enableSocketOptions(b, ['SO_PASSCRED', 'SO_PASSSEC'])).toBe(true);
-      for (const [n, maxFds] of [
-        [SCM_MAX_FD, SCM_MAX_FD],
-        [1, 1],
-        [0, 0],
-      ] as const) {
-        sendFds(a, Buffer.from(`${n}`), Array(n).fill(f));
-        const m = recvFds(b, { maxFds });
-        expect([m.data.toString(), m.fds.length]).toEqual([`${n}`, n]);
-        for (const fd of m.fds) closeSync(fd);
-      }
+      arriveWhole(a, b, f, [SCM_MAX_FD, 1, 0]);
       // One more than maxFds is still refused, with the pidfd closed too.
       sendFds(a, Buffer.from('3'), [f, f, f]);
       expect(errorOf(() => recvFds(b, { maxFds: 2 })).code).toBe('ERR_FDS_TRUNCATED');
@@ -665,6 +656,7 @@ libc = ctypes.CDLL(None, use_errno=True)
 if libc.prctl(38, 1, 0, 0, 0) or libc.prctl(22, 2, fprog, 0, 0):  # NO_NEW_PRIVS, SECCOMP filter
     raise SystemExit('prctl: %s' % os.strerror(ctypes.get_errno()))
 os.execv(sys.argv[1], sys.argv[1:])`;
+
     const script = `const fs = require('node:fs');
       const { peerCredentials, peerPidFd } = require(${JSON.stringify(DIST)});
       const { socketpair } = require('@folk/socketpair');
