@@ -94,7 +94,7 @@ export class ConnectionBroker {
       meta: { remoteAddr: plainAddress(socket.remoteAddress), remotePort: socket.remotePort ?? '', serverAddr: plainAddress(socket.localAddress), serverPort: socket.localPort ?? '' },
       /** Last handed over with bytes of a request another worker had read. */
       handedBytes: false,
-      /** Its worker was told to let go of it (a slow request), not yet done. */
+      /** Its worker was told to let go of it, not yet done: 'busy' (a slow request), 'even' (#balance()), or false. */
       dropping: false,
     };
     this.#conns.set(conn.id, conn);
@@ -306,6 +306,31 @@ export class ConnectionBroker {
         this.#busy.delete(w.pid);
       }
     }
+    this.#balance();
+  }
+
+  /**
+   * Spread the connections over the current workers again. Keep-alive
+   * clients (a proxy's pool, a load generator) open few new connections,
+   * so a worker that replaced one that died (whose connections went to the
+   * others meanwhile) would otherwise serve none of them, and the others
+   * all. The one holding the most is asked to let go of half its surplus
+   * over the one holding the fewest ("drop"); those it lets go ("dropped":
+   * not those it has read part of a request from) go to the workers holding
+   * the fewest. One ask at a time per worker, repeated each TICK until even.
+   */
+  #balance() {
+    const loads = this.#current()
+      .filter((pid) => !this.#busy.has(pid))
+      .map((pid) => [pid, this.#held(pid)])
+      .sort((a, b) => a[1] - b[1]);
+    if (loads.length < 2) return;
+    const [most, surplus] = [loads.at(-1)[0], Math.floor((loads.at(-1)[1] - loads[0][1]) / 2)];
+    const ids = [...(this.#byWorker.get(most) ?? [])];
+    if (surplus < 1 || ids.some((id) => this.#conns.get(id)?.dropping)) return;
+    const movable = ids.filter((id) => !this.#conns.get(id)?.handedBytes).slice(0, surplus);
+    for (const id of movable) this.#conns.get(id).dropping = 'even';
+    if (movable.length > 0) this.#pool.send(most, { type: 'drop', ids: movable }).catch(() => {});
   }
 
   /**
@@ -319,10 +344,12 @@ export class ConnectionBroker {
   #moveIdle(pid, serving) {
     // Not one handed over with bytes of a request: the worker may not have
     // taken it yet, and would then hold those bytes (and keep it).
-    const movable = (id) => (id !== serving.id || serving.answered) && !serving.holding.includes(id) && !this.#conns.get(id)?.dropping && !this.#conns.get(id)?.handedBytes;
+    // One asked to drop to even the load (#balance()) is asked again: this
+    // worker may answer that ask only after its slow request.
+    const movable = (id) => (id !== serving.id || serving.answered) && !serving.holding.includes(id) && this.#conns.get(id)?.dropping !== 'busy' && !this.#conns.get(id)?.handedBytes;
     const ids = [...(this.#byWorker.get(pid) ?? [])].filter(movable);
     if (ids.length === 0 || this.#pick(pid) === null) return;
-    for (const id of ids) this.#conns.get(id).dropping = true;
+    for (const id of ids) this.#conns.get(id).dropping = 'busy';
     this.#pool.send(pid, { type: 'drop', ids }).then(
       () => {
         const now = this.#serving(pid);

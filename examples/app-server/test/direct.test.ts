@@ -168,6 +168,37 @@ describe('--direct', () => {
     expect(log).not.toMatch(/replacing it in \d+ ms/);
   });
 
+  it('the replacement of a worker that died gets its share of the open keep-alive connections, not only new ones', async () => {
+    // Its connections go to the survivor at once; keep-alive clients (a
+    // proxy's pool, wrk) open no new ones, so without spreading them again
+    // the survivor would serve them all and the replacement nothing.
+    const clients = Array.from({ length: 8 }, () => connection(server.port));
+    try {
+      for (const c of clients) expect((await c.get('/forked.php')).status).toBe(200);
+      const before = workers();
+      expect((await request(server.port, 'GET', '/crash.php')).status).toBe(502);
+      await server.waitFor(/exited \(SIGKILL\); replacing it$/m, { stream: 'stderr' });
+      let now = workers();
+      for (let i = 0; i < 100 && (now.length < 2 || now.every((pid) => before.includes(pid))); i++) {
+        await sleep(20);
+        now = workers();
+      }
+      const [replacement] = now.filter((pid) => !before.includes(pid));
+      expect(replacement).toBeGreaterThan(0);
+      await sleep(300); // a few of the front's rounds
+      const served = new Map<number, number>();
+      for (const c of clients) {
+        const pid = pidOf((await c.get('/forked.php')).body);
+        served.set(pid, (served.get(pid) ?? 0) + 1);
+      }
+      expect(served.get(replacement!) ?? 0).toBeGreaterThanOrEqual(3);
+      expect([...served.values()].every((n) => n <= 5)).toBe(true);
+      expect(clients.map((c) => c.sockets())).toEqual(Array(8).fill(1)); // moved, not closed
+    } finally {
+      for (const c of clients) c.close();
+    }
+  });
+
   it('SIGHUP under load moves the open connections to the new workers: no failed request, no connection closed', async () => {
     const clients = Array.from({ length: 6 }, () => connection(server.port));
     const statuses: number[] = [];
