@@ -17,6 +17,12 @@ export function requirePhp(): void {
   if (!php.ok) throw new Error(`${php.why}: these tests need php-cli 8.1+ with it (Debian/Ubuntu: apt-get install -y php-cli)`);
 }
 
+/** A test that needs these PHP extensions fails with a clear reason, not a PHP fatal error in a page, when php lacks one. */
+export function requirePhpExtensions(names: string[], install: string): void {
+  const missing = execFileSync('php', ['-r', 'echo implode(" ", array_filter(array_slice($argv, 1), fn ($n) => !extension_loaded($n)));', ...names], { encoding: 'utf8' }).trim();
+  if (missing !== '') throw new Error(`this test needs PHP's ${missing} (${install})`);
+}
+
 /**
  * Whether the PHP the tests run has a feature the server uses only where
  * PHP has it (opcache's caching, PHP 8.2's memory_reset_peak_usage()): a

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 // @ts-expect-error: plain JavaScript, no types
 import { NGINX, findFpm, startFpm, startNginx, stopFpm } from '../../../bench/php-fpm.mjs';
-import { WWW, bytes, freePort, request, requirePhp, sleep, startServer, type Reply, type Server } from './helpers.js';
+import { WWW, bytes, freePort, request, requirePhp, requirePhpExtensions, sleep, startServer, type Reply, type Server } from './helpers.js';
 
 /** Debian's Symfony HttpFoundation, found on PHP's include path (/usr/share/php). */
 const SYMFONY = '/usr/share/php/Symfony/Component/HttpFoundation/autoload.php';
@@ -174,6 +174,7 @@ describe('beside nginx + php-fpm', () => {
   });
 
   it("runs a script's shutdown functions before its answer ends, and the next request finds none of its handlers, ini changes, locale, time zone, seed, umask, or libxml and mbstring state", async () => {
+    requirePhpExtensions(['mbstring', 'simplexml', 'libxml'], 'Debian: apt-get install php-mbstring php-xml; .ci/run installs them');
     const [theirs, mine] = await both('GET', '/shutdown.php', {});
     expect(answered(mine)).toEqual(answered(theirs));
     expect(answered(mine)).toMatchObject({ headers: { 'x-shutdown': 'ran' }, body: 'from the script\nfrom the shutdown function\n' });
