@@ -19,6 +19,24 @@ const LIBRARIES = [
 /** The pieces of `parts:<n>:<size>`, as the fixtures make them. */
 const pieces = (n: number, size: number): string[] => Array.from({ length: n }, (_, i) => String.fromCharCode(97 + (i % 26)).repeat(size));
 
+/**
+ * An onPart that rejects every piece with `reason`, and counts the pieces
+ * that come after its task has rejected (settle() the task to mark that):
+ * there must be none.
+ */
+function rejectingOnPart(reason: Error) {
+  let rejected = false;
+  let after = 0;
+  return {
+    onPart: () => {
+      if (rejected) after++;
+      return Promise.reject(reason);
+    },
+    settle: <T>(task: Promise<T>) => task.finally(() => (rejected = true)),
+    after: () => after,
+  };
+}
+
 describe.each(LIBRARIES)('%s worker: part()', (_lib, options) => {
   it('with onPart: each piece arrives on its own, in order, before the request resolves with the last', async () => {
     const worker = spawnWorker(options);
@@ -146,17 +164,11 @@ describe.each(LIBRARIES)('%s worker: part()', (_lib, options) => {
       expect(await errorOf(late)).toBe(reason);
       expect((await next).toString()).toBe('next');
       // Rejected at once: no piece comes after the request has rejected.
-      let rejected = false;
-      let after = 0;
-      const early = worker.request('parts:3:10', {
-        onPart: () => {
-          if (rejected) after++;
-          return Promise.reject(reason);
-        },
-      });
-      expect(await errorOf(early.finally(() => (rejected = true)))).toBe(reason);
+      const parts = rejectingOnPart(reason);
+      const early = worker.request('parts:3:10', { onPart: parts.onPart });
+      expect(await errorOf(parts.settle(early))).toBe(reason);
       expect((await worker.request('echo:after')).toString()).toBe('after');
-      expect(after).toBe(0);
+      expect(parts.after()).toBe(0);
     } finally {
       await worker.stop();
     }
@@ -246,17 +258,11 @@ describe('WorkerPool.run(payload, { onPart })', () => {
     await withPool({ script: fixture('tasks.php'), size: 1 }, async (pool) => {
       await pool.ready();
       const reason = new Error('async bug in onPart');
-      let rejected = false;
-      let after = 0;
-      const failing = pool.run('parts:3:10', {
-        onPart: () => {
-          if (rejected) after++;
-          return Promise.reject(reason);
-        },
-      });
-      expect(await errorOf(failing.finally(() => (rejected = true)))).toBe(reason);
+      const parts = rejectingOnPart(reason);
+      const failing = pool.run('parts:3:10', { onPart: parts.onPart });
+      expect(await errorOf(parts.settle(failing))).toBe(reason);
       expect((await pool.run('echo:next')).toString()).toBe('next');
-      expect(after).toBe(0);
+      expect(parts.after()).toBe(0);
       expect(pool.stats()).toMatchObject({ failed: 1, completed: 1, crashed: 0, spawned: 1 });
     });
   }, 10_000);
